@@ -1,0 +1,112 @@
+//! Rendering of domain errors as OMA `requestError` bodies, in one place.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use super::wire::{ExceptionW, RequestErrorW};
+use crate::error::Error;
+
+/// Status, exception kind and exception of an error.
+pub fn describe(e: &Error) -> (StatusCode, RequestErrorW) {
+    let svc = |id, text, vars: Vec<String>| RequestErrorW {
+        service_exception: Some(ExceptionW { message_id: id, text, variables: vars }),
+        policy_exception: None,
+    };
+    let pol = |id, text, vars: Vec<String>| RequestErrorW {
+        service_exception: None,
+        policy_exception: Some(ExceptionW { message_id: id, text, variables: vars }),
+    };
+    const SVC0002: &str = "Invalid input value for message part %1";
+    match e {
+        Error::InvalidInput { part } => (StatusCode::BAD_REQUEST, svc("SVC0002", SVC0002, vec![part.clone()])),
+        Error::InvalidValue { part, valid } => (
+            StatusCode::BAD_REQUEST,
+            svc(
+                "SVC0003",
+                "Invalid input value for message part %1, valid values are %2",
+                vec![part.clone(), valid.clone()],
+            ),
+        ),
+        Error::NotFound { what } => (
+            StatusCode::NOT_FOUND,
+            svc("SVC0004", "No valid addresses provided in message part %1", vec![what.clone()]),
+        ),
+        Error::UnknownPath { path } => (
+            StatusCode::NOT_FOUND,
+            svc("SVC0004", "No valid addresses provided in message part %1", vec![path.clone()]),
+        ),
+        Error::DuplicateName { name } => (StatusCode::CONFLICT, svc("SVC0002", SVC0002, vec![format!("name {name}")])),
+        Error::RenameForbidden => {
+            (StatusCode::FORBIDDEN, pol("POL1030", "Renaming this folder is not allowed", vec![]))
+        }
+        Error::ParentForbidden { target } => (
+            StatusCode::FORBIDDEN,
+            pol("POL1031", "Creating objects or folders under %1 is not allowed", vec![target.clone()]),
+        ),
+        Error::Unauthenticated { reason, .. } => (
+            StatusCode::UNAUTHORIZED,
+            pol("POL0001", "A policy error occurred. Error code is %1", vec![reason.clone()]),
+        ),
+        Error::Forbidden { reason } => {
+            (StatusCode::FORBIDDEN, pol("POL0001", "A policy error occurred. Error code is %1", vec![reason.clone()]))
+        }
+        Error::TooLarge { limit } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            pol(
+                "POL0001",
+                "A policy error occurred. Error code is %1",
+                vec![format!("request body exceeds {limit} bytes")],
+            ),
+        ),
+        Error::UnsupportedMediaType { media_type } => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, pol("POL0011", "Media type not supported", vec![media_type.clone()]))
+        }
+        Error::RangeNotSatisfiable { .. } => {
+            (StatusCode::RANGE_NOT_SATISFIABLE, svc("SVC0002", SVC0002, vec!["Range".into()]))
+        }
+        Error::Internal(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            svc("SVC0001", "A service error occurred. Error code is %1", vec!["internal error".into()]),
+        ),
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        describe(self).0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, body) = describe(self);
+        if let Error::Internal(detail) = self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let mut res = HttpResponse::build(status);
+        if let Error::Unauthenticated { challenge, .. } = self {
+            res.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
+        }
+        if let Error::RangeNotSatisfiable { size } = self {
+            res.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+        }
+        res.json(json!({ "requestError": body }))
+    }
+}
+
+/// 405 with `Allow` listing the methods of the resource.
+pub fn method_not_allowed(allow: &str) -> HttpResponse {
+    let body = RequestErrorW {
+        service_exception: Some(ExceptionW {
+            message_id: "SVC0001",
+            text: "A service error occurred. Error code is %1",
+            variables: vec!["method not allowed".into()],
+        }),
+        policy_exception: None,
+    };
+    let mut res = HttpResponse::MethodNotAllowed().json(json!({ "requestError": body }));
+    if let Ok(v) = HeaderValue::from_str(allow) {
+        res.headers_mut().insert(header::ALLOW, v);
+    }
+    res
+}

@@ -1,0 +1,150 @@
+//! `/folders`, `/folders/{id}`, `/folders/{id}/folderName`.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::wire::{
+    AttributeListW, FolderEnvelope, FolderReferenceListW, FolderW, NameEnvelope, ObjectReferenceListW, ReferenceW,
+};
+use super::{Access, AppState, json_body, param};
+use crate::error::{Error, Result};
+use crate::nms::{ListFilter, Parent};
+
+/// `POST /folders`: 201 + `Location` + `reference`.
+pub async fn create(
+    req: HttpRequest,
+    access: Access,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let env: FolderEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "folder").await?;
+    let f = env.folder;
+    let parent = match (f.parent_folder, f.parent_folder_path) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid("parentFolder (give parentFolder or parentFolderPath, not both)"));
+        }
+        (Some(url), None) => Parent::Folder(access.urls.folder_id_from_url(&url, "parentFolder")?),
+        (None, Some(path)) => Parent::Path(path),
+        (None, None) => Parent::Unspecified,
+    };
+    let attributes = f.attributes.unwrap_or_default().into_domain();
+    let folder = state.nms.create_folder(&access.b, parent, f.name, attributes).await?;
+    let url = access.urls.folder(&folder.public_id);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, url.clone()))
+        .json(json!({ "reference": ReferenceW { resource_url: url, path: Some(folder.path) } })))
+}
+
+/// Query parameters of `GET /folders/{id}` (repeatable `attrFilter`).
+struct FolderQuery {
+    list: Option<ListFilter>,
+    max_entries: Option<u32>,
+    from_cursor: Option<String>,
+    path: bool,
+    attr_filter: Vec<String>,
+}
+
+fn folder_query(req: &HttpRequest) -> Result<FolderQuery> {
+    let mut q = FolderQuery { list: None, max_entries: None, from_cursor: None, path: false, attr_filter: Vec::new() };
+    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        match k.trim() {
+            "listFilter" => {
+                q.list = Some(match v.trim() {
+                    "Subfolders" => ListFilter::Subfolders,
+                    "Objects" => ListFilter::Objects,
+                    "All" => ListFilter::All,
+                    _ => return Err(Error::invalid_value("listFilter", "Subfolders, Objects, All")),
+                })
+            }
+            "maxEntries" => {
+                let n: u32 = v.trim().parse().map_err(|_| Error::invalid("maxEntries"))?;
+                if n == 0 {
+                    return Err(Error::invalid("maxEntries"));
+                }
+                q.max_entries = Some(n);
+            }
+            "fromCursor" => q.from_cursor = Some(v.into_owned()),
+            "path" => q.path = v.trim().eq_ignore_ascii_case("yes"),
+            "attrFilter" => q.attr_filter.push(v.trim().to_string()),
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+/// `GET /folders/{id}` with `listFilter`, `maxEntries`, `fromCursor`, `path`, `attrFilter`.
+pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let id = param(&req, "folderId")?;
+    let q = folder_query(&req)?;
+    let nms = &state.nms;
+    let f = nms.folder(&access.b, &id, &access.uri).await?;
+    let attributes = nms.folder_attributes(&access.b, &f, &q.attr_filter).await?;
+    let mut out = FolderW {
+        parent_folder: f.parent_public_id.as_deref().map(|p| access.urls.folder(p)),
+        attributes: AttributeListW::from_domain(&attributes),
+        resource_url: access.urls.folder(&f.public_id),
+        path: q.path.then(|| f.path.clone()),
+        name: f.name.clone(),
+        last_mod_seq: f.last_mod_seq,
+        cursor: None,
+        sub_folders: None,
+        objects: None,
+    };
+    if let Some(filter) = q.list {
+        let from = match &q.from_cursor {
+            Some(c) => Some(nms.open_child_cursor(&access.b, &f, filter, c)?),
+            None => None,
+        };
+        let page = nms.folder_children(&access.b, &f, filter, from, q.max_entries).await?;
+        out.cursor = page.next.map(|p| nms.child_cursor(&access.b, &f, filter, p));
+        if filter != ListFilter::Objects {
+            out.sub_folders = Some(FolderReferenceListW {
+                folder_reference: page
+                    .folders
+                    .iter()
+                    .map(|id| ReferenceW { resource_url: access.urls.folder(id), path: None })
+                    .collect(),
+            });
+        }
+        if filter != ListFilter::Subfolders {
+            out.objects = Some(ObjectReferenceListW {
+                object_reference: page
+                    .objects
+                    .iter()
+                    .map(|id| ReferenceW { resource_url: access.urls.object(id), path: None })
+                    .collect(),
+            });
+        }
+    } else if q.from_cursor.is_some() {
+        return Err(Error::invalid("fromCursor (requires listFilter)"));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "folder": out })))
+}
+
+/// `DELETE /folders/{id}`: recursive, 204.
+pub async fn delete(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let id = param(&req, "folderId")?;
+    state.nms.delete_folder(&access.b, &id, &access.uri).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /folders/{id}/folderName`.
+pub async fn get_name(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let id = param(&req, "folderId")?;
+    let f = state.nms.folder(&access.b, &id, &access.uri).await?;
+    Ok(HttpResponse::Ok().json(json!({ "name": f.name })))
+}
+
+/// `PUT /folders/{id}/folderName`.
+pub async fn put_name(
+    req: HttpRequest,
+    access: Access,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let id = param(&req, "folderId")?;
+    let env: NameEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "name").await?;
+    let f = state.nms.rename_folder(&access.b, &id, &env.name, &access.uri).await?;
+    Ok(HttpResponse::Ok().json(json!({ "name": f.name })))
+}

@@ -1,0 +1,210 @@
+//! The HTTP layer: one route table generated from the operation table, the `Access`
+//! extractor (authentication + authorisation + box lookup), body helpers, and the
+//! conversions between wire structures and domain types.
+
+pub mod error;
+mod flags;
+mod folders;
+mod multipart;
+mod objects;
+mod paths;
+pub mod urls;
+pub mod wire;
+
+use actix_web::dev::Payload;
+use actix_web::http::Method;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::auth::{ACR_AUTH, Authenticator, Operation, Principal, authorize};
+use crate::config::LimitSettings;
+use crate::error::{Error, Result};
+use crate::nms::Nms;
+use crate::store::BoxRow;
+pub use urls::BoxUrls;
+
+/// Path prefix of every box resource.
+pub const BOX_SCOPE: &str = "/nms/v1/{store}/{box}";
+
+/// Shared state of the HTTP layer.
+pub struct AppState {
+    pub nms: Nms,
+    pub auth: Authenticator,
+    /// Absolute public base URL, without a trailing slash.
+    pub public_url: String,
+    pub limits: LimitSettings,
+}
+
+/// The route table: every operation of [`Operation::ALL`] on its path, a 405 with `Allow`
+/// for other methods on a known path, and an OMA 404 for unknown paths.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health));
+    let mut seen: Vec<&'static str> = Vec::new();
+    for op in Operation::ALL {
+        if seen.contains(&op.path()) {
+            continue;
+        }
+        seen.push(op.path());
+        let mut resource = web::resource(format!("{BOX_SCOPE}{}", op.path()));
+        for same in Operation::ALL.iter().filter(|o| o.path() == op.path()) {
+            resource = resource.route(route_for(*same));
+        }
+        let allow = Operation::allowed_methods(op.path()).join(", ");
+        resource = resource.default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { error::method_not_allowed(&allow) }
+        }));
+        cfg.service(resource);
+    }
+}
+
+/// The handler of each operation.
+fn route_for(op: Operation) -> actix_web::Route {
+    let m = Method::from_bytes(op.method().as_bytes()).unwrap_or(Method::GET);
+    let r = web::method(m);
+    match op {
+        Operation::ObjectPathToIdGet => r.to(paths::object_get),
+        Operation::ObjectPathToIdPost => r.to(paths::object_post),
+        Operation::ObjectCreate => r.to(objects::create),
+        Operation::ObjectGet => r.to(objects::get),
+        Operation::ObjectDelete => r.to(objects::delete),
+        Operation::ObjectFlagsGet | Operation::FolderFlagsGet => r.to(flags::get_list),
+        Operation::ObjectFlagsPut | Operation::FolderFlagsPut => r.to(flags::put_list),
+        Operation::ObjectFlagGet | Operation::FolderFlagGet => r.to(flags::get_one),
+        Operation::ObjectFlagPut | Operation::FolderFlagPut => r.to(flags::put_one),
+        Operation::ObjectFlagDelete | Operation::FolderFlagDelete => r.to(flags::delete_one),
+        Operation::ObjectPayloadGet => r.to(objects::payload),
+        Operation::ObjectPayloadPartGet => r.to(objects::payload_part),
+        Operation::FolderPathToIdGet => r.to(paths::folder_get),
+        Operation::FolderPathToIdPost => r.to(paths::folder_post),
+        Operation::FolderCreate => r.to(folders::create),
+        Operation::FolderGet => r.to(folders::get),
+        Operation::FolderDelete => r.to(folders::delete),
+        Operation::FolderNameGet => r.to(folders::get_name),
+        Operation::FolderNamePut => r.to(folders::put_name),
+    }
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// The answer for paths that name no resource.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
+    Err(Error::not_found(req.path().to_string()))
+}
+
+/// An authenticated, authorised request on one box.
+pub struct Access {
+    pub op: Operation,
+    pub principal: Principal,
+    pub b: BoxRow,
+    pub urls: BoxUrls,
+    /// The request path, used as the variable of not-found errors.
+    pub uri: String,
+}
+
+/// A percent-decoded path parameter.
+pub fn param(req: &HttpRequest, name: &str) -> Result<String> {
+    let raw = req.match_info().get(name).ok_or_else(|| Error::invalid(name.to_string()))?;
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| Error::invalid(name.to_string()))
+}
+
+impl FromRequest for Access {
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| Error::internal("application state missing"))?
+                .clone();
+            let pattern = req.match_pattern().unwrap_or_default();
+            let rel = pattern.strip_prefix(BOX_SCOPE).unwrap_or_default();
+            let op = Operation::resolve(req.method().as_str(), rel)
+                .ok_or_else(|| Error::internal(format!("no operation for {} {pattern}", req.method())))?;
+            let authorization = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let principal = state.auth.authenticate(authorization).await?;
+            let store = param(&req, "store")?;
+            let uri = req.path().to_string();
+            if !state.nms.is_store(&store) {
+                return Err(Error::not_found(uri));
+            }
+            let mut address = param(&req, "box")?;
+            if address == ACR_AUTH {
+                address = principal
+                    .own_box(&store)
+                    .ok_or_else(|| Error::invalid("boxId acr:auth (no single box for this principal)"))?
+                    .to_string();
+            }
+            authorize(&principal, op, &store, &address)?;
+            let b = state.nms.find_box(&store, &address).await?.ok_or_else(|| Error::not_found(uri.clone()))?;
+            tracing::debug!(op = op.name(), principal = %principal.name, box_id = %address, "access granted");
+            let urls = BoxUrls::new(&state.public_url, &store, &address);
+            Ok(Access { op, principal, b, urls, uri })
+        })
+    }
+}
+
+/// Read a whole (small) body, refusing more than `limit` bytes with 413.
+pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Bytes> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| Error::invalid("body"))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(Error::TooLarge { limit: limit as u64 });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Whether the request declares a JSON body (`application/json` or `+json`).
+fn is_json(req: &HttpRequest) -> bool {
+    media_type(req).is_some_and(|m| {
+        m.type_() == mime::APPLICATION && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+    })
+}
+
+/// The parsed `Content-Type` of the request.
+pub fn media_type(req: &HttpRequest) -> Option<mime::Mime> {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<mime::Mime>().ok())
+}
+
+/// Parse a JSON body wrapped in its root element (`root` names it in errors).
+pub async fn json_body<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    root: &str,
+) -> Result<T> {
+    if !is_json(req) {
+        let got =
+            req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
+        return Err(Error::UnsupportedMediaType { media_type: got.to_string() });
+    }
+    let body = read_limited(payload, limit).await?;
+    parse_json(&body, root)
+}
+
+/// Parse JSON, naming the root element and the problem on failure (400 SVC0002).
+pub fn parse_json<T: DeserializeOwned>(body: &[u8], root: &str) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| Error::invalid(format!("{root} ({e})")))
+}
+
+/// 200 with a JSON body.
+pub fn ok_json(body: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok().json(body)
+}

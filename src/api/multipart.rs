@@ -1,0 +1,245 @@
+//! Streaming `multipart/form-data` object deposits.
+//!
+//! Layout (NMS 6.1.5, REST_NetAPI_Common): a `root-fields` part holding `{"object": ..}`,
+//! then at most one payload part named `attachments` or `message`. A payload part of type
+//! `multipart/*` is parsed again, streaming: each first-level inner part becomes one payload
+//! part (a nested multipart inside it stays one part). A leaf payload part is one payload
+//! part. Bytes flow from the socket through a bounded channel into the part writers, so a
+//! large payload is never held in memory; the body-size limit is enforced while streaming.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::{HttpRequest, web};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::wire::{ObjectEnvelope, ObjectIn};
+use super::{AppState, parse_json};
+use crate::blob::PartWriter;
+use crate::error::{Error, Result};
+use crate::nms::{Deposit, PartHeaders};
+
+/// Maps multer failures: a tripped size limit is 413, anything else a malformed body.
+#[derive(Clone)]
+struct Failure {
+    over: Arc<AtomicBool>,
+    limit: u64,
+}
+
+impl Failure {
+    fn map(&self, e: multer::Error) -> Error {
+        if self.over.load(Ordering::SeqCst) {
+            Error::TooLarge { limit: self.limit }
+        } else {
+            Error::invalid(format!("multipart body ({e})"))
+        }
+    }
+}
+
+/// Read a multipart deposit: the object's root fields and its payload parts.
+pub async fn read_deposit(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<(ObjectIn, Deposit)> {
+    let ct = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let boundary = multer::parse_boundary(ct).map_err(|_| Error::invalid("Content-Type boundary"))?;
+    let limit = state.limits.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Error::TooLarge { limit });
+    }
+    let failure = Failure { over: Arc::new(AtomicBool::new(false)), limit };
+
+    // actix's payload is !Send and multer wants a Send stream: bridge through a channel.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(8);
+    let over = failure.over.clone();
+    let mut payload = payload;
+    actix_web::rt::spawn(async move {
+        let mut total: u64 = 0;
+        while let Some(chunk) = payload.next().await {
+            let item = match chunk {
+                Ok(b) => {
+                    total += b.len() as u64;
+                    if total > limit {
+                        over.store(true, Ordering::SeqCst);
+                        let _ = tx.send(Err(std::io::Error::other("request body too large"))).await;
+                        break;
+                    }
+                    Ok(b)
+                }
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    let mut mp = multer::Multipart::new(ReceiverStream::new(rx), boundary);
+
+    let first = mp.next_field().await.map_err(|e| failure.map(e))?.ok_or_else(|| Error::invalid("root-fields"))?;
+    if first.name() != Some("root-fields") {
+        return Err(Error::invalid("root-fields"));
+    }
+    let json = read_small(first, state.limits.max_json_bytes, &failure).await?;
+    let envelope: ObjectEnvelope = parse_json(&json, "object")?;
+
+    let mut deposit = state.nms.begin_deposit();
+    let res = async {
+        if let Some(field) = mp.next_field().await.map_err(|e| failure.map(e))? {
+            let name = field.name().unwrap_or_default().to_string();
+            if name != "attachments" && name != "message" {
+                return Err(Error::invalid(format!("part {name}")));
+            }
+            read_payload(field, &mut deposit, &failure).await?;
+        }
+        if let Some(extra) = mp.next_field().await.map_err(|e| failure.map(e))? {
+            let name = extra.name().unwrap_or_default().to_string();
+            return Err(Error::invalid(format!("part {name} (one payload part is allowed)")));
+        }
+        Ok(())
+    }
+    .await;
+    match res {
+        Ok(()) => Ok((envelope.object, deposit)),
+        Err(e) => {
+            deposit.abandon().await;
+            Err(e)
+        }
+    }
+}
+
+async fn read_small(mut field: multer::Field<'_>, limit: usize, failure: &Failure) -> Result<Bytes> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| failure.map(e))? {
+        if buf.len() + chunk.len() > limit {
+            return Err(Error::TooLarge { limit: limit as u64 });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// The payload part: nested multipart (one payload part per inner part) or a single leaf.
+async fn read_payload(field: multer::Field<'static>, deposit: &mut Deposit, failure: &Failure) -> Result<()> {
+    let raw_type = header(field.headers(), "content-type");
+    match field.content_type().cloned() {
+        Some(m) if m.type_() == mime::MULTIPART => {
+            let boundary = m
+                .get_param(mime::BOUNDARY)
+                .map(|b| b.as_str().to_string())
+                .ok_or_else(|| Error::invalid("attachments boundary"))?;
+            deposit.payload_type = raw_type.map(|t| strip_param(&t, "boundary"));
+            let mut inner = multer::Multipart::new(field, boundary);
+            while let Some(part) = inner.next_field().await.map_err(|e| failure.map(e))? {
+                let headers = part_headers(part.headers());
+                stream_part(part, headers, deposit, failure).await?;
+            }
+            Ok(())
+        }
+        _ => {
+            let headers = part_headers(field.headers());
+            let explicit_type = raw_type.is_some();
+            if explicit_type {
+                deposit.payload_type = Some(headers.content_type.clone());
+            }
+            let mut field = field;
+            let mut writer = deposit.part_writer();
+            if let Err(e) = copy_into(&mut field, &mut writer, failure).await {
+                writer.abort().await;
+                return Err(e);
+            }
+            if writer.size() == 0 && !explicit_type {
+                // An empty part without a type means "no payload" (bulk-creation convention).
+                writer.abort().await;
+                return Ok(());
+            }
+            deposit.add_part(headers, writer).await
+        }
+    }
+}
+
+async fn stream_part(
+    mut part: multer::Field<'_>,
+    headers: PartHeaders,
+    deposit: &mut Deposit,
+    failure: &Failure,
+) -> Result<()> {
+    let mut writer = deposit.part_writer();
+    if let Err(e) = copy_into(&mut part, &mut writer, failure).await {
+        writer.abort().await;
+        return Err(e);
+    }
+    deposit.add_part(headers, writer).await
+}
+
+/// Stream a field's bytes into a part writer.
+async fn copy_into(field: &mut multer::Field<'_>, writer: &mut PartWriter, failure: &Failure) -> Result<()> {
+    while let Some(chunk) = field.chunk().await.map_err(|e| failure.map(e))? {
+        writer.write(&chunk).await?;
+    }
+    Ok(())
+}
+
+fn header(h: &http::HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string())
+}
+
+fn part_headers(h: &http::HeaderMap) -> PartHeaders {
+    PartHeaders {
+        content_type: header(h, "content-type").unwrap_or_else(|| "text/plain".to_string()),
+        content_disposition: header(h, "content-disposition"),
+        content_id: header(h, "content-id").map(|s| s.trim_start_matches('<').trim_end_matches('>').to_string()),
+        content_location: header(h, "content-location"),
+        content_encoding: header(h, "content-transfer-encoding"),
+        file_icon: header(h, "file-icon"),
+    }
+}
+
+/// Remove one parameter (e.g. `boundary`) from a media type, keeping the rest as written.
+fn strip_param(media_type: &str, name: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in media_type.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ';' if !quoted => parts.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    let mut out = parts.first().map(|s| s.trim().to_string()).unwrap_or_default();
+    for p in parts.iter().skip(1) {
+        let p = p.trim();
+        if p.is_empty() {
+            continue;
+        }
+        let key = p.split('=').next().unwrap_or_default().trim();
+        if !key.eq_ignore_ascii_case(name) {
+            out.push_str("; ");
+            out.push_str(p);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_param;
+
+    #[test]
+    fn boundary_is_removed_other_params_kept() {
+        assert_eq!(
+            strip_param(r#"multipart/related; start="<a;b>"; boundary="--=-sep-=--""#, "boundary"),
+            r#"multipart/related; start="<a;b>""#
+        );
+        assert_eq!(strip_param("multipart/mixed;boundary=x", "boundary"), "multipart/mixed");
+    }
+}

@@ -1,0 +1,86 @@
+//! `objects/operations/pathToId` and `folders/operations/pathToId`: GET `?path=` answers a
+//! `reference`; POST `pathList` answers a `bulkResponseList` in request order.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::error::describe;
+use super::objects::object_path;
+use super::wire::{BulkResponseListW, PathListEnvelope, ReferenceW, ResponseW};
+use super::{Access, AppState, json_body};
+use crate::error::{Error, Result};
+
+fn query_path(req: &HttpRequest) -> Option<String> {
+    url::form_urlencoded::parse(req.query_string().as_bytes()).find(|(k, _)| k == "path").map(|(_, v)| v.into_owned())
+}
+
+async fn object_ref(access: &Access, state: &AppState, path: &str) -> Result<ReferenceW> {
+    let o = state.nms.object_by_path(&access.b, path).await?;
+    Ok(ReferenceW { resource_url: access.urls.object(&o.public_id), path: Some(object_path(&o)) })
+}
+
+async fn folder_ref(access: &Access, state: &AppState, path: Option<&str>) -> Result<ReferenceW> {
+    let f = state.nms.folder_by_path(&access.b, path).await?;
+    Ok(ReferenceW { resource_url: access.urls.folder(&f.public_id), path: Some(f.path) })
+}
+
+fn bulk(results: Vec<Result<ReferenceW>>) -> HttpResponse {
+    let response = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(reference) => ResponseW { code: 200, reason: "OK".into(), success: Some(reference), failure: None },
+            Err(e) => {
+                let (status, failure) = describe(&e);
+                ResponseW {
+                    code: status.as_u16(),
+                    reason: status.canonical_reason().unwrap_or_default().to_string(),
+                    success: None,
+                    failure: Some(failure),
+                }
+            }
+        })
+        .collect();
+    HttpResponse::build(StatusCode::OK).json(json!({ "bulkResponseList": BulkResponseListW { response } }))
+}
+
+pub async fn object_get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let path = query_path(&req).ok_or_else(|| Error::invalid("path"))?;
+    let r = object_ref(&access, &state, &path).await?;
+    Ok(HttpResponse::Ok().json(json!({ "reference": r })))
+}
+
+pub async fn object_post(
+    req: HttpRequest,
+    access: Access,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let env: PathListEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "pathList").await?;
+    let mut results = Vec::with_capacity(env.path_list.path.len());
+    for p in &env.path_list.path {
+        results.push(object_ref(&access, &state, p).await);
+    }
+    Ok(bulk(results))
+}
+
+/// Without `path`, the box's root folder (how clients discover it).
+pub async fn folder_get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let path = query_path(&req);
+    let r = folder_ref(&access, &state, path.as_deref()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "reference": r })))
+}
+
+pub async fn folder_post(
+    req: HttpRequest,
+    access: Access,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let env: PathListEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "pathList").await?;
+    let mut results = Vec::with_capacity(env.path_list.path.len());
+    for p in &env.path_list.path {
+        results.push(folder_ref(&access, &state, Some(p)).await);
+    }
+    Ok(bulk(results))
+}

@@ -1,0 +1,126 @@
+//! The operation table: every route of the box API, its method, its path pattern (relative
+//! to `/nms/v1/{store}/{box}`) and the scope it needs (NMS Appendix G). The HTTP route
+//! table is generated from [`Operation::ALL`], so no route can escape authorisation.
+
+/// OAuth scopes of NMS (Appendix G).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Create,
+    Read,
+    Modify,
+    Subscription,
+    /// `oma_rest_nms.all_v1`: the union of the others.
+    All,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Create => "oma_rest_nms.create",
+            Scope::Read => "oma_rest_nms.read",
+            Scope::Modify => "oma_rest_nms.modify",
+            Scope::Subscription => "oma_rest_nms.subscription",
+            Scope::All => "oma_rest_nms.all_v1",
+        }
+    }
+}
+
+macro_rules! operations {
+    ($($variant:ident => ($method:literal, $path:literal, $scope:ident),)*) => {
+        /// One operation of the box API.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Operation { $($variant,)* }
+
+        impl Operation {
+            /// Every operation, in route-registration order.
+            pub const ALL: &'static [Operation] = &[$(Operation::$variant,)*];
+
+            /// HTTP method.
+            pub fn method(self) -> &'static str {
+                match self { $(Operation::$variant => $method,)* }
+            }
+
+            /// Path pattern below `/nms/v1/{store}/{box}`.
+            pub fn path(self) -> &'static str {
+                match self { $(Operation::$variant => $path,)* }
+            }
+
+            /// Scope the operation requires.
+            pub fn scope(self) -> Scope {
+                match self { $(Operation::$variant => Scope::$scope,)* }
+            }
+
+            /// Name used in logs and metrics.
+            pub fn name(self) -> &'static str {
+                match self { $(Operation::$variant => stringify!($variant),)* }
+            }
+        }
+    };
+}
+
+operations! {
+    ObjectPathToIdGet => ("GET", "/objects/operations/pathToId", Read),
+    ObjectPathToIdPost => ("POST", "/objects/operations/pathToId", Read),
+    ObjectCreate => ("POST", "/objects", Create),
+    ObjectGet => ("GET", "/objects/{objectId}", Read),
+    ObjectDelete => ("DELETE", "/objects/{objectId}", Modify),
+    ObjectFlagsGet => ("GET", "/objects/{objectId}/flags", Read),
+    ObjectFlagsPut => ("PUT", "/objects/{objectId}/flags", Modify),
+    ObjectFlagGet => ("GET", "/objects/{objectId}/flags/{flagName}", Read),
+    ObjectFlagPut => ("PUT", "/objects/{objectId}/flags/{flagName}", Modify),
+    ObjectFlagDelete => ("DELETE", "/objects/{objectId}/flags/{flagName}", Modify),
+    ObjectPayloadGet => ("GET", "/objects/{objectId}/payload", Read),
+    ObjectPayloadPartGet => ("GET", "/objects/{objectId}/payloadParts/{partId}", Read),
+    FolderPathToIdGet => ("GET", "/folders/operations/pathToId", Read),
+    FolderPathToIdPost => ("POST", "/folders/operations/pathToId", Read),
+    FolderCreate => ("POST", "/folders", Modify),
+    FolderGet => ("GET", "/folders/{folderId}", Read),
+    FolderDelete => ("DELETE", "/folders/{folderId}", Modify),
+    FolderNameGet => ("GET", "/folders/{folderId}/folderName", Read),
+    FolderNamePut => ("PUT", "/folders/{folderId}/folderName", Modify),
+    FolderFlagsGet => ("GET", "/folders/{folderId}/flags", Read),
+    FolderFlagsPut => ("PUT", "/folders/{folderId}/flags", Modify),
+    FolderFlagGet => ("GET", "/folders/{folderId}/flags/{flagName}", Read),
+    FolderFlagPut => ("PUT", "/folders/{folderId}/flags/{flagName}", Modify),
+    FolderFlagDelete => ("DELETE", "/folders/{folderId}/flags/{flagName}", Modify),
+}
+
+impl Operation {
+    /// The operation a (method, relative path pattern) pair belongs to.
+    pub fn resolve(method: &str, path: &str) -> Option<Operation> {
+        Operation::ALL.iter().copied().find(|op| op.method() == method && op.path() == path)
+    }
+
+    /// The methods allowed on a path pattern, for `Allow` headers.
+    pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+        Operation::ALL.iter().filter(|op| op.path() == path).map(|op| op.method()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Appendix G: creation needs `create`, reads (including the POST lookups) `read`,
+    /// every other change `modify`.
+    #[test]
+    fn scopes_follow_appendix_g() {
+        assert_eq!(Operation::ObjectCreate.scope(), Scope::Create);
+        assert_eq!(Operation::ObjectPathToIdPost.scope(), Scope::Read);
+        assert_eq!(Operation::FolderCreate.scope(), Scope::Modify);
+        assert_eq!(Operation::ObjectFlagPut.scope(), Scope::Modify);
+        for op in Operation::ALL {
+            if op.method() == "GET" {
+                assert_eq!(op.scope(), Scope::Read, "{}", op.name());
+            }
+        }
+    }
+
+    #[test]
+    fn every_pair_resolves_to_itself() {
+        for op in Operation::ALL {
+            assert_eq!(Operation::resolve(op.method(), op.path()), Some(*op));
+        }
+        assert_eq!(Operation::allowed_methods("/objects/{objectId}"), vec!["GET", "DELETE"]);
+    }
+}

@@ -1,0 +1,302 @@
+//! Payload storage: small parts inline in the metadata store, large parts as blobs in
+//! object storage under content-hash keys.
+//!
+//! A part is streamed: its first `inline_max` bytes are buffered; if it ends there it is
+//! stored inline, otherwise the buffer and the rest stream into a temporary object while a
+//! SHA-256 runs over them. At the end the temporary object is renamed to
+//! `blobs/{hh}/{sha256}`, so a retried upload lands on the same key and copies can share it.
+//!
+//! Nothing acknowledged is lost and nothing unreferenced lives forever:
+//! - before the rename, the upload *pins* the key in the metadata store; garbage collection
+//!   never deletes a pinned or referenced key, and an upload waits while a deletion of the
+//!   same key is under way (see `MetaStore::begin_blob_delete`);
+//! - an [`UploadGuard`] unpins after the metadata commit, or, if the request failed or was
+//!   dropped, unpins and deletes what it wrote unless something else references it;
+//! - deleting an object removes metadata first, then its no-longer-referenced blobs;
+//! - a periodic sweep removes unreferenced blobs and temporary objects older than a grace
+//!   period (left behind by a crash).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use object_store::buffered::BufWriter;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::ids::{new_id, now_ms};
+use crate::store::{MetaStore, PartData};
+
+/// Blob storage for payload parts.
+#[derive(Clone)]
+pub struct PayloadStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    meta: Arc<dyn MetaStore>,
+    inline_max: usize,
+}
+
+/// Counts from one sweep run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub blobs_deleted: usize,
+    pub temporaries_deleted: usize,
+}
+
+impl PayloadStore {
+    /// Build from the configuration: `storage.blob_url`, or `{data_dir}/blobs` on local disk.
+    pub fn from_settings(settings: &Settings, meta: Arc<dyn MetaStore>) -> Result<Self> {
+        let (store, prefix): (Arc<dyn ObjectStore>, Path) = if settings.storage.blob_url.is_empty() {
+            let dir = settings.blob_dir();
+            std::fs::create_dir_all(&dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))?;
+            (Arc::new(LocalFileSystem::new_with_prefix(&dir)?), Path::default())
+        } else {
+            let url = url::Url::parse(&settings.storage.blob_url)
+                .map_err(|e| Error::internal(format!("storage.blob_url: {e}")))?;
+            if url.scheme() == "file"
+                && let Ok(p) = url.to_file_path()
+            {
+                std::fs::create_dir_all(&p).map_err(|e| Error::internal(format!("{}: {e}", p.display())))?;
+            }
+            let (store, prefix) = object_store::parse_url_opts(&url, std::env::vars())?;
+            (Arc::from(store), prefix)
+        };
+        Ok(Self::new(store, prefix, meta, settings.storage.inline_max_bytes))
+    }
+
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: Path, meta: Arc<dyn MetaStore>, inline_max: usize) -> Self {
+        Self { store, prefix, meta, inline_max }
+    }
+
+    fn path(&self, key: &str) -> Path {
+        let mut p = self.prefix.clone();
+        for part in key.split('/') {
+            p = p.join(part);
+        }
+        p
+    }
+
+    /// Start receiving one payload part.
+    pub fn part_writer(&self) -> PartWriter {
+        PartWriter { ps: self.clone(), buf: Vec::new(), upload: None, hasher: Sha256::new(), size: 0 }
+    }
+
+    /// A guard for the blobs one request writes.
+    pub fn guard(&self) -> UploadGuard {
+        UploadGuard { ps: self.clone(), token: new_id(), keys: Vec::new(), done: false }
+    }
+
+    /// Stream a blob (or a byte range of it).
+    pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let opts = GetOptions { range: range.map(GetRange::Bounded), ..Default::default() };
+        let res = self.store.get_opts(&self.path(key), opts).await?;
+        Ok(res.into_stream().map(|r| r.map_err(Error::from)).boxed())
+    }
+
+    /// Whether a blob exists (used by tests and the sweep).
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self.store.head(&self.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Delete each key that nothing references any more (after a metadata deletion).
+    pub async fn release(&self, keys: &[String]) {
+        for key in keys {
+            if let Err(e) = self.release_one(key).await {
+                tracing::warn!(key = %key, error = %e, "blob not released; the sweep will retry");
+            }
+        }
+    }
+
+    async fn release_one(&self, key: &str) -> Result<()> {
+        if self.meta.begin_blob_delete(key, now_ms()).await? {
+            let res = match self.store.delete(&self.path(key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(Error::from(e)),
+            };
+            self.meta.finish_blob_delete(key).await?;
+            res?;
+        }
+        Ok(())
+    }
+
+    /// Remove unreferenced blobs and stale temporaries older than `grace`.
+    pub async fn sweep(&self, grace: Duration) -> Result<SweepReport> {
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        let mut report = SweepReport::default();
+        let tmp_prefix = self.prefix.clone().join("tmp");
+        let mut tmp = self.store.list(Some(&tmp_prefix));
+        while let Some(meta) = tmp.next().await {
+            let meta = meta?;
+            if meta.last_modified < cutoff {
+                self.store.delete(&meta.location).await.ok();
+                report.temporaries_deleted += 1;
+            }
+        }
+        let blob_prefix = self.prefix.clone().join("blobs");
+        let mut blobs = self.store.list(Some(&blob_prefix));
+        while let Some(meta) = blobs.next().await {
+            let meta = meta?;
+            if meta.last_modified >= cutoff {
+                continue;
+            }
+            let Some(key) = self.key_of(&meta.location) else { continue };
+            if self.meta.begin_blob_delete(&key, now_ms()).await? {
+                let res = self.store.delete(&meta.location).await;
+                self.meta.finish_blob_delete(&key).await?;
+                if res.is_ok() {
+                    report.blobs_deleted += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn key_of(&self, location: &Path) -> Option<String> {
+        let parts: Vec<String> = location.prefix_match(&self.prefix)?.map(|p| p.as_ref().to_string()).collect();
+        Some(parts.join("/"))
+    }
+}
+
+/// Receives one payload part; see the module documentation.
+pub struct PartWriter {
+    ps: PayloadStore,
+    buf: Vec<u8>,
+    upload: Option<(BufWriter, Path)>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl PartWriter {
+    /// Append bytes.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        self.size += chunk.len() as u64;
+        if let Some((w, _)) = &mut self.upload {
+            self.hasher.update(chunk);
+            w.write_all(chunk).await.map_err(Error::internal)?;
+            return Ok(());
+        }
+        if self.buf.len() + chunk.len() <= self.ps.inline_max {
+            self.buf.extend_from_slice(chunk);
+            return Ok(());
+        }
+        // Spill: this part is too large to keep inline.
+        let tmp = self.ps.prefix.clone().join("tmp").join(new_id());
+        let mut w = BufWriter::new(self.ps.store.clone(), tmp.clone());
+        let buffered = std::mem::take(&mut self.buf);
+        self.hasher.update(&buffered);
+        self.hasher.update(chunk);
+        let res = async {
+            w.write_all(&buffered).await?;
+            w.write_all(chunk).await
+        }
+        .await;
+        self.upload = Some((w, tmp));
+        res.map_err(Error::internal)
+    }
+
+    /// Bytes received so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Complete the part: inline bytes, or a blob key held by `guard` until commit.
+    pub async fn finish(self, guard: &mut UploadGuard) -> Result<(PartData, u64)> {
+        let size = self.size;
+        let Some((mut w, tmp)) = self.upload else {
+            return Ok((PartData::Inline(self.buf), size));
+        };
+        if let Err(e) = w.shutdown().await {
+            w.abort().await.ok();
+            return Err(Error::internal(e));
+        }
+        let hash = hex::encode(self.hasher.finalize());
+        let key = format!("blobs/{}/{}", &hash[..2], hash);
+        // Pin first (waiting out a concurrent deletion of the same key), then publish.
+        let mut pinned = false;
+        for _ in 0..600 {
+            if guard.ps.meta.pin_blob(&key, &guard.token, now_ms()).await? {
+                pinned = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !pinned {
+            guard.ps.store.delete(&tmp).await.ok();
+            return Err(Error::internal(format!("blob {key} stayed locked by a deletion")));
+        }
+        guard.keys.push(key.clone());
+        let dest = guard.ps.path(&key);
+        if let Err(e) = guard.ps.store.rename(&tmp, &dest).await {
+            guard.ps.store.delete(&tmp).await.ok();
+            return Err(e.into());
+        }
+        Ok((PartData::Blob { key }, size))
+    }
+
+    /// Give up on the part, removing anything written.
+    pub async fn abort(self) {
+        if let Some((mut w, tmp)) = self.upload {
+            w.abort().await.ok();
+            self.ps.store.delete(&tmp).await.ok();
+        }
+    }
+}
+
+/// Holds the blobs a request wrote until its metadata is committed.
+pub struct UploadGuard {
+    ps: PayloadStore,
+    token: String,
+    keys: Vec<String>,
+    done: bool,
+}
+
+impl UploadGuard {
+    /// The metadata referencing the blobs is committed: release the pins.
+    pub async fn commit(mut self) {
+        self.done = true;
+        for key in std::mem::take(&mut self.keys) {
+            if let Err(e) = self.ps.meta.unpin_blob(&key, &self.token).await {
+                tracing::warn!(key = %key, error = %e, "unpin failed; the pin expires with the sweep");
+            }
+        }
+    }
+
+    /// The request failed: unpin and delete whatever nothing else references.
+    pub async fn rollback(mut self) {
+        self.done = true;
+        let keys = std::mem::take(&mut self.keys);
+        cleanup(self.ps.clone(), self.token.clone(), keys).await;
+    }
+}
+
+async fn cleanup(ps: PayloadStore, token: String, keys: Vec<String>) {
+    for key in &keys {
+        ps.meta.unpin_blob(key, &token).await.ok();
+    }
+    ps.release(&keys).await;
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        if self.done || self.keys.is_empty() {
+            return;
+        }
+        // The request was dropped (client went away): clean up in the background.
+        let (ps, token, keys) = (self.ps.clone(), self.token.clone(), std::mem::take(&mut self.keys));
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(cleanup(ps, token, keys));
+        }
+    }
+}

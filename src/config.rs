@@ -1,0 +1,278 @@
+//! Typed, layered configuration.
+//!
+//! Settings come, in increasing precedence, from the built-in defaults, an optional TOML
+//! file (`--config FILE`), `NMS__SECTION__KEY` environment variables, and finally the
+//! command-line flags (`--data-dir`, `--listen`, `--public-url`). Every field has a default,
+//! so the server starts with no file at all on the embedded SQLite + local-disk backend.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything the server and the CLI need to know.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Where the embedded database, blobs and generated secrets live.
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub nms: NmsSettings,
+    pub limits: LimitSettings,
+    pub auth: AuthSettings,
+}
+
+/// HTTP listener and the URL clients see.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    /// Address to bind; port 0 picks a free port.
+    pub listen: String,
+    /// Absolute base URL written into every URL-typed field (`resourceURL`, `href`, ...).
+    /// Empty means `http://{listen address}` as actually bound.
+    pub public_url: String,
+    /// Number of HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+}
+
+/// Metadata database and payload blob storage.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageSettings {
+    /// Database URL; empty means `sqlite://{data_dir}/nms.db`.
+    pub database_url: String,
+    /// object_store URL for payload blobs (`file:///...`, `memory:///`, `s3://bucket/prefix`);
+    /// empty means the `blobs` directory under the data dir.
+    pub blob_url: String,
+    /// Payload parts up to this many bytes are kept inline in the metadata store.
+    pub inline_max_bytes: usize,
+    /// How often the orphan-blob sweep runs, in seconds.
+    pub sweep_interval_secs: u64,
+    /// Unreferenced blobs younger than this are left alone by the sweep (uploads in flight).
+    pub blob_grace_secs: u64,
+}
+
+/// Protocol-level policy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NmsSettings {
+    /// Store names served under `/nms/v1/{storeName}`; the first is the default.
+    pub stores: Vec<String>,
+    /// Refuse renaming a box's root folder (403 POL1030).
+    pub forbid_root_rename: bool,
+    /// Default and maximum number of child entries in a folder listing page.
+    pub folder_page_default: u32,
+    pub folder_page_max: u32,
+}
+
+/// Request size limits.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitSettings {
+    /// Largest request body accepted (413 above it).
+    pub max_body_bytes: u64,
+    /// Largest JSON document accepted (a JSON body or a `root-fields` part).
+    pub max_json_bytes: usize,
+}
+
+/// Authentication.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// Accept HTTP Basic credentials of accounts made with `cpm-nms account add`.
+    pub basic: bool,
+    /// Realm announced in `WWW-Authenticate`.
+    pub realm: String,
+    /// How long a successful password verification is remembered, in seconds.
+    pub cache_ttl_secs: u64,
+    /// Key for the MAC on cursors (hex). Empty: a key generated once and kept in the data dir.
+    pub cursor_secret: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./nms-data"),
+            server: ServerSettings::default(),
+            storage: StorageSettings::default(),
+            nms: NmsSettings::default(),
+            limits: LimitSettings::default(),
+            auth: AuthSettings::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), public_url: String::new(), workers: 0 }
+    }
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            database_url: String::new(),
+            blob_url: String::new(),
+            inline_max_bytes: 8 * 1024,
+            sweep_interval_secs: 3600,
+            blob_grace_secs: 24 * 3600,
+        }
+    }
+}
+
+impl Default for NmsSettings {
+    fn default() -> Self {
+        Self { stores: vec!["base".into()], forbid_root_rename: true, folder_page_default: 100, folder_page_max: 1000 }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self { max_body_bytes: 64 * 1024 * 1024, max_json_bytes: 1024 * 1024 }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self { basic: true, realm: "cpm-nms".into(), cache_ttl_secs: 60, cursor_secret: String::new() }
+    }
+}
+
+impl fmt::Debug for StorageSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StorageSettings")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("blob_url", &redact_url(&self.blob_url))
+            .field("inline_max_bytes", &self.inline_max_bytes)
+            .field("sweep_interval_secs", &self.sweep_interval_secs)
+            .field("blob_grace_secs", &self.blob_grace_secs)
+            .finish()
+    }
+}
+
+impl fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("basic", &self.basic)
+            .field("realm", &self.realm)
+            .field("cache_ttl_secs", &self.cache_ttl_secs)
+            .field("cursor_secret", &redact(&self.cursor_secret))
+            .finish()
+    }
+}
+
+fn redact(s: &str) -> &'static str {
+    if s.is_empty() { "" } else { "<redacted>" }
+}
+
+/// Hide a password embedded in a URL (`postgres://user:secret@host/db`).
+fn redact_url(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => s.to_string(),
+    }
+}
+
+/// Command-line values that override every other layer.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+}
+
+/// Error loading the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Defaults, then the TOML file, then `NMS__SECTION__KEY` variables, then the flags.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("file {} does not exist", file.display())));
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        fig = fig.merge(Env::prefixed("NMS__").split("__").lowercase(true));
+        let mut s: Settings = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        if let Some(d) = &overrides.data_dir {
+            s.data_dir = d.clone();
+        }
+        if let Some(l) = &overrides.listen {
+            s.server.listen = l.clone();
+        }
+        if let Some(p) = &overrides.public_url {
+            s.server.public_url = p.clone();
+        }
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.nms.stores.is_empty() {
+            return Err(ConfigError("nms.stores must name at least one store".into()));
+        }
+        for s in &self.nms.stores {
+            if s.is_empty() || s.contains('/') {
+                return Err(ConfigError(format!("invalid store name {s:?}")));
+            }
+        }
+        if !self.server.public_url.is_empty() {
+            let u =
+                url::Url::parse(&self.server.public_url).map_err(|e| ConfigError(format!("server.public_url: {e}")))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                return Err(ConfigError("server.public_url must be http or https".into()));
+            }
+        }
+        if self.nms.folder_page_default == 0 || self.nms.folder_page_max == 0 {
+            return Err(ConfigError("folder page sizes must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The database URL actually used.
+    pub fn database_url(&self) -> String {
+        if self.storage.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("nms.db").display())
+        } else {
+            self.storage.database_url.clone()
+        }
+    }
+
+    /// The blob-store URL actually used (`None`: the local `blobs` directory).
+    pub fn blob_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
+    }
+
+    /// The public base URL for a listener bound to `addr`.
+    pub fn public_url_for(&self, addr: SocketAddr) -> String {
+        if self.server.public_url.is_empty() {
+            format!("http://{addr}")
+        } else {
+            self.server.public_url.trim_end_matches('/').to_string()
+        }
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.storage.database_url = redact_url(&self.database_url());
+        if shown.storage.blob_url.is_empty() {
+            shown.storage.blob_url = format!("file://{}", self.blob_dir().display());
+        } else {
+            shown.storage.blob_url = redact_url(&shown.storage.blob_url);
+        }
+        shown.auth.cursor_secret = redact(&self.auth.cursor_secret).to_string();
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}

@@ -1,0 +1,96 @@
+//! The one domain error type.
+//!
+//! Every failure the domain and storage layers can report is a variant here, grouped by
+//! kind. The HTTP layer (`api::error`) renders each variant once, as the OMA `requestError`
+//! body with its status and stable messageId; internal details are logged, never sent.
+
+/// Domain error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request element is missing or malformed (400 SVC0002, `part` names the element).
+    #[error("invalid input value for {part}")]
+    InvalidInput { part: String },
+    /// A value is not one of the allowed ones (400 SVC0003).
+    #[error("invalid value for {part}, valid values are {valid}")]
+    InvalidValue { part: String, valid: String },
+    /// The addressed resource does not exist (404 SVC0004, `what` is the Request-URI or path).
+    #[error("not found: {what}")]
+    NotFound { what: String },
+    /// A path names nothing (404 SVC2008 inside bulk answers).
+    #[error("unknown path {path}")]
+    UnknownPath { path: String },
+    /// The name is already taken under the parent folder (409 SVC0002).
+    #[error("duplicate name {name}")]
+    DuplicateName { name: String },
+    /// The folder may not be renamed (403 POL1030).
+    #[error("renaming this folder is not allowed")]
+    RenameForbidden,
+    /// Creating objects or folders under the folder is not allowed (403 POL1031).
+    #[error("creating under {target} is not allowed")]
+    ParentForbidden { target: String },
+    /// No or wrong credentials (401); `challenge` is the `WWW-Authenticate` value.
+    #[error("authentication required: {reason}")]
+    Unauthenticated { reason: String, challenge: String },
+    /// Authenticated, but not allowed to act on this box or with this scope (403 POL0001).
+    #[error("forbidden: {reason}")]
+    Forbidden { reason: String },
+    /// The request body is larger than the configured limit (413).
+    #[error("request body exceeds {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The request's media type is not accepted here (415 POL0011).
+    #[error("unsupported media type {media_type}")]
+    UnsupportedMediaType { media_type: String },
+    /// The requested byte range cannot be served (416).
+    #[error("range not satisfiable for size {size}")]
+    RangeNotSatisfiable { size: u64 },
+    /// A failure of the server or a backend (500 SVC0001); the detail is logged only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Result alias for the domain.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(part: impl Into<String>) -> Self {
+        Error::InvalidInput { part: part.into() }
+    }
+    pub fn invalid_value(part: impl Into<String>, valid: impl Into<String>) -> Self {
+        Error::InvalidValue { part: part.into(), valid: valid.into() }
+    }
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Error::NotFound { what: what.into() }
+    }
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::Internal(format!("migration: {e}"))
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        Error::Internal(format!("blob store: {e}"))
+    }
+}
+
+/// `.or_not_found(what)` on optional lookups keeps handlers short.
+pub trait OrNotFound<T> {
+    fn or_not_found(self, what: impl Into<String>) -> Result<T>;
+}
+
+impl<T> OrNotFound<T> for Option<T> {
+    fn or_not_found(self, what: impl Into<String>) -> Result<T> {
+        self.ok_or_else(|| Error::not_found(what))
+    }
+}

@@ -1,0 +1,180 @@
+//! The `cpm-nms` command: serve, print the configuration, migrate, manage accounts, sweep.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use cpm_nms::auth::hash_password;
+use cpm_nms::config::{Overrides, Settings};
+use cpm_nms::error::Error;
+use cpm_nms::startup::{Application, build_nms, open_store};
+
+#[derive(Parser)]
+#[command(name = "cpm-nms", version, about = "CPM Network Message Store (OMA REST NMS)")]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (database, blobs, generated keys). Default: ./nms-data
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (applies migrations first).
+    Serve {
+        /// Address to listen on. Default: 127.0.0.1:8080
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Absolute base URL clients see. Default: http://{listen address}
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+    },
+    /// Print the effective configuration (secrets redacted).
+    Config,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage logins.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Delete unreferenced payload blobs older than the grace period, once.
+    Sweep,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create a login bound to one or more boxes (each box is provisioned if new).
+    Add(AddArgs),
+    /// List logins and their boxes.
+    List,
+    /// Remove a login (its boxes and their contents stay).
+    Remove {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Args)]
+struct AddArgs {
+    /// Login name.
+    #[arg(long)]
+    name: String,
+    /// Box address, e.g. tel:+12125551212 (repeatable).
+    #[arg(long = "box", value_name = "ADDRESS", required = true)]
+    boxes: Vec<String>,
+    /// Store the boxes belong to. Default: the first configured store.
+    #[arg(long)]
+    store: Option<String>,
+    /// A CPM Participating Function account: may act on any box of the store.
+    #[arg(long)]
+    service: bool,
+    /// The password.
+    #[arg(long, conflicts_with = "password_stdin", required_unless_present = "password_stdin")]
+    password: Option<String>,
+    /// Read the password from standard input (first line).
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+fn main() -> ExitCode {
+    cpm_nms::telemetry::init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let mut overrides = Overrides { data_dir: cli.data_dir.clone(), ..Default::default() };
+    if let Command::Serve { listen, public_url } = &cli.command {
+        overrides.listen = listen.clone();
+        overrides.public_url = public_url.clone();
+    }
+    let settings = Settings::load(cli.config.as_deref(), &overrides)?;
+    match cli.command {
+        Command::Serve { .. } => {
+            let app = Application::build(settings).await?;
+            tracing::info!(url = %app.public_url(), port = app.port(), "cpm-nms listening");
+            app.run_until_stopped().await?;
+        }
+        Command::Config => print!("{}", settings.to_redacted_toml()),
+        Command::Migrate => {
+            open_store(&settings).await?;
+            println!("migrations applied to {}", settings.database_url());
+        }
+        Command::Sweep => {
+            let nms = build_nms(&settings).await?;
+            let grace = std::time::Duration::from_secs(settings.storage.blob_grace_secs);
+            let r = nms.blobs.sweep(grace).await?;
+            println!("deleted {} blobs and {} temporaries", r.blobs_deleted, r.temporaries_deleted);
+        }
+        Command::Account(cmd) => account(cmd, &settings).await?,
+    }
+    Ok(())
+}
+
+async fn account(cmd: AccountCommand, settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let nms = build_nms(settings).await?;
+    match cmd {
+        AccountCommand::Add(args) => {
+            let password = match (args.password, args.password_stdin) {
+                (Some(p), _) => p,
+                (None, _) => {
+                    let mut s = String::new();
+                    std::io::stdin().read_to_string(&mut s)?;
+                    s.lines().next().unwrap_or_default().to_string()
+                }
+            };
+            if password.is_empty() {
+                return Err("the password must not be empty".into());
+            }
+            let store = args.store.unwrap_or_else(|| settings.nms.stores[0].clone());
+            let mut pairs = Vec::new();
+            for address in &args.boxes {
+                nms.provision_box(&store, address).await?;
+                pairs.push((store.clone(), address.clone()));
+            }
+            let hash = hash_password(&password)?;
+            match nms.meta.create_account(&args.name, &hash, args.service, &pairs).await {
+                Ok(a) => println!(
+                    "account {} created{} with boxes: {}",
+                    a.name,
+                    if a.is_service { " (service)" } else { "" },
+                    args.boxes.join(", ")
+                ),
+                Err(Error::DuplicateName { .. }) => return Err(format!("account {} already exists", args.name).into()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        AccountCommand::List => {
+            for a in nms.meta.list_accounts().await? {
+                let boxes: Vec<String> = a.boxes.iter().map(|(s, b)| format!("{s}/{b}")).collect();
+                println!("{}\t{}\t{}", a.name, if a.is_service { "service" } else { "user" }, boxes.join(","));
+            }
+        }
+        AccountCommand::Remove { name } => {
+            if nms.meta.remove_account(&name).await? {
+                println!("account {name} removed");
+            } else {
+                return Err(format!("no account named {name}").into());
+            }
+        }
+    }
+    Ok(())
+}

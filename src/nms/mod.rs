@@ -1,0 +1,491 @@
+//! Domain services of the message store: boxes, folders, objects, flags, payloads, paths.
+//!
+//! This layer owns the rules (what a valid flag or path is, where an object without a parent
+//! goes, that the root may not be renamed, derived attributes) and calls the storage layer's
+//! domain verbs. It never sees HTTP types; the API layer converts wire structures to the
+//! inputs below.
+
+pub mod token;
+
+use std::sync::Arc;
+
+pub use token::TokenKey;
+
+use crate::blob::{PartWriter, PayloadStore, UploadGuard};
+use crate::config::NmsSettings;
+use crate::error::{Error, OrNotFound, Result};
+use crate::ids::{new_id, nms_date, now_ms};
+use crate::store::*;
+
+/// Where a client asked a new item to go.
+#[derive(Clone, Debug)]
+pub enum Parent {
+    /// An existing folder of this box, by id (taken from a `parentFolder` URL).
+    Folder(String),
+    /// A folder path (`parentFolderPath`).
+    Path(String),
+    /// Neither given: placed by policy.
+    Unspecified,
+}
+
+/// An object deposit, converted from the wire.
+#[derive(Clone, Debug)]
+pub struct ObjectInput {
+    pub parent: Parent,
+    pub attributes: Vec<Attribute>,
+    pub flags: Vec<String>,
+    pub correlation_id: Option<String>,
+    pub correlation_tag: Option<String>,
+}
+
+/// One received payload part's headers.
+#[derive(Clone, Debug, Default)]
+pub struct PartHeaders {
+    pub content_type: String,
+    pub content_disposition: Option<String>,
+    pub content_id: Option<String>,
+    pub content_location: Option<String>,
+    pub content_encoding: Option<String>,
+    pub file_icon: Option<String>,
+}
+
+/// The payload parts of a deposit in progress, with the guard over their blobs.
+pub struct Deposit {
+    blobs: PayloadStore,
+    guard: UploadGuard,
+    parts: Vec<PayloadPart>,
+    /// Media type of the whole payload, without the boundary parameter.
+    pub payload_type: Option<String>,
+}
+
+impl Deposit {
+    /// Start receiving the next payload part.
+    pub fn part_writer(&self) -> PartWriter {
+        self.blobs.part_writer()
+    }
+
+    /// Finish a part and add it to the deposit.
+    pub async fn add_part(&mut self, headers: PartHeaders, writer: PartWriter) -> Result<()> {
+        let (data, size) = writer.finish(&mut self.guard).await?;
+        let n = self.parts.len() + 1;
+        self.parts.push(PayloadPart {
+            part_id: n.to_string(),
+            content_type: headers.content_type,
+            content_disposition: headers.content_disposition,
+            content_id: headers.content_id,
+            content_location: headers.content_location,
+            content_encoding: headers.content_encoding,
+            file_icon: headers.file_icon,
+            size,
+            data,
+        });
+        Ok(())
+    }
+
+    /// Drop everything written so far.
+    pub async fn abandon(self) {
+        self.guard.rollback().await;
+    }
+}
+
+/// What a folder listing should contain (`listFilter`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFilter {
+    Subfolders,
+    Objects,
+    All,
+}
+
+/// The message store service.
+#[derive(Clone)]
+pub struct Nms {
+    pub meta: Arc<dyn MetaStore>,
+    pub blobs: PayloadStore,
+    pub policy: NmsSettings,
+    pub tokens: TokenKey,
+}
+
+/// Whether `name` is a legal flag: an optional leading `\` and then IMAP atom characters.
+pub fn validate_flag(name: &str) -> Result<()> {
+    let body = name.strip_prefix('\\').unwrap_or(name);
+    let ok = !body.is_empty()
+        && name.len() <= 255
+        && body.bytes().all(|c| (0x21..=0x7e).contains(&c) && !b"(){%*\"\\]".contains(&c));
+    if ok { Ok(()) } else { Err(Error::invalid(format!("flag {name}"))) }
+}
+
+/// Validate a folder path: `""` or `/` for the root, else `/seg/seg` with no empty segment.
+pub fn validate_path(path: &str) -> Result<String> {
+    if path.is_empty() || path == "/" {
+        return Ok(String::new());
+    }
+    if !path.starts_with('/') || path.ends_with('/') || path[1..].split('/').any(|s| s.is_empty()) {
+        return Err(Error::invalid(path.to_string()));
+    }
+    Ok(path.to_string())
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) || name.len() > 255 {
+        return Err(Error::invalid("name"));
+    }
+    Ok(())
+}
+
+fn validate_attributes(attrs: &[Attribute]) -> Result<()> {
+    for a in attrs {
+        if a.name.is_empty()
+            || a.name.len() > 255
+            || a.name.chars().any(|c| c.is_control() || c.is_whitespace() || c == ':')
+        {
+            return Err(Error::invalid(format!("attribute name {:?}", a.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Merge attributes with the same (case-insensitive) name, keeping value order.
+fn merge_attributes(attrs: Vec<Attribute>) -> Vec<Attribute> {
+    let mut out: Vec<Attribute> = Vec::with_capacity(attrs.len());
+    for a in attrs {
+        match out.iter_mut().find(|o| o.name.eq_ignore_ascii_case(&a.name)) {
+            Some(o) => o.values.extend(a.values),
+            None => out.push(a),
+        }
+    }
+    out
+}
+
+fn has_attribute(attrs: &[Attribute], name: &str) -> bool {
+    attrs.iter().any(|a| a.name.eq_ignore_ascii_case(name))
+}
+
+impl Nms {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: PayloadStore, policy: NmsSettings, tokens: TokenKey) -> Self {
+        Self { meta, blobs, policy, tokens }
+    }
+
+    fn child_cursor_purpose(b: &BoxRow, f: &Folder, filter: ListFilter) -> String {
+        format!("folder-children:{}:{}:{}:{:?}", b.id, b.validity, f.id, filter)
+    }
+
+    /// The opaque cursor for continuing a folder listing at `pos`.
+    pub fn child_cursor(&self, b: &BoxRow, f: &Folder, filter: ListFilter, pos: ChildPosition) -> String {
+        let mut payload = Vec::with_capacity(9);
+        payload.push(match pos.kind {
+            ChildKind::Folder => b'f',
+            ChildKind::Object => b'o',
+        });
+        payload.extend_from_slice(&pos.after.to_be_bytes());
+        self.tokens.seal(&Self::child_cursor_purpose(b, f, filter), &payload)
+    }
+
+    /// Open a folder-listing cursor; a forged one or one made for another folder or filter is
+    /// refused (400 SVC0002 `fromCursor`).
+    pub fn open_child_cursor(&self, b: &BoxRow, f: &Folder, filter: ListFilter, cursor: &str) -> Result<ChildPosition> {
+        let bad = || Error::invalid("fromCursor");
+        let p = self.tokens.open(&Self::child_cursor_purpose(b, f, filter), cursor).ok_or_else(bad)?;
+        let (kind, after) = p.split_first().ok_or_else(bad)?;
+        let after: [u8; 8] = after.try_into().map_err(|_| bad())?;
+        let kind = match kind {
+            b'f' => ChildKind::Folder,
+            b'o' => ChildKind::Object,
+            _ => return Err(bad()),
+        };
+        Ok(ChildPosition { kind, after: i64::from_be_bytes(after) })
+    }
+
+    /// Whether `store` is one of the configured store names.
+    pub fn is_store(&self, store: &str) -> bool {
+        self.policy.stores.iter().any(|s| s == store)
+    }
+
+    /// Create a box with its root folder, or return the existing one.
+    pub async fn provision_box(&self, store: &str, address: &str) -> Result<BoxRow> {
+        if !self.is_store(store) {
+            return Err(Error::invalid_value("store", self.policy.stores.join(", ")));
+        }
+        if address.is_empty() || address.contains('/') {
+            return Err(Error::invalid("box address"));
+        }
+        self.meta.provision_box(store, address, &new_id(), now_ms()).await
+    }
+
+    pub async fn find_box(&self, store: &str, address: &str) -> Result<Option<BoxRow>> {
+        self.meta.find_box(store, address).await
+    }
+
+    // ---------------- folders ----------------
+
+    /// Create a folder (`POST /folders`). Unlike objects, a missing parent path is an error.
+    pub async fn create_folder(
+        &self,
+        b: &BoxRow,
+        parent: Parent,
+        name: Option<String>,
+        attributes: Vec<Attribute>,
+    ) -> Result<Folder> {
+        let parent = match parent {
+            Parent::Folder(id) => ParentRef::Id(id),
+            Parent::Path(p) => ParentRef::Path { path: validate_path(&p)?, create_missing: false },
+            Parent::Unspecified => return Err(Error::invalid("Parent folder (missing)")),
+        };
+        if let Some(n) = &name {
+            validate_name(n)?;
+        }
+        validate_attributes(&attributes)?;
+        for reserved in ["Name", "Root"] {
+            if has_attribute(&attributes, reserved) {
+                return Err(Error::invalid(format!("attribute {reserved}")));
+            }
+        }
+        self.meta
+            .create_folder(
+                b,
+                NewFolder {
+                    public_id: new_id(),
+                    parent,
+                    name,
+                    attributes: merge_attributes(attributes),
+                    now_ms: now_ms(),
+                },
+            )
+            .await
+    }
+
+    pub async fn folder(&self, b: &BoxRow, id: &str, uri: &str) -> Result<Folder> {
+        self.meta.get_folder(b, id).await?.or_not_found(uri)
+    }
+
+    pub async fn root_folder(&self, b: &BoxRow) -> Result<Folder> {
+        self.meta.root_folder(b).await
+    }
+
+    /// The folder's attributes as returned: stored ones plus the derived `Root`, `Name`,
+    /// `Date`, and the counts named in `stats` (`attrFilter`).
+    pub async fn folder_attributes(&self, b: &BoxRow, f: &Folder, stats: &[String]) -> Result<Vec<Attribute>> {
+        let mut attrs = Vec::with_capacity(f.attributes.len() + 3);
+        if f.is_root {
+            attrs.push(Attribute { name: "Root".into(), values: vec!["Yes".into()] });
+        }
+        attrs.push(Attribute { name: "Name".into(), values: vec![f.name.clone()] });
+        if !has_attribute(&f.attributes, "Date") {
+            attrs.push(Attribute { name: "Date".into(), values: vec![nms_date(f.created_at_ms)] });
+        }
+        attrs.extend(f.attributes.iter().cloned());
+        let wants = |n: &str| stats.iter().any(|s| s.eq_ignore_ascii_case(n));
+        if wants("MsgCount") || wants("UnreadMsgCount") || wants("Size") {
+            let s = self.meta.folder_stats(b, f, false).await?;
+            for (n, v) in [("MsgCount", s.msg_count), ("UnreadMsgCount", s.unread_count), ("Size", s.size)] {
+                if wants(n) {
+                    attrs.push(Attribute { name: n.into(), values: vec![v.to_string()] });
+                }
+            }
+        }
+        if wants("SubtreeMsgCount") || wants("SubtreeUnreadMsgCount") || wants("SubtreeSize") {
+            let s = self.meta.folder_stats(b, f, true).await?;
+            for (n, v) in
+                [("SubtreeMsgCount", s.msg_count), ("SubtreeUnreadMsgCount", s.unread_count), ("SubtreeSize", s.size)]
+            {
+                if wants(n) {
+                    attrs.push(Attribute { name: n.into(), values: vec![v.to_string()] });
+                }
+            }
+        }
+        Ok(attrs)
+    }
+
+    /// One page of a folder's children.
+    pub async fn folder_children(
+        &self,
+        b: &BoxRow,
+        f: &Folder,
+        filter: ListFilter,
+        from: Option<ChildPosition>,
+        max: Option<u32>,
+    ) -> Result<ChildPage> {
+        let limit = max.unwrap_or(self.policy.folder_page_default).clamp(1, self.policy.folder_page_max);
+        let kinds = match filter {
+            ListFilter::Subfolders => (true, false),
+            ListFilter::Objects => (false, true),
+            ListFilter::All => (true, true),
+        };
+        self.meta.folder_children(b, f, kinds, from, limit).await
+    }
+
+    /// Rename (`PUT folderName`). Renaming the root is refused by policy (POL1030).
+    pub async fn rename_folder(&self, b: &BoxRow, id: &str, name: &str, uri: &str) -> Result<Folder> {
+        let f = self.folder(b, id, uri).await?;
+        if f.is_root && self.policy.forbid_root_rename {
+            return Err(Error::RenameForbidden);
+        }
+        if !(f.is_root && name.is_empty()) {
+            validate_name(name)?;
+        }
+        self.meta.rename_folder(b, id, name).await
+    }
+
+    /// Delete a folder recursively, then the blobs nothing references any more.
+    pub async fn delete_folder(&self, b: &BoxRow, id: &str, uri: &str) -> Result<()> {
+        let released = self.meta.delete_folder(b, id, now_ms()).await?.or_not_found(uri)?;
+        self.blobs.release(&released.blob_keys).await;
+        Ok(())
+    }
+
+    /// Folder by path (`folders/operations/pathToId`); no path means the root.
+    pub async fn folder_by_path(&self, b: &BoxRow, path: Option<&str>) -> Result<Folder> {
+        let Some(path) = path else { return self.meta.root_folder(b).await };
+        let p = validate_path(path)?;
+        self.meta.folder_by_path(b, &p).await?.ok_or_else(|| Error::UnknownPath { path: path.to_string() })
+    }
+
+    // ---------------- objects ----------------
+
+    /// Begin receiving the payload of a deposit.
+    pub fn begin_deposit(&self) -> Deposit {
+        Deposit { blobs: self.blobs.clone(), guard: self.blobs.guard(), parts: Vec::new(), payload_type: None }
+    }
+
+    /// Create an object from its root fields and the received payload parts.
+    pub async fn create_object(&self, b: &BoxRow, input: ObjectInput, deposit: Deposit) -> Result<Object> {
+        let res = self.create_object_inner(b, input, &deposit).await;
+        match res {
+            Ok(o) => {
+                deposit.guard.commit().await;
+                Ok(o)
+            }
+            Err(e) => {
+                deposit.guard.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_object_inner(&self, b: &BoxRow, input: ObjectInput, deposit: &Deposit) -> Result<Object> {
+        validate_attributes(&input.attributes)?;
+        for f in &input.flags {
+            validate_flag(f)?;
+        }
+        let parent = match input.parent {
+            Parent::Folder(id) => ParentRef::Id(id),
+            Parent::Path(p) => ParentRef::Path { path: validate_path(&p)?, create_missing: true },
+            Parent::Unspecified => ParentRef::Root,
+        };
+        let now = now_ms();
+        let mut attributes = merge_attributes(input.attributes);
+        if !has_attribute(&attributes, "Date") {
+            attributes.push(Attribute { name: "Date".into(), values: vec![nms_date(now)] });
+        }
+        if let Some(t) = &deposit.payload_type
+            && !has_attribute(&attributes, "Content-Type")
+        {
+            attributes.push(Attribute { name: "Content-Type".into(), values: vec![t.clone()] });
+        }
+        self.meta
+            .create_object(
+                b,
+                NewObject {
+                    public_id: new_id(),
+                    parent,
+                    attributes,
+                    flags: input.flags,
+                    correlation_id: input.correlation_id,
+                    correlation_tag: input.correlation_tag,
+                    payload_type: deposit.payload_type.clone(),
+                    parts: deposit.parts.clone(),
+                    now_ms: now,
+                },
+            )
+            .await
+    }
+
+    pub async fn object(&self, b: &BoxRow, id: &str, uri: &str) -> Result<Object> {
+        self.meta.get_object(b, id).await?.or_not_found(uri)
+    }
+
+    /// Delete an object and, after the commit, its unreferenced blobs.
+    pub async fn delete_object(&self, b: &BoxRow, id: &str, uri: &str) -> Result<()> {
+        let released = self.meta.delete_object(b, id, now_ms()).await?.or_not_found(uri)?;
+        self.blobs.release(&released.blob_keys).await;
+        Ok(())
+    }
+
+    /// Object by path (`/folder/path/objectId`).
+    pub async fn object_by_path(&self, b: &BoxRow, path: &str) -> Result<Object> {
+        let p = validate_path(path)?;
+        let Some((folder, id)) = p.rsplit_once('/') else {
+            return Err(Error::invalid(path.to_string()));
+        };
+        if id.is_empty() {
+            return Err(Error::invalid(path.to_string()));
+        }
+        self.meta.object_by_path(b, folder, id).await?.ok_or_else(|| Error::UnknownPath { path: path.to_string() })
+    }
+
+    /// The bytes of one payload part: inline, or a blob stream (with an optional range).
+    pub async fn part_bytes(&self, b: &BoxRow, o: &Object, part: &PayloadPart) -> Result<Option<Vec<u8>>> {
+        match &part.data {
+            PartData::Inline(_) => {
+                Ok(Some(self.meta.inline_part_data(b, &o.public_id, &part.part_id).await?.unwrap_or_default()))
+            }
+            PartData::Blob { .. } => Ok(None),
+        }
+    }
+
+    // ---------------- flags ----------------
+
+    pub async fn flags(&self, b: &BoxRow, t: FlagTarget<'_>, uri: &str) -> Result<Vec<String>> {
+        self.meta.get_flags(b, t).await?.or_not_found(uri)
+    }
+
+    pub async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String], uri: &str) -> Result<Vec<String>> {
+        for f in flags {
+            validate_flag(f)?;
+        }
+        self.meta.set_flags(b, t, flags).await?.or_not_found(uri)
+    }
+
+    /// Whether the item carries `flag` (case-insensitive).
+    pub async fn has_flag(&self, b: &BoxRow, t: FlagTarget<'_>, flag: &str, uri: &str) -> Result<bool> {
+        validate_flag(flag)?;
+        let flags = self.flags(b, t, uri).await?;
+        Ok(flags.iter().any(|f| f.eq_ignore_ascii_case(flag)))
+    }
+
+    pub async fn change_flag(
+        &self,
+        b: &BoxRow,
+        t: FlagTarget<'_>,
+        flag: &str,
+        on: bool,
+        uri: &str,
+    ) -> Result<FlagChange> {
+        validate_flag(flag)?;
+        self.meta.change_flag(b, t, flag, on).await?.or_not_found(uri)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_follow_imap_atoms() {
+        for ok in ["\\Seen", "$MDNSent", "\\read-report-sent", "Archived", "$CPM_CallLog_EnCall"] {
+            assert!(validate_flag(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "\\", "a b", "x(", "\\\\Seen", "a%b", "fl\"ag", "x]", "é"] {
+            assert!(validate_flag(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths_are_absolute_without_empty_segments() {
+        assert_eq!(validate_path("").ok().as_deref(), Some(""));
+        assert_eq!(validate_path("/").ok().as_deref(), Some(""));
+        assert_eq!(validate_path("/main/inbox").ok().as_deref(), Some("/main/inbox"));
+        for bad in ["main", "/main//x", "/main/", "//"] {
+            assert!(validate_path(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Building the application: open the metadata store (migrating it), the blob store, the
+//! token key; bind the listener (port 0 allowed) and expose the port, so tests run the real
+//! server; start the background blob sweep.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, Service};
+use actix_web::{App, HttpServer, web};
+
+use crate::api::{self, AppState};
+use crate::auth::Authenticator;
+use crate::blob::PayloadStore;
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::nms::{Nms, TokenKey};
+use crate::store::MetaStore;
+use crate::store::sqlite::SqliteStore;
+
+/// Open the metadata store named by the configuration and apply migrations.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn MetaStore>> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|e| Error::internal(format!("data dir {}: {e}", settings.data_dir.display())))?;
+    let url = settings.database_url();
+    let store: Arc<dyn MetaStore> = if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::connect(&url).await?)
+    } else {
+        return Err(Error::internal(format!(
+            "unsupported database URL scheme in {:?}: this build supports sqlite:// only",
+            url.split(':').next().unwrap_or_default()
+        )));
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// The cursor key: from the configuration, or generated once and kept in the data dir.
+pub fn token_key(settings: &Settings) -> Result<TokenKey> {
+    if !settings.auth.cursor_secret.is_empty() {
+        return Ok(TokenKey::new(settings.auth.cursor_secret.as_bytes().to_vec()));
+    }
+    let path = settings.data_dir.join("cursor.key");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            hex::decode(s.trim()).map(TokenKey::new).map_err(|e| Error::internal(format!("{}: {e}", path.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            write_private(&path, &hex::encode(key))?;
+            Ok(TokenKey::new(key.to_vec()))
+        }
+        Err(e) => Err(Error::internal(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+    f.write_all(contents.as_bytes()).map_err(|e| Error::internal(format!("{}: {e}", path.display())))
+}
+
+/// The domain service over the configured stores.
+pub async fn build_nms(settings: &Settings) -> Result<Nms> {
+    let meta = open_store(settings).await?;
+    let blobs = PayloadStore::from_settings(settings, meta.clone())?;
+    Ok(Nms::new(meta, blobs, settings.nms.clone(), token_key(settings)?))
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    server: Server,
+    port: u16,
+    public_url: String,
+    nms: Nms,
+    sweep_every: Duration,
+    grace: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self> {
+        let nms = build_nms(&settings).await?;
+        let listener = TcpListener::bind(&settings.server.listen)
+            .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.server.listen)))?;
+        let addr = listener.local_addr().map_err(Error::internal)?;
+        let public_url = settings.public_url_for(addr);
+        let state = web::Data::new(AppState {
+            nms: nms.clone(),
+            auth: Authenticator::new(
+                nms.meta.clone(),
+                settings.auth.basic,
+                settings.auth.realm.clone(),
+                Duration::from_secs(settings.auth.cache_ttl_secs),
+            ),
+            public_url: public_url.clone(),
+            limits: settings.limits.clone(),
+        });
+        let mut http = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms"))
+                .wrap_fn(|req, srv| {
+                    // Clients look response headers up case-sensitively: send `Location`, not `location`.
+                    let fut = srv.call(req);
+                    async move {
+                        let mut res = fut.await?;
+                        res.response_mut().head_mut().set_camel_case_headers(true);
+                        Ok(res)
+                    }
+                })
+                .configure(api::configure)
+                .default_service(web::to(api::not_found))
+        })
+        .listen(listener)
+        .map_err(Error::internal)?;
+        if settings.server.workers > 0 {
+            http = http.workers(settings.server.workers);
+        }
+        let server = http.disable_signals().run();
+        Ok(Self {
+            server,
+            port: addr.port(),
+            public_url,
+            nms,
+            sweep_every: Duration::from_secs(settings.storage.sweep_interval_secs.max(1)),
+            grace: Duration::from_secs(settings.storage.blob_grace_secs),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// The domain service this application serves (for tests and tooling).
+    pub fn nms(&self) -> &Nms {
+        &self.nms
+    }
+
+    /// Serve until the server stops (Ctrl-C / SIGTERM), running the blob sweep meanwhile.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let sweeper = tokio::spawn(sweep_loop(self.nms.blobs.clone(), self.sweep_every, self.grace));
+        let stopper = tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            handle.stop(true).await;
+        });
+        let res = self.server.await;
+        sweeper.abort();
+        stopper.abort();
+        res
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn sweep_loop(blobs: PayloadStore, every: Duration, grace: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match blobs.sweep(grace).await {
+            Ok(r) => tracing::info!(blobs = r.blobs_deleted, temporaries = r.temporaries_deleted, "blob sweep done"),
+            Err(e) => tracing::warn!(error = %e, "blob sweep failed"),
+        }
+    }
+}

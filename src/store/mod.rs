@@ -1,0 +1,259 @@
+//! Metadata storage behind a trait of domain verbs.
+//!
+//! `MetaStore` speaks in boxes, folders, objects, flags and payload parts, never in tables.
+//! Every mutating verb is one transaction whose first statement bumps the box's `modseq`;
+//! every item it changes is stamped with that value (`lastModSeq`), and deletions leave
+//! tombstones. A verb that turns out to change nothing rolls back, so the modseq only moves
+//! when something really changed. The SQLite implementation is the embedded default; the
+//! trait is shaped so that a PostgreSQL one can follow without touching callers.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+/// A box: one (store, address) pair with its change counter.
+#[derive(Clone, Debug)]
+pub struct BoxRow {
+    pub id: i64,
+    pub store: String,
+    pub address: String,
+    pub modseq: i64,
+    pub validity: i64,
+}
+
+/// A folder as stored.
+#[derive(Clone, Debug)]
+pub struct Folder {
+    pub id: i64,
+    pub public_id: String,
+    /// Public id of the parent; `None` for the root.
+    pub parent_public_id: Option<String>,
+    pub name: String,
+    pub is_root: bool,
+    /// Slash-separated names from the root (`""` for the root, `/a/b` below it).
+    pub path: String,
+    /// Client-supplied attributes (the derived `Name`, `Date`, `Root` are added on output).
+    pub attributes: Vec<Attribute>,
+    pub created_at_ms: i64,
+    pub last_mod_seq: i64,
+}
+
+/// One attribute: a case-insensitive name with ordered values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attribute {
+    pub name: String,
+    pub values: Vec<String>,
+}
+
+/// Where a new item goes.
+#[derive(Clone, Debug)]
+pub enum ParentRef {
+    /// An existing folder by public id.
+    Id(String),
+    /// A folder path; `create_missing` makes absent folders on the way.
+    Path { path: String, create_missing: bool },
+    /// The box's root folder.
+    Root,
+}
+
+/// A folder to create.
+#[derive(Clone, Debug)]
+pub struct NewFolder {
+    pub public_id: String,
+    pub parent: ParentRef,
+    /// `None`: the store invents a unique name.
+    pub name: Option<String>,
+    pub attributes: Vec<Attribute>,
+    pub now_ms: i64,
+}
+
+/// Where a payload part's bytes live.
+#[derive(Clone, Debug)]
+pub enum PartData {
+    Inline(Vec<u8>),
+    Blob { key: String },
+}
+
+/// Payload part metadata plus its data location.
+#[derive(Clone, Debug)]
+pub struct PayloadPart {
+    /// Identifier within the object (used in `payloadParts/{id}`).
+    pub part_id: String,
+    pub content_type: String,
+    pub content_disposition: Option<String>,
+    pub content_id: Option<String>,
+    pub content_location: Option<String>,
+    pub content_encoding: Option<String>,
+    pub file_icon: Option<String>,
+    pub size: u64,
+    pub data: PartData,
+}
+
+/// An object to create.
+#[derive(Clone, Debug)]
+pub struct NewObject {
+    pub public_id: String,
+    pub parent: ParentRef,
+    pub attributes: Vec<Attribute>,
+    pub flags: Vec<String>,
+    pub correlation_id: Option<String>,
+    pub correlation_tag: Option<String>,
+    /// Media type of the whole payload (without boundary), if there is one.
+    pub payload_type: Option<String>,
+    pub parts: Vec<PayloadPart>,
+    pub now_ms: i64,
+}
+
+/// An object as stored, with everything needed to render it.
+#[derive(Clone, Debug)]
+pub struct Object {
+    pub id: i64,
+    pub public_id: String,
+    pub folder_public_id: String,
+    pub folder_path: String,
+    pub attributes: Vec<Attribute>,
+    pub flags: Vec<String>,
+    pub correlation_id: Option<String>,
+    pub correlation_tag: Option<String>,
+    pub payload_type: Option<String>,
+    /// Part metadata; `data` of blob parts holds the key, inline bytes are not loaded here.
+    pub parts: Vec<PayloadPart>,
+    pub stored_at_ms: i64,
+    pub last_mod_seq: i64,
+}
+
+/// Which item a flag operation addresses.
+#[derive(Clone, Copy, Debug)]
+pub enum FlagTarget<'a> {
+    Object(&'a str),
+    Folder(&'a str),
+}
+
+/// Outcome of a single-flag change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagChange {
+    /// The flag state changed (modseq bumped).
+    Changed,
+    /// The flag was already in the requested state (nothing written).
+    Unchanged,
+}
+
+/// What a child listing returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildKind {
+    Folder,
+    Object,
+}
+
+/// One page of a folder's children: folders first (by id), then objects (by id).
+#[derive(Clone, Debug, Default)]
+pub struct ChildPage {
+    pub folders: Vec<String>,
+    pub objects: Vec<String>,
+    /// Where the next page starts, if more may follow.
+    pub next: Option<ChildPosition>,
+}
+
+/// A position inside a child listing (exclusive lower bound).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChildPosition {
+    pub kind: ChildKind,
+    /// Internal id of the last entry returned.
+    pub after: i64,
+}
+
+/// Message counts of a folder (and of its subtree).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FolderStats {
+    pub msg_count: i64,
+    pub unread_count: i64,
+    pub size: i64,
+}
+
+/// Blob keys that a deletion released; the caller garbage-collects them after commit.
+#[derive(Clone, Debug, Default)]
+pub struct Released {
+    pub blob_keys: Vec<String>,
+}
+
+/// A login.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    pub password_hash: String,
+    pub is_service: bool,
+    /// (store, address) pairs this account owns.
+    pub boxes: Vec<(String, String)>,
+}
+
+/// Domain verbs of the metadata store.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Apply pending migrations.
+    async fn migrate(&self) -> Result<()>;
+
+    // ---- accounts and boxes ----
+    /// Create a box with its root folder if it does not exist yet; return it.
+    async fn provision_box(&self, store: &str, address: &str, root_id: &str, now_ms: i64) -> Result<BoxRow>;
+    async fn find_box(&self, store: &str, address: &str) -> Result<Option<BoxRow>>;
+    /// Create a login; fails with `DuplicateName` if the name is taken.
+    async fn create_account(
+        &self,
+        name: &str,
+        password_hash: &str,
+        is_service: bool,
+        boxes: &[(String, String)],
+    ) -> Result<Account>;
+    async fn find_account(&self, name: &str) -> Result<Option<Account>>;
+    async fn list_accounts(&self) -> Result<Vec<Account>>;
+    /// Remove a login; `false` if there was none.
+    async fn remove_account(&self, name: &str) -> Result<bool>;
+
+    // ---- folders ----
+    async fn root_folder(&self, b: &BoxRow) -> Result<Folder>;
+    async fn get_folder(&self, b: &BoxRow, public_id: &str) -> Result<Option<Folder>>;
+    async fn folder_by_path(&self, b: &BoxRow, path: &str) -> Result<Option<Folder>>;
+    async fn create_folder(&self, b: &BoxRow, f: NewFolder) -> Result<Folder>;
+    /// Rename; returns the folder as it stands afterwards.
+    async fn rename_folder(&self, b: &BoxRow, public_id: &str, name: &str) -> Result<Folder>;
+    /// Delete a folder and everything under it; `None` if it does not exist.
+    async fn delete_folder(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>>;
+    async fn folder_children(
+        &self,
+        b: &BoxRow,
+        folder: &Folder,
+        kinds: (bool, bool),
+        from: Option<ChildPosition>,
+        limit: u32,
+    ) -> Result<ChildPage>;
+    async fn folder_stats(&self, b: &BoxRow, folder: &Folder, subtree: bool) -> Result<FolderStats>;
+
+    // ---- objects ----
+    async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Object>;
+    async fn get_object(&self, b: &BoxRow, public_id: &str) -> Result<Option<Object>>;
+    async fn object_by_path(&self, b: &BoxRow, folder_path: &str, public_id: &str) -> Result<Option<Object>>;
+    /// Delete an object; `None` if it does not exist.
+    async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>>;
+    /// Inline bytes of one payload part.
+    async fn inline_part_data(&self, b: &BoxRow, object_public_id: &str, part_id: &str) -> Result<Option<Vec<u8>>>;
+
+    // ---- flags (objects and folders) ----
+    async fn get_flags(&self, b: &BoxRow, t: FlagTarget<'_>) -> Result<Option<Vec<String>>>;
+    /// Replace the whole flag list; returns the list afterwards (`None`: no such item).
+    async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String]) -> Result<Option<Vec<String>>>;
+    /// Add (`on`) or remove one flag (`None`: no such item).
+    async fn change_flag(&self, b: &BoxRow, t: FlagTarget<'_>, flag: &str, on: bool) -> Result<Option<FlagChange>>;
+
+    // ---- blob bookkeeping ----
+    /// Protect a blob key from garbage collection while an upload is in flight.
+    /// Fails with `Internal` if a deletion of the key is under way (retry later).
+    async fn pin_blob(&self, key: &str, token: &str, now_ms: i64) -> Result<bool>;
+    async fn unpin_blob(&self, key: &str, token: &str) -> Result<()>;
+    /// If no part references the key and no pin holds it, mark it as being deleted and
+    /// return `true`: the caller then deletes the blob and calls `finish_blob_delete`.
+    async fn begin_blob_delete(&self, key: &str, now_ms: i64) -> Result<bool>;
+    async fn finish_blob_delete(&self, key: &str) -> Result<()>;
+}

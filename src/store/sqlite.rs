@@ -1,0 +1,982 @@
+//! SQLite implementation of [`MetaStore`], the embedded default.
+//!
+//! Runtime queries with `.bind()` (no database needed to build). WAL journal, full fsync, a
+//! busy timeout so concurrent writers queue instead of failing, foreign keys on so deleting
+//! an object or folder cascades to its attributes, flags and parts.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction};
+
+/// Dynamic SQL assembled only from constant fragments (table and column names chosen by
+/// code, never by input); every value is bound.
+macro_rules! sql {
+    ($($t:tt)*) => { AssertSqlSafe(format!($($t)*)) };
+}
+
+use super::*;
+use crate::error::{Error, Result};
+use crate::ids::new_id;
+
+type Tx<'a> = Transaction<'a, Sqlite>;
+
+/// The SQLite metadata store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// Internal view of a folder used while resolving parents.
+#[derive(Clone, Debug, sqlx::FromRow)]
+struct FolderKey {
+    id: i64,
+    public_id: String,
+    ancestry: String,
+    path: String,
+    is_root: bool,
+}
+
+const FOLDER_COLUMNS: &str = "f.id, f.public_id, p.public_id AS parent_public_id, f.name, f.is_root, \
+     f.path, f.created_at_ms, f.last_mod_seq";
+
+impl SqliteStore {
+    /// Open (creating the file if needed) the database at `url` (`sqlite://path`).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(Error::from)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+        Ok(Self { pool })
+    }
+
+    async fn begin_write(&self) -> Result<Tx<'static>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// First statement of every mutating transaction: bump and return the box modseq.
+async fn bump(tx: &mut Tx<'_>, b: &BoxRow) -> Result<i64> {
+    let seq: i64 = sqlx::query_scalar("UPDATE boxes SET modseq = modseq + 1 WHERE id = ? RETURNING modseq")
+        .bind(b.id)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(seq)
+}
+
+/// The exclusive upper bound of an ancestry prefix range (`'/1/7/'` -> `'/1/70'`).
+fn ancestry_end(prefix: &str) -> String {
+    // '/' + 1 == '0', so every string starting with `prefix` sorts below this bound.
+    let mut s = prefix[..prefix.len() - 1].to_string();
+    s.push('0');
+    s
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+async fn folder_key_by_public(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Option<FolderKey>> {
+    Ok(sqlx::query_as::<_, FolderKey>(
+        "SELECT id, public_id, ancestry, path, is_root FROM folders WHERE box_id = ? AND public_id = ?",
+    )
+    .bind(b.id)
+    .bind(public_id)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+async fn root_key(tx: &mut Tx<'_>, b: &BoxRow) -> Result<FolderKey> {
+    sqlx::query_as::<_, FolderKey>(
+        "SELECT id, public_id, ancestry, path, is_root FROM folders WHERE box_id = ? AND is_root = 1",
+    )
+    .bind(b.id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| Error::internal(format!("box {} has no root folder", b.address)))
+}
+
+/// Insert a folder row under `parent`, stamped with `seq`.
+async fn insert_folder(
+    tx: &mut Tx<'_>,
+    b: &BoxRow,
+    parent: &FolderKey,
+    public_id: &str,
+    name: &str,
+    seq: i64,
+    now_ms: i64,
+) -> Result<FolderKey> {
+    let path = format!("{}/{}", parent.path, name);
+    let res = sqlx::query(
+        "INSERT INTO folders (box_id, public_id, parent_id, name, is_root, ancestry, path, created_at_ms, last_mod_seq) \
+         VALUES (?, ?, ?, ?, 0, '', ?, ?, ?) RETURNING id",
+    )
+    .bind(b.id)
+    .bind(public_id)
+    .bind(parent.id)
+    .bind(name)
+    .bind(&path)
+    .bind(now_ms)
+    .bind(seq)
+    .fetch_one(&mut **tx)
+    .await;
+    let id: i64 = match res {
+        Ok(row) => row.try_get(0)?,
+        Err(e) if is_unique_violation(&e) => return Err(Error::DuplicateName { name: name.to_string() }),
+        Err(e) => return Err(e.into()),
+    };
+    let ancestry = format!("{}{}/", parent.ancestry, id);
+    sqlx::query("UPDATE folders SET ancestry = ? WHERE id = ?").bind(&ancestry).bind(id).execute(&mut **tx).await?;
+    Ok(FolderKey { id, public_id: public_id.to_string(), ancestry, path, is_root: false })
+}
+
+/// Find the folder a new item goes into, creating missing path folders when asked.
+async fn resolve_parent(tx: &mut Tx<'_>, b: &BoxRow, parent: &ParentRef, seq: i64, now_ms: i64) -> Result<FolderKey> {
+    match parent {
+        ParentRef::Root => root_key(tx, b).await,
+        ParentRef::Id(id) => {
+            folder_key_by_public(tx, b, id).await?.ok_or_else(|| Error::invalid(format!("parentFolder {id}")))
+        }
+        ParentRef::Path { path, create_missing } => {
+            let mut cur = root_key(tx, b).await?;
+            for seg in path.split('/').filter(|s| !s.is_empty()) {
+                let next = sqlx::query_as::<_, FolderKey>(
+                    "SELECT id, public_id, ancestry, path, is_root FROM folders WHERE parent_id = ? AND name = ?",
+                )
+                .bind(cur.id)
+                .bind(seg)
+                .fetch_optional(&mut **tx)
+                .await?;
+                cur = match next {
+                    Some(f) => f,
+                    None if *create_missing => insert_folder(tx, b, &cur, &new_id(), seg, seq, now_ms).await?,
+                    None => return Err(Error::invalid(format!("parentFolderPath {path}"))),
+                };
+            }
+            Ok(cur)
+        }
+    }
+}
+
+async fn insert_attributes(tx: &mut Tx<'_>, table: &str, owner: i64, attrs: &[Attribute]) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO {table} ({}, name_lc, name, position, value) VALUES (?, ?, ?, ?, ?)",
+        if table == "object_attributes" { "object_id" } else { "folder_id" }
+    );
+    for a in attrs {
+        let lc = a.name.to_lowercase();
+        for (i, v) in a.values.iter().enumerate() {
+            sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(owner)
+                .bind(&lc)
+                .bind(&a.name)
+                .bind(i as i64)
+                .bind(v)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Group (name, value) rows (ordered by name, position) into attributes.
+fn group_attributes(rows: Vec<(String, String)>) -> Vec<Attribute> {
+    let mut out: Vec<Attribute> = Vec::new();
+    for (name, value) in rows {
+        match out.last_mut() {
+            Some(last) if last.name.eq_ignore_ascii_case(&name) => last.values.push(value),
+            _ => out.push(Attribute { name, values: vec![value] }),
+        }
+    }
+    out
+}
+
+/// Deduplicate flags case-insensitively, keeping the first spelling and the order.
+fn dedup_flags(flags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(flags.len());
+    for f in flags {
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(f)) {
+            out.push(f.clone());
+        }
+    }
+    out
+}
+
+/// Table, owner column and item table for a flag target.
+fn flag_tables(t: FlagTarget<'_>) -> (&'static str, &'static str, &'static str, &str) {
+    match t {
+        FlagTarget::Object(id) => ("object_flags", "object_id", "objects", id),
+        FlagTarget::Folder(id) => ("folder_flags", "folder_id", "folders", id),
+    }
+}
+
+async fn item_id(tx: &mut Tx<'_>, b: &BoxRow, t: FlagTarget<'_>) -> Result<Option<i64>> {
+    let (_, _, items, public_id) = flag_tables(t);
+    Ok(sqlx::query_scalar(sql!("SELECT id FROM {items} WHERE box_id = ? AND public_id = ?"))
+        .bind(b.id)
+        .bind(public_id)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+async fn read_flags<'e, E>(exec: E, t: FlagTarget<'_>, owner: i64) -> Result<Vec<String>>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    let (table, col, _, _) = flag_tables(t);
+    Ok(sqlx::query_scalar(sql!("SELECT flag FROM {table} WHERE {col} = ? ORDER BY rowid"))
+        .bind(owner)
+        .fetch_all(exec)
+        .await?)
+}
+
+async fn insert_flag(tx: &mut Tx<'_>, t: FlagTarget<'_>, owner: i64, flag: &str) -> Result<()> {
+    let (table, col, _, _) = flag_tables(t);
+    sqlx::query(sql!("INSERT INTO {table} ({col}, flag_lc, flag) VALUES (?, ?, ?)"))
+        .bind(owner)
+        .bind(flag.to_lowercase())
+        .bind(flag)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn stamp(tx: &mut Tx<'_>, t: FlagTarget<'_>, owner: i64, seq: i64) -> Result<()> {
+    let (_, _, items, _) = flag_tables(t);
+    sqlx::query(sql!("UPDATE {items} SET last_mod_seq = ? WHERE id = ?"))
+        .bind(seq)
+        .bind(owner)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl SqliteStore {
+    async fn load_folder(&self, where_sql: &str, b: &BoxRow, arg: &str) -> Result<Option<Folder>> {
+        let sql = format!(
+            "SELECT {FOLDER_COLUMNS} FROM folders f LEFT JOIN folders p ON p.id = f.parent_id \
+             WHERE f.box_id = ? AND {where_sql}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(b.id).bind(arg).fetch_optional(&self.pool).await?;
+        let Some(row) = row else { return Ok(None) };
+        let id: i64 = row.try_get("id")?;
+        let attrs: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, value FROM folder_attributes WHERE folder_id = ? ORDER BY name_lc, position")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(Some(Folder {
+            id,
+            public_id: row.try_get("public_id")?,
+            parent_public_id: row.try_get("parent_public_id")?,
+            name: row.try_get("name")?,
+            is_root: row.try_get("is_root")?,
+            path: row.try_get("path")?,
+            attributes: group_attributes(attrs),
+            created_at_ms: row.try_get("created_at_ms")?,
+            last_mod_seq: row.try_get("last_mod_seq")?,
+        }))
+    }
+
+    async fn load_object(&self, where_sql: &str, b: &BoxRow, args: &[&str]) -> Result<Option<Object>> {
+        let sql = format!(
+            "SELECT o.id, o.public_id, f.public_id AS folder_public_id, f.path AS folder_path, \
+             o.correlation_id, o.correlation_tag, o.payload_type, o.stored_at_ms, o.last_mod_seq \
+             FROM objects o JOIN folders f ON f.id = o.folder_id WHERE o.box_id = ? AND {where_sql}"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(b.id);
+        for a in args {
+            q = q.bind(*a);
+        }
+        let Some(row) = q.fetch_optional(&self.pool).await? else { return Ok(None) };
+        let id: i64 = row.try_get("id")?;
+        let attrs: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, value FROM object_attributes WHERE object_id = ? ORDER BY rowid")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        let flags = read_flags(&self.pool, FlagTarget::Object(""), id).await?;
+        let parts = sqlx::query(
+            "SELECT part_id, content_type, content_disposition, content_id, content_location, \
+             content_encoding, file_icon, size, blob_key FROM payload_parts WHERE object_id = ? ORDER BY ordinal",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| -> Result<PayloadPart> {
+            let key: Option<String> = r.try_get("blob_key")?;
+            let size: i64 = r.try_get("size")?;
+            Ok(PayloadPart {
+                part_id: r.try_get("part_id")?,
+                content_type: r.try_get("content_type")?,
+                content_disposition: r.try_get("content_disposition")?,
+                content_id: r.try_get("content_id")?,
+                content_location: r.try_get("content_location")?,
+                content_encoding: r.try_get("content_encoding")?,
+                file_icon: r.try_get("file_icon")?,
+                size: size.max(0) as u64,
+                data: match key {
+                    Some(key) => PartData::Blob { key },
+                    None => PartData::Inline(Vec::new()),
+                },
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Object {
+            id,
+            public_id: row.try_get("public_id")?,
+            folder_public_id: row.try_get("folder_public_id")?,
+            folder_path: row.try_get("folder_path")?,
+            attributes: regroup_in_order(attrs),
+            flags,
+            correlation_id: row.try_get("correlation_id")?,
+            correlation_tag: row.try_get("correlation_tag")?,
+            payload_type: row.try_get("payload_type")?,
+            parts,
+            stored_at_ms: row.try_get("stored_at_ms")?,
+            last_mod_seq: row.try_get("last_mod_seq")?,
+        }))
+    }
+}
+
+/// Group rows read in insertion order (attributes were inserted name by name).
+fn regroup_in_order(rows: Vec<(String, String)>) -> Vec<Attribute> {
+    group_attributes(rows)
+}
+
+#[async_trait]
+impl MetaStore for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn provision_box(&self, store: &str, address: &str, root_id: &str, now_ms: i64) -> Result<BoxRow> {
+        let mut tx = self.begin_write().await?;
+        let existing = sqlx::query_as::<_, (i64, i64, i64)>(
+            "SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?",
+        )
+        .bind(store)
+        .bind(address)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((id, modseq, validity)) = existing {
+            tx.rollback().await?;
+            return Ok(BoxRow { id, store: store.into(), address: address.into(), modseq, validity });
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO boxes (store, address, modseq, validity, created_at_ms) VALUES (?, ?, 1, ?, ?) RETURNING id",
+        )
+        .bind(store)
+        .bind(address)
+        .bind(now_ms)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        let fid: i64 = sqlx::query_scalar(
+            "INSERT INTO folders (box_id, public_id, parent_id, name, is_root, ancestry, path, created_at_ms, last_mod_seq) \
+             VALUES (?, ?, NULL, '', 1, '', '', ?, 1) RETURNING id",
+        )
+        .bind(id)
+        .bind(root_id)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE folders SET ancestry = ? WHERE id = ?")
+            .bind(format!("/{fid}/"))
+            .bind(fid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(BoxRow { id, store: store.into(), address: address.into(), modseq: 1, validity: now_ms })
+    }
+
+    async fn find_box(&self, store: &str, address: &str) -> Result<Option<BoxRow>> {
+        let row = sqlx::query_as::<_, (i64, i64, i64)>(
+            "SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?",
+        )
+        .bind(store)
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, modseq, validity)| BoxRow {
+            id,
+            store: store.into(),
+            address: address.into(),
+            modseq,
+            validity,
+        }))
+    }
+
+    async fn create_account(
+        &self,
+        name: &str,
+        password_hash: &str,
+        is_service: bool,
+        boxes: &[(String, String)],
+    ) -> Result<Account> {
+        let mut tx = self.begin_write().await?;
+        let res = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO accounts (name, password_hash, is_service, created_at_ms) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(is_service)
+        .bind(crate::ids::now_ms())
+        .fetch_one(&mut *tx)
+        .await;
+        let id = match res {
+            Ok(id) => id,
+            Err(e) if is_unique_violation(&e) => return Err(Error::DuplicateName { name: name.into() }),
+            Err(e) => return Err(e.into()),
+        };
+        for (store, address) in boxes {
+            sqlx::query("INSERT OR IGNORE INTO account_boxes (account_id, store, address) VALUES (?, ?, ?)")
+                .bind(id)
+                .bind(store)
+                .bind(address)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Account { id, name: name.into(), password_hash: password_hash.into(), is_service, boxes: boxes.to_vec() })
+    }
+
+    async fn find_account(&self, name: &str) -> Result<Option<Account>> {
+        let row = sqlx::query_as::<_, (i64, String, bool)>(
+            "SELECT id, password_hash, is_service FROM accounts WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((id, password_hash, is_service)) = row else { return Ok(None) };
+        let boxes = sqlx::query_as::<_, (String, String)>(
+            "SELECT store, address FROM account_boxes WHERE account_id = ? ORDER BY store, address",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(Account { id, name: name.into(), password_hash, is_service, boxes }))
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM accounts ORDER BY name").fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            if let Some(a) = self.find_account(&n).await? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn remove_account(&self, name: &str) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM accounts WHERE name = ?").bind(name).execute(&self.pool).await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn root_folder(&self, b: &BoxRow) -> Result<Folder> {
+        self.load_folder("f.is_root = ?", b, "1")
+            .await?
+            .ok_or_else(|| Error::internal(format!("box {} has no root folder", b.address)))
+    }
+
+    async fn get_folder(&self, b: &BoxRow, public_id: &str) -> Result<Option<Folder>> {
+        self.load_folder("f.public_id = ?", b, public_id).await
+    }
+
+    async fn folder_by_path(&self, b: &BoxRow, path: &str) -> Result<Option<Folder>> {
+        self.load_folder("f.path = ?", b, path).await
+    }
+
+    async fn create_folder(&self, b: &BoxRow, f: NewFolder) -> Result<Folder> {
+        let mut tx = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let parent = resolve_parent(&mut tx, b, &f.parent, seq, f.now_ms).await?;
+        let name = match f.name {
+            Some(n) => n,
+            None => f.public_id.clone(),
+        };
+        let key = insert_folder(&mut tx, b, &parent, &f.public_id, &name, seq, f.now_ms).await?;
+        insert_attributes(&mut tx, "folder_attributes", key.id, &f.attributes).await?;
+        tx.commit().await?;
+        Ok(Folder {
+            id: key.id,
+            public_id: key.public_id,
+            parent_public_id: Some(parent.public_id),
+            name,
+            is_root: false,
+            path: key.path,
+            attributes: f.attributes,
+            created_at_ms: f.now_ms,
+            last_mod_seq: seq,
+        })
+    }
+
+    async fn rename_folder(&self, b: &BoxRow, public_id: &str, name: &str) -> Result<Folder> {
+        let mut tx = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let key = folder_key_by_public(&mut tx, b, public_id).await?.ok_or_else(|| Error::not_found(public_id))?;
+        let current: String =
+            sqlx::query_scalar("SELECT name FROM folders WHERE id = ?").bind(key.id).fetch_one(&mut *tx).await?;
+        if current != name {
+            let parent_path = key.path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+            let new_path = if key.is_root { String::new() } else { format!("{parent_path}/{name}") };
+            let res = sqlx::query("UPDATE folders SET name = ?, path = ?, last_mod_seq = ? WHERE id = ?")
+                .bind(name)
+                .bind(&new_path)
+                .bind(seq)
+                .bind(key.id)
+                .execute(&mut *tx)
+                .await;
+            match res {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return Err(Error::DuplicateName { name: name.into() }),
+                Err(e) => return Err(e.into()),
+            }
+            if !key.is_root {
+                // Descendants' paths follow; this is not a change to them (CPM 6.6.1).
+                sqlx::query(
+                    "UPDATE folders SET path = ? || substr(path, ?) WHERE box_id = ? AND ancestry > ? AND ancestry < ?",
+                )
+                .bind(&new_path)
+                .bind(key.path.len() as i64 + 1)
+                .bind(b.id)
+                .bind(&key.ancestry)
+                .bind(ancestry_end(&key.ancestry))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        self.get_folder(b, public_id).await?.ok_or_else(|| Error::not_found(public_id))
+    }
+
+    async fn delete_folder(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
+        let mut tx = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let Some(key) = folder_key_by_public(&mut tx, b, public_id).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        if key.is_root {
+            return Err(Error::Forbidden { reason: "the root folder cannot be deleted".into() });
+        }
+        let (lo, hi) = (key.ancestry.clone(), ancestry_end(&key.ancestry));
+        let subtree = "SELECT id FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ?";
+        let keys: Vec<String> = sqlx::query_scalar(sql!(
+            "SELECT DISTINCT p.blob_key FROM payload_parts p JOIN objects o ON o.id = p.object_id \
+             WHERE p.blob_key IS NOT NULL AND o.folder_id IN ({subtree})"
+        ))
+        .bind(b.id)
+        .bind(&lo)
+        .bind(&hi)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(sql!(
+            "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, deleted_at_ms) \
+             SELECT ?, 'object', public_id, 'deleted', ?, correlation_id, correlation_tag, ? FROM objects WHERE folder_id IN ({subtree})"
+        ))
+        .bind(b.id)
+        .bind(seq)
+        .bind(now_ms)
+        .bind(b.id)
+        .bind(&lo)
+        .bind(&hi)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, deleted_at_ms) \
+             SELECT ?, 'folder', public_id, 'deleted', ?, ? FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ?",
+        )
+        .bind(b.id)
+        .bind(seq)
+        .bind(now_ms)
+        .bind(b.id)
+        .bind(&lo)
+        .bind(&hi)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sql!("DELETE FROM objects WHERE folder_id IN ({subtree})"))
+            .bind(b.id)
+            .bind(&lo)
+            .bind(&hi)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ?")
+            .bind(b.id)
+            .bind(&lo)
+            .bind(&hi)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(Released { blob_keys: keys }))
+    }
+
+    async fn folder_children(
+        &self,
+        _b: &BoxRow,
+        folder: &Folder,
+        kinds: (bool, bool),
+        from: Option<ChildPosition>,
+        limit: u32,
+    ) -> Result<ChildPage> {
+        let (want_folders, want_objects) = kinds;
+        let mut page = ChildPage::default();
+        let mut remaining = limit as i64;
+        let mut pos = from;
+        let mut last: Option<ChildPosition> = None;
+        if want_folders && !matches!(pos, Some(ChildPosition { kind: ChildKind::Object, .. })) {
+            let after = pos.map(|p| p.after).unwrap_or(0);
+            let rows: Vec<(i64, String)> =
+                sqlx::query_as("SELECT id, public_id FROM folders WHERE parent_id = ? AND id > ? ORDER BY id LIMIT ?")
+                    .bind(folder.id)
+                    .bind(after)
+                    .bind(remaining + 1)
+                    .fetch_all(&self.pool)
+                    .await?;
+            for (id, pid) in rows {
+                if remaining == 0 {
+                    page.next = last;
+                    return Ok(page);
+                }
+                page.folders.push(pid);
+                last = Some(ChildPosition { kind: ChildKind::Folder, after: id });
+                remaining -= 1;
+            }
+            pos = None;
+        }
+        if want_objects {
+            let after = match pos {
+                Some(ChildPosition { kind: ChildKind::Object, after }) => after,
+                _ => 0,
+            };
+            let rows: Vec<(i64, String)> =
+                sqlx::query_as("SELECT id, public_id FROM objects WHERE folder_id = ? AND id > ? ORDER BY id LIMIT ?")
+                    .bind(folder.id)
+                    .bind(after)
+                    .bind(remaining + 1)
+                    .fetch_all(&self.pool)
+                    .await?;
+            for (id, pid) in rows {
+                if remaining == 0 {
+                    page.next = last;
+                    return Ok(page);
+                }
+                page.objects.push(pid);
+                last = Some(ChildPosition { kind: ChildKind::Object, after: id });
+                remaining -= 1;
+            }
+        }
+        if remaining == 0
+            && want_folders
+            && want_objects
+            && matches!(last, Some(ChildPosition { kind: ChildKind::Folder, .. }))
+        {
+            // The page filled up exactly on folders: objects may still follow.
+            let any: Option<i64> = sqlx::query_scalar("SELECT id FROM objects WHERE folder_id = ? LIMIT 1")
+                .bind(folder.id)
+                .fetch_optional(&self.pool)
+                .await?;
+            if any.is_some() {
+                page.next = last;
+            }
+        }
+        Ok(page)
+    }
+
+    async fn folder_stats(&self, b: &BoxRow, folder: &Folder, subtree: bool) -> Result<FolderStats> {
+        let scope = if subtree {
+            "o.folder_id IN (SELECT s.id FROM folders s, folders t WHERE t.id = ? AND s.box_id = t.box_id \
+             AND s.ancestry >= t.ancestry AND s.ancestry < substr(t.ancestry, 1, length(t.ancestry) - 1) || '0')"
+        } else {
+            "o.folder_id = ?"
+        };
+        let (count, read, size): (i64, i64, i64) = sqlx::query_as(sql!(
+            "SELECT count(*), \
+                    coalesce(sum(EXISTS (SELECT 1 FROM object_flags g WHERE g.object_id = o.id AND g.flag_lc = '\\seen')), 0), \
+                    coalesce(sum((SELECT coalesce(sum(p.size), 0) FROM payload_parts p WHERE p.object_id = o.id)), 0) \
+             FROM objects o WHERE o.box_id = ? AND {scope}"
+        ))
+        .bind(b.id)
+        .bind(folder.id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(FolderStats { msg_count: count, unread_count: count - read, size })
+    }
+
+    async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Object> {
+        let mut tx = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let folder = resolve_parent(&mut tx, b, &o.parent, seq, o.now_ms).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO objects (box_id, public_id, folder_id, stored_at_ms, correlation_id, correlation_tag, \
+             payload_type, last_mod_seq, creation_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(b.id)
+        .bind(&o.public_id)
+        .bind(folder.id)
+        .bind(o.now_ms)
+        .bind(&o.correlation_id)
+        .bind(&o.correlation_tag)
+        .bind(&o.payload_type)
+        .bind(seq)
+        .bind(seq)
+        .fetch_one(&mut *tx)
+        .await?;
+        insert_attributes(&mut tx, "object_attributes", id, &o.attributes).await?;
+        let flags = dedup_flags(&o.flags);
+        for f in &flags {
+            insert_flag(&mut tx, FlagTarget::Object(""), id, f).await?;
+        }
+        for (ordinal, p) in o.parts.iter().enumerate() {
+            let (inline, key): (Option<&[u8]>, Option<&str>) = match &p.data {
+                PartData::Inline(bytes) => (Some(bytes.as_slice()), None),
+                PartData::Blob { key } => (None, Some(key.as_str())),
+            };
+            sqlx::query(
+                "INSERT INTO payload_parts (object_id, ordinal, part_id, content_type, content_disposition, content_id, \
+                 content_location, content_encoding, file_icon, size, inline_data, blob_key) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(ordinal as i64)
+            .bind(&p.part_id)
+            .bind(&p.content_type)
+            .bind(&p.content_disposition)
+            .bind(&p.content_id)
+            .bind(&p.content_location)
+            .bind(&p.content_encoding)
+            .bind(&p.file_icon)
+            .bind(p.size as i64)
+            .bind(inline)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Object {
+            id,
+            public_id: o.public_id,
+            folder_public_id: folder.public_id,
+            folder_path: folder.path,
+            attributes: o.attributes,
+            flags,
+            correlation_id: o.correlation_id,
+            correlation_tag: o.correlation_tag,
+            payload_type: o.payload_type,
+            parts: o
+                .parts
+                .into_iter()
+                .map(|mut p| {
+                    if let PartData::Inline(_) = p.data {
+                        p.data = PartData::Inline(Vec::new());
+                    }
+                    p
+                })
+                .collect(),
+            stored_at_ms: o.now_ms,
+            last_mod_seq: seq,
+        })
+    }
+
+    async fn get_object(&self, b: &BoxRow, public_id: &str) -> Result<Option<Object>> {
+        self.load_object("o.public_id = ?", b, &[public_id]).await
+    }
+
+    async fn object_by_path(&self, b: &BoxRow, folder_path: &str, public_id: &str) -> Result<Option<Object>> {
+        self.load_object("f.path = ? AND o.public_id = ?", b, &[folder_path, public_id]).await
+    }
+
+    async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
+        let mut tx = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let row: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?",
+        )
+        .bind(b.id)
+        .bind(public_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, cid, ctag)) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT blob_key FROM payload_parts WHERE object_id = ? AND blob_key IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, deleted_at_ms) \
+             VALUES (?, 'object', ?, 'deleted', ?, ?, ?, ?)",
+        )
+        .bind(b.id)
+        .bind(public_id)
+        .bind(seq)
+        .bind(cid)
+        .bind(ctag)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM objects WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(Released { blob_keys: keys }))
+    }
+
+    async fn inline_part_data(&self, b: &BoxRow, object_public_id: &str, part_id: &str) -> Result<Option<Vec<u8>>> {
+        let data: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+            "SELECT p.inline_data FROM payload_parts p JOIN objects o ON o.id = p.object_id \
+             WHERE o.box_id = ? AND o.public_id = ? AND p.part_id = ?",
+        )
+        .bind(b.id)
+        .bind(object_public_id)
+        .bind(part_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(data.flatten())
+    }
+
+    async fn get_flags(&self, b: &BoxRow, t: FlagTarget<'_>) -> Result<Option<Vec<String>>> {
+        let (_, _, items, public_id) = flag_tables(t);
+        let id: Option<i64> = sqlx::query_scalar(sql!("SELECT id FROM {items} WHERE box_id = ? AND public_id = ?"))
+            .bind(b.id)
+            .bind(public_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match id {
+            Some(id) => Ok(Some(read_flags(&self.pool, t, id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String]) -> Result<Option<Vec<String>>> {
+        let mut tx = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let Some(owner) = item_id(&mut tx, b, t).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let current = read_flags(&mut *tx, t, owner).await?;
+        let wanted = dedup_flags(flags);
+        let same =
+            current.len() == wanted.len() && wanted.iter().all(|w| current.iter().any(|c| c.eq_ignore_ascii_case(w)));
+        if same {
+            tx.rollback().await?;
+            return Ok(Some(current));
+        }
+        let (table, col, _, _) = flag_tables(t);
+        sqlx::query(sql!("DELETE FROM {table} WHERE {col} = ?")).bind(owner).execute(&mut *tx).await?;
+        for f in &wanted {
+            insert_flag(&mut tx, t, owner, f).await?;
+        }
+        stamp(&mut tx, t, owner, seq).await?;
+        tx.commit().await?;
+        Ok(Some(wanted))
+    }
+
+    async fn change_flag(&self, b: &BoxRow, t: FlagTarget<'_>, flag: &str, on: bool) -> Result<Option<FlagChange>> {
+        let mut tx = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let Some(owner) = item_id(&mut tx, b, t).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let (table, col, _, _) = flag_tables(t);
+        let present: Option<i64> = sqlx::query_scalar(sql!("SELECT 1 FROM {table} WHERE {col} = ? AND flag_lc = ?"))
+            .bind(owner)
+            .bind(flag.to_lowercase())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if present.is_some() == on {
+            tx.rollback().await?;
+            return Ok(Some(FlagChange::Unchanged));
+        }
+        if on {
+            insert_flag(&mut tx, t, owner, flag).await?;
+        } else {
+            sqlx::query(sql!("DELETE FROM {table} WHERE {col} = ? AND flag_lc = ?"))
+                .bind(owner)
+                .bind(flag.to_lowercase())
+                .execute(&mut *tx)
+                .await?;
+        }
+        stamp(&mut tx, t, owner, seq).await?;
+        tx.commit().await?;
+        Ok(Some(FlagChange::Changed))
+    }
+
+    async fn pin_blob(&self, key: &str, token: &str, now_ms: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        // A deletion mark older than a minute belongs to a crashed collector: ignore it.
+        sqlx::query("DELETE FROM blob_deleting WHERE blob_key = ? AND started_at_ms < ?")
+            .bind(key)
+            .bind(now_ms - 60_000)
+            .execute(&mut *tx)
+            .await?;
+        let deleting: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blob_deleting WHERE blob_key = ?")
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if deleting.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("INSERT OR IGNORE INTO blob_pins (blob_key, token, created_at_ms) VALUES (?, ?, ?)")
+            .bind(key)
+            .bind(token)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn unpin_blob(&self, key: &str, token: &str) -> Result<()> {
+        sqlx::query("DELETE FROM blob_pins WHERE blob_key = ? AND token = ?")
+            .bind(key)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn begin_blob_delete(&self, key: &str, now_ms: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let used: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM payload_parts WHERE blob_key = ?1) \
+             OR EXISTS (SELECT 1 FROM blob_pins WHERE blob_key = ?1) \
+             OR EXISTS (SELECT 1 FROM blob_deleting WHERE blob_key = ?1)",
+        )
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if used.is_some() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO blob_deleting (blob_key, started_at_ms) VALUES (?, ?)")
+            .bind(key)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_blob_delete(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM blob_deleting WHERE blob_key = ?").bind(key).execute(&self.pool).await?;
+        Ok(())
+    }
+}
