@@ -78,6 +78,7 @@ pub struct Application {
     port: u16,
     public_url: String,
     nms: Nms,
+    auth: Arc<Authenticator>,
     sweep_every: Duration,
     grace: Duration,
 }
@@ -89,14 +90,15 @@ impl Application {
             .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.server.listen)))?;
         let addr = listener.local_addr().map_err(Error::internal)?;
         let public_url = settings.public_url_for(addr);
+        let auth = Arc::new(Authenticator::new(
+            nms.meta.clone(),
+            settings.auth.basic,
+            settings.auth.realm.clone(),
+            Duration::from_secs(settings.auth.cache_ttl_secs),
+        ));
         let state = web::Data::new(AppState {
             nms: nms.clone(),
-            auth: Authenticator::new(
-                nms.meta.clone(),
-                settings.auth.basic,
-                settings.auth.realm.clone(),
-                Duration::from_secs(settings.auth.cache_ttl_secs),
-            ),
+            auth: auth.clone(),
             public_url: public_url.clone(),
             limits: settings.limits.clone(),
         });
@@ -127,6 +129,7 @@ impl Application {
             port: addr.port(),
             public_url,
             nms,
+            auth,
             sweep_every: Duration::from_secs(settings.storage.sweep_interval_secs.max(1)),
             grace: Duration::from_secs(settings.storage.blob_grace_secs),
         })
@@ -143,6 +146,11 @@ impl Application {
     /// The domain service this application serves (for tests and tooling).
     pub fn nms(&self) -> &Nms {
         &self.nms
+    }
+
+    /// The authenticator (its counters are useful to tests and metrics).
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.auth.clone()
     }
 
     /// Serve until the server stops (Ctrl-C / SIGTERM), running the blob sweep meanwhile.

@@ -33,7 +33,7 @@ pub const BOX_SCOPE: &str = "/nms/v1/{store}/{box}";
 /// Shared state of the HTTP layer.
 pub struct AppState {
     pub nms: Nms,
-    pub auth: Authenticator,
+    pub auth: std::sync::Arc<Authenticator>,
     /// Absolute public base URL, without a trailing slash.
     pub public_url: String,
     pub limits: LimitSettings,

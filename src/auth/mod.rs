@@ -12,6 +12,7 @@
 pub mod operation;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use argon2::Argon2;
@@ -85,11 +86,18 @@ pub struct Authenticator {
     realm: String,
     ttl: Duration,
     cache: DashMap<[u8; 32], (Principal, Instant)>,
+    /// Password verifications run (argon2), for metrics and tests of the cache.
+    verifications: AtomicU64,
 }
 
 impl Authenticator {
     pub fn new(meta: Arc<dyn MetaStore>, basic: bool, realm: String, ttl: Duration) -> Self {
-        Self { meta, basic, realm, ttl, cache: DashMap::new() }
+        Self { meta, basic, realm, ttl, cache: DashMap::new(), verifications: AtomicU64::new(0) }
+    }
+
+    /// How many password verifications (argon2 runs) this authenticator has made.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// The `WWW-Authenticate` challenge sent with a 401.
@@ -140,6 +148,7 @@ impl Authenticator {
             tokio::task::spawn_blocking(move || verify_password(&pw, DUMMY_HASH)).await.ok();
             return Err(bad());
         };
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let (pw, hash) = (password.to_string(), account.password_hash.clone());
         let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash)).await.map_err(Error::internal)?;
         if !ok {

@@ -42,6 +42,9 @@ pub struct PayloadStore {
     prefix: Path,
     meta: Arc<dyn MetaStore>,
     inline_max: usize,
+    /// Bytes buffered before a streaming upload writes a chunk: small on local disk, the
+    /// S3 minimum part size elsewhere.
+    write_buffer: usize,
 }
 
 /// Counts from one sweep run.
@@ -69,11 +72,19 @@ impl PayloadStore {
             let (store, prefix) = object_store::parse_url_opts(&url, std::env::vars())?;
             (Arc::from(store), prefix)
         };
-        Ok(Self::new(store, prefix, meta, settings.storage.inline_max_bytes))
+        let local = settings.storage.blob_url.is_empty() || settings.storage.blob_url.starts_with("file:");
+        let write_buffer = if local { 256 * 1024 } else { 5 * 1024 * 1024 };
+        Ok(Self::new(store, prefix, meta, settings.storage.inline_max_bytes, write_buffer))
     }
 
-    pub fn new(store: Arc<dyn ObjectStore>, prefix: Path, meta: Arc<dyn MetaStore>, inline_max: usize) -> Self {
-        Self { store, prefix, meta, inline_max }
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: Path,
+        meta: Arc<dyn MetaStore>,
+        inline_max: usize,
+        write_buffer: usize,
+    ) -> Self {
+        Self { store, prefix, meta, inline_max, write_buffer }
     }
 
     fn path(&self, key: &str) -> Path {
@@ -193,7 +204,7 @@ impl PartWriter {
         }
         // Spill: this part is too large to keep inline.
         let tmp = self.ps.prefix.clone().join("tmp").join(new_id());
-        let mut w = BufWriter::new(self.ps.store.clone(), tmp.clone());
+        let mut w = BufWriter::with_capacity(self.ps.store.clone(), tmp.clone(), self.ps.write_buffer);
         let buffered = std::mem::take(&mut self.buf);
         self.hasher.update(&buffered);
         self.hasher.update(chunk);

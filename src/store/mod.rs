@@ -178,6 +178,19 @@ pub struct Released {
     pub blob_keys: Vec<String>,
 }
 
+/// What a deletion or expiry left behind, for replay by the sync layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tombstone {
+    /// `object` or `folder`.
+    pub kind: String,
+    pub public_id: String,
+    /// `deleted` or `expired`.
+    pub reason: String,
+    pub last_mod_seq: i64,
+    pub correlation_id: Option<String>,
+    pub correlation_tag: Option<String>,
+}
+
 /// A login.
 #[derive(Clone, Debug)]
 pub struct Account {
@@ -239,6 +252,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>>;
     /// Inline bytes of one payload part.
     async fn inline_part_data(&self, b: &BoxRow, object_public_id: &str, part_id: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Tombstones with `last_mod_seq > after`, oldest first.
+    async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>>;
 
     // ---- flags (objects and folders) ----
     async fn get_flags(&self, b: &BoxRow, t: FlagTarget<'_>) -> Result<Option<Vec<String>>>;

@@ -848,6 +848,28 @@ impl MetaStore for SqliteStore {
         Ok(data.flatten())
     }
 
+    async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>> {
+        let rows: Vec<(String, String, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag FROM tombstones \
+             WHERE box_id = ? AND last_mod_seq > ? ORDER BY last_mod_seq, id",
+        )
+        .bind(b.id)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag)| Tombstone {
+                kind,
+                public_id,
+                reason,
+                last_mod_seq,
+                correlation_id,
+                correlation_tag,
+            })
+            .collect())
+    }
+
     async fn get_flags(&self, b: &BoxRow, t: FlagTarget<'_>) -> Result<Option<Vec<String>>> {
         let (_, _, items, public_id) = flag_tables(t);
         let id: Option<i64> = sqlx::query_scalar(sql!("SELECT id FROM {items} WHERE box_id = ? AND public_id = ?"))

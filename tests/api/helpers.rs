@@ -1,0 +1,218 @@
+//! `spawn_app()`: a fresh data dir, the real application on port 0, and three logins:
+//! `alice` (box tel:+12125551212), `bob` (box tel:+13105550000) and the service `pf`.
+
+use std::path::PathBuf;
+
+use cpm_nms::auth::hash_password;
+use cpm_nms::config::Settings;
+use cpm_nms::nms::Nms;
+use cpm_nms::startup::Application;
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+
+pub const ALICE: &str = "tel:+12125551212";
+pub const BOB: &str = "tel:+13105550000";
+pub const PW: &str = "pw";
+
+pub struct TestApp {
+    pub url: String,
+    pub client: Client,
+    pub nms: Nms,
+    pub auth: std::sync::Arc<cpm_nms::auth::Authenticator>,
+    pub data: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut s = Settings::default();
+    s.data_dir = data.path().to_path_buf();
+    s.server.listen = "127.0.0.1:0".into();
+    s.server.workers = 2;
+    tweak(&mut s);
+    let app = Application::build(s).await.expect("build app");
+    let url = app.public_url().to_string();
+    let nms = app.nms().clone();
+    let auth = app.authenticator();
+    let hash = hash_password(PW).expect("hash");
+    for (name, addr, service) in [("alice", Some(ALICE), false), ("bob", Some(BOB), false), ("pf", None, true)] {
+        let mut boxes = Vec::new();
+        if let Some(a) = addr {
+            nms.provision_box("base", a).await.expect("provision");
+            boxes.push(("base".to_string(), a.to_string()));
+        }
+        nms.meta.create_account(name, &hash, service, &boxes).await.expect("account");
+    }
+    tokio::spawn(app.run_until_stopped());
+    let client = Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    TestApp { url, client, nms, auth, data }
+}
+
+/// Percent-encode a path segment the way the server emits it.
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl TestApp {
+    /// `{url}/nms/v1/base/{encoded box}`
+    pub fn base(&self, addr: &str) -> String {
+        format!("{}/nms/v1/base/{}", self.url, enc(addr))
+    }
+
+    pub fn req(&self, method: Method, url: &str) -> RequestBuilder {
+        self.client.request(method, url).basic_auth("alice", Some(PW)).header("Accept", "application/json")
+    }
+
+    pub fn req_as(&self, user: &str, method: Method, url: &str) -> RequestBuilder {
+        self.client.request(method, url).basic_auth(user, Some(PW))
+    }
+
+    pub async fn get(&self, url: &str) -> Response {
+        self.req(Method::GET, url).send().await.expect("send")
+    }
+
+    pub async fn delete(&self, url: &str) -> Response {
+        self.req(Method::DELETE, url).send().await.expect("send")
+    }
+
+    pub async fn put_json(&self, url: &str, body: Value) -> Response {
+        self.req(Method::PUT, url).json(&body).send().await.expect("send")
+    }
+
+    pub async fn post_json(&self, url: &str, body: Value) -> Response {
+        self.req(Method::POST, url).json(&body).send().await.expect("send")
+    }
+
+    /// Create a JSON-only object in alice's box; returns its resourceURL.
+    pub async fn create_object(&self, object: Value) -> String {
+        let res = self.post_json(&format!("{}/objects", self.base(ALICE)), json!({ "object": object })).await;
+        assert_eq!(res.status(), 201, "create object");
+        let body: Value = res.json().await.expect("json");
+        body["reference"]["resourceURL"].as_str().expect("resourceURL").to_string()
+    }
+
+    /// Create a folder in alice's box; returns its resourceURL.
+    pub async fn create_folder(&self, folder: Value) -> String {
+        let res = self.post_json(&format!("{}/folders", self.base(ALICE)), json!({ "folder": folder })).await;
+        assert_eq!(res.status(), 201, "create folder");
+        let body: Value = res.json().await.expect("json");
+        body["reference"]["resourceURL"].as_str().expect("resourceURL").to_string()
+    }
+
+    /// The root folder URL of alice's box.
+    pub async fn root(&self) -> String {
+        let res = self.get(&format!("{}/folders/operations/pathToId", self.base(ALICE))).await;
+        let body: Value = res.json().await.expect("json");
+        body["reference"]["resourceURL"].as_str().expect("root").to_string()
+    }
+
+    /// Files currently under the blob directory (`blobs/..` and `tmp/..`).
+    pub fn blob_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                for e in rd.flatten() {
+                    let p = e.path();
+                    if p.is_dir() { walk(&p, out) } else { out.push(p) }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data.path().join("blobs"), &mut out);
+        out
+    }
+}
+
+/// Assert an OMA error body with the given status and messageId; returns the exception.
+pub async fn assert_error(res: Response, status: u16, message_id: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let ct = res.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert!(ct.starts_with("application/json"), "error content type {ct}");
+    let body: Value = res.json().await.expect("json error body");
+    let err = &body["requestError"];
+    let exc = if err["serviceException"].is_object() { &err["serviceException"] } else { &err["policyException"] };
+    assert_eq!(exc["messageId"], message_id, "messageId in {body}");
+    assert!(exc["text"].is_string());
+    exc.clone()
+}
+
+/// A multipart/form-data body built by hand (so tests control every byte).
+pub struct Multipart {
+    pub boundary: String,
+    pub body: Vec<u8>,
+}
+
+impl Multipart {
+    pub fn new() -> Self {
+        Self { boundary: "outer-BOUNDARY-123".into(), body: Vec::new() }
+    }
+
+    pub fn part(mut self, headers: &[(&str, &str)], content: &[u8]) -> Self {
+        self.body.extend_from_slice(format!("--{}\r\n", self.boundary).as_bytes());
+        for (k, v) in headers {
+            self.body.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        self.body.extend_from_slice(b"\r\n");
+        self.body.extend_from_slice(content);
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
+    pub fn root_fields(self, object: Value) -> Self {
+        let json = serde_json::to_vec(&json!({ "object": object })).expect("json");
+        self.part(
+            &[("Content-Disposition", "form-data; name=\"root-fields\""), ("Content-Type", "application/json")],
+            &json,
+        )
+    }
+
+    pub fn finish(mut self) -> (String, Vec<u8>) {
+        self.body.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        (format!("multipart/form-data; boundary=\"{}\"", self.boundary), self.body)
+    }
+}
+
+/// A nested multipart payload (`multipart/mixed` etc.) with the given inner parts.
+pub fn nested(subtype_params: &str, boundary: &str, parts: &[(&[(&str, &str)], &[u8])]) -> (String, Vec<u8>) {
+    let mut body = Vec::new();
+    for (headers, content) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        for (k, v) in *headers {
+            body.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--").as_bytes());
+    (format!("{subtype_params}; boundary=\"{boundary}\""), body)
+}
+
+impl TestApp {
+    /// POST a multipart deposit to alice's box.
+    pub async fn deposit(&self, content_type: &str, body: Vec<u8>) -> Response {
+        self.req(Method::POST, &format!("{}/objects", self.base(ALICE)))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    /// Deposit and return the created object's JSON (after GET).
+    pub async fn deposit_and_get(&self, content_type: &str, body: Vec<u8>) -> Value {
+        let res = self.deposit(content_type, body).await;
+        assert_eq!(res.status(), 201, "deposit");
+        let r: Value = res.json().await.expect("json");
+        let url = r["reference"]["resourceURL"].as_str().expect("url").to_string();
+        let o: Value = self.get(&url).await.json().await.expect("json");
+        o["object"].clone()
+    }
+}
+
+/// The id at the end of a resource URL.
+pub fn last_segment(url: &str) -> String {
+    url.rsplit('/').next().unwrap_or_default().to_string()
+}

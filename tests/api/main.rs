@@ -1,0 +1,10 @@
+//! Integration tests: the real server on port 0 with a fresh data directory, driven over HTTP.
+
+mod auth;
+mod flags;
+mod folders;
+mod helpers;
+mod objects;
+mod paths;
+mod payload;
+mod storage;

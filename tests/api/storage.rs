@@ -1,0 +1,101 @@
+//! Storage rules: modseq stamping, tombstones, blob sharing, release and sweep.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn big_deposit(app: &TestApp, content: &[u8], path: &str) -> String {
+    let (ct, body) = Multipart::new()
+        .root_fields(json!({"parentFolderPath": path, "correlationId": "cid-1"}))
+        .part(
+            &[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "application/octet-stream")],
+            content,
+        )
+        .finish();
+    let res = app.deposit(&ct, body).await;
+    assert_eq!(res.status(), 201);
+    res.json::<Value>().await.expect("json")["reference"]["resourceURL"].as_str().expect("u").to_string()
+}
+
+#[tokio::test]
+async fn small_parts_stay_inline_large_parts_become_shared_blobs() {
+    let app = spawn_app().await;
+    let small = vec![3u8; 8 * 1024];
+    big_deposit(&app, &small, "/x").await;
+    assert!(app.blob_files().is_empty(), "a part up to 8 KiB is inline");
+    let large = vec![5u8; 8 * 1024 + 1];
+    let a = big_deposit(&app, &large, "/x").await;
+    let b = big_deposit(&app, &large, "/y").await;
+    assert_eq!(app.blob_files().len(), 1, "same content, one blob: {:?}", app.blob_files());
+    assert_eq!(app.delete(&a).await.status(), 204);
+    assert_eq!(app.blob_files().len(), 1, "still referenced by the other object");
+    let part: Value = app.get(&b).await.json().await.expect("json");
+    let href = part["object"]["payloadPart"][0]["href"].as_str().expect("href").to_string();
+    assert_eq!(app.get(&href).await.bytes().await.expect("b").as_ref(), large.as_slice());
+    assert_eq!(app.delete(&b).await.status(), 204);
+    assert!(app.blob_files().is_empty(), "last reference gone, blob gone: {:?}", app.blob_files());
+}
+
+#[tokio::test]
+async fn folder_deletion_releases_blobs() {
+    let app = spawn_app().await;
+    big_deposit(&app, &vec![9u8; 20_000], "/del/me").await;
+    big_deposit(&app, &vec![8u8; 20_000], "/del").await;
+    assert_eq!(app.blob_files().len(), 2);
+    let v: Value = app
+        .get(&format!("{}/folders/operations/pathToId?path=%2Fdel", app.base(ALICE)))
+        .await
+        .json()
+        .await
+        .expect("json");
+    app.delete(v["reference"]["resourceURL"].as_str().expect("u")).await;
+    assert!(app.blob_files().is_empty());
+}
+
+#[tokio::test]
+async fn mutations_stamp_modseq_and_deletions_leave_tombstones() {
+    let app = spawn_app().await;
+    let b = app.nms.find_box("base", ALICE).await.expect("db").expect("box");
+    let url = app.create_object(json!({"correlationId": "mid-1", "correlationTag": "tag-1"})).await;
+    let o: Value = app.get(&url).await.json().await.expect("json");
+    let created = o["object"]["lastModSeq"].as_i64().expect("seq");
+    assert!(created > b.modseq);
+    assert_eq!(app.delete(&url).await.status(), 204);
+    let folder = app.create_folder(json!({"parentFolderPath": "/", "name": "gone"})).await;
+    app.delete(&folder).await;
+    let t = app.nms.meta.tombstones_since(&b, created).await.expect("tombstones");
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[0].kind, "object");
+    assert_eq!(t[0].public_id, last_segment(&url));
+    assert_eq!(t[0].correlation_id.as_deref(), Some("mid-1"));
+    assert_eq!(t[0].correlation_tag.as_deref(), Some("tag-1"));
+    assert!(t[0].last_mod_seq > created);
+    assert_eq!(t[1].kind, "folder");
+    assert!(t[1].last_mod_seq > t[0].last_mod_seq);
+    let after = app.nms.find_box("base", ALICE).await.expect("db").expect("box");
+    assert_eq!(after.modseq, t[1].last_mod_seq, "the box modseq is the last stamp");
+}
+
+#[tokio::test]
+async fn sweep_removes_orphans_but_not_referenced_blobs() {
+    let app = spawn_app().await;
+    let url = big_deposit(&app, &vec![1u8; 20_000], "/s").await;
+    let orphan_dir = app.data.path().join("blobs/blobs/ab");
+    std::fs::create_dir_all(&orphan_dir).expect("mkdir");
+    std::fs::write(orphan_dir.join("ab00"), b"orphan").expect("write");
+    std::fs::create_dir_all(app.data.path().join("blobs/tmp")).expect("mkdir");
+    std::fs::write(app.data.path().join("blobs/tmp/stale"), b"half an upload").expect("write");
+    assert_eq!(app.blob_files().len(), 3);
+    // Within the grace period nothing is touched.
+    let r = app.nms.blobs.sweep(Duration::from_secs(3600)).await.expect("sweep");
+    assert_eq!((r.blobs_deleted, r.temporaries_deleted), (0, 0));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = app.nms.blobs.sweep(Duration::from_secs(1)).await.expect("sweep");
+    assert_eq!((r.blobs_deleted, r.temporaries_deleted), (1, 1));
+    assert_eq!(app.blob_files().len(), 1);
+    let o: Value = app.get(&url).await.json().await.expect("json");
+    let href = o["object"]["payloadPart"][0]["href"].as_str().expect("href").to_string();
+    assert_eq!(app.get(&href).await.bytes().await.expect("b").len(), 20_000);
+}
