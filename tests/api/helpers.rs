@@ -28,8 +28,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut s = Settings::default();
-    s.data_dir = data.path().to_path_buf();
+    let mut s = Settings { data_dir: data.path().to_path_buf(), ..Default::default() };
     s.server.listen = "127.0.0.1:0".into();
     s.server.workers = 2;
     tweak(&mut s);
@@ -175,7 +174,10 @@ impl Multipart {
 }
 
 /// A nested multipart payload (`multipart/mixed` etc.) with the given inner parts.
-pub fn nested(subtype_params: &str, boundary: &str, parts: &[(&[(&str, &str)], &[u8])]) -> (String, Vec<u8>) {
+/// One inner part: its headers and content.
+pub type InnerPart<'a> = (&'a [(&'a str, &'a str)], &'a [u8]);
+
+pub fn nested(subtype_params: &str, boundary: &str, parts: &[InnerPart<'_>]) -> (String, Vec<u8>) {
     let mut body = Vec::new();
     for (headers, content) in parts {
         body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());

@@ -1,5 +1,7 @@
 //! Integration tests: the real server on port 0 with a fresh data directory, driven over HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod auth;
 mod flags;
 mod folders;
