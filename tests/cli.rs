@@ -1,0 +1,120 @@
+//! The command line: account management, configuration layering, migrations.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn cpm(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
+        .args(["--data-dir", dir.to_str().expect("utf8")])
+        .args(args)
+        .env_remove("NMS__AUTH__CURSOR_SECRET")
+        .output()
+        .expect("run cpm-nms")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn accounts_are_added_listed_and_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = cpm(
+        dir.path(),
+        &[
+            "account",
+            "add",
+            "--name",
+            "alice",
+            "--box",
+            "tel:+12125551212",
+            "--box",
+            "tel:+12125550000",
+            "--password",
+            "pw",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
+        .args([
+            "--data-dir",
+            dir.path().to_str().expect("utf8"),
+            "account",
+            "add",
+            "--name",
+            "pf",
+            "--service",
+            "--box",
+            "tel:+1",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().expect("stdin").write_all(b"from-stdin\n").expect("write");
+    assert!(child.wait_with_output().expect("wait").status.success());
+
+    let list = stdout(&cpm(dir.path(), &["account", "list"]));
+    assert!(list.contains("alice\tuser\tbase/tel:+12125550000,base/tel:+12125551212"), "{list}");
+    assert!(list.contains("pf\tservice\tbase/tel:+1"), "{list}");
+
+    let dup = cpm(dir.path(), &["account", "add", "--name", "alice", "--box", "tel:+1", "--password", "x"]);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let bad_store =
+        cpm(dir.path(), &["account", "add", "--name", "z", "--box", "tel:+1", "--store", "nope", "--password", "x"]);
+    assert!(!bad_store.status.success());
+    let no_pw = cpm(dir.path(), &["account", "add", "--name", "z", "--box", "tel:+1"]);
+    assert!(!no_pw.status.success());
+
+    assert!(cpm(dir.path(), &["account", "remove", "--name", "alice"]).status.success());
+    assert!(!cpm(dir.path(), &["account", "remove", "--name", "alice"]).status.success());
+    assert!(!stdout(&cpm(dir.path(), &["account", "list"])).contains("alice"));
+    // Passwords are stored as argon2 hashes, never in clear.
+    let db = std::fs::read(dir.path().join("nms.db")).expect("db");
+    let text = String::from_utf8_lossy(&db);
+    assert!(text.contains("$argon2id$") && !text.contains("from-stdin"));
+}
+
+#[test]
+fn config_layers_file_then_environment_then_flags_and_redacts_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("nms.toml");
+    std::fs::write(&file, "[server]\nlisten = \"0.0.0.0:9000\"\npublic_url = \"https://nms.example.com\"\n[nms]\nstores = [\"myStore\", \"base\"]\n[limits]\nmax_body_bytes = 1000\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
+        .args(["--config", file.to_str().expect("utf8"), "--data-dir", "/tmp/flag-dir", "config"])
+        .env("NMS__LIMITS__MAX_BODY_BYTES", "2000")
+        .env("NMS__AUTH__CURSOR_SECRET", "very-secret")
+        .env("NMS__STORAGE__DATABASE_URL", "sqlite:///tmp/x.db")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = stdout(&out);
+    assert!(s.contains("listen = \"0.0.0.0:9000\""), "{s}");
+    assert!(s.contains("public_url = \"https://nms.example.com\""));
+    assert!(s.contains("stores = [\n    \"myStore\",\n    \"base\",\n]") || s.contains("\"myStore\""), "{s}");
+    assert!(s.contains("max_body_bytes = 2000"), "environment beats the file: {s}");
+    assert!(s.contains("data_dir = \"/tmp/flag-dir\""), "flags beat everything: {s}");
+    assert!(s.contains("cursor_secret = \"<redacted>\"") && !s.contains("very-secret"), "{s}");
+    // A missing file and an invalid value are errors, not silent defaults.
+    let out = cpm(dir.path(), &["--config", "/nonexistent.toml", "config"]);
+    assert!(!out.status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
+        .args(["config"])
+        .env("NMS__SERVER__PUBLIC_URL", "ftp://x")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+}
+
+#[test]
+fn migrate_creates_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = cpm(dir.path(), &["migrate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("nms.db").exists());
+    assert!(cpm(dir.path(), &["migrate"]).status.success(), "idempotent");
+}
