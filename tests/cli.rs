@@ -74,7 +74,8 @@ fn accounts_are_added_listed_and_removed() {
     assert!(!cpm(dir.path(), &["account", "remove", "--name", "alice"]).status.success());
     assert!(!stdout(&cpm(dir.path(), &["account", "list"])).contains("alice"));
     // Passwords are stored as argon2 hashes, never in clear.
-    let db = std::fs::read(dir.path().join("nms.db")).expect("db");
+    let mut db = std::fs::read(dir.path().join("nms.db")).expect("db");
+    db.extend(std::fs::read(dir.path().join("nms.db-wal")).unwrap_or_default());
     let text = String::from_utf8_lossy(&db);
     assert!(text.contains("$argon2id$") && !text.contains("from-stdin"));
 }

@@ -9,7 +9,7 @@ use super::wire::{
 };
 use super::{Access, AppState, json_body, param};
 use crate::error::{Error, Result};
-use crate::nms::{ListFilter, Parent};
+use crate::nms::ListFilter;
 
 /// `POST /folders`: 201 + `Location` + `reference`.
 pub async fn create(
@@ -20,14 +20,7 @@ pub async fn create(
 ) -> Result<HttpResponse> {
     let env: FolderEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "folder").await?;
     let f = env.folder;
-    let parent = match (f.parent_folder, f.parent_folder_path) {
-        (Some(_), Some(_)) => {
-            return Err(Error::invalid("parentFolder (give parentFolder or parentFolderPath, not both)"));
-        }
-        (Some(url), None) => Parent::Folder(access.urls.folder_id_from_url(&url, "parentFolder")?),
-        (None, Some(path)) => Parent::Path(path),
-        (None, None) => Parent::Unspecified,
-    };
+    let parent = access.urls.parent(f.parent_folder, f.parent_folder_path)?;
     let attributes = f.attributes.unwrap_or_default().into_domain();
     let folder = state.nms.create_folder(&access.b, parent, f.name, attributes).await?;
     let url = access.urls.folder(&folder.public_id);

@@ -68,7 +68,7 @@ fn route_for(op: Operation) -> actix_web::Route {
     let r = web::method(m);
     match op {
         Operation::ObjectPathToIdGet => r.to(paths::object_get),
-        Operation::ObjectPathToIdPost => r.to(paths::object_post),
+        Operation::ObjectPathToIdPost | Operation::FolderPathToIdPost => r.to(paths::post),
         Operation::ObjectCreate => r.to(objects::create),
         Operation::ObjectGet => r.to(objects::get),
         Operation::ObjectDelete => r.to(objects::delete),
@@ -80,7 +80,6 @@ fn route_for(op: Operation) -> actix_web::Route {
         Operation::ObjectPayloadGet => r.to(objects::payload),
         Operation::ObjectPayloadPartGet => r.to(objects::payload_part),
         Operation::FolderPathToIdGet => r.to(paths::folder_get),
-        Operation::FolderPathToIdPost => r.to(paths::folder_post),
         Operation::FolderCreate => r.to(folders::create),
         Operation::FolderGet => r.to(folders::get),
         Operation::FolderDelete => r.to(folders::delete),

@@ -14,21 +14,13 @@ use serde_json::json;
 use super::wire::{AttributeListW, FlagListW, ObjectEnvelope, ObjectIn, ObjectW, PayloadPartW, ReferenceW};
 use super::{Access, AppState, BoxUrls, json_body, media_type, multipart, param};
 use crate::error::{Error, Result};
-use crate::nms::{Nms, ObjectInput, Parent};
+use crate::nms::{Nms, ObjectInput};
 use crate::store::{BoxRow, Object, PartData, PayloadPart};
 
 /// Convert the deposited root fields.
 fn object_input(urls: &BoxUrls, o: ObjectIn) -> Result<ObjectInput> {
-    let parent = match (o.parent_folder, o.parent_folder_path) {
-        (Some(_), Some(_)) => {
-            return Err(Error::invalid("parentFolder (give parentFolder or parentFolderPath, not both)"));
-        }
-        (Some(url), None) => Parent::Folder(urls.folder_id_from_url(&url, "parentFolder")?),
-        (None, Some(path)) => Parent::Path(path),
-        (None, None) => Parent::Unspecified,
-    };
     Ok(ObjectInput {
-        parent,
+        parent: urls.parent(o.parent_folder, o.parent_folder_path)?,
         attributes: o.attributes.unwrap_or_default().into_domain(),
         flags: o.flags.unwrap_or_default().flag,
         correlation_id: o.correlation_id,

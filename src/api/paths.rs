@@ -9,6 +9,7 @@ use super::error::describe;
 use super::objects::object_path;
 use super::wire::{BulkResponseListW, PathListEnvelope, ReferenceW, ResponseW};
 use super::{Access, AppState, json_body};
+use crate::auth::Operation;
 use crate::error::{Error, Result};
 
 fn query_path(req: &HttpRequest) -> Option<String> {
@@ -50,20 +51,6 @@ pub async fn object_get(req: HttpRequest, access: Access, state: web::Data<AppSt
     Ok(HttpResponse::Ok().json(json!({ "reference": r })))
 }
 
-pub async fn object_post(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let env: PathListEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "pathList").await?;
-    let mut results = Vec::with_capacity(env.path_list.path.len());
-    for p in &env.path_list.path {
-        results.push(object_ref(&access, &state, p).await);
-    }
-    Ok(bulk(results))
-}
-
 /// Without `path`, the box's root folder (how clients discover it).
 pub async fn folder_get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let path = query_path(&req);
@@ -71,16 +58,22 @@ pub async fn folder_get(req: HttpRequest, access: Access, state: web::Data<AppSt
     Ok(HttpResponse::Ok().json(json!({ "reference": r })))
 }
 
-pub async fn folder_post(
+/// POST `pathList` (objects or folders): one lookup per path, answered in request order.
+pub async fn post(
     req: HttpRequest,
     access: Access,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
     let env: PathListEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "pathList").await?;
+    let objects = access.op == Operation::ObjectPathToIdPost;
     let mut results = Vec::with_capacity(env.path_list.path.len());
     for p in &env.path_list.path {
-        results.push(folder_ref(&access, &state, Some(p)).await);
+        results.push(if objects {
+            object_ref(&access, &state, p).await
+        } else {
+            folder_ref(&access, &state, Some(p)).await
+        });
     }
     Ok(bulk(results))
 }

@@ -6,6 +6,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::error::{Error, Result};
+use crate::nms::Parent;
 
 /// Everything except `A-Z a-z 0-9 - . _ ~`.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -53,6 +54,17 @@ impl BoxUrls {
     }
     pub fn folder_flags(&self, id: &str) -> String {
         format!("{}/folders/{id}/flags", self.base)
+    }
+
+    /// The parent a client named with `parentFolder` (URL) or `parentFolderPath`; naming
+    /// both is refused, naming neither leaves the choice to policy.
+    pub fn parent(&self, parent_folder: Option<String>, parent_folder_path: Option<String>) -> Result<Parent> {
+        match (parent_folder, parent_folder_path) {
+            (Some(_), Some(_)) => Err(Error::invalid("parentFolder (give parentFolder or parentFolderPath, not both)")),
+            (Some(url), None) => Ok(Parent::Folder(self.folder_id_from_url(&url, "parentFolder")?)),
+            (None, Some(path)) => Ok(Parent::Path(path)),
+            (None, None) => Ok(Parent::Unspecified),
+        }
     }
 
     /// The folder id a `parentFolder` URL names. The URL must address a folder of this box
