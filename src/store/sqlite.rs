@@ -678,20 +678,6 @@ impl MetaStore for SqliteStore {
                 remaining -= 1;
             }
         }
-        if remaining == 0
-            && want_folders
-            && want_objects
-            && matches!(last, Some(ChildPosition { kind: ChildKind::Folder, .. }))
-        {
-            // The page filled up exactly on folders: objects may still follow.
-            let any: Option<i64> = sqlx::query_scalar("SELECT id FROM objects WHERE folder_id = ? LIMIT 1")
-                .bind(folder.id)
-                .fetch_optional(&self.pool)
-                .await?;
-            if any.is_some() {
-                page.next = last;
-            }
-        }
         Ok(page)
     }
 
