@@ -91,7 +91,13 @@ async fn main() {
             let body = json!({"object": {"parentFolderPath": format!("/conv{}", i % 50),
                 "attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]},
                                              {"name": "From", "value": ["tel:+13105550000"]}]}}});
-            let res = client.post(format!("{base}/objects")).basic_auth("bench", Some("pw")).json(&body).send().await.expect("send");
+            let res = client
+                .post(format!("{base}/objects"))
+                .basic_auth("bench", Some("pw"))
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
             assert_eq!(res.status(), 201);
             let v: Value = res.json().await.expect("json");
             urls.lock().expect("lock").push(v["reference"]["resourceURL"].as_str().expect("url").to_string());
@@ -106,8 +112,20 @@ async fn main() {
             let root = json!({"object": {"parentFolderPath": format!("/conv{}", i % 50)}}).to_string();
             let form = reqwest::multipart::Form::new()
                 .part("root-fields", reqwest::multipart::Part::text(root).mime_str("application/json").expect("mime"))
-                .part("attachments", reqwest::multipart::Part::text("hello there, are you coming?").file_name("sms.txt").mime_str("text/plain").expect("mime"));
-            let res = client.post(format!("{base}/objects")).basic_auth("bench", Some("pw")).multipart(form).send().await.expect("send");
+                .part(
+                    "attachments",
+                    reqwest::multipart::Part::text("hello there, are you coming?")
+                        .file_name("sms.txt")
+                        .mime_str("text/plain")
+                        .expect("mime"),
+                );
+            let res = client
+                .post(format!("{base}/objects"))
+                .basic_auth("bench", Some("pw"))
+                .multipart(form)
+                .send()
+                .await
+                .expect("send");
             assert_eq!(res.status(), 201);
         }
     })
@@ -129,7 +147,12 @@ async fn main() {
     let phase = run("put flag", n, conc, |i| {
         let (client, urls) = (client.clone(), urls.clone());
         async move {
-            let res = client.put(format!("{}/flags/%5CSeen", urls[i % urls.len()])).basic_auth("bench", Some("pw")).send().await.expect("send");
+            let res = client
+                .put(format!("{}/flags/%5CSeen", urls[i % urls.len()]))
+                .basic_auth("bench", Some("pw"))
+                .send()
+                .await
+                .expect("send");
             assert!(res.status() == 201 || res.status() == 204);
         }
     })

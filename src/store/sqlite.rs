@@ -27,6 +27,9 @@ type Tx<'a> = Transaction<'a, Sqlite>;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Writers of this process queue here (FIFO) instead of polling SQLite's file lock;
+    /// other processes (the CLI) still meet the busy timeout.
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Internal view of a folder used while resolving parents.
@@ -53,11 +56,13 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, write_lock: Default::default() })
     }
 
-    async fn begin_write(&self) -> Result<Tx<'static>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// A write transaction (`BEGIN IMMEDIATE`), with this process's writer slot held.
+    async fn begin_write(&self) -> Result<(tokio::sync::OwnedMutexGuard<()>, Tx<'static>)> {
+        let slot = self.write_lock.clone().lock_owned().await;
+        Ok((slot, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
 }
 
@@ -359,7 +364,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn provision_box(&self, store: &str, address: &str, root_id: &str, now_ms: i64) -> Result<BoxRow> {
-        let mut tx = self.begin_write().await?;
+        let (_slot, mut tx) = self.begin_write().await?;
         let existing = sqlx::query_as::<_, (i64, i64, i64)>(
             "SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?",
         )
@@ -422,7 +427,7 @@ impl MetaStore for SqliteStore {
         is_service: bool,
         boxes: &[(String, String)],
     ) -> Result<Account> {
-        let mut tx = self.begin_write().await?;
+        let (_slot, mut tx) = self.begin_write().await?;
         let res = sqlx::query_scalar::<_, i64>(
             "INSERT INTO accounts (name, password_hash, is_service, created_at_ms) VALUES (?, ?, ?, ?) RETURNING id",
         )
@@ -498,7 +503,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn create_folder(&self, b: &BoxRow, f: NewFolder) -> Result<Folder> {
-        let mut tx = self.begin_write().await?;
+        let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let parent = resolve_parent(&mut tx, b, &f.parent, seq, f.now_ms).await?;
         let name = match f.name {
@@ -522,7 +527,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn rename_folder(&self, b: &BoxRow, public_id: &str, name: &str) -> Result<Folder> {
-        let mut tx = self.begin_write().await?;
+        let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let key = folder_key_by_public(&mut tx, b, public_id).await?.ok_or_else(|| Error::not_found(public_id))?;
         let current: String =
@@ -563,7 +568,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn delete_folder(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
-        let mut tx = self.begin_write().await?;
+        let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(key) = folder_key_by_public(&mut tx, b, public_id).await? else {
             tx.rollback().await?;
@@ -702,7 +707,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Object> {
-        let mut tx = self.begin_write().await?;
+        let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let folder = resolve_parent(&mut tx, b, &o.parent, seq, o.now_ms).await?;
         let id: i64 = sqlx::query_scalar(
@@ -785,7 +790,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
-        let mut tx = self.begin_write().await?;
+        let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let row: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?",
@@ -870,7 +875,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String]) -> Result<Option<Vec<String>>> {
-        let mut tx = self.begin_write().await?;
+        let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(owner) = item_id(&mut tx, b, t).await? else {
             tx.rollback().await?;
@@ -895,7 +900,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn change_flag(&self, b: &BoxRow, t: FlagTarget<'_>, flag: &str, on: bool) -> Result<Option<FlagChange>> {
-        let mut tx = self.begin_write().await?;
+        let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(owner) = item_id(&mut tx, b, t).await? else {
             tx.rollback().await?;
@@ -926,7 +931,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn pin_blob(&self, key: &str, token: &str, now_ms: i64) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
+        let (_slot, mut tx) = self.begin_write().await?;
         // A deletion mark older than a minute belongs to a crashed collector: ignore it.
         sqlx::query("DELETE FROM blob_deleting WHERE blob_key = ? AND started_at_ms < ?")
             .bind(key)
@@ -961,7 +966,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn begin_blob_delete(&self, key: &str, now_ms: i64) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
+        let (_slot, mut tx) = self.begin_write().await?;
         let used: Option<i64> = sqlx::query_scalar(
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM payload_parts WHERE blob_key = ?1) \
              OR EXISTS (SELECT 1 FROM blob_pins WHERE blob_key = ?1) \
