@@ -45,13 +45,13 @@ fn chunk(seed: &mut u64, n: usize) -> Vec<u8> {
 async fn twenty_mib_part_streams_through_object_storage() {
     let app = spawn_app().await;
     // Warm up every code path once with a small blob-sized deposit.
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({}))
+    let (ct, body) = form()
+        .root_fields(&json!({}))
         .part(
             &[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")],
             &vec![1u8; 100_000],
         )
-        .finish();
+        .finish("multipart/form-data");
     let warm = app.deposit_and_get(&ct, body).await;
     app.get(warm["payloadPart"][0]["href"].as_str().expect("href")).await.bytes().await.expect("bytes");
 

@@ -137,40 +137,12 @@ pub async fn assert_error(res: Response, status: u16, message_id: &str) -> Value
     exc.clone()
 }
 
-/// A multipart/form-data body built by hand (so tests control every byte).
-pub struct Multipart {
-    pub boundary: String,
-    pub body: Vec<u8>,
-}
+/// A multipart body built by hand (so tests control every byte): the conformance runner's.
+pub use nms_conformance::http::Multipart;
 
-impl Multipart {
-    pub fn new() -> Self {
-        Self { boundary: "outer-BOUNDARY-123".into(), body: Vec::new() }
-    }
-
-    pub fn part(mut self, headers: &[(&str, &str)], content: &[u8]) -> Self {
-        self.body.extend_from_slice(format!("--{}\r\n", self.boundary).as_bytes());
-        for (k, v) in headers {
-            self.body.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-        }
-        self.body.extend_from_slice(b"\r\n");
-        self.body.extend_from_slice(content);
-        self.body.extend_from_slice(b"\r\n");
-        self
-    }
-
-    pub fn root_fields(self, object: Value) -> Self {
-        let json = serde_json::to_vec(&json!({ "object": object })).expect("json");
-        self.part(
-            &[("Content-Disposition", "form-data; name=\"root-fields\""), ("Content-Type", "application/json")],
-            &json,
-        )
-    }
-
-    pub fn finish(mut self) -> (String, Vec<u8>) {
-        self.body.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
-        (format!("multipart/form-data; boundary=\"{}\"", self.boundary), self.body)
-    }
+/// An empty `multipart/form-data` deposit body.
+pub fn form() -> Multipart {
+    Multipart::new("outer-BOUNDARY-123")
 }
 
 /// A nested multipart payload (`multipart/mixed` etc.) with the given inner parts.

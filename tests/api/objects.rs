@@ -53,8 +53,8 @@ async fn multipart_mixed_deposit_reads_back_in_the_spec_shape() {
             ),
         ],
     );
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({"parentFolder": folder, "attributes": {"attribute": [
+    let (ct, body) = form()
+        .root_fields(&json!({"parentFolder": folder, "attributes": {"attribute": [
             {"name": "Message-Context", "value": ["multimedia-message"]},
             {"name": "Direction", "value": ["In"]},
             {"name": "From", "value": ["tel:+19585550100"]},
@@ -63,7 +63,7 @@ async fn multipart_mixed_deposit_reads_back_in_the_spec_shape() {
             {"name": "Subject", "value": ["Weekend Trip to Seattle"]}]},
             "flags": {"flag": ["\\Seen", "\\Answered"]}}))
         .part(&[("Content-Type", &inner_type), ("Content-Disposition", "form-data; name=\"attachments\"")], &inner)
-        .finish();
+        .finish("multipart/form-data");
     let o = app.deposit_and_get(&ct, body).await;
     assert_eq!(
         keys(&o),
@@ -112,10 +112,10 @@ async fn multipart_related_keeps_start_and_content_ids() {
             ),
         ],
     );
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({"attributes": {"attribute": []}, "flags": {"flag": []}}))
+    let (ct, body) = form()
+        .root_fields(&json!({"attributes": {"attribute": []}, "flags": {"flag": []}}))
         .part(&[("Content-Type", &inner_type), ("Content-Disposition", "form-data; name=\"attachments\"")], &inner)
-        .finish();
+        .finish("multipart/form-data");
     let o = app.deposit_and_get(&ct, body).await;
     let attrs = o["attributes"]["attribute"].as_array().expect("array");
     let ctype = attrs.iter().find(|a| a["name"] == "Content-Type").expect("Content-Type");
@@ -131,8 +131,8 @@ async fn multipart_related_keeps_start_and_content_ids() {
 #[tokio::test]
 async fn leaf_payload_part_becomes_one_part() {
     let app = spawn_app().await;
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]}}))
+    let (ct, body) = form()
+        .root_fields(&json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]}}))
         .part(
             &[
                 ("Content-Disposition", "form-data;name=\"attachments\";filename=\"sms.txt\""),
@@ -140,7 +140,7 @@ async fn leaf_payload_part_becomes_one_part() {
             ],
             b"The quick brown fox rushed to Montreal.",
         )
-        .finish();
+        .finish("multipart/form-data");
     let o = app.deposit_and_get(&ct, body).await;
     let parts = o["payloadPart"].as_array().expect("parts");
     assert_eq!(parts.len(), 1);
@@ -157,10 +157,10 @@ async fn leaf_payload_part_becomes_one_part() {
 #[tokio::test]
 async fn message_part_name_and_payloadless_objects() {
     let app = spawn_app().await;
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({"attributes": {"attribute": []}}))
+    let (ct, body) = form()
+        .root_fields(&json!({"attributes": {"attribute": []}}))
         .part(&[("Content-Disposition", "form-data; name=\"message\""), ("Content-Type", "text/plain")], b"hi")
-        .finish();
+        .finish("multipart/form-data");
     let o = app.deposit_and_get(&ct, body).await;
     assert_eq!(o["payloadPart"].as_array().map(Vec::len), Some(1));
     let url = app
@@ -219,12 +219,12 @@ async fn malformed_json_is_400_svc0002() {
         .await
         .expect("send");
     assert_error(res, 400, "SVC0002").await;
-    let (ct, body) = Multipart::new()
+    let (ct, body) = form()
         .part(
             &[("Content-Disposition", "form-data; name=\"root-fields\""), ("Content-Type", "application/json")],
             b"{not json",
         )
-        .finish();
+        .finish("multipart/form-data");
     assert_error(app.deposit(&ct, body).await, 400, "SVC0002").await;
     // Wrong types inside a well-formed document.
     let res = app.post_json(&format!("{}/objects", app.base(ALICE)), json!({"object": {"flags": {"flag": "x"}}})).await;
@@ -234,12 +234,12 @@ async fn malformed_json_is_400_svc0002() {
 #[tokio::test]
 async fn missing_root_fields_is_400_svc0002() {
     let app = spawn_app().await;
-    let (ct, body) = Multipart::new()
+    let (ct, body) = form()
         .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "text/plain")], b"hello")
-        .finish();
+        .finish("multipart/form-data");
     let exc = assert_error(app.deposit(&ct, body).await, 400, "SVC0002").await;
     assert_eq!(exc["variables"], json!(["root-fields"]));
-    let (ct, body) = Multipart::new().finish();
+    let (ct, body) = form().finish("multipart/form-data");
     assert_error(app.deposit(&ct, body).await, 400, "SVC0002").await;
 }
 
@@ -306,13 +306,13 @@ async fn unsupported_media_type_is_415() {
 async fn truncated_multipart_is_400_and_leaves_nothing() {
     let app = spawn_app().await;
     let big = vec![7u8; 100_000];
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({"attributes": {"attribute": []}}))
+    let (ct, body) = form()
+        .root_fields(&json!({"attributes": {"attribute": []}}))
         .part(
             &[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "application/octet-stream")],
             &big,
         )
-        .finish();
+        .finish("multipart/form-data");
     let cut = body[..body.len() - 30].to_vec();
     assert_error(app.deposit(&ct, cut).await, 400, "SVC0002").await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -325,17 +325,17 @@ async fn truncated_multipart_is_400_and_leaves_nothing() {
 async fn extra_or_misnamed_parts_are_refused_and_clean_up() {
     let app = spawn_app().await;
     let big = vec![1u8; 50_000];
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({"attributes": {"attribute": []}}))
+    let (ct, body) = form()
+        .root_fields(&json!({"attributes": {"attribute": []}}))
         .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")], &big)
         .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")], b"x")
-        .finish();
+        .finish("multipart/form-data");
     assert_error(app.deposit(&ct, body).await, 400, "SVC0002").await;
     assert!(app.blob_files().is_empty(), "a failed request leaves no blob: {:?}", app.blob_files());
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({"attributes": {"attribute": []}}))
+    let (ct, body) = form()
+        .root_fields(&json!({"attributes": {"attribute": []}}))
         .part(&[("Content-Disposition", "form-data; name=\"photo\""), ("Content-Type", "image/png")], b"x")
-        .finish();
+        .finish("multipart/form-data");
     assert_error(app.deposit(&ct, body).await, 400, "SVC0002").await;
 }
 
@@ -343,16 +343,16 @@ async fn extra_or_misnamed_parts_are_refused_and_clean_up() {
 async fn oversize_body_is_413() {
     let app = spawn_app_with(|s| s.limits.max_body_bytes = 10_000).await;
     let big = vec![1u8; 50_000];
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({"attributes": {"attribute": []}}))
+    let (ct, body) = form()
+        .root_fields(&json!({"attributes": {"attribute": []}}))
         .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")], &big)
-        .finish();
+        .finish("multipart/form-data");
     assert_error(app.deposit(&ct, body).await, 413, "POL0001").await;
     // Without Content-Length (chunked), the limit trips while streaming.
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({"attributes": {"attribute": []}}))
+    let (ct, body) = form()
+        .root_fields(&json!({"attributes": {"attribute": []}}))
         .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")], &big)
-        .finish();
+        .finish("multipart/form-data");
     let stream =
         futures_util::stream::iter(body.chunks(4096).map(|c| Ok::<_, std::io::Error>(c.to_vec())).collect::<Vec<_>>());
     let res = app

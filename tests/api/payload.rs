@@ -24,10 +24,10 @@ async fn deposit_two_parts(app: &TestApp, big: &[u8]) -> Value {
             ),
         ],
     );
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({}))
+    let (ct, body) = form()
+        .root_fields(&json!({}))
         .part(&[("Content-Type", &inner_type), ("Content-Disposition", "form-data; name=\"attachments\"")], &inner)
-        .finish();
+        .finish("multipart/form-data");
     app.deposit_and_get(&ct, body).await
 }
 
@@ -109,10 +109,10 @@ async fn whole_payload_is_the_part_itself_or_a_multipart() {
     assert!(mp.next_field().await.expect("end").is_none());
 
     // One part: served as itself.
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({}))
+    let (ct, body) = form()
+        .root_fields(&json!({}))
         .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "text/plain")], b"solo")
-        .finish();
+        .finish("multipart/form-data");
     let o = app.deposit_and_get(&ct, body).await;
     let res = app.get(o["payloadURL"].as_str().expect("payloadURL")).await;
     assert_eq!(res.headers().get("content-type").expect("ct"), "text/plain");

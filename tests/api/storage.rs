@@ -7,13 +7,13 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 async fn big_deposit(app: &TestApp, content: &[u8], path: &str) -> String {
-    let (ct, body) = Multipart::new()
-        .root_fields(json!({"parentFolderPath": path, "correlationId": "cid-1"}))
+    let (ct, body) = form()
+        .root_fields(&json!({"parentFolderPath": path, "correlationId": "cid-1"}))
         .part(
             &[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "application/octet-stream")],
             content,
         )
-        .finish();
+        .finish("multipart/form-data");
     let res = app.deposit(&ct, body).await;
     assert_eq!(res.status(), 201);
     res.json::<Value>().await.expect("json")["reference"]["resourceURL"].as_str().expect("u").to_string()

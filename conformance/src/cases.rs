@@ -1,0 +1,1379 @@
+//! The checks, one per SCR item of the CPM Message Storage Server table
+//! (OMA-TS-CPM_Message_Storage_Using_RESTful_API Appendix B.2), and the context they share.
+//!
+//! To add an item, write `async fn my_check(c: &Ctx) -> Res` and add a row to [`CASES`]:
+//! `case!("REST-NMS-...", "what it checks", M, my_check)` (`M` mandatory, `O` optional). A check works only inside
+//! a folder it makes with [`Ctx::scratch`] (under the run folder, which the runner deletes at
+//! the end), never assumes the box is empty, and fails with a reason naming the request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::http::{Http, Multipart, Res, Resp, boundary_of, parse_multipart};
+use crate::{ensure, fail};
+
+/// The future of one check.
+pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = Res> + 'a>>;
+
+/// One row of the check table.
+pub struct Case {
+    /// The SCR item, as spelled in the CPM table.
+    pub id: &'static str,
+    pub description: &'static str,
+    /// Whether the CPM table makes the item Mandatory (not what the id's suffix says:
+    /// `REST-NMS-AOBJECT-PAYLOAD-S-001-M` is Optional in CPM).
+    pub mandatory: bool,
+    pub run: fn(&Ctx) -> CaseFuture<'_>,
+}
+
+/// `case!(id, description, mandatory, async_fn)`: a table row; boxes the check's future.
+macro_rules! case {
+    ($id:literal, $desc:literal, $mandatory:expr, $f:path) => {
+        Case {
+            id: $id,
+            description: $desc,
+            mandatory: $mandatory,
+            run: {
+                fn run(c: &Ctx) -> CaseFuture<'_> {
+                    Box::pin($f(c))
+                }
+                run
+            },
+        }
+    };
+}
+
+const M: bool = true;
+const O: bool = false;
+
+/// The checks, in the order of the CPM SCR table.
+pub const CASES: &[Case] = &[
+    case!("REST-NMS-SUPPORT-S-001-M", "RESTful NMS API: root discovery, box URLs, authentication", M, support_api),
+    case!("REST-NMS-SUPPORT-S-003-M", "JSON request and response format", M, support_json),
+    case!("REST-NMS-OBJECTS-S-001-M", "object creation (JSON-only object, parentFolderPath)", M, objects_support),
+    case!("REST-NMS-OBJECTS-S-002-M", "upload an object with payload into an identified folder", M, objects_upload),
+    case!("REST-NMS-AOBJECT-S-001-M", "individual stored object resource", M, aobject_support),
+    case!("REST-NMS-AOBJECT-S-002-M", "retrieve object metadata (GET)", M, aobject_get),
+    case!("REST-NMS-AOBJECT-S-003-M", "delete an object (DELETE)", M, aobject_delete),
+    case!("REST-NMS-AOBJECT-FLAGS-S-001-M", "object flag list resource", M, flags_support),
+    case!("REST-NMS-AOBJECT-FLAGS-S-002-M", "retrieve the flag list of an object (GET)", M, flags_get),
+    case!("REST-NMS-AOBJECT-FLAGS-S-003-O", "add a flag through the flag list (PUT)", O, flags_add),
+    case!("REST-NMS-AOBJECT-FLAGS-S-004-M", "replace the entire flag list (PUT)", M, flags_replace),
+    case!("REST-NMS-AOBJECT-INDFLAG-S-001-M", "individual flag resource", M, indflag_support),
+    case!("REST-NMS-AOBJECT-INDFLAG-S-002-M", "test whether a flag is set (GET)", M, indflag_get),
+    case!("REST-NMS-AOBJECT-INDFLAG-S-003-M", "set an individual flag (PUT)", M, indflag_put),
+    case!("REST-NMS-AOBJECT-INDFLAG-S-004-M", "remove an individual flag (DELETE)", M, indflag_delete),
+    case!("REST-NMS-AOBJECT-PAYLOAD-S-001-M", "entire payload of a single-part object", O, payload_support),
+    case!("REST-NMS-AOBJECT-PAYLOAD-S-002-M", "entire payload of a multipart object (GET)", O, payload_get),
+    case!("REST-NMS-AOBJECT-PAYLOADPART-S-001-M", "payload parts described in object metadata", M, payloadpart_support),
+    case!("REST-NMS-AOBJECT-PAYLOADPART-S-002-M", "retrieve an individual payload part (GET)", M, payloadpart_get),
+    case!("REST-NMS-OBJECTS-PATHTOID-S-001-M", "object pathToId lookups", M, objects_pathtoid_support),
+    case!("REST-NMS-OBJECTS-PATHTOID-S-002-M", "object resource URL from its path (GET)", M, objects_pathtoid_get),
+    case!("REST-NMS-OBJECTS-PATHTOID-S-003-M", "object URLs from a path list (POST)", M, objects_pathtoid_post),
+    case!("REST-NMS-FOLDERS-S-001-M", "folder creation and its refusals", M, folders_support),
+    case!("REST-NMS-FOLDERS-S-002-M", "create a folder under an identified parent (POST)", M, folders_create),
+    case!("REST-NMS-AFOLDERS-S-001-M", "individual folder resource", M, afolders_support),
+    case!("REST-NMS-AFOLDERS-S-002-M", "retrieve folder information, listings, paging, counts (GET)", M, afolders_get),
+    case!("REST-NMS-AFOLDERS-S-003-M", "delete a folder recursively (DELETE)", M, afolders_delete),
+    case!("REST-NMS-FOLDERNAME-S-001-M", "folder name resource", M, foldername_support),
+    case!("REST-NMS-FOLDERNAME-S-002-M", "retrieve a folder name (GET)", M, foldername_get),
+    case!("REST-NMS-FOLDERNAME-S-003-M", "change a folder name (PUT)", M, foldername_put),
+    case!("REST-NMS-FOLDERS-PATHTOID-S-001-M", "folder pathToId lookups", M, folders_pathtoid_support),
+    case!("REST-NMS-FOLDERS-PATHTOID-S-002-M", "folder resource URL from its path (GET)", M, folders_pathtoid_get),
+    case!("REST-NMS-FOLDERS-PATHTOID-S-003-M", "folder URLs from a path list (POST)", M, folders_pathtoid_post),
+];
+
+// ---------------------------------------------------------------------------------------
+// Context
+// ---------------------------------------------------------------------------------------
+
+/// What the box identifier and other URL segments are encoded with: everything except the
+/// RFC 3986 unreserved characters. Also used for query values (it escapes `+`, `&`, `=`).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Percent-encode a URL path segment or query value.
+pub fn enc(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// A folder or object the runner created (or found): its URL and path.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub url: String,
+    pub path: String,
+    /// Folder name (for folders made by the runner) or object id.
+    pub name: String,
+}
+
+/// What every check gets: the client, the box base URL, the root and the run folder.
+pub struct Ctx {
+    pub http: Http,
+    /// `{base-url}/nms/v1/{store}/{encoded box}`
+    pub base: String,
+    /// `/nms/v1/{store}/{encoded box}/`: every URL the server answers must contain it.
+    pub box_marker: String,
+    pub user: String,
+    pub password: String,
+    pub root: Item,
+    /// The folder all checks work in; deleted (recursively) by [`Ctx::cleanup`].
+    pub run: Item,
+    /// A random tag of this run (names, correlation ids).
+    pub tag: String,
+    seq: AtomicU32,
+}
+
+impl Ctx {
+    /// Discover the root folder and create the run folder `/conformance-<random>` under it.
+    pub async fn setup(http: Http, base_url: &str, store: &str, box_id: &str, user: &str, password: &str) -> Res<Self> {
+        let box_marker = format!("/nms/v1/{}/{}/", enc(store), enc(box_id));
+        let base = format!("{}{}", base_url.trim_end_matches('/'), box_marker.trim_end_matches('/'));
+        let tag = random_tag();
+        let placeholder = Item { url: String::new(), path: String::new(), name: String::new() };
+        let mut ctx = Ctx {
+            http,
+            base,
+            box_marker,
+            user: user.to_string(),
+            password: password.to_string(),
+            root: placeholder.clone(),
+            run: placeholder,
+            tag,
+            seq: AtomicU32::new(0),
+        };
+        let r = ctx.http.get(&ctx.folders_path_to_id()).await?;
+        let v = r.json_with(200).map_err(|e| fail!("root discovery: {e}"))?;
+        let url = ctx.url_at(&v, "/reference/resourceURL", "folders")?;
+        ctx.root = Item { url, path: String::new(), name: String::new() };
+        let name = format!("conformance-{}", ctx.tag);
+        let body = json!({"folder": {"parentFolder": ctx.root.url, "name": name, "attributes": {"attribute": []}}});
+        let r = ctx.http.post_json(&ctx.folders(), &body).await?;
+        ctx.run = ctx.created(&r, "folders").map_err(|e| fail!("creating the run folder: {e}"))?;
+        ctx.run.name = name;
+        Ok(ctx)
+    }
+
+    /// Delete the run folder and confirm it is gone.
+    pub async fn cleanup(&self) -> Res {
+        let r = self.http.delete(&self.run.url).await?;
+        r.status(204)?;
+        let r = self.http.get(&self.run.url).await?;
+        r.status(404)?;
+        Ok(())
+    }
+
+    pub fn objects(&self) -> String {
+        format!("{}/objects", self.base)
+    }
+
+    pub fn folders(&self) -> String {
+        format!("{}/folders", self.base)
+    }
+
+    pub fn objects_path_to_id(&self) -> String {
+        format!("{}/objects/operations/pathToId", self.base)
+    }
+
+    pub fn folders_path_to_id(&self) -> String {
+        format!("{}/folders/operations/pathToId", self.base)
+    }
+
+    /// A fresh unique name `{hint}-{n}`.
+    fn unique(&self, hint: &str) -> String {
+        format!("{hint}-{}", self.seq.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// The string at `ptr`, which must be an absolute URL of this box's `collection`
+    /// (`objects` or `folders`): `http(s)://host/.../nms/v1/{store}/{encoded box}/{collection}/{id}...`.
+    pub fn url_at(&self, v: &Value, ptr: &str, collection: &str) -> Res<String> {
+        let s = str_at(v, ptr)?;
+        self.check_url(s, collection).map_err(|e| fail!("{ptr}: {e}"))?;
+        Ok(s.to_string())
+    }
+
+    pub fn check_url(&self, s: &str, collection: &str) -> Res {
+        let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://"));
+        ensure!(rest.is_some_and(|r| !r.starts_with('/') && r.contains('/')), "{s:?} is not an absolute http(s) URL");
+        let marker = format!("{}{collection}/", self.box_marker);
+        ensure!(s.contains(&marker), "{s:?} is not under {marker} (box id percent-encoded)");
+        ensure!(!s.ends_with('/'), "{s:?} ends with '/'");
+        Ok(())
+    }
+
+    /// Check a creation answer: 201 and `{"reference":{"resourceURL","path"}}`.
+    pub fn created(&self, r: &Resp, collection: &str) -> Res<Item> {
+        let v = r.json_with(201)?;
+        let url = self.url_at(&v, "/reference/resourceURL", collection)?;
+        let path = str_at(&v, "/reference/path")?.to_string();
+        Ok(Item { name: last_segment(&url).to_string(), url, path })
+    }
+
+    /// Create folder `{hint}-{n}` under `parent`.
+    pub async fn folder_in(&self, parent: &Item, hint: &str) -> Res<Item> {
+        let name = self.unique(hint);
+        let body = json!({"folder": {"parentFolder": parent.url, "name": name, "attributes": {"attribute": []}}});
+        let r = self.http.post_json(&self.folders(), &body).await?;
+        let mut f = self.created(&r, "folders").map_err(|e| fail!("creating folder {name}: {e}"))?;
+        f.name = name;
+        Ok(f)
+    }
+
+    /// A new folder under the run folder for one check.
+    pub async fn scratch(&self, hint: &str) -> Res<Item> {
+        self.folder_in(&self.run, hint).await
+    }
+
+    /// Create a payload-less object (JSON body) in `parent` with `flags`.
+    pub async fn object_in(&self, parent: &Item, flags: &[&str]) -> Res<Item> {
+        let body = json!({"object": {
+            "parentFolder": parent.url,
+            "attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]},
+            "flags": {"flag": flags},
+        }});
+        let r = self.http.post_json(&self.objects(), &body).await?;
+        self.created(&r, "objects").map_err(|e| fail!("creating an object: {e}"))
+    }
+
+    /// POST a `multipart/form-data` deposit: `root-fields` with `object`, then (if given) one
+    /// `attachments` part with its headers and content.
+    pub async fn deposit(&self, object: &Value, attachment: Option<InnerPart<'_>>) -> Res<Resp> {
+        let mut m = Multipart::new("conformance-outer-5a1f9c").root_fields(object);
+        if let Some((headers, content)) = attachment {
+            let mut all = vec![("Content-Disposition", "form-data; name=\"attachments\"")];
+            all.extend_from_slice(headers);
+            m = m.part(&all, content);
+        }
+        let (ct, body) = m.finish("multipart/form-data");
+        self.http.req(Method::POST, &self.objects()).body(&ct, body).send().await
+    }
+
+    /// Deposit a `text/plain` object in `parent`; returns it.
+    pub async fn text_object_in(&self, parent: &Item, text: &str, flags: &[&str]) -> Res<Item> {
+        let object = json!({
+            "parentFolder": parent.url,
+            "attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]},
+            "flags": {"flag": flags},
+        });
+        let r =
+            self.deposit(&object, Some((&[("Content-Type", "text/plain; charset=utf-8")], text.as_bytes()))).await?;
+        self.created(&r, "objects").map_err(|e| fail!("depositing a text object: {e}"))
+    }
+
+    /// Deposit an object whose payload is a `multipart/{subtype}` with the given inner parts.
+    pub async fn multipart_object_in(&self, parent: &Item, subtype: &str, parts: &[InnerPart<'_>]) -> Res<Item> {
+        let mut inner = Multipart::new("conformance-inner-0b7e24");
+        for (headers, content) in parts {
+            inner = inner.part(headers, content);
+        }
+        let (inner_ct, inner_body) = inner.finish(&format!("multipart/{subtype}"));
+        let object = json!({
+            "parentFolder": parent.url,
+            "attributes": {"attribute": [{"name": "Message-Context", "value": ["multimedia-message"]}]},
+        });
+        let r = self.deposit(&object, Some((&[("Content-Type", &inner_ct)], &inner_body))).await?;
+        self.created(&r, "objects").map_err(|e| fail!("depositing a multipart object: {e}"))
+    }
+
+    /// `GET url` answered 200 with JSON.
+    pub async fn get_json(&self, url: &str) -> Res<Value> {
+        self.http.get(url).await?.json_with(200)
+    }
+
+    /// A URL of this box's `collection` that names nothing (a fresh random id).
+    pub fn unknown(&self, collection: &str) -> String {
+        format!("{}/{collection}/nonexistent-{}", self.base, random_tag())
+    }
+
+    /// The flags of an object or folder as its flag list resource answers them.
+    pub async fn flags(&self, item: &Item) -> Res<Vec<String>> {
+        let v = self.get_json(&format!("{}/flags", item.url)).await?;
+        flag_list(&v, "/flagList/flag")
+    }
+
+    /// GET folder `item` with `query` (`listFilter=...`).
+    pub async fn folder_get(&self, item: &Item, query: &str) -> Res<Value> {
+        let url = if query.is_empty() { item.url.clone() } else { format!("{}?{query}", item.url) };
+        self.get_json(&url).await
+    }
+
+    /// The resource URLs listed by `GET folder?listFilter=..` (all pages, following cursors).
+    pub async fn children(&self, item: &Item, filter: &str) -> Res<(Vec<String>, Vec<String>)> {
+        let (mut folders, mut objects) = (Vec::new(), Vec::new());
+        let mut cursor: Option<String> = None;
+        for _ in 0..1000 {
+            let mut q = format!("listFilter={filter}");
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&fromCursor={}", enc(c)));
+            }
+            let v = self.folder_get(item, &q).await?;
+            folders.extend(refs(&v, "/folder/subFolders/folderReference")?);
+            objects.extend(refs(&v, "/folder/objects/objectReference")?);
+            match v.pointer("/folder/cursor") {
+                None | Some(Value::Null) => return Ok((folders, objects)),
+                Some(c) => cursor = Some(c.as_str().ok_or_else(|| fail!("cursor is not a string: {c}"))?.to_string()),
+            }
+        }
+        Err(fail!("listing of {} did not end after 1000 pages", item.url))
+    }
+
+    /// `GET {objects|folders}/operations/pathToId?path=` with `path` percent-encoded.
+    pub async fn path_to_id(&self, collection: &str, path: &str) -> Res<Resp> {
+        self.http.get(&format!("{}/{collection}/operations/pathToId?path={}", self.base, enc(path))).await
+    }
+}
+
+/// One inner part of a multipart payload: headers and content.
+pub type InnerPart<'a> = (&'a [(&'a str, &'a str)], &'a [u8]);
+
+/// 16 random hex digits (std's randomly keyed hasher, the clock and the pid).
+pub fn random_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    h.write_u128(nanos);
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON helpers
+// ---------------------------------------------------------------------------------------
+
+/// A short rendering of a JSON value for failure reasons.
+pub fn brief(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 300 { format!("{}...", s.chars().take(300).collect::<String>()) } else { s }
+}
+
+fn at<'a>(v: &'a Value, ptr: &str) -> Res<&'a Value> {
+    v.pointer(ptr).ok_or_else(|| fail!("missing {ptr} in {}", brief(v)))
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> Res<&'a str> {
+    let x = at(v, ptr)?;
+    x.as_str().ok_or_else(|| fail!("{ptr} is not a string: {}", brief(x)))
+}
+
+fn arr_at<'a>(v: &'a Value, ptr: &str) -> Res<&'a Vec<Value>> {
+    let x = at(v, ptr)?;
+    x.as_array().ok_or_else(|| fail!("{ptr} is not an array: {}", brief(x)))
+}
+
+fn u64_at(v: &Value, ptr: &str) -> Res<u64> {
+    let x = at(v, ptr)?;
+    x.as_u64().ok_or_else(|| fail!("{ptr} is not a JSON non-negative integer: {}", brief(x)))
+}
+
+fn absent(v: &Value, ptr: &str) -> Res {
+    ensure!(v.pointer(ptr).is_none(), "{ptr} should be absent: {}", brief(v));
+    Ok(())
+}
+
+fn strings(list: &[Value], what: &str) -> Res<Vec<String>> {
+    list.iter()
+        .map(|x| x.as_str().map(str::to_string).ok_or_else(|| fail!("{what}: {} is not a string", brief(x))))
+        .collect()
+}
+
+/// A flag array at `ptr`: absent means no flags; present it must be an array of strings.
+fn flag_list(v: &Value, ptr: &str) -> Res<Vec<String>> {
+    match v.pointer(ptr) {
+        None => Ok(Vec::new()),
+        Some(x) => strings(x.as_array().ok_or_else(|| fail!("{ptr} is not an array: {}", brief(x)))?, ptr),
+    }
+}
+
+/// The `resourceURL`s of a reference list at `ptr` (absent: none).
+fn refs(v: &Value, ptr: &str) -> Res<Vec<String>> {
+    let Some(x) = v.pointer(ptr) else { return Ok(Vec::new()) };
+    let list = x.as_array().ok_or_else(|| fail!("{ptr} is not an array: {}", brief(x)))?;
+    list.iter().map(|r| str_at(r, "/resourceURL").map(str::to_string)).collect()
+}
+
+/// The values of attribute `name` (case-insensitive) of an object or folder `item`, after
+/// checking the whole list's shape: `attributes.attribute` is an array of
+/// `{"name": string, "value": [string, ..]}`.
+fn attr(item: &Value, name: &str) -> Res<Option<Vec<String>>> {
+    let list = arr_at(item, "/attributes/attribute")?;
+    let mut found: Option<Vec<String>> = None;
+    for a in list {
+        let n = a.get("name").and_then(Value::as_str).ok_or_else(|| fail!("attribute without a name: {}", brief(a)))?;
+        let values =
+            a.get("value").and_then(Value::as_array).ok_or_else(|| fail!("attribute {n}: value is not an array"))?;
+        let values = strings(values, n)?;
+        if n.eq_ignore_ascii_case(name) {
+            found.get_or_insert_with(Vec::new).extend(values);
+        }
+    }
+    Ok(found)
+}
+
+/// The single value of attribute `name`, which must be present.
+fn attr1(item: &Value, name: &str) -> Res<String> {
+    let values = attr(item, name)?.ok_or_else(|| fail!("attribute {name} missing: {}", brief(item)))?;
+    ensure!(values.len() == 1, "attribute {name} should have one value: {values:?}");
+    Ok(values.into_iter().next().unwrap_or_default())
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn owned(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The last `/` segment of a URL (the resource id).
+pub fn last_segment(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+/// The methods of an `Allow` header, upper-case.
+fn allow(r: &Resp) -> Res<Vec<String>> {
+    let a = r.header("allow").ok_or_else(|| fail!("no Allow header: {}", r.describe()))?;
+    Ok(a.split(',').map(|m| m.trim().to_ascii_uppercase()).filter(|m| !m.is_empty()).collect())
+}
+
+/// `method url` must be 405 with an `Allow` header listing (at least) `expected`.
+async fn not_allowed(c: &Ctx, method: Method, url: &str, expected: &[&str]) -> Res {
+    let r = c.http.req(method, url).json(&json!({})).send().await?;
+    r.status(405)?;
+    let methods = allow(&r)?;
+    for m in expected {
+        ensure!(methods.iter().any(|x| x == m), "Allow {methods:?} lacks {m}: {}", r.describe());
+    }
+    Ok(())
+}
+
+/// A JSON body that does not parse.
+const BAD_JSON: &str = "{\"object\": {\"parentFolderPath\": ";
+
+async fn post_raw(c: &Ctx, url: &str, content_type: &str, body: &str) -> Res<Resp> {
+    c.http.req(Method::POST, url).body(content_type, body.as_bytes().to_vec()).send().await
+}
+
+async fn put_raw(c: &Ctx, url: &str, content_type: &str, body: &str) -> Res<Resp> {
+    c.http.req(Method::PUT, url).body(content_type, body.as_bytes().to_vec()).send().await
+}
+
+/// `path + "/" + id`, the path of an object in folder `folder`.
+fn child_path(folder: &Item, id: &str) -> String {
+    format!("{}/{id}", folder.path)
+}
+
+/// Read an object: GET 200 with `{"object": ..}`; returns the inner object.
+async fn read_object(c: &Ctx, o: &Item) -> Res<Value> {
+    let v = c.get_json(&o.url).await?;
+    Ok(at(&v, "/object")?.clone())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-SUPPORT
+// ---------------------------------------------------------------------------------------
+
+async fn support_api(c: &Ctx) -> Res {
+    // Root discovery: pathToId without a path answers the root folder.
+    let v = c.get_json(&c.folders_path_to_id()).await?;
+    let root = c.url_at(&v, "/reference/resourceURL", "folders")?;
+    ensure!(str_at(&v, "/reference/path")?.is_empty(), "root path should be \"\": {}", brief(&v));
+    let f = c.get_json(&root).await?;
+    ensure!(str_at(&f, "/folder/resourceURL")? == root, "root resourceURL differs from pathToId: {}", brief(&f));
+    ensure!(attr1(&f["folder"], "Root")? == "Yes", "root folder lacks Root=Yes: {}", brief(&f));
+    absent(&f, "/folder/parentFolder")?;
+    // The run folder (made by setup) is under the root.
+    let run = c.get_json(&c.run.url).await?;
+    ensure!(
+        str_at(&run, "/folder/parentFolder")? == root,
+        "run folder's parentFolder is not the root: {}",
+        brief(&run)
+    );
+    // Authentication: wrong password and no credentials are 401 with a challenge.
+    let wrong = format!("{}-wrong", c.password);
+    for creds in [Some((c.user.as_str(), wrong.as_str())), None] {
+        let r = c.http.req_as(Method::GET, &c.folders_path_to_id(), creds).send().await?;
+        r.status(401)?;
+        ensure!(r.header("www-authenticate").is_some(), "401 without WWW-Authenticate: {}", r.describe());
+    }
+    Ok(())
+}
+
+async fn support_json(c: &Ctx) -> Res {
+    let f = c.scratch("json").await?;
+    // A response is application/json with typed members.
+    let r = c.http.get(&f.url).await?;
+    let v = r.json_with(200)?;
+    u64_at(&v, "/folder/lastModSeq")?;
+    attr(&v["folder"], "Name")?;
+    // Single-element repeating members stay arrays.
+    let o = c.object_in(&f, &["\\Seen"]).await?;
+    let ov = read_object(c, &o).await?;
+    let flags = arr_at(&ov, "/flags/flag")?;
+    ensure!(flags.len() == 1 && flags[0] == "\\Seen", "flags.flag should be [\"\\\\Seen\"]: {}", brief(&ov));
+    ensure!(attr(&ov, "Message-Context")? == Some(owned(&["pager-message"])), "Message-Context: {}", brief(&ov));
+    u64_at(&ov, "/lastModSeq")?;
+    // Errors are JSON requestError bodies.
+    c.http.get(&c.unknown("objects")).await?.error(404, "SVC0004")?;
+    // A non-JSON request body is refused as an unsupported media type.
+    let xml = format!(
+        "<?xml version=\"1.0\"?><nms:folder xmlns:nms=\"urn:oma:xml:rest:netapi:nms:1\">\
+         <parentFolderPath>{}</parentFolderPath><name>xml</name></nms:folder>",
+        f.path
+    );
+    post_raw(c, &c.folders(), "application/xml", &xml).await?.error(415, "POL0011")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-OBJECTS
+// ---------------------------------------------------------------------------------------
+
+async fn objects_support(c: &Ctx) -> Res {
+    let f = c.scratch("objects").await?;
+    // parentFolderPath whose folders do not exist yet: they are created.
+    let parent_path = format!("{}/auto/inner", f.path);
+    let body = json!({"object": {
+        "parentFolderPath": parent_path,
+        "attributes": {"attribute": [
+            {"name": "Message-Context", "value": ["pager-message"]},
+            {"name": "Direction", "value": ["In"]},
+        ]},
+        "flags": {"flag": ["\\Seen"]},
+    }});
+    let r = c.http.post_json(&c.objects(), &body).await?;
+    let o = c.created(&r, "objects")?;
+    ensure!(r.header("location") == Some(o.url.as_str()), "Location should be the resourceURL: {}", r.describe());
+    ensure!(o.path == format!("{parent_path}/{}", o.name), "reference.path {:?} should be {parent_path}/<id>", o.path);
+    let pv = c.path_to_id("folders", &parent_path).await?.json_with(200)?;
+    let parent = c.url_at(&pv, "/reference/resourceURL", "folders")?;
+    // Read back: the parent, a Date added, no payload.
+    let ov = read_object(c, &o).await?;
+    ensure!(str_at(&ov, "/parentFolder")? == parent, "parentFolder should be the auto-created folder: {}", brief(&ov));
+    ensure!(!attr1(&ov, "Date")?.is_empty(), "empty Date attribute");
+    ensure!(attr(&ov, "Direction")? == Some(owned(&["In"])), "Direction attribute not kept: {}", brief(&ov));
+    absent(&ov, "/payloadURL")?;
+    ensure!(flag_list(&ov, "/flags/flag")? == ["\\Seen"], "flags not kept: {}", brief(&ov));
+    // Refusals.
+    post_raw(c, &c.objects(), "application/json", BAD_JSON).await?.error(400, "SVC0002")?;
+    post_raw(c, &c.objects(), "text/plain", "hello").await?.error(415, "POL0011")?;
+    let (ct, body) = Multipart::new("conformance-no-root")
+        .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "text/plain")], b"hi")
+        .finish("multipart/form-data");
+    c.http.req(Method::POST, &c.objects()).body(&ct, body).send().await?.error(400, "SVC0002")?;
+    // Nothing was created by the refused requests.
+    let (_, objs) = c.children(&f, "Objects").await?;
+    ensure!(objs.is_empty(), "refused creations left objects in {}: {objs:?}", f.path);
+    Ok(())
+}
+
+async fn objects_upload(c: &Ctx) -> Res {
+    let f = c.scratch("upload").await?;
+    let text = "Are you coming to the football today?";
+    let object = json!({
+        "parentFolder": f.url,
+        "attributes": {"attribute": [
+            {"name": "Message-Context", "value": ["pager-message"]},
+            {"name": "Direction", "value": ["In"]},
+        ]},
+        "flags": {"flag": []},
+    });
+    let r = c.deposit(&object, Some((&[("Content-Type", "text/plain")], text.as_bytes()))).await?;
+    let o = c.created(&r, "objects")?;
+    ensure!(r.header("location") == Some(o.url.as_str()), "Location should be the resourceURL: {}", r.describe());
+    ensure!(o.path == child_path(&f, &o.name), "reference.path {:?} should be {}/<id>", o.path, f.path);
+    let ov = read_object(c, &o).await?;
+    ensure!(str_at(&ov, "/parentFolder")? == f.url, "parentFolder should be {}: {}", f.url, brief(&ov));
+    ensure!(str_at(&ov, "/resourceURL")? == o.url, "resourceURL differs: {}", brief(&ov));
+    let ct = attr1(&ov, "Content-Type")?;
+    ensure!(ct.starts_with("text/plain"), "Content-Type attribute {ct:?} should be text/plain");
+    let parts = arr_at(&ov, "/payloadPart")?;
+    ensure!(parts.len() == 1, "one payload part expected: {}", brief(&ov));
+    ensure!(u64_at(&parts[0], "/size")? == text.len() as u64, "payloadPart size: {}", brief(&parts[0]));
+    let (_, objs) = c.children(&f, "Objects").await?;
+    ensure!(objs == [o.url.clone()], "folder listing should hold exactly the object: {objs:?}");
+    // A parentFolder URL that names no folder.
+    let bad = json!({"parentFolder": c.unknown("folders"), "attributes": {"attribute": []}});
+    c.deposit(&bad, Some((&[("Content-Type", "text/plain")], b"x"))).await?.error(400, "SVC0002")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-AOBJECT
+// ---------------------------------------------------------------------------------------
+
+async fn aobject_support(c: &Ctx) -> Res {
+    let f = c.scratch("aobject").await?;
+    let o = c.object_in(&f, &[]).await?;
+    not_allowed(c, Method::PUT, &o.url, &["GET", "DELETE"]).await?;
+    not_allowed(c, Method::POST, &o.url, &["GET", "DELETE"]).await?;
+    // The object is untouched by the refused methods.
+    let ov = read_object(c, &o).await?;
+    ensure!(str_at(&ov, "/resourceURL")? == o.url, "resourceURL differs: {}", brief(&ov));
+    c.http.get(&c.unknown("objects")).await?.error(404, "SVC0004")?;
+    Ok(())
+}
+
+async fn aobject_get(c: &Ctx) -> Res {
+    let f = c.scratch("metadata").await?;
+    let text = "Hello from the conformance runner";
+    let correlation = format!("conformance-{}", c.tag);
+    let object = json!({
+        "parentFolder": f.url,
+        "attributes": {"attribute": [
+            {"name": "Message-Context", "value": ["pager-message"]},
+            {"name": "Direction", "value": ["Out"]},
+            {"name": "From", "value": ["tel:+12125551212"]},
+            {"name": "To", "value": ["tel:+13105550000", "tel:+13105550001"]},
+            {"name": "Date", "value": ["2026-11-23T10:00:00Z"]},
+        ]},
+        "flags": {"flag": ["\\Seen", "\\Flagged"]},
+        "correlationId": correlation,
+    });
+    let r = c.deposit(&object, Some((&[("Content-Type", "text/plain")], text.as_bytes()))).await?;
+    let o = c.created(&r, "objects")?;
+    let r = c.http.get(&o.url).await?;
+    let v = r.json_with(200)?;
+    let ov = at(&v, "/object")?;
+    ensure!(str_at(ov, "/resourceURL")? == o.url, "resourceURL differs: {}", brief(ov));
+    ensure!(last_segment(&o.url) == o.name && !o.name.is_empty(), "resourceURL should end with the id");
+    ensure!(str_at(ov, "/parentFolder")? == f.url, "parentFolder should be {}: {}", f.url, brief(ov));
+    ensure!(str_at(ov, "/path")? == child_path(&f, &o.name), "path should be {}/{}: {}", f.path, o.name, brief(ov));
+    ensure!(attr(ov, "Message-Context")? == Some(owned(&["pager-message"])), "Message-Context: {}", brief(ov));
+    ensure!(attr(ov, "Direction")? == Some(owned(&["Out"])), "Direction: {}", brief(ov));
+    ensure!(
+        attr(ov, "To")? == Some(owned(&["tel:+13105550000", "tel:+13105550001"])),
+        "multi-valued To not kept in order: {}",
+        brief(ov)
+    );
+    ensure!(attr(ov, "Date")? == Some(owned(&["2026-11-23T10:00:00Z"])), "the given Date must be kept: {}", brief(ov));
+    ensure!(attr1(ov, "Content-Type")?.starts_with("text/plain"), "Content-Type attribute: {}", brief(ov));
+    ensure!(
+        sorted(flag_list(ov, "/flags/flag")?) == ["\\Flagged", "\\Seen"],
+        "flags should be \\Seen and \\Flagged: {}",
+        brief(ov)
+    );
+    u64_at(ov, "/lastModSeq")?;
+    ensure!(str_at(ov, "/correlationId")? == correlation, "correlationId not kept: {}", brief(ov));
+    let payload_url = str_at(ov, "/payloadURL")?;
+    c.check_url(payload_url, "objects")?;
+    let parts = arr_at(ov, "/payloadPart")?;
+    ensure!(parts.len() == 1, "one payloadPart expected: {}", brief(ov));
+    ensure!(str_at(&parts[0], "/contentType")?.starts_with("text/plain"), "payloadPart contentType: {}", brief(ov));
+    ensure!(u64_at(&parts[0], "/size")? == text.len() as u64, "payloadPart size should be {}", text.len());
+    let href = str_at(&parts[0], "/href")?;
+    c.check_url(href, "objects")?;
+    ensure!(href.starts_with(&format!("{}/", o.url)), "payloadPart href {href:?} should be under the object");
+    Ok(())
+}
+
+async fn aobject_delete(c: &Ctx) -> Res {
+    let f = c.scratch("delete").await?;
+    let o = c.text_object_in(&f, "to be deleted", &[]).await?;
+    let keep = c.object_in(&f, &[]).await?;
+    c.http.delete(&o.url).await?.status(204)?;
+    c.http.get(&o.url).await?.error(404, "SVC0004")?;
+    c.http.get(&format!("{}/flags", o.url)).await?.error(404, "SVC0004")?;
+    c.path_to_id("objects", &o.path).await?.error(404, "SVC0004")?;
+    c.http.delete(&o.url).await?.error(404, "SVC0004")?;
+    let (_, objs) = c.children(&f, "Objects").await?;
+    ensure!(objs == [keep.url.clone()], "only the other object should remain: {objs:?}");
+    read_object(c, &keep).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-AOBJECT-FLAGS
+// ---------------------------------------------------------------------------------------
+
+async fn flags_support(c: &Ctx) -> Res {
+    let f = c.scratch("flags").await?;
+    let o = c.object_in(&f, &["\\Seen"]).await?;
+    let flags_url = format!("{}/flags", o.url);
+    c.http.get(&format!("{}/flags", c.unknown("objects"))).await?.error(404, "SVC0004")?;
+    put_raw(c, &flags_url, "application/json", "{\"flagList\": {\"flag\": [").await?.error(400, "SVC0002")?;
+    c.http.put_json(&flags_url, &json!({"flagList": {"flag": ["bad flag"]}})).await?.error(400, "SVC0002")?;
+    not_allowed(c, Method::POST, &flags_url, &["GET", "PUT"]).await?;
+    ensure!(c.flags(&o).await? == ["\\Seen"], "refused requests changed the flags");
+    Ok(())
+}
+
+async fn flags_get(c: &Ctx) -> Res {
+    let f = c.scratch("flagget").await?;
+    let one = c.object_in(&f, &["\\Seen"]).await?;
+    let v = c.get_json(&format!("{}/flags", one.url)).await?;
+    let list = arr_at(&v, "/flagList/flag")?;
+    ensure!(list.len() == 1 && list[0] == "\\Seen", "flag should be [\"\\\\Seen\"]: {}", brief(&v));
+    ensure!(
+        str_at(&v, "/flagList/resourceURL")? == format!("{}/flags", one.url),
+        "flagList.resourceURL: {}",
+        brief(&v)
+    );
+    let two = c.object_in(&f, &["\\Seen", "$Conformance"]).await?;
+    ensure!(sorted(c.flags(&two).await?) == ["$Conformance", "\\Seen"], "flags of the second object");
+    let none = c.object_in(&f, &[]).await?;
+    ensure!(c.flags(&none).await?.is_empty(), "an object without flags should list none");
+    Ok(())
+}
+
+async fn flags_add(c: &Ctx) -> Res {
+    let f = c.scratch("flagadd").await?;
+    let o = c.object_in(&f, &["\\Seen", "\\Flagged"]).await?;
+    let before = u64_at(&read_object(c, &o).await?, "/lastModSeq")?;
+    let flags_url = format!("{}/flags", o.url);
+    let body = json!({"flagList": {"flag": ["\\Seen", "\\Flagged", "\\Answered"], "resourceURL": flags_url}});
+    let v = c.http.put_json(&flags_url, &body).await?.json_with(200)?;
+    let want = ["\\Answered", "\\Flagged", "\\Seen"];
+    ensure!(sorted(flag_list(&v, "/flagList/flag")?) == want, "PUT answer: {}", brief(&v));
+    ensure!(sorted(c.flags(&o).await?) == want, "GET flags after the PUT");
+    let ov = read_object(c, &o).await?;
+    ensure!(sorted(flag_list(&ov, "/flags/flag")?) == want, "object flags after the PUT: {}", brief(&ov));
+    ensure!(u64_at(&ov, "/lastModSeq")? > before, "lastModSeq should increase on a flag change: {}", brief(&ov));
+    Ok(())
+}
+
+async fn flags_replace(c: &Ctx) -> Res {
+    let f = c.scratch("flagput").await?;
+    let o = c.object_in(&f, &["\\Seen", "\\Flagged"]).await?;
+    let flags_url = format!("{}/flags", o.url);
+    let v = c.http.put_json(&flags_url, &json!({"flagList": {"flag": ["\\Answered", "$Conformance"]}})).await?;
+    let v = v.json_with(200)?;
+    let want = ["$Conformance", "\\Answered"];
+    ensure!(sorted(flag_list(&v, "/flagList/flag")?) == want, "PUT answer: {}", brief(&v));
+    ensure!(str_at(&v, "/flagList/resourceURL")? == flags_url, "flagList.resourceURL: {}", brief(&v));
+    ensure!(sorted(c.flags(&o).await?) == want, "GET flags after the PUT");
+    c.http.get(&format!("{flags_url}/%5CSeen")).await?.status(404)?;
+    let v = c.http.put_json(&flags_url, &json!({"flagList": {"flag": []}})).await?.json_with(200)?;
+    ensure!(flag_list(&v, "/flagList/flag")?.is_empty(), "PUT of an empty list: {}", brief(&v));
+    let ov = read_object(c, &o).await?;
+    ensure!(flag_list(&ov, "/flags/flag")?.is_empty(), "object flags after emptying: {}", brief(&ov));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-AOBJECT-INDFLAG
+// ---------------------------------------------------------------------------------------
+
+async fn indflag_support(c: &Ctx) -> Res {
+    let f = c.scratch("indflag").await?;
+    let o = c.object_in(&f, &["\\Seen"]).await?;
+    let flags_url = format!("{}/flags", o.url);
+    c.http.get(&format!("{flags_url}/a%20b")).await?.error(400, "SVC0002")?;
+    c.http.req(Method::PUT, &format!("{flags_url}/a%20b")).send().await?.error(400, "SVC0002")?;
+    c.http.get(&format!("{}/flags/%5CSeen", c.unknown("objects"))).await?.error(404, "SVC0004")?;
+    // Flag names compare case-insensitively.
+    c.http.get(&format!("{flags_url}/%5Cseen")).await?.status(204)?;
+    not_allowed(c, Method::POST, &format!("{flags_url}/%5CSeen"), &["GET", "PUT", "DELETE"]).await?;
+    ensure!(c.flags(&o).await? == ["\\Seen"], "refused requests changed the flags");
+    Ok(())
+}
+
+async fn indflag_get(c: &Ctx) -> Res {
+    let f = c.scratch("indget").await?;
+    let o = c.object_in(&f, &["\\Seen", "$Conformance"]).await?;
+    let r = c.http.get(&format!("{}/flags/%5CSeen", o.url)).await?;
+    r.status(204)?;
+    ensure!(r.body.is_empty(), "204 with a body: {}", r.describe());
+    c.http.get(&format!("{}/flags/%24Conformance", o.url)).await?.status(204)?;
+    let r = c.http.get(&format!("{}/flags/%5CFlagged", o.url)).await?;
+    r.status(404)?;
+    if !r.body.is_empty() {
+        let v = r.json()?;
+        ensure!(v.get("requestError").is_none(), "an absent flag is not an error: {}", r.describe());
+    }
+    Ok(())
+}
+
+async fn indflag_put(c: &Ctx) -> Res {
+    let f = c.scratch("indput").await?;
+    let o = c.object_in(&f, &["\\Seen"]).await?;
+    let before = u64_at(&read_object(c, &o).await?, "/lastModSeq")?;
+    let url = format!("{}/flags/%5CAnswered", o.url);
+    let r = c.http.req(Method::PUT, &url).send().await?;
+    r.status(201)?;
+    let loc = r.header("location").ok_or_else(|| fail!("201 without Location: {}", r.describe()))?;
+    c.check_url(loc, "objects")?;
+    let flag = percent_decode_str(last_segment(loc)).decode_utf8_lossy();
+    ensure!(
+        loc.starts_with(&format!("{}/flags/", o.url)) && flag == "\\Answered",
+        "Location {loc:?} should name the flag under {}/flags/",
+        o.url
+    );
+    c.http.get(&url).await?.status(204)?;
+    let after = u64_at(&read_object(c, &o).await?, "/lastModSeq")?;
+    ensure!(after > before, "lastModSeq should increase when a flag is set ({before} -> {after})");
+    // Setting it again (and setting \Seen in another case) changes nothing.
+    c.http.req(Method::PUT, &url).send().await?.status(204)?;
+    c.http.req(Method::PUT, &format!("{}/flags/%5Cseen", o.url)).send().await?.status(204)?;
+    ensure!(sorted(c.flags(&o).await?) == ["\\Answered", "\\Seen"], "flags after setting twice");
+    // A keyword flag.
+    c.http.req(Method::PUT, &format!("{}/flags/%24Conformance", o.url)).send().await?.status(201)?;
+    ensure!(sorted(c.flags(&o).await?) == ["$Conformance", "\\Answered", "\\Seen"], "flags after a keyword");
+    Ok(())
+}
+
+async fn indflag_delete(c: &Ctx) -> Res {
+    let f = c.scratch("inddel").await?;
+    let o = c.object_in(&f, &["\\Seen", "\\Flagged"]).await?;
+    let seen = format!("{}/flags/%5CSeen", o.url);
+    c.http.delete(&seen).await?.status(204)?;
+    c.http.get(&seen).await?.status(404)?;
+    ensure!(c.flags(&o).await? == ["\\Flagged"], "flags after removing \\Seen");
+    c.http.delete(&seen).await?.status(404)?;
+    c.http.delete(&format!("{}/flags/%5Cflagged", o.url)).await?.status(204)?;
+    ensure!(c.flags(&o).await?.is_empty(), "flags after removing \\Flagged");
+    c.http.delete(&format!("{}/flags/%5CSeen", c.unknown("objects"))).await?.error(404, "SVC0004")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-AOBJECT-PAYLOAD and -PAYLOADPART
+// ---------------------------------------------------------------------------------------
+
+/// 1 KiB of every byte value.
+fn binary() -> Vec<u8> {
+    (0..=255u8).cycle().take(1024).collect()
+}
+
+async fn payload_support(c: &Ctx) -> Res {
+    let f = c.scratch("payload").await?;
+    let text = "single part payload";
+    let o = c.text_object_in(&f, text, &[]).await?;
+    let ov = read_object(c, &o).await?;
+    let payload_url = str_at(&ov, "/payloadURL")?;
+    let r = c.http.get(payload_url).await?;
+    r.status(200)?;
+    ensure!(r.media_type() == "text/plain", "payload Content-Type should be text/plain: {}", r.describe());
+    ensure!(r.body == text.as_bytes(), "payload bytes differ: {}", r.describe());
+    // An object without payload has no payloadURL.
+    let empty = c.object_in(&f, &[]).await?;
+    absent(&read_object(c, &empty).await?, "/payloadURL")?;
+    c.http.get(&format!("{}/payload", c.unknown("objects"))).await?.error(404, "SVC0004")?;
+    Ok(())
+}
+
+async fn payload_get(c: &Ctx) -> Res {
+    let f = c.scratch("payloadmp").await?;
+    let bin = binary();
+    let text = b"first part";
+    let o = c
+        .multipart_object_in(
+            &f,
+            "mixed",
+            &[(&[("Content-Type", "text/plain")], text), (&[("Content-Type", "application/octet-stream")], &bin)],
+        )
+        .await?;
+    let ov = read_object(c, &o).await?;
+    let payload_url = str_at(&ov, "/payloadURL")?;
+    let r = c.http.get(payload_url).await?;
+    r.status(200)?;
+    let ct = r.header("content-type").unwrap_or_default().to_string();
+    ensure!(r.media_type().starts_with("multipart/"), "payload Content-Type should be multipart/*: {ct:?}");
+    let boundary = boundary_of(&ct).ok_or_else(|| fail!("payload Content-Type without boundary: {ct:?}"))?;
+    let parts = parse_multipart(&r.body, &boundary)?;
+    ensure!(parts.len() == 2, "2 parts expected in the payload, got {}", parts.len());
+    ensure!(parts[0].header("content-type").is_some_and(|t| t.starts_with("text/plain")), "part 1 Content-Type");
+    ensure!(parts[0].content == text, "part 1 bytes differ");
+    ensure!(
+        parts[1].header("content-type").is_some_and(|t| t.starts_with("application/octet-stream")),
+        "part 2 Content-Type"
+    );
+    ensure!(parts[1].content == bin, "part 2 bytes differ ({} bytes received)", parts[1].content.len());
+    Ok(())
+}
+
+async fn payloadpart_support(c: &Ctx) -> Res {
+    let f = c.scratch("parts").await?;
+    let html = b"<p>see <img src=\"cid:img1@conformance\"></p>";
+    let bin = binary();
+    let o = c
+        .multipart_object_in(
+            &f,
+            "related",
+            &[
+                (&[("Content-Type", "text/html"), ("Content-ID", "<body1@conformance>")], html),
+                (
+                    &[
+                        ("Content-Type", "image/png"),
+                        ("Content-ID", "<img1@conformance>"),
+                        ("Content-Disposition", "inline; filename=\"img1.png\""),
+                    ],
+                    &bin,
+                ),
+            ],
+        )
+        .await?;
+    let ov = read_object(c, &o).await?;
+    let parts = arr_at(&ov, "/payloadPart")?;
+    ensure!(parts.len() == 2, "2 payload parts expected: {}", brief(&ov));
+    let expect = [("text/html", "body1@conformance", html.len()), ("image/png", "img1@conformance", bin.len())];
+    let mut hrefs = Vec::new();
+    for (p, (ct, cid, size)) in parts.iter().zip(expect) {
+        ensure!(str_at(p, "/contentType")?.starts_with(ct), "contentType should be {ct}: {}", brief(p));
+        ensure!(str_at(p, "/contentId")? == cid, "contentId should be {cid} (no angle brackets): {}", brief(p));
+        ensure!(u64_at(p, "/size")? == size as u64, "size should be {size}: {}", brief(p));
+        let href = str_at(p, "/href")?;
+        c.check_url(href, "objects")?;
+        hrefs.push(href.to_string());
+    }
+    ensure!(hrefs[0] != hrefs[1], "payload part hrefs must differ: {hrefs:?}");
+    let disposition = str_at(&parts[1], "/contentDisposition")?;
+    ensure!(disposition.contains("img1.png"), "contentDisposition not kept: {disposition:?}");
+    ensure!(attr1(&ov, "Content-Type")?.starts_with("multipart/related"), "Content-Type attribute: {}", brief(&ov));
+    c.http.get(&format!("{}/payloadParts/999", o.url)).await?.error(404, "SVC0004")?;
+    Ok(())
+}
+
+async fn payloadpart_get(c: &Ctx) -> Res {
+    let f = c.scratch("partget").await?;
+    let text = b"0123456789 text part";
+    let bin = binary();
+    let o = c
+        .multipart_object_in(
+            &f,
+            "mixed",
+            &[(&[("Content-Type", "text/plain")], text), (&[("Content-Type", "application/octet-stream")], &bin)],
+        )
+        .await?;
+    let ov = read_object(c, &o).await?;
+    let parts = arr_at(&ov, "/payloadPart")?;
+    ensure!(parts.len() == 2, "2 payload parts expected: {}", brief(&ov));
+    for (p, (ct, content)) in parts.iter().zip([("text/plain", &text[..]), ("application/octet-stream", &bin[..])]) {
+        let href = str_at(p, "/href")?;
+        // Raw bytes with the part's own type, even though the client asks for JSON.
+        let r = c.http.get(href).await?;
+        r.status(200)?;
+        ensure!(r.media_type() == ct, "part Content-Type should be {ct}: {}", r.describe());
+        ensure!(r.body == content, "part bytes differ ({} bytes received, {} sent)", r.body.len(), content.len());
+    }
+    // A byte range: if the server honours it (HTTP lets it answer 200 instead), it is exact.
+    let href = str_at(&parts[0], "/href")?;
+    let r = c.http.req(Method::GET, href).header("Range", "bytes=0-3").send().await?;
+    match r.status {
+        206 => {
+            let want = format!("bytes 0-3/{}", text.len());
+            ensure!(
+                r.header("content-range") == Some(want.as_str()),
+                "Content-Range should be {want}: {:?}",
+                r.headers
+            );
+            ensure!(r.body == text[..4], "ranged bytes differ: {}", r.describe());
+        }
+        200 => ensure!(r.body == text, "a 200 answer to a Range request must carry the whole part"),
+        _ => return Err(fail!("Range request: expected 206 (or 200), got {}", r.describe())),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-OBJECTS-PATHTOID
+// ---------------------------------------------------------------------------------------
+
+async fn objects_pathtoid_support(c: &Ctx) -> Res {
+    let f = c.scratch("opath").await?;
+    let o = c.object_in(&f, &[]).await?;
+    c.path_to_id("objects", &format!("{}//{}", f.path, o.name)).await?.error(400, "SVC0002")?;
+    c.path_to_id("objects", &child_path(&f, &format!("nonexistent-{}", c.tag))).await?.error(404, "SVC0004")?;
+    // A folder's path does not name an object.
+    c.path_to_id("objects", &f.path).await?.error(404, "SVC0004")?;
+    post_raw(c, &c.objects_path_to_id(), "application/json", "{\"pathList\": [").await?.error(400, "SVC0002")?;
+    Ok(())
+}
+
+async fn objects_pathtoid_get(c: &Ctx) -> Res {
+    let f = c.scratch("opathget").await?;
+    let o = c.object_in(&f, &[]).await?;
+    let path = str_at(&read_object(c, &o).await?, "/path")?.to_string();
+    ensure!(path == child_path(&f, &o.name), "object path {path:?} should be {}/<id>", f.path);
+    let v = c.path_to_id("objects", &path).await?.json_with(200)?;
+    ensure!(
+        c.url_at(&v, "/reference/resourceURL", "objects")? == o.url,
+        "pathToId answered another URL: {}",
+        brief(&v)
+    );
+    if let Some(p) = v.pointer("/reference/path") {
+        ensure!(p == &json!(path), "reference.path should echo the path: {}", brief(&v));
+    }
+    Ok(())
+}
+
+/// Check a `bulkResponseList`: one response per expectation, in order; `Ok(url)` a 200 with
+/// that `success.resourceURL`, `Err((code, messageId))` a failure.
+fn check_bulk(c: &Ctx, v: &Value, collection: &str, expect: &[Result<&str, (u64, &str)>]) -> Res {
+    let list = arr_at(v, "/bulkResponseList/response")?;
+    ensure!(list.len() == expect.len(), "{} responses expected: {}", expect.len(), brief(v));
+    for (i, (r, e)) in list.iter().zip(expect).enumerate() {
+        let code = u64_at(r, "/code")?;
+        str_at(r, "/reason")?;
+        match e {
+            Ok(url) => {
+                ensure!(code == 200, "response {i}: code {code}, expected 200: {}", brief(r));
+                ensure!(c.url_at(r, "/success/resourceURL", collection)? == *url, "response {i}: {}", brief(r));
+                absent(r, "/failure")?;
+            }
+            Err((want, id)) => {
+                ensure!(code == *want, "response {i}: code {code}, expected {want}: {}", brief(r));
+                ensure!(
+                    str_at(r, "/failure/serviceException/messageId")? == *id,
+                    "response {i}: messageId should be {id}: {}",
+                    brief(r)
+                );
+                absent(r, "/success")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn objects_pathtoid_post(c: &Ctx) -> Res {
+    let f = c.scratch("opathpost").await?;
+    let a = c.object_in(&f, &[]).await?;
+    let b = c.text_object_in(&f, "b", &[]).await?;
+    let paths = [
+        child_path(&f, &a.name),
+        child_path(&f, &format!("nonexistent-{}", c.tag)),
+        child_path(&f, &b.name),
+        format!("{}//{}", f.path, a.name),
+    ];
+    let v = c.http.post_json(&c.objects_path_to_id(), &json!({"pathList": {"path": paths}})).await?.json_with(200)?;
+    check_bulk(c, &v, "objects", &[Ok(&a.url), Err((404, "SVC0004")), Ok(&b.url), Err((400, "SVC0002"))])
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-FOLDERS
+// ---------------------------------------------------------------------------------------
+
+async fn folders_support(c: &Ctx) -> Res {
+    let f = c.scratch("folders").await?;
+    let post = |body: Value| async move { c.http.post_json(&c.folders(), &body).await };
+    post(json!({"folder": {"name": "orphan"}})).await?.error(400, "SVC0002")?;
+    let missing = format!("{}/nonexistent-{}", f.path, c.tag);
+    post(json!({"folder": {"parentFolderPath": missing, "name": "x"}})).await?.error(400, "SVC0002")?;
+    post(json!({"folder": {"parentFolder": c.unknown("folders"), "name": "x"}})).await?.error(400, "SVC0002")?;
+    post_raw(c, &c.folders(), "application/json", "{\"folder\": {").await?.error(400, "SVC0002")?;
+    let dup = json!({"folder": {"parentFolder": f.url, "name": "dup"}});
+    let first = post(dup.clone()).await?;
+    let made = c.created(&first, "folders")?;
+    post(dup).await?.error(409, "SVC0002")?;
+    let (folders, _) = c.children(&f, "Subfolders").await?;
+    ensure!(folders == [made.url.clone()], "exactly the one 'dup' folder should exist: {folders:?}");
+    ensure!(c.path_to_id("folders", &missing).await?.status == 404, "a refused parentFolderPath must not be created");
+    Ok(())
+}
+
+async fn folders_create(c: &Ctx) -> Res {
+    let f = c.scratch("create").await?;
+    // By parent URL.
+    let body = json!({"folder": {"parentFolder": f.url, "name": "child-a", "attributes": {"attribute": []}}});
+    let r = c.http.post_json(&c.folders(), &body).await?;
+    let a = c.created(&r, "folders")?;
+    ensure!(r.header("location") == Some(a.url.as_str()), "Location should be the resourceURL: {}", r.describe());
+    ensure!(a.path == format!("{}/child-a", f.path), "path should be {}/child-a: {:?}", f.path, a.path);
+    // By parent path, and nested under the first.
+    let body = json!({"folder": {"parentFolderPath": f.path, "name": "child-b"}});
+    let b = c.created(&c.http.post_json(&c.folders(), &body).await?, "folders")?;
+    ensure!(b.path == format!("{}/child-b", f.path), "path should be {}/child-b: {:?}", f.path, b.path);
+    let body = json!({"folder": {"parentFolderPath": a.path, "name": "grand"}});
+    let g = c.created(&c.http.post_json(&c.folders(), &body).await?, "folders")?;
+    ensure!(g.path == format!("{}/grand", a.path), "path should be {}/grand: {:?}", a.path, g.path);
+    // Read back.
+    let v = c.get_json(&a.url).await?;
+    ensure!(str_at(&v, "/folder/parentFolder")? == f.url, "parentFolder should be {}: {}", f.url, brief(&v));
+    ensure!(str_at(&v, "/folder/name")? == "child-a", "name: {}", brief(&v));
+    ensure!(str_at(&v, "/folder/resourceURL")? == a.url, "resourceURL: {}", brief(&v));
+    ensure!(attr1(&v["folder"], "Name")? == "child-a", "Name attribute: {}", brief(&v));
+    u64_at(&v, "/folder/lastModSeq")?;
+    let v = c.get_json(&g.url).await?;
+    ensure!(str_at(&v, "/folder/parentFolder")? == a.url, "grand's parentFolder should be child-a: {}", brief(&v));
+    let (folders, _) = c.children(&f, "Subfolders").await?;
+    ensure!(sorted(folders) == sorted(vec![a.url, b.url]), "the parent should list child-a and child-b");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-AFOLDERS
+// ---------------------------------------------------------------------------------------
+
+async fn afolders_support(c: &Ctx) -> Res {
+    let f = c.scratch("afolder").await?;
+    not_allowed(c, Method::PUT, &f.url, &["GET", "DELETE"]).await?;
+    not_allowed(c, Method::POST, &f.url, &["GET", "DELETE"]).await?;
+    c.http.get(&c.unknown("folders")).await?.error(404, "SVC0004")?;
+    c.http.delete(&c.unknown("folders")).await?.error(404, "SVC0004")?;
+    let v = c.get_json(&c.root.url).await?;
+    ensure!(str_at(&v, "/folder/name")?.is_empty(), "root name should be \"\": {}", brief(&v));
+    ensure!(attr1(&v["folder"], "Root")? == "Yes", "root lacks Root=Yes: {}", brief(&v));
+    absent(&v, "/folder/parentFolder")?;
+    let v = c.get_json(&f.url).await?;
+    ensure!(attr(&v["folder"], "Root")?.is_none_or(|r| r != ["Yes"]), "a non-root folder has Root=Yes");
+    Ok(())
+}
+
+async fn afolders_get(c: &Ctx) -> Res {
+    let f = c.scratch("folderget").await?;
+    let s1 = c.folder_in(&f, "sub").await?;
+    let s2 = c.folder_in(&f, "sub").await?;
+    let o1 = c.object_in(&f, &["\\Seen"]).await?;
+    let o2 = c.object_in(&f, &[]).await?;
+    let o3 = c.text_object_in(&f, "sized", &["\\Flagged"]).await?;
+    c.object_in(&s1, &[]).await?;
+
+    // Plain GET: no optional members.
+    let v = c.folder_get(&f, "").await?;
+    ensure!(str_at(&v, "/folder/resourceURL")? == f.url, "resourceURL: {}", brief(&v));
+    ensure!(str_at(&v, "/folder/parentFolder")? == c.run.url, "parentFolder: {}", brief(&v));
+    ensure!(str_at(&v, "/folder/name")? == f.name, "name: {}", brief(&v));
+    ensure!(attr1(&v["folder"], "Name")? == f.name, "Name attribute: {}", brief(&v));
+    u64_at(&v, "/folder/lastModSeq")?;
+    for p in ["/folder/path", "/folder/subFolders", "/folder/objects", "/folder/cursor"] {
+        absent(&v, p)?;
+    }
+    ensure!(attr(&v["folder"], "MsgCount")?.is_none(), "MsgCount without attrFilter: {}", brief(&v));
+    // path=Yes.
+    let v = c.folder_get(&f, "path=Yes").await?;
+    ensure!(str_at(&v, "/folder/path")? == f.path, "path should be {:?}: {}", f.path, brief(&v));
+    // listFilter.
+    let subs = sorted(vec![s1.url.clone(), s2.url.clone()]);
+    let objs = sorted(vec![o1.url.clone(), o2.url.clone(), o3.url.clone()]);
+    let v = c.folder_get(&f, "listFilter=Subfolders").await?;
+    arr_at(&v, "/folder/subFolders/folderReference")?;
+    absent(&v, "/folder/objects")?;
+    ensure!(sorted(refs(&v, "/folder/subFolders/folderReference")?) == subs, "Subfolders: {}", brief(&v));
+    let v = c.folder_get(&f, "listFilter=Objects").await?;
+    absent(&v, "/folder/subFolders")?;
+    ensure!(sorted(refs(&v, "/folder/objects/objectReference")?) == objs, "Objects: {}", brief(&v));
+    let v = c.folder_get(&f, "listFilter=All").await?;
+    ensure!(sorted(refs(&v, "/folder/subFolders/folderReference")?) == subs, "All (folders): {}", brief(&v));
+    ensure!(sorted(refs(&v, "/folder/objects/objectReference")?) == objs, "All (objects): {}", brief(&v));
+    // Paging with maxEntries and cursors.
+    let mut seen = Vec::new();
+    let mut first_cursor = None;
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        ensure!(pages <= 10, "paging 5 children by 2 did not end after 10 pages");
+        let mut q = "listFilter=All&maxEntries=2".to_string();
+        if let Some(cur) = &cursor {
+            q.push_str(&format!("&fromCursor={}", enc(cur)));
+        }
+        let v = c.folder_get(&f, &q).await?;
+        let mut page = refs(&v, "/folder/subFolders/folderReference")?;
+        page.extend(refs(&v, "/folder/objects/objectReference")?);
+        ensure!(page.len() <= 2, "page {pages} has {} entries with maxEntries=2: {}", page.len(), brief(&v));
+        seen.extend(page);
+        match v.pointer("/folder/cursor") {
+            None => break,
+            Some(x) => {
+                let s = x.as_str().ok_or_else(|| fail!("cursor is not a string: {}", brief(&v)))?.to_string();
+                first_cursor.get_or_insert_with(|| s.clone());
+                cursor = Some(s);
+            }
+        }
+    }
+    let mut all = subs.clone();
+    all.extend(objs.iter().cloned());
+    ensure!(sorted(seen.clone()) == sorted(all), "pages should hold each child once: {seen:?}");
+    let cur = first_cursor.ok_or_else(|| fail!("5 children with maxEntries=2 gave no cursor"))?;
+    let tampered = tamper(&cur);
+    let r = c.http.get(&format!("{}?listFilter=All&maxEntries=2&fromCursor={}", f.url, enc(&tampered))).await?;
+    r.error(400, "SVC0002")?;
+    // Counts on request.
+    let q = ["MsgCount", "UnreadMsgCount", "Size", "SubtreeMsgCount", "SubtreeUnreadMsgCount", "SubtreeSize"]
+        .map(|a| format!("attrFilter={a}"))
+        .join("&");
+    let v = c.folder_get(&f, &q).await?;
+    let fv = &v["folder"];
+    for (name, want) in
+        [("MsgCount", "3"), ("UnreadMsgCount", "2"), ("SubtreeMsgCount", "4"), ("SubtreeUnreadMsgCount", "3")]
+    {
+        ensure!(attr1(fv, name)? == want, "{name} should be {want}: {}", brief(&v));
+    }
+    let size: u64 = attr1(fv, "Size")?.parse().map_err(|_| fail!("Size is not a decimal: {}", brief(&v)))?;
+    let subtree: u64 = attr1(fv, "SubtreeSize")?.parse().map_err(|_| fail!("SubtreeSize is not a decimal"))?;
+    ensure!(subtree >= size, "SubtreeSize {subtree} < Size {size}");
+    Ok(())
+}
+
+/// A cursor with one character in the middle changed (still URL-safe text).
+fn tamper(cursor: &str) -> String {
+    let mut chars: Vec<char> = cursor.chars().collect();
+    let i = chars.len() / 2;
+    if let Some(ch) = chars.get_mut(i) {
+        *ch = if *ch == 'A' { 'B' } else { 'A' };
+    } else {
+        chars.push('A');
+    }
+    chars.into_iter().collect()
+}
+
+async fn afolders_delete(c: &Ctx) -> Res {
+    let f = c.scratch("folderdel").await?;
+    let sub = c.folder_in(&f, "sub").await?;
+    let o1 = c.text_object_in(&f, "in the folder", &[]).await?;
+    let o2 = c.object_in(&sub, &[]).await?;
+    let sibling = c.scratch("sibling").await?;
+    c.http.delete(&f.url).await?.status(204)?;
+    for url in [&f.url, &sub.url] {
+        c.http.get(url).await?.error(404, "SVC0004")?;
+    }
+    for url in [&o1.url, &o2.url] {
+        c.http.get(url).await?.error(404, "SVC0004")?;
+    }
+    c.path_to_id("folders", &f.path).await?.error(404, "SVC0004")?;
+    c.http.delete(&f.url).await?.error(404, "SVC0004")?;
+    let (folders, _) = c.children(&c.run, "Subfolders").await?;
+    ensure!(!folders.contains(&f.url), "the deleted folder is still listed");
+    ensure!(folders.contains(&sibling.url), "the sibling folder vanished");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-FOLDERNAME
+// ---------------------------------------------------------------------------------------
+
+async fn foldername_support(c: &Ctx) -> Res {
+    let f = c.scratch("fname").await?;
+    let name_url = format!("{}/folderName", f.url);
+    c.http.get(&format!("{}/folderName", c.unknown("folders"))).await?.error(404, "SVC0004")?;
+    put_raw(c, &name_url, "application/json", "{\"name\": ").await?.error(400, "SVC0002")?;
+    not_allowed(c, Method::POST, &name_url, &["GET", "PUT"]).await?;
+    // Renaming the root is refused by policy.
+    let root_name = format!("{}/folderName", c.root.url);
+    let r = c.http.put_json(&root_name, &json!({"name": format!("conformance-{}", c.tag)})).await?;
+    if r.status < 300 {
+        // Put the root back before reporting.
+        let _ = c.http.put_json(&root_name, &json!({"name": ""})).await;
+    }
+    r.error(403, "POL1030")?;
+    let v = c.get_json(&root_name).await?;
+    ensure!(str_at(&v, "/name")?.is_empty(), "the root name changed: {}", brief(&v));
+    let v = c.get_json(&name_url).await?;
+    ensure!(str_at(&v, "/name")? == f.name, "refused requests changed the name: {}", brief(&v));
+    Ok(())
+}
+
+async fn foldername_get(c: &Ctx) -> Res {
+    let f = c.scratch("fnameget").await?;
+    let v = c.get_json(&format!("{}/folderName", f.url)).await?;
+    ensure!(v == json!({"name": f.name}), "expected {{\"name\":{:?}}}: {}", f.name, brief(&v));
+    let v = c.get_json(&format!("{}/folderName", c.root.url)).await?;
+    ensure!(v == json!({"name": ""}), "root folderName should be {{\"name\":\"\"}}: {}", brief(&v));
+    Ok(())
+}
+
+async fn foldername_put(c: &Ctx) -> Res {
+    let f = c.scratch("fnameput").await?;
+    let inner = c.folder_in(&f, "inner").await?;
+    let o = c.object_in(&inner, &[]).await?;
+    let new = format!("renamed-{}", c.tag);
+    let v = c.http.put_json(&format!("{}/folderName", f.url), &json!({"name": new})).await?.json_with(200)?;
+    ensure!(v == json!({"name": new}), "PUT answer should be {{\"name\":{new:?}}}: {}", brief(&v));
+    let v = c.get_json(&format!("{}/folderName", f.url)).await?;
+    ensure!(str_at(&v, "/name")? == new, "GET folderName after rename: {}", brief(&v));
+    let new_path = format!("{}/{new}", c.run.path);
+    let v = c.folder_get(&f, "path=Yes").await?;
+    ensure!(str_at(&v, "/folder/name")? == new, "folder name after rename: {}", brief(&v));
+    ensure!(str_at(&v, "/folder/path")? == new_path, "folder path after rename: {}", brief(&v));
+    ensure!(attr1(&v["folder"], "Name")? == new, "Name attribute after rename: {}", brief(&v));
+    // Paths below follow; the old path is gone.
+    let v = c.path_to_id("folders", &new_path).await?.json_with(200)?;
+    ensure!(str_at(&v, "/reference/resourceURL")? == f.url, "pathToId of the new path: {}", brief(&v));
+    c.path_to_id("folders", &f.path).await?.error(404, "SVC0004")?;
+    let inner_path = format!("{new_path}/{}", inner.name);
+    let v = c.folder_get(&inner, "path=Yes").await?;
+    ensure!(str_at(&v, "/folder/path")? == inner_path, "subfolder path after rename: {}", brief(&v));
+    let ov = read_object(c, &o).await?;
+    ensure!(str_at(&ov, "/path")? == format!("{inner_path}/{}", o.name), "object path after rename: {}", brief(&ov));
+    let v = c.path_to_id("objects", &format!("{inner_path}/{}", o.name)).await?.json_with(200)?;
+    ensure!(str_at(&v, "/reference/resourceURL")? == o.url, "object pathToId after rename: {}", brief(&v));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-FOLDERS-PATHTOID
+// ---------------------------------------------------------------------------------------
+
+async fn folders_pathtoid_support(c: &Ctx) -> Res {
+    let v = c.get_json(&c.folders_path_to_id()).await?;
+    ensure!(str_at(&v, "/reference/resourceURL")? == c.root.url, "no path should answer the root: {}", brief(&v));
+    ensure!(str_at(&v, "/reference/path")?.is_empty(), "the root path should be \"\": {}", brief(&v));
+    c.path_to_id("folders", &format!("{}//x", c.run.path)).await?.error(400, "SVC0002")?;
+    c.path_to_id("folders", &format!("{}/nonexistent-{}", c.run.path, c.tag)).await?.error(404, "SVC0004")?;
+    post_raw(c, &c.folders_path_to_id(), "application/json", "{\"pathList\": [").await?.error(400, "SVC0002")?;
+    Ok(())
+}
+
+async fn folders_pathtoid_get(c: &Ctx) -> Res {
+    let f = c.scratch("fpathget").await?;
+    let v = c.path_to_id("folders", &f.path).await?.json_with(200)?;
+    ensure!(c.url_at(&v, "/reference/resourceURL", "folders")? == f.url, "pathToId of {}: {}", f.path, brief(&v));
+    ensure!(str_at(&v, "/reference/path")? == f.path, "reference.path: {}", brief(&v));
+    // A name that needs encoding in the query.
+    let name = "Sub folder +é&=?";
+    let body = json!({"folder": {"parentFolder": f.url, "name": name}});
+    let sub = c.created(&c.http.post_json(&c.folders(), &body).await?, "folders")?;
+    let path = format!("{}/{name}", f.path);
+    ensure!(sub.path == path, "created path {:?} should be {path:?}", sub.path);
+    let v = c.path_to_id("folders", &path).await?.json_with(200)?;
+    ensure!(str_at(&v, "/reference/resourceURL")? == sub.url, "pathToId of {path:?}: {}", brief(&v));
+    ensure!(str_at(&v, "/reference/path")? == path, "reference.path: {}", brief(&v));
+    Ok(())
+}
+
+async fn folders_pathtoid_post(c: &Ctx) -> Res {
+    let f = c.scratch("fpathpost").await?;
+    let sub = c.folder_in(&f, "sub").await?;
+    let paths =
+        [f.path.clone(), format!("{}/nonexistent-{}", f.path, c.tag), sub.path.clone(), format!("{}//x", f.path)];
+    let v = c.http.post_json(&c.folders_path_to_id(), &json!({"pathList": {"path": paths}})).await?.json_with(200)?;
+    check_bulk(c, &v, "folders", &[Ok(&f.url), Err((404, "SVC0004")), Ok(&sub.url), Err((400, "SVC0002"))])?;
+    let list = arr_at(&v, "/bulkResponseList/response")?;
+    ensure!(str_at(&list[2], "/success/path")? == sub.path, "success.path: {}", brief(&list[2]));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn box_ids_are_encoded_like_the_server_emits_them() {
+        assert_eq!(enc("tel:+12125551212"), "tel%3A%2B12125551212");
+        assert_eq!(enc("sip:bob.smith@example.com"), "sip%3Abob.smith%40example.com");
+        assert_eq!(enc("/a b/c~d_e-f"), "%2Fa%20b%2Fc~d_e-f");
+    }
+
+    #[test]
+    fn tampering_changes_a_cursor() {
+        for c in ["", "A", "AAAA", "abcdef", "x.y-z"] {
+            assert_ne!(tamper(c), c);
+        }
+    }
+
+    #[test]
+    fn every_item_appears_once_and_optional_items_are_the_cpm_optional_ones() {
+        let mut ids: Vec<_> = CASES.iter().map(|c| c.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), CASES.len());
+        let optional: Vec<_> = CASES.iter().filter(|c| !c.mandatory).map(|c| c.id).collect();
+        assert_eq!(
+            optional,
+            ["REST-NMS-AOBJECT-FLAGS-S-003-O", "REST-NMS-AOBJECT-PAYLOAD-S-001-M", "REST-NMS-AOBJECT-PAYLOAD-S-002-M"]
+        );
+    }
+
+    #[test]
+    fn attributes_are_read_case_insensitively_and_checked() {
+        let o = json!({"attributes": {"attribute": [{"name": "Date", "value": ["x"]}, {"name": "To", "value": ["a", "b"]}]}});
+        assert_eq!(attr(&o, "date").ok().flatten(), Some(vec!["x".to_string()]));
+        assert_eq!(attr(&o, "to").ok().flatten(), Some(vec!["a".to_string(), "b".to_string()]));
+        assert!(attr1(&o, "To").is_err());
+        let bad = json!({"attributes": {"attribute": [{"name": "Date", "value": "x"}]}});
+        assert!(attr(&bad, "Date").is_err());
+    }
+}
