@@ -64,6 +64,10 @@ pub struct NmsSettings {
     pub stores: Vec<String>,
     /// Refuse renaming a box's root folder (403 POL1030).
     pub forbid_root_rename: bool,
+    /// Folder paths (with their subtrees) under which only service accounts (CPM
+    /// Participating Functions) may create objects or folders; anyone else gets 403 POL1031.
+    /// NMS's own example is `/Default`.
+    pub service_only_folders: Vec<String>,
     /// Default and maximum number of child entries in a folder listing page.
     pub folder_page_default: u32,
     pub folder_page_max: u32,
@@ -126,7 +130,13 @@ impl Default for StorageSettings {
 
 impl Default for NmsSettings {
     fn default() -> Self {
-        Self { stores: vec!["base".into()], forbid_root_rename: true, folder_page_default: 100, folder_page_max: 1000 }
+        Self {
+            stores: vec!["base".into()],
+            forbid_root_rename: true,
+            service_only_folders: Vec::new(),
+            folder_page_default: 100,
+            folder_page_max: 1000,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ pub enum Error {
     /// The addressed resource does not exist (404 SVC0004, `what` is the Request-URI or path).
     #[error("not found: {what}")]
     NotFound { what: String },
-    /// A path names nothing (404 SVC2008 inside bulk answers).
+    /// A path names nothing (404 SVC0004, also inside bulk answers).
     #[error("unknown path {path}")]
     UnknownPath { path: String },
     /// The name is already taken under the parent folder (409 SVC0002).

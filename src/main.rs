@@ -122,7 +122,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let nms = build_nms(&settings).await?;
             let grace = std::time::Duration::from_secs(settings.storage.blob_grace_secs);
             let r = nms.blobs.sweep(grace).await?;
-            println!("deleted {} blobs and {} temporaries", r.blobs_deleted, r.temporaries_deleted);
+            println!(
+                "deleted {} blobs and {} temporaries; dropped {} stale pins and deletion marks",
+                r.blobs_deleted, r.temporaries_deleted, r.stale_marks_dropped
+            );
         }
         Command::Account(cmd) => account(cmd, &settings).await?,
     }

@@ -197,7 +197,12 @@ async fn sweep_loop(blobs: PayloadStore, every: Duration, grace: Duration) {
     loop {
         tick.tick().await;
         match blobs.sweep(grace).await {
-            Ok(r) => tracing::info!(blobs = r.blobs_deleted, temporaries = r.temporaries_deleted, "blob sweep done"),
+            Ok(r) => tracing::info!(
+                blobs = r.blobs_deleted,
+                temporaries = r.temporaries_deleted,
+                stale_marks = r.stale_marks_dropped,
+                "blob sweep done"
+            ),
             Err(e) => tracing::warn!(error = %e, "blob sweep failed"),
         }
     }

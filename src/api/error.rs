@@ -43,7 +43,7 @@ pub fn describe(e: &Error) -> (StatusCode, RequestErrorW) {
         }
         Error::ParentForbidden { target } => (
             StatusCode::FORBIDDEN,
-            pol("POL1031", "Creating objects or folders under %1 is not allowed", vec![target.clone()]),
+            pol("POL1031", "Attempt to create objects or folders under %1 is prohibited", vec![target.clone()]),
         ),
         Error::Unauthenticated { reason, .. } => (
             StatusCode::UNAUTHORIZED,

@@ -22,7 +22,7 @@ pub async fn create(
     let f = env.folder;
     let parent = access.urls.parent(f.parent_folder, f.parent_folder_path)?;
     let attributes = f.attributes.unwrap_or_default().into_domain();
-    let folder = state.nms.create_folder(&access.b, parent, f.name, attributes).await?;
+    let folder = state.nms.create_folder(&access.b, access.actor(), parent, f.name, attributes).await?;
     let url = access.urls.folder(&folder.public_id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, url.clone()))

@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::auth::{ACR_AUTH, Authenticator, Operation, Principal, authorize};
 use crate::config::LimitSettings;
 use crate::error::{Error, Result};
-use crate::nms::Nms;
+use crate::nms::{Actor, Nms};
 use crate::store::BoxRow;
 pub use urls::BoxUrls;
 
@@ -105,6 +105,13 @@ pub struct Access {
     pub urls: BoxUrls,
     /// The request path, used as the variable of not-found errors.
     pub uri: String,
+}
+
+impl Access {
+    /// The caller as the domain's policies see it.
+    pub fn actor(&self) -> Actor {
+        if self.principal.is_service { Actor::Service } else { Actor::Subscriber }
+    }
 }
 
 /// A percent-decoded path parameter.

@@ -87,7 +87,7 @@ pub async fn create(
             return Err(e);
         }
     };
-    let o = state.nms.create_object(&access.b, input, deposit).await?;
+    let o = state.nms.create_object(&access.b, access.actor(), input, deposit).await?;
     let url = access.urls.object(&o.public_id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, url.clone()))

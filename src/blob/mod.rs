@@ -52,6 +52,8 @@ pub struct PayloadStore {
 pub struct SweepReport {
     pub blobs_deleted: usize,
     pub temporaries_deleted: usize,
+    /// Pins and deletion marks left by crashed requests or collectors, dropped.
+    pub stale_marks_dropped: u64,
 }
 
 impl PayloadStore {
@@ -146,6 +148,9 @@ impl PayloadStore {
     pub async fn sweep(&self, grace: Duration) -> Result<SweepReport> {
         let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
         let mut report = SweepReport::default();
+        // Pins and deletion marks older than the grace period belong to requests or
+        // collectors that died; an upload in flight is far younger.
+        report.stale_marks_dropped = self.meta.expire_blob_marks(cutoff.timestamp_millis()).await?;
         let tmp_prefix = self.prefix.clone().join("tmp");
         let mut tmp = self.store.list(Some(&tmp_prefix));
         while let Some(meta) = tmp.next().await {
@@ -279,7 +284,7 @@ impl UploadGuard {
         self.done = true;
         for key in std::mem::take(&mut self.keys) {
             if let Err(e) = self.ps.meta.unpin_blob(&key, &self.token).await {
-                tracing::warn!(key = %key, error = %e, "unpin failed; the pin expires with the sweep");
+                tracing::warn!(key = %key, error = %e, "unpin failed; the sweep drops the pin after the grace period");
             }
         }
     }

@@ -17,6 +17,15 @@ use crate::error::{Error, OrNotFound, Result};
 use crate::ids::{new_id, nms_date, now_ms};
 use crate::store::*;
 
+/// Who asks for a change, as far as the domain's policies care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// A subscriber's client.
+    Subscriber,
+    /// A service account (CPM Participating Function): may write service-only folders.
+    Service,
+}
+
 /// Where a client asked a new item to go.
 #[derive(Clone, Debug)]
 pub enum Parent {
@@ -215,12 +224,41 @@ impl Nms {
         self.meta.find_box(store, address).await
     }
 
+    /// Whether `path` (a folder path, `""` for the root) lies in a service-only subtree.
+    fn is_service_only(&self, path: &str) -> bool {
+        self.policy.service_only_folders.iter().any(|p| {
+            let p = p.trim_end_matches('/');
+            path == p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
+    /// Refuse a subscriber creating under a service-only folder (403 POL1031). `parent` is
+    /// resolved to its path here; a parent that does not exist is left to the store to refuse.
+    async fn check_may_create_under(&self, b: &BoxRow, actor: Actor, parent: &ParentRef) -> Result<()> {
+        if actor == Actor::Service || self.policy.service_only_folders.is_empty() {
+            return Ok(());
+        }
+        let path = match parent {
+            ParentRef::Root => String::new(),
+            ParentRef::Path { path, .. } => path.clone(),
+            ParentRef::Id(id) => match self.meta.get_folder(b, id).await? {
+                Some(f) => f.path,
+                None => return Ok(()),
+            },
+        };
+        if self.is_service_only(&path) {
+            return Err(Error::ParentForbidden { target: if path.is_empty() { "/".into() } else { path } });
+        }
+        Ok(())
+    }
+
     // ---------------- folders ----------------
 
     /// Create a folder (`POST /folders`). Unlike objects, a missing parent path is an error.
     pub async fn create_folder(
         &self,
         b: &BoxRow,
+        actor: Actor,
         parent: Parent,
         name: Option<String>,
         attributes: Vec<Attribute>,
@@ -230,6 +268,7 @@ impl Nms {
             Parent::Path(p) => ParentRef::Path { path: validate_path(&p)?, create_missing: false },
             Parent::Unspecified => return Err(Error::invalid("Parent folder (missing)")),
         };
+        self.check_may_create_under(b, actor, &parent).await?;
         if let Some(n) = &name {
             validate_name(n)?;
         }
@@ -347,8 +386,14 @@ impl Nms {
     }
 
     /// Create an object from its root fields and the received payload parts.
-    pub async fn create_object(&self, b: &BoxRow, input: ObjectInput, deposit: Deposit) -> Result<Object> {
-        let res = self.create_object_inner(b, input, &deposit).await;
+    pub async fn create_object(
+        &self,
+        b: &BoxRow,
+        actor: Actor,
+        input: ObjectInput,
+        deposit: Deposit,
+    ) -> Result<Object> {
+        let res = self.create_object_inner(b, actor, input, &deposit).await;
         match res {
             Ok(o) => {
                 deposit.guard.commit().await;
@@ -361,7 +406,13 @@ impl Nms {
         }
     }
 
-    async fn create_object_inner(&self, b: &BoxRow, input: ObjectInput, deposit: &Deposit) -> Result<Object> {
+    async fn create_object_inner(
+        &self,
+        b: &BoxRow,
+        actor: Actor,
+        input: ObjectInput,
+        deposit: &Deposit,
+    ) -> Result<Object> {
         validate_attributes(&input.attributes)?;
         for f in &input.flags {
             validate_flag(f)?;
@@ -371,6 +422,7 @@ impl Nms {
             Parent::Path(p) => ParentRef::Path { path: validate_path(&p)?, create_missing: true },
             Parent::Unspecified => ParentRef::Root,
         };
+        self.check_may_create_under(b, actor, &parent).await?;
         let now = now_ms();
         let mut attributes = merge_attributes(input.attributes);
         if !has_attribute(&attributes, "Date") {

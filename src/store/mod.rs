@@ -272,4 +272,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// return `true`: the caller then deletes the blob and calls `finish_blob_delete`.
     async fn begin_blob_delete(&self, key: &str, now_ms: i64) -> Result<bool>;
     async fn finish_blob_delete(&self, key: &str) -> Result<()>;
+    /// Drop pins and deletion marks made before `before_ms`: what a crashed process left
+    /// behind, which would otherwise keep the sweep from ever collecting those blobs.
+    /// Returns how many were dropped.
+    async fn expire_blob_marks(&self, before_ms: i64) -> Result<u64>;
 }

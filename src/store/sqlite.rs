@@ -175,7 +175,7 @@ async fn insert_attributes(tx: &mut Tx<'_>, table: &str, owner: i64, attrs: &[At
         if table == "object_attributes" { "object_id" } else { "folder_id" }
     );
     for a in attrs {
-        let lc = a.name.to_lowercase();
+        let lc = a.name.to_ascii_lowercase();
         for (i, v) in a.values.iter().enumerate() {
             sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(owner)
@@ -245,7 +245,7 @@ async fn insert_flag(tx: &mut Tx<'_>, t: FlagTarget<'_>, owner: i64, flag: &str)
     let (table, col, _, _) = flag_tables(t);
     sqlx::query(sql!("INSERT INTO {table} ({col}, flag_lc, flag) VALUES (?, ?, ?)"))
         .bind(owner)
-        .bind(flag.to_lowercase())
+        .bind(flag.to_ascii_lowercase())
         .bind(flag)
         .execute(&mut **tx)
         .await?;
@@ -909,7 +909,7 @@ impl MetaStore for SqliteStore {
         let (table, col, _, _) = flag_tables(t);
         let present: Option<i64> = sqlx::query_scalar(sql!("SELECT 1 FROM {table} WHERE {col} = ? AND flag_lc = ?"))
             .bind(owner)
-            .bind(flag.to_lowercase())
+            .bind(flag.to_ascii_lowercase())
             .fetch_optional(&mut *tx)
             .await?;
         if present.is_some() == on {
@@ -921,7 +921,7 @@ impl MetaStore for SqliteStore {
         } else {
             sqlx::query(sql!("DELETE FROM {table} WHERE {col} = ? AND flag_lc = ?"))
                 .bind(owner)
-                .bind(flag.to_lowercase())
+                .bind(flag.to_ascii_lowercase())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -991,5 +991,15 @@ impl MetaStore for SqliteStore {
     async fn finish_blob_delete(&self, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM blob_deleting WHERE blob_key = ?").bind(key).execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn expire_blob_marks(&self, before_ms: i64) -> Result<u64> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let pins =
+            sqlx::query("DELETE FROM blob_pins WHERE created_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;
+        let marks =
+            sqlx::query("DELETE FROM blob_deleting WHERE started_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(pins.rows_affected() + marks.rows_affected())
     }
 }

@@ -124,3 +124,50 @@ async fn successful_logins_are_cached() {
 async fn verifications(app: &TestApp) -> u64 {
     app.auth.verifications()
 }
+
+#[tokio::test]
+async fn service_only_folders_refuse_subscribers_with_pol1031() {
+    let app = spawn_app_with(|s| s.nms.service_only_folders = vec!["/Default".into()]).await;
+    let base = app.base(ALICE);
+    // The service account deposits there (creating the folder on the way).
+    let res = app
+        .req_as("pf", Method::POST, &format!("{base}/objects"))
+        .json(&json!({"object": {"parentFolderPath": "/Default/inbox"}}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    let v: Value = app.get(&format!("{base}/folders/operations/pathToId?path=%2FDefault")).await.json().await.unwrap();
+    let default_url = v["reference"]["resourceURL"].as_str().unwrap().to_string();
+    let objects_before = app.get(&format!("{default_url}?listFilter=All")).await.text().await.unwrap();
+
+    // The subscriber may not create objects or folders there, by path or by URL, subtree included.
+    for object in [
+        json!({"parentFolderPath": "/Default"}),
+        json!({"parentFolderPath": "/Default/inbox/deeper"}),
+        json!({"parentFolder": default_url}),
+    ] {
+        let res = app.post_json(&format!("{base}/objects"), json!({ "object": object })).await;
+        let exc = assert_error(res, 403, "POL1031").await;
+        assert_eq!(exc["variables"][0].as_str().unwrap().split('/').nth(1), Some("Default"), "{exc}");
+    }
+    for folder in [json!({"parentFolder": default_url, "name": "mine"}), json!({"parentFolderPath": "/Default/inbox"})]
+    {
+        let res = app.post_json(&format!("{base}/folders"), json!({ "folder": folder })).await;
+        assert_error(res, 403, "POL1031").await;
+    }
+    let (ct, body) = form()
+        .root_fields(&json!({"parentFolderPath": "/Default"}))
+        .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "text/plain")], b"hi")
+        .finish("multipart/form-data");
+    assert_error(app.deposit(&ct, body).await, 403, "POL1031").await;
+    // Nothing was created by the refusals.
+    assert_eq!(app.get(&format!("{default_url}?listFilter=All")).await.text().await.unwrap(), objects_before);
+    let res = app.get(&format!("{base}/folders/operations/pathToId?path=%2FDefault%2Finbox%2Fdeeper")).await;
+    assert_error(res, 404, "SVC0004").await;
+
+    // A sibling whose name merely starts the same is not protected; reading is not refused.
+    let res = app.post_json(&format!("{base}/objects"), json!({"object": {"parentFolderPath": "/Defaults"}})).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(app.get(&default_url).await.status(), 200);
+}

@@ -420,3 +420,38 @@ async fn unsupported_methods_are_405_with_allow() {
         assert_error(res, 405, "SVC0001").await;
     }
 }
+
+#[tokio::test]
+async fn attribute_names_fold_ascii_case_only_and_never_collide() {
+    let app = spawn_app().await;
+    // "Subject"/"SUBJECT" are one attribute; "Ä"/"ä" (and K/Kelvin sign) differ only outside
+    // ASCII and stay two attributes, never a storage conflict.
+    let url = app
+        .create_object(json!({"attributes": {"attribute": [
+            {"name": "Subject", "value": ["one"]},
+            {"name": "SUBJECT", "value": ["two"]},
+            {"name": "Ä", "value": ["upper"]},
+            {"name": "ä", "value": ["lower"]},
+            {"name": "K", "value": ["k"]},
+            {"name": "\u{212A}", "value": ["kelvin"]},
+        ]}}))
+        .await;
+    let o: Value = app.get(&url).await.json().await.unwrap();
+    let attrs = o["object"]["attributes"]["attribute"].as_array().unwrap();
+    let get = |n: &str| attrs.iter().find(|a| a["name"] == n).map(|a| a["value"].clone());
+    assert_eq!(get("Subject"), Some(json!(["one", "two"])));
+    assert_eq!(get("Ä"), Some(json!(["upper"])));
+    assert_eq!(get("ä"), Some(json!(["lower"])));
+    assert_eq!(get("K"), Some(json!(["k"])));
+    assert_eq!(get("\u{212A}"), Some(json!(["kelvin"])));
+    // The same on folders.
+    let root = app.root().await;
+    let res = app
+        .post_json(
+            &format!("{}/folders", app.base(ALICE)),
+            json!({"folder": {"parentFolder": root, "name": "f", "attributes": {"attribute": [
+                {"name": "Ä", "value": ["a"]}, {"name": "ä", "value": ["b"]}]}}}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+}

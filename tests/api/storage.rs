@@ -99,3 +99,29 @@ async fn sweep_removes_orphans_but_not_referenced_blobs() {
     let href = o["object"]["payloadPart"][0]["href"].as_str().expect("href").to_string();
     assert_eq!(app.get(&href).await.bytes().await.expect("b").len(), 20_000);
 }
+
+#[tokio::test]
+async fn sweep_drops_pins_and_deletion_marks_left_by_a_crash() {
+    let app = spawn_app().await;
+    // Two unreferenced blobs: one still pinned by an upload that never finished, one marked
+    // as being deleted by a collector that died mid-way.
+    let dir = app.data.path().join("blobs/blobs/cd");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("cd01"), b"pinned by a crashed upload").expect("write");
+    std::fs::write(dir.join("cd02"), b"marked by a crashed collector").expect("write");
+    let long_ago = 1_000;
+    assert!(app.nms.meta.pin_blob("blobs/cd/cd01", "crashed-request", long_ago).await.expect("pin"));
+    assert!(app.nms.meta.begin_blob_delete("blobs/cd/cd02", long_ago).await.expect("mark"));
+    std::fs::write(dir.join("cd03"), b"upload in flight").expect("write");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A fresh pin (an upload in flight) is kept, and protects its (old) blob.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(app.nms.meta.pin_blob("blobs/cd/cd03", "live-request", now).await.expect("pin"));
+    let r = app.nms.blobs.sweep(Duration::from_secs(1)).await.expect("sweep");
+    assert_eq!(r.stale_marks_dropped, 2);
+    assert_eq!(r.blobs_deleted, 2);
+    let left: Vec<_> = app.blob_files().iter().filter_map(|p| p.file_name()?.to_str().map(String::from)).collect();
+    assert_eq!(left, ["cd03"]);
+    // The live pin still holds.
+    assert!(!app.nms.meta.begin_blob_delete("blobs/cd/cd03", now).await.expect("check"));
+}
