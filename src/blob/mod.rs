@@ -147,10 +147,10 @@ impl PayloadStore {
     /// Remove unreferenced blobs and stale temporaries older than `grace`.
     pub async fn sweep(&self, grace: Duration) -> Result<SweepReport> {
         let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
-        let mut report = SweepReport::default();
         // Pins and deletion marks older than the grace period belong to requests or
         // collectors that died; an upload in flight is far younger.
-        report.stale_marks_dropped = self.meta.expire_blob_marks(cutoff.timestamp_millis()).await?;
+        let stale_marks_dropped = self.meta.expire_blob_marks(cutoff.timestamp_millis()).await?;
+        let mut report = SweepReport { stale_marks_dropped, ..Default::default() };
         let tmp_prefix = self.prefix.clone().join("tmp");
         let mut tmp = self.store.list(Some(&tmp_prefix));
         while let Some(meta) = tmp.next().await {
