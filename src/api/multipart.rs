@@ -84,6 +84,13 @@ pub async fn read_deposit(req: &HttpRequest, payload: web::Payload, state: &AppS
     if first.name() != Some("root-fields") {
         return Err(Error::invalid("root-fields"));
     }
+    // The XML binding is not offered (as for whole bodies); other labels are read as JSON,
+    // since clients label this part loosely (curl: application/octet-stream).
+    if let Some(m) = first.content_type()
+        && (m.subtype() == mime::XML || m.suffix() == Some(mime::XML))
+    {
+        return Err(Error::UnsupportedMediaType { media_type: m.essence_str().to_string() });
+    }
     let json = read_small(first, state.limits.max_json_bytes, &failure).await?;
     let envelope: ObjectEnvelope = parse_json(&json, "object")?;
 

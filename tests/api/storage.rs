@@ -125,3 +125,78 @@ async fn sweep_drops_pins_and_deletion_marks_left_by_a_crash() {
     // The live pin still holds.
     assert!(!app.nms.meta.begin_blob_delete("blobs/cd/cd03", now).await.expect("check"));
 }
+
+async fn seq_of(app: &TestApp, url: &str) -> i64 {
+    let v: Value = app.get(url).await.json().await.expect("json");
+    v["object"]["lastModSeq"].as_i64().or_else(|| v["folder"]["lastModSeq"].as_i64()).expect("lastModSeq")
+}
+
+#[tokio::test]
+async fn renaming_stamps_the_folder_not_its_children_and_not_its_parent() {
+    let app = spawn_app().await;
+    let parent = app.create_folder(json!({"parentFolderPath": "/", "name": "p"})).await;
+    let f = app.create_folder(json!({"parentFolder": parent, "name": "f"})).await;
+    let child = app.create_folder(json!({"parentFolder": f, "name": "c"})).await;
+    let obj = app.create_object(json!({"parentFolder": f})).await;
+    let (p0, f0, c0, o0) =
+        (seq_of(&app, &parent).await, seq_of(&app, &f).await, seq_of(&app, &child).await, seq_of(&app, &obj).await);
+    let res = app.put_json(&format!("{f}/folderName"), json!({"name": "renamed"})).await;
+    assert_eq!(res.status(), 200);
+    let b = app.nms.find_box("base", ALICE).await.expect("db").expect("box");
+    let f1 = seq_of(&app, &f).await;
+    assert!(f1 > f0, "the renamed folder changes");
+    assert_eq!(f1, b.modseq, "stamped with the box modseq of the rename");
+    assert_eq!(seq_of(&app, &parent).await, p0, "the parent does not change");
+    assert_eq!(seq_of(&app, &child).await, c0, "a subfolder does not change");
+    assert_eq!(seq_of(&app, &obj).await, o0, "an object inside does not change");
+    // Renaming to the same name changes nothing.
+    app.put_json(&format!("{f}/folderName"), json!({"name": "renamed"})).await;
+    assert_eq!(seq_of(&app, &f).await, f1);
+}
+
+#[tokio::test]
+async fn deleting_a_tree_leaves_a_tombstone_for_every_item_in_it() {
+    let app = spawn_app().await;
+    let b = app.nms.find_box("base", ALICE).await.expect("db").expect("box");
+    let top = app.create_folder(json!({"parentFolderPath": "/", "name": "top"})).await;
+    let sub = app.create_folder(json!({"parentFolder": top, "name": "sub"})).await;
+    let o1 = app.create_object(json!({"parentFolder": top, "correlationId": "c-1"})).await;
+    let o2 = app.create_object(json!({"parentFolder": sub, "correlationId": "c-2"})).await;
+    let keep = app.create_object(json!({"parentFolderPath": "/other"})).await;
+    let before = app.nms.find_box("base", ALICE).await.expect("db").expect("box").modseq;
+    assert!(before > b.modseq);
+    assert_eq!(app.delete(&top).await.status(), 204);
+    let t = app.nms.meta.tombstones_since(&b, before).await.expect("tombstones");
+    let mut got: Vec<(String, String, Option<String>)> =
+        t.iter().map(|t| (t.kind.clone(), t.public_id.clone(), t.correlation_id.clone())).collect();
+    got.sort();
+    let mut want = vec![
+        ("folder".to_string(), last_segment(&top), None),
+        ("folder".to_string(), last_segment(&sub), None),
+        ("object".to_string(), last_segment(&o1), Some("c-1".to_string())),
+        ("object".to_string(), last_segment(&o2), Some("c-2".to_string())),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // One request, one modseq for the whole tree.
+    assert!(t.iter().all(|x| x.last_mod_seq == before + 1), "{t:?}");
+    assert_eq!(app.get(&keep).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_deposit_refused_after_its_payload_was_stored_leaves_no_blob() {
+    let app = spawn_app().await;
+    // The payload (above the inline limit) streams to object storage before the unknown
+    // parent is found out; the refusal must remove it.
+    let unknown = format!("{}/folders/nonexistent", app.base(ALICE));
+    let (ct, body) = form()
+        .root_fields(&json!({"parentFolder": unknown}))
+        .part(
+            &[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")],
+            &vec![7u8; 50_000],
+        )
+        .finish("multipart/form-data");
+    let res = app.deposit(&ct, body).await;
+    assert_error(res, 400, "SVC0002").await;
+    assert!(app.blob_files().is_empty(), "{:?}", app.blob_files());
+}
