@@ -71,6 +71,11 @@ pub struct NmsSettings {
     /// Default and maximum number of child entries in a folder listing page.
     pub folder_page_default: u32,
     pub folder_page_max: u32,
+    /// Largest search page: a larger `maxEntries` is answered with this many at most.
+    pub search_page_max: u32,
+    /// Most objects one bulk request (bulkCreation, bulkUpdate, bulkDelete) may name or
+    /// select; more is refused with 403 POL0001.
+    pub bulk_max_items: u32,
 }
 
 /// Request size limits.
@@ -136,6 +141,8 @@ impl Default for NmsSettings {
             service_only_folders: Vec::new(),
             folder_page_default: 100,
             folder_page_max: 1000,
+            search_page_max: 1000,
+            bulk_max_items: 1000,
         }
     }
 }

@@ -7,9 +7,10 @@ use serde_json::json;
 use super::wire::{
     AttributeListW, FolderEnvelope, FolderReferenceListW, FolderW, NameEnvelope, ObjectReferenceListW, ReferenceW,
 };
-use super::{Access, AppState, json_body, param};
+use super::{Access, AppState, BoxUrls, json_body, param};
 use crate::error::{Error, Result};
-use crate::nms::ListFilter;
+use crate::nms::{ListFilter, Nms};
+use crate::store::{Attribute, ChildPosition, Folder};
 
 /// `POST /folders`: 201 + `Location` + `reference`.
 pub async fn create(
@@ -66,6 +67,54 @@ fn folder_query(req: &HttpRequest) -> Result<FolderQuery> {
     Ok(q)
 }
 
+/// The wire form of a folder (without child lists).
+pub fn render_folder(urls: &BoxUrls, f: &Folder, attributes: &[Attribute], with_path: bool) -> FolderW {
+    FolderW {
+        parent_folder: f.parent_public_id.as_deref().map(|p| urls.folder(p)),
+        attributes: AttributeListW::from_domain(attributes),
+        resource_url: urls.folder(&f.public_id),
+        path: with_path.then(|| f.path.clone()),
+        name: f.name.clone(),
+        last_mod_seq: f.last_mod_seq,
+        cursor: None,
+        sub_folders: None,
+        objects: None,
+    }
+}
+
+/// Fill `out` with one page of the folder's children (`subFolders`, `objects`, `cursor`).
+pub async fn list_children(
+    nms: &Nms,
+    access: &Access,
+    f: &Folder,
+    out: &mut FolderW,
+    filter: ListFilter,
+    from: Option<ChildPosition>,
+    max_entries: Option<u32>,
+) -> Result<()> {
+    let page = nms.folder_children(&access.b, f, filter, from, max_entries).await?;
+    out.cursor = page.next.map(|p| nms.child_cursor(&access.b, f, filter, p));
+    if filter != ListFilter::Objects {
+        out.sub_folders = Some(FolderReferenceListW {
+            folder_reference: page
+                .folders
+                .iter()
+                .map(|id| ReferenceW { resource_url: access.urls.folder(id), path: None })
+                .collect(),
+        });
+    }
+    if filter != ListFilter::Subfolders {
+        out.objects = Some(ObjectReferenceListW {
+            object_reference: page
+                .objects
+                .iter()
+                .map(|id| ReferenceW { resource_url: access.urls.object(id), path: None })
+                .collect(),
+        });
+    }
+    Ok(())
+}
+
 /// `GET /folders/{id}` with `listFilter`, `maxEntries`, `fromCursor`, `path`, `attrFilter`.
 pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "folderId")?;
@@ -73,42 +122,13 @@ pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -
     let nms = &state.nms;
     let f = nms.folder(&access.b, &id, &access.uri).await?;
     let attributes = nms.folder_attributes(&access.b, &f, &q.attr_filter).await?;
-    let mut out = FolderW {
-        parent_folder: f.parent_public_id.as_deref().map(|p| access.urls.folder(p)),
-        attributes: AttributeListW::from_domain(&attributes),
-        resource_url: access.urls.folder(&f.public_id),
-        path: q.path.then(|| f.path.clone()),
-        name: f.name.clone(),
-        last_mod_seq: f.last_mod_seq,
-        cursor: None,
-        sub_folders: None,
-        objects: None,
-    };
+    let mut out = render_folder(&access.urls, &f, &attributes, q.path);
     if let Some(filter) = q.list {
         let from = match &q.from_cursor {
             Some(c) => Some(nms.open_child_cursor(&access.b, &f, filter, c)?),
             None => None,
         };
-        let page = nms.folder_children(&access.b, &f, filter, from, q.max_entries).await?;
-        out.cursor = page.next.map(|p| nms.child_cursor(&access.b, &f, filter, p));
-        if filter != ListFilter::Objects {
-            out.sub_folders = Some(FolderReferenceListW {
-                folder_reference: page
-                    .folders
-                    .iter()
-                    .map(|id| ReferenceW { resource_url: access.urls.folder(id), path: None })
-                    .collect(),
-            });
-        }
-        if filter != ListFilter::Subfolders {
-            out.objects = Some(ObjectReferenceListW {
-                object_reference: page
-                    .objects
-                    .iter()
-                    .map(|id| ReferenceW { resource_url: access.urls.object(id), path: None })
-                    .collect(),
-            });
-        }
+        list_children(nms, &access, &f, &mut out, filter, from, q.max_entries).await?;
     } else if q.from_cursor.is_some() {
         return Err(Error::invalid("fromCursor (requires listFilter)"));
     }

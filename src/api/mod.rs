@@ -2,12 +2,14 @@
 //! extractor (authentication + authorisation + box lookup), body helpers, and the
 //! conversions between wire structures and domain types.
 
+mod bulk;
 pub mod error;
 mod flags;
 mod folders;
 mod multipart;
 mod objects;
 mod paths;
+mod search;
 pub mod urls;
 pub mod wire;
 
@@ -69,6 +71,12 @@ fn route_for(op: Operation) -> actix_web::Route {
     match op {
         Operation::ObjectPathToIdGet => r.to(paths::object_get),
         Operation::ObjectPathToIdPost | Operation::FolderPathToIdPost => r.to(paths::post),
+        Operation::ObjectSearch => r.to(search::objects),
+        Operation::FolderSearch => r.to(search::folders),
+        Operation::ObjectBulkCreation => r.to(bulk::create),
+        Operation::ObjectBulkUpdate | Operation::ObjectBulkUpdateDelete => r.to(bulk::update),
+        Operation::ObjectBulkDelete | Operation::ObjectBulkDeletePost => r.to(bulk::delete),
+        Operation::FolderCopy | Operation::FolderMove => r.to(bulk::relocate),
         Operation::ObjectCreate => r.to(objects::create),
         Operation::ObjectGet => r.to(objects::get),
         Operation::ObjectDelete => r.to(objects::delete),

@@ -1,7 +1,8 @@
-//! Streaming `multipart/form-data` object deposits.
+//! Streaming `multipart/form-data` object deposits, single and bulk.
 //!
 //! Layout (NMS 6.1.5, REST_NetAPI_Common): a `root-fields` part holding `{"object": ..}`,
-//! then at most one payload part named `attachments` or `message`. A payload part of type
+//! then at most one payload part named `attachments` or `message` (bulkCreation, 6.9:
+//! `{"objectList": ..}` then one payload part per object, in order). A payload part of type
 //! `multipart/*` is parsed again, streaming: each first-level inner part becomes one payload
 //! part (a nested multipart inside it stays one part). A leaf payload part is one payload
 //! part. Bytes flow from the socket through a bounded channel into the part writers, so a
@@ -15,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::wire::{ObjectEnvelope, ObjectIn};
+use super::wire::{ObjectEnvelope, ObjectIn, ObjectListEnvelope};
 use super::{AppState, parse_json};
 use crate::blob::PartWriter;
 use crate::error::{Error, Result};
@@ -38,8 +39,10 @@ impl Failure {
     }
 }
 
-/// Read a multipart deposit: the object's root fields and its payload parts.
-pub async fn read_deposit(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<(ObjectIn, Deposit)> {
+type Parts = multer::Multipart<'static>;
+
+/// Open a streaming multipart body (413 past the body limit, declared or streamed).
+fn open(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<(Parts, Failure)> {
     let ct = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let boundary = multer::parse_boundary(ct).map_err(|_| Error::invalid("Content-Type boundary"))?;
     let limit = state.limits.max_body_bytes;
@@ -78,8 +81,11 @@ pub async fn read_deposit(req: &HttpRequest, payload: web::Payload, state: &AppS
             }
         }
     });
-    let mut mp = multer::Multipart::new(ReceiverStream::new(rx), boundary);
+    Ok((multer::Multipart::new(ReceiverStream::new(rx), boundary), failure))
+}
 
+/// The `root-fields` part, which must come first: its JSON bytes.
+async fn root_fields(mp: &mut Parts, failure: &Failure, state: &AppState) -> Result<Bytes> {
     let first = mp.next_field().await.map_err(|e| failure.map(e))?.ok_or_else(|| Error::invalid("root-fields"))?;
     if first.name() != Some("root-fields") {
         return Err(Error::invalid("root-fields"));
@@ -91,16 +97,28 @@ pub async fn read_deposit(req: &HttpRequest, payload: web::Payload, state: &AppS
     {
         return Err(Error::UnsupportedMediaType { media_type: m.essence_str().to_string() });
     }
-    let json = read_small(first, state.limits.max_json_bytes, &failure).await?;
+    read_small(first, state.limits.max_json_bytes, failure).await
+}
+
+/// A payload part must be named `attachments` (or `message`, as some clients name it).
+fn check_payload_name(field: &multer::Field<'_>) -> Result<()> {
+    let name = field.name().unwrap_or_default();
+    if name != "attachments" && name != "message" {
+        return Err(Error::invalid(format!("part {name}")));
+    }
+    Ok(())
+}
+
+/// Read a multipart deposit: the object's root fields and its payload parts.
+pub async fn read_deposit(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<(ObjectIn, Deposit)> {
+    let (mut mp, failure) = open(req, payload, state)?;
+    let json = root_fields(&mut mp, &failure, state).await?;
     let envelope: ObjectEnvelope = parse_json(&json, "object")?;
 
     let mut deposit = state.nms.begin_deposit();
     let res = async {
         if let Some(field) = mp.next_field().await.map_err(|e| failure.map(e))? {
-            let name = field.name().unwrap_or_default().to_string();
-            if name != "attachments" && name != "message" {
-                return Err(Error::invalid(format!("part {name}")));
-            }
+            check_payload_name(&field)?;
             read_payload(field, &mut deposit, &failure).await?;
         }
         if let Some(extra) = mp.next_field().await.map_err(|e| failure.map(e))? {
@@ -114,6 +132,51 @@ pub async fn read_deposit(req: &HttpRequest, payload: web::Payload, state: &AppS
         Ok(()) => Ok((envelope.object, deposit)),
         Err(e) => {
             deposit.abandon().await;
+            Err(e)
+        }
+    }
+}
+
+/// Read a bulkCreation body: `root-fields` with `{"objectList": {"object": [..]}}`, then one
+/// payload part per object, in order (an empty part without `Content-Type`: no payload).
+/// Each object stays raw JSON so that a malformed one fails alone.
+pub async fn read_bulk_deposit(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Vec<(serde_json::Value, Deposit)>> {
+    let (mut mp, failure) = open(req, payload, state)?;
+    let json = root_fields(&mut mp, &failure, state).await?;
+    let envelope: ObjectListEnvelope = parse_json(&json, "objectList")?;
+    let objects = envelope.object_list.object;
+    let mut deposits: Vec<Deposit> = Vec::with_capacity(objects.len());
+    let res = async {
+        while let Some(field) = mp.next_field().await.map_err(|e| failure.map(e))? {
+            check_payload_name(&field)?;
+            if deposits.len() == objects.len() {
+                return Err(Error::invalid(format!("part {} (more payload parts than objects)", deposits.len() + 1)));
+            }
+            deposits.push(state.nms.begin_deposit());
+            if let Some(d) = deposits.last_mut() {
+                read_payload(field, d, &failure).await?;
+            }
+        }
+        if deposits.len() != objects.len() {
+            return Err(Error::invalid(format!(
+                "attachments ({} payload parts for {} objects; send an empty part for an object without payload)",
+                deposits.len(),
+                objects.len()
+            )));
+        }
+        Ok(())
+    }
+    .await;
+    match res {
+        Ok(()) => Ok(objects.into_iter().zip(deposits).collect()),
+        Err(e) => {
+            for d in deposits {
+                d.abandon().await;
+            }
             Err(e)
         }
     }
@@ -154,7 +217,7 @@ async fn read_payload(field: multer::Field<'static>, deposit: &mut Deposit, fail
                 deposit.payload_type = Some(headers.content_type.clone());
             }
             let mut field = field;
-            let mut writer = deposit.part_writer();
+            let mut writer = deposit.part_writer(&headers);
             if let Err(e) = copy_into(&mut field, &mut writer, failure).await {
                 writer.abort().await;
                 return Err(e);
@@ -175,7 +238,7 @@ async fn stream_part(
     deposit: &mut Deposit,
     failure: &Failure,
 ) -> Result<()> {
-    let mut writer = deposit.part_writer();
+    let mut writer = deposit.part_writer(&headers);
     if let Err(e) = copy_into(&mut part, &mut writer, failure).await {
         writer.abort().await;
         return Err(e);

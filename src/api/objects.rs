@@ -18,7 +18,7 @@ use crate::nms::{Nms, ObjectInput};
 use crate::store::{BoxRow, Object, PartData, PayloadPart};
 
 /// Convert the deposited root fields.
-fn object_input(urls: &BoxUrls, o: ObjectIn) -> Result<ObjectInput> {
+pub fn object_input(urls: &BoxUrls, o: ObjectIn) -> Result<ObjectInput> {
     Ok(ObjectInput {
         parent: urls.parent(o.parent_folder, o.parent_folder_path)?,
         attributes: o.attributes.unwrap_or_default().into_domain(),

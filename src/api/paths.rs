@@ -5,9 +5,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::error::describe;
+use super::bulk::response_list;
 use super::objects::object_path;
-use super::wire::{BulkResponseListW, PathListEnvelope, ReferenceW, ResponseW};
+use super::wire::{PathListEnvelope, ReferenceW};
 use super::{Access, AppState, json_body};
 use crate::auth::Operation;
 use crate::error::{Error, Result};
@@ -26,23 +26,11 @@ async fn folder_ref(access: &Access, state: &AppState, path: Option<&str>) -> Re
     Ok(ReferenceW { resource_url: access.urls.folder(&f.public_id), path: Some(f.path) })
 }
 
+/// pathToId answers 200 whatever the items' outcomes.
 fn bulk(results: Vec<Result<ReferenceW>>) -> HttpResponse {
-    let response = results
-        .into_iter()
-        .map(|r| match r {
-            Ok(reference) => ResponseW { code: 200, reason: "OK".into(), success: Some(reference), failure: None },
-            Err(e) => {
-                let (status, failure) = describe(&e);
-                ResponseW {
-                    code: status.as_u16(),
-                    reason: status.canonical_reason().unwrap_or_default().to_string(),
-                    success: None,
-                    failure: Some(failure),
-                }
-            }
-        })
-        .collect();
-    HttpResponse::build(StatusCode::OK).json(json!({ "bulkResponseList": BulkResponseListW { response } }))
+    let (list, _) =
+        response_list(results.into_iter().map(|r| r.map(|reference| (StatusCode::OK, reference))).collect());
+    HttpResponse::Ok().json(json!({ "bulkResponseList": list }))
 }
 
 pub async fn object_get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {

@@ -70,6 +70,15 @@ impl BoxUrls {
     /// The folder id a `parentFolder` URL names. The URL must address a folder of this box
     /// (any host: clients may rewrite scheme and host); anything else is 400 SVC0002.
     pub fn folder_id_from_url(&self, url: &str, part: &str) -> Result<String> {
+        self.id_from_url(url, "folders", part)
+    }
+
+    /// The object id an object resource URL names (same rules as for folders).
+    pub fn object_id_from_url(&self, url: &str, part: &str) -> Result<String> {
+        self.id_from_url(url, "objects", part)
+    }
+
+    fn id_from_url(&self, url: &str, collection: &str, part: &str) -> Result<String> {
         let bad = || Error::invalid(part.to_string());
         let path = match url::Url::parse(url) {
             Ok(u) => u.path().to_string(),
@@ -81,9 +90,9 @@ impl BoxUrls {
             .map(|s| percent_decode_str(s).decode_utf8().map(|c| c.into_owned()))
             .collect::<Result<_, _>>()
             .map_err(|_| bad())?;
-        // .../nms/v1/{store}/{box}/folders/{id}
+        // .../nms/v1/{store}/{box}/{collection}/{id}
         let n = segs.len();
-        if n < 6 || segs[n - 2] != "folders" || segs[n - 6] != "nms" || segs[n - 5] != "v1" {
+        if n < 6 || segs[n - 2] != collection || segs[n - 6] != "nms" || segs[n - 5] != "v1" {
             return Err(bad());
         }
         if segs[n - 4] != self.store || segs[n - 3] != self.address || segs[n - 1].is_empty() {
@@ -115,5 +124,7 @@ mod tests {
         assert!(u.folder_id_from_url("http://h/nms/v1/base/tel%3A%2B2/folders/f9", "p").is_err());
         assert!(u.folder_id_from_url("http://h/nms/v1/base/tel%3A%2B1/objects/f9", "p").is_err());
         assert!(u.folder_id_from_url("f9", "p").is_err());
+        assert_eq!(u.object_id_from_url("http://h/nms/v1/base/tel%3A%2B1/objects/o7", "p").ok().as_deref(), Some("o7"));
+        assert!(u.object_id_from_url("http://h/nms/v1/base/tel%3A%2B1/folders/o7", "p").is_err());
     }
 }

@@ -29,6 +29,36 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     })
 }
 
+/// A list member that clients may also send as a single element.
+fn one_or_many_of<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        One(T),
+    }
+    Ok(match Option::<OneOrMany<T>>::deserialize(d)? {
+        Some(OneOrMany::Many(v)) => v,
+        Some(OneOrMany::One(x)) => vec![x],
+        None => Vec::new(),
+    })
+}
+
+/// A scalar a client may send as a string, number or boolean (`"true"`, `true`, `3`).
+#[derive(Clone, Debug)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(Scalar(s)),
+            serde_json::Value::Number(n) => Ok(Scalar(n.to_string())),
+            serde_json::Value::Bool(b) => Ok(Scalar(b.to_string())),
+            other => Err(serde::de::Error::custom(format!("expected a string, number or boolean, got {other}"))),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AttributeListW {
     #[serde(default)]
@@ -120,15 +150,17 @@ pub struct ReferenceW {
     pub path: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FolderReferenceListW {
+    #[serde(default, deserialize_with = "one_or_many_of")]
     pub folder_reference: Vec<ReferenceW>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectReferenceListW {
+    #[serde(default, deserialize_with = "one_or_many_of")]
     pub object_reference: Vec<ReferenceW>,
 }
 
@@ -189,6 +221,150 @@ pub struct PathListW {
 #[serde(rename_all = "camelCase")]
 pub struct PathListEnvelope {
     pub path_list: PathListW,
+}
+
+// ---------------- search ----------------
+
+/// `SearchCriterion`, or (extension) a nested `searchCriteria` group.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CriterionW {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub value: Option<Scalar>,
+    pub search_criteria: Option<Box<SearchCriteriaW>>,
+}
+
+/// `SearchCriteria`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SearchCriteriaW {
+    #[serde(default, deserialize_with = "one_or_many_of")]
+    pub criterion: Vec<CriterionW>,
+    pub operator: Option<String>,
+}
+
+/// `SortCriterion`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SortCriterionW {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: Option<String>,
+    pub order: Option<String>,
+}
+
+/// `SortCriteria`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SortCriteriaW {
+    #[serde(default, deserialize_with = "one_or_many_of")]
+    pub criterion: Vec<SortCriterionW>,
+}
+
+/// `SelectionCriteria`: both the TS shape (`sortCriteria`) and the examples' bare
+/// `sortCriterion` are accepted.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectionCriteriaW {
+    pub from_cursor: Option<String>,
+    pub max_entries: Option<Scalar>,
+    pub search_criteria: Option<SearchCriteriaW>,
+    pub search_scope: Option<ReferenceW>,
+    pub non_recursive_scope: Option<Scalar>,
+    pub sort_criteria: Option<SortCriteriaW>,
+    pub sort_criterion: Option<SortCriterionW>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectionEnvelope {
+    pub selection_criteria: SelectionCriteriaW,
+}
+
+/// `ObjectList` as the server returns it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectListW {
+    pub object: Vec<ObjectW>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creation_cursor: Option<String>,
+}
+
+/// `FolderList` as the server returns it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FolderListW {
+    pub folder: Vec<FolderW>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+// ---------------- bulk, copy and move ----------------
+
+/// `ObjectList` as a client sends it in bulkCreation `root-fields`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ObjectListIn {
+    #[serde(default, deserialize_with = "one_or_many_of")]
+    pub object: Vec<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectListEnvelope {
+    pub object_list: ObjectListIn,
+}
+
+/// `bulkUpdate`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkUpdateW {
+    pub objects: Option<ObjectReferenceListW>,
+    pub selection_criteria: Option<SelectionCriteriaW>,
+    pub operation: Option<String>,
+    pub flags: Option<FlagListW>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkUpdateEnvelope {
+    pub bulk_update: BulkUpdateW,
+}
+
+/// `bulkDelete`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkDeleteW {
+    pub objects: Option<ObjectReferenceListW>,
+    pub selection_criteria: Option<SelectionCriteriaW>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkDeleteEnvelope {
+    pub bulk_delete: BulkDeleteW,
+}
+
+/// `ReferenceList` (both members may be omitted when empty).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ReferenceListW {
+    #[serde(default)]
+    pub folders: FolderReferenceListW,
+    #[serde(default)]
+    pub objects: ObjectReferenceListW,
+}
+
+/// `TargetSourceRef`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetSourceRefW {
+    pub target_ref: ReferenceW,
+    pub source_refs: ReferenceListW,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetSourceRefEnvelope {
+    pub target_source_ref: TargetSourceRefW,
 }
 
 /// An OMA exception (`serviceException` / `policyException` body).

@@ -61,6 +61,12 @@ macro_rules! operations {
 operations! {
     ObjectPathToIdGet => ("GET", "/objects/operations/pathToId", Read),
     ObjectPathToIdPost => ("POST", "/objects/operations/pathToId", Read),
+    ObjectSearch => ("POST", "/objects/operations/search", Read),
+    ObjectBulkCreation => ("POST", "/objects/operations/bulkCreation", Create),
+    ObjectBulkUpdate => ("POST", "/objects/operations/bulkUpdate", Modify),
+    ObjectBulkUpdateDelete => ("DELETE", "/objects/operations/bulkUpdate", Modify),
+    ObjectBulkDelete => ("DELETE", "/objects/operations/bulkDelete", Modify),
+    ObjectBulkDeletePost => ("POST", "/objects/operations/bulkDelete", Modify),
     ObjectCreate => ("POST", "/objects", Create),
     ObjectGet => ("GET", "/objects/{objectId}", Read),
     ObjectDelete => ("DELETE", "/objects/{objectId}", Modify),
@@ -73,6 +79,9 @@ operations! {
     ObjectPayloadPartGet => ("GET", "/objects/{objectId}/payloadParts/{partId}", Read),
     FolderPathToIdGet => ("GET", "/folders/operations/pathToId", Read),
     FolderPathToIdPost => ("POST", "/folders/operations/pathToId", Read),
+    FolderSearch => ("POST", "/folders/operations/search", Read),
+    FolderCopy => ("POST", "/folders/operations/copyToFolder", Modify),
+    FolderMove => ("POST", "/folders/operations/moveToFolder", Modify),
     FolderCreate => ("POST", "/folders", Modify),
     FolderGet => ("GET", "/folders/{folderId}", Read),
     FolderDelete => ("DELETE", "/folders/{folderId}", Modify),
@@ -107,6 +116,11 @@ mod tests {
     fn scopes_follow_appendix_g() {
         assert_eq!(Operation::ObjectCreate.scope(), Scope::Create);
         assert_eq!(Operation::ObjectPathToIdPost.scope(), Scope::Read);
+        assert_eq!(Operation::ObjectSearch.scope(), Scope::Read);
+        assert_eq!(Operation::FolderSearch.scope(), Scope::Read);
+        assert_eq!(Operation::ObjectBulkCreation.scope(), Scope::Create);
+        assert_eq!(Operation::FolderCopy.scope(), Scope::Modify);
+        assert_eq!(Operation::FolderMove.scope(), Scope::Modify);
         assert_eq!(Operation::FolderCreate.scope(), Scope::Modify);
         assert_eq!(Operation::ObjectFlagPut.scope(), Scope::Modify);
         for op in Operation::ALL {

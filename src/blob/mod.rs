@@ -99,7 +99,15 @@ impl PayloadStore {
 
     /// Start receiving one payload part.
     pub fn part_writer(&self) -> PartWriter {
-        PartWriter { ps: self.clone(), buf: Vec::new(), upload: None, hasher: Sha256::new(), size: 0 }
+        PartWriter {
+            ps: self.clone(),
+            buf: Vec::new(),
+            upload: None,
+            hasher: Sha256::new(),
+            size: 0,
+            head: Vec::new(),
+            head_max: 0,
+        }
     }
 
     /// A guard for the blobs one request writes.
@@ -192,12 +200,29 @@ pub struct PartWriter {
     upload: Option<(BufWriter, Path)>,
     hasher: Sha256,
     size: u64,
+    /// A copy of the first `head_max` bytes (for indexing the text of textual parts).
+    head: Vec<u8>,
+    head_max: usize,
 }
 
 impl PartWriter {
+    /// Keep a copy of the first `max` bytes, readable with [`PartWriter::head`].
+    pub fn keep_head(&mut self, max: usize) {
+        self.head_max = max;
+    }
+
+    /// The first bytes of the part (up to the `keep_head` limit).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
     /// Append bytes.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.size += chunk.len() as u64;
+        if self.head.len() < self.head_max {
+            let n = (self.head_max - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..n]);
+        }
         if let Some((w, _)) = &mut self.upload {
             self.hasher.update(chunk);
             w.write_all(chunk).await.map_err(Error::internal)?;

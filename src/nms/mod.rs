@@ -5,6 +5,8 @@
 //! domain verbs. It never sees HTTP types; the API layer converts wire structures to the
 //! inputs below.
 
+pub mod bulk;
+pub mod search;
 pub mod token;
 
 use std::sync::Arc;
@@ -65,16 +67,61 @@ pub struct Deposit {
     parts: Vec<PayloadPart>,
     /// Media type of the whole payload, without the boundary parameter.
     pub payload_type: Option<String>,
+    /// The start of the textual parts, for full-text search.
+    text: String,
+}
+
+/// How much of each textual part, and of a whole deposit, is indexed for search.
+const TEXT_PER_PART: usize = 64 * 1024;
+const TEXT_PER_OBJECT: usize = 256 * 1024;
+
+/// Whether a part's text is indexed (`text/*`, and CPIM-wrapped messages).
+fn is_textual(content_type: &str) -> bool {
+    let t = content_type.trim_start().to_ascii_lowercase();
+    t.starts_with("text/") || t.starts_with("message/cpim")
+}
+
+/// Attributes whose values are structure, not text: not part of AllTextAttributes/WholeWord.
+const NON_TEXT_ATTRIBUTES: &[&str] = &["date", "content-type", "message-context", "direction"];
+
+/// The searchable text of an object: its text attribute values, then its textual parts.
+fn searchable_text(attributes: &[Attribute], parts_text: &str) -> String {
+    let mut text = String::new();
+    for a in attributes {
+        if NON_TEXT_ATTRIBUTES.iter().any(|n| a.name.eq_ignore_ascii_case(n)) {
+            continue;
+        }
+        for v in &a.values {
+            text.push_str(v);
+            text.push('\n');
+        }
+    }
+    text.push_str(parts_text);
+    text
 }
 
 impl Deposit {
-    /// Start receiving the next payload part.
-    pub fn part_writer(&self) -> PartWriter {
-        self.blobs.part_writer()
+    /// Start receiving the next payload part, whose headers are `headers`.
+    pub fn part_writer(&self, headers: &PartHeaders) -> PartWriter {
+        let mut w = self.blobs.part_writer();
+        if is_textual(&headers.content_type) {
+            w.keep_head(TEXT_PER_PART);
+        }
+        w
     }
 
     /// Finish a part and add it to the deposit.
     pub async fn add_part(&mut self, headers: PartHeaders, writer: PartWriter) -> Result<()> {
+        if !writer.head().is_empty() && self.text.len() < TEXT_PER_OBJECT {
+            let head = String::from_utf8_lossy(writer.head());
+            let room = TEXT_PER_OBJECT - self.text.len();
+            let mut cut = head.len().min(room);
+            while !head.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.push_str(&head[..cut]);
+            self.text.push('\n');
+        }
         let (data, size) = writer.finish(&mut self.guard).await?;
         let n = self.parts.len() + 1;
         self.parts.push(PayloadPart {
@@ -382,7 +429,13 @@ impl Nms {
 
     /// Begin receiving the payload of a deposit.
     pub fn begin_deposit(&self) -> Deposit {
-        Deposit { blobs: self.blobs.clone(), guard: self.blobs.guard(), parts: Vec::new(), payload_type: None }
+        Deposit {
+            blobs: self.blobs.clone(),
+            guard: self.blobs.guard(),
+            parts: Vec::new(),
+            payload_type: None,
+            text: String::new(),
+        }
     }
 
     /// Create an object from its root fields and the received payload parts.
@@ -413,6 +466,21 @@ impl Nms {
         input: ObjectInput,
         deposit: &Deposit,
     ) -> Result<Object> {
+        let o = self.prepare_object(b, actor, input, deposit, now_ms()).await?;
+        self.meta.create_object(b, o).await
+    }
+
+    /// Validate a deposit and complete it into the object to store: the parent resolved to
+    /// a reference (and checked against policy), `Date` and `Content-Type` derived when
+    /// absent, the searchable text gathered.
+    async fn prepare_object(
+        &self,
+        b: &BoxRow,
+        actor: Actor,
+        input: ObjectInput,
+        deposit: &Deposit,
+        now: i64,
+    ) -> Result<NewObject> {
         validate_attributes(&input.attributes)?;
         for f in &input.flags {
             validate_flag(f)?;
@@ -423,7 +491,6 @@ impl Nms {
             Parent::Unspecified => ParentRef::Root,
         };
         self.check_may_create_under(b, actor, &parent).await?;
-        let now = now_ms();
         let mut attributes = merge_attributes(input.attributes);
         if !has_attribute(&attributes, "Date") {
             attributes.push(Attribute { name: "Date".into(), values: vec![nms_date(now)] });
@@ -433,22 +500,19 @@ impl Nms {
         {
             attributes.push(Attribute { name: "Content-Type".into(), values: vec![t.clone()] });
         }
-        self.meta
-            .create_object(
-                b,
-                NewObject {
-                    public_id: new_id(),
-                    parent,
-                    attributes,
-                    flags: input.flags,
-                    correlation_id: input.correlation_id,
-                    correlation_tag: input.correlation_tag,
-                    payload_type: deposit.payload_type.clone(),
-                    parts: deposit.parts.clone(),
-                    now_ms: now,
-                },
-            )
-            .await
+        let text = searchable_text(&attributes, &deposit.text);
+        Ok(NewObject {
+            public_id: new_id(),
+            parent,
+            attributes,
+            flags: input.flags,
+            correlation_id: input.correlation_id,
+            correlation_tag: input.correlation_tag,
+            payload_type: deposit.payload_type.clone(),
+            parts: deposit.parts.clone(),
+            text,
+            now_ms: now,
+        })
     }
 
     pub async fn object(&self, b: &BoxRow, id: &str, uri: &str) -> Result<Object> {

@@ -103,6 +103,9 @@ pub struct NewObject {
     /// Media type of the whole payload (without boundary), if there is one.
     pub payload_type: Option<String>,
     pub parts: Vec<PayloadPart>,
+    /// Searchable text (text attributes, start of textual parts), indexed for
+    /// AllTextAttributes and WholeWord searches.
+    pub text: String,
     pub now_ms: i64,
 }
 
@@ -202,6 +205,139 @@ pub struct Account {
     pub boxes: Vec<(String, String)>,
 }
 
+// ---------------------------------------------------------------------------------------
+// Search
+// ---------------------------------------------------------------------------------------
+
+/// A compiled search filter over objects or folders (built and validated by the domain).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// Every sub-filter holds.
+    All(Vec<Filter>),
+    /// At least one sub-filter holds.
+    Any(Vec<Filter>),
+    /// The sub-filter does not hold.
+    Not(Box<Filter>),
+    /// Stored (objects) or created (folders) time in `[min, max)`, milliseconds.
+    Stored { min_ms: Option<i64>, max_ms: Option<i64> },
+    /// An attribute (ASCII-lower-cased name) has exactly this value among its values.
+    Attribute { name_lc: String, value: String },
+    /// Case-insensitive substring of the searchable text.
+    Text { needle: String },
+    /// A whole word of the searchable text or textual payload.
+    Word { word: String },
+    /// The flag (ASCII-lower-cased) is set (`true`) or not set (`false`).
+    Flag { flag_lc: String, set: bool },
+    /// Objects created after this creation sequence.
+    CreatedAfter { seq: i64 },
+}
+
+/// What results are ordered by (then by internal id, in the same direction).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    /// Internal id: insertion order.
+    Id,
+    /// Stored date (objects) or creation date (folders).
+    Date,
+    /// Creation sequence (CreatedObjects).
+    Creation,
+    /// First value of an attribute (ASCII-lower-cased name); absent sorts as `""`.
+    Attribute(String),
+}
+
+/// The sort of a search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sort {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+/// A sort value of the last item of a page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SortValue {
+    Int(i64),
+    Text(String),
+}
+
+/// Where the next page starts: after this (sort value, internal id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchPosition {
+    pub value: SortValue,
+    pub id: i64,
+}
+
+/// Where to search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// Internal id of the scope folder.
+    pub folder_id: i64,
+    /// The folder's subtree (`true`) or the folder alone.
+    pub recursive: bool,
+}
+
+/// One page of a search.
+#[derive(Clone, Debug)]
+pub struct SearchQuery {
+    pub filter: Option<Filter>,
+    pub scope: Option<Scope>,
+    pub sort: Sort,
+    pub after: Option<SearchPosition>,
+    pub limit: u32,
+}
+
+/// A page of objects; `next` is set when more may follow.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectPage {
+    pub objects: Vec<Object>,
+    pub next: Option<SearchPosition>,
+    /// The box modseq in the snapshot the page was read from.
+    pub modseq: i64,
+}
+
+/// A page of folders; `next` is set when more may follow.
+#[derive(Clone, Debug, Default)]
+pub struct FolderPage {
+    pub folders: Vec<Folder>,
+    pub next: Option<SearchPosition>,
+}
+
+/// Objects a bulk operation applies to.
+#[derive(Clone, Debug)]
+pub enum Targets {
+    /// Named objects (public ids), answered one by one in this order.
+    Ids(Vec<String>),
+    /// Every object matching (at most `limit` of them, in id order).
+    Matching(SearchQuery),
+}
+
+/// The result of a bulk operation on one object: its public id, and whether it was found
+/// (`Some(changed)`) or not (`None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkItem {
+    pub public_id: String,
+    pub outcome: Option<bool>,
+}
+
+/// Result of a copy or move of one named source.
+#[derive(Clone, Debug)]
+pub enum Relocated {
+    /// The folder or object as it stands now (new for copies): public id and path.
+    Done { public_id: String, path: String },
+    /// The source does not exist in this box.
+    NoSource,
+    /// A folder cannot go into its own subtree, or the root cannot move.
+    Cycle,
+    /// The target already holds a folder of that name.
+    NameTaken { name: String },
+}
+
+/// Directly named sources of a copy or move.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub folders: Vec<String>,
+    pub objects: Vec<String>,
+}
+
 /// Domain verbs of the metadata store.
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
@@ -252,6 +388,34 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>>;
     /// Inline bytes of one payload part.
     async fn inline_part_data(&self, b: &BoxRow, object_public_id: &str, part_id: &str) -> Result<Option<Vec<u8>>>;
+
+    /// One page of an object search.
+    async fn search_objects(&self, b: &BoxRow, q: &SearchQuery) -> Result<ObjectPage>;
+    /// One page of a folder search.
+    async fn search_folders(&self, b: &BoxRow, q: &SearchQuery) -> Result<FolderPage>;
+    /// Public ids of the most recently deleted or expired objects, newest first.
+    async fn vanished_objects(&self, b: &BoxRow, limit: u32) -> Result<Vec<String>>;
+    /// Create several objects in one transaction with one modseq; each is all-or-nothing
+    /// (a failing one is answered with its error, the others are created).
+    async fn create_objects(&self, b: &BoxRow, objects: Vec<Result<NewObject>>) -> Result<Vec<Result<Object>>>;
+    /// Add (`on`) or remove flags on the targets in one transaction with one modseq; an
+    /// object whose flags do not change keeps its lastModSeq.
+    async fn bulk_flags(&self, b: &BoxRow, targets: &Targets, flags: &[String], on: bool) -> Result<Vec<BulkItem>>;
+    /// Delete the targets in one transaction with one modseq (tombstones as for single
+    /// deletions); returns the per-object outcome and the released blob keys.
+    async fn bulk_delete(&self, b: &BoxRow, targets: &Targets, now_ms: i64) -> Result<(Vec<BulkItem>, Released)>;
+    /// Copy the sources (folders recursively) into the target folder, one transaction, one
+    /// modseq; copies get new ids (`new_id` makes them) and share blobs. `None`: no target.
+    async fn copy_to_folder(
+        &self,
+        b: &BoxRow,
+        target: &str,
+        sources: &Sources,
+        now_ms: i64,
+    ) -> Result<Option<Vec<Relocated>>>;
+    /// Move the sources into the target folder, one transaction, one modseq; ids stay, a
+    /// moved item changes, its children do not. `None`: no target.
+    async fn move_to_folder(&self, b: &BoxRow, target: &str, sources: &Sources) -> Result<Option<Vec<Relocated>>>;
 
     /// Tombstones with `last_mod_seq > after`, oldest first.
     async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>>;

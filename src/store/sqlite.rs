@@ -17,9 +17,12 @@ macro_rules! sql {
     ($($t:tt)*) => { AssertSqlSafe(format!($($t)*)) };
 }
 
+mod query;
+
 use super::*;
 use crate::error::{Error, Result};
 use crate::ids::new_id;
+use query::{Over, load_folders, load_objects, page_ids};
 
 type Tx<'a> = Transaction<'a, Sqlite>;
 
@@ -260,6 +263,248 @@ async fn stamp(tx: &mut Tx<'_>, t: FlagTarget<'_>, owner: i64, seq: i64) -> Resu
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Insert a new object (parent resolved, attributes, flags, parts, searchable text) stamped
+/// with `seq`.
+async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, o: NewObject, seq: i64) -> Result<Object> {
+    let folder = resolve_parent(tx, b, &o.parent, seq, o.now_ms).await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO objects (box_id, public_id, folder_id, stored_at_ms, correlation_id, correlation_tag, \
+         payload_type, last_mod_seq, creation_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(b.id)
+    .bind(&o.public_id)
+    .bind(folder.id)
+    .bind(o.now_ms)
+    .bind(&o.correlation_id)
+    .bind(&o.correlation_tag)
+    .bind(&o.payload_type)
+    .bind(seq)
+    .bind(seq)
+    .fetch_one(&mut **tx)
+    .await?;
+    insert_attributes(tx, "object_attributes", id, &o.attributes).await?;
+    let flags = dedup_flags(&o.flags);
+    for f in &flags {
+        insert_flag(tx, FlagTarget::Object(""), id, f).await?;
+    }
+    for (ordinal, p) in o.parts.iter().enumerate() {
+        let (inline, key): (Option<&[u8]>, Option<&str>) = match &p.data {
+            PartData::Inline(bytes) => (Some(bytes.as_slice()), None),
+            PartData::Blob { key } => (None, Some(key.as_str())),
+        };
+        sqlx::query(
+            "INSERT INTO payload_parts (object_id, ordinal, part_id, content_type, content_disposition, content_id, \
+             content_location, content_encoding, file_icon, size, inline_data, blob_key) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(ordinal as i64)
+        .bind(&p.part_id)
+        .bind(&p.content_type)
+        .bind(&p.content_disposition)
+        .bind(&p.content_id)
+        .bind(&p.content_location)
+        .bind(&p.content_encoding)
+        .bind(&p.file_icon)
+        .bind(p.size as i64)
+        .bind(inline)
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !o.text.is_empty() {
+        sqlx::query("INSERT INTO object_search (id, body) VALUES (?, ?)")
+            .bind(id)
+            .bind(&o.text)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(Object {
+        id,
+        public_id: o.public_id,
+        folder_public_id: folder.public_id,
+        folder_path: folder.path,
+        attributes: o.attributes,
+        flags,
+        correlation_id: o.correlation_id,
+        correlation_tag: o.correlation_tag,
+        payload_type: o.payload_type,
+        parts: o
+            .parts
+            .into_iter()
+            .map(|mut p| {
+                if let PartData::Inline(_) = p.data {
+                    p.data = PartData::Inline(Vec::new());
+                }
+                p
+            })
+            .collect(),
+        stored_at_ms: o.now_ms,
+        last_mod_seq: seq,
+    })
+}
+
+/// Delete one object, leaving its tombstone stamped `seq`; returns the blob keys its parts
+/// used (`None`: no such object).
+async fn remove_object(
+    tx: &mut Tx<'_>,
+    b: &BoxRow,
+    public_id: &str,
+    seq: i64,
+    now_ms: i64,
+) -> Result<Option<Vec<String>>> {
+    let row: Option<(i64, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?")
+            .bind(b.id)
+            .bind(public_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((id, cid, ctag)) = row else { return Ok(None) };
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT blob_key FROM payload_parts WHERE object_id = ? AND blob_key IS NOT NULL")
+            .bind(id)
+            .fetch_all(&mut **tx)
+            .await?;
+    sqlx::query(
+        "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, deleted_at_ms) \
+         VALUES (?, 'object', ?, 'deleted', ?, ?, ?, ?)",
+    )
+    .bind(b.id)
+    .bind(public_id)
+    .bind(seq)
+    .bind(cid)
+    .bind(ctag)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM objects WHERE id = ?").bind(id).execute(&mut **tx).await?;
+    Ok(Some(keys))
+}
+
+/// The objects a bulk operation names: (public id, internal id if it exists in this box), in
+/// request order, or the matches of a query in its order.
+async fn resolve_targets(tx: &mut Tx<'_>, b: &BoxRow, targets: &Targets) -> Result<Vec<(String, Option<i64>)>> {
+    match targets {
+        Targets::Ids(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for public_id in list {
+                let id: Option<i64> = sqlx::query_scalar("SELECT id FROM objects WHERE box_id = ? AND public_id = ?")
+                    .bind(b.id)
+                    .bind(public_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                out.push((public_id.clone(), id));
+            }
+            Ok(out)
+        }
+        Targets::Matching(q) => {
+            let (ids, _) = page_ids(tx, b, Over::Objects, q).await?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let public_id: String = sqlx::query_scalar("SELECT public_id FROM objects WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                out.push((public_id, Some(id)));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Copy one object into `folder` as a new object stamped `seq` (attributes, flags, parts
+/// sharing their blobs, searchable text); returns the new public id.
+async fn copy_object(tx: &mut Tx<'_>, source: i64, folder: i64, seq: i64, now_ms: i64) -> Result<String> {
+    let public_id = new_id();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO objects (box_id, public_id, folder_id, stored_at_ms, correlation_id, correlation_tag, \
+         payload_type, last_mod_seq, creation_seq) \
+         SELECT box_id, ?, ?, ?, correlation_id, correlation_tag, payload_type, ?, ? FROM objects WHERE id = ? \
+         RETURNING id",
+    )
+    .bind(&public_id)
+    .bind(folder)
+    .bind(now_ms)
+    .bind(seq)
+    .bind(seq)
+    .bind(source)
+    .fetch_one(&mut **tx)
+    .await?;
+    for stmt in [
+        "INSERT INTO object_attributes (object_id, name_lc, name, position, value) \
+         SELECT ?1, name_lc, name, position, value FROM object_attributes WHERE object_id = ?2 ORDER BY rowid",
+        "INSERT INTO object_flags (object_id, flag_lc, flag) \
+         SELECT ?1, flag_lc, flag FROM object_flags WHERE object_id = ?2 ORDER BY rowid",
+        "INSERT INTO payload_parts (object_id, ordinal, part_id, content_type, content_disposition, content_id, \
+         content_location, content_encoding, file_icon, size, inline_data, blob_key) \
+         SELECT ?1, ordinal, part_id, content_type, content_disposition, content_id, content_location, \
+         content_encoding, file_icon, size, inline_data, blob_key FROM payload_parts WHERE object_id = ?2",
+        "INSERT INTO object_search (id, body) SELECT ?1, body FROM object_search WHERE id = ?2",
+    ] {
+        sqlx::query(stmt).bind(id).bind(source).execute(&mut **tx).await?;
+    }
+    Ok(public_id)
+}
+
+/// Copy folder `source` (with its subtree) under `target`, stamped `seq`.
+async fn copy_folder(
+    tx: &mut Tx<'_>,
+    b: &BoxRow,
+    source: &FolderKey,
+    target: &FolderKey,
+    seq: i64,
+    now_ms: i64,
+) -> Result<FolderKey> {
+    // Parents before children: ancestry strings grow with depth.
+    let tree: Vec<(i64, Option<i64>, String)> = sqlx::query_as(
+        "SELECT id, parent_id, name FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ? \
+         ORDER BY length(ancestry), id",
+    )
+    .bind(b.id)
+    .bind(&source.ancestry)
+    .bind(ancestry_end(&source.ancestry))
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut copies: std::collections::HashMap<i64, FolderKey> = std::collections::HashMap::new();
+    let mut top = None;
+    for (old_id, old_parent, name) in tree {
+        let parent = if old_id == source.id {
+            target.clone()
+        } else {
+            match old_parent.and_then(|p| copies.get(&p)) {
+                Some(p) => p.clone(),
+                None => return Err(Error::internal(format!("folder {old_id} copied before its parent"))),
+            }
+        };
+        let copy = insert_folder(tx, b, &parent, &new_id(), &name, seq, now_ms).await?;
+        for stmt in [
+            "INSERT INTO folder_attributes (folder_id, name_lc, name, position, value) \
+             SELECT ?1, name_lc, name, position, value FROM folder_attributes WHERE folder_id = ?2",
+            "INSERT INTO folder_flags (folder_id, flag_lc, flag) \
+             SELECT ?1, flag_lc, flag FROM folder_flags WHERE folder_id = ?2 ORDER BY rowid",
+        ] {
+            sqlx::query(stmt).bind(copy.id).bind(old_id).execute(&mut **tx).await?;
+        }
+        let objects: Vec<i64> = sqlx::query_scalar("SELECT id FROM objects WHERE folder_id = ? ORDER BY id")
+            .bind(old_id)
+            .fetch_all(&mut **tx)
+            .await?;
+        for o in objects {
+            copy_object(tx, o, copy.id, seq, now_ms).await?;
+        }
+        if old_id == source.id {
+            top = Some(copy.clone());
+        }
+        copies.insert(old_id, copy);
+    }
+    top.ok_or_else(|| Error::internal("copied folder vanished"))
+}
+
+/// Whether `folder` is `ancestor` or lies below it.
+fn within(folder: &FolderKey, ancestor: &FolderKey) -> bool {
+    folder.ancestry.starts_with(&ancestor.ancestry)
 }
 
 impl SqliteStore {
@@ -709,76 +954,9 @@ impl MetaStore for SqliteStore {
     async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Object> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
-        let folder = resolve_parent(&mut tx, b, &o.parent, seq, o.now_ms).await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO objects (box_id, public_id, folder_id, stored_at_ms, correlation_id, correlation_tag, \
-             payload_type, last_mod_seq, creation_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(b.id)
-        .bind(&o.public_id)
-        .bind(folder.id)
-        .bind(o.now_ms)
-        .bind(&o.correlation_id)
-        .bind(&o.correlation_tag)
-        .bind(&o.payload_type)
-        .bind(seq)
-        .bind(seq)
-        .fetch_one(&mut *tx)
-        .await?;
-        insert_attributes(&mut tx, "object_attributes", id, &o.attributes).await?;
-        let flags = dedup_flags(&o.flags);
-        for f in &flags {
-            insert_flag(&mut tx, FlagTarget::Object(""), id, f).await?;
-        }
-        for (ordinal, p) in o.parts.iter().enumerate() {
-            let (inline, key): (Option<&[u8]>, Option<&str>) = match &p.data {
-                PartData::Inline(bytes) => (Some(bytes.as_slice()), None),
-                PartData::Blob { key } => (None, Some(key.as_str())),
-            };
-            sqlx::query(
-                "INSERT INTO payload_parts (object_id, ordinal, part_id, content_type, content_disposition, content_id, \
-                 content_location, content_encoding, file_icon, size, inline_data, blob_key) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(ordinal as i64)
-            .bind(&p.part_id)
-            .bind(&p.content_type)
-            .bind(&p.content_disposition)
-            .bind(&p.content_id)
-            .bind(&p.content_location)
-            .bind(&p.content_encoding)
-            .bind(&p.file_icon)
-            .bind(p.size as i64)
-            .bind(inline)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let created = insert_object(&mut tx, b, o, seq).await?;
         tx.commit().await?;
-        Ok(Object {
-            id,
-            public_id: o.public_id,
-            folder_public_id: folder.public_id,
-            folder_path: folder.path,
-            attributes: o.attributes,
-            flags,
-            correlation_id: o.correlation_id,
-            correlation_tag: o.correlation_tag,
-            payload_type: o.payload_type,
-            parts: o
-                .parts
-                .into_iter()
-                .map(|mut p| {
-                    if let PartData::Inline(_) = p.data {
-                        p.data = PartData::Inline(Vec::new());
-                    }
-                    p
-                })
-                .collect(),
-            stored_at_ms: o.now_ms,
-            last_mod_seq: seq,
-        })
+        Ok(created)
     }
 
     async fn get_object(&self, b: &BoxRow, public_id: &str) -> Result<Option<Object>> {
@@ -792,36 +970,10 @@ impl MetaStore for SqliteStore {
     async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
-        let row: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?",
-        )
-        .bind(b.id)
-        .bind(public_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((id, cid, ctag)) = row else {
+        let Some(keys) = remove_object(&mut tx, b, public_id, seq, now_ms).await? else {
             tx.rollback().await?;
             return Ok(None);
         };
-        let keys: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT blob_key FROM payload_parts WHERE object_id = ? AND blob_key IS NOT NULL",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, deleted_at_ms) \
-             VALUES (?, 'object', ?, 'deleted', ?, ?, ?, ?)",
-        )
-        .bind(b.id)
-        .bind(public_id)
-        .bind(seq)
-        .bind(cid)
-        .bind(ctag)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM objects WHERE id = ?").bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Some(Released { blob_keys: keys }))
     }
@@ -837,6 +989,295 @@ impl MetaStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(data.flatten())
+    }
+
+    async fn search_objects(&self, b: &BoxRow, q: &SearchQuery) -> Result<ObjectPage> {
+        // One read transaction: the page and the box modseq come from the same snapshot.
+        let mut tx = self.pool.begin().await?;
+        let modseq: i64 =
+            sqlx::query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(b.id).fetch_one(&mut *tx).await?;
+        let (ids, next) = page_ids(&mut tx, b, Over::Objects, q).await?;
+        let objects = load_objects(&mut tx, &ids).await?;
+        tx.commit().await?;
+        Ok(ObjectPage { objects, next, modseq })
+    }
+
+    async fn search_folders(&self, b: &BoxRow, q: &SearchQuery) -> Result<FolderPage> {
+        let mut tx = self.pool.begin().await?;
+        let (ids, next) = page_ids(&mut tx, b, Over::Folders, q).await?;
+        let folders = load_folders(&mut tx, &ids).await?;
+        tx.commit().await?;
+        Ok(FolderPage { folders, next })
+    }
+
+    async fn vanished_objects(&self, b: &BoxRow, limit: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT public_id FROM tombstones WHERE box_id = ? AND kind = 'object' ORDER BY id DESC LIMIT ?",
+        )
+        .bind(b.id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn create_objects(&self, b: &BoxRow, objects: Vec<Result<NewObject>>) -> Result<Vec<Result<Object>>> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let mut out = Vec::with_capacity(objects.len());
+        for o in objects {
+            let o = match o {
+                Ok(o) => o,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            // Each object is all-or-nothing inside the one transaction.
+            sqlx::query("SAVEPOINT bulk_item").execute(&mut *tx).await?;
+            match insert_object(&mut tx, b, o, seq).await {
+                Ok(created) => {
+                    sqlx::query("RELEASE bulk_item").execute(&mut *tx).await?;
+                    out.push(Ok(created));
+                }
+                Err(e) => {
+                    sqlx::query("ROLLBACK TO bulk_item").execute(&mut *tx).await?;
+                    sqlx::query("RELEASE bulk_item").execute(&mut *tx).await?;
+                    out.push(Err(e));
+                }
+            }
+        }
+        if out.iter().any(Result::is_ok) {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(out)
+    }
+
+    async fn bulk_flags(&self, b: &BoxRow, targets: &Targets, flags: &[String], on: bool) -> Result<Vec<BulkItem>> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let flags = dedup_flags(flags);
+        let mut out = Vec::new();
+        let mut any = false;
+        for (public_id, id) in resolve_targets(&mut tx, b, targets).await? {
+            let Some(id) = id else {
+                out.push(BulkItem { public_id, outcome: None });
+                continue;
+            };
+            let mut changed = false;
+            for f in &flags {
+                let res = if on {
+                    sqlx::query("INSERT OR IGNORE INTO object_flags (object_id, flag_lc, flag) VALUES (?, ?, ?)")
+                        .bind(id)
+                        .bind(f.to_ascii_lowercase())
+                        .bind(f)
+                        .execute(&mut *tx)
+                        .await?
+                } else {
+                    sqlx::query("DELETE FROM object_flags WHERE object_id = ? AND flag_lc = ?")
+                        .bind(id)
+                        .bind(f.to_ascii_lowercase())
+                        .execute(&mut *tx)
+                        .await?
+                };
+                changed |= res.rows_affected() > 0;
+            }
+            if changed {
+                stamp(&mut tx, FlagTarget::Object(""), id, seq).await?;
+            }
+            any |= changed;
+            out.push(BulkItem { public_id, outcome: Some(changed) });
+        }
+        // Nothing changed: the box modseq does not move either.
+        if any {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(out)
+    }
+
+    async fn bulk_delete(&self, b: &BoxRow, targets: &Targets, now_ms: i64) -> Result<(Vec<BulkItem>, Released)> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let mut out = Vec::new();
+        let mut released = Released::default();
+        for (public_id, id) in resolve_targets(&mut tx, b, targets).await? {
+            let found = match id {
+                Some(_) => match remove_object(&mut tx, b, &public_id, seq, now_ms).await? {
+                    Some(keys) => {
+                        released.blob_keys.extend(keys);
+                        true
+                    }
+                    // Named twice in one request: the second is already gone.
+                    None => false,
+                },
+                None => false,
+            };
+            out.push(BulkItem { public_id, outcome: found.then_some(true) });
+        }
+        if out.iter().any(|i| i.outcome.is_some()) {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        released.blob_keys.sort();
+        released.blob_keys.dedup();
+        Ok((out, released))
+    }
+
+    async fn copy_to_folder(
+        &self,
+        b: &BoxRow,
+        target: &str,
+        sources: &Sources,
+        now_ms: i64,
+    ) -> Result<Option<Vec<Relocated>>> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let Some(target) = folder_key_by_public(&mut tx, b, target).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(sources.folders.len() + sources.objects.len());
+        for public_id in &sources.folders {
+            let Some(source) = folder_key_by_public(&mut tx, b, public_id).await? else {
+                out.push(Relocated::NoSource);
+                continue;
+            };
+            if source.is_root || within(&target, &source) {
+                out.push(Relocated::Cycle);
+                continue;
+            }
+            sqlx::query("SAVEPOINT copy_item").execute(&mut *tx).await?;
+            match copy_folder(&mut tx, b, &source, &target, seq, now_ms).await {
+                Ok(copy) => {
+                    sqlx::query("RELEASE copy_item").execute(&mut *tx).await?;
+                    out.push(Relocated::Done { public_id: copy.public_id, path: copy.path });
+                }
+                Err(Error::DuplicateName { name }) => {
+                    sqlx::query("ROLLBACK TO copy_item").execute(&mut *tx).await?;
+                    sqlx::query("RELEASE copy_item").execute(&mut *tx).await?;
+                    out.push(Relocated::NameTaken { name });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for public_id in &sources.objects {
+            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM objects WHERE box_id = ? AND public_id = ?")
+                .bind(b.id)
+                .bind(public_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match id {
+                Some(id) => {
+                    let copy = copy_object(&mut tx, id, target.id, seq, now_ms).await?;
+                    let path = format!("{}/{copy}", target.path);
+                    out.push(Relocated::Done { public_id: copy, path });
+                }
+                None => out.push(Relocated::NoSource),
+            }
+        }
+        if out.iter().any(|r| matches!(r, Relocated::Done { .. })) {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(Some(out))
+    }
+
+    async fn move_to_folder(&self, b: &BoxRow, target: &str, sources: &Sources) -> Result<Option<Vec<Relocated>>> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let Some(target) = folder_key_by_public(&mut tx, b, target).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(sources.folders.len() + sources.objects.len());
+        let mut changed = false;
+        for public_id in &sources.folders {
+            let Some(source) = folder_key_by_public(&mut tx, b, public_id).await? else {
+                out.push(Relocated::NoSource);
+                continue;
+            };
+            if source.is_root || within(&target, &source) {
+                out.push(Relocated::Cycle);
+                continue;
+            }
+            let (parent, name): (Option<i64>, String) =
+                sqlx::query_as("SELECT parent_id, name FROM folders WHERE id = ?")
+                    .bind(source.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let new_path = format!("{}/{name}", target.path);
+            if parent == Some(target.id) {
+                out.push(Relocated::Done { public_id: public_id.clone(), path: new_path });
+                continue;
+            }
+            let new_ancestry = format!("{}{}/", target.ancestry, source.id);
+            let res =
+                sqlx::query("UPDATE folders SET parent_id = ?, path = ?, ancestry = ?, last_mod_seq = ? WHERE id = ?")
+                    .bind(target.id)
+                    .bind(&new_path)
+                    .bind(&new_ancestry)
+                    .bind(seq)
+                    .bind(source.id)
+                    .execute(&mut *tx)
+                    .await;
+            match res {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    out.push(Relocated::NameTaken { name });
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            // The subtree follows: paths and ancestries re-derived, not a change to them.
+            sqlx::query(
+                "UPDATE folders SET path = ? || substr(path, ?), ancestry = ? || substr(ancestry, ?) \
+                 WHERE box_id = ? AND ancestry > ? AND ancestry < ?",
+            )
+            .bind(&new_path)
+            .bind(source.path.len() as i64 + 1)
+            .bind(&new_ancestry)
+            .bind(source.ancestry.len() as i64 + 1)
+            .bind(b.id)
+            .bind(&source.ancestry)
+            .bind(ancestry_end(&source.ancestry))
+            .execute(&mut *tx)
+            .await?;
+            changed = true;
+            out.push(Relocated::Done { public_id: public_id.clone(), path: new_path });
+        }
+        for public_id in &sources.objects {
+            let row: Option<(i64, i64)> =
+                sqlx::query_as("SELECT id, folder_id FROM objects WHERE box_id = ? AND public_id = ?")
+                    .bind(b.id)
+                    .bind(public_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((id, folder)) = row else {
+                out.push(Relocated::NoSource);
+                continue;
+            };
+            if folder != target.id {
+                sqlx::query("UPDATE objects SET folder_id = ?, last_mod_seq = ? WHERE id = ?")
+                    .bind(target.id)
+                    .bind(seq)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                changed = true;
+            }
+            out.push(Relocated::Done { public_id: public_id.clone(), path: format!("{}/{public_id}", target.path) });
+        }
+        if changed {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(Some(out))
     }
 
     async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>> {

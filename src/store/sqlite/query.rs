@@ -1,0 +1,478 @@
+//! Search SQL for the SQLite store: filters compiled to `WHERE` expressions over `objects o`
+//! or `folders f`, keyset paging on (sort value, id), and batched loading of result pages.
+//!
+//! Every criterion is an index lookup: attributes through `object_attributes(name_lc,
+//! value)`, flags through `object_flags(flag_lc, object_id)`, text through the FTS5 tables
+//! over `object_search`, fed at deposit time (`object_text`, trigram, for substrings;
+//! `object_words` for whole words), dates and creation order through `objects(box_id, stored_at_ms | creation_seq)`.
+//! Only constant fragments are spliced into the SQL; every value is bound.
+
+use std::collections::HashMap;
+
+use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+
+use super::{FOLDER_COLUMNS, group_attributes};
+use crate::error::{Error, Result};
+use crate::store::*;
+
+/// A bound value.
+#[derive(Clone, Debug)]
+pub enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// SQL text with its bound values, in order.
+#[derive(Default, Debug)]
+pub struct Sql {
+    pub text: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self
+    }
+
+    fn int(&mut self, v: i64) -> &mut Self {
+        self.text.push('?');
+        self.binds.push(Bind::Int(v));
+        self
+    }
+
+    fn str(&mut self, v: &str) -> &mut Self {
+        self.text.push('?');
+        self.binds.push(Bind::Text(v.to_string()));
+        self
+    }
+
+    /// Run as a query returning rows.
+    pub async fn fetch_all(&self, conn: &mut SqliteConnection) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
+        let mut q = sqlx::query(AssertSqlSafe(self.text.as_str()));
+        for b in &self.binds {
+            q = match b {
+                Bind::Int(v) => q.bind(*v),
+                Bind::Text(v) => q.bind(v.as_str()),
+            };
+        }
+        Ok(q.fetch_all(conn).await?)
+    }
+}
+
+/// `%needle%` for LIKE, with `\` escaping the wildcards.
+fn like_pattern(needle: &str) -> String {
+    let mut p = String::with_capacity(needle.len() + 2);
+    p.push('%');
+    for c in needle.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// An FTS5 phrase query matching `text` literally.
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// Which table a search runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Over {
+    Objects,
+    Folders,
+}
+
+/// Append the boolean expression of `f` (over `o` or `f`).
+fn filter_sql(sql: &mut Sql, over: Over, f: &Filter) -> Result<()> {
+    match f {
+        Filter::All(list) | Filter::Any(list) if list.is_empty() => {
+            sql.push(if matches!(f, Filter::All(_)) { "1" } else { "0" });
+        }
+        Filter::All(list) | Filter::Any(list) => {
+            let op = if matches!(f, Filter::All(_)) { " AND " } else { " OR " };
+            sql.push("(");
+            for (i, sub) in list.iter().enumerate() {
+                if i > 0 {
+                    sql.push(op);
+                }
+                filter_sql(sql, over, sub)?;
+            }
+            sql.push(")");
+        }
+        Filter::Not(sub) => {
+            sql.push("NOT (");
+            filter_sql(sql, over, sub)?;
+            sql.push(")");
+        }
+        Filter::Stored { min_ms, max_ms } => {
+            let col = if over == Over::Objects { "o.stored_at_ms" } else { "f.created_at_ms" };
+            sql.push("(1");
+            if let Some(min) = min_ms {
+                sql.push(" AND ").push(col).push(" >= ").int(*min);
+            }
+            if let Some(max) = max_ms {
+                sql.push(" AND ").push(col).push(" < ").int(*max);
+            }
+            sql.push(")");
+        }
+        Filter::Attribute { name_lc, value } => match over {
+            Over::Objects => {
+                sql.push("o.id IN (SELECT object_id FROM object_attributes WHERE name_lc = ")
+                    .str(name_lc)
+                    .push(" AND value = ")
+                    .str(value)
+                    .push(")");
+            }
+            Over::Folders => match name_lc.as_str() {
+                // Derived attributes of folders.
+                "root" => {
+                    sql.push(if value.eq_ignore_ascii_case("yes") { "f.is_root = 1" } else { "0" });
+                }
+                "name" => {
+                    sql.push("f.name = ").str(value);
+                }
+                _ => {
+                    sql.push("f.id IN (SELECT folder_id FROM folder_attributes WHERE name_lc = ")
+                        .str(name_lc)
+                        .push(" AND value = ")
+                        .str(value)
+                        .push(")");
+                }
+            },
+        },
+        Filter::Text { needle } => match over {
+            // The trigram index answers needles of three characters or more; shorter ones
+            // are rare and scan the (indexed) text table.
+            Over::Objects if needle.chars().count() >= 3 => {
+                sql.push("o.id IN (SELECT rowid FROM object_text WHERE object_text MATCH ").str(&fts_phrase(needle));
+                sql.push(")");
+            }
+            Over::Objects => {
+                sql.push("o.id IN (SELECT id FROM object_search WHERE body LIKE ")
+                    .str(&like_pattern(needle))
+                    .push(" ESCAPE '\\')");
+            }
+            Over::Folders => {
+                let p = like_pattern(needle);
+                sql.push("(f.name LIKE ").str(&p).push(" ESCAPE '\\'");
+                sql.push(" OR f.id IN (SELECT folder_id FROM folder_attributes WHERE value LIKE ")
+                    .str(&p)
+                    .push(" ESCAPE '\\'))");
+            }
+        },
+        Filter::Word { word } if over == Over::Objects => {
+            sql.push("o.id IN (SELECT rowid FROM object_words WHERE object_words MATCH ").str(&fts_phrase(word));
+            sql.push(")");
+        }
+        Filter::Flag { flag_lc, set } => {
+            let (item, table, col) = match over {
+                Over::Objects => ("o.id", "object_flags", "object_id"),
+                Over::Folders => ("f.id", "folder_flags", "folder_id"),
+            };
+            sql.push(item).push(if *set { " IN " } else { " NOT IN " });
+            sql.push("(SELECT ").push(col).push(" FROM ").push(table).push(" WHERE flag_lc = ").str(flag_lc);
+            sql.push(")");
+        }
+        Filter::CreatedAfter { seq } if over == Over::Objects => {
+            sql.push("o.creation_seq > ").int(*seq);
+        }
+        other => return Err(Error::internal(format!("filter {other:?} does not apply to folders"))),
+    }
+    Ok(())
+}
+
+/// The sort value expression, and whether it is an integer.
+fn sort_sql(sql: &mut Sql, over: Over, key: &SortKey) -> bool {
+    match (over, key) {
+        (Over::Objects, SortKey::Id) | (Over::Folders, SortKey::Id | SortKey::Creation) => {
+            sql.push(if over == Over::Objects { "o.id" } else { "f.id" });
+            true
+        }
+        (Over::Objects, SortKey::Date) => {
+            sql.push("o.stored_at_ms");
+            true
+        }
+        (Over::Folders, SortKey::Date) => {
+            sql.push("f.created_at_ms");
+            true
+        }
+        (Over::Objects, SortKey::Creation) => {
+            sql.push("o.creation_seq");
+            true
+        }
+        (Over::Folders, SortKey::Attribute(n)) if n == "name" => {
+            sql.push("f.name");
+            false
+        }
+        (Over::Objects, SortKey::Attribute(n)) => {
+            sql.push("coalesce((SELECT a.value FROM object_attributes a WHERE a.object_id = o.id AND a.name_lc = ")
+                .str(n)
+                .push(" ORDER BY a.position LIMIT 1), '')");
+            false
+        }
+        (Over::Folders, SortKey::Attribute(n)) => {
+            sql.push("coalesce((SELECT a.value FROM folder_attributes a WHERE a.folder_id = f.id AND a.name_lc = ")
+                .str(n)
+                .push(" ORDER BY a.position LIMIT 1), '')");
+            false
+        }
+    }
+}
+
+/// `SELECT id, k FROM ... WHERE <box, scope, filter> [AND (k, id) after] ORDER BY k, id LIMIT n`:
+/// the ids (and sort values) of one page plus one row to tell whether more follow.
+pub fn page_sql(b: &BoxRow, over: Over, q: &SearchQuery, limit: u32) -> Result<(Sql, bool)> {
+    let (table, alias, folder_col) = match over {
+        Over::Objects => ("objects", "o", "o.folder_id"),
+        Over::Folders => ("folders", "f", "f.id"),
+    };
+    let mut sql = Sql::default();
+    sql.push("SELECT id, k FROM (SELECT ").push(alias).push(".id AS id, ");
+    let int_key = sort_sql(&mut sql, over, &q.sort.key);
+    sql.push(" AS k FROM ").push(table).push(" ").push(alias).push(" WHERE ").push(alias).push(".box_id = ").int(b.id);
+    if let Some(scope) = &q.scope {
+        if scope.recursive {
+            sql.push(" AND ").push(folder_col).push(" IN (SELECT s.id FROM folders s, folders t WHERE t.id = ");
+            sql.int(scope.folder_id);
+            sql.push(
+                " AND s.box_id = t.box_id AND s.ancestry >= t.ancestry \
+                 AND s.ancestry < substr(t.ancestry, 1, length(t.ancestry) - 1) || '0')",
+            );
+        } else if over == Over::Objects {
+            sql.push(" AND o.folder_id = ").int(scope.folder_id);
+        } else {
+            sql.push(" AND f.parent_id = ").int(scope.folder_id);
+        }
+    }
+    if let Some(f) = &q.filter {
+        sql.push(" AND ");
+        filter_sql(&mut sql, over, f)?;
+    }
+    sql.push(")");
+    let (cmp, dir) = if q.sort.descending { ("<", "DESC") } else { (">", "ASC") };
+    if let Some(after) = &q.after {
+        sql.push(" WHERE (k, id) ").push(cmp).push(" (");
+        match &after.value {
+            SortValue::Int(v) => sql.int(*v),
+            SortValue::Text(v) => sql.str(v),
+        };
+        sql.push(", ").int(after.id).push(")");
+    }
+    sql.push(" ORDER BY k ").push(dir).push(", id ").push(dir).push(" LIMIT ").int(i64::from(limit) + 1);
+    Ok((sql, int_key))
+}
+
+/// Run a page query: the (id, sort value) rows, at most `limit`, and the position after the
+/// last one if more rows follow.
+pub async fn page_ids(
+    conn: &mut SqliteConnection,
+    b: &BoxRow,
+    over: Over,
+    q: &SearchQuery,
+) -> Result<(Vec<i64>, Option<SearchPosition>)> {
+    let (sql, int_key) = page_sql(b, over, q, q.limit)?;
+    let rows = sql.fetch_all(conn).await?;
+    let more = rows.len() > q.limit as usize;
+    let mut ids = Vec::with_capacity(rows.len().min(q.limit as usize));
+    let mut last = None;
+    for row in rows.into_iter().take(q.limit as usize) {
+        let id: i64 = row.try_get(0)?;
+        let value = if int_key { SortValue::Int(row.try_get(1)?) } else { SortValue::Text(row.try_get(1)?) };
+        ids.push(id);
+        last = Some(SearchPosition { value, id });
+    }
+    Ok((ids, if more { last } else { None }))
+}
+
+/// `?, ?, ?` with the ids bound.
+fn in_list(sql: &mut Sql, ids: &[i64]) {
+    sql.push("(");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.int(*id);
+    }
+    sql.push(")");
+}
+
+/// Load objects by internal id, in the order given, with four queries whatever their number.
+pub async fn load_objects(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<Object>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::default();
+    sql.push(
+        "SELECT o.id, o.public_id, f.public_id AS folder_public_id, f.path AS folder_path, \
+         o.correlation_id, o.correlation_tag, o.payload_type, o.stored_at_ms, o.last_mod_seq \
+         FROM objects o JOIN folders f ON f.id = o.folder_id WHERE o.id IN ",
+    );
+    in_list(&mut sql, ids);
+    let mut by_id: HashMap<i64, Object> = HashMap::with_capacity(ids.len());
+    for row in sql.fetch_all(&mut *conn).await? {
+        let id: i64 = row.try_get("id")?;
+        by_id.insert(
+            id,
+            Object {
+                id,
+                public_id: row.try_get("public_id")?,
+                folder_public_id: row.try_get("folder_public_id")?,
+                folder_path: row.try_get("folder_path")?,
+                attributes: Vec::new(),
+                flags: Vec::new(),
+                correlation_id: row.try_get("correlation_id")?,
+                correlation_tag: row.try_get("correlation_tag")?,
+                payload_type: row.try_get("payload_type")?,
+                parts: Vec::new(),
+                stored_at_ms: row.try_get("stored_at_ms")?,
+                last_mod_seq: row.try_get("last_mod_seq")?,
+            },
+        );
+    }
+
+    let mut sql = Sql::default();
+    sql.push("SELECT object_id, name, value FROM object_attributes WHERE object_id IN ");
+    in_list(&mut sql, ids);
+    sql.push(" ORDER BY object_id, rowid");
+    let mut pending: Vec<(String, String)> = Vec::new();
+    let mut current: Option<i64> = None;
+    let rows = sql.fetch_all(&mut *conn).await?;
+    for row in rows {
+        let oid: i64 = row.try_get(0)?;
+        if current != Some(oid) {
+            if let Some(prev) = current.and_then(|c| by_id.get_mut(&c)) {
+                prev.attributes = group_attributes(std::mem::take(&mut pending));
+            }
+            pending.clear();
+            current = Some(oid);
+        }
+        pending.push((row.try_get(1)?, row.try_get(2)?));
+    }
+    if let Some(prev) = current.and_then(|c| by_id.get_mut(&c)) {
+        prev.attributes = group_attributes(pending);
+    }
+
+    let mut sql = Sql::default();
+    sql.push("SELECT object_id, flag FROM object_flags WHERE object_id IN ");
+    in_list(&mut sql, ids);
+    sql.push(" ORDER BY object_id, rowid");
+    for row in sql.fetch_all(&mut *conn).await? {
+        let oid: i64 = row.try_get(0)?;
+        if let Some(o) = by_id.get_mut(&oid) {
+            o.flags.push(row.try_get(1)?);
+        }
+    }
+
+    let mut sql = Sql::default();
+    sql.push(
+        "SELECT object_id, part_id, content_type, content_disposition, content_id, content_location, \
+         content_encoding, file_icon, size, blob_key FROM payload_parts WHERE object_id IN ",
+    );
+    in_list(&mut sql, ids);
+    sql.push(" ORDER BY object_id, ordinal");
+    for r in sql.fetch_all(&mut *conn).await? {
+        let oid: i64 = r.try_get(0)?;
+        let key: Option<String> = r.try_get("blob_key")?;
+        let size: i64 = r.try_get("size")?;
+        if let Some(o) = by_id.get_mut(&oid) {
+            o.parts.push(PayloadPart {
+                part_id: r.try_get("part_id")?,
+                content_type: r.try_get("content_type")?,
+                content_disposition: r.try_get("content_disposition")?,
+                content_id: r.try_get("content_id")?,
+                content_location: r.try_get("content_location")?,
+                content_encoding: r.try_get("content_encoding")?,
+                file_icon: r.try_get("file_icon")?,
+                size: size.max(0) as u64,
+                data: match key {
+                    Some(key) => PartData::Blob { key },
+                    None => PartData::Inline(Vec::new()),
+                },
+            });
+        }
+    }
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+/// Load folders by internal id, in the order given.
+pub async fn load_folders(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<Folder>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::default();
+    sql.push("SELECT ")
+        .push(FOLDER_COLUMNS)
+        .push(" FROM folders f LEFT JOIN folders p ON p.id = f.parent_id WHERE f.id IN ");
+    in_list(&mut sql, ids);
+    let mut by_id: HashMap<i64, Folder> = HashMap::with_capacity(ids.len());
+    for row in sql.fetch_all(&mut *conn).await? {
+        let id: i64 = row.try_get("id")?;
+        by_id.insert(
+            id,
+            Folder {
+                id,
+                public_id: row.try_get("public_id")?,
+                parent_public_id: row.try_get("parent_public_id")?,
+                name: row.try_get("name")?,
+                is_root: row.try_get("is_root")?,
+                path: row.try_get("path")?,
+                attributes: Vec::new(),
+                created_at_ms: row.try_get("created_at_ms")?,
+                last_mod_seq: row.try_get("last_mod_seq")?,
+            },
+        );
+    }
+    let mut sql = Sql::default();
+    sql.push("SELECT folder_id, name, value FROM folder_attributes WHERE folder_id IN ");
+    in_list(&mut sql, ids);
+    sql.push(" ORDER BY folder_id, name_lc, position");
+    let mut grouped: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+    for row in sql.fetch_all(&mut *conn).await? {
+        grouped.entry(row.try_get(0)?).or_default().push((row.try_get(1)?, row.try_get(2)?));
+    }
+    for (id, rows) in grouped {
+        if let Some(f) = by_id.get_mut(&id) {
+            f.attributes = group_attributes(rows);
+        }
+    }
+    Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
+
+    #[test]
+    fn phrases_double_quotes() {
+        assert_eq!(fts_phrase("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn pages_bind_every_value() {
+        let b = BoxRow { id: 7, store: "base".into(), address: "a".into(), modseq: 0, validity: 1 };
+        let q = SearchQuery {
+            filter: Some(Filter::All(vec![
+                Filter::Attribute { name_lc: "from".into(), value: "x'; DROP TABLE objects; --".into() },
+                Filter::Not(Box::new(Filter::Flag { flag_lc: "\\seen".into(), set: true })),
+            ])),
+            scope: None,
+            sort: Sort { key: SortKey::Date, descending: true },
+            after: Some(SearchPosition { value: SortValue::Int(5), id: 9 }),
+            limit: 10,
+        };
+        let (sql, int_key) = page_sql(&b, Over::Objects, &q, 10).unwrap();
+        assert!(int_key);
+        assert!(!sql.text.contains("DROP"), "{}", sql.text);
+        assert_eq!(sql.text.matches('?').count(), sql.binds.len());
+        assert!(sql.text.contains("(k, id) < (?, ?)"), "{}", sql.text);
+    }
+}
