@@ -190,3 +190,32 @@ impl TestApp {
 pub fn last_segment(url: &str) -> String {
     url.rsplit('/').next().unwrap_or_default().to_string()
 }
+
+impl TestApp {
+    /// Another server over the same data directory, as after a restart (fresh process state,
+    /// same database and keys): its base URL.
+    pub async fn restarted(&self) -> String {
+        let mut s = Settings { data_dir: self.data.path().to_path_buf(), ..Default::default() };
+        s.server.listen = "127.0.0.1:0".into();
+        s.server.workers = 1;
+        let app = Application::build(s).await.expect("build restarted app");
+        let url = app.public_url().to_string();
+        tokio::spawn(app.run_until_stopped());
+        url
+    }
+
+    /// POST a JSON body to alice's box at `rel` (`/objects/operations/search`, ...):
+    /// the status and the JSON body (`Null` when there is none).
+    pub async fn post_rel(&self, rel: &str, body: Value) -> (u16, Value) {
+        let res = self.post_json(&format!("{}{rel}", self.base(ALICE)), body).await;
+        let status = res.status().as_u16();
+        let bytes = res.bytes().await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
+/// The `messageId` of an OMA error body.
+pub fn message_id(body: &Value) -> &str {
+    let e = &body["requestError"];
+    e["serviceException"]["messageId"].as_str().or_else(|| e["policyException"]["messageId"].as_str()).unwrap_or("")
+}

@@ -10,4 +10,5 @@ mod helpers;
 mod objects;
 mod paths;
 mod payload;
+mod search;
 mod storage;
