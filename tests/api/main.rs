@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod bulk;
 mod conformance;
 mod flags;
 mod folders;
@@ -10,5 +11,6 @@ mod helpers;
 mod objects;
 mod paths;
 mod payload;
+mod relocate;
 mod search;
 mod storage;
