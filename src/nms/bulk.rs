@@ -42,7 +42,7 @@ impl Nms {
                 self.check_bulk_size("objects", ids.len())?;
                 Targets::Ids(ids.clone())
             }
-            BulkTargets::Selection(s) => Targets::Matching(self.bulk_query(b, s).await?),
+            BulkTargets::Selection(s) => self.bulk_targets(b, s).await?,
         })
     }
 

@@ -17,7 +17,9 @@ use sha2::{Digest, Sha256};
 
 use super::Nms;
 use crate::error::{Error, Result};
-use crate::store::{BoxRow, Filter, Folder, Object, Scope, SearchPosition, SearchQuery, Sort, SortKey, SortValue};
+use crate::store::{
+    BoxRow, Filter, Folder, Object, Scope, SearchPosition, SearchQuery, Sort, SortKey, SortValue, Targets,
+};
 
 /// Most criteria one search may hold, and how deep groups may nest.
 const MAX_CRITERIA: usize = 64;
@@ -427,23 +429,25 @@ impl Nms {
         Ok(FolderResult { folders: page.folders, cursor })
     }
 
-    /// The objects a bulk operation's `selectionCriteria` names (at most `bulk_max_items`,
-    /// in storage order; `fromCursor` and sort are not used).
-    pub async fn bulk_query(&self, b: &BoxRow, input: &SelectionInput) -> Result<SearchQuery> {
+    /// The objects a bulk operation's `selectionCriteria` names, in storage order
+    /// (`fromCursor` and sort are not used): up to `maxEntries` of them; when `maxEntries`
+    /// is absent or above `nms.bulk_max_items`, more matches than that limit refuse the
+    /// request rather than acting on a part chosen by the server.
+    pub async fn bulk_targets(&self, b: &BoxRow, input: &SelectionInput) -> Result<Targets> {
+        let cap = self.policy.bulk_max_items;
         let mut input = input.clone();
         input.from_cursor = None;
         input.sort.clear();
-        if input.max_entries.is_none() {
-            input.max_entries = Some(u64::from(self.policy.bulk_max_items));
-        }
+        let refuse_beyond = input.max_entries.is_none_or(|n| n > u64::from(cap));
+        input.max_entries = Some(input.max_entries.unwrap_or(u64::from(cap)).min(u64::from(cap)));
         if let Some(c) = &input.criteria
             && is_vanished(c)
         {
             return Err(Error::invalid("VanishedObjects (not a selection of existing objects)"));
         }
-        let (mut q, _, _) = self.compile(b, Over::Objects, &input).await?;
-        q.limit = q.limit.min(self.policy.bulk_max_items);
-        Ok(q)
+        let (mut query, _, _) = self.compile(b, Over::Objects, &input).await?;
+        query.limit = query.limit.min(cap);
+        Ok(Targets::Matching { query, refuse_beyond })
     }
 }
 

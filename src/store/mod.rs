@@ -306,8 +306,10 @@ pub struct FolderPage {
 pub enum Targets {
     /// Named objects (public ids), answered one by one in this order.
     Ids(Vec<String>),
-    /// Every object matching (at most `limit` of them, in id order).
-    Matching(SearchQuery),
+    /// The objects matching `query` (at most its `limit`, in its order). With
+    /// `refuse_beyond`, more matches than the limit refuse the request (403 POL0001) instead
+    /// of acting on the first ones.
+    Matching { query: SearchQuery, refuse_beyond: bool },
 }
 
 /// The result of a bulk operation on one object: its public id, and whether it was found

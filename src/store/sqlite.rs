@@ -399,8 +399,13 @@ async fn resolve_targets(tx: &mut Tx<'_>, b: &BoxRow, targets: &Targets) -> Resu
             }
             Ok(out)
         }
-        Targets::Matching(q) => {
-            let (ids, _) = page_ids(tx, b, Over::Objects, q).await?;
+        Targets::Matching { query, refuse_beyond } => {
+            let (ids, next) = page_ids(tx, b, Over::Objects, query).await?;
+            if *refuse_beyond && next.is_some() {
+                return Err(Error::Forbidden {
+                    reason: format!("selectionCriteria: more than {} matching objects", query.limit),
+                });
+            }
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let public_id: String = sqlx::query_scalar("SELECT public_id FROM objects WHERE id = ?")

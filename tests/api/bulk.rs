@@ -234,6 +234,22 @@ async fn bulk_update_bad_input() {
     }
     let v: Value = app.get(&format!("{a}/flags")).await.json().await.unwrap();
     assert_eq!(v["flagList"]["flag"], json!([]), "refused requests changed nothing");
+
+    // A selection matching more objects than the limit is refused as a whole, unless the
+    // client itself asked for at most that many.
+    app.create_object(json!({})).await;
+    app.create_object(json!({})).await;
+    let update = |sel: Value| json!({"bulkUpdate": {"operation": "AddFlag", "flags": {"flag": ["\\Seen"]}, "selectionCriteria": sel}});
+    for sel in [json!({"maxEntries": 50}), json!({})] {
+        let (status, v) = app.post_rel("/objects/operations/bulkUpdate", update(sel)).await;
+        assert_eq!((status, message_id(&v)), (403, "POL0001"), "{v}");
+    }
+    let (_, v) = app
+        .post_rel("/objects/operations/search", json!({"selectionCriteria": {"maxEntries": 10, "searchCriteria": {"criterion": [{"type": "Flag", "name": "\\Seen", "value": "true"}]}}}))
+        .await;
+    assert_eq!(v["objectList"]["object"], json!([]), "nothing was flagged");
+    let (status, v) = app.post_rel("/objects/operations/bulkUpdate", update(json!({"maxEntries": 2}))).await;
+    assert_eq!((status, codes(&v)), (200, vec![200, 200]));
 }
 
 #[tokio::test]
