@@ -198,3 +198,54 @@ async fn moves_and_copies_that_cannot_be_done() {
     }
     assert_eq!(folder_at(&app, "/src").await, src);
 }
+
+#[tokio::test]
+async fn deep_trees_copy_and_move_whole() {
+    let app = spawn_app().await;
+    // /deep/l1/l2/l3/l4, two objects and a side branch at every level.
+    let mut path = String::from("/deep");
+    let mut levels = Vec::new();
+    for i in 1..=5 {
+        app.create_object(json!({"parentFolderPath": path})).await;
+        app.create_object(json!({"parentFolderPath": path})).await;
+        app.create_folder(json!({"parentFolderPath": path, "name": format!("side{i}")})).await;
+        levels.push(path.clone());
+        path.push_str(&format!("/l{i}"));
+    }
+    let deep = folder_at(&app, "/deep").await;
+    let dst = app.create_folder(json!({"parentFolderPath": "/", "name": "dst"})).await;
+    assert_eq!(count_in(&app, deep.clone()).await, 10);
+
+    let (status, v) = app.post_rel(COPY, tsr(&dst, &[&deep], &[])).await;
+    assert_eq!(status, 200, "{v}");
+    let copy = v["bulkResponseList"]["response"][0]["success"]["resourceURL"].as_str().unwrap().to_string();
+    assert_eq!(count_in(&app, copy.clone()).await, 10);
+    for (i, level) in levels.iter().enumerate() {
+        let copied = format!("/dst{level}");
+        assert_ne!(folder_at(&app, &copied).await, folder_at(&app, level).await);
+        folder_at(&app, &format!("{copied}/side{}", i + 1)).await;
+    }
+
+    // Move the original under the copy's deepest folder: every path follows.
+    let deepest_copy = folder_at(&app, "/dst/deep/l1/l2/l3/l4").await;
+    let (status, v) = app.post_rel(MOVE, tsr(&deepest_copy, &[&deep], &[])).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["bulkResponseList"]["response"][0]["success"]["path"], "/dst/deep/l1/l2/l3/l4/deep");
+    for level in &levels {
+        let moved = format!("/dst/deep/l1/l2/l3/l4{level}");
+        folder_at(&app, &moved).await;
+    }
+    assert_eq!(count_in(&app, copy).await, 20, "the copy's subtree now holds the moved original too");
+    let res = app.get(&format!("{}/folders/operations/pathToId?path=%2Fdeep", app.base(ALICE))).await;
+    assert_eq!(res.status(), 404);
+    // And back: moving the copy into the moved original is a cycle.
+    let (status, _) = app.post_rel(MOVE, tsr(&deep, &[&folder_at(&app, "/dst/deep").await], &[])).await;
+    assert_eq!(status, 400);
+}
+
+/// How many objects a search scoped to `scope` (recursive) finds.
+async fn count_in(app: &TestApp, scope: String) -> usize {
+    let sel = json!({"selectionCriteria": {"maxEntries": 100, "searchScope": {"resourceURL": scope}}});
+    let (_, v) = app.post_rel("/objects/operations/search", sel).await;
+    v["objectList"]["object"].as_array().unwrap().len()
+}
