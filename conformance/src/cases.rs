@@ -26,7 +26,8 @@ pub struct Case {
     pub id: &'static str,
     pub description: &'static str,
     /// Whether the CPM table makes the item Mandatory (not what the id's suffix says:
-    /// `REST-NMS-AOBJECT-PAYLOAD-S-001-M` is Optional in CPM).
+    /// `REST-NMS-AOBJECT-PAYLOAD-S-001-M` is Optional in CPM, `REST-NMS-OBJECTS-bulkCreation-S-001-O`
+    /// Mandatory).
     pub mandatory: bool,
     pub run: fn(&Ctx) -> CaseFuture<'_>,
 }
@@ -72,9 +73,22 @@ pub const CASES: &[Case] = &[
     case!("REST-NMS-AOBJECT-PAYLOAD-S-002-M", "entire payload of a multipart object (GET)", O, payload_get),
     case!("REST-NMS-AOBJECT-PAYLOADPART-S-001-M", "payload parts described in object metadata", M, payloadpart_support),
     case!("REST-NMS-AOBJECT-PAYLOADPART-S-002-M", "retrieve an individual payload part (GET)", M, payloadpart_get),
+    case!(
+        "REST-NMS-OBJECTS-SEARCH-S-001-M",
+        "object search: search types, operators, refusals",
+        M,
+        objects_search_support
+    ),
+    case!(
+        "REST-NMS-OBJECTS-SEARCH-S-002-M",
+        "search objects (POST): objects, scope, paging, sort",
+        M,
+        objects_search_post
+    ),
     case!("REST-NMS-OBJECTS-PATHTOID-S-001-M", "object pathToId lookups", M, objects_pathtoid_support),
     case!("REST-NMS-OBJECTS-PATHTOID-S-002-M", "object resource URL from its path (GET)", M, objects_pathtoid_get),
     case!("REST-NMS-OBJECTS-PATHTOID-S-003-M", "object URLs from a path list (POST)", M, objects_pathtoid_post),
+    case!("REST-NMS-OBJECTS-bulkCreation-S-001-O", "bulk creation of objects with payloads", M, objects_bulk_creation),
     case!("REST-NMS-FOLDERS-S-001-M", "folder creation and its refusals", M, folders_support),
     case!("REST-NMS-FOLDERS-S-002-M", "create a folder under an identified parent (POST)", M, folders_create),
     case!("REST-NMS-AFOLDERS-S-001-M", "individual folder resource", M, afolders_support),
@@ -83,9 +97,18 @@ pub const CASES: &[Case] = &[
     case!("REST-NMS-FOLDERNAME-S-001-M", "folder name resource", M, foldername_support),
     case!("REST-NMS-FOLDERNAME-S-002-M", "retrieve a folder name (GET)", M, foldername_get),
     case!("REST-NMS-FOLDERNAME-S-003-M", "change a folder name (PUT)", M, foldername_put),
+    case!("REST-NMS-FOLDERS-SEARCH-S-001-M", "folder search resource and its refusals", M, folders_search_support),
+    case!("REST-NMS-FOLDERS-SEARCH-S-002-M", "search for the root folder (POST)", M, folders_search_root),
+    case!("REST-NMS-FOLDERS-SEARCH-S-003-O", "search folders by name, text, date (POST)", O, folders_search_other),
     case!("REST-NMS-FOLDERS-PATHTOID-S-001-M", "folder pathToId lookups", M, folders_pathtoid_support),
     case!("REST-NMS-FOLDERS-PATHTOID-S-002-M", "folder resource URL from its path (GET)", M, folders_pathtoid_get),
     case!("REST-NMS-FOLDERS-PATHTOID-S-003-M", "folder URLs from a path list (POST)", M, folders_pathtoid_post),
+    case!("REST-NMS-FOLDERS-COPY-S-001-M", "copyToFolder resource and its refusals", M, copy_support),
+    case!("REST-NMS-FOLDERS-COPY-S-002-M", "copy objects into a target folder (POST)", M, copy_objects),
+    case!("REST-NMS-FOLDERS-COPY-S-003-M", "copy a folder tree into a target folder (POST)", M, copy_folders),
+    case!("REST-NMS-FOLDERS-MOVE-S-001-M", "moveToFolder resource and its refusals", M, move_support),
+    case!("REST-NMS-FOLDERS-MOVE-S-002-M", "move objects into a target folder (POST)", M, move_objects),
+    case!("REST-NMS-FOLDERS-MOVE-S-003-M", "move a folder tree into a target folder (POST)", M, move_folders),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -324,6 +347,96 @@ impl Ctx {
     pub async fn path_to_id(&self, collection: &str, path: &str) -> Res<Resp> {
         self.http.get(&format!("{}/{collection}/operations/pathToId?path={}", self.base, enc(path))).await
     }
+
+    /// `{base}/{objects|folders}/operations/{op}`.
+    pub fn operation(&self, collection: &str, op: &str) -> String {
+        format!("{}/{collection}/operations/{op}", self.base)
+    }
+
+    /// `POST {objects|folders}/operations/search` with `{"selectionCriteria": selection}`.
+    pub async fn search(&self, collection: &str, selection: &Value) -> Res<Resp> {
+        self.http.post_json(&self.operation(collection, "search"), &json!({ "selectionCriteria": selection })).await
+    }
+
+    /// Walk a search of `collection` to its end, following cursors: every page is 200 JSON,
+    /// holds at most `maxEntries` entries (an array, absent meaning none), each an item of
+    /// `collection` with an absolute `resourceURL`, none repeated; only the last page lacks
+    /// `cursor`.
+    pub async fn search_all(&self, collection: &str, selection: &Value) -> Res<Walk> {
+        self.walk(collection, selection).await.map_err(|e| fail!("search {}: {e}", brief(selection)))
+    }
+
+    async fn walk(&self, collection: &str, selection: &Value) -> Res<Walk> {
+        let (list_key, item_key) =
+            if collection == "objects" { ("objectList", "object") } else { ("folderList", "folder") };
+        let max = selection.get("maxEntries").and_then(Value::as_u64).unwrap_or(u64::MAX);
+        let mut walk = Walk { items: Vec::new(), urls: Vec::new(), pages: 0, first_cursor: None, last: Value::Null };
+        let mut sel = selection.clone();
+        loop {
+            walk.pages += 1;
+            ensure!(walk.pages <= 100, "did not end after 100 pages");
+            let v = self.search(collection, &sel).await?.json_with(200)?;
+            let list = at(&v, &format!("/{list_key}"))?;
+            let page = match list.get(item_key) {
+                None => Vec::new(),
+                Some(x) => x.as_array().ok_or_else(|| fail!("{item_key} is not an array: {}", brief(&v)))?.clone(),
+            };
+            ensure!(
+                page.len() as u64 <= max,
+                "page {} has {} entries with maxEntries={max}: {}",
+                walk.pages,
+                page.len(),
+                brief(&v)
+            );
+            for item in page {
+                let url = self.url_at(&item, "/resourceURL", collection)?;
+                ensure!(!walk.urls.contains(&url), "page {} repeats {url}", walk.pages);
+                walk.urls.push(url);
+                walk.items.push(item);
+            }
+            walk.last = list.clone();
+            match list.get("cursor") {
+                None => return Ok(walk),
+                Some(Value::String(cur)) => {
+                    walk.first_cursor.get_or_insert_with(|| cur.clone());
+                    sel["fromCursor"] = json!(cur);
+                }
+                Some(x) => return Err(fail!("cursor is not a string: {}", brief(x))),
+            }
+        }
+    }
+
+    /// The sorted `resourceURL`s a search finds (all pages).
+    pub async fn found(&self, collection: &str, selection: &Value) -> Res<Vec<String>> {
+        Ok(sorted(self.search_all(collection, selection).await?.urls))
+    }
+
+    /// `POST folders/operations/{copyToFolder|moveToFolder}` of the named folders and objects
+    /// into `target` (both source lists always present).
+    pub async fn relocate(&self, op: &str, target: &str, folders: &[&str], objects: &[&str]) -> Res<Resp> {
+        let refs = |urls: &[&str]| urls.iter().map(|u| json!({ "resourceURL": u })).collect::<Vec<_>>();
+        let body = json!({"targetSourceRef": {
+            "targetRef": {"resourceURL": target},
+            "sourceRefs": {
+                "folders": {"folderReference": refs(folders)},
+                "objects": {"objectReference": refs(objects)},
+            },
+        }});
+        self.http.post_json(&self.operation("folders", op), &body).await
+    }
+}
+
+/// Every page of a search, walked with `fromCursor` ([`Ctx::search_all`]).
+pub struct Walk {
+    /// The entries of all pages, in order.
+    pub items: Vec<Value>,
+    /// Their `resourceURL`s, in order.
+    pub urls: Vec<String>,
+    pub pages: usize,
+    /// The `cursor` of the first page, if there was more than one.
+    pub first_cursor: Option<String>,
+    /// The last page's list (`objectList` or `folderList`), e.g. for its `creationCursor`.
+    pub last: Value,
 }
 
 /// One inner part of a multipart payload: headers and content.
@@ -1003,29 +1116,73 @@ async fn objects_pathtoid_get(c: &Ctx) -> Res {
 /// Check a `bulkResponseList`: one response per expectation, in order; `Ok(url)` a 200 with
 /// that `success.resourceURL`, `Err((code, messageId))` a failure.
 fn check_bulk(c: &Ctx, v: &Value, collection: &str, expect: &[Result<&str, (u64, &str)>]) -> Res {
+    let expect: Vec<Expect> = expect
+        .iter()
+        .map(|e| match e {
+            Ok(url) => Expect::Success(200, collection, Some(url)),
+            Err((code, id)) => Expect::Failure(*code, id),
+        })
+        .collect();
+    check_responses(c, v, &expect).map(|_| ())
+}
+
+/// What one entry of a `bulkResponseList` must be.
+enum Expect<'a> {
+    /// `code` and a `success` reference to an item of the collection (`objects` or
+    /// `folders`) with that `resourceURL` (any, if `None`), and no `failure`.
+    Success(u64, &'a str, Option<&'a str>),
+    /// `code` and a `failure` exception with that `messageId` (`serviceException` for `SVC*`,
+    /// `policyException` for `POL*`), and no `success`.
+    Failure(u64, &'a str),
+}
+
+/// Check a `bulkResponseList` entry by entry, in order; returns the entries.
+fn check_responses(c: &Ctx, v: &Value, expect: &[Expect]) -> Res<Vec<Value>> {
     let list = arr_at(v, "/bulkResponseList/response")?;
     ensure!(list.len() == expect.len(), "{} responses expected: {}", expect.len(), brief(v));
     for (i, (r, e)) in list.iter().zip(expect).enumerate() {
         let code = u64_at(r, "/code")?;
         str_at(r, "/reason")?;
         match e {
-            Ok(url) => {
-                ensure!(code == 200, "response {i}: code {code}, expected 200: {}", brief(r));
-                ensure!(c.url_at(r, "/success/resourceURL", collection)? == *url, "response {i}: {}", brief(r));
+            Expect::Success(want, collection, url) => {
+                ensure!(code == *want, "response {i}: code {code}, expected {want}: {}", brief(r));
+                let got = c.url_at(r, "/success/resourceURL", collection).map_err(|e| fail!("response {i}: {e}"))?;
+                ensure!(url.is_none_or(|u| u == got), "response {i}: resourceURL should be {url:?}: {}", brief(r));
                 absent(r, "/failure")?;
             }
-            Err((want, id)) => {
+            Expect::Failure(want, id) => {
                 ensure!(code == *want, "response {i}: code {code}, expected {want}: {}", brief(r));
+                let kind = if id.starts_with("POL") { "policyException" } else { "serviceException" };
                 ensure!(
-                    str_at(r, "/failure/serviceException/messageId")? == *id,
+                    str_at(r, &format!("/failure/{kind}/messageId"))? == *id,
                     "response {i}: messageId should be {id}: {}",
                     brief(r)
                 );
+                str_at(r, &format!("/failure/{kind}/text"))?;
+                if let Some(vars) = r.pointer(&format!("/failure/{kind}/variables")) {
+                    strings(
+                        vars.as_array().ok_or_else(|| fail!("variables is not an array: {}", brief(r)))?,
+                        "variables",
+                    )?;
+                }
                 absent(r, "/success")?;
             }
         }
     }
-    Ok(())
+    Ok(list.clone())
+}
+
+/// The `variables` of a failed `bulkResponseList` entry (none if absent).
+fn failure_variables(r: &Value) -> Res<Vec<String>> {
+    for kind in ["serviceException", "policyException"] {
+        if let Some(vars) = r.pointer(&format!("/failure/{kind}/variables")) {
+            return strings(
+                vars.as_array().ok_or_else(|| fail!("variables is not an array: {}", brief(r)))?,
+                "variables",
+            );
+        }
+    }
+    Ok(Vec::new())
 }
 
 async fn objects_pathtoid_post(c: &Ctx) -> Res {
@@ -1336,6 +1493,749 @@ async fn folders_pathtoid_post(c: &Ctx) -> Res {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------
+// Search, bulk, copy and move helpers
+// ---------------------------------------------------------------------------------------
+
+/// Remote parties the search checks put in From and To.
+const PARTY1: &str = "tel:+15550100001";
+const PARTY2: &str = "tel:+15550100002";
+const PARTY3: &str = "tel:+15550100003";
+
+/// Stored dates far before and after any run.
+const LONG_AGO: &str = "2000-01-01T00:00:00Z";
+const FAR_AHEAD: &str = "2100-01-01T00:00:00Z";
+
+/// A search criterion (`name` omitted when `None`).
+fn crit(kind: &str, name: Option<&str>, value: &str) -> Value {
+    match name {
+        Some(n) => json!({"type": kind, "name": n, "value": value}),
+        None => json!({"type": kind, "value": value}),
+    }
+}
+
+/// `selectionCriteria` scoped to `scope`, with `maxEntries` and (if any) the criteria joined by
+/// `operator` (the default, And, when `None`).
+fn selection(scope: &Item, max: u64, criteria: &[Value], operator: Option<&str>) -> Value {
+    let mut s = json!({"maxEntries": max, "searchScope": {"resourceURL": scope.url}});
+    if !criteria.is_empty() {
+        s["searchCriteria"] = json!({ "criterion": criteria });
+        if let Some(op) = operator {
+            s["searchCriteria"]["operator"] = json!(op);
+        }
+    }
+    s
+}
+
+/// Ids of URLs, for failure reasons.
+fn ids(urls: &[String]) -> Vec<&str> {
+    urls.iter().map(|u| last_segment(u)).collect()
+}
+
+/// A search of `collection` must find exactly `want` (any order, all pages).
+async fn expect_found(c: &Ctx, collection: &str, what: &str, sel: &Value, want: &[&Item]) -> Res {
+    let got = c.found(collection, sel).await.map_err(|e| fail!("{what}: {e}"))?;
+    let want = sorted(want.iter().map(|i| i.url.clone()).collect());
+    ensure!(got == want, "{what}: found {:?}, expected {:?} (search {})", ids(&got), ids(&want), brief(sel));
+    Ok(())
+}
+
+/// An object's JSON (without the `object` wrapper): `Message-Context`, then `attrs`, `flags`,
+/// in `parent`.
+fn object_json(parent: &str, attrs: &[(&str, &str)], flags: &[&str]) -> Value {
+    let mut list = vec![json!({"name": "Message-Context", "value": ["pager-message"]})];
+    list.extend(attrs.iter().map(|(n, v)| json!({"name": n, "value": [v]})));
+    json!({"parentFolder": parent, "attributes": {"attribute": list}, "flags": {"flag": flags}})
+}
+
+/// Create a payload-less object in `parent` with single-valued attributes `attrs` and `flags`.
+async fn object_with(c: &Ctx, parent: &Item, attrs: &[(&str, &str)], flags: &[&str]) -> Res<Item> {
+    let r = c.http.post_json(&c.objects(), &json!({ "object": object_json(&parent.url, attrs, flags) })).await?;
+    c.created(&r, "objects").map_err(|e| fail!("creating an object: {e}"))
+}
+
+/// Deposit a `text/plain` object in `parent` with attributes `attrs` and `flags`.
+async fn text_object_with(c: &Ctx, parent: &Item, attrs: &[(&str, &str)], flags: &[&str], text: &str) -> Res<Item> {
+    let object = object_json(&parent.url, attrs, flags);
+    let r = c.deposit(&object, Some((&[("Content-Type", "text/plain")], text.as_bytes()))).await?;
+    c.created(&r, "objects").map_err(|e| fail!("depositing a text object: {e}"))
+}
+
+/// The attributes of an object or folder as sorted (lower-case name, values) pairs.
+fn attr_set(item: &Value) -> Res<Vec<(String, Vec<String>)>> {
+    let mut out = Vec::new();
+    for a in arr_at(item, "/attributes/attribute")? {
+        let name = str_at(a, "/name")?.to_ascii_lowercase();
+        let values = strings(arr_at(a, "/value")?, &name)?;
+        out.push((name, values));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// An object as a search returned it must be the object as GET returns it.
+fn same_object(found: &Value, got: &Value) -> Res {
+    let url = str_at(got, "/resourceURL")?;
+    ensure!(str_at(found, "/resourceURL")? == url, "resourceURL differs from GET: {}", brief(found));
+    ensure!(
+        str_at(found, "/parentFolder")? == str_at(got, "/parentFolder")?,
+        "{url}: parentFolder differs from GET: {}",
+        brief(found)
+    );
+    ensure!(attr_set(found)? == attr_set(got)?, "{url}: attributes differ from GET: {}", brief(found));
+    ensure!(
+        sorted(flag_list(found, "/flags/flag")?) == sorted(flag_list(got, "/flags/flag")?),
+        "{url}: flags differ from GET: {}",
+        brief(found)
+    );
+    ensure!(u64_at(found, "/lastModSeq")? == u64_at(got, "/lastModSeq")?, "{url}: lastModSeq differs from GET");
+    for p in ["/path", "/payloadURL", "/payloadPart", "/correlationId"] {
+        if let Some(x) = found.pointer(p) {
+            ensure!(got.pointer(p) == Some(x), "{url}: {p} differs from GET: {}", brief(x));
+        }
+    }
+    Ok(())
+}
+
+/// A whole-request refusal of a bulk request: status `code` with either a `requestError` of
+/// `message_id` or a `bulkResponseList` whose every entry fails with `code` and `message_id`.
+fn bulk_refused(c: &Ctx, r: &Resp, code: u16, message_id: &str) -> Res {
+    r.status(code)?;
+    let v = r.json()?;
+    if v.get("bulkResponseList").is_some() {
+        let n = arr_at(&v, "/bulkResponseList/response")?.len();
+        let expect: Vec<Expect> = (0..n).map(|_| Expect::Failure(u64::from(code), message_id)).collect();
+        check_responses(c, &v, &expect).map_err(|e| fail!("{}: {e}", r.describe()))?;
+        return Ok(());
+    }
+    r.error(code, message_id).map(|_| ())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-OBJECTS-SEARCH
+// ---------------------------------------------------------------------------------------
+
+async fn objects_search_support(c: &Ctx) -> Res {
+    let f = c.scratch("osearch").await?;
+    let sub = c.folder_in(&f, "sub").await?;
+    let a =
+        object_with(c, &f, &[("Subject", "Football tonight"), ("From", PARTY1), ("To", PARTY2)], &["\\Seen"]).await?;
+    let b =
+        object_with(c, &f, &[("Subject", "Lunch plans"), ("From", PARTY2), ("To", PARTY3)], &["\\Seen", "\\Flagged"])
+            .await?;
+    let d = text_object_with(
+        c,
+        &sub,
+        &[("Subject", "Weekend"), ("From", PARTY3), ("To", PARTY1)],
+        &[],
+        "Meet me at the zebracorn fountain.",
+    )
+    .await?;
+    let sel = |criteria: &[Value], op: Option<&str>| selection(&f, 50, criteria, op);
+    let cases: Vec<(&str, Value, Vec<&Item>)> = vec![
+        ("no criteria", sel(&[], None), vec![&a, &b, &d]),
+        ("Attribute (name in another case)", sel(&[crit("Attribute", Some("subject"), "Lunch plans")], None), vec![&b]),
+        ("Attribute (part of the value)", sel(&[crit("Attribute", Some("Subject"), "Lunch")], None), vec![]),
+        ("Attribute From", sel(&[crit("Attribute", Some("From"), PARTY2)], None), vec![&b]),
+        ("Attribute To", sel(&[crit("Attribute", Some("To"), PARTY2)], None), vec![&a]),
+        ("AllTextAttributes (other case)", sel(&[crit("AllTextAttributes", None, "FOOTBALL")], None), vec![&a]),
+        ("AllTextAttributes (substring)", sel(&[crit("AllTextAttributes", None, "otbal")], None), vec![&a]),
+        ("Flag true", sel(&[crit("Flag", Some("\\Seen"), "true")], None), vec![&a, &b]),
+        ("Flag false", sel(&[crit("Flag", Some("\\Seen"), "false")], None), vec![&d]),
+        ("Flag \\Flagged", sel(&[crit("Flag", Some("\\Flagged"), "true")], None), vec![&b]),
+        ("WholeWord (payload)", sel(&[crit("WholeWord", None, "zebracorn")], None), vec![&d]),
+        ("WholeWord (part of a word)", sel(&[crit("WholeWord", None, "zebra")], None), vec![]),
+        (
+            "Or",
+            sel(
+                &[crit("Attribute", Some("Subject"), "Lunch plans"), crit("Attribute", Some("Subject"), "Weekend")],
+                Some("Or"),
+            ),
+            vec![&b, &d],
+        ),
+        (
+            "And",
+            sel(&[crit("Flag", Some("\\Seen"), "true"), crit("Attribute", Some("From"), PARTY1)], Some("And")),
+            vec![&a],
+        ),
+        ("Not", sel(&[crit("Flag", Some("\\Seen"), "true")], Some("Not")), vec![&d]),
+        (
+            "Date (a range around now)",
+            sel(&[crit("Date", None, &format!("minDate={LONG_AGO}&maxDate={FAR_AHEAD}"))], None),
+            vec![&a, &b, &d],
+        ),
+        ("Date (maxDate in the past)", sel(&[crit("Date", None, &format!("maxDate={LONG_AGO}"))], None), vec![]),
+        ("Date (minDate in the future)", sel(&[crit("Date", None, &format!("minDate={FAR_AHEAD}"))], None), vec![]),
+    ];
+    for (what, s, want) in &cases {
+        expect_found(c, "objects", what, s, want).await?;
+    }
+    // CreatedObjects: "" lists the existing objects and answers a creation cursor; with that
+    // cursor, only what was created since.
+    let created = sel(&[crit("CreatedObjects", None, "")], None);
+    let w = c.search_all("objects", &created).await?;
+    ensure!(
+        sorted(w.urls.clone()) == sorted(vec![a.url.clone(), b.url.clone(), d.url.clone()]),
+        "CreatedObjects \"\": {:?}",
+        ids(&w.urls)
+    );
+    let cursor = str_at(&w.last, "/creationCursor").map_err(|e| fail!("CreatedObjects: {e}"))?.to_string();
+    let e = object_with(c, &f, &[("Subject", "Created later")], &[]).await?;
+    let since = sel(&[crit("CreatedObjects", None, &cursor)], None);
+    let w = c.search_all("objects", &since).await?;
+    ensure!(
+        w.urls == [e.url.clone()],
+        "CreatedObjects since the cursor should find only the new object: {:?}",
+        ids(&w.urls)
+    );
+    str_at(&w.last, "/creationCursor").map_err(|e| fail!("CreatedObjects with a cursor: {e}"))?;
+    // VanishedObjects: an objectReferenceList naming the object just deleted.
+    c.http.delete(&e.url).await?.status(204)?;
+    let v = c
+        .search(
+            "objects",
+            &json!({"maxEntries": 100, "searchCriteria": {"criterion": [crit("VanishedObjects", None, "")]}}),
+        )
+        .await?
+        .json_with(200)?;
+    let list = arr_at(&v, "/objectReferenceList/objectReference")?;
+    let mut vanished = Vec::new();
+    for r in list {
+        vanished.push(c.url_at(r, "/resourceURL", "objects")?);
+    }
+    ensure!(vanished.contains(&e.url), "VanishedObjects should name the deleted {}: {}", e.url, brief(&v));
+    absent(&v, "/objectList")?;
+    // Refusals.
+    let url = c.operation("objects", "search");
+    not_allowed(c, Method::PUT, &url, &["POST"]).await?;
+    post_raw(c, &url, "application/json", "{\"selectionCriteria\": {").await?.error(400, "SVC0002")?;
+    c.search("objects", &json!({"searchScope": {"resourceURL": f.url}})).await?.error(400, "SVC0002")?;
+    c.search("objects", &sel(&[crit("NoSuchType", None, "x")], None)).await?.error(400, "SVC0003")?;
+    let preset = format!("NoSuchPreset-{}", c.tag);
+    c.search("objects", &sel(&[crit("PresetSearch", Some(&preset), "")], None)).await?.error(400, "SVC0003")?;
+    let vanished_and = sel(&[crit("VanishedObjects", None, ""), crit("Flag", Some("\\Seen"), "true")], None);
+    c.search("objects", &vanished_and).await?.error(400, "SVC0002")?;
+    let unknown_scope = json!({"maxEntries": 10, "searchScope": {"resourceURL": c.unknown("folders")}});
+    c.search("objects", &unknown_scope).await?.error(400, "SVC0002")?;
+    Ok(())
+}
+
+async fn objects_search_post(c: &Ctx) -> Res {
+    let f = c.scratch("osearchpost").await?;
+    let sub = c.folder_in(&f, "sub").await?;
+    let mut made = Vec::new();
+    for (subject, flags) in [("delta", &["\\Seen"][..]), ("alpha", &[]), ("charlie", &["\\Flagged"]), ("bravo", &[])] {
+        made.push(object_with(c, &f, &[("Subject", subject)], flags).await?);
+    }
+    made.push(text_object_with(c, &f, &[("Subject", "foxtrot")], &["\\Seen"], "a text payload").await?);
+    let echo = object_with(c, &sub, &[("Subject", "echo")], &[]).await?;
+    let mut all: Vec<&Item> = made.iter().collect();
+    all.push(&echo);
+    // One page, recursive: full objects, as GET answers them.
+    let w = c.search_all("objects", &selection(&f, 50, &[], None)).await?;
+    ensure!(w.pages == 1 && w.first_cursor.is_none(), "6 objects with maxEntries=50 should be one page without cursor");
+    ensure!(
+        sorted(w.urls.clone()) == sorted(all.iter().map(|i| i.url.clone()).collect()),
+        "recursive search of {} found {:?}",
+        f.path,
+        ids(&w.urls)
+    );
+    for item in &w.items {
+        let url = str_at(item, "/resourceURL")?;
+        let got = c.get_json(url).await?;
+        same_object(item, at(&got, "/object")?)?;
+    }
+    // Not recursive.
+    let mut flat = selection(&f, 50, &[], None);
+    flat["nonRecursiveScope"] = json!(true);
+    expect_found(c, "objects", "nonRecursiveScope", &flat, &made.iter().collect::<Vec<_>>()).await?;
+    // Paging by 2: 3 pages, every object once, only the last without cursor.
+    let paged = selection(&f, 2, &[], None);
+    let w = c.search_all("objects", &paged).await?;
+    ensure!(w.pages == 3, "6 objects by 2 should take 3 pages, took {}", w.pages);
+    ensure!(sorted(w.urls.clone()) == sorted(all.iter().map(|i| i.url.clone()).collect()), "pages: {:?}", ids(&w.urls));
+    let cursor = w.first_cursor.ok_or_else(|| fail!("no cursor on the first of 3 pages"))?;
+    // A forged cursor, and a cursor replayed with other criteria.
+    let mut forged = paged.clone();
+    forged["fromCursor"] = json!(tamper(&cursor));
+    c.search("objects", &forged).await?.error(400, "SVC0002")?;
+    let mut other = selection(&f, 2, &[crit("Flag", Some("\\Seen"), "true")], None);
+    other["fromCursor"] = json!(cursor);
+    c.search("objects", &other).await?.error(400, "SVC0002")?;
+    // Sorted by an attribute, across pages.
+    let order = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+    for (dir, want) in [("Ascending", order.to_vec()), ("Descending", order.iter().rev().copied().collect())] {
+        let mut s = selection(&f, 4, &[], None);
+        s["sortCriteria"] = json!({"criterion": [{"type": "Attribute", "name": "Subject", "order": dir}]});
+        let w = c.search_all("objects", &s).await?;
+        let subjects = w.items.iter().map(|o| attr1(o, "Subject")).collect::<Res<Vec<_>>>()?;
+        ensure!(subjects == want, "sorted by Subject {dir}: {subjects:?}");
+    }
+    // Sorted by date: the same objects.
+    let mut s = selection(&f, 4, &[], None);
+    s["sortCriteria"] = json!({"criterion": [{"type": "Date", "order": "Ascending"}]});
+    let w = c.search_all("objects", &s).await?;
+    ensure!(w.urls.len() == all.len(), "sorted by Date: {:?}", ids(&w.urls));
+    // An empty result is an empty list.
+    let none = selection(&sub, 10, &[crit("Attribute", Some("Subject"), "delta")], None);
+    let v = c.search("objects", &none).await?.json_with(200)?;
+    ensure!(v.pointer("/objectList/object").is_none_or(|x| x == &json!([])), "empty result: {}", brief(&v));
+    absent(&v, "/objectList/cursor")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-OBJECTS-bulkCreation
+// ---------------------------------------------------------------------------------------
+
+/// POST a bulkCreation: `root-fields` with `{"objectList": {"object": objects}}`, then one
+/// `attachments` part per payload (`None`: an empty part without Content-Type).
+async fn bulk_create(c: &Ctx, objects: &[Value], payloads: &[Option<(&str, &[u8])>]) -> Res<Resp> {
+    let root = json!({"objectList": {"object": objects}}).to_string();
+    let mut m = Multipart::new("conformance-bulk-3c9d71").part(
+        &[("Content-Disposition", "form-data; name=\"root-fields\""), ("Content-Type", "application/json")],
+        root.as_bytes(),
+    );
+    for p in payloads {
+        m = match p {
+            Some((ct, content)) => {
+                m.part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", ct)], content)
+            }
+            None => m.part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Length", "0")], b""),
+        };
+    }
+    let (ct, body) = m.finish("multipart/form-data");
+    c.http.req(Method::POST, &c.operation("objects", "bulkCreation")).body(&ct, body).send().await
+}
+
+async fn objects_bulk_creation(c: &Ctx) -> Res {
+    let f = c.scratch("bulk").await?;
+    let text = "first bulk payload";
+    let bin = binary();
+    let auto = format!("{}/pictures", f.path);
+    let mut second = object_json(&f.url, &[("Subject", "no payload")], &["\\Seen"]);
+    if let Some(o) = second.as_object_mut() {
+        o.remove("parentFolder");
+        o.insert("parentFolderPath".into(), json!(auto));
+    }
+    let objects = [
+        object_json(&f.url, &[("Subject", "bulk one")], &["\\Seen", "\\Flagged"]),
+        second,
+        object_json(&c.unknown("folders"), &[], &[]),
+        object_json(&f.url, &[("Subject", "bulk four")], &[]),
+    ];
+    let r = bulk_create(
+        c,
+        &objects,
+        &[
+            Some(("text/plain", text.as_bytes())),
+            None,
+            Some(("text/plain", b"x")),
+            Some(("application/octet-stream", &bin)),
+        ],
+    )
+    .await?;
+    let v = r.json_with(200)?;
+    let list = check_responses(
+        c,
+        &v,
+        &[
+            Expect::Success(201, "objects", None),
+            Expect::Success(201, "objects", None),
+            Expect::Failure(400, "SVC0002"),
+            Expect::Success(201, "objects", None),
+        ],
+    )?;
+    let item = |i: usize| -> Res<Item> {
+        let url = str_at(&list[i], "/success/resourceURL")?.to_string();
+        let path = str_at(&list[i], "/success/path")?.to_string();
+        Ok(Item { name: last_segment(&url).to_string(), url, path })
+    };
+    let (o1, o2, o4) = (item(0)?, item(1)?, item(3)?);
+    ensure!(o1.url != o4.url && o1.url != o2.url, "created objects share a URL: {}", brief(&v));
+    for (o, parent) in [(&o1, f.path.as_str()), (&o2, auto.as_str()), (&o4, f.path.as_str())] {
+        ensure!(o.path == format!("{parent}/{}", o.name), "success.path {:?} should be {parent}/<id>", o.path);
+    }
+    // Read back.
+    let ov = read_object(c, &o1).await?;
+    ensure!(str_at(&ov, "/parentFolder")? == f.url, "parentFolder: {}", brief(&ov));
+    ensure!(attr(&ov, "Subject")? == Some(owned(&["bulk one"])), "Subject: {}", brief(&ov));
+    ensure!(sorted(flag_list(&ov, "/flags/flag")?) == ["\\Flagged", "\\Seen"], "flags: {}", brief(&ov));
+    let parts = arr_at(&ov, "/payloadPart")?;
+    ensure!(parts.len() == 1 && u64_at(&parts[0], "/size")? == text.len() as u64, "payloadPart: {}", brief(&ov));
+    ensure!(str_at(&parts[0], "/contentType")?.starts_with("text/plain"), "contentType: {}", brief(&ov));
+    let ov = read_object(c, &o2).await?;
+    let pv = c.path_to_id("folders", &auto).await?.json_with(200).map_err(|e| fail!("the folder {auto}: {e}"))?;
+    ensure!(str_at(&ov, "/parentFolder")? == str_at(&pv, "/reference/resourceURL")?, "parentFolder: {}", brief(&ov));
+    absent(&ov, "/payloadURL")?;
+    ensure!(flag_list(&ov, "/flags/flag")? == ["\\Seen"], "flags: {}", brief(&ov));
+    let ov = read_object(c, &o4).await?;
+    let parts = arr_at(&ov, "/payloadPart")?;
+    ensure!(parts.len() == 1 && u64_at(&parts[0], "/size")? == bin.len() as u64, "payloadPart: {}", brief(&ov));
+    // Refusals: every object failing, malformed root fields, no root fields, a wrong method.
+    let bad = object_json(&c.unknown("folders"), &[], &[]);
+    bulk_refused(c, &bulk_create(c, &[bad], &[None]).await?, 400, "SVC0002")?;
+    let (ct, body) = Multipart::new("conformance-bulk-bad")
+        .part(
+            &[("Content-Disposition", "form-data; name=\"root-fields\""), ("Content-Type", "application/json")],
+            b"{\"objectList\": {",
+        )
+        .finish("multipart/form-data");
+    let url = c.operation("objects", "bulkCreation");
+    c.http.req(Method::POST, &url).body(&ct, body).send().await?.error(400, "SVC0002")?;
+    let (ct, body) = Multipart::new("conformance-bulk-noroot")
+        .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "text/plain")], b"hi")
+        .finish("multipart/form-data");
+    c.http.req(Method::POST, &url).body(&ct, body).send().await?.error(400, "SVC0002")?;
+    not_allowed(c, Method::PUT, &url, &["POST"]).await?;
+    let (_, objs) = c.children(&f, "Objects").await?;
+    ensure!(sorted(objs.clone()) == sorted(vec![o1.url, o4.url]), "objects in {}: {:?}", f.path, ids(&objs));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-FOLDERS-SEARCH
+// ---------------------------------------------------------------------------------------
+
+/// The root search of the spec's example: `Attribute` `name` = `Yes`, all pages.
+async fn root_search(c: &Ctx, name: &str, max: u64) -> Res<Walk> {
+    let sel = json!({"maxEntries": max, "searchCriteria": {"criterion": [crit("Attribute", Some(name), "Yes")]}});
+    c.search_all("folders", &sel).await
+}
+
+async fn folders_search_support(c: &Ctx) -> Res {
+    let w = root_search(c, "Root", 10).await?;
+    ensure!(w.urls.contains(&c.root.url), "the root search should find {}: {:?}", c.root.url, w.urls);
+    let url = c.operation("folders", "search");
+    not_allowed(c, Method::PUT, &url, &["POST"]).await?;
+    post_raw(c, &url, "application/json", "{\"selectionCriteria\": {").await?.error(400, "SVC0002")?;
+    let no_max = json!({"searchCriteria": {"criterion": [crit("Attribute", Some("Root"), "Yes")]}});
+    c.search("folders", &no_max).await?.error(400, "SVC0002")?;
+    let unknown = json!({"maxEntries": 10, "searchCriteria": {"criterion": [crit("NoSuchType", None, "x")]}});
+    c.search("folders", &unknown).await?.error(400, "SVC0003")?;
+    Ok(())
+}
+
+async fn folders_search_root(c: &Ctx) -> Res {
+    // A scratch folder and object, so the box is not empty whatever it held before.
+    let f = c.scratch("rootsearch").await?;
+    c.object_in(&f, &[]).await?;
+    for (name, max) in [("root", 1), ("Root", 10)] {
+        let w = root_search(c, name, max).await?;
+        let mut roots = 0;
+        for (folder, url) in w.items.iter().zip(&w.urls) {
+            ensure!(attr1(folder, "Root")? == "Yes", "{url} found by the root search lacks Root=Yes");
+            absent(folder, "/parentFolder")?;
+            u64_at(folder, "/lastModSeq")?;
+            let subs = arr_at(folder, "/subFolders/folderReference").map_err(|e| fail!("root {url}: {e}"))?;
+            let mut sub_urls = Vec::new();
+            for s in subs {
+                sub_urls.push(c.url_at(s, "/resourceURL", "folders")?);
+            }
+            for o in arr_at(folder, "/objects/objectReference").map_err(|e| fail!("root {url}: {e}"))? {
+                c.url_at(o, "/resourceURL", "objects")?;
+            }
+            if *url != c.root.url {
+                continue;
+            }
+            roots += 1;
+            if let Some(n) = folder.get("name") {
+                ensure!(n == "", "root name should be \"\": {}", brief(folder));
+            }
+            if let Some(p) = folder.get("path") {
+                ensure!(p == "", "root path should be \"\": {}", brief(folder));
+            }
+            // Unless the root's own listing is cut (a cursor), it names the run folder.
+            ensure!(
+                folder.get("cursor").is_some() || sub_urls.contains(&c.run.url),
+                "root subFolders should list the run folder {}: {}",
+                c.run.url,
+                brief(folder)
+            );
+        }
+        ensure!(roots == 1, "the root {} should be found once with name {name:?}: {:?}", c.root.url, w.urls);
+    }
+    Ok(())
+}
+
+async fn folders_search_other(c: &Ctx) -> Res {
+    let f = c.scratch("fsearch").await?;
+    let apple1 = c.folder_in(&f, "apple").await?;
+    let apple2 = c.folder_in(&f, "apple").await?;
+    let pear = c.folder_in(&f, "pear").await?;
+    let apple3 = c.folder_in(&pear, "apple").await?;
+    let apples = [&apple1, &apple2, &apple3];
+    let name = crit("Attribute", Some("Name"), &apple2.name);
+    expect_found(c, "folders", "Attribute Name", &selection(&f, 10, &[name], None), &[&apple2]).await?;
+    let text = crit("AllTextAttributes", None, "APPLE");
+    expect_found(c, "folders", "AllTextAttributes", &selection(&f, 10, std::slice::from_ref(&text), None), &apples)
+        .await?;
+    let mut flat = selection(&f, 10, std::slice::from_ref(&text), None);
+    flat["nonRecursiveScope"] = json!(true);
+    expect_found(c, "folders", "nonRecursiveScope", &flat, &[&apple1, &apple2]).await?;
+    let mut dated = selection(&f, 10, &[crit("Date", None, &format!("minDate={LONG_AGO}&maxDate={FAR_AHEAD}"))], None);
+    dated["nonRecursiveScope"] = json!(true);
+    expect_found(c, "folders", "Date (around now)", &dated, &[&apple1, &apple2, &pear]).await?;
+    let past = selection(&f, 10, &[crit("Date", None, &format!("maxDate={LONG_AGO}"))], None);
+    expect_found(c, "folders", "Date (in the past)", &past, &[]).await?;
+    // Paging by 1, and the shape of each folder.
+    let paged = selection(&f, 1, &[text], None);
+    let w = c.search_all("folders", &paged).await?;
+    ensure!(w.pages == 3, "3 folders by 1 should take 3 pages, took {}", w.pages);
+    ensure!(sorted(w.urls.clone()) == sorted(apples.iter().map(|i| i.url.clone()).collect()), "pages: {:?}", w.urls);
+    for (folder, url) in w.items.iter().zip(&w.urls) {
+        let Some(want) = apples.iter().find(|a| &a.url == url) else { continue };
+        let parent = if want.url == apple3.url { &pear.url } else { &f.url };
+        ensure!(str_at(folder, "/parentFolder")? == *parent, "parentFolder: {}", brief(folder));
+        ensure!(str_at(folder, "/name")? == want.name, "name: {}", brief(folder));
+        ensure!(attr1(folder, "Name")? == want.name, "Name attribute: {}", brief(folder));
+        u64_at(folder, "/lastModSeq")?;
+    }
+    let cursor = w.first_cursor.ok_or_else(|| fail!("no cursor on the first of 3 pages"))?;
+    let mut forged = paged.clone();
+    forged["fromCursor"] = json!(tamper(&cursor));
+    c.search("folders", &forged).await?.error(400, "SVC0002")?;
+    let mut other = selection(&f, 1, &[crit("AllTextAttributes", None, "pear")], None);
+    other["fromCursor"] = json!(cursor);
+    c.search("folders", &other).await?.error(400, "SVC0002")?;
+    let unknown_scope = json!({"maxEntries": 10, "searchScope": {"resourceURL": c.unknown("folders")}});
+    c.search("folders", &unknown_scope).await?.error(400, "SVC0002")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-FOLDERS-COPY
+// ---------------------------------------------------------------------------------------
+
+/// Refusals common to copyToFolder and moveToFolder: a wrong method, a malformed body, a
+/// target that names no folder (nothing happens), a source that names nothing (an entry
+/// failing with 400 SVC0002 naming it, the other source still done). Returns the answer for
+/// the valid source.
+async fn relocate_refusals(c: &Ctx, op: &str, src: &Item, dst: &Item, o: &Item) -> Res<Value> {
+    let url = c.operation("folders", op);
+    not_allowed(c, Method::PUT, &url, &["POST"]).await?;
+    post_raw(c, &url, "application/json", "{\"targetSourceRef\": {").await?.error(400, "SVC0002")?;
+    c.relocate(op, &c.unknown("folders"), &[], &[&o.url]).await?.error(400, "SVC0002")?;
+    let ov = read_object(c, o).await?;
+    ensure!(str_at(&ov, "/parentFolder")? == src.url, "{op} to a missing target moved the object: {}", brief(&ov));
+    let (_, objs) = c.children(dst, "Objects").await?;
+    ensure!(objs.is_empty(), "{op} to a missing target changed {}: {:?}", dst.path, ids(&objs));
+    let missing = c.unknown("objects");
+    let v = c.relocate(op, &dst.url, &[], &[&o.url, &missing]).await?.json_with(200)?;
+    let list = check_responses(c, &v, &[Expect::Success(200, "objects", None), Expect::Failure(400, "SVC0002")])?;
+    ensure!(failure_variables(&list[1])?.contains(&missing), "the failure should name {missing}: {}", brief(&list[1]));
+    Ok(list[0].clone())
+}
+
+async fn copy_support(c: &Ctx) -> Res {
+    let f = c.scratch("copy").await?;
+    let src = c.folder_in(&f, "src").await?;
+    let dst = c.folder_in(&f, "dst").await?;
+    let o = c.object_in(&src, &[]).await?;
+    let done = relocate_refusals(c, "copyToFolder", &src, &dst, &o).await?;
+    let copy = str_at(&done, "/success/resourceURL")?;
+    ensure!(copy != o.url, "a copy needs a new resourceURL: {}", brief(&done));
+    let (_, objs) = c.children(&dst, "Objects").await?;
+    ensure!(objs == [copy.to_string()], "{} should hold just the copy: {:?}", dst.path, ids(&objs));
+    let (_, objs) = c.children(&src, "Objects").await?;
+    ensure!(objs == [o.url.clone()], "{} should still hold the original: {:?}", src.path, ids(&objs));
+    Ok(())
+}
+
+async fn copy_objects(c: &Ctx) -> Res {
+    let f = c.scratch("copyobj").await?;
+    let src = c.folder_in(&f, "src").await?;
+    let dst = c.folder_in(&f, "dst").await?;
+    let text = "copy me, payload and all";
+    let o1 = text_object_with(c, &src, &[("Subject", "first")], &["\\Seen"], text).await?;
+    let o2 = object_with(c, &src, &[("Subject", "second")], &["\\Flagged"]).await?;
+    let v = c.relocate("copyToFolder", &dst.url, &[], &[&o1.url, &o2.url]).await?.json_with(200)?;
+    let list = check_responses(c, &v, &[Expect::Success(200, "objects", None), Expect::Success(200, "objects", None)])?;
+    let mut copies = Vec::new();
+    for (r, orig) in list.iter().zip([&o1, &o2]) {
+        let url = str_at(r, "/success/resourceURL")?.to_string();
+        ensure!(url != o1.url && url != o2.url, "a copy needs a new resourceURL: {}", brief(r));
+        let id = last_segment(&url).to_string();
+        ensure!(str_at(r, "/success/path")? == child_path(&dst, &id), "success.path: {}", brief(r));
+        let cv = c.get_json(&url).await?;
+        let cv = at(&cv, "/object")?;
+        let ov = read_object(c, orig).await?;
+        ensure!(str_at(cv, "/parentFolder")? == dst.url, "the copy's parentFolder: {}", brief(cv));
+        ensure!(str_at(cv, "/path")? == child_path(&dst, &id), "the copy's path: {}", brief(cv));
+        ensure!(attr(cv, "Subject")? == attr(&ov, "Subject")?, "the copy's Subject: {}", brief(cv));
+        ensure!(sorted(flag_list(cv, "/flags/flag")?) == sorted(flag_list(&ov, "/flags/flag")?), "the copy's flags");
+        ensure!(str_at(&ov, "/parentFolder")? == src.url, "the original moved: {}", brief(&ov));
+        copies.push((url, cv.clone()));
+    }
+    ensure!(copies[0].0 != copies[1].0, "the two copies share a URL");
+    // The payload came along, byte for byte; the payload-less object stays so.
+    let parts = arr_at(&copies[0].1, "/payloadPart")?;
+    ensure!(parts.len() == 1, "the copy should have one payload part: {}", brief(&copies[0].1));
+    let href = str_at(&parts[0], "/href")?;
+    c.check_url(href, "objects")?;
+    ensure!(href.starts_with(&format!("{}/", copies[0].0)), "payloadPart href {href:?} should be under the copy");
+    let r = c.http.get(href).await?;
+    r.status(200)?;
+    ensure!(r.body == text.as_bytes(), "the copied payload differs: {}", r.describe());
+    absent(&copies[1].1, "/payloadURL")?;
+    let (_, objs) = c.children(&dst, "Objects").await?;
+    ensure!(
+        sorted(objs) == sorted(copies.iter().map(|(u, _)| u.clone()).collect()),
+        "{} should hold the copies",
+        dst.path
+    );
+    let (_, objs) = c.children(&src, "Objects").await?;
+    ensure!(sorted(objs) == sorted(vec![o1.url.clone(), o2.url.clone()]), "{} should keep the originals", src.path);
+    Ok(())
+}
+
+/// A tree `a/{oa, b/{ob}}` in `parent`, plus the Subjects of oa and ob.
+async fn tree_in(c: &Ctx, parent: &Item) -> Res<(Item, Item, Item, Item)> {
+    let a = c.folder_in(parent, "a").await?;
+    let b = c.folder_in(&a, "b").await?;
+    let oa = text_object_with(c, &a, &[("Subject", "in a")], &["\\Seen"], "object in a").await?;
+    let ob = object_with(c, &b, &[("Subject", "in b")], &[]).await?;
+    Ok((a, b, oa, ob))
+}
+
+async fn copy_folders(c: &Ctx) -> Res {
+    let f = c.scratch("copytree").await?;
+    let dst = c.folder_in(&f, "dst").await?;
+    let (a, b, oa, ob) = tree_in(c, &f).await?;
+    let loose = object_with(c, &f, &[("Subject", "loose")], &[]).await?;
+    // Folders are answered first, then objects.
+    let v = c.relocate("copyToFolder", &dst.url, &[&a.url], &[&loose.url]).await?.json_with(200)?;
+    let list = check_responses(c, &v, &[Expect::Success(200, "folders", None), Expect::Success(200, "objects", None)])?;
+    let a2 = str_at(&list[0], "/success/resourceURL")?.to_string();
+    ensure!(a2 != a.url, "the folder copy needs a new resourceURL: {}", brief(&list[0]));
+    let a2_path = format!("{}/{}", dst.path, a.name);
+    ensure!(str_at(&list[0], "/success/path")? == a2_path, "success.path should be {a2_path}: {}", brief(&list[0]));
+    let loose2 = str_at(&list[1], "/success/resourceURL")?;
+    ensure!(loose2 != loose.url, "the object copy needs a new resourceURL");
+    // The copy of a: same name under dst, new ids all the way down.
+    let a2_item = Item { url: a2.clone(), path: a2_path.clone(), name: a.name.clone() };
+    let fv = c.folder_get(&a2_item, "path=Yes").await?;
+    ensure!(str_at(&fv, "/folder/parentFolder")? == dst.url, "parentFolder of the copy: {}", brief(&fv));
+    ensure!(str_at(&fv, "/folder/name")? == a.name, "name of the copy: {}", brief(&fv));
+    ensure!(str_at(&fv, "/folder/path")? == a2_path, "path of the copy: {}", brief(&fv));
+    let (subs, objs) = c.children(&a2_item, "All").await?;
+    ensure!(subs.len() == 1 && subs[0] != b.url, "the copy of a should hold a new copy of b: {subs:?}");
+    ensure!(objs.len() == 1 && objs[0] != oa.url, "the copy of a should hold a new copy of oa: {objs:?}");
+    let oa2 = c.get_json(&objs[0]).await?;
+    ensure!(attr(&oa2["object"], "Subject")? == Some(owned(&["in a"])), "copy of oa: {}", brief(&oa2));
+    ensure!(flag_list(&oa2, "/object/flags/flag")? == ["\\Seen"], "flags of the copy of oa: {}", brief(&oa2));
+    let b2_path = format!("{a2_path}/{}", b.name);
+    let pv = c.path_to_id("folders", &b2_path).await?.json_with(200).map_err(|e| fail!("pathToId {b2_path}: {e}"))?;
+    ensure!(str_at(&pv, "/reference/resourceURL")? == subs[0], "pathToId of {b2_path}: {}", brief(&pv));
+    let b2 = Item { url: subs[0].clone(), path: b2_path, name: b.name.clone() };
+    let (subs, objs) = c.children(&b2, "All").await?;
+    ensure!(subs.is_empty() && objs.len() == 1 && objs[0] != ob.url, "the copy of b: {subs:?} {objs:?}");
+    let ob2 = c.get_json(&objs[0]).await?;
+    ensure!(attr(&ob2["object"], "Subject")? == Some(owned(&["in b"])), "copy of ob: {}", brief(&ob2));
+    ensure!(str_at(&ob2, "/object/parentFolder")? == b2.url, "parentFolder of the copy of ob: {}", brief(&ob2));
+    // The originals stay.
+    let (subs, objs) = c.children(&a, "All").await?;
+    ensure!(subs == [b.url.clone()] && objs == [oa.url.clone()], "the original a changed: {subs:?} {objs:?}");
+    ensure!(str_at(&c.folder_get(&a, "").await?, "/folder/parentFolder")? == f.url, "the original a moved");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// REST-NMS-FOLDERS-MOVE
+// ---------------------------------------------------------------------------------------
+
+async fn move_support(c: &Ctx) -> Res {
+    let f = c.scratch("move").await?;
+    let src = c.folder_in(&f, "src").await?;
+    let dst = c.folder_in(&f, "dst").await?;
+    let o = c.object_in(&src, &[]).await?;
+    let done = relocate_refusals(c, "moveToFolder", &src, &dst, &o).await?;
+    ensure!(str_at(&done, "/success/resourceURL")? == o.url, "a move keeps the resourceURL: {}", brief(&done));
+    let (_, objs) = c.children(&dst, "Objects").await?;
+    ensure!(objs == [o.url.clone()], "{} should hold the moved object: {:?}", dst.path, ids(&objs));
+    // A folder cannot go into its own subtree; the other source is still moved.
+    let (a, b, _, _) = tree_in(c, &f).await?;
+    let v = c.relocate("moveToFolder", &b.url, &[&a.url], &[&o.url]).await?.json_with(200)?;
+    check_responses(c, &v, &[Expect::Failure(400, "SVC0002"), Expect::Success(200, "objects", Some(&o.url))])?;
+    let fv = c.folder_get(&a, "path=Yes").await?;
+    ensure!(str_at(&fv, "/folder/parentFolder")? == f.url, "a folder moved into its own subtree: {}", brief(&fv));
+    ensure!(str_at(&fv, "/folder/path")? == a.path, "path of the refused folder: {}", brief(&fv));
+    ensure!(str_at(&read_object(c, &o).await?, "/parentFolder")? == b.url, "the object was not moved into b");
+    Ok(())
+}
+
+async fn move_objects(c: &Ctx) -> Res {
+    let f = c.scratch("moveobj").await?;
+    let src = c.folder_in(&f, "src").await?;
+    let dst = c.folder_in(&f, "dst").await?;
+    let text = "move me";
+    let o1 = text_object_with(c, &src, &[("Subject", "first")], &["\\Seen"], text).await?;
+    let o2 = object_with(c, &src, &[("Subject", "second")], &[]).await?;
+    let v = c.relocate("moveToFolder", &dst.url, &[], &[&o1.url, &o2.url]).await?.json_with(200)?;
+    let list = check_responses(
+        c,
+        &v,
+        &[Expect::Success(200, "objects", Some(&o1.url)), Expect::Success(200, "objects", Some(&o2.url))],
+    )?;
+    for (r, o) in list.iter().zip([&o1, &o2]) {
+        let new_path = child_path(&dst, &o.name);
+        if let Some(p) = r.pointer("/success/path") {
+            ensure!(p == &json!(new_path), "success.path should be {new_path}: {}", brief(r));
+        }
+        let ov = read_object(c, o).await?;
+        ensure!(str_at(&ov, "/parentFolder")? == dst.url, "parentFolder after the move: {}", brief(&ov));
+        ensure!(str_at(&ov, "/path")? == new_path, "path after the move: {}", brief(&ov));
+        c.path_to_id("objects", &o.path).await?.error(404, "SVC0004")?;
+        let pv = c.path_to_id("objects", &new_path).await?.json_with(200)?;
+        ensure!(str_at(&pv, "/reference/resourceURL")? == o.url, "pathToId of {new_path}: {}", brief(&pv));
+    }
+    let ov = read_object(c, &o1).await?;
+    let parts = arr_at(&ov, "/payloadPart")?;
+    ensure!(parts.len() == 1, "the moved object lost its payload: {}", brief(&ov));
+    let r = c.http.get(str_at(&parts[0], "/href")?).await?;
+    r.status(200)?;
+    ensure!(r.body == text.as_bytes(), "the moved payload differs: {}", r.describe());
+    let (_, objs) = c.children(&src, "Objects").await?;
+    ensure!(objs.is_empty(), "{} should be empty after the move: {:?}", src.path, ids(&objs));
+    let (_, objs) = c.children(&dst, "Objects").await?;
+    ensure!(sorted(objs) == sorted(vec![o1.url.clone(), o2.url.clone()]), "{} should hold both", dst.path);
+    Ok(())
+}
+
+async fn move_folders(c: &Ctx) -> Res {
+    let f = c.scratch("movetree").await?;
+    let dst = c.folder_in(&f, "dst").await?;
+    let (a, b, oa, ob) = tree_in(c, &f).await?;
+    let v = c.relocate("moveToFolder", &dst.url, &[&a.url], &[]).await?.json_with(200)?;
+    let list = check_responses(c, &v, &[Expect::Success(200, "folders", Some(&a.url))])?;
+    let a_path = format!("{}/{}", dst.path, a.name);
+    ensure!(str_at(&list[0], "/success/path")? == a_path, "success.path should be {a_path}: {}", brief(&list[0]));
+    let fv = c.folder_get(&a, "path=Yes").await?;
+    ensure!(str_at(&fv, "/folder/parentFolder")? == dst.url, "parentFolder after the move: {}", brief(&fv));
+    ensure!(str_at(&fv, "/folder/path")? == a_path, "path after the move: {}", brief(&fv));
+    // The content moved along, keeping its ids.
+    let b_path = format!("{a_path}/{}", b.name);
+    let fv = c.folder_get(&b, "path=Yes").await?;
+    ensure!(str_at(&fv, "/folder/parentFolder")? == a.url, "b's parentFolder: {}", brief(&fv));
+    ensure!(str_at(&fv, "/folder/path")? == b_path, "b's path after the move: {}", brief(&fv));
+    for (o, parent) in [(&oa, &a_path), (&ob, &b_path)] {
+        let ov = read_object(c, o).await?;
+        let want = format!("{parent}/{}", o.name);
+        ensure!(str_at(&ov, "/path")? == want, "object path after the move should be {want}: {}", brief(&ov));
+        let pv = c.path_to_id("objects", &want).await?.json_with(200)?;
+        ensure!(str_at(&pv, "/reference/resourceURL")? == o.url, "pathToId of {want}: {}", brief(&pv));
+        c.path_to_id("objects", &o.path).await?.error(404, "SVC0004")?;
+    }
+    c.path_to_id("folders", &a.path).await?.error(404, "SVC0004")?;
+    let pv = c.path_to_id("folders", &a_path).await?.json_with(200)?;
+    ensure!(str_at(&pv, "/reference/resourceURL")? == a.url, "pathToId of {a_path}: {}", brief(&pv));
+    let (subs, _) = c.children(&f, "Subfolders").await?;
+    ensure!(subs == [dst.url.clone()], "{} should hold only dst now: {subs:?}", f.path);
+    let (subs, _) = c.children(&dst, "Subfolders").await?;
+    ensure!(subs == [a.url.clone()], "{} should hold a: {subs:?}", dst.path);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1363,8 +2263,15 @@ mod tests {
         let optional: Vec<_> = CASES.iter().filter(|c| !c.mandatory).map(|c| c.id).collect();
         assert_eq!(
             optional,
-            ["REST-NMS-AOBJECT-FLAGS-S-003-O", "REST-NMS-AOBJECT-PAYLOAD-S-001-M", "REST-NMS-AOBJECT-PAYLOAD-S-002-M"]
+            [
+                "REST-NMS-AOBJECT-FLAGS-S-003-O",
+                "REST-NMS-AOBJECT-PAYLOAD-S-001-M",
+                "REST-NMS-AOBJECT-PAYLOAD-S-002-M",
+                "REST-NMS-FOLDERS-SEARCH-S-003-O"
+            ]
         );
+        // Optional in NMS, Mandatory in the CPM table.
+        assert!(CASES.iter().any(|c| c.id == "REST-NMS-OBJECTS-bulkCreation-S-001-O" && c.mandatory));
     }
 
     #[test]
