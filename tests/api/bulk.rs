@@ -15,7 +15,10 @@ fn codes(v: &Value) -> Vec<u64> {
     v["bulkResponseList"]["response"].as_array().unwrap().iter().map(|r| r["code"].as_u64().unwrap()).collect()
 }
 
-fn attachment(content_type: Option<&str>, body: &[u8]) -> (Vec<(&'static str, String)>, Vec<u8>) {
+/// One payload part of a bulkCreation body: its headers and content.
+type Attachment = (Vec<(&'static str, String)>, Vec<u8>);
+
+fn attachment(content_type: Option<&str>, body: &[u8]) -> Attachment {
     let mut h = vec![("Content-Disposition", "form-data; name=\"attachments\"".to_string())];
     if let Some(t) = content_type {
         h.push(("Content-Type", t.to_string()));
@@ -24,7 +27,7 @@ fn attachment(content_type: Option<&str>, body: &[u8]) -> (Vec<(&'static str, St
 }
 
 /// A bulkCreation body: root fields with `objects`, then the given payload parts.
-fn bulk_body(objects: Value, parts: &[(Vec<(&'static str, String)>, Vec<u8>)]) -> (String, Vec<u8>) {
+fn bulk_body(objects: Value, parts: &[Attachment]) -> (String, Vec<u8>) {
     let json = serde_json::to_vec(&json!({"objectList": {"object": objects}})).unwrap();
     let mut m = form().part(
         &[("Content-Disposition", "form-data; name=\"root-fields\""), ("Content-Type", "application/json")],
