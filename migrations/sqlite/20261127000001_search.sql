@@ -31,5 +31,15 @@ CREATE INDEX objects_box_id ON objects(box_id, id);
 CREATE INDEX objects_box_stored ON objects(box_id, stored_at_ms, id);
 CREATE INDEX objects_box_creation ON objects(box_id, creation_seq, id);
 CREATE INDEX tombstones_box_kind ON tombstones(box_id, kind, id);
+-- Attribute and flag lookups are box-first, so one box's search never reads another's
+-- entries, and end in the object id, so a page can be read from them in id order.
+ALTER TABLE object_attributes ADD COLUMN box_id INTEGER NOT NULL DEFAULT 0;
+UPDATE object_attributes SET box_id = (SELECT o.box_id FROM objects o WHERE o.id = object_attributes.object_id);
+DROP INDEX object_attributes_lookup;
+CREATE INDEX object_attributes_lookup ON object_attributes(box_id, name_lc, value, object_id);
+ALTER TABLE object_flags ADD COLUMN box_id INTEGER NOT NULL DEFAULT 0;
+UPDATE object_flags SET box_id = (SELECT o.box_id FROM objects o WHERE o.id = object_flags.object_id);
+DROP INDEX object_flags_lookup;
+CREATE INDEX object_flags_lookup ON object_flags(box_id, flag_lc, object_id);
 CREATE INDEX folder_attributes_lookup ON folder_attributes(name_lc, value);
 CREATE INDEX folder_flags_lookup ON folder_flags(flag_lc, folder_id);

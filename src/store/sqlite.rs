@@ -172,22 +172,23 @@ async fn resolve_parent(tx: &mut Tx<'_>, b: &BoxRow, parent: &ParentRef, seq: i6
     }
 }
 
-async fn insert_attributes(tx: &mut Tx<'_>, table: &str, owner: i64, attrs: &[Attribute]) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO {table} ({}, name_lc, name, position, value) VALUES (?, ?, ?, ?, ?)",
-        if table == "object_attributes" { "object_id" } else { "folder_id" }
-    );
+/// Insert attributes of an object or folder (`table`); object rows also carry the box, so
+/// that attribute lookups stay within one box.
+async fn insert_attributes(tx: &mut Tx<'_>, table: &str, owner: i64, b: &BoxRow, attrs: &[Attribute]) -> Result<()> {
+    let objects = table == "object_attributes";
+    let sql = if objects {
+        "INSERT INTO object_attributes (object_id, box_id, name_lc, name, position, value) VALUES (?, ?, ?, ?, ?, ?)"
+    } else {
+        "INSERT INTO folder_attributes (folder_id, name_lc, name, position, value) VALUES (?, ?, ?, ?, ?)"
+    };
     for a in attrs {
         let lc = a.name.to_ascii_lowercase();
         for (i, v) in a.values.iter().enumerate() {
-            sqlx::query(AssertSqlSafe(sql.as_str()))
-                .bind(owner)
-                .bind(&lc)
-                .bind(&a.name)
-                .bind(i as i64)
-                .bind(v)
-                .execute(&mut **tx)
-                .await?;
+            let mut q = sqlx::query(sql).bind(owner);
+            if objects {
+                q = q.bind(b.id);
+            }
+            q.bind(&lc).bind(&a.name).bind(i as i64).bind(v).execute(&mut **tx).await?;
         }
     }
     Ok(())
@@ -244,14 +245,20 @@ where
         .await?)
 }
 
-async fn insert_flag(tx: &mut Tx<'_>, t: FlagTarget<'_>, owner: i64, flag: &str) -> Result<()> {
-    let (table, col, _, _) = flag_tables(t);
-    sqlx::query(sql!("INSERT INTO {table} ({col}, flag_lc, flag) VALUES (?, ?, ?)"))
-        .bind(owner)
-        .bind(flag.to_ascii_lowercase())
-        .bind(flag)
-        .execute(&mut **tx)
-        .await?;
+/// Insert a flag of an object or folder; object rows also carry the box, so that flag
+/// lookups stay within one box.
+async fn insert_flag(tx: &mut Tx<'_>, b: &BoxRow, t: FlagTarget<'_>, owner: i64, flag: &str) -> Result<()> {
+    let q = match t {
+        FlagTarget::Object(_) => {
+            sqlx::query("INSERT INTO object_flags (object_id, box_id, flag_lc, flag) VALUES (?, ?, ?, ?)")
+                .bind(owner)
+                .bind(b.id)
+        }
+        FlagTarget::Folder(_) => {
+            sqlx::query("INSERT INTO folder_flags (folder_id, flag_lc, flag) VALUES (?, ?, ?)").bind(owner)
+        }
+    };
+    q.bind(flag.to_ascii_lowercase()).bind(flag).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -284,10 +291,10 @@ async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, o: NewObject, seq: i64) -> R
     .bind(seq)
     .fetch_one(&mut **tx)
     .await?;
-    insert_attributes(tx, "object_attributes", id, &o.attributes).await?;
+    insert_attributes(tx, "object_attributes", id, b, &o.attributes).await?;
     let flags = dedup_flags(&o.flags);
     for f in &flags {
-        insert_flag(tx, FlagTarget::Object(""), id, f).await?;
+        insert_flag(tx, b, FlagTarget::Object(""), id, f).await?;
     }
     for (ordinal, p) in o.parts.iter().enumerate() {
         let (inline, key): (Option<&[u8]>, Option<&str>) = match &p.data {
@@ -438,10 +445,10 @@ async fn copy_object(tx: &mut Tx<'_>, source: i64, folder: i64, seq: i64, now_ms
     .fetch_one(&mut **tx)
     .await?;
     for stmt in [
-        "INSERT INTO object_attributes (object_id, name_lc, name, position, value) \
-         SELECT ?1, name_lc, name, position, value FROM object_attributes WHERE object_id = ?2 ORDER BY rowid",
-        "INSERT INTO object_flags (object_id, flag_lc, flag) \
-         SELECT ?1, flag_lc, flag FROM object_flags WHERE object_id = ?2 ORDER BY rowid",
+        "INSERT INTO object_attributes (object_id, box_id, name_lc, name, position, value) \
+         SELECT ?1, box_id, name_lc, name, position, value FROM object_attributes WHERE object_id = ?2 ORDER BY rowid",
+        "INSERT INTO object_flags (object_id, box_id, flag_lc, flag) \
+         SELECT ?1, box_id, flag_lc, flag FROM object_flags WHERE object_id = ?2 ORDER BY rowid",
         "INSERT INTO payload_parts (object_id, ordinal, part_id, content_type, content_disposition, content_id, \
          content_location, content_encoding, file_icon, size, inline_data, blob_key) \
          SELECT ?1, ordinal, part_id, content_type, content_disposition, content_id, content_location, \
@@ -761,7 +768,7 @@ impl MetaStore for SqliteStore {
             None => f.public_id.clone(),
         };
         let key = insert_folder(&mut tx, b, &parent, &f.public_id, &name, seq, f.now_ms).await?;
-        insert_attributes(&mut tx, "folder_attributes", key.id, &f.attributes).await?;
+        insert_attributes(&mut tx, "folder_attributes", key.id, b, &f.attributes).await?;
         tx.commit().await?;
         Ok(Folder {
             id: key.id,
@@ -1073,12 +1080,15 @@ impl MetaStore for SqliteStore {
             let mut changed = false;
             for f in &flags {
                 let res = if on {
-                    sqlx::query("INSERT OR IGNORE INTO object_flags (object_id, flag_lc, flag) VALUES (?, ?, ?)")
-                        .bind(id)
-                        .bind(f.to_ascii_lowercase())
-                        .bind(f)
-                        .execute(&mut *tx)
-                        .await?
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO object_flags (object_id, box_id, flag_lc, flag) VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(id)
+                    .bind(b.id)
+                    .bind(f.to_ascii_lowercase())
+                    .bind(f)
+                    .execute(&mut *tx)
+                    .await?
                 } else {
                     sqlx::query("DELETE FROM object_flags WHERE object_id = ? AND flag_lc = ?")
                         .bind(id)
@@ -1338,7 +1348,7 @@ impl MetaStore for SqliteStore {
         let (table, col, _, _) = flag_tables(t);
         sqlx::query(sql!("DELETE FROM {table} WHERE {col} = ?")).bind(owner).execute(&mut *tx).await?;
         for f in &wanted {
-            insert_flag(&mut tx, t, owner, f).await?;
+            insert_flag(&mut tx, b, t, owner, f).await?;
         }
         stamp(&mut tx, t, owner, seq).await?;
         tx.commit().await?;
@@ -1363,7 +1373,7 @@ impl MetaStore for SqliteStore {
             return Ok(Some(FlagChange::Unchanged));
         }
         if on {
-            insert_flag(&mut tx, t, owner, flag).await?;
+            insert_flag(&mut tx, b, t, owner, flag).await?;
         } else {
             sqlx::query(sql!("DELETE FROM {table} WHERE {col} = ? AND flag_lc = ?"))
                 .bind(owner)

@@ -606,3 +606,50 @@ async fn folder_search_finds_the_root_with_its_children_and_other_folders() {
         assert_eq!((status, message_id(&body)), (400, "SVC0003"), "{kind}: {body}");
     }
 }
+
+#[tokio::test]
+async fn filtered_walks_return_every_match_exactly_once() {
+    let app = spawn_app().await;
+    let mut flagged = Vec::new();
+    let mut to_x = Vec::new();
+    let mut text = Vec::new();
+    for i in 0..45 {
+        let flags: &[&str] = if i % 3 == 0 { &["\\Flagged"] } else { &[] };
+        // Some objects carry the same value twice in one attribute.
+        let to = if i % 5 == 0 {
+            vec!["x", "x"]
+        } else if i % 2 == 0 {
+            vec!["x"]
+        } else {
+            vec!["y"]
+        };
+        let subject = if i % 4 == 0 { "quarterly figures" } else { "other" };
+        let url = app
+            .create_object(json!({"attributes": {"attribute": [{"name": "To", "value": to}, {"name": "Subject", "value": [subject]}]},
+                "flags": {"flag": flags}}))
+            .await;
+        if i % 3 == 0 {
+            flagged.push(url.clone());
+        }
+        if i % 5 == 0 || i % 2 == 0 {
+            to_x.push(url.clone());
+        }
+        if i % 4 == 0 {
+            text.push(url);
+        }
+    }
+    for (criteria, want) in [
+        (one("Flag", Some("\\Flagged"), "true"), &flagged),
+        (one("Attribute", Some("To"), "x"), &to_x),
+        (one("AllTextAttributes", None, "rterly fig"), &text),
+        (one("WholeWord", None, "figures"), &text),
+        (
+            json!({"criterion": [{"type": "Attribute", "name": "To", "value": "x"}, {"type": "Flag", "name": "\\Flagged", "value": "true"}]}),
+            &flagged.iter().filter(|u| to_x.contains(u)).cloned().collect(),
+        ),
+    ] {
+        let (urls, pages) = walk(&app, &app.url, json!({"maxEntries": 4, "searchCriteria": criteria})).await;
+        assert_eq!(&urls, want, "{criteria}");
+        assert_eq!(pages, want.len().div_ceil(4), "no empty last page");
+    }
+}

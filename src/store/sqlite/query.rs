@@ -86,8 +86,19 @@ pub enum Over {
     Folders,
 }
 
+/// How a filter is compiled: over which table, for which box, and whether attribute and
+/// flag leaves probe per row (`EXISTS`, for rows another index already narrowed) or list
+/// their matches once (`IN`, box-scoped index range).
+#[derive(Clone, Copy)]
+struct Mode {
+    over: Over,
+    box_id: i64,
+    probe: bool,
+}
+
 /// Append the boolean expression of `f` (over `o` or `f`).
-fn filter_sql(sql: &mut Sql, over: Over, f: &Filter) -> Result<()> {
+fn filter_sql(sql: &mut Sql, m: Mode, f: &Filter) -> Result<()> {
+    let over = m.over;
     match f {
         Filter::All(list) | Filter::Any(list) if list.is_empty() => {
             sql.push(if matches!(f, Filter::All(_)) { "1" } else { "0" });
@@ -99,13 +110,13 @@ fn filter_sql(sql: &mut Sql, over: Over, f: &Filter) -> Result<()> {
                 if i > 0 {
                     sql.push(op);
                 }
-                filter_sql(sql, over, sub)?;
+                filter_sql(sql, m, sub)?;
             }
             sql.push(")");
         }
         Filter::Not(sub) => {
             sql.push("NOT (");
-            filter_sql(sql, over, sub)?;
+            filter_sql(sql, m, sub)?;
             sql.push(")");
         }
         Filter::Stored { min_ms, max_ms } => {
@@ -120,8 +131,17 @@ fn filter_sql(sql: &mut Sql, over: Over, f: &Filter) -> Result<()> {
             sql.push(")");
         }
         Filter::Attribute { name_lc, value } => match over {
+            Over::Objects if m.probe => {
+                sql.push("EXISTS (SELECT 1 FROM object_attributes a WHERE a.object_id = o.id AND a.name_lc = ")
+                    .str(name_lc)
+                    .push(" AND a.value = ")
+                    .str(value)
+                    .push(")");
+            }
             Over::Objects => {
-                sql.push("o.id IN (SELECT object_id FROM object_attributes WHERE name_lc = ")
+                sql.push("o.id IN (SELECT object_id FROM object_attributes WHERE box_id = ")
+                    .int(m.box_id)
+                    .push(" AND name_lc = ")
                     .str(name_lc)
                     .push(" AND value = ")
                     .str(value)
@@ -168,14 +188,22 @@ fn filter_sql(sql: &mut Sql, over: Over, f: &Filter) -> Result<()> {
             sql.push("o.id IN (SELECT rowid FROM object_words WHERE object_words MATCH ").str(&fts_phrase(word));
             sql.push(")");
         }
+        Filter::Flag { flag_lc, set: true } if over == Over::Objects && !m.probe => {
+            sql.push("o.id IN (SELECT object_id FROM object_flags WHERE box_id = ")
+                .int(m.box_id)
+                .push(" AND flag_lc = ")
+                .str(flag_lc)
+                .push(")");
+        }
         Filter::Flag { flag_lc, set } => {
+            // A per-row probe of the (item, flag) primary key.
             let (item, table, col) = match over {
                 Over::Objects => ("o.id", "object_flags", "object_id"),
                 Over::Folders => ("f.id", "folder_flags", "folder_id"),
             };
-            sql.push(item).push(if *set { " IN " } else { " NOT IN " });
-            sql.push("(SELECT ").push(col).push(" FROM ").push(table).push(" WHERE flag_lc = ").str(flag_lc);
-            sql.push(")");
+            sql.push(if *set { "EXISTS" } else { "NOT EXISTS" });
+            sql.push(" (SELECT 1 FROM ").push(table).push(" g WHERE g.").push(col).push(" = ").push(item);
+            sql.push(" AND g.flag_lc = ").str(flag_lc).push(")");
         }
         Filter::CreatedAfter { seq } if over == Over::Objects => {
             sql.push("o.creation_seq > ").int(*seq);
@@ -223,9 +251,97 @@ fn sort_sql(sql: &mut Sql, over: Over, key: &SortKey) -> bool {
     }
 }
 
+/// A leaf whose own index can produce matches in object-id order.
+fn drives(f: &Filter) -> bool {
+    match f {
+        Filter::Attribute { .. } | Filter::Flag { set: true, .. } | Filter::Word { .. } => true,
+        Filter::Text { needle } => needle.chars().count() >= 3,
+        _ => false,
+    }
+}
+
+/// For a page in id order: the leaf to read matches from (in id order, so the page stops
+/// after `limit + 1` rows instead of gathering every match) and the rest of the filter.
+fn pick_driver(f: &Filter) -> Option<(&Filter, Option<Filter>)> {
+    match f {
+        f if drives(f) => Some((f, None)),
+        Filter::All(list) => {
+            let i = list.iter().position(drives)?;
+            let rest: Vec<Filter> = list.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, x)| x.clone()).collect();
+            Some((&list[i], (!rest.is_empty()).then_some(Filter::All(rest))))
+        }
+        _ => None,
+    }
+}
+
+/// The scope condition on `folder_col`.
+fn scope_sql(sql: &mut Sql, over: Over, folder_col: &str, scope: &Scope) {
+    if scope.recursive {
+        sql.push(" AND ").push(folder_col).push(" IN (SELECT s.id FROM folders s, folders t WHERE t.id = ");
+        sql.int(scope.folder_id);
+        sql.push(
+            " AND s.box_id = t.box_id AND s.ancestry >= t.ancestry \
+             AND s.ancestry < substr(t.ancestry, 1, length(t.ancestry) - 1) || '0')",
+        );
+    } else if over == Over::Objects {
+        sql.push(" AND o.folder_id = ").int(scope.folder_id);
+    } else {
+        sql.push(" AND f.parent_id = ").int(scope.folder_id);
+    }
+}
+
+/// A page in id order read from the driving leaf's index (`CROSS JOIN` keeps that order).
+fn driven_page_sql(b: &BoxRow, q: &SearchQuery, driver: &Filter, rest: Option<&Filter>, limit: u32) -> Result<Sql> {
+    let mut sql = Sql::default();
+    let (cmp, dir) = if q.sort.descending { ("<", "DESC") } else { (">", "ASC") };
+    let key = match driver {
+        Filter::Attribute { name_lc, value } => {
+            sql.push("SELECT DISTINCT o.id AS id, o.id AS k FROM object_attributes d CROSS JOIN objects o ON o.id = d.object_id");
+            sql.push(" WHERE d.box_id = ").int(b.id).push(" AND d.name_lc = ").str(name_lc);
+            sql.push(" AND d.value = ").str(value);
+            "d.object_id"
+        }
+        Filter::Flag { flag_lc, .. } => {
+            sql.push("SELECT o.id AS id, o.id AS k FROM object_flags d CROSS JOIN objects o ON o.id = d.object_id");
+            sql.push(" WHERE d.box_id = ").int(b.id).push(" AND d.flag_lc = ").str(flag_lc);
+            "d.object_id"
+        }
+        Filter::Text { needle } => {
+            sql.push("SELECT o.id AS id, o.id AS k FROM object_text d CROSS JOIN objects o ON o.id = d.rowid");
+            sql.push(" WHERE object_text MATCH ").str(&fts_phrase(needle));
+            "d.rowid"
+        }
+        Filter::Word { word } => {
+            sql.push("SELECT o.id AS id, o.id AS k FROM object_words d CROSS JOIN objects o ON o.id = d.rowid");
+            sql.push(" WHERE object_words MATCH ").str(&fts_phrase(word));
+            "d.rowid"
+        }
+        other => return Err(Error::internal(format!("{other:?} cannot drive a page"))),
+    };
+    if let Some(after) = &q.after {
+        sql.push(" AND ").push(key).push(" ").push(cmp).push(" ").int(after.id);
+    }
+    sql.push(" AND o.box_id = ").int(b.id);
+    if let Some(scope) = &q.scope {
+        scope_sql(&mut sql, Over::Objects, "o.folder_id", scope);
+    }
+    if let Some(rest) = rest {
+        sql.push(" AND ");
+        filter_sql(&mut sql, Mode { over: Over::Objects, box_id: b.id, probe: true }, rest)?;
+    }
+    sql.push(" ORDER BY ").push(key).push(" ").push(dir).push(" LIMIT ").int(i64::from(limit) + 1);
+    Ok(sql)
+}
+
 /// `SELECT id, k FROM ... WHERE <box, scope, filter> [AND (k, id) after] ORDER BY k, id LIMIT n`:
 /// the ids (and sort values) of one page plus one row to tell whether more follow.
 pub fn page_sql(b: &BoxRow, over: Over, q: &SearchQuery, limit: u32) -> Result<(Sql, bool)> {
+    if over == Over::Objects
+        && q.sort.key == SortKey::Id
+        && let Some((driver, rest)) = q.filter.as_ref().and_then(pick_driver)
+    {
+        return Ok((driven_page_sql(b, q, driver, rest.as_ref(), limit)?, true));
+    }
     let (table, alias, folder_col) = match over {
         Over::Objects => ("objects", "o", "o.folder_id"),
         Over::Folders => ("folders", "f", "f.id"),
@@ -235,32 +351,26 @@ pub fn page_sql(b: &BoxRow, over: Over, q: &SearchQuery, limit: u32) -> Result<(
     let int_key = sort_sql(&mut sql, over, &q.sort.key);
     sql.push(" AS k FROM ").push(table).push(" ").push(alias).push(" WHERE ").push(alias).push(".box_id = ").int(b.id);
     if let Some(scope) = &q.scope {
-        if scope.recursive {
-            sql.push(" AND ").push(folder_col).push(" IN (SELECT s.id FROM folders s, folders t WHERE t.id = ");
-            sql.int(scope.folder_id);
-            sql.push(
-                " AND s.box_id = t.box_id AND s.ancestry >= t.ancestry \
-                 AND s.ancestry < substr(t.ancestry, 1, length(t.ancestry) - 1) || '0')",
-            );
-        } else if over == Over::Objects {
-            sql.push(" AND o.folder_id = ").int(scope.folder_id);
-        } else {
-            sql.push(" AND f.parent_id = ").int(scope.folder_id);
-        }
+        scope_sql(&mut sql, over, folder_col, scope);
     }
     if let Some(f) = &q.filter {
         sql.push(" AND ");
-        filter_sql(&mut sql, over, f)?;
+        filter_sql(&mut sql, Mode { over, box_id: b.id, probe: false }, f)?;
     }
     sql.push(")");
     let (cmp, dir) = if q.sort.descending { ("<", "DESC") } else { (">", "ASC") };
     if let Some(after) = &q.after {
-        sql.push(" WHERE (k, id) ").push(cmp).push(" (");
-        match &after.value {
-            SortValue::Int(v) => sql.int(*v),
-            SortValue::Text(v) => sql.str(v),
-        };
-        sql.push(", ").int(after.id).push(")");
+        if q.sort.key == SortKey::Id {
+            // Storage order: the id alone is the key (a plain range on the box index).
+            sql.push(" WHERE id ").push(cmp).push(" ").int(after.id);
+        } else {
+            sql.push(" WHERE (k, id) ").push(cmp).push(" (");
+            match &after.value {
+                SortValue::Int(v) => sql.int(*v),
+                SortValue::Text(v) => sql.str(v),
+            };
+            sql.push(", ").int(after.id).push(")");
+        }
     }
     sql.push(" ORDER BY k ").push(dir).push(", id ").push(dir).push(" LIMIT ").int(i64::from(limit) + 1);
     Ok((sql, int_key))
@@ -474,5 +584,38 @@ mod tests {
         assert!(!sql.text.contains("DROP"), "{}", sql.text);
         assert_eq!(sql.text.matches('?').count(), sql.binds.len());
         assert!(sql.text.contains("(k, id) < (?, ?)"), "{}", sql.text);
+    }
+
+    #[test]
+    fn id_ordered_pages_are_read_from_the_driving_index() {
+        let b = BoxRow { id: 7, store: "base".into(), address: "a".into(), modseq: 0, validity: 1 };
+        let mut q = SearchQuery {
+            filter: Some(Filter::All(vec![
+                Filter::Stored { min_ms: Some(1), max_ms: None },
+                Filter::Flag { flag_lc: "\\seen".into(), set: true },
+                Filter::Attribute { name_lc: "from".into(), value: "x".into() },
+            ])),
+            scope: None,
+            sort: Sort { key: SortKey::Id, descending: false },
+            after: Some(SearchPosition { value: SortValue::Int(42), id: 42 }),
+            limit: 10,
+        };
+        let (sql, _) = page_sql(&b, Over::Objects, &q, 10).unwrap();
+        assert!(sql.text.contains("FROM object_flags d CROSS JOIN objects o"), "{}", sql.text);
+        assert!(sql.text.contains("d.object_id > ?"), "{}", sql.text);
+        assert!(
+            sql.text.contains("EXISTS (SELECT 1 FROM object_attributes a WHERE a.object_id = o.id"),
+            "{}",
+            sql.text
+        );
+        assert_eq!(sql.text.matches('?').count(), sql.binds.len());
+        // Short substrings, negations and other sorts use the box's own order instead.
+        q.filter = Some(Filter::Text { needle: "ab".into() });
+        assert!(!page_sql(&b, Over::Objects, &q, 10).unwrap().0.text.contains("CROSS JOIN"));
+        q.filter = Some(Filter::Not(Box::new(Filter::Flag { flag_lc: "\\seen".into(), set: true })));
+        assert!(!page_sql(&b, Over::Objects, &q, 10).unwrap().0.text.contains("CROSS JOIN"));
+        q.filter = Some(Filter::Flag { flag_lc: "\\seen".into(), set: true });
+        q.sort = Sort { key: SortKey::Date, descending: true };
+        assert!(!page_sql(&b, Over::Objects, &q, 10).unwrap().0.text.contains("CROSS JOIN"));
     }
 }
