@@ -24,6 +24,7 @@ pub struct Settings {
     pub nms: NmsSettings,
     pub limits: LimitSettings,
     pub auth: AuthSettings,
+    pub sync: SyncSettings,
 }
 
 /// HTTP listener and the URL clients see.
@@ -78,6 +79,25 @@ pub struct NmsSettings {
     pub bulk_max_items: u32,
 }
 
+/// Strict synchronization.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncSettings {
+    /// Tombstones (deleted and expired items) older than this are dropped; a restart token
+    /// from before the newest dropped one replays as `resetBox`.
+    pub tombstone_max_age_secs: u64,
+    /// At most this many tombstones are kept per box (the newest).
+    pub tombstone_max_per_box: u32,
+    /// How often tombstones are pruned.
+    pub prune_interval_secs: u64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self { tombstone_max_age_secs: 30 * 24 * 3600, tombstone_max_per_box: 100_000, prune_interval_secs: 3600 }
+    }
+}
+
 /// Request size limits.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -111,6 +131,7 @@ impl Default for Settings {
             nms: NmsSettings::default(),
             limits: LimitSettings::default(),
             auth: AuthSettings::default(),
+            sync: SyncSettings::default(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The `cpm-nms` command: serve, print the configuration, migrate, manage accounts, sweep.
+//! The `cpm-nms` command: serve, print the configuration, migrate, manage accounts and
+//! boxes, sweep.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -44,6 +45,22 @@ enum Command {
     Account(AccountCommand),
     /// Delete unreferenced payload blobs older than the grace period, once.
     Sweep,
+    /// Administer boxes.
+    #[command(subcommand, name = "box")]
+    Box(BoxCommand),
+}
+
+#[derive(Subcommand)]
+enum BoxCommand {
+    /// Empty a box (every object and folder but its root) and give it a new validity:
+    /// every client's restart token of it then replays as resetBox.
+    Reset {
+        /// The box address (e.g. tel:+12125551212).
+        address: String,
+        /// Store name. Default: the first of `nms.stores`.
+        #[arg(long)]
+        store: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +145,15 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         Command::Account(cmd) => account(cmd, &settings).await?,
+        Command::Box(BoxCommand::Reset { address, store }) => {
+            let nms = build_nms(&settings).await?;
+            let store = store.or_else(|| settings.nms.stores.first().cloned()).unwrap_or_default();
+            let Some(b) = nms.find_box(&store, &address).await? else {
+                return Err(format!("no box {address} in store {store}").into());
+            };
+            let b = nms.reset_box(&b).await?;
+            println!("box {address} in store {store} reset (validity {}, modseq {})", b.validity, b.modseq);
+        }
     }
     Ok(())
 }

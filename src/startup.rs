@@ -1,6 +1,6 @@
 //! Building the application: open the metadata store (migrating it), the blob store, the
 //! token key; bind the listener (port 0 allowed) and expose the port, so tests run the real
-//! server; start the background blob sweep.
+//! server; start the background blob sweep and tombstone pruning.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -69,7 +69,7 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 pub async fn build_nms(settings: &Settings) -> Result<Nms> {
     let meta = open_store(settings).await?;
     let blobs = PayloadStore::from_settings(settings, meta.clone())?;
-    Ok(Nms::new(meta, blobs, settings.nms.clone(), token_key(settings)?))
+    Ok(Nms::new(meta, blobs, settings.nms.clone(), settings.sync.clone(), token_key(settings)?))
 }
 
 /// A built, bound, not yet running server.
@@ -157,6 +157,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let sweeper = tokio::spawn(sweep_loop(self.nms.blobs.clone(), self.sweep_every, self.grace));
+        let pruner = tokio::spawn(prune_loop(self.nms.clone()));
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
@@ -164,6 +165,7 @@ impl Application {
         });
         let res = self.server.await;
         sweeper.abort();
+        pruner.abort();
         stopper.abort();
         res
     }
@@ -188,6 +190,19 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Drop tombstones past the retention every `sync.prune_interval_secs`.
+async fn prune_loop(nms: Nms) {
+    let mut tick = tokio::time::interval(Duration::from_secs(nms.sync.prune_interval_secs.max(1)));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match nms.prune_tombstones().await {
+            Ok(n) => tracing::info!(tombstones = n, "tombstone pruning done"),
+            Err(e) => tracing::warn!(error = %e, "tombstone pruning failed"),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod bulk;
 pub mod search;
+pub mod sync;
 pub mod token;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 pub use token::TokenKey;
 
 use crate::blob::{PartWriter, PayloadStore, UploadGuard};
-use crate::config::NmsSettings;
+use crate::config::{NmsSettings, SyncSettings};
 use crate::error::{Error, OrNotFound, Result};
 use crate::ids::{new_id, nms_date, now_ms};
 use crate::store::*;
@@ -158,6 +159,7 @@ pub struct Nms {
     pub meta: Arc<dyn MetaStore>,
     pub blobs: PayloadStore,
     pub policy: NmsSettings,
+    pub sync: SyncSettings,
     pub tokens: TokenKey,
 }
 
@@ -217,8 +219,14 @@ fn has_attribute(attrs: &[Attribute], name: &str) -> bool {
 }
 
 impl Nms {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: PayloadStore, policy: NmsSettings, tokens: TokenKey) -> Self {
-        Self { meta, blobs, policy, tokens }
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: PayloadStore,
+        policy: NmsSettings,
+        sync: SyncSettings,
+        tokens: TokenKey,
+    ) -> Self {
+        Self { meta, blobs, policy, sync, tokens }
     }
 
     fn child_cursor_purpose(b: &BoxRow, f: &Folder, filter: ListFilter) -> String {

@@ -340,6 +340,43 @@ pub struct Sources {
     pub objects: Vec<String>,
 }
 
+// ---------------------------------------------------------------------------------------
+// Synchronization
+// ---------------------------------------------------------------------------------------
+
+/// One item a replay reports, in its current state: a live object or folder, or the
+/// tombstone of a deleted or expired one.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Object(Object),
+    Folder(Folder),
+    Gone(Tombstone),
+}
+
+impl Change {
+    pub fn last_mod_seq(&self) -> i64 {
+        match self {
+            Change::Object(o) => o.last_mod_seq,
+            Change::Folder(f) => f.last_mod_seq,
+            Change::Gone(t) => t.last_mod_seq,
+        }
+    }
+}
+
+/// Everything changed in a box after a modseq, up to `through` (whole modseq groups, in
+/// modseq order), read from one snapshot together with the box's sync state.
+#[derive(Clone, Debug, Default)]
+pub struct ChangePage {
+    pub changes: Vec<Change>,
+    /// The page covers changes up to this modseq; more follow iff `more`.
+    pub through: i64,
+    pub more: bool,
+    /// The box's modseq, validity and replay floor in the snapshot.
+    pub modseq: i64,
+    pub validity: i64,
+    pub replay_floor: i64,
+}
+
 /// Domain verbs of the metadata store.
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
@@ -418,6 +455,20 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Move the sources into the target folder, one transaction, one modseq; ids stay, a
     /// moved item changes, its children do not. `None`: no target.
     async fn move_to_folder(&self, b: &BoxRow, target: &str, sources: &Sources) -> Result<Option<Vec<Relocated>>>;
+
+    /// The box's (modseq, validity, replay floor) as they stand.
+    async fn sync_state(&self, b: &BoxRow) -> Result<(i64, i64, i64)>;
+    /// The changes after modseq `after`: at least `limit` items when that many exist, always
+    /// whole modseq groups.
+    async fn changes_since(&self, b: &BoxRow, after: i64, limit: u32) -> Result<ChangePage>;
+    /// Drop tombstones older than `before_ms`, and beyond the newest `keep_per_box` of each
+    /// box; each box's replay floor rises to the newest dropped modseq. Returns how many
+    /// were dropped.
+    async fn prune_tombstones(&self, before_ms: i64, keep_per_box: u32) -> Result<u64>;
+    /// Empty a box (every object and folder but the root, every tombstone) and give it a new
+    /// validity, so every restart token of it is stale. Returns the box as it is now and
+    /// the released blob keys.
+    async fn reset_box(&self, b: &BoxRow) -> Result<(BoxRow, Released)>;
 
     /// Tombstones with `last_mod_seq > after`, oldest first.
     async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>>;

@@ -519,6 +519,38 @@ fn within(folder: &FolderKey, ancestor: &FolderKey) -> bool {
     folder.ancestry.starts_with(&ancestor.ancestry)
 }
 
+/// A tombstone row: kind, public id, reason, lastModSeq, correlation id and tag.
+type TombstoneRow = (String, String, String, i64, Option<String>, Option<String>);
+
+/// Tombstones with `after < last_mod_seq <= through`, in modseq order.
+async fn tombstones_between(
+    conn: &mut sqlx::SqliteConnection,
+    b: &BoxRow,
+    after: i64,
+    through: i64,
+) -> Result<Vec<Tombstone>> {
+    let rows: Vec<TombstoneRow> = sqlx::query_as(
+        "SELECT kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag FROM tombstones \
+         WHERE box_id = ? AND last_mod_seq > ? AND last_mod_seq <= ? ORDER BY last_mod_seq, id",
+    )
+    .bind(b.id)
+    .bind(after)
+    .bind(through)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag)| Tombstone {
+            kind,
+            public_id,
+            reason,
+            last_mod_seq,
+            correlation_id,
+            correlation_tag,
+        })
+        .collect())
+}
+
 impl SqliteStore {
     async fn load_folder(&self, where_sql: &str, b: &BoxRow, arg: &str) -> Result<Option<Folder>> {
         let sql = format!(
@@ -1296,25 +1328,130 @@ impl MetaStore for SqliteStore {
     }
 
     async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>> {
-        let rows: Vec<(String, String, String, i64, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag FROM tombstones \
-             WHERE box_id = ? AND last_mod_seq > ? ORDER BY last_mod_seq, id",
+        let mut conn = self.pool.acquire().await?;
+        tombstones_between(&mut conn, b, after, i64::MAX).await
+    }
+
+    async fn sync_state(&self, b: &BoxRow) -> Result<(i64, i64, i64)> {
+        Ok(sqlx::query_as("SELECT modseq, validity, replay_floor FROM boxes WHERE id = ?")
+            .bind(b.id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn changes_since(&self, b: &BoxRow, after: i64, limit: u32) -> Result<ChangePage> {
+        // One read transaction: the changes and the box's sync state are one snapshot.
+        let mut tx = self.pool.begin().await?;
+        let (modseq, validity, replay_floor): (i64, i64, i64) =
+            sqlx::query_as("SELECT modseq, validity, replay_floor FROM boxes WHERE id = ?")
+                .bind(b.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        // The `limit` smallest modseqs of each source hold the `limit` smallest overall.
+        let limit = i64::from(limit.max(1));
+        let mut seqs: Vec<i64> = Vec::new();
+        for table in ["objects", "folders", "tombstones"] {
+            let s: Vec<i64> = sqlx::query_scalar(sql!(
+                "SELECT last_mod_seq FROM {table} WHERE box_id = ? AND last_mod_seq > ? ORDER BY last_mod_seq LIMIT ?"
+            ))
+            .bind(b.id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            seqs.extend(s);
+        }
+        seqs.sort_unstable();
+        // Whole modseq groups: the page ends at the limit-th change's modseq.
+        let through = match seqs.get(limit as usize - 1) {
+            Some(s) => *s,
+            None => modseq,
+        };
+        let mut more = false;
+        for table in ["objects", "folders", "tombstones"] {
+            let beyond: Option<i64> =
+                sqlx::query_scalar(sql!("SELECT 1 FROM {table} WHERE box_id = ? AND last_mod_seq > ? LIMIT 1"))
+                    .bind(b.id)
+                    .bind(through)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            more |= beyond.is_some();
+        }
+        let ids = |table: &'static str| {
+            sqlx::query_scalar::<_, i64>(sql!(
+                "SELECT id FROM {table} WHERE box_id = ? AND last_mod_seq > ? AND last_mod_seq <= ? \
+                 ORDER BY last_mod_seq, id"
+            ))
+            .bind(b.id)
+            .bind(after)
+            .bind(through)
+        };
+        let object_ids = ids("objects").fetch_all(&mut *tx).await?;
+        let folder_ids = ids("folders").fetch_all(&mut *tx).await?;
+        let mut changes: Vec<Change> = Vec::new();
+        changes.extend(load_folders(&mut tx, &folder_ids).await?.into_iter().map(Change::Folder));
+        changes.extend(load_objects(&mut tx, &object_ids).await?.into_iter().map(Change::Object));
+        changes.extend(tombstones_between(&mut tx, b, after, through).await?.into_iter().map(Change::Gone));
+        // Modseq order; within one modseq folders, then objects, then tombstones (stable).
+        changes.sort_by_key(Change::last_mod_seq);
+        tx.commit().await?;
+        Ok(ChangePage { changes, through, more, modseq, validity, replay_floor })
+    }
+
+    async fn prune_tombstones(&self, before_ms: i64, keep_per_box: u32) -> Result<u64> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let doomed = "SELECT t.id FROM tombstones t WHERE t.deleted_at_ms < ?1 OR t.id NOT IN \
+             (SELECT u.id FROM tombstones u WHERE u.box_id = t.box_id ORDER BY u.id DESC LIMIT ?2)";
+        sqlx::query(sql!(
+            "UPDATE boxes SET replay_floor = max(replay_floor, \
+             coalesce((SELECT max(last_mod_seq) FROM tombstones WHERE box_id = boxes.id AND id IN ({doomed})), 0))"
+        ))
+        .bind(before_ms)
+        .bind(i64::from(keep_per_box))
+        .execute(&mut *tx)
+        .await?;
+        let res = sqlx::query(sql!("DELETE FROM tombstones WHERE id IN ({doomed})"))
+            .bind(before_ms)
+            .bind(i64::from(keep_per_box))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(res.rows_affected())
+    }
+
+    async fn reset_box(&self, b: &BoxRow) -> Result<(BoxRow, Released)> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT p.blob_key FROM payload_parts p JOIN objects o ON o.id = p.object_id \
+             WHERE o.box_id = ? AND p.blob_key IS NOT NULL",
         )
         .bind(b.id)
-        .bind(after)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag)| Tombstone {
-                kind,
-                public_id,
-                reason,
-                last_mod_seq,
-                correlation_id,
-                correlation_tag,
-            })
-            .collect())
+        sqlx::query("DELETE FROM objects WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
+        // One statement: foreign keys (parent references) are checked at its end.
+        sqlx::query("DELETE FROM folders WHERE box_id = ? AND is_root = 0").bind(b.id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM tombstones WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
+        let root: i64 = sqlx::query_scalar("SELECT id FROM folders WHERE box_id = ? AND is_root = 1")
+            .bind(b.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM folder_attributes WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM folder_flags WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
+        sqlx::query("UPDATE folders SET last_mod_seq = ? WHERE id = ?").bind(seq).bind(root).execute(&mut *tx).await?;
+        // A new validity makes every earlier restart token stale; nothing before `seq` replays.
+        let validity: i64 = sqlx::query_scalar(
+            "UPDATE boxes SET validity = max(validity + 1, ?), replay_floor = ? WHERE id = ? RETURNING validity",
+        )
+        .bind(crate::ids::now_ms())
+        .bind(seq)
+        .bind(b.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let now = BoxRow { id: b.id, store: b.store.clone(), address: b.address.clone(), modseq: seq, validity };
+        Ok((now, Released { blob_keys: keys }))
     }
 
     async fn get_flags(&self, b: &BoxRow, t: FlagTarget<'_>) -> Result<Option<Vec<String>>> {

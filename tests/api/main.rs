@@ -14,3 +14,4 @@ mod payload;
 mod relocate;
 mod search;
 mod storage;
+mod sync;

@@ -1,0 +1,109 @@
+//! Strict synchronization state (NMS 5.1.4): restart tokens, replay, tombstone retention,
+//! box reset.
+//!
+//! A box's *restart token* encodes (box validity, modseq), sealed like cursors: opaque,
+//! versioned, tamper-evident, bound to the box. Replaying from a token yields the *current*
+//! state of every object and folder whose `lastModSeq` is above the token's modseq, and the
+//! tombstones of those deleted or expired since, in modseq order: condensed to the net
+//! effect by construction, since an item is reported once, as it stands. A token whose
+//! validity is not the box's (the box was reset) or whose modseq is below the box's replay
+//! floor (the tombstones it would need were pruned) replays as exactly one `resetBox`.
+
+use super::Nms;
+use crate::error::{Error, Result};
+use crate::ids::now_ms;
+use crate::store::{BoxRow, Change};
+
+/// One event of a replay.
+// A reset is one event per replay at most; boxing every change to shrink it is not worth it.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum SyncEvent {
+    /// Discard everything known of the box and read it again.
+    ResetBox,
+    /// An item's current state, or its tombstone.
+    Change(Change),
+}
+
+/// A page of a replay.
+#[derive(Clone, Debug)]
+pub struct ReplayPage {
+    pub events: Vec<SyncEvent>,
+    /// The box's restart token as it stands right after these events.
+    pub token: String,
+    /// More changes follow (replay again from `token`).
+    pub more: bool,
+}
+
+/// What a restart token names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartPoint {
+    pub validity: i64,
+    pub modseq: i64,
+}
+
+impl Nms {
+    fn restart_purpose(b: &BoxRow) -> String {
+        format!("restart:{}", b.id)
+    }
+
+    /// The restart token for `point` of box `b`.
+    pub fn restart_token(&self, b: &BoxRow, point: RestartPoint) -> String {
+        let mut payload = Vec::with_capacity(16);
+        payload.extend_from_slice(&point.validity.to_be_bytes());
+        payload.extend_from_slice(&point.modseq.to_be_bytes());
+        self.tokens.seal(&Self::restart_purpose(b), &payload)
+    }
+
+    /// Open a restart token of box `b`; a forged token, or one of another box, is
+    /// `400 SVC0002 restartToken`.
+    pub fn open_restart_token(&self, b: &BoxRow, token: &str) -> Result<RestartPoint> {
+        let bad = || Error::invalid("restartToken");
+        let raw = self.tokens.open(&Self::restart_purpose(b), token).ok_or_else(bad)?;
+        let (v, m) = raw.split_at_checked(8).ok_or_else(bad)?;
+        let validity = i64::from_be_bytes(v.try_into().map_err(|_| bad())?);
+        let modseq = i64::from_be_bytes(m.try_into().map_err(|_| bad())?);
+        Ok(RestartPoint { validity, modseq })
+    }
+
+    /// The box's current restart token (nothing replays from it until the box changes).
+    pub async fn current_token(&self, b: &BoxRow) -> Result<String> {
+        let (modseq, validity, _) = self.meta.sync_state(b).await?;
+        Ok(self.restart_token(b, RestartPoint { validity, modseq }))
+    }
+
+    /// Replay from `from`: at least `limit` changes when that many exist (whole modseq
+    /// groups), or one `resetBox` when `from` cannot be replayed.
+    pub async fn replay(&self, b: &BoxRow, from: RestartPoint, limit: u32) -> Result<ReplayPage> {
+        let page = self.meta.changes_since(b, from.modseq, limit).await?;
+        let current = RestartPoint { validity: page.validity, modseq: page.modseq };
+        if from.validity != page.validity || from.modseq < page.replay_floor || from.modseq > page.modseq {
+            return Ok(ReplayPage {
+                events: vec![SyncEvent::ResetBox],
+                token: self.restart_token(b, current),
+                more: false,
+            });
+        }
+        let after = if page.more { RestartPoint { validity: page.validity, modseq: page.through } } else { current };
+        Ok(ReplayPage {
+            events: page.changes.into_iter().map(SyncEvent::Change).collect(),
+            token: self.restart_token(b, after),
+            more: page.more,
+        })
+    }
+
+    /// Drop tombstones past the retention (`sync.tombstone_max_age_secs`,
+    /// `sync.tombstone_max_per_box`), raising replay floors; returns how many were dropped.
+    pub async fn prune_tombstones(&self) -> Result<u64> {
+        let max_age_ms = i64::try_from(self.sync.tombstone_max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        self.meta.prune_tombstones(now_ms().saturating_sub(max_age_ms), self.sync.tombstone_max_per_box).await
+    }
+
+    /// Empty box `b` and give it a new validity: every restart token of it now replays as
+    /// `resetBox`. Blobs nothing references any more are removed.
+    pub async fn reset_box(&self, b: &BoxRow) -> Result<BoxRow> {
+        let (now, released) = self.meta.reset_box(b).await?;
+        self.blobs.release(&released.blob_keys).await;
+        Ok(now)
+    }
+}
