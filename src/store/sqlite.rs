@@ -552,97 +552,30 @@ async fn tombstones_between(
 }
 
 impl SqliteStore {
+    /// The folder of box `b` matching `where_sql` (over `folders f`, one bound `arg`).
     async fn load_folder(&self, where_sql: &str, b: &BoxRow, arg: &str) -> Result<Option<Folder>> {
-        let sql = format!(
-            "SELECT {FOLDER_COLUMNS} FROM folders f LEFT JOIN folders p ON p.id = f.parent_id \
-             WHERE f.box_id = ? AND {where_sql}"
-        );
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(b.id).bind(arg).fetch_optional(&self.pool).await?;
-        let Some(row) = row else { return Ok(None) };
-        let id: i64 = row.try_get("id")?;
-        let attrs: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, value FROM folder_attributes WHERE folder_id = ? ORDER BY name_lc, position")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(Some(Folder {
-            id,
-            public_id: row.try_get("public_id")?,
-            parent_public_id: row.try_get("parent_public_id")?,
-            name: row.try_get("name")?,
-            is_root: row.try_get("is_root")?,
-            path: row.try_get("path")?,
-            attributes: group_attributes(attrs),
-            created_at_ms: row.try_get("created_at_ms")?,
-            last_mod_seq: row.try_get("last_mod_seq")?,
-        }))
+        let sql = format!("SELECT f.id FROM folders f WHERE f.box_id = ? AND {where_sql}");
+        let id: Option<i64> =
+            sqlx::query_scalar(AssertSqlSafe(sql)).bind(b.id).bind(arg).fetch_optional(&self.pool).await?;
+        let Some(id) = id else { return Ok(None) };
+        let mut conn = self.pool.acquire().await?;
+        Ok(load_folders(&mut conn, &[id]).await?.pop())
     }
 
+    /// The object of box `b` matching `where_sql` (over `objects o` joined to its folder
+    /// `f`, with `args` bound in order).
     async fn load_object(&self, where_sql: &str, b: &BoxRow, args: &[&str]) -> Result<Option<Object>> {
         let sql = format!(
-            "SELECT o.id, o.public_id, f.public_id AS folder_public_id, f.path AS folder_path, \
-             o.correlation_id, o.correlation_tag, o.payload_type, o.stored_at_ms, o.last_mod_seq \
-             FROM objects o JOIN folders f ON f.id = o.folder_id WHERE o.box_id = ? AND {where_sql}"
+            "SELECT o.id FROM objects o JOIN folders f ON f.id = o.folder_id WHERE o.box_id = ? AND {where_sql}"
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(b.id);
+        let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).bind(b.id);
         for a in args {
             q = q.bind(*a);
         }
-        let Some(row) = q.fetch_optional(&self.pool).await? else { return Ok(None) };
-        let id: i64 = row.try_get("id")?;
-        let attrs: Vec<(String, String)> =
-            sqlx::query_as("SELECT name, value FROM object_attributes WHERE object_id = ? ORDER BY rowid")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
-        let flags = read_flags(&self.pool, FlagTarget::Object(""), id).await?;
-        let parts = sqlx::query(
-            "SELECT part_id, content_type, content_disposition, content_id, content_location, \
-             content_encoding, file_icon, size, blob_key FROM payload_parts WHERE object_id = ? ORDER BY ordinal",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|r| -> Result<PayloadPart> {
-            let key: Option<String> = r.try_get("blob_key")?;
-            let size: i64 = r.try_get("size")?;
-            Ok(PayloadPart {
-                part_id: r.try_get("part_id")?,
-                content_type: r.try_get("content_type")?,
-                content_disposition: r.try_get("content_disposition")?,
-                content_id: r.try_get("content_id")?,
-                content_location: r.try_get("content_location")?,
-                content_encoding: r.try_get("content_encoding")?,
-                file_icon: r.try_get("file_icon")?,
-                size: size.max(0) as u64,
-                data: match key {
-                    Some(key) => PartData::Blob { key },
-                    None => PartData::Inline(Vec::new()),
-                },
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Object {
-            id,
-            public_id: row.try_get("public_id")?,
-            folder_public_id: row.try_get("folder_public_id")?,
-            folder_path: row.try_get("folder_path")?,
-            attributes: regroup_in_order(attrs),
-            flags,
-            correlation_id: row.try_get("correlation_id")?,
-            correlation_tag: row.try_get("correlation_tag")?,
-            payload_type: row.try_get("payload_type")?,
-            parts,
-            stored_at_ms: row.try_get("stored_at_ms")?,
-            last_mod_seq: row.try_get("last_mod_seq")?,
-        }))
+        let Some(id) = q.fetch_optional(&self.pool).await? else { return Ok(None) };
+        let mut conn = self.pool.acquire().await?;
+        Ok(load_objects(&mut conn, &[id]).await?.pop())
     }
-}
-
-/// Group rows read in insertion order (attributes were inserted name by name).
-fn regroup_in_order(rows: Vec<(String, String)>) -> Vec<Attribute> {
-    group_attributes(rows)
 }
 
 #[async_trait]
