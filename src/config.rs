@@ -88,14 +88,32 @@ pub struct SyncSettings {
     pub tombstone_max_age_secs: u64,
     /// At most this many tombstones are kept per box (the newest).
     pub tombstone_max_per_box: u32,
-    /// How often tombstones are pruned.
+    /// How often housekeeping runs: object expiry, then tombstone pruning.
     pub prune_interval_secs: u64,
+    /// Expiry policies by store name (`[sync.retention.base]`): objects past them are
+    /// deleted in the background and reported as `expiredObject`.
+    pub retention: std::collections::BTreeMap<String, RetentionPolicy>,
 }
 
 impl Default for SyncSettings {
     fn default() -> Self {
-        Self { tombstone_max_age_secs: 30 * 24 * 3600, tombstone_max_per_box: 100_000, prune_interval_secs: 3600 }
+        Self {
+            tombstone_max_age_secs: 30 * 24 * 3600,
+            tombstone_max_per_box: 100_000,
+            prune_interval_secs: 3600,
+            retention: Default::default(),
+        }
     }
+}
+
+/// An expiry policy of one store; 0 turns a limit off.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RetentionPolicy {
+    /// Objects stored longer ago than this expire.
+    pub max_age_secs: u64,
+    /// Each box keeps at most this many objects (the most recently stored).
+    pub max_objects: u32,
 }
 
 /// Request size limits.

@@ -1,6 +1,6 @@
 //! Building the application: open the metadata store (migrating it), the blob store, the
 //! token key; bind the listener (port 0 allowed) and expose the port, so tests run the real
-//! server; start the background blob sweep and tombstone pruning.
+//! server; start the background blob sweep and housekeeping (expiry, tombstone pruning).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -157,7 +157,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let sweeper = tokio::spawn(sweep_loop(self.nms.blobs.clone(), self.sweep_every, self.grace));
-        let pruner = tokio::spawn(prune_loop(self.nms.clone()));
+        let pruner = tokio::spawn(housekeeping_loop(self.nms.clone()));
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
@@ -193,12 +193,17 @@ async fn wait_for_signal() {
     }
 }
 
-/// Drop tombstones past the retention every `sync.prune_interval_secs`.
-async fn prune_loop(nms: Nms) {
+/// Every `sync.prune_interval_secs`: expire objects past their store's policy, then drop
+/// tombstones past the retention.
+async fn housekeeping_loop(nms: Nms) {
     let mut tick = tokio::time::interval(Duration::from_secs(nms.sync.prune_interval_secs.max(1)));
     tick.tick().await;
     loop {
         tick.tick().await;
+        match nms.expire().await {
+            Ok(n) => tracing::info!(objects = n, "expiry done"),
+            Err(e) => tracing::warn!(error = %e, "expiry failed"),
+        }
         match nms.prune_tombstones().await {
             Ok(n) => tracing::info!(tombstones = n, "tombstone pruning done"),
             Err(e) => tracing::warn!(error = %e, "tombstone pruning failed"),

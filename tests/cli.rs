@@ -119,3 +119,20 @@ fn migrate_creates_the_database() {
     assert!(dir.path().join("nms.db").exists());
     assert!(cpm(dir.path(), &["migrate"]).status.success(), "idempotent");
 }
+
+#[test]
+fn expiry_policies_are_configured_per_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("nms.toml");
+    std::fs::write(&file, "[sync.retention.base]\nmax_age_secs = 7776000\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
+        .args(["--config", file.to_str().expect("utf8"), "--data-dir", dir.path().to_str().expect("utf8"), "config"])
+        .env("NMS__SYNC__RETENTION__BASE__MAX_OBJECTS", "5000")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = stdout(&out);
+    assert!(s.contains("[sync.retention.base]"), "{s}");
+    assert!(s.contains("max_age_secs = 7776000"), "{s}");
+    assert!(s.contains("max_objects = 5000"), "{s}");
+}

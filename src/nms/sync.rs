@@ -99,6 +99,33 @@ impl Nms {
         self.meta.prune_tombstones(now_ms().saturating_sub(max_age_ms), self.sync.tombstone_max_per_box).await
     }
 
+    /// Apply the expiry policies (`sync.retention`): objects past them are deleted, leaving
+    /// `expired` tombstones (replayed as `expiredObject`). Returns how many expired.
+    pub async fn expire(&self) -> Result<u64> {
+        let mut total = 0;
+        for (store, policy) in &self.sync.retention {
+            let before = (policy.max_age_secs > 0).then(|| {
+                now_ms().saturating_sub(i64::try_from(policy.max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+            });
+            let keep = (policy.max_objects > 0).then_some(policy.max_objects);
+            if before.is_none() && keep.is_none() {
+                continue;
+            }
+            for b in self.meta.boxes_of_store(store).await? {
+                // In bounded transactions, so writers are never held up for long.
+                loop {
+                    let (n, released) = self.meta.expire_objects(&b, before, keep, now_ms(), 1000).await?;
+                    self.blobs.release(&released.blob_keys).await;
+                    total += n;
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(total)
+    }
+
     /// Empty box `b` and give it a new validity: every restart token of it now replays as
     /// `resetBox`. Blobs nothing references any more are removed.
     pub async fn reset_box(&self, b: &BoxRow) -> Result<BoxRow> {

@@ -456,6 +456,20 @@ pub trait MetaStore: Send + Sync + 'static {
     /// moved item changes, its children do not. `None`: no target.
     async fn move_to_folder(&self, b: &BoxRow, target: &str, sources: &Sources) -> Result<Option<Vec<Relocated>>>;
 
+    /// Expire objects of a box stored before `stored_before_ms` or beyond its newest
+    /// `keep_newest` (by stored date): at most `limit` of them, oldest first, in one
+    /// transaction with one modseq, leaving `expired` tombstones. Returns how many expired
+    /// and the released blob keys.
+    async fn expire_objects(
+        &self,
+        b: &BoxRow,
+        stored_before_ms: Option<i64>,
+        keep_newest: Option<u32>,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<(u64, Released)>;
+    /// Every box of a store.
+    async fn boxes_of_store(&self, store: &str) -> Result<Vec<BoxRow>>;
     /// The box's (modseq, validity, replay floor) as they stand.
     async fn sync_state(&self, b: &BoxRow) -> Result<(i64, i64, i64)>;
     /// The changes after modseq `after`: at least `limit` items when that many exist, always

@@ -353,14 +353,15 @@ async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, o: NewObject, seq: i64) -> R
     })
 }
 
-/// Delete one object, leaving its tombstone stamped `seq`; returns the blob keys its parts
-/// used (`None`: no such object).
+/// Delete one object, leaving its tombstone stamped `seq` with `reason` (`deleted` or
+/// `expired`); returns the blob keys its parts used (`None`: no such object).
 async fn remove_object(
     tx: &mut Tx<'_>,
     b: &BoxRow,
     public_id: &str,
     seq: i64,
     now_ms: i64,
+    reason: &str,
 ) -> Result<Option<Vec<String>>> {
     let row: Option<(i64, Option<String>, Option<String>)> =
         sqlx::query_as("SELECT id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?")
@@ -376,10 +377,11 @@ async fn remove_object(
             .await?;
     sqlx::query(
         "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, deleted_at_ms) \
-         VALUES (?, 'object', ?, 'deleted', ?, ?, ?, ?)",
+         VALUES (?, 'object', ?, ?, ?, ?, ?, ?)",
     )
     .bind(b.id)
     .bind(public_id)
+    .bind(reason)
     .bind(seq)
     .bind(cid)
     .bind(ctag)
@@ -947,7 +949,7 @@ impl MetaStore for SqliteStore {
     async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
-        let Some(keys) = remove_object(&mut tx, b, public_id, seq, now_ms).await? else {
+        let Some(keys) = remove_object(&mut tx, b, public_id, seq, now_ms, "deleted").await? else {
             tx.rollback().await?;
             return Ok(None);
         };
@@ -1085,7 +1087,7 @@ impl MetaStore for SqliteStore {
         let mut released = Released::default();
         for (public_id, id) in resolve_targets(&mut tx, b, targets).await? {
             let found = match id {
-                Some(_) => match remove_object(&mut tx, b, &public_id, seq, now_ms).await? {
+                Some(_) => match remove_object(&mut tx, b, &public_id, seq, now_ms, "deleted").await? {
                     Some(keys) => {
                         released.blob_keys.extend(keys);
                         true
@@ -1263,6 +1265,59 @@ impl MetaStore for SqliteStore {
     async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>> {
         let mut conn = self.pool.acquire().await?;
         tombstones_between(&mut conn, b, after, i64::MAX).await
+    }
+
+    async fn expire_objects(
+        &self,
+        b: &BoxRow,
+        stored_before_ms: Option<i64>,
+        keep_newest: Option<u32>,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<(u64, Released)> {
+        if stored_before_ms.is_none() && keep_newest.is_none() {
+            return Ok((0, Released::default()));
+        }
+        let (_slot, mut tx) = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        // Past the age, or beyond the newest `keep_newest` (by stored date).
+        let doomed: Vec<String> = sqlx::query_scalar(
+            "SELECT public_id FROM objects WHERE box_id = ?1 AND (stored_at_ms < ?2 OR id IN \
+             (SELECT id FROM objects WHERE box_id = ?1 ORDER BY stored_at_ms DESC, id DESC LIMIT -1 OFFSET ?3)) \
+             ORDER BY stored_at_ms, id LIMIT ?4",
+        )
+        .bind(b.id)
+        .bind(stored_before_ms.unwrap_or(i64::MIN))
+        .bind(keep_newest.map(i64::from).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if doomed.is_empty() {
+            tx.rollback().await?;
+            return Ok((0, Released::default()));
+        }
+        let mut released = Released::default();
+        for public_id in &doomed {
+            if let Some(keys) = remove_object(&mut tx, b, public_id, seq, now_ms, "expired").await? {
+                released.blob_keys.extend(keys);
+            }
+        }
+        tx.commit().await?;
+        released.blob_keys.sort();
+        released.blob_keys.dedup();
+        Ok((doomed.len() as u64, released))
+    }
+
+    async fn boxes_of_store(&self, store: &str) -> Result<Vec<BoxRow>> {
+        let rows: Vec<(i64, String, i64, i64)> =
+            sqlx::query_as("SELECT id, address, modseq, validity FROM boxes WHERE store = ? ORDER BY id")
+                .bind(store)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, address, modseq, validity)| BoxRow { id, store: store.to_string(), address, modseq, validity })
+            .collect())
     }
 
     async fn sync_state(&self, b: &BoxRow) -> Result<(i64, i64, i64)> {

@@ -302,3 +302,64 @@ async fn box_reset_by_the_command_line_while_the_server_runs() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no box"));
 }
+
+#[tokio::test]
+async fn expiry_deletes_past_the_policy_and_replays_as_expired() {
+    let app = spawn_app_with(|s| {
+        s.sync.retention.insert("base".into(), cpm_nms::config::RetentionPolicy { max_age_secs: 0, max_objects: 2 });
+    })
+    .await;
+    let b = the_box(&app).await;
+    let mut made = Vec::new();
+    for i in 0..4 {
+        made.push(app.create_object(json!({"correlationId": format!("c{i}")})).await);
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    // Bob's box is in the same store: the policy applies per box.
+    let res = app
+        .req_as("bob", Method::POST, &format!("{}/objects", app.base(BOB)))
+        .json(&json!({"object": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let token = app.nms.current_token(&b).await.unwrap();
+    assert_eq!(app.nms.expire().await.unwrap(), 2, "alice's two oldest; bob has one");
+    assert_eq!(app.get(&made[0]).await.status(), 404);
+    assert_eq!(app.get(&made[1]).await.status(), 404);
+    assert_eq!(app.get(&made[2]).await.status(), 200);
+    assert_eq!(app.get(&made[3]).await.status(), 200);
+    let (events, _) = replay_all(&app, &token, 10).await;
+    let gone: Vec<(String, String, Option<String>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            SyncEvent::Change(Change::Gone(t)) => {
+                Some((t.public_id.clone(), t.reason.clone(), t.correlation_id.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        gone,
+        vec![(id(&made[0]), "expired".into(), Some("c0".into())), (id(&made[1]), "expired".into(), Some("c1".into()))]
+    );
+    assert_eq!(events.len(), 2);
+    // Nothing more to expire: the box modseq does not move.
+    let before = app.nms.current_token(&b).await.unwrap();
+    assert_eq!(app.nms.expire().await.unwrap(), 0);
+    assert_eq!(app.nms.current_token(&b).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn expiry_by_age() {
+    let app = spawn_app_with(|s| {
+        s.sync.retention.insert("base".into(), cpm_nms::config::RetentionPolicy { max_age_secs: 1, max_objects: 0 });
+    })
+    .await;
+    let old = app.create_object(json!({})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let fresh = app.create_object(json!({})).await;
+    assert_eq!(app.nms.expire().await.unwrap(), 1);
+    assert_eq!(app.get(&old).await.status(), 404);
+    assert_eq!(app.get(&fresh).await.status(), 200);
+}
