@@ -171,6 +171,10 @@ impl Compiler<'_> {
     }
 
     fn leaf(&mut self, kind: &str, name: Option<&str>, value: Option<&str>, top_and: bool) -> Result<Filter> {
+        // NUL is never text; the full-text query syntax cannot carry it either.
+        if value.is_some_and(|v| v.contains('\0')) || name.is_some_and(|n| n.contains('\0')) {
+            return Err(Error::invalid("criterion (NUL character)"));
+        }
         let valid = if self.over == Over::Objects { OBJECT_TYPES } else { FOLDER_TYPES };
         let objects_only = |k: &str| -> Result<()> {
             if self.over == Over::Folders {

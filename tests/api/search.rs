@@ -653,3 +653,38 @@ async fn filtered_walks_return_every_match_exactly_once() {
         assert_eq!(pages, want.len().div_ceil(4), "no empty last page");
     }
 }
+
+#[tokio::test]
+async fn odd_search_text_never_fails_the_server() {
+    let app = spawn_app().await;
+    let hit = object(&app, "/odd", &[("Subject", "C++ & C# \"quoted\" 100% ok")], &[]).await;
+    for (kind, value) in [
+        ("WholeWord", "!!!"),
+        ("WholeWord", "\"quoted\""),
+        ("WholeWord", "a\u{0}b"),
+        ("WholeWord", "NEAR(x y)"),
+        ("WholeWord", "x* OR y"),
+        ("AllTextAttributes", "\"quoted\""),
+        ("AllTextAttributes", "C++"),
+        ("AllTextAttributes", "%"),
+        ("AllTextAttributes", "\u{0}\u{0}\u{0}"),
+        ("AllTextAttributes", "\" OR \""),
+        ("AllTextAttributes", "ok*"),
+    ] {
+        let (status, body) = app
+            .post_rel(SEARCH, json!({"selectionCriteria": {"maxEntries": 5, "searchCriteria": one(kind, None, value)}}))
+            .await;
+        assert!(status == 200 || status == 400, "{kind} {value:?}: {status} {body}");
+        if status == 400 {
+            assert_eq!(message_id(&body), "SVC0002", "{body}");
+        }
+    }
+    // NUL inside stored text is kept and does not disturb the indexes.
+    let nul = object(&app, "/odd", &[("Subject", "before\u{0}after words")], &[]).await;
+    assert_eq!(app.get(&nul).await.status(), 200);
+    assert_eq!(found(&app, one("AllTextAttributes", None, "before")).await, set(&[&nul]));
+    // Literal text with FTS operators and quotes is found as text.
+    assert_eq!(found(&app, one("AllTextAttributes", None, "\"quoted\"")).await, set(&[&hit]));
+    assert_eq!(found(&app, one("AllTextAttributes", None, "C++ &")).await, set(&[&hit]));
+    assert_eq!(found(&app, one("WholeWord", None, "quoted")).await, set(&[&hit]));
+}
