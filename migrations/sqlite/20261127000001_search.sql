@@ -26,6 +26,14 @@ CREATE TRIGGER object_search_ad AFTER DELETE ON object_search BEGIN
     INSERT INTO object_words (object_words, rowid, body) VALUES ('delete', old.id, old.body);
 END;
 
+-- Objects stored before this migration: their text attributes (payload text is indexed
+-- from deposits on).
+INSERT INTO object_search (id, body)
+SELECT object_id, group_concat(value, char(10)) FROM
+    (SELECT object_id, value FROM object_attributes
+     WHERE name_lc NOT IN ('date', 'content-type', 'message-context', 'direction') ORDER BY object_id, rowid)
+GROUP BY object_id;
+
 -- Keyset paging of searches within one box: by id, by stored date, by creation order.
 CREATE INDEX objects_box_id ON objects(box_id, id);
 CREATE INDEX objects_box_stored ON objects(box_id, stored_at_ms, id);

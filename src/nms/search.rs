@@ -21,9 +21,11 @@ use crate::store::{
     BoxRow, Filter, Folder, Object, Scope, SearchPosition, SearchQuery, Sort, SortKey, SortValue, Targets,
 };
 
-/// Most criteria one search may hold, and how deep groups may nest.
+/// Most criteria one search may hold, how deep groups may nest, and the longest text a
+/// substring or word criterion may search for.
 const MAX_CRITERIA: usize = 64;
 const MAX_DEPTH: usize = 8;
+const MAX_TEXT_CHARS: usize = 1024;
 
 /// Selection criteria as the client sent them (converted from the wire by the API layer).
 #[derive(Clone, Debug, Default)]
@@ -174,6 +176,11 @@ impl Compiler<'_> {
         // NUL is never text; the full-text query syntax cannot carry it either.
         if value.is_some_and(|v| v.contains('\0')) || name.is_some_and(|n| n.contains('\0')) {
             return Err(Error::invalid("criterion (NUL character)"));
+        }
+        if (eq(kind, "AllTextAttributes") || eq(kind, "WholeWord"))
+            && value.is_some_and(|v| v.chars().count() > MAX_TEXT_CHARS)
+        {
+            return Err(Error::invalid(format!("criterion value (at most {MAX_TEXT_CHARS} characters)")));
         }
         let valid = if self.over == Over::Objects { OBJECT_TYPES } else { FOLDER_TYPES };
         let objects_only = |k: &str| -> Result<()> {
@@ -416,8 +423,11 @@ impl Nms {
         let creation_cursor = created.then(|| {
             // Complete up to the snapshot's modseq once the walk ends; mid-walk, up to the
             // last object returned (later pages continue from there).
+            // One request's objects share a creation sequence, and a page may end inside
+            // them: mid-walk, the cursor stays just before the last one's (some may come
+            // again; none is lost).
             let seq = match (&page.next, page.objects.last()) {
-                (Some(SearchPosition { value: SortValue::Int(v), .. }), _) => *v,
+                (Some(SearchPosition { value: SortValue::Int(v), .. }), _) => v - 1,
                 _ => page.modseq,
             };
             self.creation_cursor(b, seq)

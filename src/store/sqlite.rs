@@ -773,11 +773,13 @@ impl MetaStore for SqliteStore {
             }
             if !key.is_root {
                 // Descendants' paths follow; this is not a change to them (CPM 6.6.1).
+                // SQLite measures the old path itself: substr counts characters, not bytes.
                 sqlx::query(
-                    "UPDATE folders SET path = ? || substr(path, ?) WHERE box_id = ? AND ancestry > ? AND ancestry < ?",
+                    "UPDATE folders SET path = ? || substr(path, length(?) + 1) \
+                     WHERE box_id = ? AND ancestry > ? AND ancestry < ?",
                 )
                 .bind(&new_path)
-                .bind(key.path.len() as i64 + 1)
+                .bind(&key.path)
                 .bind(b.id)
                 .bind(&key.ancestry)
                 .bind(ancestry_end(&key.ancestry))
@@ -1217,11 +1219,11 @@ impl MetaStore for SqliteStore {
             }
             // The subtree follows: paths and ancestries re-derived, not a change to them.
             sqlx::query(
-                "UPDATE folders SET path = ? || substr(path, ?), ancestry = ? || substr(ancestry, ?) \
+                "UPDATE folders SET path = ? || substr(path, length(?) + 1), ancestry = ? || substr(ancestry, ?) \
                  WHERE box_id = ? AND ancestry > ? AND ancestry < ?",
             )
             .bind(&new_path)
-            .bind(source.path.len() as i64 + 1)
+            .bind(&source.path)
             .bind(&new_ancestry)
             .bind(source.ancestry.len() as i64 + 1)
             .bind(b.id)
@@ -1388,21 +1390,29 @@ impl MetaStore for SqliteStore {
 
     async fn prune_tombstones(&self, before_ms: i64, keep_per_box: u32) -> Result<u64> {
         let (_slot, mut tx) = self.begin_write().await?;
-        let doomed = "SELECT t.id FROM tombstones t WHERE t.deleted_at_ms < ?1 OR t.id NOT IN \
-             (SELECT u.id FROM tombstones u WHERE u.box_id = t.box_id ORDER BY u.id DESC LIMIT ?2)";
-        sqlx::query(sql!(
-            "UPDATE boxes SET replay_floor = max(replay_floor, \
-             coalesce((SELECT max(last_mod_seq) FROM tombstones WHERE box_id = boxes.id AND id IN ({doomed})), 0))"
-        ))
+        // One ranking pass over all tombstones, newest first per box.
+        sqlx::query("DROP TABLE IF EXISTS temp.prune_doomed").execute(&mut *tx).await?;
+        sqlx::query(
+            "CREATE TEMP TABLE prune_doomed AS SELECT id, box_id, last_mod_seq FROM \
+             (SELECT id, box_id, last_mod_seq, deleted_at_ms, \
+              row_number() OVER (PARTITION BY box_id ORDER BY id DESC) AS rank FROM tombstones) \
+             WHERE deleted_at_ms < ? OR rank > ?",
+        )
         .bind(before_ms)
         .bind(i64::from(keep_per_box))
         .execute(&mut *tx)
         .await?;
-        let res = sqlx::query(sql!("DELETE FROM tombstones WHERE id IN ({doomed})"))
-            .bind(before_ms)
-            .bind(i64::from(keep_per_box))
+        sqlx::query(
+            "UPDATE boxes SET replay_floor = max(replay_floor, \
+             (SELECT max(last_mod_seq) FROM temp.prune_doomed d WHERE d.box_id = boxes.id)) \
+             WHERE id IN (SELECT box_id FROM temp.prune_doomed)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let res = sqlx::query("DELETE FROM tombstones WHERE id IN (SELECT id FROM temp.prune_doomed)")
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DROP TABLE temp.prune_doomed").execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(res.rows_affected())
     }

@@ -249,3 +249,21 @@ async fn count_in(app: &TestApp, scope: String) -> usize {
     let (_, v) = app.post_rel("/objects/operations/search", sel).await;
     v["objectList"]["object"].as_array().unwrap().len()
 }
+
+#[tokio::test]
+async fn non_ascii_folder_names_keep_paths_right_through_rename_and_move() {
+    let app = spawn_app().await;
+    let src = app.create_folder(json!({"parentFolderPath": "/", "name": "Ärger"})).await;
+    let kid = app.create_folder(json!({"parentFolder": src, "name": "kid"})).await;
+    app.create_folder(json!({"parentFolder": kid, "name": "日本語"})).await;
+    let obj = app.create_object(json!({"parentFolderPath": "/Ärger/kid/日本語"})).await;
+    let dst = app.create_folder(json!({"parentFolderPath": "/", "name": "T"})).await;
+    let (status, _) = app.post_rel(MOVE, tsr(&dst, &[&src], &[])).await;
+    assert_eq!(status, 200);
+    assert_eq!(folder_at(&app, "/T/Ärger/kid").await, kid);
+    folder_at(&app, "/T/Ärger/kid/日本語").await;
+    assert_eq!(get(&app, &obj).await["object"]["path"], format!("/T/Ärger/kid/日本語/{}", last_segment(&obj)));
+    assert_eq!(app.put_json(&format!("{src}/folderName"), json!({"name": "Ωμέγα"})).await.status(), 200);
+    assert_eq!(folder_at(&app, "/T/Ωμέγα/kid").await, kid);
+    assert_eq!(get(&app, &obj).await["object"]["path"], format!("/T/Ωμέγα/kid/日本語/{}", last_segment(&obj)));
+}

@@ -688,3 +688,50 @@ async fn odd_search_text_never_fails_the_server() {
     assert_eq!(found(&app, one("AllTextAttributes", None, "C++ &")).await, set(&[&hit]));
     assert_eq!(found(&app, one("WholeWord", None, "quoted")).await, set(&[&hit]));
 }
+
+#[tokio::test]
+async fn a_creation_cursor_taken_mid_walk_loses_nothing() {
+    let app = spawn_app().await;
+    // One request's objects share a creation sequence.
+    let (status, _) =
+        app.post_rel("/objects/operations/bulkCreation", json!({"objectList": {"object": [{}, {}, {}, {}, {}]}})).await;
+    assert_eq!(status, 200);
+    let (_, v) = app
+        .post_rel(
+            SEARCH,
+            json!({"selectionCriteria": {"maxEntries": 2, "searchCriteria": one("CreatedObjects", None, "")}}),
+        )
+        .await;
+    let first: HashSet<String> = v["objectList"]["object"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["resourceURL"].as_str().unwrap().to_string())
+        .collect();
+    let cursor = v["objectList"]["creationCursor"].as_str().unwrap().to_string();
+    let (_, v) = app
+        .post_rel(
+            SEARCH,
+            json!({"selectionCriteria": {"maxEntries": 10, "searchCriteria": one("CreatedObjects", None, &cursor)}}),
+        )
+        .await;
+    let rest: HashSet<String> = v["objectList"]["object"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["resourceURL"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(first.union(&rest).count(), 5, "every object is found by one search or the other");
+    // Overlong text criteria are refused, not run.
+    let long = "x".repeat(1025);
+    for kind in ["AllTextAttributes", "WholeWord"] {
+        let (status, body) = app
+            .post_rel(SEARCH, json!({"selectionCriteria": {"maxEntries": 2, "searchCriteria": one(kind, None, &long)}}))
+            .await;
+        assert_eq!((status, message_id(&body)), (400, "SVC0002"));
+    }
+    let (status, body) = app
+        .post_rel(FOLDER_SEARCH, json!({"selectionCriteria": {"maxEntries": 2, "searchCriteria": one("AllTextAttributes", None, &"%".repeat(30_000))}}))
+        .await;
+    assert_eq!((status, message_id(&body)), (400, "SVC0002"));
+}

@@ -363,3 +363,25 @@ async fn expiry_by_age() {
     assert_eq!(app.get(&old).await.status(), 404);
     assert_eq!(app.get(&fresh).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_replay_through_a_very_large_change_group() {
+    let app = spawn_app().await;
+    let b = the_box(&app).await;
+    let objects: Vec<Value> = (0..1000).map(|_| json!({"parentFolderPath": "/big"})).collect();
+    let (status, _) =
+        app.post_rel("/objects/operations/bulkCreation", json!({"objectList": {"object": objects}})).await;
+    assert_eq!(status, 200);
+    let token = app.nms.current_token(&b).await.unwrap();
+    // One copy: 1001 items with one modseq, more than a loader batch.
+    let big = snapshot(&app).await.folders.into_iter().find(|(_, (_, name, _))| name == "big").unwrap().0;
+    let root = app.root().await;
+    let big_url = format!("{}/folders/{big}", app.base(ALICE));
+    let dst = app.create_folder(json!({"parentFolder": root, "name": "dst"})).await;
+    let (status, _) = app
+        .post_rel("/folders/operations/copyToFolder", json!({"targetSourceRef": {"targetRef": {"resourceURL": dst}, "sourceRefs": {"folders": {"folderReference": [{"resourceURL": big_url}]}}}}))
+        .await;
+    assert_eq!(status, 200);
+    let (events, _) = replay_all(&app, &token, 10).await;
+    assert_eq!(events.len(), 1 + 1 + 1000, "the target, the copied folder and its objects");
+}

@@ -410,8 +410,19 @@ fn in_list(sql: &mut Sql, ids: &[i64]) {
     sql.push(")");
 }
 
-/// Load objects by internal id, in the order given, with four queries whatever their number.
+/// Ids per batched load: well inside SQLite's bound-variable limit.
+const LOAD_CHUNK: usize = 500;
+
+/// Load objects by internal id, in the order given, with four queries per 500.
 pub async fn load_objects(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<Object>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(LOAD_CHUNK) {
+        out.extend(load_object_chunk(conn, chunk).await?);
+    }
+    Ok(out)
+}
+
+async fn load_object_chunk(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<Object>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -508,8 +519,16 @@ pub async fn load_objects(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Ve
     Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
 }
 
-/// Load folders by internal id, in the order given.
+/// Load folders by internal id, in the order given, with two queries per 500.
 pub async fn load_folders(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<Folder>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(LOAD_CHUNK) {
+        out.extend(load_folder_chunk(conn, chunk).await?);
+    }
+    Ok(out)
+}
+
+async fn load_folder_chunk(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<Folder>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
