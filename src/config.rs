@@ -90,6 +90,8 @@ pub struct SyncSettings {
     pub tombstone_max_per_box: u32,
     /// How often housekeeping runs: object expiry, then tombstone pruning.
     pub prune_interval_secs: u64,
+    /// How long a long poll with nothing to deliver waits before answering an empty list.
+    pub long_poll_secs: u64,
     /// Expiry policies by store name (`[sync.retention.base]`): objects past them are
     /// deleted in the background and reported as `expiredObject`.
     pub retention: std::collections::BTreeMap<String, RetentionPolicy>,
@@ -101,6 +103,7 @@ impl Default for SyncSettings {
             tombstone_max_age_secs: 30 * 24 * 3600,
             tombstone_max_per_box: 100_000,
             prune_interval_secs: 3600,
+            long_poll_secs: 30,
             retention: Default::default(),
         }
     }

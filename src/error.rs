@@ -28,6 +28,12 @@ pub enum Error {
     /// Creating objects or folders under the folder is not allowed (403 POL1031).
     #[error("creating under {target} is not allowed")]
     ParentForbidden { target: String },
+    /// A notification channel type this server does not offer (403 POL1023).
+    #[error("notification channel type {channel_type} not supported")]
+    ChannelTypeUnsupported { channel_type: String },
+    /// A newer long poll on the same channel ended this one (409 SVC1012).
+    #[error("simultaneous channel requests not supported")]
+    SimultaneousPoll,
     /// No or wrong credentials (401); `challenge` is the `WWW-Authenticate` value.
     #[error("authentication required: {reason}")]
     Unauthenticated { reason: String, challenge: String },

@@ -1,12 +1,13 @@
 //! cpm-nms: a CPM Network Message Store, the OMA REST NMS API as bound to CPM/RCS.
 //!
-//! Layers run one way: `api -> auth -> nms -> store/blob`. See `docs/architecture.md`.
+//! Layers run one way: `api -> auth -> nms -> store/blob/hub`. See `docs/architecture.md`.
 
 pub mod api;
 pub mod auth;
 pub mod blob;
 pub mod config;
 pub mod error;
+pub mod hub;
 pub mod ids;
 pub mod nms;
 pub mod startup;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, Service};
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpMessage, HttpServer, web};
 
 use crate::api::{self, AppState};
 use crate::auth::Authenticator;
@@ -107,11 +107,20 @@ impl Application {
                 .app_data(state.clone())
                 .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms"))
                 .wrap_fn(|req, srv| {
-                    // Clients look response headers up case-sensitively: send `Location`, not `location`.
                     let fut = srv.call(req);
                     async move {
                         let mut res = fut.await?;
+                        // Clients look response headers up case-sensitively: send `Location`, not `location`.
                         res.response_mut().head_mut().set_camel_case_headers(true);
+                        // A change to a box (the transaction has committed): wake its long polls.
+                        if res.request().method() != actix_web::http::Method::GET && res.status().is_success() {
+                            let touched = res.request().extensions().get::<api::TouchedBox>().copied();
+                            if let (Some(api::TouchedBox(box_id)), Some(state)) =
+                                (touched, res.request().app_data::<web::Data<AppState>>())
+                            {
+                                state.nms.hub.publish(box_id);
+                            }
+                        }
                         Ok(res)
                     }
                 })
@@ -203,6 +212,9 @@ async fn housekeeping_loop(nms: Nms) {
         match nms.expire().await {
             Ok(n) => tracing::info!(objects = n, "expiry done"),
             Err(e) => tracing::warn!(error = %e, "expiry failed"),
+        }
+        if let Err(e) = nms.purge_expired_subscriptions().await {
+            tracing::warn!(error = %e, "purging expired subscriptions failed");
         }
         match nms.prune_tombstones().await {
             Ok(n) => tracing::info!(tombstones = n, "tombstone pruning done"),

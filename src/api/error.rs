@@ -45,6 +45,17 @@ pub fn describe(e: &Error) -> (StatusCode, RequestErrorW) {
             StatusCode::FORBIDDEN,
             pol("POL1031", "Attempt to create objects or folders under %1 is prohibited", vec![target.clone()]),
         ),
+        Error::ChannelTypeUnsupported { channel_type } => (
+            StatusCode::FORBIDDEN,
+            pol(
+                "POL1023",
+                "Notification channel type %1 not supported. Supported types: %2.",
+                vec![channel_type.clone(), "LongPolling".into()],
+            ),
+        ),
+        Error::SimultaneousPoll => {
+            (StatusCode::CONFLICT, svc("SVC1012", "Simultaneous channel requests not supported", vec![]))
+        }
         Error::Unauthenticated { reason, .. } => (
             StatusCode::UNAUTHORIZED,
             pol("POL0001", "A policy error occurred. Error code is %1", vec![reason.clone()]),

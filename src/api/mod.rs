@@ -3,6 +3,7 @@
 //! conversions between wire structures and domain types.
 
 mod bulk;
+mod channels;
 pub mod error;
 mod flags;
 mod folders;
@@ -10,12 +11,13 @@ mod multipart;
 mod objects;
 mod paths;
 mod search;
+mod subscriptions;
 pub mod urls;
 pub mod wire;
 
 use actix_web::dev::Payload;
 use actix_web::http::Method;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
@@ -45,6 +47,32 @@ pub struct AppState {
 /// for other methods on a known path, and an OMA 404 for unknown paths.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health));
+    // The Notification Channel API (outside the box tree; its handlers authenticate).
+    let nc = channels::NC_SCOPE;
+    let not_allowed = |allow: &'static str| move || async move { error::method_not_allowed(allow) };
+    cfg.service(
+        web::resource(format!("{nc}/channels"))
+            .route(web::get().to(channels::list))
+            .route(web::post().to(channels::create))
+            .default_service(web::to(not_allowed("GET, POST"))),
+    );
+    cfg.service(
+        web::resource(format!("{nc}/channels/{{channelId}}"))
+            .route(web::get().to(channels::get))
+            .route(web::delete().to(channels::delete))
+            .default_service(web::to(not_allowed("GET, DELETE"))),
+    );
+    cfg.service(
+        web::resource(format!("{nc}/channels/{{channelId}}/channelLifetime"))
+            .route(web::get().to(channels::get_lifetime))
+            .route(web::put().to(channels::put_lifetime))
+            .default_service(web::to(not_allowed("GET, PUT"))),
+    );
+    cfg.service(
+        web::resource(format!("{nc}/channels/{{channelId}}/poll"))
+            .route(web::post().to(channels::poll))
+            .default_service(web::to(not_allowed("POST"))),
+    );
     let mut seen: Vec<&'static str> = Vec::new();
     for op in Operation::ALL {
         if seen.contains(&op.path()) {
@@ -93,6 +121,11 @@ fn route_for(op: Operation) -> actix_web::Route {
         Operation::FolderDelete => r.to(folders::delete),
         Operation::FolderNameGet => r.to(folders::get_name),
         Operation::FolderNamePut => r.to(folders::put_name),
+        Operation::SubscriptionList => r.to(subscriptions::list),
+        Operation::SubscriptionCreate => r.to(subscriptions::create),
+        Operation::SubscriptionGet => r.to(subscriptions::get),
+        Operation::SubscriptionUpdate => r.to(subscriptions::update),
+        Operation::SubscriptionDelete => r.to(subscriptions::delete),
     }
 }
 
@@ -104,6 +137,11 @@ async fn health() -> HttpResponse {
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
     Err(Error::not_found(req.path().to_string()))
 }
+
+/// The box a request acted on (request extension), so that a successful change can wake
+/// the box's long polls once the response is ready (see `startup`).
+#[derive(Clone, Copy, Debug)]
+pub struct TouchedBox(pub i64);
 
 /// An authenticated, authorised request on one box.
 pub struct Access {
@@ -164,6 +202,7 @@ impl FromRequest for Access {
             let b = state.nms.find_box(&store, &address).await?.ok_or_else(|| Error::not_found(uri.clone()))?;
             tracing::debug!(op = op.name(), principal = %principal.name, box_id = %address, "access granted");
             let urls = BoxUrls::new(&state.public_url, &store, &address);
+            req.extensions_mut().insert(TouchedBox(b.id));
             Ok(Access { op, principal, b, urls, uri })
         })
     }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::nms::ListFilter;
 use crate::nms::search::{CriteriaInput, CriterionInput, ObjectResult, SelectionInput, SortInput};
 
-fn criteria_input(c: SearchCriteriaW) -> Result<CriteriaInput> {
+pub fn criteria_input(c: SearchCriteriaW) -> Result<CriteriaInput> {
     let items = c
         .criterion
         .into_iter()

@@ -52,6 +52,12 @@ impl BoxUrls {
     pub fn folder(&self, id: &str) -> String {
         format!("{}/folders/{id}", self.base)
     }
+    pub fn subscriptions(&self) -> String {
+        format!("{}/subscriptions", self.base)
+    }
+    pub fn subscription(&self, id: &str) -> String {
+        format!("{}/subscriptions/{id}", self.base)
+    }
     pub fn folder_flags(&self, id: &str) -> String {
         format!("{}/folders/{id}/flags", self.base)
     }

@@ -92,6 +92,11 @@ operations! {
     FolderFlagGet => ("GET", "/folders/{folderId}/flags/{flagName}", Read),
     FolderFlagPut => ("PUT", "/folders/{folderId}/flags/{flagName}", Modify),
     FolderFlagDelete => ("DELETE", "/folders/{folderId}/flags/{flagName}", Modify),
+    SubscriptionList => ("GET", "/subscriptions", Subscription),
+    SubscriptionCreate => ("POST", "/subscriptions", Subscription),
+    SubscriptionGet => ("GET", "/subscriptions/{subscriptionId}", Subscription),
+    SubscriptionUpdate => ("POST", "/subscriptions/{subscriptionId}", Subscription),
+    SubscriptionDelete => ("DELETE", "/subscriptions/{subscriptionId}", Subscription),
 }
 
 impl Operation {
@@ -124,7 +129,9 @@ mod tests {
         assert_eq!(Operation::FolderCreate.scope(), Scope::Modify);
         assert_eq!(Operation::ObjectFlagPut.scope(), Scope::Modify);
         for op in Operation::ALL {
-            if op.method() == "GET" {
+            if op.path().starts_with("/subscriptions") {
+                assert_eq!(op.scope(), Scope::Subscription, "{}", op.name());
+            } else if op.method() == "GET" {
                 assert_eq!(op.scope(), Scope::Read, "{}", op.name());
             }
         }

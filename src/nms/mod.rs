@@ -7,6 +7,7 @@
 
 pub mod bulk;
 pub mod search;
+pub mod subscriptions;
 pub mod sync;
 pub mod token;
 
@@ -17,6 +18,7 @@ pub use token::TokenKey;
 use crate::blob::{PartWriter, PayloadStore, UploadGuard};
 use crate::config::{NmsSettings, SyncSettings};
 use crate::error::{Error, OrNotFound, Result};
+use crate::hub::Hub;
 use crate::ids::{new_id, nms_date, now_ms};
 use crate::store::*;
 
@@ -83,7 +85,7 @@ fn is_textual(content_type: &str) -> bool {
 }
 
 /// Attributes whose values are structure, not text: not part of AllTextAttributes/WholeWord.
-const NON_TEXT_ATTRIBUTES: &[&str] = &["date", "content-type", "message-context", "direction"];
+pub(crate) const NON_TEXT_ATTRIBUTES: &[&str] = &["date", "content-type", "message-context", "direction"];
 
 /// The searchable text of an object: its text attribute values, then its textual parts.
 fn searchable_text(attributes: &[Attribute], parts_text: &str) -> String {
@@ -161,6 +163,8 @@ pub struct Nms {
     pub policy: NmsSettings,
     pub sync: SyncSettings,
     pub tokens: TokenKey,
+    /// Wakeups for long polls: every change is published here after its commit.
+    pub hub: Arc<Hub>,
 }
 
 /// Whether `name` is a legal flag: an optional leading `\` and then IMAP atom characters.
@@ -226,7 +230,7 @@ impl Nms {
         sync: SyncSettings,
         tokens: TokenKey,
     ) -> Self {
-        Self { meta, blobs, policy, sync, tokens }
+        Self { meta, blobs, policy, sync, tokens, hub: Arc::new(Hub::default()) }
     }
 
     fn child_cursor_purpose(b: &BoxRow, f: &Folder, filter: ListFilter) -> String {

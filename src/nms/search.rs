@@ -348,6 +348,27 @@ impl Nms {
         Ok(i64::from_be_bytes(raw))
     }
 
+    /// Compile subscription filter criteria (NMS 5.3.2.20). CreatedObjects and
+    /// VanishedObjects are search-only here: `400 SVC0003`.
+    pub async fn compile_filter(&self, b: &BoxRow, criteria: &CriteriaInput) -> Result<Filter> {
+        fn uses(c: &CriteriaInput, kind: &str) -> bool {
+            c.items.iter().any(|i| match i {
+                CriterionInput::Leaf { kind: k, .. } => eq(k.trim(), kind),
+                CriterionInput::Group(g) => uses(g, kind),
+            })
+        }
+        for kind in ["CreatedObjects", "VanishedObjects"] {
+            if uses(criteria, kind) {
+                return Err(Error::invalid_value(
+                    format!("filter criterion type {kind}"),
+                    "Date, Attribute, AllTextAttributes, Flag, WholeWord, PresetSearch",
+                ));
+            }
+        }
+        let mut c = Compiler { nms: self, b, over: Over::Objects, count: 0, created: false, preset_sort: None };
+        c.group(criteria, 0)
+    }
+
     /// Compile selection criteria into one page's query and the cursor purpose.
     async fn compile(&self, b: &BoxRow, over: Over, input: &SelectionInput) -> Result<(SearchQuery, bool, String)> {
         let max = match input.max_entries {

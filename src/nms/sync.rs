@@ -33,6 +33,8 @@ pub struct ReplayPage {
     pub token: String,
     /// More changes follow (replay again from `token`).
     pub more: bool,
+    /// What `token` names.
+    pub point: RestartPoint,
 }
 
 /// What a restart token names.
@@ -82,6 +84,7 @@ impl Nms {
                 events: vec![SyncEvent::ResetBox],
                 token: self.restart_token(b, current),
                 more: false,
+                point: current,
             });
         }
         let after = if page.more { RestartPoint { validity: page.validity, modseq: page.through } } else { current };
@@ -89,6 +92,7 @@ impl Nms {
             events: page.changes.into_iter().map(SyncEvent::Change).collect(),
             token: self.restart_token(b, after),
             more: page.more,
+            point: after,
         })
     }
 
@@ -115,6 +119,9 @@ impl Nms {
                 // In bounded transactions, so writers are never held up for long.
                 loop {
                     let (n, released) = self.meta.expire_objects(&b, before, keep, now_ms(), 1000).await?;
+                    if n > 0 {
+                        self.hub.publish(b.id);
+                    }
                     self.blobs.release(&released.blob_keys).await;
                     total += n;
                     if n == 0 {
@@ -130,6 +137,7 @@ impl Nms {
     /// `resetBox`. Blobs nothing references any more are removed.
     pub async fn reset_box(&self, b: &BoxRow) -> Result<BoxRow> {
         let (now, released) = self.meta.reset_box(b).await?;
+        self.hub.publish(b.id);
         self.blobs.release(&released.blob_keys).await;
         Ok(now)
     }

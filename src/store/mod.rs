@@ -209,8 +209,10 @@ pub struct Account {
 // Search
 // ---------------------------------------------------------------------------------------
 
-/// A compiled search filter over objects or folders (built and validated by the domain).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A compiled search filter over objects or folders (built and validated by the domain;
+/// kept as JSON with subscriptions).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Filter {
     /// Every sub-filter holds.
     All(Vec<Filter>),
@@ -377,6 +379,51 @@ pub struct ChangePage {
     pub replay_floor: i64,
 }
 
+// ---------------------------------------------------------------------------------------
+// Notification channels and subscriptions
+// ---------------------------------------------------------------------------------------
+
+/// A long-polling notification channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    pub id: i64,
+    pub public_id: String,
+    /// The login that made it; only it may use it.
+    pub principal: String,
+    /// The `{userId}` it lives under (decoded).
+    pub user_id: String,
+    pub client_correlator: Option<String>,
+    pub application_tag: Option<String>,
+    pub lifetime_secs: i64,
+    pub expires_at_ms: i64,
+    /// Most notification lists one poll answers.
+    pub max_notifications: u32,
+}
+
+/// A subscription to a box's changes, delivered into a channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: i64,
+    pub box_id: i64,
+    pub public_id: String,
+    pub principal: String,
+    pub channel_id: i64,
+    pub notify_url: String,
+    pub callback_data: Option<String>,
+    pub notification_format: Option<String>,
+    pub filter: Option<Filter>,
+    pub client_correlator: Option<String>,
+    pub duration_secs: i64,
+    pub expires_at_ms: i64,
+    /// The token the last create or update set (echoed back).
+    pub restart_token: String,
+    /// Delivery position: the next list holds changes after this (validity, modseq).
+    pub position_validity: i64,
+    pub position_modseq: i64,
+    /// Index of the next notification list.
+    pub next_index: i64,
+}
+
 /// Domain verbs of the metadata store.
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
@@ -468,6 +515,8 @@ pub trait MetaStore: Send + Sync + 'static {
         now_ms: i64,
         limit: u32,
     ) -> Result<(u64, Released)>;
+    /// A box by internal id.
+    async fn box_by_id(&self, id: i64) -> Result<Option<BoxRow>>;
     /// Every box of a store.
     async fn boxes_of_store(&self, store: &str) -> Result<Vec<BoxRow>>;
     /// The box's (modseq, validity, replay floor) as they stand.
@@ -483,6 +532,43 @@ pub trait MetaStore: Send + Sync + 'static {
     /// validity, so every restart token of it is stale. Returns the box as it is now and
     /// the released blob keys.
     async fn reset_box(&self, b: &BoxRow) -> Result<(BoxRow, Released)>;
+
+    // ---- notification channels and subscriptions ----
+    /// Store a new channel (its `id` is assigned).
+    async fn create_channel(&self, c: &Channel) -> Result<Channel>;
+    /// A channel that has not expired at `now_ms`.
+    async fn channel(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>>;
+    /// The live channels of a login under one `{userId}`.
+    async fn channels_of(&self, principal: &str, user_id: &str, now_ms: i64) -> Result<Vec<Channel>>;
+    /// Set a channel's lifetime from `now_ms`; `None` if there is no live channel.
+    async fn renew_channel(&self, public_id: &str, lifetime_secs: i64, now_ms: i64) -> Result<Option<Channel>>;
+    /// Delete a channel and the subscriptions delivering into it; `false` if none.
+    async fn delete_channel(&self, public_id: &str) -> Result<bool>;
+    /// Store a new subscription (its `id` is assigned).
+    async fn create_subscription(&self, s: &Subscription) -> Result<Subscription>;
+    /// A live subscription of box `b`, by id or by the creating login's client correlator.
+    async fn subscription(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>>;
+    async fn subscription_by_correlator(
+        &self,
+        b: &BoxRow,
+        principal: &str,
+        correlator: &str,
+        now_ms: i64,
+    ) -> Result<Option<Subscription>>;
+    /// The live subscriptions of a login on box `b`.
+    async fn subscriptions_of(&self, b: &BoxRow, principal: &str, now_ms: i64) -> Result<Vec<Subscription>>;
+    /// The live subscriptions delivering into a channel.
+    async fn subscriptions_of_channel(&self, channel_id: i64, now_ms: i64) -> Result<Vec<Subscription>>;
+    /// Store a subscription's new duration, expiry and (when given) restart point.
+    async fn update_subscription(&self, s: &Subscription) -> Result<()>;
+    async fn delete_subscription(&self, b: &BoxRow, public_id: &str) -> Result<bool>;
+    /// Move a subscription's position and consume index `index`, if nobody else did
+    /// (compare-and-set on the index); `false` when it lost the race.
+    async fn advance_subscription(&self, id: i64, index: i64, validity: i64, modseq: i64) -> Result<bool>;
+    /// Move a subscription's position without consuming an index (changes no event passed).
+    async fn skip_subscription(&self, id: i64, index: i64, validity: i64, modseq: i64) -> Result<bool>;
+    /// Drop expired channels and subscriptions; returns how many.
+    async fn purge_expired_subscriptions(&self, now_ms: i64) -> Result<u64>;
 
     /// Tombstones with `last_mod_seq > after`, oldest first.
     async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>>;

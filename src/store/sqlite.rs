@@ -18,6 +18,7 @@ macro_rules! sql {
 }
 
 mod query;
+mod subscriptions;
 
 use super::*;
 use crate::error::{Error, Result};
@@ -1264,6 +1265,72 @@ impl MetaStore for SqliteStore {
         Ok(Some(out))
     }
 
+    async fn create_channel(&self, c: &Channel) -> Result<Channel> {
+        subscriptions::create_channel(&self.pool, c).await
+    }
+
+    async fn channel(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
+        subscriptions::channel(&self.pool, public_id, now_ms).await
+    }
+
+    async fn channels_of(&self, principal: &str, user_id: &str, now_ms: i64) -> Result<Vec<Channel>> {
+        subscriptions::channels_of(&self.pool, principal, user_id, now_ms).await
+    }
+
+    async fn renew_channel(&self, public_id: &str, lifetime_secs: i64, now_ms: i64) -> Result<Option<Channel>> {
+        subscriptions::renew_channel(&self.pool, public_id, lifetime_secs, now_ms).await
+    }
+
+    async fn delete_channel(&self, public_id: &str) -> Result<bool> {
+        subscriptions::delete_channel(&self.pool, public_id).await
+    }
+
+    async fn create_subscription(&self, s: &Subscription) -> Result<Subscription> {
+        subscriptions::create_subscription(&self.pool, s).await
+    }
+
+    async fn subscription(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>> {
+        subscriptions::subscription(&self.pool, b, public_id, now_ms).await
+    }
+
+    async fn subscription_by_correlator(
+        &self,
+        b: &BoxRow,
+        principal: &str,
+        correlator: &str,
+        now_ms: i64,
+    ) -> Result<Option<Subscription>> {
+        subscriptions::subscription_by_correlator(&self.pool, b, principal, correlator, now_ms).await
+    }
+
+    async fn subscriptions_of(&self, b: &BoxRow, principal: &str, now_ms: i64) -> Result<Vec<Subscription>> {
+        subscriptions::subscriptions_of(&self.pool, b, principal, now_ms).await
+    }
+
+    async fn subscriptions_of_channel(&self, channel_id: i64, now_ms: i64) -> Result<Vec<Subscription>> {
+        subscriptions::subscriptions_of_channel(&self.pool, channel_id, now_ms).await
+    }
+
+    async fn update_subscription(&self, s: &Subscription) -> Result<()> {
+        subscriptions::update_subscription(&self.pool, s).await
+    }
+
+    async fn delete_subscription(&self, b: &BoxRow, public_id: &str) -> Result<bool> {
+        subscriptions::delete_subscription(&self.pool, b, public_id).await
+    }
+
+    async fn advance_subscription(&self, id: i64, index: i64, validity: i64, modseq: i64) -> Result<bool> {
+        subscriptions::advance(&self.pool, id, index, validity, modseq, true).await
+    }
+
+    async fn skip_subscription(&self, id: i64, index: i64, validity: i64, modseq: i64) -> Result<bool> {
+        subscriptions::advance(&self.pool, id, index, validity, modseq, false).await
+    }
+
+    async fn purge_expired_subscriptions(&self, now_ms: i64) -> Result<u64> {
+        subscriptions::purge_expired(&self.pool, now_ms).await
+    }
+
     async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>> {
         let mut conn = self.pool.acquire().await?;
         tombstones_between(&mut conn, b, after, i64::MAX).await
@@ -1308,6 +1375,15 @@ impl MetaStore for SqliteStore {
         released.blob_keys.sort();
         released.blob_keys.dedup();
         Ok((doomed.len() as u64, released))
+    }
+
+    async fn box_by_id(&self, id: i64) -> Result<Option<BoxRow>> {
+        let row: Option<(String, String, i64, i64)> =
+            sqlx::query_as("SELECT store, address, modseq, validity FROM boxes WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(store, address, modseq, validity)| BoxRow { id, store, address, modseq, validity }))
     }
 
     async fn boxes_of_store(&self, store: &str) -> Result<Vec<BoxRow>> {

@@ -8,6 +8,7 @@ mod conformance;
 mod flags;
 mod folders;
 mod helpers;
+mod notify;
 mod objects;
 mod paths;
 mod payload;

@@ -1,0 +1,282 @@
+//! Subscriptions delivered through long-polling notification channels: the index contract,
+//! restart tokens, clientCorrelator idempotency, filters, and the long-poll rules.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn send(app: &TestApp, method: Method, url: &str, body: Option<Value>) -> (u16, Value) {
+    let mut r = app.req(method, url);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let res = r.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+fn nc(app: &TestApp) -> String {
+    format!("{}/notificationchannel/v1/{}/channels", app.url, enc(ALICE))
+}
+
+/// A channel: (resourceURL, channelURL, callbackURL).
+async fn channel(app: &TestApp) -> (String, String, String) {
+    let body = json!({"notificationChannel": {"channelType": "LongPolling", "channelData": {"maxNotifications": 5}, "channelLifetime": 3600, "clientCorrelator": "c1", "applicationTag": "t"}});
+    let (status, v) = send(app, Method::POST, &nc(app), Some(body)).await;
+    assert_eq!(status, 201, "{v}");
+    let c = &v["notificationChannel"];
+    (
+        c["resourceURL"].as_str().unwrap().to_string(),
+        c["channelData"]["channelURL"].as_str().unwrap().to_string(),
+        c["callbackURL"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn subscribe(app: &TestApp, callback: &str, extra: Value) -> (u16, Value) {
+    let mut sub = json!({"callbackReference": {"notifyURL": callback, "callbackData": "cb"}, "duration": 600});
+    for (k, v) in extra.as_object().unwrap() {
+        sub[k] = v.clone();
+    }
+    send(app, Method::POST, &format!("{}/subscriptions", app.base(ALICE)), Some(json!({"nmsSubscription": sub}))).await
+}
+
+async fn poll(app: &TestApp, channel_url: &str) -> (u16, Value) {
+    send(app, Method::POST, channel_url, Some(json!({"longPollingRequestParameters": null}))).await
+}
+
+/// The event kinds and resource URLs of a notification list.
+fn events(list: &Value) -> Vec<(String, String)> {
+    list["nmsEventList"]["nmsEvent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let (k, v) = e.as_object().unwrap().iter().next().unwrap();
+            (k.clone(), v["resourceURL"].as_str().unwrap_or("").to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn subscriptions_deliver_through_long_polls_with_a_gapless_index() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 2).await;
+    let (resource, channel_url, callback) = channel(&app).await;
+    let (status, v) = subscribe(&app, &callback, json!({"clientCorrelator": "sub-1"})).await;
+    assert_eq!(status, 201, "{v}");
+    let sub = v["nmsSubscription"].clone();
+    assert_eq!(sub["index"], 1);
+    assert!(sub["restartToken"].is_string() && sub["duration"].as_u64().unwrap() <= 600);
+    let sub_url = sub["resourceURL"].as_str().unwrap().to_string();
+    // A repeated clientCorrelator answers the same subscription.
+    let (status, again) = subscribe(&app, &callback, json!({"clientCorrelator": "sub-1"})).await;
+    assert_eq!(status, 201);
+    assert_eq!(again["nmsSubscription"]["resourceURL"], sub_url.as_str());
+
+    // Nothing pending: the poll times out with an empty list.
+    let t = Instant::now();
+    let (status, v) = poll(&app, &channel_url).await;
+    assert_eq!((status, v.clone()), (200, json!({"notificationList": []})));
+    assert!(t.elapsed() >= Duration::from_millis(1900));
+
+    // A deposit made while a poll waits is delivered at once.
+    let waiting = {
+        let client = app.client.clone();
+        let url = channel_url.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let res = client
+                .post(&url)
+                .basic_auth("alice", Some(PW))
+                .json(&json!({"longPollingRequestParameters": null}))
+                .send()
+                .await
+                .unwrap();
+            (t.elapsed(), res.json::<Value>().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = app.create_object(json!({"correlationId": "m-1"})).await;
+    let (took, v) = waiting.await.unwrap();
+    assert!(took < Duration::from_millis(1500), "answered on the change, not the timeout: {took:?}");
+    let list = &v["notificationList"][0];
+    assert_eq!(list["nmsEventList"]["index"], 1);
+    assert_eq!(list["nmsEventList"]["callbackData"], "cb");
+    assert_eq!(list["nmsEventList"]["link"][0]["rel"], "NmsSubscription");
+    assert_eq!(list["nmsEventList"]["link"][0]["href"], sub_url.as_str());
+    assert_eq!(events(list), [("changedObject".to_string(), o.clone())]);
+    let ev = &list["nmsEventList"]["nmsEvent"][0]["changedObject"];
+    assert_eq!(ev["correlationId"], "m-1");
+    assert!(ev["parentFolder"].is_string() && ev["lastModSeq"].is_u64() && ev["flags"]["flag"].is_array());
+    let token1 = list["nmsEventList"]["restartToken"].as_str().unwrap().to_string();
+
+    // Each further list: index + 1, never reused.
+    app.req(Method::PUT, &format!("{o}/flags/%5CSeen")).send().await.unwrap();
+    let (_, v) = poll(&app, &channel_url).await;
+    assert_eq!(v["notificationList"][0]["nmsEventList"]["index"], 2);
+    assert_eq!(events(&v["notificationList"][0]), [("changedObject".to_string(), o.clone())]);
+    app.delete(&o).await;
+    let (_, v) = poll(&app, &channel_url).await;
+    assert_eq!(v["notificationList"][0]["nmsEventList"]["index"], 3);
+    assert_eq!(events(&v["notificationList"][0]), [("deletedObject".to_string(), o.clone())]);
+
+    // Gap recovery: update with the token of list 1; replay restarts there, the index goes on.
+    let (status, v) = send(
+        &app,
+        Method::POST,
+        &sub_url,
+        Some(json!({"nmsSubscriptionUpdate": {"restartToken": token1, "duration": 900}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["nmsSubscription"]["index"], 4);
+    assert_eq!(v["nmsSubscription"]["restartToken"], token1.as_str());
+    let (_, v) = poll(&app, &channel_url).await;
+    assert_eq!(v["notificationList"][0]["nmsEventList"]["index"], 4);
+    assert_eq!(events(&v["notificationList"][0]), [("deletedObject".to_string(), o.clone())], "condensed");
+
+    // GET one, GET the list (only the caller's), DELETE.
+    let (status, v) = send(&app, Method::GET, &sub_url, None).await;
+    assert_eq!((status, v["nmsSubscription"]["index"].clone()), (200, json!(5)));
+    let (_, v) = send(&app, Method::GET, &format!("{}/subscriptions", app.base(ALICE)), None).await;
+    assert_eq!(v["nmsSubscriptionList"]["subscription"].as_array().unwrap().len(), 1);
+    let bob = app.req_as("bob", Method::GET, &format!("{}/subscriptions", app.base(BOB))).send().await.unwrap();
+    let bob: Value = bob.json().await.unwrap();
+    assert_eq!(bob["nmsSubscriptionList"]["subscription"], json!([]));
+    let (status, _) = send(&app, Method::DELETE, &sub_url, None).await;
+    assert_eq!(status, 204);
+    let (status, v) = send(&app, Method::GET, &sub_url, None).await;
+    assert_eq!((status, message_id(&v)), (404, "SVC0004"));
+    let (status, _) = send(&app, Method::GET, &resource, None).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn filters_restart_tokens_and_resets() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 1).await;
+    let (_, channel_url, callback) = channel(&app).await;
+    let b = app.nms.find_box("base", ALICE).await.unwrap().unwrap();
+    let before = app.nms.current_token(&b).await.unwrap();
+    let early = app
+        .create_object(json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]}}))
+        .await;
+    // From a restart token: what changed since, filtered (pager messages only).
+    let filter = json!({"criterion": [{"type": "Attribute", "name": "message-context", "value": "pager-message"}]});
+    let (status, v) = subscribe(&app, &callback, json!({"restartToken": before, "filter": filter})).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["nmsSubscription"]["restartToken"], before.as_str(), "the token sent is echoed");
+    app.create_object(
+        json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["multimedia-message"]}]}}),
+    )
+    .await;
+    let (_, v) = poll(&app, &channel_url).await;
+    let lists = v["notificationList"].as_array().unwrap();
+    assert_eq!(lists.len(), 1, "{v}");
+    assert_eq!(events(&lists[0]), [("changedObject".to_string(), early.clone())]);
+
+    // A box reset reaches the subscriber as one resetBox, whatever its filter.
+    app.nms.reset_box(&b).await.unwrap();
+    let (_, v) = poll(&app, &channel_url).await;
+    assert_eq!(events(&v["notificationList"][0]), [("resetBox".to_string(), String::new())]);
+    assert_eq!(v["notificationList"][0]["nmsEventList"]["index"], 2);
+
+    // Refusals.
+    let (status, v) = subscribe(&app, "http://elsewhere.example/hook", json!({})).await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0002"), "webhooks are not served yet: {v}");
+    let (status, v) = subscribe(&app, &callback, json!({"restartToken": "forged"})).await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0002"));
+    let bad = json!({"criterion": [{"type": "VanishedObjects", "value": ""}]});
+    let (status, v) = subscribe(&app, &callback, json!({"filter": bad})).await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0003"));
+    let (status, v) =
+        send(&app, Method::POST, &format!("{}/subscriptions", app.base(ALICE)), Some(json!({"nope": 1}))).await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0002"));
+    // Bob cannot use alice's channel.
+    let res = app
+        .req_as("bob", Method::POST, &format!("{}/subscriptions", app.base(BOB)))
+        .json(&json!({"nmsSubscription": {"callbackReference": {"notifyURL": callback}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}
+
+#[tokio::test]
+async fn one_poll_per_channel_and_channel_lifecycle() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 3).await;
+    let (resource, channel_url, _) = channel(&app).await;
+    let first = {
+        let client = app.client.clone();
+        let url = channel_url.clone();
+        tokio::spawn(async move {
+            let res = client
+                .post(&url)
+                .basic_auth("alice", Some(PW))
+                .json(&json!({"longPollingRequestParameters": null}))
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = {
+        let client = app.client.clone();
+        let url = channel_url.clone();
+        tokio::spawn(async move {
+            let res = client
+                .post(&url)
+                .basic_auth("alice", Some(PW))
+                .json(&json!({"longPollingRequestParameters": null}))
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    let (status, v) = first.await.unwrap();
+    assert_eq!((status, message_id(&v)), (409, "SVC1012"), "a second poll ends the first");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Deleting the channel ends the open poll with 404.
+    let (status, _) = send(&app, Method::DELETE, &resource, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = second.await.unwrap();
+    assert_eq!(status, 404);
+    let (status, _) = send(&app, Method::GET, &resource, None).await;
+    assert_eq!(status, 404);
+
+    // Lifetime GET/PUT (PUT also without credentials), list, types, methods.
+    let (resource, channel_url, _) = channel(&app).await;
+    let (status, v) = send(&app, Method::GET, &format!("{resource}/channelLifetime"), None).await;
+    assert_eq!(status, 200);
+    assert!(v["notificationChannelLifetime"]["channelLifetime"].as_u64().unwrap() <= 3600);
+    let res = app
+        .client
+        .put(format!("{resource}/channelLifetime"))
+        .json(&json!({"notificationChannelLifetime": {"channelLifetime": 120}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["notificationChannelLifetime"]["channelLifetime"], 120);
+    let (status, v) = send(&app, Method::GET, &nc(&app), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["notificationChannelList"][0]["resourceURL"], resource.as_str());
+    assert_eq!(v["notificationChannelList"][0]["notificationChannel"]["channelType"], "LongPolling");
+    let (status, v) =
+        send(&app, Method::POST, &nc(&app), Some(json!({"notificationChannel": {"channelType": "WebSockets"}}))).await;
+    assert_eq!((status, message_id(&v)), (403, "POL1023"));
+    for m in [Method::GET, Method::PUT, Method::DELETE] {
+        let res = app.req(m, &channel_url).send().await.unwrap();
+        assert_eq!(res.status(), 405);
+        assert_eq!(res.headers()["allow"], "POST");
+    }
+    // Another user's channels are out of reach.
+    let res = app.req_as("bob", Method::GET, &resource).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    let res = app.client.get(&resource).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+}
