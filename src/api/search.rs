@@ -62,6 +62,17 @@ pub fn selection_input(urls: &BoxUrls, s: SelectionCriteriaW) -> Result<Selectio
     })
 }
 
+/// The `{"selectionCriteria": ..}` body of a search.
+async fn read_selection(
+    req: &HttpRequest,
+    access: &Access,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<SelectionInput> {
+    let env: SelectionEnvelope = json_body(req, payload, state.limits.max_json_bytes, "selectionCriteria").await?;
+    selection_input(&access.urls, env.selection_criteria)
+}
+
 /// `POST objects/operations/search`.
 pub async fn objects(
     req: HttpRequest,
@@ -69,8 +80,7 @@ pub async fn objects(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    let env: SelectionEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "selectionCriteria").await?;
-    let input = selection_input(&access.urls, env.selection_criteria)?;
+    let input = read_selection(&req, &access, payload, &state).await?;
     Ok(match state.nms.search_objects(&access.b, &input).await? {
         ObjectResult::Objects { objects, cursor, creation_cursor } => {
             let object = objects.iter().map(|o| render_object(&access.urls, o)).collect();
@@ -92,8 +102,7 @@ pub async fn folders(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
-    let env: SelectionEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "selectionCriteria").await?;
-    let input = selection_input(&access.urls, env.selection_criteria)?;
+    let input = read_selection(&req, &access, payload, &state).await?;
     let nms = &state.nms;
     let result = nms.search_folders(&access.b, &input).await?;
     let mut folder = Vec::with_capacity(result.folders.len());

@@ -517,6 +517,21 @@ async fn copy_folder(
     top.ok_or_else(|| Error::internal("copied folder vanished"))
 }
 
+/// A folder to copy or move into `target`, or why it cannot be: it does not exist, or it
+/// is the root, the target itself or one of the target's ancestors.
+async fn folder_source(
+    tx: &mut Tx<'_>,
+    b: &BoxRow,
+    public_id: &str,
+    target: &FolderKey,
+) -> Result<std::result::Result<FolderKey, Relocated>> {
+    Ok(match folder_key_by_public(tx, b, public_id).await? {
+        None => Err(Relocated::NoSource),
+        Some(source) if source.is_root || within(target, &source) => Err(Relocated::Cycle),
+        Some(source) => Ok(source),
+    })
+}
+
 /// Whether `folder` is `ancestor` or lies below it.
 fn within(folder: &FolderKey, ancestor: &FolderKey) -> bool {
     folder.ancestry.starts_with(&ancestor.ancestry)
@@ -1127,14 +1142,13 @@ impl MetaStore for SqliteStore {
         };
         let mut out = Vec::with_capacity(sources.folders.len() + sources.objects.len());
         for public_id in &sources.folders {
-            let Some(source) = folder_key_by_public(&mut tx, b, public_id).await? else {
-                out.push(Relocated::NoSource);
-                continue;
+            let source = match folder_source(&mut tx, b, public_id, &target).await? {
+                Ok(source) => source,
+                Err(refusal) => {
+                    out.push(refusal);
+                    continue;
+                }
             };
-            if source.is_root || within(&target, &source) {
-                out.push(Relocated::Cycle);
-                continue;
-            }
             sqlx::query("SAVEPOINT copy_item").execute(&mut *tx).await?;
             match copy_folder(&mut tx, b, &source, &target, seq, now_ms).await {
                 Ok(copy) => {
@@ -1182,14 +1196,13 @@ impl MetaStore for SqliteStore {
         let mut out = Vec::with_capacity(sources.folders.len() + sources.objects.len());
         let mut changed = false;
         for public_id in &sources.folders {
-            let Some(source) = folder_key_by_public(&mut tx, b, public_id).await? else {
-                out.push(Relocated::NoSource);
-                continue;
+            let source = match folder_source(&mut tx, b, public_id, &target).await? {
+                Ok(source) => source,
+                Err(refusal) => {
+                    out.push(refusal);
+                    continue;
+                }
             };
-            if source.is_root || within(&target, &source) {
-                out.push(Relocated::Cycle);
-                continue;
-            }
             let (parent, name): (Option<i64>, String) =
                 sqlx::query_as("SELECT parent_id, name FROM folders WHERE id = ?")
                     .bind(source.id)

@@ -43,6 +43,22 @@ async fn subscribe(app: &TestApp, callback: &str, extra: Value) -> (u16, Value) 
     send(app, Method::POST, &format!("{}/subscriptions", app.base(ALICE)), Some(json!({"nmsSubscription": sub}))).await
 }
 
+/// A long poll running in the background: its status and body when it ends.
+fn spawn_poll(app: &TestApp, channel_url: &str) -> tokio::task::JoinHandle<(u16, Value)> {
+    let client = app.client.clone();
+    let url = channel_url.to_string();
+    tokio::spawn(async move {
+        let res = client
+            .post(&url)
+            .basic_auth("alice", Some(PW))
+            .json(&json!({"longPollingRequestParameters": null}))
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json::<Value>().await.unwrap_or(Value::Null))
+    })
+}
+
 async fn poll(app: &TestApp, channel_url: &str) -> (u16, Value) {
     send(app, Method::POST, channel_url, Some(json!({"longPollingRequestParameters": null}))).await
 }
@@ -82,24 +98,12 @@ async fn subscriptions_deliver_through_long_polls_with_a_gapless_index() {
     assert!(t.elapsed() >= Duration::from_millis(1900));
 
     // A deposit made while a poll waits is delivered at once.
-    let waiting = {
-        let client = app.client.clone();
-        let url = channel_url.clone();
-        tokio::spawn(async move {
-            let t = Instant::now();
-            let res = client
-                .post(&url)
-                .basic_auth("alice", Some(PW))
-                .json(&json!({"longPollingRequestParameters": null}))
-                .send()
-                .await
-                .unwrap();
-            (t.elapsed(), res.json::<Value>().await.unwrap())
-        })
-    };
+    let started = Instant::now();
+    let waiting = spawn_poll(&app, &channel_url);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let o = app.create_object(json!({"correlationId": "m-1"})).await;
-    let (took, v) = waiting.await.unwrap();
+    let (_, v) = waiting.await.unwrap();
+    let took = started.elapsed();
     assert!(took < Duration::from_millis(1500), "answered on the change, not the timeout: {took:?}");
     let list = &v["notificationList"][0];
     assert_eq!(list["nmsEventList"]["index"], 1);
@@ -207,35 +211,9 @@ async fn filters_restart_tokens_and_resets() {
 async fn one_poll_per_channel_and_channel_lifecycle() {
     let app = spawn_app_with(|s| s.sync.long_poll_secs = 3).await;
     let (resource, channel_url, _) = channel(&app).await;
-    let first = {
-        let client = app.client.clone();
-        let url = channel_url.clone();
-        tokio::spawn(async move {
-            let res = client
-                .post(&url)
-                .basic_auth("alice", Some(PW))
-                .json(&json!({"longPollingRequestParameters": null}))
-                .send()
-                .await
-                .unwrap();
-            (res.status().as_u16(), res.json::<Value>().await.unwrap())
-        })
-    };
+    let first = spawn_poll(&app, &channel_url);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = {
-        let client = app.client.clone();
-        let url = channel_url.clone();
-        tokio::spawn(async move {
-            let res = client
-                .post(&url)
-                .basic_auth("alice", Some(PW))
-                .json(&json!({"longPollingRequestParameters": null}))
-                .send()
-                .await
-                .unwrap();
-            (res.status().as_u16(), res.json::<Value>().await.unwrap_or(Value::Null))
-        })
-    };
+    let second = spawn_poll(&app, &channel_url);
     let (status, v) = first.await.unwrap();
     assert_eq!((status, message_id(&v)), (409, "SVC1012"), "a second poll ends the first");
     tokio::time::sleep(Duration::from_millis(300)).await;
