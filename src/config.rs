@@ -92,6 +92,15 @@ pub struct SyncSettings {
     pub prune_interval_secs: u64,
     /// How long a long poll with nothing to deliver waits before answering an empty list.
     pub long_poll_secs: u64,
+    /// Whether subscriptions may name webhooks (any http(s) `notifyURL` that is not one of
+    /// this server's notification channels).
+    pub webhooks: bool,
+    /// A webhook attempt that has not answered within this is a failure.
+    pub webhook_timeout_secs: u64,
+    /// The wait after a first failed attempt; it doubles with each failure ...
+    pub webhook_retry_initial_ms: u64,
+    /// ... up to this.
+    pub webhook_retry_max_secs: u64,
     /// Expiry policies by store name (`[sync.retention.base]`): objects past them are
     /// deleted in the background and reported as `expiredObject`.
     pub retention: std::collections::BTreeMap<String, RetentionPolicy>,
@@ -104,6 +113,10 @@ impl Default for SyncSettings {
             tombstone_max_per_box: 100_000,
             prune_interval_secs: 3600,
             long_poll_secs: 30,
+            webhooks: true,
+            webhook_timeout_secs: 10,
+            webhook_retry_initial_ms: 1000,
+            webhook_retry_max_secs: 300,
             retention: Default::default(),
         }
     }

@@ -1,6 +1,7 @@
 //! Building the application: open the metadata store (migrating it), the blob store, the
 //! token key; bind the listener (port 0 allowed) and expose the port, so tests run the real
-//! server; start the background blob sweep and housekeeping (expiry, tombstone pruning).
+//! server; start the background blob sweep, housekeeping (expiry, tombstone pruning) and
+//! webhook delivery.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -167,6 +168,7 @@ impl Application {
         let handle = self.server.handle();
         let sweeper = tokio::spawn(sweep_loop(self.nms.blobs.clone(), self.sweep_every, self.grace));
         let pruner = tokio::spawn(housekeeping_loop(self.nms.clone()));
+        let webhooks = tokio::spawn(api::webhooks::run(self.nms.clone(), self.public_url.clone()));
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
@@ -175,6 +177,7 @@ impl Application {
         let res = self.server.await;
         sweeper.abort();
         pruner.abort();
+        webhooks.abort();
         stopper.abort();
         res
     }

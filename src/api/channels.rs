@@ -28,6 +28,7 @@ pub const NC_SCOPE: &str = "/notificationchannel/v1/{userId}";
 #[serde(rename_all = "camelCase")]
 struct ChannelDataW {
     max_notifications: Option<Scalar>,
+    max_wait_time: Option<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,7 +99,11 @@ fn render(state: &AppState, c: &Channel) -> Value {
     let remaining = ((c.expires_at_ms - crate::ids::now_ms()).max(0) / 1000).max(0);
     let mut v = json!({
         "channelType": "LongPolling",
-        "channelData": { "channelURL": channel_url, "maxNotifications": c.max_notifications },
+        "channelData": {
+            "channelURL": channel_url,
+            "maxNotifications": c.max_notifications,
+            "maxWaitTime": c.max_wait_secs,
+        },
         "channelLifetime": remaining,
         "callbackURL": callback_url,
         "resourceURL": resource_url,
@@ -124,6 +129,7 @@ pub async fn create(req: HttpRequest, payload: web::Payload) -> Result<HttpRespo
         application_tag: c.application_tag,
         lifetime: number(c.channel_lifetime, "channelLifetime")?,
         max_notifications: number(c.channel_data.max_notifications, "maxNotifications")?,
+        max_wait_time: number(c.channel_data.max_wait_time, "maxWaitTime")?,
     };
     let channel = state.nms.create_channel(&principal.name, &user, input).await?;
     let (resource_url, _, _) = urls(&state, &channel);

@@ -13,6 +13,7 @@ mod paths;
 mod search;
 mod subscriptions;
 pub mod urls;
+pub mod webhooks;
 pub mod wire;
 
 use actix_web::dev::Payload;
@@ -126,6 +127,7 @@ fn route_for(op: Operation) -> actix_web::Route {
         Operation::SubscriptionGet => r.to(subscriptions::get),
         Operation::SubscriptionUpdate => r.to(subscriptions::update),
         Operation::SubscriptionDelete => r.to(subscriptions::delete),
+        Operation::BoxReset => r.to(subscriptions::reset_box),
     }
 }
 

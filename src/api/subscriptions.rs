@@ -56,19 +56,21 @@ fn seconds(v: Option<Scalar>, part: &str) -> Result<Option<u64>> {
     v.map(|s| s.0.trim().parse::<u64>().map_err(|_| Error::invalid(part.to_string()))).transpose()
 }
 
-/// The channel a `notifyURL` names: `.../notificationchannel/v1/{userId}/channels/{id}/callback`
-/// of this server. Other callback URLs are not served yet.
-fn channel_of(state: &AppState, url: &str) -> Result<String> {
-    let bad = || Error::invalid(format!("notifyURL {url} (only this server's notification channel callbackURLs)"));
-    // Scheme and host may be rewritten by clients (some force https): compare paths.
-    let path = url::Url::parse(url).map_err(|_| bad())?.path().to_string();
+/// The channel a `notifyURL` names when it is a notification channel `callbackURL` of this
+/// server (`.../notificationchannel/v1/{userId}/channels/{id}/callback`); `None`: a webhook.
+/// Scheme and host may be rewritten by clients (some force https): paths are compared.
+fn channel_of(state: &AppState, url: &str) -> Result<Option<String>> {
+    let parsed = url::Url::parse(url).map_err(|_| Error::invalid(format!("notifyURL {url} (an absolute URL)")))?;
     let base =
         url::Url::parse(&state.public_url).map(|u| u.path().trim_end_matches('/').to_string()).unwrap_or_default();
-    let rest = path.strip_prefix(base.as_str()).ok_or_else(bad)?;
+    let Some(rest) = parsed.path().strip_prefix(base.as_str()) else { return Ok(None) };
     let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
-        ["notificationchannel", "v1", _, "channels", id, "callback"] if !id.is_empty() => Ok(id.to_string()),
-        _ => Err(bad()),
+        ["notificationchannel", "v1", _, "channels", id, "callback"] if !id.is_empty() => Ok(Some(id.to_string())),
+        ["notificationchannel", ..] => {
+            Err(Error::invalid(format!("notifyURL {url} (not a notification channel callbackURL)")))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -161,6 +163,17 @@ pub async fn update(
 pub async fn delete(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "subscriptionId")?;
     state.nms.delete_subscription(&access.b, &access.principal.name, &id, &access.uri).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST {box}/operations/resetBox` (service accounts only): empty the box and give it a
+/// new validity, so that every subscriber gets `resetBox`; 204.
+pub async fn reset_box(access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
+    if !access.principal.is_service {
+        return Err(Error::Forbidden { reason: "resetting a box is reserved to service accounts".into() });
+    }
+    let b = state.nms.reset_box(&access.b).await?;
+    tracing::info!(principal = %access.principal.name, box_id = b.id, validity = b.validity, "box reset");
     Ok(HttpResponse::NoContent().finish())
 }
 

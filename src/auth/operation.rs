@@ -97,6 +97,8 @@ operations! {
     SubscriptionGet => ("GET", "/subscriptions/{subscriptionId}", Subscription),
     SubscriptionUpdate => ("POST", "/subscriptions/{subscriptionId}", Subscription),
     SubscriptionDelete => ("DELETE", "/subscriptions/{subscriptionId}", Subscription),
+    // Administration (service accounts only): empty the box and change its validity.
+    BoxReset => ("POST", "/operations/resetBox", Modify),
 }
 
 impl Operation {

@@ -1,8 +1,10 @@
 //! In-process wakeups: writers publish "box B changed" after their commit; long polls wait
 //! for it. A waiter registers (enables its `Notified`) *before* it reads the database, so a
 //! change committed between its read and its wait still wakes it. The hub carries no data:
-//! what changed is always read from the database, so a bridge carrying the same signal
-//! between nodes (PostgreSQL LISTEN/NOTIFY) can feed `publish` without changing callers.
+//! what changed is always read from the database. Between nodes, a bridge carries the same
+//! signal: installed with [`Hub::set_relay`], it receives every local `publish` (to send, for
+//! example, a PostgreSQL `NOTIFY`), and feeds what it hears from other nodes to
+//! [`Hub::deliver`]; neither writers nor waiters change.
 //! Waiters also re-read on a short timer, which covers writers in other processes (the
 //! command line's `box reset`).
 
@@ -11,20 +13,47 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
+/// Where local changes go besides this node's waiters (another node's hub).
+pub type Relay = Box<dyn Fn(i64) + Send + Sync>;
+
 /// The wakeup hub.
 #[derive(Default)]
 pub struct Hub {
     boxes: DashMap<i64, Arc<Notify>>,
+    /// Signalled on every change of any box (the webhook deliverer waits on it).
+    any: Arc<Notify>,
     /// Per channel: the generation of its current poll and the signal ending older ones.
     polls: DashMap<i64, (u64, Arc<Notify>)>,
+    relay: std::sync::OnceLock<Relay>,
 }
 
 impl Hub {
-    /// Box `box_id` changed (call after the commit).
+    /// Box `box_id` changed (call after the commit): wake this node's waiters, and the
+    /// relay's.
     pub fn publish(&self, box_id: i64) {
+        self.deliver(box_id);
+        if let Some(relay) = self.relay.get() {
+            relay(box_id);
+        }
+    }
+
+    /// Wake this node's waiters on box `box_id` (a change made here, or heard from another
+    /// node).
+    pub fn deliver(&self, box_id: i64) {
         if let Some(n) = self.boxes.get(&box_id) {
             n.notify_waiters();
         }
+        self.any.notify_waiters();
+    }
+
+    /// Install the relay to other nodes (once; later calls are refused with `false`).
+    pub fn set_relay(&self, relay: Relay) -> bool {
+        self.relay.set(relay).is_ok()
+    }
+
+    /// The signal of any box changing.
+    pub fn any_signal(&self) -> Arc<Notify> {
+        self.any.clone()
     }
 
     /// The signal of box `box_id`.
@@ -51,5 +80,32 @@ impl Hub {
         if let Some((_, (_, n))) = self.polls.remove(&channel_id) {
             n.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn publish_wakes_registered_waiters_and_the_relay_but_deliver_does_not_echo() {
+        let hub = Hub::default();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let s = sent.clone();
+        assert!(hub.set_relay(Box::new(move |b| s.lock().unwrap().push(b))));
+        assert!(!hub.set_relay(Box::new(|_| {})));
+
+        let signal = hub.box_signal(7);
+        let any = hub.any_signal();
+        let mut waiter = Box::pin(signal.notified());
+        waiter.as_mut().enable();
+        let mut any_waiter = Box::pin(any.notified());
+        any_waiter.as_mut().enable();
+        hub.publish(7);
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(1), any_waiter).await.unwrap();
+        hub.deliver(7);
+        assert_eq!(*sent.lock().unwrap(), vec![7]);
     }
 }

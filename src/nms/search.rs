@@ -136,6 +136,9 @@ struct Compiler<'a> {
     count: usize,
     created: bool,
     preset_sort: Option<Sort>,
+    /// Compiling a subscription filter: CreatedObjects and VanishedObjects are predicates
+    /// on each notified item, usable anywhere.
+    for_filter: bool,
 }
 
 impl Compiler<'_> {
@@ -226,7 +229,7 @@ impl Compiler<'_> {
             }
             k if eq(k, "CreatedObjects") => {
                 objects_only(k)?;
-                if !top_and || self.created {
+                if !self.for_filter && (!top_and || self.created) {
                     return Err(Error::invalid("CreatedObjects (only once, combined with And at the top level)"));
                 }
                 self.created = true;
@@ -238,6 +241,9 @@ impl Compiler<'_> {
             }
             k if eq(k, "VanishedObjects") => {
                 objects_only(k)?;
+                if self.for_filter {
+                    return Ok(Filter::Vanished);
+                }
                 return Err(Error::invalid("VanishedObjects (cannot be negated or combined with other criteria)"));
             }
             k if eq(k, "PresetSearch") => {
@@ -289,6 +295,7 @@ fn canon(f: &Filter, out: &mut String) {
         Filter::Word { word } => out.push_str(&format!("word({})", q(word))),
         Filter::Flag { flag_lc, set } => out.push_str(&format!("flag({},{set})", q(flag_lc))),
         Filter::CreatedAfter { seq } => out.push_str(&format!("created({seq})")),
+        Filter::Vanished => out.push_str("vanished"),
     }
 }
 
@@ -348,24 +355,19 @@ impl Nms {
         Ok(i64::from_be_bytes(raw))
     }
 
-    /// Compile subscription filter criteria (NMS 5.3.2.20). CreatedObjects and
-    /// VanishedObjects are search-only here: `400 SVC0003`.
+    /// Compile subscription filter criteria (NMS 5.3.2.20), tested on each notified item
+    /// (see `subscriptions`): CreatedObjects (with an optional creationCursor) holds for
+    /// objects created after the cursor, VanishedObjects for deleted and expired items.
     pub async fn compile_filter(&self, b: &BoxRow, criteria: &CriteriaInput) -> Result<Filter> {
-        fn uses(c: &CriteriaInput, kind: &str) -> bool {
-            c.items.iter().any(|i| match i {
-                CriterionInput::Leaf { kind: k, .. } => eq(k.trim(), kind),
-                CriterionInput::Group(g) => uses(g, kind),
-            })
-        }
-        for kind in ["CreatedObjects", "VanishedObjects"] {
-            if uses(criteria, kind) {
-                return Err(Error::invalid_value(
-                    format!("filter criterion type {kind}"),
-                    "Date, Attribute, AllTextAttributes, Flag, WholeWord, PresetSearch",
-                ));
-            }
-        }
-        let mut c = Compiler { nms: self, b, over: Over::Objects, count: 0, created: false, preset_sort: None };
+        let mut c = Compiler {
+            nms: self,
+            b,
+            over: Over::Objects,
+            count: 0,
+            created: false,
+            preset_sort: None,
+            for_filter: true,
+        };
         c.group(criteria, 0)
     }
 
@@ -376,7 +378,7 @@ impl Nms {
             Some(0) => return Err(Error::invalid("maxEntries (at least 1)")),
             Some(n) => n.min(u64::from(self.policy.search_page_max)) as u32,
         };
-        let mut c = Compiler { nms: self, b, over, count: 0, created: false, preset_sort: None };
+        let mut c = Compiler { nms: self, b, over, count: 0, created: false, preset_sort: None, for_filter: false };
         let filter = input.criteria.as_ref().map(|g| c.group(g, 0)).transpose()?;
         let compiled = Compiled { filter, created: c.created, preset_sort: c.preset_sort };
         let scope = match &input.scope {

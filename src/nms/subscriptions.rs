@@ -1,30 +1,32 @@
 //! Subscriptions (NMS 6.17-6.19) delivered through long-polling notification channels
-//! (OMA Notification Channel).
+//! (OMA Notification Channel) or to webhooks.
 //!
 //! Notifications are computed from the database: a subscription keeps its position (box
 //! validity and modseq) and the index of its next list. Building a list replays the box
-//! from the position, applies the filter (never to `resetBox`, and deletions are always
-//! reported: tombstones keep no attributes to test), and moves the position and consumes
-//! the index in one compare-and-set, so two pollers never hand out the same index and
-//! nothing is lost across restarts. Indexes start at 1, grow by exactly one per list and are
-//! never reset; every list carries the box token right after it. Only this server's
-//! notification channels can be a `notifyURL` for now.
+//! from the position, applies the filter (to every event but `resetBox`; deletions are
+//! tested as their tombstones remember the item), and moves the position and consumes the
+//! index in one compare-and-set, so two pollers never hand out the same index and nothing
+//! is lost across restarts. Indexes start at 1, grow by exactly one per list and are never
+//! reset; every list carries the box token right after it. A webhook's list is queued in
+//! that same transaction and delivered (retried) before its next one is built.
 
 use std::time::Duration;
 
 use super::Nms;
 use super::search::CriteriaInput;
 use super::sync::{RestartPoint, SyncEvent};
+use crate::config::SyncSettings;
 use crate::error::{Error, Result};
 use crate::ids::{new_id, now_ms};
-use crate::store::{Attribute, BoxRow, Change, Channel, Filter, Folder, Object, Subscription};
+use crate::store::{Advance, Attribute, BoxRow, Change, Channel, Filter, OutboxList, Subscription};
 
 /// A subscription as a client asks for it.
 #[derive(Clone, Debug, Default)]
 pub struct SubscriptionInput {
-    /// `callbackReference.notifyURL`, and the channel it names.
+    /// `callbackReference.notifyURL`, and the channel of this server it names (`None`: a
+    /// webhook).
     pub notify_url: String,
-    pub channel: String,
+    pub channel: Option<String>,
     pub callback_data: Option<String>,
     pub notification_format: Option<String>,
     /// Seconds; absent or 0: the default.
@@ -42,6 +44,8 @@ pub struct ChannelInput {
     pub application_tag: Option<String>,
     pub lifetime: Option<u64>,
     pub max_notifications: Option<u64>,
+    /// Seconds a poll may hold pending lists waiting for more (absent: 0).
+    pub max_wait_time: Option<u64>,
 }
 
 /// One notification list, ready to render.
@@ -65,6 +69,34 @@ pub enum PollOutcome {
     /// A newer poll of the channel took over (409 SVC1012).
     Superseded,
 }
+
+/// Renders a list as the body a webhook receives.
+pub type Render = dyn Fn(&EventList) -> String + Send + Sync;
+
+/// What building a list does with it.
+#[derive(Clone, Copy)]
+enum Take<'a> {
+    /// Nothing: a look at what is pending.
+    Peek,
+    /// Consume its index; the caller delivers it (a poll's answer).
+    Deliver,
+    /// Consume its index and queue the rendered list for the webhook, in one transaction.
+    Queue(&'a Render),
+}
+
+/// How a webhook attempt ended.
+#[derive(Debug)]
+pub enum Delivery {
+    /// 2xx: the list is delivered.
+    Delivered,
+    /// 404 or 410: the receiver is gone; the subscription ends.
+    Gone,
+    /// Anything else (5xx, timeouts, refused connections, other statuses): try again later.
+    Failed(String),
+}
+
+/// The longest `maxWaitTime` kept (a poll answers by its own timeout anyway).
+const MAX_WAIT_SECS: u64 = 3600;
 
 /// Lifetimes and durations the server grants: default and maximum.
 const DEFAULT_SECS: u64 = 86_400;
@@ -107,52 +139,84 @@ fn attr_has(attrs: &[Attribute], name_lc: &str, value: &str) -> bool {
     attrs.iter().any(|a| a.name.eq_ignore_ascii_case(name_lc) && a.values.iter().any(|v| v == value))
 }
 
-/// The filter against an object's current state (attribute text for text criteria).
-fn object_matches(f: &Filter, o: &Object) -> bool {
-    match f {
-        Filter::All(l) => l.iter().all(|x| object_matches(x, o)),
-        Filter::Any(l) => l.iter().any(|x| object_matches(x, o)),
-        Filter::Not(x) => !object_matches(x, o),
-        Filter::Stored { min_ms, max_ms } => {
-            min_ms.is_none_or(|m| o.stored_at_ms >= m) && max_ms.is_none_or(|m| o.stored_at_ms < m)
+/// What a filter is tested on: an object or folder as it stands, or as its tombstone
+/// remembers it.
+struct Subject<'a> {
+    /// `Some((name, is_root))` for folders.
+    folder: Option<(&'a str, bool)>,
+    date_ms: i64,
+    creation_seq: Option<i64>,
+    attributes: &'a [Attribute],
+    flags: &'a [String],
+    gone: bool,
+}
+
+impl Subject<'_> {
+    /// The searchable text: attribute values (and a folder's name), lower-cased.
+    fn text(&self) -> String {
+        match self.folder {
+            Some((name, _)) => format!("{}\n{}", name.to_lowercase(), text_of(self.attributes)),
+            None => text_of(self.attributes),
         }
-        Filter::Attribute { name_lc, value } => attr_has(&o.attributes, name_lc, value),
-        Filter::Text { needle } => text_of(&o.attributes).contains(&needle.to_lowercase()),
-        Filter::Word { word } => has_words(&text_of(&o.attributes), word),
-        Filter::Flag { flag_lc, set } => o.flags.iter().any(|x| x.eq_ignore_ascii_case(flag_lc)) == *set,
-        Filter::CreatedAfter { .. } => false,
+    }
+
+    fn matches(&self, f: &Filter) -> bool {
+        match f {
+            Filter::All(l) => l.iter().all(|x| self.matches(x)),
+            Filter::Any(l) => l.iter().any(|x| self.matches(x)),
+            Filter::Not(x) => !self.matches(x),
+            Filter::Stored { min_ms, max_ms } => {
+                min_ms.is_none_or(|m| self.date_ms >= m) && max_ms.is_none_or(|m| self.date_ms < m)
+            }
+            Filter::Attribute { name_lc, value } => match (self.folder, name_lc.as_str()) {
+                (Some((_, root)), "root") => root && value.eq_ignore_ascii_case("yes"),
+                (Some((name, _)), "name") => name == value,
+                _ => attr_has(self.attributes, name_lc, value),
+            },
+            Filter::Text { needle } => self.text().contains(&needle.to_lowercase()),
+            Filter::Word { word } => has_words(&self.text(), word),
+            Filter::Flag { flag_lc, set } => self.flags.iter().any(|x| x.eq_ignore_ascii_case(flag_lc)) == *set,
+            Filter::CreatedAfter { seq } => self.creation_seq.is_some_and(|c| c > *seq),
+            Filter::Vanished => self.gone,
+        }
     }
 }
 
-/// The filter against a folder (its name and attributes; folders carry no flags here).
-fn folder_matches(f: &Filter, fo: &Folder) -> bool {
-    match f {
-        Filter::All(l) => l.iter().all(|x| folder_matches(x, fo)),
-        Filter::Any(l) => l.iter().any(|x| folder_matches(x, fo)),
-        Filter::Not(x) => !folder_matches(x, fo),
-        Filter::Stored { min_ms, max_ms } => {
-            min_ms.is_none_or(|m| fo.created_at_ms >= m) && max_ms.is_none_or(|m| fo.created_at_ms < m)
-        }
-        Filter::Attribute { name_lc, value } => match name_lc.as_str() {
-            "root" => fo.is_root && value.eq_ignore_ascii_case("yes"),
-            "name" => fo.name == *value,
-            _ => attr_has(&fo.attributes, name_lc, value),
-        },
-        Filter::Text { needle } => {
-            format!("{}\n{}", fo.name.to_lowercase(), text_of(&fo.attributes)).contains(&needle.to_lowercase())
-        }
-        Filter::Word { word } => has_words(&format!("{}\n{}", fo.name, text_of(&fo.attributes)), word),
-        Filter::Flag { set, .. } => !*set,
-        Filter::CreatedAfter { .. } => false,
-    }
-}
-
+/// Whether an event passes a subscription's filter. `resetBox` always does, and so does the
+/// tombstone of an item deleted before tombstones kept snapshots (nothing to test).
 fn passes(filter: &Option<Filter>, e: &SyncEvent) -> bool {
-    match (filter, e) {
-        (None, _) | (_, SyncEvent::ResetBox) | (_, SyncEvent::Change(Change::Gone(_))) => true,
-        (Some(f), SyncEvent::Change(Change::Object(o))) => object_matches(f, o),
-        (Some(f), SyncEvent::Change(Change::Folder(fo))) => folder_matches(f, fo),
-    }
+    let Some(f) = filter else { return true };
+    let subject = match e {
+        SyncEvent::ResetBox => return true,
+        SyncEvent::Change(Change::Object(o)) => Subject {
+            folder: None,
+            date_ms: o.stored_at_ms,
+            creation_seq: Some(o.creation_seq),
+            attributes: &o.attributes,
+            flags: &o.flags,
+            gone: false,
+        },
+        SyncEvent::Change(Change::Folder(fo)) => Subject {
+            folder: Some((&fo.name, fo.is_root)),
+            date_ms: fo.created_at_ms,
+            creation_seq: None,
+            attributes: &fo.attributes,
+            flags: &[],
+            gone: false,
+        },
+        SyncEvent::Change(Change::Gone(t)) => {
+            let Some(snap) = &t.snapshot else { return true };
+            Subject {
+                folder: (t.kind == "folder").then(|| (snap.name.as_deref().unwrap_or(""), false)),
+                date_ms: snap.date_ms,
+                creation_seq: snap.creation_seq,
+                attributes: &snap.attributes,
+                flags: &snap.flags,
+                gone: true,
+            }
+        }
+    };
+    subject.matches(f)
 }
 
 impl Nms {
@@ -176,6 +240,8 @@ impl Nms {
                 lifetime_secs: lifetime,
                 expires_at_ms: now_ms().saturating_add(lifetime.saturating_mul(1000)),
                 max_notifications: max,
+                // Longer than any poll is the same as the poll's timeout.
+                max_wait_secs: input.max_wait_time.unwrap_or(0).min(MAX_WAIT_SECS) as u32,
             })
             .await
     }
@@ -225,9 +291,15 @@ impl Nms {
         {
             return Ok(existing);
         }
-        let channel = match self.meta.channel(&input.channel, now).await? {
-            Some(c) if c.principal == principal => c,
-            _ => return Err(Error::invalid(format!("notifyURL {}", input.notify_url))),
+        let channel_id = match &input.channel {
+            Some(id) => match self.meta.channel(id, now).await? {
+                Some(c) if c.principal == principal => Some(c.id),
+                _ => return Err(Error::invalid(format!("notifyURL {} (no such channel)", input.notify_url))),
+            },
+            None => {
+                check_webhook_url(&self.sync, &input.notify_url)?;
+                None
+            }
         };
         let filter = match &input.filter {
             Some(f) => Some(self.compile_filter(b, f).await?),
@@ -251,7 +323,7 @@ impl Nms {
                 box_id: b.id,
                 public_id: new_id(),
                 principal: principal.to_string(),
-                channel_id: channel.id,
+                channel_id,
                 notify_url: input.notify_url,
                 callback_data: input.callback_data,
                 notification_format: input.notification_format,
@@ -311,30 +383,34 @@ impl Nms {
         Ok(())
     }
 
-    /// The next notification list of `s`, if changes passing its filter are pending.
-    async fn next_list(&self, b: &BoxRow, mut s: Subscription) -> Result<Option<EventList>> {
+    /// The next notification list of `s`, if changes passing its filter are pending. Taking
+    /// it moves the subscription's position and consumes the index in one compare-and-set;
+    /// with `render`, the rendered list is queued for the webhook in the same transaction.
+    async fn next_list(&self, b: &BoxRow, mut s: Subscription, take: Take<'_>) -> Result<Option<EventList>> {
         for _ in 0..16 {
             let from = RestartPoint { validity: s.position_validity, modseq: s.position_modseq };
             let page = self.replay(b, from, 100).await?;
             let moved = page.point != from;
             let events: Vec<SyncEvent> = page.events.into_iter().filter(|e| passes(&s.filter, e)).collect();
+            let m = Advance {
+                id: s.id,
+                index: s.next_index,
+                from: (from.validity, from.modseq),
+                to: (page.point.validity, page.point.modseq),
+            };
             if events.is_empty() {
                 if !moved {
                     return Ok(None);
                 }
                 // Everything pending was filtered out: move on without using an index.
-                if !self.meta.skip_subscription(s.id, s.next_index, page.point.validity, page.point.modseq).await? {
+                if !matches!(take, Take::Peek) && !self.meta.skip_subscription(&m).await? {
                     return Ok(None);
                 }
                 s.position_validity = page.point.validity;
                 s.position_modseq = page.point.modseq;
                 continue;
             }
-            if !self.meta.advance_subscription(s.id, s.next_index, page.point.validity, page.point.modseq).await? {
-                // Another poll took this index; it delivers these events.
-                return Ok(None);
-            }
-            return Ok(Some(EventList {
+            let list = EventList {
                 b: b.clone(),
                 subscription: s.public_id.clone(),
                 callback_data: s.callback_data.clone(),
@@ -342,19 +418,31 @@ impl Nms {
                 events,
                 restart_token: page.token,
                 position: page.point,
-            }));
+            };
+            let body = match take {
+                Take::Peek => return Ok(Some(list)),
+                Take::Deliver => None,
+                Take::Queue(render) => Some(render(&list)),
+            };
+            if !self.meta.advance_subscription(&m, body.as_deref()).await? {
+                // Another poller took this index (it delivers these events), or the
+                // subscription was updated meanwhile.
+                return Ok(None);
+            }
+            return Ok(Some(list));
         }
         Ok(None)
     }
 
-    /// Pending lists of the channel's subscriptions, at most `max`.
-    async fn pending(&self, c: &Channel) -> Result<Vec<EventList>> {
+    /// Pending lists of the channel's subscriptions, at most `max`: taken (`Take::Deliver`)
+    /// or only looked at (`Take::Peek`).
+    async fn pending(&self, c: &Channel, take: Take<'_>) -> Result<Vec<EventList>> {
         let mut out = Vec::new();
         for s in self.meta.subscriptions_of_channel(c.id, now_ms()).await? {
             let Some(b) = self.meta.box_by_id(s.box_id).await? else { continue };
             let mut s = s;
             while out.len() < c.max_notifications as usize {
-                match self.next_list(&b, s.clone()).await? {
+                match self.next_list(&b, s.clone(), take).await? {
                     Some(list) => {
                         s.next_index = list.index + 1;
                         s.position_validity = list.position.validity;
@@ -376,6 +464,7 @@ impl Nms {
         self.meta.renew_channel(id, c.lifetime_secs, now_ms()).await?;
         let (generation, channel_signal) = self.hub.begin_poll(c.id);
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut first_seen: Option<tokio::time::Instant> = None;
         loop {
             // Register for wakeups before reading, so no change slips between.
             let boxes: Vec<i64> = {
@@ -399,16 +488,36 @@ impl Nms {
             if !self.hub.is_current_poll(c.id, generation) {
                 return Ok(PollOutcome::Superseded);
             }
-            let lists = self.pending(&c).await?;
-            if !lists.is_empty() {
-                return Ok(PollOutcome::Lists(lists));
-            }
             let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(PollOutcome::Lists(Vec::new()));
+            // maxWaitTime: hold pending lists (from when this poll first sees them) hoping
+            // for maxNotifications of them; the poll's own timeout ends the wait too.
+            let ready = if c.max_wait_secs == 0 || now >= deadline {
+                true
+            } else {
+                let peek = self.pending(&c, Take::Peek).await?;
+                if peek.is_empty() {
+                    first_seen = None;
+                    false
+                } else {
+                    let t0 = *first_seen.get_or_insert(now);
+                    peek.len() >= c.max_notifications as usize
+                        || now >= t0 + Duration::from_secs(u64::from(c.max_wait_secs))
+                }
+            };
+            if ready {
+                let lists = self.pending(&c, Take::Deliver).await?;
+                if !lists.is_empty() || now >= deadline {
+                    return Ok(PollOutcome::Lists(lists));
+                }
+                // Taken meanwhile (the subscription was updated): wait afresh.
+                first_seen = None;
+            }
+            let mut until = deadline;
+            if let Some(t0) = first_seen {
+                until = until.min(t0 + Duration::from_secs(u64::from(c.max_wait_secs)));
             }
             // Re-read at least every second: writers in other processes do not reach the hub.
-            let nap = (deadline - now).min(Duration::from_secs(1));
+            let nap = until.saturating_duration_since(now).min(Duration::from_secs(1));
             if waits.is_empty() {
                 tokio::select! {
                     _ = ended => {}
@@ -425,10 +534,70 @@ impl Nms {
         }
     }
 
+    // ---------------- webhooks ----------------
+
+    /// Build and queue the next list of webhook subscriptions with pending changes (one list
+    /// in flight per subscription keeps them in index order); returns how many were queued.
+    pub async fn queue_webhook_lists(&self, render: &Render) -> Result<usize> {
+        let mut queued = 0;
+        for s in self.meta.webhook_candidates(now_ms(), 100).await? {
+            let Some(b) = self.meta.box_by_id(s.box_id).await? else { continue };
+            if self.next_list(&b, s, Take::Queue(render)).await?.is_some() {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Claim due webhook lists for one delivery attempt each (held for `lease`).
+    pub async fn claim_webhook_lists(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxList>> {
+        let now = now_ms();
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        self.meta.claim_webhook_lists(now, until, limit).await
+    }
+
+    /// When the next queued webhook list falls due, if any.
+    pub async fn next_webhook_due(&self) -> Result<Option<i64>> {
+        self.meta.next_webhook_due().await
+    }
+
+    /// Record how an attempt ended: delivered lists are dropped (the next can be built), a
+    /// gone receiver ends its subscription, a failure is retried after an exponential
+    /// backoff (`sync.webhook_retry_initial_ms`, doubling to `sync.webhook_retry_max_secs`).
+    pub async fn webhook_outcome(&self, l: &OutboxList, outcome: Delivery) -> Result<()> {
+        match outcome {
+            Delivery::Delivered => self.meta.webhook_delivered(l.subscription_id, l.index).await,
+            Delivery::Gone => self.meta.end_subscription(l.subscription_id).await,
+            Delivery::Failed(error) => {
+                let delay = retry_delay(&self.sync, l.attempts);
+                let due = now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                self.meta.webhook_failed(l.subscription_id, l.index, due, &error).await
+            }
+        }
+    }
+
     /// Drop expired channels and subscriptions (housekeeping).
     pub async fn purge_expired_subscriptions(&self) -> Result<u64> {
         self.meta.purge_expired_subscriptions(now_ms()).await
     }
+}
+
+/// A webhook `notifyURL` must be an absolute http(s) URL, and webhooks enabled.
+fn check_webhook_url(sync: &SyncSettings, url: &str) -> Result<()> {
+    if !sync.webhooks {
+        return Err(Error::invalid(format!("notifyURL {url} (only this server's notification channels)")));
+    }
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(Error::invalid(format!("notifyURL {url} (an absolute http or https URL)"))),
+    }
+}
+
+/// The wait before the next attempt after `failed_before` earlier failures (and this one).
+fn retry_delay(sync: &SyncSettings, failed_before: u32) -> Duration {
+    let initial = Duration::from_millis(sync.webhook_retry_initial_ms.max(1));
+    let max = Duration::from_secs(sync.webhook_retry_max_secs.max(1)).max(initial);
+    initial.saturating_mul(1u32 << failed_before.min(20)).min(max)
 }
 
 #[cfg(test)]
@@ -442,6 +611,14 @@ mod tests {
         assert!(!has_words("stadiums", "stadium"));
         assert!(!has_words("the big stadium", "the stadium"));
         assert!(!has_words("anything", "  "));
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_the_cap() {
+        let sync = SyncSettings { webhook_retry_initial_ms: 500, webhook_retry_max_secs: 4, ..Default::default() };
+        let d: Vec<u128> = (0..6).map(|n| retry_delay(&sync, n).as_millis()).collect();
+        assert_eq!(d, [500, 1000, 2000, 4000, 4000, 4000]);
+        assert_eq!(retry_delay(&sync, u32::MAX).as_millis(), 4000);
     }
 
     #[test]

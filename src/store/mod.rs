@@ -125,6 +125,8 @@ pub struct Object {
     pub parts: Vec<PayloadPart>,
     pub stored_at_ms: i64,
     pub last_mod_seq: i64,
+    /// The modseq of its creation: the order CreatedObjects follows.
+    pub creation_seq: i64,
 }
 
 /// Which item a flag operation addresses.
@@ -192,6 +194,22 @@ pub struct Tombstone {
     pub last_mod_seq: i64,
     pub correlation_id: Option<String>,
     pub correlation_tag: Option<String>,
+    /// What subscription filters test, as the item stood when it went (`None` for
+    /// tombstones older than snapshots).
+    pub snapshot: Option<Snapshot>,
+}
+
+/// What a tombstone remembers of its item for subscription filters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Stored (objects) or created (folders) time, milliseconds.
+    pub date_ms: i64,
+    /// Objects: the creation modseq.
+    pub creation_seq: Option<i64>,
+    /// Folders: the name.
+    pub name: Option<String>,
+    pub flags: Vec<String>,
+    pub attributes: Vec<Attribute>,
 }
 
 /// A login.
@@ -232,6 +250,9 @@ pub enum Filter {
     Flag { flag_lc: String, set: bool },
     /// Objects created after this creation sequence.
     CreatedAfter { seq: i64 },
+    /// Items that are gone (deleted or expired): subscription filters only; no stored item
+    /// matches it.
+    Vanished,
 }
 
 /// What results are ordered by (then by internal id, in the same direction).
@@ -383,6 +404,29 @@ pub struct ChangePage {
 // Notification channels and subscriptions
 // ---------------------------------------------------------------------------------------
 
+/// A compare-and-set move of a subscription's delivery position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Advance {
+    pub id: i64,
+    /// The index the list takes (and the one the subscription must still have).
+    pub index: i64,
+    /// The position the list was built from, and the one after it: (validity, modseq).
+    pub from: (i64, i64),
+    pub to: (i64, i64),
+}
+
+/// A notification list queued for a webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxList {
+    pub subscription_id: i64,
+    pub notify_url: String,
+    pub index: i64,
+    /// The rendered `nmsEventList`, sent as is on every attempt.
+    pub body: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
 /// A long-polling notification channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Channel {
@@ -398,16 +442,20 @@ pub struct Channel {
     pub expires_at_ms: i64,
     /// Most notification lists one poll answers.
     pub max_notifications: u32,
+    /// How long a poll may hold pending lists, counted from when it first sees one, hoping
+    /// for `max_notifications` of them (0: answer at once).
+    pub max_wait_secs: u32,
 }
 
-/// A subscription to a box's changes, delivered into a channel.
+/// A subscription to a box's changes, delivered into a channel or to a webhook.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subscription {
     pub id: i64,
     pub box_id: i64,
     pub public_id: String,
     pub principal: String,
-    pub channel_id: i64,
+    /// The channel it delivers into; `None`: `notify_url` is a webhook.
+    pub channel_id: Option<i64>,
     pub notify_url: String,
     pub callback_data: Option<String>,
     pub notification_format: Option<String>,
@@ -562,11 +610,25 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Store a subscription's new duration, expiry and (when given) restart point.
     async fn update_subscription(&self, s: &Subscription) -> Result<()>;
     async fn delete_subscription(&self, b: &BoxRow, public_id: &str) -> Result<bool>;
-    /// Move a subscription's position and consume index `index`, if nobody else did
-    /// (compare-and-set on the index); `false` when it lost the race.
-    async fn advance_subscription(&self, id: i64, index: i64, validity: i64, modseq: i64) -> Result<bool>;
+    /// Move a subscription's position `m.from -> m.to` and consume index `m.index`, if
+    /// nobody else did (compare-and-set on the index and the position); `false` when it lost
+    /// the race. With `outbox`, the list's rendered body is queued for webhook delivery in
+    /// the same transaction, due at once.
+    async fn advance_subscription(&self, m: &Advance, outbox: Option<&str>) -> Result<bool>;
     /// Move a subscription's position without consuming an index (changes no event passed).
-    async fn skip_subscription(&self, id: i64, index: i64, validity: i64, modseq: i64) -> Result<bool>;
+    async fn skip_subscription(&self, m: &Advance) -> Result<bool>;
+    /// Webhook subscriptions with changes past their position and no list in flight.
+    async fn webhook_candidates(&self, now_ms: i64, limit: u32) -> Result<Vec<Subscription>>;
+    /// Claim due webhook lists for delivery until `lease_until_ms`.
+    async fn claim_webhook_lists(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxList>>;
+    /// The earliest time a queued webhook list falls due (leases included).
+    async fn next_webhook_due(&self) -> Result<Option<i64>>;
+    /// A webhook list was delivered: drop it, so the subscription's next list can be built.
+    async fn webhook_delivered(&self, subscription_id: i64, index: i64) -> Result<()>;
+    /// A webhook attempt failed: count it and set the next attempt.
+    async fn webhook_failed(&self, subscription_id: i64, index: i64, due_at_ms: i64, error: &str) -> Result<()>;
+    /// End a subscription by internal id (its webhook is gone).
+    async fn end_subscription(&self, subscription_id: i64) -> Result<()>;
     /// Drop expired channels and subscriptions; returns how many.
     async fn purge_expired_subscriptions(&self, now_ms: i64) -> Result<u64>;
 

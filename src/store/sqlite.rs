@@ -351,6 +351,7 @@ async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, o: NewObject, seq: i64) -> R
             .collect(),
         stored_at_ms: o.now_ms,
         last_mod_seq: seq,
+        creation_seq: seq,
     })
 }
 
@@ -376,10 +377,10 @@ async fn remove_object(
             .bind(id)
             .fetch_all(&mut **tx)
             .await?;
-    sqlx::query(
-        "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, deleted_at_ms) \
-         VALUES (?, 'object', ?, ?, ?, ?, ?, ?)",
-    )
+    sqlx::query(sql!(
+        "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, \
+         deleted_at_ms, snapshot) SELECT ?, 'object', ?, ?, ?, ?, ?, ?, {OBJECT_SNAPSHOT} FROM objects o WHERE o.id = ?"
+    ))
     .bind(b.id)
     .bind(public_id)
     .bind(reason)
@@ -387,6 +388,7 @@ async fn remove_object(
     .bind(cid)
     .bind(ctag)
     .bind(now_ms)
+    .bind(id)
     .execute(&mut **tx)
     .await?;
     sqlx::query("DELETE FROM objects WHERE id = ?").bind(id).execute(&mut **tx).await?;
@@ -538,7 +540,44 @@ fn within(folder: &FolderKey, ancestor: &FolderKey) -> bool {
 }
 
 /// A tombstone row: kind, public id, reason, lastModSeq, correlation id and tag.
-type TombstoneRow = (String, String, String, i64, Option<String>, Option<String>);
+type TombstoneRow = (String, String, String, i64, Option<String>, Option<String>, Option<String>);
+
+/// What a tombstone of an object (`objects o`) keeps for subscription filters: JSON read
+/// back by [`parse_snapshot`].
+const OBJECT_SNAPSHOT: &str = "json_object('date', o.stored_at_ms, 'creation', o.creation_seq, \
+     'flags', json((SELECT json_group_array(flag) FROM object_flags WHERE object_id = o.id)), \
+     'attributes', json((SELECT json_group_array(json_array(name, value)) FROM \
+     (SELECT name, value FROM object_attributes WHERE object_id = o.id ORDER BY name_lc, position))))";
+
+/// The same for a folder (`folders f`).
+const FOLDER_SNAPSHOT: &str = "json_object('date', f.created_at_ms, 'name', f.name, \
+     'attributes', json((SELECT json_group_array(json_array(name, value)) FROM \
+     (SELECT name, value FROM folder_attributes WHERE folder_id = f.id ORDER BY name_lc, position))))";
+
+#[derive(serde::Deserialize)]
+struct SnapshotJson {
+    date: i64,
+    creation: Option<i64>,
+    name: Option<String>,
+    #[serde(default)]
+    flags: Vec<String>,
+    #[serde(default)]
+    attributes: Vec<(String, String)>,
+}
+
+/// A stored snapshot; one that cannot be read counts as none (the deletion is then
+/// delivered whatever the filter).
+fn parse_snapshot(json: Option<String>) -> Option<Snapshot> {
+    let s: SnapshotJson = serde_json::from_str(json.as_deref()?).ok()?;
+    let mut attributes: Vec<Attribute> = Vec::new();
+    for (name, value) in s.attributes {
+        match attributes.last_mut() {
+            Some(a) if a.name.eq_ignore_ascii_case(&name) => a.values.push(value),
+            _ => attributes.push(Attribute { name, values: vec![value] }),
+        }
+    }
+    Some(Snapshot { date_ms: s.date, creation_seq: s.creation, name: s.name, flags: s.flags, attributes })
+}
 
 /// Tombstones with `after < last_mod_seq <= through`, in modseq order.
 async fn tombstones_between(
@@ -548,7 +587,7 @@ async fn tombstones_between(
     through: i64,
 ) -> Result<Vec<Tombstone>> {
     let rows: Vec<TombstoneRow> = sqlx::query_as(
-        "SELECT kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag FROM tombstones \
+        "SELECT kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, snapshot FROM tombstones \
          WHERE box_id = ? AND last_mod_seq > ? AND last_mod_seq <= ? ORDER BY last_mod_seq, id",
     )
     .bind(b.id)
@@ -558,13 +597,14 @@ async fn tombstones_between(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag)| Tombstone {
+        .map(|(kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, snapshot)| Tombstone {
             kind,
             public_id,
             reason,
             last_mod_seq,
             correlation_id,
             correlation_tag,
+            snapshot: parse_snapshot(snapshot),
         })
         .collect())
 }
@@ -831,8 +871,9 @@ impl MetaStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         sqlx::query(sql!(
-            "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, deleted_at_ms) \
-             SELECT ?, 'object', public_id, 'deleted', ?, correlation_id, correlation_tag, ? FROM objects WHERE folder_id IN ({subtree})"
+            "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, \
+             deleted_at_ms, snapshot) SELECT ?, 'object', o.public_id, 'deleted', ?, o.correlation_id, o.correlation_tag, ?, \
+             {OBJECT_SNAPSHOT} FROM objects o WHERE o.folder_id IN ({subtree})"
         ))
         .bind(b.id)
         .bind(seq)
@@ -842,10 +883,11 @@ impl MetaStore for SqliteStore {
         .bind(&hi)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, deleted_at_ms) \
-             SELECT ?, 'folder', public_id, 'deleted', ?, ? FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ?",
-        )
+        sqlx::query(sql!(
+            "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, deleted_at_ms, snapshot) \
+             SELECT ?, 'folder', f.public_id, 'deleted', ?, ?, {FOLDER_SNAPSHOT} FROM folders f \
+             WHERE f.box_id = ? AND f.ancestry >= ? AND f.ancestry < ?"
+        ))
         .bind(b.id)
         .bind(seq)
         .bind(now_ms)
@@ -1332,12 +1374,36 @@ impl MetaStore for SqliteStore {
         subscriptions::delete_subscription(&self.pool, b, public_id).await
     }
 
-    async fn advance_subscription(&self, id: i64, index: i64, validity: i64, modseq: i64) -> Result<bool> {
-        subscriptions::advance(&self.pool, id, index, validity, modseq, true).await
+    async fn advance_subscription(&self, m: &Advance, outbox: Option<&str>) -> Result<bool> {
+        subscriptions::advance(&self.pool, m, true, outbox).await
     }
 
-    async fn skip_subscription(&self, id: i64, index: i64, validity: i64, modseq: i64) -> Result<bool> {
-        subscriptions::advance(&self.pool, id, index, validity, modseq, false).await
+    async fn skip_subscription(&self, m: &Advance) -> Result<bool> {
+        subscriptions::advance(&self.pool, m, false, None).await
+    }
+
+    async fn webhook_candidates(&self, now_ms: i64, limit: u32) -> Result<Vec<Subscription>> {
+        subscriptions::webhook_candidates(&self.pool, now_ms, limit).await
+    }
+
+    async fn claim_webhook_lists(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxList>> {
+        subscriptions::claim_webhook_lists(&self.pool, now_ms, lease_until_ms, limit).await
+    }
+
+    async fn next_webhook_due(&self) -> Result<Option<i64>> {
+        subscriptions::next_webhook_due(&self.pool).await
+    }
+
+    async fn webhook_delivered(&self, subscription_id: i64, index: i64) -> Result<()> {
+        subscriptions::webhook_delivered(&self.pool, subscription_id, index).await
+    }
+
+    async fn webhook_failed(&self, subscription_id: i64, index: i64, due_at_ms: i64, error: &str) -> Result<()> {
+        subscriptions::webhook_failed(&self.pool, subscription_id, index, due_at_ms, error).await
+    }
+
+    async fn end_subscription(&self, subscription_id: i64) -> Result<()> {
+        subscriptions::end_subscription(&self.pool, subscription_id).await
     }
 
     async fn purge_expired_subscriptions(&self, now_ms: i64) -> Result<u64> {

@@ -16,3 +16,4 @@ mod relocate;
 mod search;
 mod storage;
 mod sync;
+mod webhooks;

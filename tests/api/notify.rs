@@ -187,13 +187,14 @@ async fn filters_restart_tokens_and_resets() {
     assert_eq!(v["notificationList"][0]["nmsEventList"]["index"], 2);
 
     // Refusals.
-    let (status, v) = subscribe(&app, "http://elsewhere.example/hook", json!({})).await;
-    assert_eq!((status, message_id(&v)), (400, "SVC0002"), "webhooks are not served yet: {v}");
     let (status, v) = subscribe(&app, &callback, json!({"restartToken": "forged"})).await;
     assert_eq!((status, message_id(&v)), (400, "SVC0002"));
-    let bad = json!({"criterion": [{"type": "VanishedObjects", "value": ""}]});
+    let bad = json!({"criterion": [{"type": "Unheard", "value": ""}]});
     let (status, v) = subscribe(&app, &callback, json!({"filter": bad})).await;
     assert_eq!((status, message_id(&v)), (400, "SVC0003"));
+    let bad = json!({"criterion": [{"type": "CreatedObjects", "value": "forged"}]});
+    let (status, v) = subscribe(&app, &callback, json!({"filter": bad})).await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0002"), "a forged creationCursor: {v}");
     let (status, v) =
         send(&app, Method::POST, &format!("{}/subscriptions", app.base(ALICE)), Some(json!({"nope": 1}))).await;
     assert_eq!((status, message_id(&v)), (400, "SVC0002"));
@@ -257,4 +258,140 @@ async fn one_poll_per_channel_and_channel_lifecycle() {
     assert_eq!(res.status(), 403);
     let res = app.client.get(&resource).send().await.unwrap();
     assert_eq!(res.status(), 401);
+}
+
+/// The events of every list of a poll answer.
+fn all_events(v: &Value) -> Vec<(String, String)> {
+    v["notificationList"].as_array().unwrap().iter().flat_map(events).collect()
+}
+
+#[tokio::test]
+async fn filters_apply_to_deletions_and_know_vanished_and_created_objects() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 1).await;
+    let (_, channel_url, callback) = channel(&app).await;
+    let pager = json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]}});
+    let mms = json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["multimedia-message"]}]}});
+    let p1 = app.create_object(pager.clone()).await;
+    let m1 = app.create_object(mms.clone()).await;
+    let folder = app.create_folder(json!({"parentFolderPath": "/", "name": "f"})).await;
+    let folder_id = last_segment(&folder);
+    let p2 = app
+        .create_object(json!({"parentFolder": folder, "attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]}}))
+        .await;
+    let m2 = app
+        .create_object(json!({"parentFolder": folder, "attributes": {"attribute": [{"name": "Message-Context", "value": ["multimedia-message"]}]}}))
+        .await;
+
+    // A CreatedObjects cursor from now: only objects created after it pass.
+    let (status, v) = app
+        .post_rel("/objects/operations/search", json!({"selectionCriteria": {"maxEntries": 100, "searchCriteria": {"criterion": [{"type": "CreatedObjects", "value": ""}]}}}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let cursor = v["objectList"]["creationCursor"].as_str().unwrap().to_string();
+
+    let by_context = json!({"criterion": [{"type": "Attribute", "name": "Message-Context", "value": "pager-message"}]});
+    let (status, v) = subscribe(&app, &callback, json!({"filter": by_context})).await;
+    assert_eq!(status, 201, "{v}");
+    let vanished = json!({"criterion": [{"type": "VanishedObjects", "value": ""}]});
+    let (status, v) = subscribe(&app, &callback, json!({"filter": vanished})).await;
+    assert_eq!(status, 201, "{v}");
+    let created = json!({"criterion": [{"type": "CreatedObjects", "value": cursor}]});
+    let (status, v) = subscribe(&app, &callback, json!({"filter": created})).await;
+    assert_eq!(status, 201, "{v}");
+
+    // Deletions of one object each, one recursive folder deletion, a deposit.
+    assert_eq!(app.delete(&p1).await.status(), 204);
+    assert_eq!(app.delete(&m1).await.status(), 204);
+    assert_eq!(app.delete(&folder).await.status(), 204);
+    let fresh = app.create_object(mms.clone()).await;
+
+    let (status, v) = poll(&app, &channel_url).await;
+    assert_eq!(status, 200);
+    let lists = v["notificationList"].as_array().unwrap();
+    assert_eq!(lists.len(), 3, "one list per subscription: {v}");
+    let folder_url = format!("{}/folders/{folder_id}", app.base(ALICE));
+    // Pager messages only: the deleted ones (their tombstones remember the attribute).
+    assert_eq!(
+        events(&lists[0]),
+        [("deletedObject".to_string(), p1.clone()), ("deletedObject".to_string(), p2.clone())],
+        "{v}"
+    );
+    // Everything that went, objects and folders, and nothing that changed.
+    let mut gone = events(&lists[1]);
+    gone.sort();
+    let mut expected = vec![
+        ("deletedObject".to_string(), p1.clone()),
+        ("deletedObject".to_string(), m1.clone()),
+        ("deletedObject".to_string(), p2.clone()),
+        ("deletedObject".to_string(), m2.clone()),
+        ("deletedFolder".to_string(), folder_url),
+    ];
+    expected.sort();
+    assert_eq!(gone, expected, "{v}");
+    // Created after the cursor: only the fresh deposit.
+    assert_eq!(events(&lists[2]), [("changedObject".to_string(), fresh)], "{v}");
+    assert!(all_events(&v).iter().all(|(k, _)| k != "changedFolder"));
+}
+
+#[tokio::test]
+async fn max_wait_time_holds_pending_lists_until_it_passes_or_max_notifications_are_ready() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 5).await;
+    let body = json!({"notificationChannel": {"channelType": "LongPolling", "channelData": {"maxNotifications": 2, "maxWaitTime": 1}}});
+    let (status, v) = send(&app, Method::POST, &nc(&app), Some(body)).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["notificationChannel"]["channelData"]["maxWaitTime"], 1);
+    let channel_url = v["notificationChannel"]["channelData"]["channelURL"].as_str().unwrap().to_string();
+    let callback = v["notificationChannel"]["callbackURL"].as_str().unwrap().to_string();
+    assert_eq!(subscribe(&app, &callback, json!({})).await.0, 201);
+
+    // One list pending: the poll holds it for maxWaitTime (1 s), well before its 5 s timeout.
+    let waiting = spawn_poll(&app, &channel_url);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    let id = app.create_object(json!({})).await;
+    let (status, v) = waiting.await.unwrap();
+    let held = start.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(all_events(&v), [("changedObject".to_string(), id)]);
+    assert!(held >= Duration::from_millis(800), "answered after {held:?}, before maxWaitTime");
+    assert!(held < Duration::from_millis(4000), "answered after {held:?}: waited for the poll timeout");
+
+    // Two subscriptions with pending lists reach maxNotifications (2): answered at once.
+    assert_eq!(subscribe(&app, &callback, json!({})).await.0, 201);
+    let a = app.create_object(json!({})).await;
+    let start = Instant::now();
+    let (status, v) = poll(&app, &channel_url).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["notificationList"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(all_events(&v), [("changedObject".to_string(), a.clone()), ("changedObject".to_string(), a)]);
+    assert!(start.elapsed() < Duration::from_millis(800), "maxNotifications reached, yet held {:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn service_accounts_reset_boxes_and_subscribers_get_reset_box() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 5).await;
+    let (_, channel_url, callback) = channel(&app).await;
+    app.create_object(json!({})).await;
+    assert_eq!(subscribe(&app, &callback, json!({})).await.0, 201);
+    let reset = format!("{}/operations/resetBox", app.base(ALICE));
+
+    // A subscriber may not reset its own box.
+    let res = app.req(Method::POST, &reset).send().await.unwrap();
+    assert_error(res, 403, "POL0001").await;
+
+    let waiting = spawn_poll(&app, &channel_url);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    let res = app.req_as("pf", Method::POST, &reset).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+    let (status, v) = waiting.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(all_events(&v), [("resetBox".to_string(), String::new())]);
+    assert!(start.elapsed() < Duration::from_secs(2), "the reset woke the poll");
+    // The box is empty.
+    let (_, v) = app.post_rel("/objects/operations/search", json!({"selectionCriteria": {"maxEntries": 10}})).await;
+    assert_eq!(v["objectList"]["object"].as_array().map_or(0, Vec::len), 0, "{v}");
+    // Other methods are refused.
+    let res = app.req_as("pf", Method::GET, &reset).send().await.unwrap();
+    assert_eq!(res.status(), 405);
 }

@@ -108,7 +108,11 @@ fn id(url: &str) -> String {
 
 #[tokio::test]
 async fn every_token_replays_exactly_what_changed_since_and_converges() {
-    let app = spawn_app().await;
+    // Expiry keeps the newest object only, when it runs (the step below runs it).
+    let app = spawn_app_with(|s| {
+        s.sync.retention.insert("base".into(), cpm_nms::config::RetentionPolicy { max_age_secs: 0, max_objects: 1 });
+    })
+    .await;
     let base = app.base(ALICE);
     let root = app.root().await;
     // (token before the step, the mirror then, the ids the step touched)
@@ -168,6 +172,10 @@ async fn every_token_replays_exactly_what_changed_since_and_converges() {
             v
         }
     );
+    // Expiry: o4 goes (the copy is the newest).
+    step!(|_: &()| vec![id(&o4)], {
+        assert_eq!(app.nms.expire().await.unwrap(), 1);
+    });
     let _ = (copied, base);
 
     let final_state = snapshot(&app).await;
@@ -213,6 +221,18 @@ async fn every_token_replays_exactly_what_changed_since_and_converges() {
         _ => None,
     });
     assert_eq!(gone_o1.unwrap().correlation_id.as_deref(), Some("c1"));
+    let expired = events
+        .iter()
+        .any(|e| matches!(e, SyncEvent::Change(Change::Gone(t)) if t.public_id == id(&o4) && t.reason == "expired"));
+    assert!(expired, "o4 replays as expired");
+
+    // After a reset, every earlier token replays as exactly one resetBox.
+    app.nms.reset_box(&the_box(&app).await).await.unwrap();
+    for token in history.iter().map(|h| &h.0).chain([&final_token]) {
+        let (events, after) = replay_all(&app, token, 100).await;
+        assert!(matches!(events.as_slice(), [SyncEvent::ResetBox]), "{events:?}");
+        assert_eq!(after, app.nms.current_token(&the_box(&app).await).await.unwrap());
+    }
 }
 
 #[tokio::test]

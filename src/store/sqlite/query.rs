@@ -208,6 +208,9 @@ fn filter_sql(sql: &mut Sql, m: Mode, f: &Filter) -> Result<()> {
         Filter::CreatedAfter { seq } if over == Over::Objects => {
             sql.push("o.creation_seq > ").int(*seq);
         }
+        Filter::Vanished => {
+            sql.push("0");
+        }
         other => return Err(Error::internal(format!("filter {other:?} does not apply to folders"))),
     }
     Ok(())
@@ -429,7 +432,7 @@ async fn load_object_chunk(conn: &mut SqliteConnection, ids: &[i64]) -> Result<V
     let mut sql = Sql::default();
     sql.push(
         "SELECT o.id, o.public_id, f.public_id AS folder_public_id, f.path AS folder_path, \
-         o.correlation_id, o.correlation_tag, o.payload_type, o.stored_at_ms, o.last_mod_seq \
+         o.correlation_id, o.correlation_tag, o.payload_type, o.stored_at_ms, o.last_mod_seq, o.creation_seq \
          FROM objects o JOIN folders f ON f.id = o.folder_id WHERE o.id IN ",
     );
     in_list(&mut sql, ids);
@@ -451,6 +454,7 @@ async fn load_object_chunk(conn: &mut SqliteConnection, ids: &[i64]) -> Result<V
                 parts: Vec::new(),
                 stored_at_ms: row.try_get("stored_at_ms")?,
                 last_mod_seq: row.try_get("last_mod_seq")?,
+                creation_seq: row.try_get("creation_seq")?,
             },
         );
     }

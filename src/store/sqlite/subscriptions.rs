@@ -3,10 +3,10 @@
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 use crate::error::{Error, Result};
-use crate::store::{BoxRow, Channel, Filter, Subscription};
+use crate::store::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription};
 
 const CHANNEL_COLUMNS: &str = "id, public_id, principal, user_id, client_correlator, application_tag, \
-     lifetime_secs, expires_at_ms, max_notifications";
+     lifetime_secs, expires_at_ms, max_notifications, max_wait_secs";
 
 const SUBSCRIPTION_COLUMNS: &str = "id, box_id, public_id, principal, channel_id, notify_url, callback_data, \
      notification_format, filter, client_correlator, duration_secs, expires_at_ms, restart_token, \
@@ -24,6 +24,7 @@ fn channel_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Channel> {
         lifetime_secs: r.try_get("lifetime_secs")?,
         expires_at_ms: r.try_get("expires_at_ms")?,
         max_notifications: u32::try_from(max).unwrap_or(1),
+        max_wait_secs: u32::try_from(r.try_get::<i64, _>("max_wait_secs")?).unwrap_or(0),
     })
 }
 
@@ -60,7 +61,8 @@ fn filter_json(f: &Option<Filter>) -> Result<Option<String>> {
 pub async fn create_channel(pool: &SqlitePool, c: &Channel) -> Result<Channel> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO channels (public_id, principal, user_id, client_correlator, application_tag, lifetime_secs, \
-         expires_at_ms, max_notifications, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         expires_at_ms, max_notifications, max_wait_secs, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         RETURNING id",
     )
     .bind(&c.public_id)
     .bind(&c.principal)
@@ -70,6 +72,7 @@ pub async fn create_channel(pool: &SqlitePool, c: &Channel) -> Result<Channel> {
     .bind(c.lifetime_secs)
     .bind(c.expires_at_ms)
     .bind(i64::from(c.max_notifications))
+    .bind(i64::from(c.max_wait_secs))
     .bind(crate::ids::now_ms())
     .fetch_one(pool)
     .await?;
@@ -225,27 +228,127 @@ pub async fn delete_subscription(pool: &SqlitePool, b: &BoxRow, public_id: &str)
     Ok(res.rows_affected() > 0)
 }
 
-/// Move the position (and consume the index when `consume`), if the index is still `index`.
-pub async fn advance(
-    pool: &SqlitePool,
-    id: i64,
-    index: i64,
-    validity: i64,
-    modseq: i64,
-    consume: bool,
-) -> Result<bool> {
+/// Move the position (and consume the index when `consume`) if the index and position are
+/// still those the list was built from; with `outbox`, queue the rendered list for its
+/// webhook in the same transaction.
+pub async fn advance(pool: &SqlitePool, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
+    let mut tx = pool.begin().await?;
     let res = sqlx::query(
         "UPDATE subscriptions SET position_validity = ?, position_modseq = ?, next_index = next_index + ? \
-         WHERE id = ? AND next_index = ?",
+         WHERE id = ? AND next_index = ? AND position_validity = ? AND position_modseq = ?",
     )
-    .bind(validity)
-    .bind(modseq)
+    .bind(m.to.0)
+    .bind(m.to.1)
     .bind(i64::from(consume))
-    .bind(id)
+    .bind(m.id)
+    .bind(m.index)
+    .bind(m.from.0)
+    .bind(m.from.1)
+    .execute(&mut *tx)
+    .await?;
+    if res.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if let Some(body) = outbox {
+        let now = crate::ids::now_ms();
+        sqlx::query(
+            "INSERT INTO webhook_outbox (subscription_id, list_index, body, due_at_ms, created_at_ms) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(m.id)
+        .bind(m.index)
+        .bind(body)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub async fn webhook_candidates(pool: &SqlitePool, now_ms: i64, limit: u32) -> Result<Vec<Subscription>> {
+    let cols = SUBSCRIPTION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {cols} FROM subscriptions s JOIN boxes b ON b.id = s.box_id \
+         WHERE s.channel_id IS NULL AND s.expires_at_ms > ? \
+         AND (b.modseq > s.position_modseq OR b.validity <> s.position_validity) \
+         AND NOT EXISTS (SELECT 1 FROM webhook_outbox w WHERE w.subscription_id = s.id) \
+         ORDER BY s.id LIMIT ?"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(now_ms).bind(i64::from(limit)).fetch_all(pool).await?;
+    rows.iter().map(subscription_from_row).collect()
+}
+
+pub async fn claim_webhook_lists(
+    pool: &SqlitePool,
+    now_ms: i64,
+    lease_until_ms: i64,
+    limit: u32,
+) -> Result<Vec<OutboxList>> {
+    let rows: Vec<(i64, String, i64, String, i64)> = sqlx::query_as(
+        "UPDATE webhook_outbox SET lease_until_ms = ?1 \
+         WHERE subscription_id IN (SELECT w.subscription_id FROM webhook_outbox w \
+           JOIN subscriptions s ON s.id = w.subscription_id \
+           WHERE w.due_at_ms <= ?2 AND w.lease_until_ms <= ?2 AND s.expires_at_ms > ?2 \
+           ORDER BY w.due_at_ms LIMIT ?3) \
+         RETURNING subscription_id, (SELECT notify_url FROM subscriptions WHERE id = subscription_id), \
+           list_index, body, attempts",
+    )
+    .bind(lease_until_ms)
+    .bind(now_ms)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(subscription_id, notify_url, index, body, attempts)| OutboxList {
+            subscription_id,
+            notify_url,
+            index,
+            body,
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        })
+        .collect())
+}
+
+pub async fn next_webhook_due(pool: &SqlitePool) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT min(max(due_at_ms, lease_until_ms)) FROM webhook_outbox").fetch_one(pool).await?)
+}
+
+pub async fn webhook_delivered(pool: &SqlitePool, subscription_id: i64, index: i64) -> Result<()> {
+    sqlx::query("DELETE FROM webhook_outbox WHERE subscription_id = ? AND list_index = ?")
+        .bind(subscription_id)
+        .bind(index)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn webhook_failed(
+    pool: &SqlitePool,
+    subscription_id: i64,
+    index: i64,
+    due_at_ms: i64,
+    error: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE webhook_outbox SET attempts = attempts + 1, due_at_ms = ?, lease_until_ms = 0, last_error = ? \
+         WHERE subscription_id = ? AND list_index = ?",
+    )
+    .bind(due_at_ms)
+    .bind(error)
+    .bind(subscription_id)
     .bind(index)
     .execute(pool)
     .await?;
-    Ok(res.rows_affected() > 0)
+    Ok(())
+}
+
+pub async fn end_subscription(pool: &SqlitePool, subscription_id: i64) -> Result<()> {
+    sqlx::query("DELETE FROM subscriptions WHERE id = ?").bind(subscription_id).execute(pool).await?;
+    Ok(())
 }
 
 pub async fn purge_expired(pool: &SqlitePool, now_ms: i64) -> Result<u64> {

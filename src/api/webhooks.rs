@@ -1,0 +1,138 @@
+//! Webhook delivery: subscriptions whose `notifyURL` is not one of this server's
+//! notification channels get each `nmsEventList` POSTed to it (JSON).
+//!
+//! Lists are computed from the database and queued (rendered) in the same transaction that
+//! consumes their index, one per subscription at a time, so they are delivered in index
+//! order, and nothing is lost across restarts. A deliverer claims due lists with a lease, so
+//! several nodes can share the work. 2xx delivers; 404 and 410 end the subscription; every
+//! other answer, a timeout or a refused connection is retried with exponential backoff
+//! until the subscription ends. Redirects are not followed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+
+use super::subscriptions::render_list;
+use crate::error::Result;
+use crate::ids::now_ms;
+use crate::nms::Nms;
+use crate::nms::subscriptions::{Delivery, EventList};
+use crate::store::OutboxList;
+
+/// Attempts in flight at once.
+const CONCURRENCY: usize = 32;
+/// Lists claimed per round.
+const CLAIM: u32 = 64;
+
+/// Deliver webhook notifications until the task is dropped.
+pub async fn run(nms: Nms, public_url: String) {
+    let timeout = Duration::from_secs(nms.sync.webhook_timeout_secs.max(1));
+    let client = match reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("cpm-nms/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook delivery cannot start: no HTTP client");
+            return;
+        }
+    };
+    let render = move |l: &EventList| render_list(&public_url, l).to_string();
+    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    // Signalled when an attempt ends (a delivered list lets the next one be built).
+    let done = Arc::new(Notify::new());
+    // A claim outlives the attempt's timeout, so no other deliverer sends it meanwhile.
+    let lease = timeout + Duration::from_secs(5);
+    loop {
+        let any = nms.hub.any_signal();
+        let mut changed = Box::pin(any.notified());
+        changed.as_mut().enable();
+        let mut finished = Box::pin(done.notified());
+        finished.as_mut().enable();
+
+        let queued = match nms.queue_webhook_lists(&render).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "queueing webhook notifications failed");
+                0
+            }
+        };
+        let free = u32::try_from(slots.available_permits()).unwrap_or(0).min(CLAIM);
+        let claimed = if free == 0 {
+            Vec::new()
+        } else {
+            nms.claim_webhook_lists(free, lease).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "claiming webhook notifications failed");
+                Vec::new()
+            })
+        };
+        for list in claimed {
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let (nms, client, done) = (nms.clone(), client.clone(), done.clone());
+            tokio::spawn(async move {
+                let outcome = attempt(&client, &list).await;
+                if let Err(e) = record(&nms, &list, outcome).await {
+                    tracing::warn!(error = %e, subscription = list.subscription_id, "recording a webhook attempt failed");
+                }
+                drop(permit);
+                done.notify_one();
+            });
+        }
+        if queued > 0 {
+            continue;
+        }
+        // Sleep until a box changes, an attempt ends, a retry falls due, or a second has
+        // passed (changes made by other processes reach no hub).
+        let mut nap = Duration::from_secs(1);
+        if let Ok(Some(due)) = nms.next_webhook_due().await {
+            let wait = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
+            nap = nap.min(Duration::from_millis(wait));
+        }
+        tokio::select! {
+            _ = changed => {}
+            _ = finished => {}
+            _ = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+/// One POST of a queued list.
+async fn attempt(client: &reqwest::Client, list: &OutboxList) -> Delivery {
+    let res = client
+        .post(&list.notify_url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(list.body.clone())
+        .send()
+        .await;
+    match res {
+        Ok(r) if r.status().is_success() => Delivery::Delivered,
+        Ok(r) if matches!(r.status().as_u16(), 404 | 410) => Delivery::Gone,
+        Ok(r) => Delivery::Failed(format!("HTTP {}", r.status().as_u16())),
+        Err(e) if e.is_timeout() => Delivery::Failed("timed out".into()),
+        Err(e) => Delivery::Failed(format!("{e}")),
+    }
+}
+
+async fn record(nms: &Nms, list: &OutboxList, outcome: Delivery) -> Result<()> {
+    match &outcome {
+        Delivery::Delivered => {
+            tracing::debug!(subscription = list.subscription_id, index = list.index, "webhook delivered")
+        }
+        Delivery::Gone => tracing::info!(
+            subscription = list.subscription_id,
+            url = %list.notify_url,
+            "webhook gone (404/410): subscription ended"
+        ),
+        Delivery::Failed(e) => tracing::info!(
+            subscription = list.subscription_id,
+            index = list.index,
+            attempts = list.attempts + 1,
+            error = %e,
+            "webhook attempt failed; retrying later"
+        ),
+    }
+    nms.webhook_outcome(list, outcome).await
+}
