@@ -96,7 +96,7 @@ fn urls(state: &AppState, c: &Channel) -> (String, String, String) {
 
 fn render(state: &AppState, c: &Channel) -> Value {
     let (resource_url, channel_url, callback_url) = urls(state, c);
-    let remaining = ((c.expires_at_ms - crate::ids::now_ms()).max(0) / 1000).max(0);
+    let remaining = super::remaining_secs(c.expires_at_ms);
     let mut v = json!({
         "channelType": "LongPolling",
         "channelData": {
@@ -173,7 +173,7 @@ pub async fn get_lifetime(req: HttpRequest) -> Result<HttpResponse> {
     let state = state_of(&req)?;
     let (principal, _) = caller(&req, &state).await?;
     let c = state.nms.channel(&principal.name, &param(&req, "channelId")?, req.path()).await?;
-    let remaining = ((c.expires_at_ms - crate::ids::now_ms()).max(0) / 1000).max(0);
+    let remaining = super::remaining_secs(c.expires_at_ms);
     Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": remaining } })))
 }
 

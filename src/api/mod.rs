@@ -263,3 +263,8 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8], root: &str) -> Result<T> {
 pub fn ok_json(body: serde_json::Value) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
+
+/// Whole seconds left until `expires_at_ms`, rounded up (a live resource never shows 0).
+pub fn remaining_secs(expires_at_ms: i64) -> i64 {
+    (expires_at_ms - crate::ids::now_ms()).max(0).saturating_add(999) / 1000
+}

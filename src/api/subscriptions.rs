@@ -76,7 +76,7 @@ fn channel_of(state: &AppState, url: &str) -> Result<Option<String>> {
 
 /// The wire form of a subscription; the remaining `duration` is computed now.
 fn render(urls: &BoxUrls, s: &Subscription) -> Value {
-    let remaining = ((s.expires_at_ms - crate::ids::now_ms()).max(0) / 1000).max(0);
+    let remaining = super::remaining_secs(s.expires_at_ms);
     let mut callback = json!({ "notifyURL": s.notify_url });
     if let Some(d) = &s.callback_data {
         callback["callbackData"] = json!(d);

@@ -291,6 +291,11 @@ impl Nms {
         {
             return Ok(existing);
         }
+        if let Some(f) = &input.notification_format
+            && !f.eq_ignore_ascii_case("JSON")
+        {
+            return Err(Error::invalid_value(format!("notificationFormat {f}"), "JSON"));
+        }
         let channel_id = match &input.channel {
             Some(id) => match self.meta.channel(id, now).await? {
                 Some(c) if c.principal == principal => Some(c.id),

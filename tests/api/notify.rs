@@ -187,6 +187,10 @@ async fn filters_restart_tokens_and_resets() {
     assert_eq!(v["notificationList"][0]["nmsEventList"]["index"], 2);
 
     // Refusals.
+    let (status, v) =
+        subscribe(&app, &callback, json!({"callbackReference": {"notifyURL": callback, "notificationFormat": "XML"}}))
+            .await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0003"), "notifications are JSON only: {v}");
     let (status, v) = subscribe(&app, &callback, json!({"restartToken": "forged"})).await;
     assert_eq!((status, message_id(&v)), (400, "SVC0002"));
     let bad = json!({"criterion": [{"type": "Unheard", "value": ""}]});
@@ -394,4 +398,27 @@ async fn service_accounts_reset_boxes_and_subscribers_get_reset_box() {
     // Other methods are refused.
     let res = app.req_as("pf", Method::GET, &reset).send().await.unwrap();
     assert_eq!(res.status(), 405);
+}
+
+#[tokio::test]
+async fn expired_subscriptions_disappear_and_deliver_nothing() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 1).await;
+    let (_, channel_url, callback) = channel(&app).await;
+    let (status, v) = subscribe(&app, &callback, json!({"duration": 1})).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["nmsSubscription"]["duration"], 1);
+    let sub_url = v["nmsSubscription"]["resourceURL"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.create_object(json!({})).await;
+    let (status, v) = send(&app, Method::GET, &sub_url, None).await;
+    assert_eq!((status, message_id(&v)), (404, "SVC0004"));
+    let (_, v) = send(&app, Method::GET, &format!("{}/subscriptions", app.base(ALICE)), None).await;
+    assert_eq!(v["nmsSubscriptionList"]["subscription"], json!([]));
+    let (status, v) = poll(&app, &channel_url).await;
+    assert_eq!((status, v), (200, json!({"notificationList": []})));
+    // Updating it is too late as well; the housekeeping purge drops it for good.
+    let (status, _) =
+        send(&app, Method::POST, &sub_url, Some(json!({"nmsSubscriptionUpdate": {"duration": 60}}))).await;
+    assert_eq!(status, 404);
+    assert!(app.nms.purge_expired_subscriptions().await.unwrap() >= 1);
 }
