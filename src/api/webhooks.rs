@@ -5,8 +5,9 @@
 //! consumes their index, one per subscription at a time, so they are delivered in index
 //! order, and nothing is lost across restarts. A deliverer claims due lists with a lease, so
 //! several nodes can share the work. 2xx delivers; 404 and 410 end the subscription; every
-//! other answer, a timeout or a refused connection is retried with exponential backoff
-//! until the subscription ends. Redirects are not followed.
+//! other answer, a timeout or a refused connection is retried with exponential backoff (or
+//! after the receiver's `Retry-After` seconds) until the subscription ends. Redirects are
+//! not followed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,12 +108,22 @@ async fn attempt(client: &reqwest::Client, list: &OutboxList) -> Delivery {
         .body(list.body.clone())
         .send()
         .await;
+    let failed = |error: String| Delivery::Failed { error, retry_after: None };
     match res {
         Ok(r) if r.status().is_success() => Delivery::Delivered,
         Ok(r) if matches!(r.status().as_u16(), 404 | 410) => Delivery::Gone,
-        Ok(r) => Delivery::Failed(format!("HTTP {}", r.status().as_u16())),
-        Err(e) if e.is_timeout() => Delivery::Failed("timed out".into()),
-        Err(e) => Delivery::Failed(format!("{e}")),
+        Ok(r) => Delivery::Failed {
+            error: format!("HTTP {}", r.status().as_u16()),
+            // Whole seconds only (an HTTP date is ignored).
+            retry_after: r
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs),
+        },
+        Err(e) if e.is_timeout() => failed("timed out".into()),
+        Err(e) => failed(format!("{e}")),
     }
 }
 
@@ -126,7 +137,7 @@ async fn record(nms: &Nms, list: &OutboxList, outcome: Delivery) -> Result<()> {
             url = %list.notify_url,
             "webhook gone (404/410): subscription ended"
         ),
-        Delivery::Failed(e) => tracing::info!(
+        Delivery::Failed { error: e, .. } => tracing::info!(
             subscription = list.subscription_id,
             index = list.index,
             attempts = list.attempts + 1,

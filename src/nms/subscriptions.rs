@@ -91,8 +91,9 @@ pub enum Delivery {
     Delivered,
     /// 404 or 410: the receiver is gone; the subscription ends.
     Gone,
-    /// Anything else (5xx, timeouts, refused connections, other statuses): try again later.
-    Failed(String),
+    /// Anything else (5xx, timeouts, refused connections, other statuses): try again later,
+    /// after the backoff or the receiver's `Retry-After` (capped like the backoff).
+    Failed { error: String, retry_after: Option<Duration> },
 }
 
 /// The longest `maxWaitTime` kept (a poll answers by its own timeout anyway).
@@ -441,10 +442,20 @@ impl Nms {
 
     /// Pending lists of the channel's subscriptions, at most `max`: taken (`Take::Deliver`)
     /// or only looked at (`Take::Peek`).
+    ///
+    /// Subscriptions whose next list is a `resetBox` come first: clients look for it on the
+    /// first event of the first list only.
     async fn pending(&self, c: &Channel, take: Take<'_>) -> Result<Vec<EventList>> {
-        let mut out = Vec::new();
+        let mut subs = Vec::new();
         for s in self.meta.subscriptions_of_channel(c.id, now_ms()).await? {
             let Some(b) = self.meta.box_by_id(s.box_id).await? else { continue };
+            let (modseq, validity, floor) = self.meta.sync_state(&b).await?;
+            let resets = s.position_validity != validity || s.position_modseq < floor || s.position_modseq > modseq;
+            subs.push((resets, b, s));
+        }
+        subs.sort_by_key(|(resets, _, _)| !*resets);
+        let mut out = Vec::new();
+        for (_, b, s) in subs {
             let mut s = s;
             while out.len() < c.max_notifications as usize {
                 match self.next_list(&b, s.clone(), take).await? {
@@ -573,8 +584,11 @@ impl Nms {
         match outcome {
             Delivery::Delivered => self.meta.webhook_delivered(l.subscription_id, l.index).await,
             Delivery::Gone => self.meta.end_subscription(l.subscription_id).await,
-            Delivery::Failed(error) => {
-                let delay = retry_delay(&self.sync, l.attempts);
+            Delivery::Failed { error, retry_after } => {
+                let mut delay = retry_delay(&self.sync, l.attempts);
+                if let Some(asked) = retry_after {
+                    delay = asked.min(Duration::from_secs(self.sync.webhook_retry_max_secs.max(1)));
+                }
                 let due = now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
                 self.meta.webhook_failed(l.subscription_id, l.index, due, &error).await
             }

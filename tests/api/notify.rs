@@ -398,6 +398,22 @@ async fn service_accounts_reset_boxes_and_subscribers_get_reset_box() {
     // Other methods are refused.
     let res = app.req_as("pf", Method::GET, &reset).send().await.unwrap();
     assert_eq!(res.status(), 405);
+
+    // A resetBox list leads the answer, even behind an older subscription with changes:
+    // clients look for it on the first event of the first list only.
+    let stale = app.nms.current_token(&app.nms.find_box("base", ALICE).await.unwrap().unwrap()).await.unwrap();
+    assert_eq!(app.req_as("pf", Method::POST, &reset).send().await.unwrap().status(), 204);
+    let (resource, channel_url, callback) = channel(&app).await;
+    assert_eq!(subscribe(&app, &callback, json!({})).await.0, 201);
+    assert_eq!(subscribe(&app, &callback, json!({"restartToken": stale})).await.0, 201);
+    let o = app.create_object(json!({})).await;
+    let (_, v) = poll(&app, &channel_url).await;
+    let lists = v["notificationList"].as_array().unwrap();
+    assert_eq!(lists.len(), 2, "{v}");
+    // The reset carries the subscriber to the current token (it resyncs by search).
+    assert_eq!(events(&lists[0]), [("resetBox".to_string(), String::new())], "{v}");
+    assert_eq!(events(&lists[1]), [("changedObject".to_string(), o)]);
+    assert_eq!(send(&app, Method::DELETE, &resource, None).await.0, 204);
 }
 
 #[tokio::test]

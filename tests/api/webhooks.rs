@@ -19,6 +19,8 @@ enum Reply {
     Status(u16),
     /// Answer 204, but only after this long.
     Slow(Duration),
+    /// 503 with `Retry-After` (seconds).
+    RetryAfter(u64),
 }
 
 /// One attempt as the receiver saw it: the body, and what it answered.
@@ -26,6 +28,7 @@ enum Reply {
 struct Attempt {
     body: Value,
     status: u16,
+    at: Instant,
 }
 
 #[derive(Clone, Default)]
@@ -48,15 +51,21 @@ impl Receiver {
 async fn hook(rx: web::Data<Receiver>, body: web::Bytes) -> HttpResponse {
     let reply = rx.script.lock().unwrap().pop_front().unwrap_or(Reply::Status(204));
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let status = match reply {
-        Reply::Status(s) => s,
+    let at = Instant::now();
+    let (status, retry_after) = match reply {
+        Reply::Status(s) => (s, None),
         Reply::Slow(d) => {
             tokio::time::sleep(d).await;
-            204
+            (204, None)
         }
+        Reply::RetryAfter(secs) => (503, Some(secs)),
     };
-    rx.attempts.lock().unwrap().push(Attempt { body, status });
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+    rx.attempts.lock().unwrap().push(Attempt { body, status, at });
+    let mut res = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+    if let Some(secs) = retry_after {
+        res.insert_header(("Retry-After", secs.to_string()));
+    }
+    res.finish()
 }
 
 /// A receiver listening on `listener`, answering by `script` and then 204.
@@ -193,6 +202,19 @@ async fn a_webhook_that_times_out_or_refuses_connections_is_retried() {
     let first = &rx.delivered()[0];
     assert_eq!(index(first), 1);
     assert_eq!(changed_objects(std::slice::from_ref(first)), [id]);
+}
+
+#[tokio::test]
+async fn a_retry_after_from_the_receiver_replaces_the_backoff() {
+    let app = app().await;
+    let (rx, url) = receiver(vec![Reply::RetryAfter(1)]);
+    assert_eq!(subscribe(&app, &url).await.0, 201);
+    app.create_object(json!({})).await;
+    until(&rx, "a delivery", |rx| !rx.delivered().is_empty()).await;
+    let attempts = rx.attempts();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    let waited = attempts[1].at - attempts[0].at;
+    assert!(waited >= Duration::from_millis(900), "retried after {waited:?}, not after Retry-After: 1");
 }
 
 #[tokio::test]
