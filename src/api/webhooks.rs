@@ -47,6 +47,7 @@ pub async fn run(nms: Nms, public_url: String) {
     let done = Arc::new(Notify::new());
     // A claim outlives the attempt's timeout, so no other deliverer sends it meanwhile.
     let lease = timeout + Duration::from_secs(5);
+    let mut last_full = tokio::time::Instant::now();
     loop {
         let any = nms.hub.any_signal();
         let mut changed = Box::pin(any.notified());
@@ -54,7 +55,16 @@ pub async fn run(nms: Nms, public_url: String) {
         let mut finished = Box::pin(done.notified());
         finished.as_mut().enable();
 
-        let queued = match nms.queue_webhook_lists(&render).await {
+        // The boxes that changed (or had a list delivered) since the last round; all of
+        // them every second, for writers in other processes.
+        let mut boxes = nms.hub.take_changed();
+        if last_full.elapsed() >= Duration::from_secs(1) {
+            boxes = None;
+        }
+        if boxes.is_none() {
+            last_full = tokio::time::Instant::now();
+        }
+        let queued = match nms.queue_webhook_lists(boxes.as_deref(), &render).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "queueing webhook notifications failed");
@@ -79,10 +89,13 @@ pub async fn run(nms: Nms, public_url: String) {
                     tracing::warn!(error = %e, subscription = list.subscription_id, "recording a webhook attempt failed");
                 }
                 drop(permit);
+                // The subscription's next list may be due now.
+                nms.hub.touch(list.box_id);
                 done.notify_one();
             });
         }
         if queued > 0 {
+            // What was queued is due now: claim it.
             continue;
         }
         // Sleep until a box changes, an attempt ends, a retry falls due, or a second has

@@ -16,15 +16,32 @@ use tokio::sync::Notify;
 /// Where local changes go besides this node's waiters (another node's hub).
 pub type Relay = Box<dyn Fn(i64) + Send + Sync>;
 
+/// Boxes remembered for the webhook deliverer before it is told to look at all of them.
+const MAX_CHANGED: usize = 10_000;
+
 /// The wakeup hub.
-#[derive(Default)]
 pub struct Hub {
     boxes: DashMap<i64, Arc<Notify>>,
-    /// Signalled on every change of any box (the webhook deliverer waits on it).
+    /// Signalled on every change of any box (the webhook deliverer waits on it) ...
     any: Arc<Notify>,
+    /// ... and the boxes changed since it last looked (`None`: too many; look at all).
+    changed: std::sync::Mutex<Option<std::collections::HashSet<i64>>>,
     /// Per channel: the generation of its current poll and the signal ending older ones.
     polls: DashMap<i64, (u64, Arc<Notify>)>,
     relay: std::sync::OnceLock<Relay>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            boxes: DashMap::new(),
+            any: Arc::new(Notify::new()),
+            // Nothing is known of the time before: look at everything first.
+            changed: std::sync::Mutex::new(None),
+            polls: DashMap::new(),
+            relay: std::sync::OnceLock::new(),
+        }
+    }
 }
 
 impl Hub {
@@ -43,7 +60,29 @@ impl Hub {
         if let Some(n) = self.boxes.get(&box_id) {
             n.notify_waiters();
         }
+        self.touch(box_id);
+    }
+
+    /// Have the webhook deliverer look at box `box_id` (it changed, or a list of it was
+    /// delivered and the next may be due).
+    pub fn touch(&self, box_id: i64) {
+        if let Ok(mut changed) = self.changed.lock() {
+            if let Some(set) = changed.as_mut() {
+                set.insert(box_id);
+                if set.len() > MAX_CHANGED {
+                    *changed = None;
+                }
+            }
+        }
         self.any.notify_waiters();
+    }
+
+    /// The boxes touched since the last call (`None`: too many to list, or unknown; look at
+    /// every box).
+    pub fn take_changed(&self) -> Option<Vec<i64>> {
+        let mut changed = self.changed.lock().ok()?;
+        let set = changed.replace(Default::default())?;
+        Some(set.into_iter().collect())
     }
 
     /// Install the relay to other nodes (once; later calls are refused with `false`).
@@ -107,5 +146,20 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), any_waiter).await.unwrap();
         hub.deliver(7);
         assert_eq!(*sent.lock().unwrap(), vec![7]);
+    }
+
+    #[test]
+    fn changed_boxes_are_listed_once_and_too_many_mean_all() {
+        let hub = Hub::default();
+        assert_eq!(hub.take_changed(), None, "at first: look at everything");
+        assert_eq!(hub.take_changed(), Some(vec![]));
+        hub.publish(3);
+        hub.touch(3);
+        assert_eq!(hub.take_changed(), Some(vec![3]));
+        assert_eq!(hub.take_changed(), Some(vec![]));
+        for b in 0..=MAX_CHANGED as i64 {
+            hub.touch(b);
+        }
+        assert_eq!(hub.take_changed(), None);
     }
 }

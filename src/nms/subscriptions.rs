@@ -403,6 +403,7 @@ impl Nms {
                 index: s.next_index,
                 from: (from.validity, from.modseq),
                 to: (page.point.validity, page.point.modseq),
+                token: page.token.clone(),
             };
             if events.is_empty() {
                 if !moved {
@@ -552,14 +553,25 @@ impl Nms {
 
     // ---------------- webhooks ----------------
 
-    /// Build and queue the next list of webhook subscriptions with pending changes (one list
-    /// in flight per subscription keeps them in index order); returns how many were queued.
-    pub async fn queue_webhook_lists(&self, render: &Render) -> Result<usize> {
+    /// Build and queue the next list of the webhook subscriptions of `boxes` (`None`: of any
+    /// box) with pending changes (one list in flight per subscription keeps them in index
+    /// order); returns how many were queued.
+    pub async fn queue_webhook_lists(&self, boxes: Option<&[i64]>, render: &Render) -> Result<usize> {
+        const PAGE: u32 = 100;
         let mut queued = 0;
-        for s in self.meta.webhook_candidates(now_ms(), 100).await? {
-            let Some(b) = self.meta.box_by_id(s.box_id).await? else { continue };
-            if self.next_list(&b, s, Take::Queue(render)).await?.is_some() {
-                queued += 1;
+        // Queued subscriptions drop out of the candidates; a bounded number of pages keeps a
+        // subscription that keeps losing its compare-and-set from holding the loop.
+        for _ in 0..20 {
+            let candidates = self.meta.webhook_candidates(now_ms(), boxes, PAGE).await?;
+            let n = candidates.len();
+            for s in candidates {
+                let Some(b) = self.meta.box_by_id(s.box_id).await? else { continue };
+                if self.next_list(&b, s, Take::Queue(render)).await?.is_some() {
+                    queued += 1;
+                }
+            }
+            if n < PAGE as usize {
+                break;
             }
         }
         Ok(queued)

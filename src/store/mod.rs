@@ -405,7 +405,7 @@ pub struct ChangePage {
 // ---------------------------------------------------------------------------------------
 
 /// A compare-and-set move of a subscription's delivery position.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advance {
     pub id: i64,
     /// The index the list takes (and the one the subscription must still have).
@@ -413,12 +413,16 @@ pub struct Advance {
     /// The position the list was built from, and the one after it: (validity, modseq).
     pub from: (i64, i64),
     pub to: (i64, i64),
+    /// The restart token of `to`: the subscription's token from now on (NMS 5.1.4.3: it
+    /// follows the notifications issued).
+    pub token: String,
 }
 
 /// A notification list queued for a webhook.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxList {
     pub subscription_id: i64,
+    pub box_id: i64,
     pub notify_url: String,
     pub index: i64,
     /// The rendered `nmsEventList`, sent as is on every attempt.
@@ -617,8 +621,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn advance_subscription(&self, m: &Advance, outbox: Option<&str>) -> Result<bool>;
     /// Move a subscription's position without consuming an index (changes no event passed).
     async fn skip_subscription(&self, m: &Advance) -> Result<bool>;
-    /// Webhook subscriptions with changes past their position and no list in flight.
-    async fn webhook_candidates(&self, now_ms: i64, limit: u32) -> Result<Vec<Subscription>>;
+    /// Webhook subscriptions (of these boxes; `None`: of any) with changes past their
+    /// position and no list in flight.
+    async fn webhook_candidates(&self, now_ms: i64, boxes: Option<&[i64]>, limit: u32) -> Result<Vec<Subscription>>;
     /// Claim due webhook lists for delivery until `lease_until_ms`.
     async fn claim_webhook_lists(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxList>>;
     /// The earliest time a queued webhook list falls due (leases included).

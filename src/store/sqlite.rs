@@ -1382,8 +1382,8 @@ impl MetaStore for SqliteStore {
         subscriptions::advance(&self.pool, m, false, None).await
     }
 
-    async fn webhook_candidates(&self, now_ms: i64, limit: u32) -> Result<Vec<Subscription>> {
-        subscriptions::webhook_candidates(&self.pool, now_ms, limit).await
+    async fn webhook_candidates(&self, now_ms: i64, boxes: Option<&[i64]>, limit: u32) -> Result<Vec<Subscription>> {
+        subscriptions::webhook_candidates(&self.pool, now_ms, boxes, limit).await
     }
 
     async fn claim_webhook_lists(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxList>> {

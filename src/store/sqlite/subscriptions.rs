@@ -234,11 +234,12 @@ pub async fn delete_subscription(pool: &SqlitePool, b: &BoxRow, public_id: &str)
 pub async fn advance(pool: &SqlitePool, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
     let mut tx = pool.begin().await?;
     let res = sqlx::query(
-        "UPDATE subscriptions SET position_validity = ?, position_modseq = ?, next_index = next_index + ? \
-         WHERE id = ? AND next_index = ? AND position_validity = ? AND position_modseq = ?",
+        "UPDATE subscriptions SET position_validity = ?, position_modseq = ?, restart_token = ?, \
+         next_index = next_index + ? WHERE id = ? AND next_index = ? AND position_validity = ? AND position_modseq = ?",
     )
     .bind(m.to.0)
     .bind(m.to.1)
+    .bind(&m.token)
     .bind(i64::from(consume))
     .bind(m.id)
     .bind(m.index)
@@ -268,11 +269,24 @@ pub async fn advance(pool: &SqlitePool, m: &Advance, consume: bool, outbox: Opti
     Ok(true)
 }
 
-pub async fn webhook_candidates(pool: &SqlitePool, now_ms: i64, limit: u32) -> Result<Vec<Subscription>> {
+pub async fn webhook_candidates(
+    pool: &SqlitePool,
+    now_ms: i64,
+    boxes: Option<&[i64]>,
+    limit: u32,
+) -> Result<Vec<Subscription>> {
     let cols = SUBSCRIPTION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
+    // Box ids are integers: listing them inline is safe.
+    let only = match boxes {
+        None => String::new(),
+        Some([]) => return Ok(Vec::new()),
+        Some(ids) => {
+            format!(" AND s.box_id IN ({})", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+        }
+    };
     let sql = format!(
         "SELECT {cols} FROM subscriptions s JOIN boxes b ON b.id = s.box_id \
-         WHERE s.channel_id IS NULL AND s.expires_at_ms > ? \
+         WHERE s.channel_id IS NULL AND s.expires_at_ms > ?{only} \
          AND (b.modseq > s.position_modseq OR b.validity <> s.position_validity) \
          AND NOT EXISTS (SELECT 1 FROM webhook_outbox w WHERE w.subscription_id = s.id) \
          ORDER BY s.id LIMIT ?"
@@ -287,13 +301,14 @@ pub async fn claim_webhook_lists(
     lease_until_ms: i64,
     limit: u32,
 ) -> Result<Vec<OutboxList>> {
-    let rows: Vec<(i64, String, i64, String, i64)> = sqlx::query_as(
+    let rows: Vec<(i64, i64, String, i64, String, i64)> = sqlx::query_as(
         "UPDATE webhook_outbox SET lease_until_ms = ?1 \
          WHERE subscription_id IN (SELECT w.subscription_id FROM webhook_outbox w \
            JOIN subscriptions s ON s.id = w.subscription_id \
            WHERE w.due_at_ms <= ?2 AND w.lease_until_ms <= ?2 AND s.expires_at_ms > ?2 \
            ORDER BY w.due_at_ms LIMIT ?3) \
-         RETURNING subscription_id, (SELECT notify_url FROM subscriptions WHERE id = subscription_id), \
+         RETURNING subscription_id, (SELECT box_id FROM subscriptions WHERE id = subscription_id), \
+           (SELECT notify_url FROM subscriptions WHERE id = subscription_id), \
            list_index, body, attempts",
     )
     .bind(lease_until_ms)
@@ -303,8 +318,9 @@ pub async fn claim_webhook_lists(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(subscription_id, notify_url, index, body, attempts)| OutboxList {
+        .map(|(subscription_id, box_id, notify_url, index, body, attempts)| OutboxList {
             subscription_id,
+            box_id,
             notify_url,
             index,
             body,
