@@ -9,11 +9,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::Options;
 use crate::http::{Http, Multipart, Res, Resp, boundary_of, parse_multipart};
 use crate::{ensure, fail};
 
@@ -109,6 +111,17 @@ pub const CASES: &[Case] = &[
     case!("REST-NMS-FOLDERS-MOVE-S-001-M", "moveToFolder resource and its refusals", M, move_support),
     case!("REST-NMS-FOLDERS-MOVE-S-002-M", "move objects into a target folder (POST)", M, move_objects),
     case!("REST-NMS-FOLDERS-MOVE-S-003-M", "move a folder tree into a target folder (POST)", M, move_folders),
+    case!("REST-NMS-SUBSCR-S-001-O", "subscriptions resource, refusals, notified lastModSeq", M, subscr_support),
+    case!("REST-NMS-SUBSCR-S-002-O", "read the list of active subscriptions (GET)", O, subscr_list),
+    case!("REST-NMS-SUBSCR-S-003-O", "create a subscription (POST)", M, subscr_create),
+    case!("REST-NMS-SUBSCR-S-004-O", "create a subscription from a restartToken: replay, then live", M, subscr_sync),
+    case!("REST-NMS-SUBSCR-S-005-O", "create a subscription with a filter (POST)", O, subscr_filter),
+    case!("REST-NMS-INDSUBSCR-S-001-O", "individual subscription resource and its refusals", M, indsubscr_support),
+    case!("REST-NMS-INDSUBSCR-S-002-O", "read an individual subscription (GET)", M, indsubscr_get),
+    case!("REST-NMS-INDSUBSCR-S-003-O", "update a subscription: duration, restartToken (POST)", M, indsubscr_update),
+    case!("REST-NMS-INDSUBSCR-S-004-O", "cancel a subscription; its notifications stop (DELETE)", M, indsubscr_delete),
+    case!("REST-NMS-NOTIF-S-001-O", "notifications of every tracked change, via a channel", M, notif_support),
+    case!("REST-NMS-NOTIF-S-002-O", "nmsEventList: index, restartToken, callbackData, link, event", M, notif_lists),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -140,6 +153,8 @@ pub struct Ctx {
     pub base: String,
     /// `/nms/v1/{store}/{encoded box}/`: every URL the server answers must contain it.
     pub box_marker: String,
+    /// `{channel root}/channels`: where notification channels are made (see [`Options::channel_root`]).
+    pub channels: String,
     pub user: String,
     pub password: String,
     pub root: Item,
@@ -148,25 +163,35 @@ pub struct Ctx {
     /// A random tag of this run (names, correlation ids).
     pub tag: String,
     seq: AtomicU32,
+    /// Subscriptions and channels made by the current item, in creation order: deleted by
+    /// [`Ctx::sweep`] after it.
+    leftovers: Mutex<Vec<String>>,
 }
 
 impl Ctx {
     /// Discover the root folder and create the run folder `/conformance-<random>` under it.
-    pub async fn setup(http: Http, base_url: &str, store: &str, box_id: &str, user: &str, password: &str) -> Res<Self> {
-        let box_marker = format!("/nms/v1/{}/{}/", enc(store), enc(box_id));
-        let base = format!("{}{}", base_url.trim_end_matches('/'), box_marker.trim_end_matches('/'));
+    pub async fn setup(http: Http, opts: &Options) -> Res<Self> {
+        let box_marker = format!("/nms/v1/{}/{}/", enc(&opts.store), enc(&opts.box_id));
+        let server_root = opts.base_url.trim_end_matches('/');
+        let base = format!("{server_root}{}", box_marker.trim_end_matches('/'));
+        let channel_root = match &opts.channel_root {
+            Some(root) => root.trim_end_matches('/').to_string(),
+            None => format!("{server_root}/notificationchannel/v1/{}", enc(&opts.box_id)),
+        };
         let tag = random_tag();
         let placeholder = Item { url: String::new(), path: String::new(), name: String::new() };
         let mut ctx = Ctx {
             http,
             base,
             box_marker,
-            user: user.to_string(),
-            password: password.to_string(),
+            channels: format!("{channel_root}/channels"),
+            user: opts.user.clone(),
+            password: opts.password.clone(),
             root: placeholder.clone(),
             run: placeholder,
             tag,
             seq: AtomicU32::new(0),
+            leftovers: Mutex::new(Vec::new()),
         };
         let r = ctx.http.get(&ctx.folders_path_to_id()).await?;
         let v = r.json_with(200).map_err(|e| fail!("root discovery: {e}"))?;
@@ -219,8 +244,7 @@ impl Ctx {
     }
 
     pub fn check_url(&self, s: &str, collection: &str) -> Res {
-        let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://"));
-        ensure!(rest.is_some_and(|r| !r.starts_with('/') && r.contains('/')), "{s:?} is not an absolute http(s) URL");
+        absolute(s)?;
         let marker = format!("{}{collection}/", self.box_marker);
         ensure!(s.contains(&marker), "{s:?} is not under {marker} (box id percent-encoded)");
         ensure!(!s.ends_with('/'), "{s:?} ends with '/'");
@@ -424,6 +448,154 @@ impl Ctx {
         }});
         self.http.post_json(&self.operation("folders", op), &body).await
     }
+
+    /// `{base}/subscriptions`
+    pub fn subscriptions(&self) -> String {
+        format!("{}/subscriptions", self.base)
+    }
+
+    fn leftovers(&self) -> MutexGuard<'_, Vec<String>> {
+        self.leftovers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remember a subscription or channel URL for [`Ctx::sweep`].
+    fn track(&self, url: &str) {
+        let mut list = self.leftovers();
+        if !list.iter().any(|u| u == url) {
+            list.push(url.to_string());
+        }
+    }
+
+    /// Forget a URL the check deleted itself.
+    pub fn untrack(&self, url: &str) {
+        self.leftovers().retain(|u| u != url);
+    }
+
+    /// Delete the subscriptions and channels made since the last sweep, newest first (a
+    /// subscription before its channel); already gone (404) is fine. What cannot be deleted
+    /// stays listed for the next sweep. The runner sweeps after every item and at the end.
+    pub async fn sweep(&self) -> Res {
+        let urls = std::mem::take(&mut *self.leftovers());
+        let (mut kept, mut errors) = (Vec::new(), Vec::new());
+        for url in urls.into_iter().rev() {
+            match self.http.delete(&url).await {
+                Ok(r) if matches!(r.status, 200 | 204 | 404) => {}
+                Ok(r) => {
+                    errors.push(format!("expected 204, got {}", r.describe()));
+                    kept.push(url);
+                }
+                Err(e) => {
+                    errors.push(e.to_string());
+                    kept.push(url);
+                }
+            }
+        }
+        kept.reverse();
+        self.leftovers().splice(0..0, kept);
+        ensure!(errors.is_empty(), "could not delete what the item subscribed or opened: {}", errors.join("; "));
+        Ok(())
+    }
+
+    /// Open a long-polling notification channel (`POST {channel root}/channels`): 201 with
+    /// `Location` naming its `resourceURL`, type `LongPolling`, absolute `channelData.channelURL`
+    /// and `callbackURL`.
+    pub async fn channel(&self) -> Res<Channel> {
+        let body = json!({"notificationChannel": {
+            "clientCorrelator": format!("{}-{}", self.unique("conformance"), self.tag),
+            "applicationTag": "nms-conformance",
+            "channelType": "LongPolling",
+            "channelData": {"maxNotifications": 10},
+            "channelLifetime": 600,
+        }});
+        let r = self.http.post_json(&self.channels, &body).await?;
+        if let Some(loc) = r.header("location") {
+            self.track(loc);
+        }
+        let v = r.json_with(201).map_err(|e| fail!("opening a notification channel: {e}"))?;
+        let ch = at(&v, "/notificationChannel")?;
+        let url = str_at(ch, "/resourceURL")?.to_string();
+        self.track(&url);
+        ensure!(
+            r.header("location") == Some(url.as_str()),
+            "channel Location should be its resourceURL: {}",
+            r.describe()
+        );
+        ensure!(str_at(ch, "/channelType")? == "LongPolling", "channelType should be LongPolling: {}", brief(ch));
+        let poll_url = str_at(ch, "/channelData/channelURL")?.to_string();
+        let callback = str_at(ch, "/callbackURL")?.to_string();
+        for u in [&url, &poll_url, &callback] {
+            absolute(u).map_err(|e| fail!("notification channel: {e}: {}", brief(ch)))?;
+        }
+        Ok(Channel { url, poll_url, callback })
+    }
+
+    /// Subscribe (`POST /subscriptions`) to deliver into `ch`, with a fresh `callbackData`
+    /// (`{hint}-{n}-{tag}`) and the members of `extra` (`duration`, `restartToken`, `filter`,
+    /// ..): 201 with `Location` naming its `resourceURL`, `index` 1, a `restartToken` (the one
+    /// sent, if any) and the `callbackReference` sent.
+    pub async fn subscribe(&self, ch: &Channel, hint: &str, extra: Value) -> Res<Sub> {
+        let data = format!("{}-{}", self.unique(hint), self.tag);
+        let mut sub = json!({"callbackReference": {"notifyURL": ch.callback, "callbackData": data}});
+        if let Value::Object(members) = extra {
+            for (k, v) in members {
+                sub[k] = v;
+            }
+        }
+        let r = self.http.post_json(&self.subscriptions(), &json!({ "nmsSubscription": sub })).await?;
+        if let Some(loc) = r.header("location") {
+            self.track(loc);
+        }
+        let v = r.json_with(201).map_err(|e| fail!("subscribing ({}): {e}", brief(&sub)))?;
+        let created = at(&v, "/nmsSubscription")?.clone();
+        let url = self.url_at(&created, "/resourceURL", "subscriptions")?;
+        self.track(&url);
+        ensure!(r.header("location") == Some(url.as_str()), "Location should be the resourceURL: {}", r.describe());
+        ensure!(u64_at(&created, "/index")? == 1, "a new subscription's index should be 1: {}", brief(&created));
+        let token = str_at(&created, "/restartToken")?.to_string();
+        ensure!(!token.is_empty(), "empty restartToken: {}", brief(&created));
+        if let Some(sent) = sub.get("restartToken") {
+            ensure!(sent == &json!(token), "restartToken should be the one sent ({sent}): {}", brief(&created));
+        }
+        ensure!(
+            created.pointer("/callbackReference/notifyURL") == Some(&json!(ch.callback))
+                && created.pointer("/callbackReference/callbackData") == Some(&json!(data)),
+            "callbackReference should be the one sent: {}",
+            brief(&created)
+        );
+        Ok(Sub { url, data, token, created })
+    }
+
+    /// One long poll of `ch` (`POST channelURL` with `{"longPollingRequestParameters":null}`):
+    /// the `nmsEventList`s it delivers, each checked with [`check_list`].
+    pub async fn poll(&self, ch: &Channel) -> Res<Vec<Value>> {
+        let r = self.http.post_json(&ch.poll_url, &json!({"longPollingRequestParameters": null})).await?;
+        let v = r.json_with(200)?;
+        let lists = notification_lists(&v).map_err(|e| fail!("{e}: {}", r.describe()))?;
+        for l in &lists {
+            check_list(self, l).map_err(|e| fail!("nmsEventList: {e}"))?;
+        }
+        Ok(lists)
+    }
+
+    /// Long-poll `ch` until `done` holds for the lists delivered so far, and return them. The
+    /// awaited changes are made before, so each poll should answer at once; a poll that ends
+    /// empty (the server's poll timeout passed) fails the check.
+    pub async fn await_lists(&self, ch: &Channel, what: &str, done: impl Fn(&[Value]) -> bool) -> Res<Vec<Value>> {
+        let mut lists = Vec::new();
+        for _ in 0..MAX_POLLS {
+            let got = self.poll(ch).await.map_err(|e| fail!("waiting for {what}: {e}"))?;
+            ensure!(
+                !got.is_empty(),
+                "waiting for {what}: a long poll ended without a notification; delivered before: {}",
+                brief(&json!(lists))
+            );
+            lists.extend(got);
+            if done(&lists) {
+                return Ok(lists);
+            }
+        }
+        Err(fail!("waiting for {what}: not delivered in {MAX_POLLS} polls: {}", brief(&json!(lists))))
+    }
 }
 
 /// Every page of a search, walked with `fromCursor` ([`Ctx::search_all`]).
@@ -438,6 +610,30 @@ pub struct Walk {
     /// The last page's list (`objectList` or `folderList`), e.g. for its `creationCursor`.
     pub last: Value,
 }
+
+/// A long-polling notification channel the runner opened ([`Ctx::channel`]).
+pub struct Channel {
+    /// Its `resourceURL`.
+    pub url: String,
+    /// `channelData.channelURL`: where to long-poll.
+    pub poll_url: String,
+    /// `callbackURL`: the `notifyURL` of subscriptions that deliver into the channel.
+    pub callback: String,
+}
+
+/// A subscription the runner made ([`Ctx::subscribe`]).
+pub struct Sub {
+    pub url: String,
+    /// Its `callbackData`, unique in the run: tells its notification lists apart.
+    pub data: String,
+    /// The `restartToken` of the creation answer.
+    pub token: String,
+    /// The creation answer's `nmsSubscription`.
+    pub created: Value,
+}
+
+/// The most long polls a check makes while waiting for the notifications it expects.
+const MAX_POLLS: usize = 20;
 
 /// One inner part of a multipart payload: headers and content.
 pub type InnerPart<'a> = (&'a [(&'a str, &'a str)], &'a [u8]);
@@ -460,6 +656,13 @@ pub fn random_tag() -> String {
 pub fn brief(v: &Value) -> String {
     let s = v.to_string();
     if s.chars().count() > 300 { format!("{}...", s.chars().take(300).collect::<String>()) } else { s }
+}
+
+/// `s` must be an absolute http(s) URL.
+fn absolute(s: &str) -> Res {
+    let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://"));
+    ensure!(rest.is_some_and(|r| !r.starts_with('/') && r.contains('/')), "{s:?} is not an absolute http(s) URL");
+    Ok(())
 }
 
 fn at<'a>(v: &'a Value, ptr: &str) -> Res<&'a Value> {
@@ -2236,6 +2439,709 @@ async fn move_folders(c: &Ctx) -> Res {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------
+// Notifications received through a notification channel (REST-NMS-SUBSCR, -INDSUBSCR, -NOTIF)
+// ---------------------------------------------------------------------------------------
+
+/// The event kinds of an `nmsEvent` (exactly one per event).
+const EVENT_KINDS: [&str; 7] =
+    ["changedObject", "changedFolder", "deletedObject", "deletedFolder", "expiredObject", "expiredFolder", "resetBox"];
+
+/// The `nmsEventList`s of a long-poll answer: `{"notificationList": [{"nmsEventList": ..}, ..]}`
+/// (also a single notification as an object, `null` or `[]` for none, or one sent bare).
+fn notification_lists(v: &Value) -> Res<Vec<Value>> {
+    let items: Vec<&Value> = match v.get("notificationList") {
+        None if v.get("nmsEventList").is_some() => vec![v],
+        None => return Err(fail!("no notificationList")),
+        Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(o @ Value::Object(_)) => vec![o],
+        Some(x) => return Err(fail!("notificationList is neither an array nor an object: {}", brief(x))),
+    };
+    let mut lists = Vec::new();
+    for n in items {
+        match n.get("nmsEventList") {
+            Some(l @ Value::Object(_)) => lists.push(l.clone()),
+            Some(Value::Array(a)) if a.iter().all(Value::is_object) => lists.extend(a.iter().cloned()),
+            _ => return Err(fail!("a notification without an nmsEventList object: {}", brief(n))),
+        }
+    }
+    Ok(lists)
+}
+
+/// The kind and body of one `nmsEvent` entry.
+fn event_kind(e: &Value) -> Res<(&str, &Value)> {
+    let members = e.as_object().filter(|m| m.len() == 1).ok_or_else(|| fail!("nmsEvent {}", brief(e)))?;
+    let (kind, body) = members.iter().next().ok_or_else(|| fail!("empty nmsEvent"))?;
+    ensure!(EVENT_KINDS.contains(&kind.as_str()), "unknown nmsEvent kind {kind:?}: {}", brief(e));
+    Ok((kind.as_str(), body))
+}
+
+/// An `nmsEventList` (NMS 5.3.2.24, strict synchronization): `index` >= 1, a `restartToken`,
+/// `nmsEvent` an array (absent: none) of events with absolute URLs of this box and `lastModSeq`;
+/// a `changedObject` with `parentFolder` and `flags.flag`, a `changedFolder` with `name`.
+fn check_list(c: &Ctx, list: &Value) -> Res {
+    ensure!(u64_at(list, "/index")? >= 1, "index starts at 1: {}", brief(list));
+    ensure!(!str_at(list, "/restartToken")?.is_empty(), "empty restartToken: {}", brief(list));
+    let Some(events) = list.get("nmsEvent") else { return Ok(()) };
+    let events = events.as_array().ok_or_else(|| fail!("nmsEvent is not an array: {}", brief(list)))?;
+    for e in events {
+        let (kind, body) = event_kind(e)?;
+        if kind == "resetBox" {
+            continue;
+        }
+        let collection = if kind.ends_with("Object") { "objects" } else { "folders" };
+        c.url_at(body, "/resourceURL", collection).map_err(|err| fail!("{kind}: {err}"))?;
+        u64_at(body, "/lastModSeq").map_err(|err| fail!("{kind}: {err}"))?;
+        match kind {
+            "changedObject" => {
+                c.url_at(body, "/parentFolder", "folders")?;
+                at(body, "/flags")?;
+                flag_list(body, "/flags/flag")?;
+            }
+            "changedFolder" => {
+                str_at(body, "/name")?;
+                if body.get("parentFolder").is_some() {
+                    c.url_at(body, "/parentFolder", "folders")?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// One delivered event: the index of its list, its kind and body.
+struct Ev {
+    index: u64,
+    kind: String,
+    body: Value,
+}
+
+impl Ev {
+    fn url(&self) -> &str {
+        self.body.get("resourceURL").and_then(Value::as_str).unwrap_or_default()
+    }
+}
+
+/// The lists delivered for subscription `s` (those with its `callbackData`), in order.
+fn lists_of<'a>(lists: &'a [Value], s: &Sub) -> Vec<&'a Value> {
+    lists.iter().filter(|l| l.get("callbackData").and_then(Value::as_str) == Some(s.data.as_str())).collect()
+}
+
+/// The events delivered for `s`, in order (the lists were checked by [`check_list`]).
+fn events_of(lists: &[Value], s: &Sub) -> Vec<Ev> {
+    let mut out = Vec::new();
+    for l in lists_of(lists, s) {
+        let index = l.get("index").and_then(Value::as_u64).unwrap_or_default();
+        for e in l.get("nmsEvent").and_then(Value::as_array).into_iter().flatten() {
+            if let Ok((kind, body)) = event_kind(e) {
+                out.push(Ev { index, kind: kind.to_string(), body: body.clone() });
+            }
+        }
+    }
+    out
+}
+
+/// Whether `s` got an event of `kind` about `url`.
+fn got(lists: &[Value], s: &Sub, kind: &str, url: &str) -> bool {
+    events_of(lists, s).iter().any(|e| e.kind == kind && e.url() == url)
+}
+
+/// The events about `url`.
+fn about<'a>(events: &'a [Ev], url: &str) -> Vec<&'a Ev> {
+    events.iter().filter(|e| e.url() == url).collect()
+}
+
+/// The last event about `url`, which must be of `kind`.
+fn last_about<'a>(events: &'a [Ev], kind: &str, url: &str) -> Res<&'a Ev> {
+    let e = events.iter().rev().find(|e| e.url() == url).ok_or_else(|| fail!("no event about {url}"))?;
+    ensure!(
+        e.kind == kind,
+        "the last event about {} should be {kind}: {} {}",
+        last_segment(url),
+        e.kind,
+        brief(&e.body)
+    );
+    Ok(e)
+}
+
+/// `kind id (list n)` of each event, for failure reasons.
+fn summary(events: &[Ev]) -> String {
+    let list: Vec<String> =
+        events.iter().map(|e| format!("{} {} (list {})", e.kind, last_segment(e.url()), e.index)).collect();
+    format!("[{}]", list.join(", "))
+}
+
+/// The indexes of the lists of `s` must run on by one from `first`; returns the next.
+fn check_indexes(lists: &[Value], s: &Sub, first: u64) -> Res<u64> {
+    let got: Vec<u64> =
+        lists_of(lists, s).iter().map(|l| l.get("index").and_then(Value::as_u64).unwrap_or(0)).collect();
+    let want: Vec<u64> = (first..first + got.len() as u64).collect();
+    ensure!(got == want, "list indexes of one subscription should be {want:?} (by one, from {first}), got {got:?}");
+    Ok(first + got.len() as u64)
+}
+
+/// The `restartToken` of the last list of `s`.
+fn last_token(lists: &[Value], s: &Sub) -> Res<String> {
+    let l = lists_of(lists, s).pop().ok_or_else(|| fail!("no list for {}", s.url))?;
+    Ok(str_at(l, "/restartToken")?.to_string())
+}
+
+/// A `changedObject` body must state `o` as GET answers it now: parent, flags, `lastModSeq`.
+/// Returns its `lastModSeq`.
+async fn check_changed_object(c: &Ctx, e: &Value, o: &Item) -> Res<u64> {
+    let ov = read_object(c, o).await?;
+    ensure!(str_at(e, "/resourceURL")? == o.url, "changedObject about another object: {}", brief(e));
+    ensure!(
+        str_at(e, "/parentFolder")? == str_at(&ov, "/parentFolder")?,
+        "changedObject parentFolder should be the object's ({}): {}",
+        str_at(&ov, "/parentFolder")?,
+        brief(e)
+    );
+    let (flags, want) = (sorted(flag_list(e, "/flags/flag")?), sorted(flag_list(&ov, "/flags/flag")?));
+    ensure!(flags == want, "changedObject flags should be the object's {want:?}: {}", brief(e));
+    let seq = u64_at(e, "/lastModSeq")?;
+    let now = u64_at(&ov, "/lastModSeq")?;
+    ensure!(seq == now, "changedObject lastModSeq should be the object's ({now}): {}", brief(e));
+    Ok(seq)
+}
+
+/// A `changedFolder` body must state folder `f` as GET answers it now: parent, name,
+/// `lastModSeq`. Returns its `lastModSeq`.
+async fn check_changed_folder(c: &Ctx, e: &Value, f: &Item) -> Res<u64> {
+    let fv = c.folder_get(f, "").await?;
+    ensure!(str_at(e, "/resourceURL")? == f.url, "changedFolder about another folder: {}", brief(e));
+    ensure!(
+        str_at(e, "/parentFolder")? == str_at(&fv, "/folder/parentFolder")?,
+        "changedFolder parentFolder should be the folder's: {}",
+        brief(e)
+    );
+    ensure!(
+        str_at(e, "/name")? == str_at(&fv, "/folder/name")?,
+        "changedFolder name should be the folder's: {}",
+        brief(e)
+    );
+    let seq = u64_at(e, "/lastModSeq")?;
+    let now = u64_at(&fv, "/folder/lastModSeq")?;
+    ensure!(seq == now, "changedFolder lastModSeq should be the folder's ({now}): {}", brief(e));
+    Ok(seq)
+}
+
+/// Wait for `s`'s event of `kind` about `url` (adding what arrives to `all`); returns its body.
+async fn next_event(c: &Ctx, ch: &Channel, s: &Sub, all: &mut Vec<Value>, kind: &str, url: &str) -> Res<Value> {
+    let what = format!("{kind} {}", last_segment(url));
+    let lists = c.await_lists(ch, &what, |l| got(l, s, kind, url)).await?;
+    let events = events_of(&lists, s);
+    let e = last_about(&events, kind, url)?.body.clone();
+    all.extend(lists);
+    Ok(e)
+}
+
+/// A payload-less object with `Message-Context: context` and `flags` in `parent`.
+async fn context_object(c: &Ctx, parent: &Item, context: &str, flags: &[&str]) -> Res<Item> {
+    let body = json!({"object": {
+        "parentFolder": parent.url,
+        "attributes": {"attribute": [{"name": "Message-Context", "value": [context]}]},
+        "flags": {"flag": flags},
+    }});
+    let r = c.http.post_json(&c.objects(), &body).await?;
+    c.created(&r, "objects").map_err(|e| fail!("creating a {context} object: {e}"))
+}
+
+/// Set flag `\{name}` (`%5C{name}`) on `o`: 201.
+async fn set_flag(c: &Ctx, o: &Item, name: &str) -> Res {
+    c.http.req(Method::PUT, &format!("{}/flags/%5C{name}", o.url)).send().await?.status(201)?;
+    Ok(())
+}
+
+/// The `resourceURL`s of `GET /subscriptions` (`nmsSubscriptionList`).
+async fn subscription_urls(c: &Ctx) -> Res<Vec<String>> {
+    let v = c.get_json(&c.subscriptions()).await?;
+    ensure!(
+        str_at(&v, "/nmsSubscriptionList/resourceURL")? == c.subscriptions(),
+        "nmsSubscriptionList.resourceURL should be {}: {}",
+        c.subscriptions(),
+        brief(&v)
+    );
+    let Some(list) = v.pointer("/nmsSubscriptionList/subscription") else { return Ok(Vec::new()) };
+    let list = list.as_array().ok_or_else(|| fail!("subscription is not an array: {}", brief(&v)))?;
+    list.iter().map(|s| c.url_at(s, "/resourceURL", "subscriptions")).collect()
+}
+
+/// `got` is the subscription `want` describes: same URL, callbackReference, clientCorrelator
+/// (or none), index and restartToken; `duration` the remaining validity (at most `want`'s).
+fn same_subscription(got: &Value, want: &Value) -> Res {
+    for p in ["/resourceURL", "/callbackReference", "/clientCorrelator", "/index", "/restartToken"] {
+        ensure!(got.pointer(p) == want.pointer(p), "{p} should be as in {}: {}", brief(want), brief(got));
+    }
+    let d = u64_at(got, "/duration")?;
+    ensure!(d > 0 && d <= u64_at(want, "/duration")?, "duration should be the remaining validity: {}", brief(got));
+    Ok(())
+}
+
+/// `POST nmsSubscriptionUpdate` to `s`: 200 with the same subscription (URL, callbackReference);
+/// returns its `nmsSubscription`.
+async fn update_sub(c: &Ctx, s: &Sub, update: Value) -> Res<Value> {
+    let body = json!({ "nmsSubscriptionUpdate": update });
+    let v = c.http.post_json(&s.url, &body).await?.json_with(200).map_err(|e| fail!("update {}: {e}", brief(&body)))?;
+    let n = at(&v, "/nmsSubscription")?.clone();
+    ensure!(str_at(&n, "/resourceURL")? == s.url, "the update answered another subscription: {}", brief(&n));
+    ensure!(
+        n.get("callbackReference") == s.created.get("callbackReference"),
+        "the update changed callbackReference: {}",
+        brief(&n)
+    );
+    Ok(n)
+}
+
+/// A subscription request that must be refused with `status` and `message_id`; should the
+/// server make a subscription anyway, it is left for the sweep.
+fn refused(c: &Ctx, r: &Resp, status: u16, message_id: &str) -> Res {
+    if let Some(loc) = r.header("location") {
+        c.track(loc);
+    }
+    r.error(status, message_id)?;
+    Ok(())
+}
+
+async fn subscr_support(c: &Ctx) -> Res {
+    let ch = c.channel().await?;
+    let url = c.subscriptions();
+    not_allowed(c, Method::PUT, &url, &["GET", "POST"]).await?;
+    not_allowed(c, Method::DELETE, &url, &["GET", "POST"]).await?;
+    // Refusals create nothing.
+    let before = sorted(subscription_urls(c).await?);
+    let cb = json!({"notifyURL": ch.callback});
+    let r = post_raw(c, &url, "application/json", "{\"nmsSubscription\": {").await?;
+    refused(c, &r, 400, "SVC0002")?;
+    let r = c.http.post_json(&url, &json!({"nmsSubscription": {"duration": 60}})).await?;
+    refused(c, &r, 400, "SVC0002")?;
+    let forged = json!({"nmsSubscription": {"callbackReference": cb, "restartToken": format!("forged-{}", c.tag)}});
+    refused(c, &c.http.post_json(&url, &forged).await?, 400, "SVC0002")?;
+    let filter = json!({"criterion": [crit("NoSuchType", None, "x")]});
+    let unknown = json!({"nmsSubscription": {"callbackReference": cb, "filter": filter}});
+    refused(c, &c.http.post_json(&url, &unknown).await?, 400, "SVC0003")?;
+    ensure!(sorted(subscription_urls(c).await?) == before, "refused subscriptions were created");
+    // A subscription is listed and notifies changes with lastModSeq as objects carry it
+    // (strict synchronization, NMS 5.1.4.4): a later change has a greater one.
+    let f = c.scratch("subscr").await?;
+    let s = c.subscribe(&ch, "subscr", json!({"duration": 600})).await?;
+    ensure!(subscription_urls(c).await?.contains(&s.url), "the new subscription {} is not listed", s.url);
+    let o = c.object_in(&f, &[]).await?;
+    let mut all = Vec::new();
+    let e = next_event(c, &ch, &s, &mut all, "changedObject", &o.url).await?;
+    let first = check_changed_object(c, &e, &o).await?;
+    set_flag(c, &o, "Seen").await?;
+    let e = next_event(c, &ch, &s, &mut all, "changedObject", &o.url).await?;
+    let second = check_changed_object(c, &e, &o).await?;
+    ensure!(second > first, "lastModSeq should grow with the flag change ({first} -> {second})");
+    check_indexes(&all, &s, 1)?;
+    Ok(())
+}
+
+async fn subscr_list(c: &Ctx) -> Res {
+    let ch = c.channel().await?;
+    let correlator = format!("{}-{}", c.unique("correlator"), c.tag);
+    let a = c.subscribe(&ch, "lista", json!({"duration": 600, "clientCorrelator": correlator})).await?;
+    let b = c.subscribe(&ch, "listb", json!({"duration": 600})).await?;
+    let v = c.get_json(&c.subscriptions()).await?;
+    ensure!(
+        str_at(&v, "/nmsSubscriptionList/resourceURL")? == c.subscriptions(),
+        "nmsSubscriptionList.resourceURL should be {}: {}",
+        c.subscriptions(),
+        brief(&v)
+    );
+    let entries = arr_at(&v, "/nmsSubscriptionList/subscription")?;
+    for s in [&a, &b] {
+        let e = entries
+            .iter()
+            .find(|e| e.get("resourceURL") == Some(&json!(s.url)))
+            .ok_or_else(|| fail!("{} is not listed: {}", s.url, brief(&v)))?;
+        same_subscription(e, &s.created).map_err(|err| fail!("list entry of {}: {err}", last_segment(&s.url)))?;
+        let one = c.get_json(&s.url).await?;
+        same_subscription(e, at(&one, "/nmsSubscription")?).map_err(|err| fail!("list entry vs GET: {err}"))?;
+    }
+    let entry_b = entries.iter().find(|e| e.get("resourceURL") == Some(&json!(b.url)));
+    ensure!(
+        entry_b.is_some_and(|e| e.get("clientCorrelator").is_none()),
+        "a subscription made without clientCorrelator must not get one: {}",
+        brief(&v)
+    );
+    ensure!(a.created.get("clientCorrelator") == Some(&json!(correlator)), "clientCorrelator: {}", brief(&a.created));
+    // A cancelled subscription leaves the list; the other stays.
+    c.http.delete(&b.url).await?.status(204)?;
+    c.untrack(&b.url);
+    let urls = subscription_urls(c).await?;
+    ensure!(urls.contains(&a.url) && !urls.contains(&b.url), "after deleting {}: listed {:?}", b.url, ids(&urls));
+    Ok(())
+}
+
+async fn subscr_create(c: &Ctx) -> Res {
+    let f = c.scratch("subscribe").await?;
+    let ch = c.channel().await?;
+    let earlier = c.object_in(&f, &[]).await?;
+    let data = format!("{}-{}", c.unique("create"), c.tag);
+    let correlator = format!("{}-{}", c.unique("correlator"), c.tag);
+    let callback = json!({"notifyURL": ch.callback, "callbackData": data, "notificationFormat": "JSON"});
+    let body =
+        json!({"nmsSubscription": {"callbackReference": callback, "duration": 600, "clientCorrelator": correlator}});
+    let r = c.http.post_json(&c.subscriptions(), &body).await?;
+    if let Some(loc) = r.header("location") {
+        c.track(loc);
+    }
+    let v = r.json_with(201)?;
+    let created = at(&v, "/nmsSubscription")?.clone();
+    let url = c.url_at(&created, "/resourceURL", "subscriptions")?;
+    c.track(&url);
+    ensure!(r.header("location") == Some(url.as_str()), "Location should be the resourceURL: {}", r.describe());
+    ensure!(
+        url.starts_with(&format!("{}/", c.subscriptions())) && !last_segment(&url).is_empty(),
+        "resourceURL {url} should be under {}/",
+        c.subscriptions()
+    );
+    ensure!(
+        created.get("callbackReference") == Some(&callback),
+        "callbackReference should be echoed: {}",
+        brief(&created)
+    );
+    ensure!(created.get("clientCorrelator") == Some(&json!(correlator)), "clientCorrelator: {}", brief(&created));
+    ensure!(u64_at(&created, "/index")? == 1, "index should be 1 (the next notification's): {}", brief(&created));
+    let token = str_at(&created, "/restartToken")?.to_string();
+    ensure!(!token.is_empty(), "empty restartToken: {}", brief(&created));
+    let duration = u64_at(&created, "/duration")?;
+    ensure!(duration > 0 && duration <= 600, "duration should be the remaining validity (<= 600): {}", brief(&created));
+    let g = c.get_json(&url).await?;
+    same_subscription(at(&g, "/nmsSubscription")?, &created).map_err(|e| fail!("GET Location: {e}"))?;
+    // Without a restartToken only changes from now on are notified; the first list is index 1.
+    let s = Sub { url, data, token, created };
+    let later = c.object_in(&f, &[]).await?;
+    let lists =
+        c.await_lists(&ch, "the new object's changedObject", |l| got(l, &s, "changedObject", &later.url)).await?;
+    check_indexes(&lists, &s, 1)?;
+    let events = events_of(&lists, &s);
+    check_changed_object(c, &last_about(&events, "changedObject", &later.url)?.body, &later).await?;
+    ensure!(
+        about(&events, &earlier.url).is_empty(),
+        "an object created before the subscription was notified: {}",
+        summary(&events)
+    );
+    Ok(())
+}
+
+async fn subscr_sync(c: &Ctx) -> Res {
+    let f = c.scratch("sync").await?;
+    let ch = c.channel().await?;
+    // What the client knew, and the token it kept when it went offline.
+    let kept = c.object_in(&f, &[]).await?;
+    let gone = c.object_in(&f, &[]).await?;
+    let gone_seq = u64_at(&read_object(c, &gone).await?, "/lastModSeq")?;
+    let online = c.subscribe(&ch, "online", json!({"duration": 600})).await?;
+    c.http.delete(&online.url).await?.status(204)?;
+    c.untrack(&online.url);
+    // Changes while offline.
+    set_flag(c, &kept, "Seen").await?;
+    c.http.delete(&gone.url).await?.status(204)?;
+    let new = c.object_in(&f, &["\\Flagged"]).await?;
+    // Back online: subscribe from the kept token (echoed, index 1), then a live change.
+    let s = c.subscribe(&ch, "resync", json!({"duration": 600, "restartToken": online.token})).await?;
+    let live = c.object_in(&f, &[]).await?;
+    let lists =
+        c.await_lists(&ch, "the replay and the live change", |l| got(l, &s, "changedObject", &live.url)).await?;
+    check_indexes(&lists, &s, 1)?;
+    let events = events_of(&lists, &s);
+    let live_at = events.iter().rposition(|e| e.url() == live.url).unwrap_or_default();
+    for (o, kind, what) in [
+        (&kept, "changedObject", "flag change"),
+        (&gone, "deletedObject", "deletion"),
+        (&new, "changedObject", "creation"),
+    ] {
+        let at = events.iter().rposition(|e| e.url() == o.url).ok_or_else(|| {
+            fail!("the replay from the restartToken lacks the {what} of {}: {}", o.name, summary(&events))
+        })?;
+        ensure!(events[at].kind == kind, "the {what} of {} should end as {kind}: {}", o.name, summary(&events));
+        ensure!(
+            at < live_at,
+            "the replayed {what} of {} should come before the live change: {}",
+            o.name,
+            summary(&events)
+        );
+    }
+    check_changed_object(c, &last_about(&events, "changedObject", &kept.url)?.body, &kept).await?;
+    check_changed_object(c, &last_about(&events, "changedObject", &new.url)?.body, &new).await?;
+    check_changed_object(c, &last_about(&events, "changedObject", &live.url)?.body, &live).await?;
+    let deleted = u64_at(&last_about(&events, "deletedObject", &gone.url)?.body, "/lastModSeq")?;
+    ensure!(deleted > gone_seq, "deletedObject lastModSeq {deleted} should exceed the object's last ({gone_seq})");
+    ensure!(lists_of(&lists, &online).is_empty(), "the cancelled subscription was notified: {}", brief(&json!(lists)));
+    Ok(())
+}
+
+async fn subscr_filter(c: &Ctx) -> Res {
+    let f = c.scratch("filter").await?;
+    let ch = c.channel().await?;
+    // The SCR item's example (SMS only), and NMS 5.4.3's (\Flagged and not \Seen).
+    let pager = json!({"criterion": [crit("Attribute", Some("Message-Context"), "pager-message")]});
+    let urgent = json!({
+        "criterion": [crit("Flag", Some("\\Flagged"), "true"), crit("Flag", Some("\\Seen"), "false")],
+        "operator": "And",
+    });
+    let sp = c.subscribe(&ch, "pager", json!({"duration": 600, "filter": pager})).await?;
+    let su = c.subscribe(&ch, "urgent", json!({"duration": 600, "filter": urgent})).await?;
+    let neither = context_object(c, &f, "multimedia-message", &[]).await?;
+    let sms = c.object_in(&f, &[]).await?;
+    let flagged_mms = context_object(c, &f, "multimedia-message", &["\\Flagged"]).await?;
+    let read_sms = c.object_in(&f, &["\\Flagged", "\\Seen"]).await?;
+    // A flag change makes an object match: the event states the flag.
+    set_flag(c, &neither, "Flagged").await?;
+    // An object that never matches either filter: neither its creation nor its deletion is
+    // notified (NMS 5.3.2.20: every event about an object that does not match is omitted).
+    let gone = context_object(c, &f, "multimedia-message", &[]).await?;
+    c.http.delete(&gone.url).await?.status(204)?;
+    let both = c.object_in(&f, &["\\Flagged"]).await?;
+    let lists = c
+        .await_lists(&ch, "both subscriptions' event for the last object", |l| {
+            got(l, &sp, "changedObject", &both.url) && got(l, &su, "changedObject", &both.url)
+        })
+        .await?;
+    let (sms, read_sms, both) = (("an SMS", &sms), ("a read SMS", &read_sms), ("the last SMS", &both));
+    let (mms, flagged_mms) = (("the MMS flagged later", &neither), ("a flagged MMS", &flagged_mms));
+    let gone = ("the deleted MMS", &gone);
+    let cases = [
+        (&sp, "Message-Context=pager-message", [sms, read_sms, both], [mms, flagged_mms, gone]),
+        (&su, "\\Flagged and not \\Seen", [flagged_mms, mms, both], [sms, read_sms, gone]),
+    ];
+    for (s, name, matching, other) in cases {
+        check_indexes(&lists, s, 1)?;
+        let events = events_of(&lists, s);
+        for (what, o) in matching {
+            ensure!(
+                !about(&events, &o.url).is_empty(),
+                "filter {name}: no event for {what} ({}), which matches: {}",
+                o.name,
+                summary(&events)
+            );
+        }
+        for (what, o) in other {
+            ensure!(
+                about(&events, &o.url).is_empty(),
+                "filter {name}: an event for the non-matching object, {what} ({}): {}",
+                o.name,
+                summary(&events)
+            );
+        }
+    }
+    for e in about(&events_of(&lists, &su), &neither.url) {
+        let flags = flag_list(&e.body, "/flags/flag")?;
+        ensure!(
+            flags.iter().any(|x| x == "\\Flagged"),
+            "filter \\Flagged: delivered before it matched: {}",
+            brief(&e.body)
+        );
+    }
+    Ok(())
+}
+
+async fn indsubscr_support(c: &Ctx) -> Res {
+    let ch = c.channel().await?;
+    let s = c.subscribe(&ch, "ind", json!({"duration": 600})).await?;
+    not_allowed(c, Method::PUT, &s.url, &["GET", "POST", "DELETE"]).await?;
+    let unknown = format!("{}/nonexistent-{}", c.subscriptions(), random_tag());
+    c.http.get(&unknown).await?.error(404, "SVC0004")?;
+    let update = json!({"nmsSubscriptionUpdate": {"duration": 60}});
+    c.http.post_json(&unknown, &update).await?.error(404, "SVC0004")?;
+    c.http.delete(&unknown).await?.error(404, "SVC0004")?;
+    post_raw(c, &s.url, "application/json", "{\"nmsSubscriptionUpdate\": {").await?.error(400, "SVC0002")?;
+    let forged = json!({"nmsSubscriptionUpdate": {"restartToken": format!("forged-{}", c.tag)}});
+    c.http.post_json(&s.url, &forged).await?.error(400, "SVC0002")?;
+    let wrong_root = json!({"nmsSubscription": {"callbackReference": {"notifyURL": ch.callback}}});
+    c.http.post_json(&s.url, &wrong_root).await?.error(400, "SVC0002")?;
+    // The refused requests left it as it was.
+    let v = c.get_json(&s.url).await?;
+    same_subscription(at(&v, "/nmsSubscription")?, &s.created).map_err(|e| fail!("after the refusals: {e}"))?;
+    Ok(())
+}
+
+async fn indsubscr_get(c: &Ctx) -> Res {
+    let f = c.scratch("indget").await?;
+    let ch = c.channel().await?;
+    let correlator = format!("{}-{}", c.unique("correlator"), c.tag);
+    let s = c.subscribe(&ch, "indget", json!({"duration": 600, "clientCorrelator": correlator})).await?;
+    let v = c.get_json(&s.url).await?;
+    same_subscription(at(&v, "/nmsSubscription")?, &s.created)?;
+    // After a notification it answers the index of the next one, and restarts after it
+    // (NMS 5.1.4.3: the subscription's restartToken is updated as notifications are issued).
+    let o = c.object_in(&f, &[]).await?;
+    let lists = c.await_lists(&ch, "the new object's changedObject", |l| got(l, &s, "changedObject", &o.url)).await?;
+    let next = check_indexes(&lists, &s, 1)?;
+    let v = c.get_json(&s.url).await?;
+    let n = at(&v, "/nmsSubscription")?;
+    ensure!(u64_at(n, "/index")? == next, "index should be {next} after {} list(s): {}", next - 1, brief(n));
+    ensure!(n.get("clientCorrelator") == Some(&json!(correlator)), "clientCorrelator: {}", brief(n));
+    let token = str_at(n, "/restartToken")?;
+    ensure!(
+        token != s.token,
+        "restartToken should have moved past the notified change: GET still answers the creation's \
+         {token:?} after list {} (whose restartToken is {:?})",
+        next - 1,
+        last_token(&lists, &s)?
+    );
+    Ok(())
+}
+
+async fn indsubscr_update(c: &Ctx) -> Res {
+    let f = c.scratch("update").await?;
+    let ch = c.channel().await?;
+    let s = c.subscribe(&ch, "update", json!({"duration": 60})).await?;
+    let d0 = u64_at(&s.created, "/duration")?;
+    let a = c.object_in(&f, &[]).await?;
+    let mut all = c.await_lists(&ch, "changedObject of a", |l| got(l, &s, "changedObject", &a.url)).await?;
+    let next = check_indexes(&all, &s, 1)?;
+    let t1 = last_token(&all, &s)?;
+    // A longer duration: index and restart point stay.
+    let n = update_sub(c, &s, json!({"duration": 3600})).await?;
+    let d = u64_at(&n, "/duration")?;
+    ensure!(d > d0 && d <= 3600, "duration should be extended (was {d0}, asked 3600): {}", brief(&n));
+    ensure!(u64_at(&n, "/index")? == next, "index should stay {next} (the next notification's): {}", brief(&n));
+    let g = c.get_json(&s.url).await?;
+    let gd = u64_at(&g, "/nmsSubscription/duration")?;
+    ensure!(gd > d0 && gd <= d, "GET duration after the update: {}", brief(&g));
+    // Restart from the creation's token: the change since is notified again, the index goes on.
+    let n = update_sub(c, &s, json!({"restartToken": s.token})).await?;
+    ensure!(str_at(&n, "/restartToken")? == s.token, "restartToken should be the one sent: {}", brief(&n));
+    ensure!(u64_at(&n, "/index")? == next, "index should stay {next}: {}", brief(&n));
+    let more = c.await_lists(&ch, "the replay of a", |l| got(l, &s, "changedObject", &a.url)).await?;
+    let events = events_of(&more, &s);
+    check_changed_object(c, &last_about(&events, "changedObject", &a.url)?.body, &a).await?;
+    all.extend(more);
+    let next = check_indexes(&all, &s, 1)?;
+    // Both at once, from the first list's token.
+    let n = update_sub(c, &s, json!({"duration": 1800, "restartToken": t1})).await?;
+    ensure!(str_at(&n, "/restartToken")? == t1, "restartToken should be the one sent: {}", brief(&n));
+    ensure!(u64_at(&n, "/index")? == next, "index should stay {next}: {}", brief(&n));
+    let d = u64_at(&n, "/duration")?;
+    ensure!(d > 0 && d <= 1800, "duration (asked 1800): {}", brief(&n));
+    let b = c.object_in(&f, &[]).await?;
+    let more = c.await_lists(&ch, "changedObject of b", |l| got(l, &s, "changedObject", &b.url)).await?;
+    all.extend(more);
+    check_indexes(&all, &s, 1)?;
+    Ok(())
+}
+
+async fn indsubscr_delete(c: &Ctx) -> Res {
+    let f = c.scratch("unsubscribe").await?;
+    let ch = c.channel().await?;
+    let cancelled = c.subscribe(&ch, "cancelled", json!({"duration": 600})).await?;
+    let stays = c.subscribe(&ch, "stays", json!({"duration": 600})).await?;
+    let o = c.object_in(&f, &[]).await?;
+    c.await_lists(&ch, "both subscriptions' changedObject", |l| {
+        got(l, &cancelled, "changedObject", &o.url) && got(l, &stays, "changedObject", &o.url)
+    })
+    .await?;
+    let r = c.http.delete(&cancelled.url).await?;
+    r.status(204)?;
+    ensure!(r.body.is_empty(), "204 with a body: {}", r.describe());
+    c.untrack(&cancelled.url);
+    c.http.get(&cancelled.url).await?.error(404, "SVC0004")?;
+    c.http.delete(&cancelled.url).await?.error(404, "SVC0004")?;
+    let update = json!({"nmsSubscriptionUpdate": {"duration": 600}});
+    c.http.post_json(&cancelled.url, &update).await?.error(404, "SVC0004")?;
+    let urls = subscription_urls(c).await?;
+    ensure!(!urls.contains(&cancelled.url) && urls.contains(&stays.url), "listed after the DELETE: {:?}", ids(&urls));
+    // Notifications stop: the next change reaches only the other subscription.
+    set_flag(c, &o, "Seen").await?;
+    let lists = c.await_lists(&ch, "the flag change", |l| got(l, &stays, "changedObject", &o.url)).await?;
+    ensure!(
+        lists_of(&lists, &cancelled).is_empty(),
+        "the cancelled subscription was still notified: {}",
+        brief(&json!(lists))
+    );
+    Ok(())
+}
+
+async fn notif_support(c: &Ctx) -> Res {
+    let f = c.scratch("notif").await?;
+    let ch = c.channel().await?;
+    let s = c.subscribe(&ch, "notif", json!({"duration": 600})).await?;
+    let mut all = Vec::new();
+    // Each tracked change (NMS 5.1.4.2), then the event that states its result.
+    let g = c.folder_in(&f, "sub").await?;
+    let e = next_event(c, &ch, &s, &mut all, "changedFolder", &g.url).await?;
+    let g1 = check_changed_folder(c, &e, &g).await?;
+    ensure!(str_at(&e, "/parentFolder")? == f.url, "changedFolder parentFolder should be {}: {}", f.url, brief(&e));
+    let o = c.text_object_in(&f, "notify me", &[]).await?;
+    let e = next_event(c, &ch, &s, &mut all, "changedObject", &o.url).await?;
+    let o1 = check_changed_object(c, &e, &o).await?;
+    set_flag(c, &o, "Seen").await?;
+    let e = next_event(c, &ch, &s, &mut all, "changedObject", &o.url).await?;
+    let o2 = check_changed_object(c, &e, &o).await?;
+    ensure!(flag_list(&e, "/flags/flag")? == ["\\Seen"], "changedObject after setting \\Seen: {}", brief(&e));
+    let name = format!("renamed-{}", c.tag);
+    c.http.put_json(&format!("{}/folderName", g.url), &json!({"name": name})).await?.status(200)?;
+    let e = next_event(c, &ch, &s, &mut all, "changedFolder", &g.url).await?;
+    let g2 = check_changed_folder(c, &e, &g).await?;
+    ensure!(str_at(&e, "/name")? == name && g2 > g1, "changedFolder after the rename: {}", brief(&e));
+    let v = c.relocate("moveToFolder", &g.url, &[], &[&o.url]).await?.json_with(200)?;
+    check_bulk(c, &v, "objects", &[Ok(&o.url)])?;
+    let e = next_event(c, &ch, &s, &mut all, "changedObject", &o.url).await?;
+    let o3 = check_changed_object(c, &e, &o).await?;
+    ensure!(str_at(&e, "/parentFolder")? == g.url && o3 > o2 && o2 > o1, "changedObject after the move: {}", brief(&e));
+    c.http.delete(&o.url).await?.status(204)?;
+    let e = next_event(c, &ch, &s, &mut all, "deletedObject", &o.url).await?;
+    ensure!(u64_at(&e, "/lastModSeq")? > o3, "deletedObject lastModSeq should exceed {o3}: {}", brief(&e));
+    c.http.delete(&g.url).await?.status(204)?;
+    let e = next_event(c, &ch, &s, &mut all, "deletedFolder", &g.url).await?;
+    ensure!(u64_at(&e, "/lastModSeq")? > g2, "deletedFolder lastModSeq should exceed {g2}: {}", brief(&e));
+    check_indexes(&all, &s, 1)?;
+    Ok(())
+}
+
+async fn notif_lists(c: &Ctx) -> Res {
+    let f = c.scratch("notiflist").await?;
+    let ch = c.channel().await?;
+    let s = c.subscribe(&ch, "notiflist", json!({"duration": 600})).await?;
+    let correlation = format!("{}-{}", c.unique("correlation"), c.tag);
+    let mut object = object_json(&f.url, &[("Subject", "notification")], &["\\Seen"]);
+    object["correlationId"] = json!(correlation);
+    let r = c.deposit(&object, Some((&[("Content-Type", "text/plain")], b"deposited"))).await?;
+    let o = c.created(&r, "objects")?;
+    let lists = c.await_lists(&ch, "the deposit's changedObject", |l| got(l, &s, "changedObject", &o.url)).await?;
+    check_indexes(&lists, &s, 1)?;
+    // The list: index 1, callbackData, restartToken and a link to the subscription.
+    let list = lists_of(&lists, &s).pop().ok_or_else(|| fail!("no list"))?;
+    let t1 = str_at(list, "/restartToken")?.to_string();
+    ensure!(t1 != s.token, "the list's restartToken should name the point after its change: {}", brief(list));
+    let links = arr_at(list, "/link")?;
+    ensure!(
+        links.iter().any(|l| {
+            l.get("rel").and_then(Value::as_str).is_some_and(|r| r.eq_ignore_ascii_case("NmsSubscription"))
+                && l.get("href") == Some(&json!(s.url))
+        }),
+        "link should hold {{rel: NmsSubscription, href: {}}}: {}",
+        s.url,
+        brief(list)
+    );
+    // The event states the deposited object, with its correlationId.
+    let events = events_of(&lists, &s);
+    let e = &last_about(&events, "changedObject", &o.url)?.body;
+    let seq = check_changed_object(c, e, &o).await?;
+    ensure!(flag_list(e, "/flags/flag")? == ["\\Seen"], "changedObject flags: {}", brief(e));
+    ensure!(str_at(e, "/correlationId")? == correlation, "changedObject correlationId: {}", brief(e));
+    // The next list: index 2, a restartToken after the first, the deletion.
+    c.http.delete(&o.url).await?.status(204)?;
+    let more = c.await_lists(&ch, "the deletedObject", |l| got(l, &s, "deletedObject", &o.url)).await?;
+    let mut all = lists.clone();
+    all.extend(more.iter().cloned());
+    check_indexes(&all, &s, 1)?;
+    ensure!(last_token(&more, &s)? != t1, "the second list should carry a new restartToken: {}", brief(&json!(more)));
+    let events = events_of(&more, &s);
+    let e = &last_about(&events, "deletedObject", &o.url)?.body;
+    ensure!(u64_at(e, "/lastModSeq")? > seq, "deletedObject lastModSeq should exceed {seq}: {}", brief(e));
+    if let Some(x) = e.get("correlationId") {
+        ensure!(x == &json!(correlation), "deletedObject correlationId: {}", brief(e));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2267,11 +3173,78 @@ mod tests {
                 "REST-NMS-AOBJECT-FLAGS-S-003-O",
                 "REST-NMS-AOBJECT-PAYLOAD-S-001-M",
                 "REST-NMS-AOBJECT-PAYLOAD-S-002-M",
-                "REST-NMS-FOLDERS-SEARCH-S-003-O"
+                "REST-NMS-FOLDERS-SEARCH-S-003-O",
+                "REST-NMS-SUBSCR-S-002-O",
+                "REST-NMS-SUBSCR-S-005-O"
             ]
         );
         // Optional in NMS, Mandatory in the CPM table.
         assert!(CASES.iter().any(|c| c.id == "REST-NMS-OBJECTS-bulkCreation-S-001-O" && c.mandatory));
+    }
+
+    #[test]
+    fn long_poll_answers_in_every_notification_channel_shape() {
+        let list = json!({"index": 1, "restartToken": "t", "nmsEvent": []});
+        let lists = |v: Value| notification_lists(&v).map(|l| l.len()).unwrap_or(usize::MAX);
+        assert_eq!(lists(json!({"notificationList": [{"nmsEventList": list}, {"nmsEventList": list}]})), 2);
+        assert_eq!(lists(json!({"notificationList": {"nmsEventList": list}})), 1);
+        assert_eq!(lists(json!({"notificationList": {"nmsEventList": [list, list]}})), 2);
+        assert_eq!(lists(json!({"nmsEventList": list})), 1);
+        assert_eq!(lists(json!({"notificationList": []})), 0);
+        assert_eq!(lists(json!({"notificationList": null})), 0);
+        assert!(notification_lists(&json!({})).is_err());
+        assert!(notification_lists(&json!({"notificationList": [{"other": {}}]})).is_err());
+        assert!(notification_lists(&json!({"notificationList": "x"})).is_err());
+    }
+
+    #[test]
+    fn events_have_exactly_one_known_kind() {
+        let e = json!({"deletedObject": {"resourceURL": "u"}});
+        assert_eq!(event_kind(&e).ok().map(|(k, _)| k), Some("deletedObject"));
+        assert!(event_kind(&json!({"resetBox": {}})).is_ok());
+        assert!(event_kind(&json!({"movedObject": {}})).is_err());
+        assert!(event_kind(&json!({"changedObject": {}, "deletedObject": {}})).is_err());
+        assert!(event_kind(&json!([])).is_err());
+    }
+
+    fn sub(data: &str) -> Sub {
+        Sub { url: "u".into(), data: data.into(), token: "t".into(), created: json!({}) }
+    }
+
+    #[test]
+    fn lists_are_told_apart_by_callback_data_and_indexed_by_one() {
+        let l = |cb: &str, index: u64, url: &str| {
+            json!({"callbackData": cb, "index": index, "restartToken": format!("t{index}"),
+                   "nmsEvent": [{"changedObject": {"resourceURL": url}}]})
+        };
+        let (a, b) = (sub("a"), sub("b"));
+        let lists = [l("a", 1, "x"), l("b", 1, "y"), l("a", 2, "z"), l("b", 3, "w")];
+        assert_eq!(check_indexes(&lists, &a, 1).ok(), Some(3));
+        assert!(check_indexes(&lists, &b, 1).is_err(), "a gap in b's indexes");
+        assert!(check_indexes(&lists, &a, 2).is_err());
+        assert!(got(&lists, &a, "changedObject", "z") && !got(&lists, &a, "changedObject", "y"));
+        assert!(!got(&lists, &a, "deletedObject", "z"));
+        assert_eq!(last_token(&lists, &a).ok().as_deref(), Some("t2"));
+        let events = events_of(&lists, &b);
+        assert_eq!(summary(&events), "[changedObject y (list 1), changedObject w (list 3)]");
+        assert!(last_about(&events, "deletedObject", "w").is_err());
+    }
+
+    #[test]
+    fn a_subscription_read_back_must_match_with_a_shorter_duration() {
+        let want = json!({"resourceURL": "u", "callbackReference": {"notifyURL": "n"}, "index": 1,
+                          "restartToken": "t", "duration": 600});
+        let mut got = want.clone();
+        got["duration"] = json!(599);
+        assert!(same_subscription(&got, &want).is_ok());
+        got["duration"] = json!(601);
+        assert!(same_subscription(&got, &want).is_err());
+        got["duration"] = json!(10);
+        got["restartToken"] = json!("t2");
+        assert!(same_subscription(&got, &want).is_err());
+        got["restartToken"] = json!("t");
+        got["clientCorrelator"] = json!("invented");
+        assert!(same_subscription(&got, &want).is_err());
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! All work happens in a folder `/conformance-<random>` created under the box's root and
-//! deleted (recursively) at the end, so the box may hold other content. A run succeeds when
+//! deleted (recursively) at the end, so the box may hold other content. Subscriptions and
+//! notification channels an item makes are deleted right after that item. A run succeeds when
 //! every selected mandatory item passed (optional items are reported but do not count) and
 //! the run folder was removed.
 //!
@@ -38,8 +39,13 @@ pub struct Options {
     pub box_id: String,
     /// Store name (`base`).
     pub store: String,
-    /// Timeout of each HTTP request.
+    /// Timeout of each HTTP request. Long polls of notification channels are requests too:
+    /// it should exceed the server's long-poll timeout.
     pub timeout: Duration,
+    /// Notification Channel API root of the box's user, `{serverRoot}/notificationchannel/v1/{userId}`;
+    /// `None`: `{base_url}/notificationchannel/v1/{box_id percent-encoded}` (same server root as
+    /// the NMS API, the box address as `userId`).
+    pub channel_root: Option<String>,
 }
 
 /// The items whose id contains one of `only` (all items when `only` is empty).
@@ -77,7 +83,8 @@ pub struct Report {
     pub outcomes: Vec<Outcome>,
     /// Why the setup (root discovery, run folder creation) failed; no item ran then.
     pub setup_error: Option<String>,
-    /// Why the run folder could not be removed at the end.
+    /// Why the run folder (or a subscription or channel the runner made) could not be
+    /// removed at the end.
     pub cleanup_error: Option<String>,
     /// The run was interrupted before every item ran.
     pub interrupted: bool,
@@ -132,7 +139,7 @@ pub async fn run(
     };
     let setup = async {
         let http = Http::new(&opts.user, &opts.password, opts.timeout)?;
-        Ctx::setup(http, &opts.base_url, &opts.store, &opts.box_id, &opts.user, &opts.password).await
+        Ctx::setup(http, opts).await
     };
     let ctx = match setup.await {
         Ok(ctx) => ctx,
@@ -156,10 +163,23 @@ pub async fn run(
                 break;
             }
         };
+        // The subscriptions and channels the item made go now, whatever its outcome; what
+        // cannot be deleted stays listed for the final sweep.
+        let result = match (result, ctx.sweep().await) {
+            (Ok(()), Err(e)) => Err(Fail(format!("cleaning up after the item: {e}"))),
+            (r, _) => r,
+        };
         record(&mut report, case, result);
     }
+    let mut problems = Vec::new();
+    if let Err(e) = ctx.sweep().await {
+        problems.push(e.to_string());
+    }
     if let Err(e) = ctx.cleanup().await {
-        report.cleanup_error = Some(format!("could not delete the run folder {} ({}): {e}", ctx.run.path, ctx.run.url));
+        problems.push(format!("could not delete the run folder {} ({}): {e}", ctx.run.path, ctx.run.url));
+    }
+    if !problems.is_empty() {
+        report.cleanup_error = Some(problems.join("; "));
     }
     report
 }

@@ -1,7 +1,8 @@
 //! The command-line runner: `nms-conformance --base-url URL --user U --password P --box ADDRESS`.
 //! Prints one line per SCR item and a closing `N passed, N failed`; exits 0 when every
-//! mandatory item passed, 1 when one failed, the setup failed or the run folder could not be
-//! removed, 2 on bad usage, 130 when interrupted. See the library documentation.
+//! mandatory item passed, 1 when one failed, the setup failed or the run folder (or a
+//! subscription or channel it made) could not be removed, 2 on bad usage, 130 when
+//! interrupted. See the library documentation.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,9 +29,14 @@ struct Args {
     /// Store name.
     #[arg(long, env = "NMS_STORE", default_value = "base")]
     store: String,
-    /// Timeout of each HTTP request, in seconds.
-    #[arg(long, default_value_t = 30)]
+    /// Timeout of each HTTP request, in seconds (long polls included: make it exceed the
+    /// server's long-poll timeout).
+    #[arg(long, default_value_t = 60)]
     timeout_secs: u64,
+    /// Notification Channel API root of the box's user, `{serverRoot}/notificationchannel/v1/{userId}`
+    /// [default: {base-url}/notificationchannel/v1/{box, percent-encoded}].
+    #[arg(long, env = "NMS_CHANNEL_ROOT")]
+    channel_root: Option<String>,
     /// Run only the items whose id contains this text (repeatable).
     #[arg(long)]
     only: Vec<String>,
@@ -66,6 +72,7 @@ async fn main() -> ExitCode {
         box_id,
         store: args.store,
         timeout: Duration::from_secs(args.timeout_secs),
+        channel_root: args.channel_root,
     };
     let interrupt = async {
         if tokio::signal::ctrl_c().await.is_err() {
