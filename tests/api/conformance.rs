@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nms_conformance::{CASES, Options, Outcome, run, select};
+use nms_conformance::{CASES, Options, run, select};
 use serde_json::Value;
 
 use crate::helpers::{ALICE, PW, TestApp, enc, spawn_app, spawn_app_with};
@@ -21,19 +21,6 @@ fn options(app: &TestApp, password: &str) -> Options {
     }
 }
 
-/// Items the embedded server fails because it deviates from the spec, each with a fragment
-/// of the expected reason. The test fails when one of them fails otherwise or starts passing
-/// (then drop it here).
-const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
-    // NMS 5.1.4.3 / 5.3.2.20: a subscription's restartToken is "continually updated as
-    // notifications are issued" and names where it "currently starts"; GET keeps answering
-    // the creation's (or last update's) token after lists were delivered.
-    ("REST-NMS-INDSUBSCR-S-002-O", "restartToken should have moved past the notified change"),
-    // NMS 5.3.2.20: an event about an object that does not match the filter is omitted; the
-    // deletion of an object that never matched is delivered (tombstones keep no attributes).
-    ("REST-NMS-SUBSCR-S-005-O", "an event for the non-matching object"),
-];
-
 #[tokio::test]
 async fn every_scr_item_passes_against_the_embedded_server() {
     let app = spawn_app().await;
@@ -45,19 +32,8 @@ async fn every_scr_item_passes_against_the_embedded_server() {
     assert_eq!(report.cleanup_error, None);
     assert!(!report.interrupted);
     assert_eq!(report.outcomes.len(), CASES.len());
-    let known = |o: &&Outcome| {
-        let reason = o.result.as_ref().err().map(String::as_str).unwrap_or_default();
-        KNOWN_DEVIATIONS.iter().any(|(id, why)| o.id == *id && reason.contains(why))
-    };
-    let failed: Vec<String> =
-        report.outcomes.iter().filter(|o| o.result.is_err()).filter(|o| !known(o)).map(|o| o.line()).collect();
+    let failed: Vec<String> = report.outcomes.iter().filter(|o| o.result.is_err()).map(|o| o.line()).collect();
     assert!(failed.is_empty(), "failed items:\n{}", failed.join("\n"));
-    let fixed: Vec<&str> = KNOWN_DEVIATIONS
-        .iter()
-        .filter(|(id, _)| report.outcomes.iter().any(|o| o.id == *id && o.result.is_ok()))
-        .map(|(id, _)| *id)
-        .collect();
-    assert!(fixed.is_empty(), "these items pass now; drop them from KNOWN_DEVIATIONS: {fixed:?}");
 
     // The run folder is gone: the root holds no subfolder and no object again.
     let body: Value = app.get(&format!("{root}?listFilter=All")).await.json().await.unwrap();
