@@ -66,12 +66,12 @@ impl Hub {
     /// Have the webhook deliverer look at box `box_id` (it changed, or a list of it was
     /// delivered and the next may be due).
     pub fn touch(&self, box_id: i64) {
-        if let Ok(mut changed) = self.changed.lock() {
-            if let Some(set) = changed.as_mut() {
-                set.insert(box_id);
-                if set.len() > MAX_CHANGED {
-                    *changed = None;
-                }
+        if let Ok(mut changed) = self.changed.lock()
+            && let Some(set) = changed.as_mut()
+        {
+            set.insert(box_id);
+            if set.len() > MAX_CHANGED {
+                *changed = None;
             }
         }
         self.any.notify_waiters();
