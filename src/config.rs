@@ -95,6 +95,9 @@ pub struct SyncSettings {
     /// Whether subscriptions may name webhooks (any http(s) `notifyURL` that is not one of
     /// this server's notification channels).
     pub webhooks: bool,
+    /// Whether webhooks may be delivered to private, loopback and link-local addresses
+    /// (off: such literal addresses are refused, and names resolving only to them fail).
+    pub webhook_private_networks: bool,
     /// A webhook attempt that has not answered within this is a failure.
     pub webhook_timeout_secs: u64,
     /// The wait after a first failed attempt; it doubles with each failure ...
@@ -114,6 +117,7 @@ impl Default for SyncSettings {
             prune_interval_secs: 3600,
             long_poll_secs: 30,
             webhooks: true,
+            webhook_private_networks: false,
             webhook_timeout_secs: 10,
             webhook_retry_initial_ms: 1000,
             webhook_retry_max_secs: 300,

@@ -29,12 +29,14 @@ const CLAIM: u32 = 64;
 /// Deliver webhook notifications until the task is dropped.
 pub async fn run(nms: Nms, public_url: String) {
     let timeout = Duration::from_secs(nms.sync.webhook_timeout_secs.max(1));
-    let client = match reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("cpm-nms/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+        .user_agent(concat!("cpm-nms/", env!("CARGO_PKG_VERSION")));
+    if !nms.sync.webhook_private_networks {
+        builder = builder.dns_resolver(Arc::new(PublicOnly));
+    }
+    let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "webhook delivery cannot start: no HTTP client");
@@ -159,4 +161,26 @@ async fn record(nms: &Nms, list: &OutboxList, outcome: Delivery) -> Result<()> {
         ),
     }
     nms.webhook_outcome(list, outcome).await
+}
+
+/// Resolves names to their public addresses only (private, loopback and link-local ones are
+/// dropped), so a webhook name cannot lead the server into its own network. The check is
+/// made on the addresses connected to, so a name re-pointed after the subscription was
+/// made is caught too.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| crate::nms::subscriptions::is_public(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} has no public address").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }

@@ -613,14 +613,60 @@ impl Nms {
     }
 }
 
-/// A webhook `notifyURL` must be an absolute http(s) URL, and webhooks enabled.
+/// A webhook `notifyURL` must be an absolute http(s) URL, webhooks enabled, and (unless
+/// `sync.webhook_private_networks`) its host no literal address of a private network.
 fn check_webhook_url(sync: &SyncSettings, url: &str) -> Result<()> {
     if !sync.webhooks {
         return Err(Error::invalid(format!("notifyURL {url} (only this server's notification channels)")));
     }
-    match url::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        _ => Err(Error::invalid(format!("notifyURL {url} (an absolute http or https URL)"))),
+    let u = match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
+        _ => return Err(Error::invalid(format!("notifyURL {url} (an absolute http or https URL)"))),
+    };
+    let literal = match u.host() {
+        Some(url::Host::Ipv4(a)) => Some(std::net::IpAddr::V4(a)),
+        Some(url::Host::Ipv6(a)) => Some(std::net::IpAddr::V6(a)),
+        _ => None,
+    };
+    if !sync.webhook_private_networks && literal.is_some_and(|ip| !is_public(ip)) {
+        return Err(Error::invalid(format!("notifyURL {url} (a private network address)")));
+    }
+    Ok(())
+}
+
+/// Whether a webhook may be delivered to `ip`: not loopback, private, link-local, shared,
+/// reserved, documentation, multicast or unspecified (so subscribers cannot make the server
+/// call into its own network).
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(a) => {
+            let [o0, o1, o2, _] = a.octets();
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || a.is_documentation()
+                || o0 == 0
+                || (o0 == 100 && (64..128).contains(&o1))
+                || (o0 == 192 && o1 == 0 && o2 == 0)
+                || (o0 == 198 && (18..20).contains(&o1))
+                || o0 >= 240)
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s0 = a.segments()[0];
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (s0 & 0xfe00) == 0xfc00
+                || (s0 & 0xffc0) == 0xfe80
+                || (s0 == 0x2001 && a.segments()[1] == 0x0db8))
+        }
     }
 }
 
@@ -650,6 +696,31 @@ mod tests {
         let d: Vec<u128> = (0..6).map(|n| retry_delay(&sync, n).as_millis()).collect();
         assert_eq!(d, [500, 1000, 2000, 4000, 4000, 4000]);
         assert_eq!(retry_delay(&sync, u32::MAX).as_millis(), 4000);
+    }
+
+    #[test]
+    fn only_public_addresses_take_webhooks() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
     }
 
     #[test]

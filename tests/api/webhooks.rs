@@ -94,6 +94,8 @@ async fn app() -> TestApp {
         s.sync.webhook_retry_initial_ms = 50;
         s.sync.webhook_retry_max_secs = 1;
         s.sync.webhook_timeout_secs = 1;
+        // The receivers listen on the loopback interface.
+        s.sync.webhook_private_networks = true;
     })
     .await
 }
@@ -253,6 +255,19 @@ async fn notify_urls_that_cannot_be_delivered_to_are_refused() {
     assert_eq!((status, message_id(&v)), (400, "SVC0002"), "{v}");
     let (status, v) = subscribe(&app, &format!("{}/notificationchannel/v1/x/channels/nope/callback", app.url)).await;
     assert_eq!((status, message_id(&v)), (400, "SVC0002"), "no such channel: {v}");
+
+    // By default the server's own networks are out of reach: literal addresses are refused,
+    // names resolving to them are never called.
+    let app = spawn_app().await;
+    let (rx, url) = receiver(vec![]);
+    let (status, v) = subscribe(&app, &url).await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0002"), "{v}");
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let (status, v) = subscribe(&app, &by_name).await;
+    assert_eq!(status, 201, "{v}");
+    app.create_object(json!({})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(rx.attempts().is_empty(), "a name resolving to loopback was called");
 
     // With webhooks turned off, only channels remain.
     let app = spawn_app_with(|s| s.sync.webhooks = false).await;
