@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod blob;
 pub mod config;
+pub mod cpm;
 pub mod error;
 pub mod hub;
 pub mod ids;
