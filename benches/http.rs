@@ -89,7 +89,7 @@ async fn main() {
         let (client, base, urls) = (client.clone(), base.clone(), urls.clone());
         async move {
             let body = json!({"object": {"parentFolderPath": format!("/conv{}", i % 50),
-                "attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]},
+                "attributes": {"attribute": [{"name": "Message-Context", "value": ["chat-message"]},
                                              {"name": "From", "value": ["tel:+13105550000"]}]}}});
             let res = client
                 .post(format!("{base}/objects"))

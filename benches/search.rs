@@ -150,7 +150,7 @@ fn batch(rng: &mut StdRng, start: usize, n: usize, truth: &mut Truth) -> Value {
             let mut o = json!({
                 "parentFolderPath": format!("/RCSMessageStore/conv{}", i % FOLDERS),
                 "attributes": {"attribute": [
-                    {"name": "Message-Context", "value": ["pager-message"]},
+                    {"name": "Message-Context", "value": ["chat-message"]},
                     {"name": "Direction", "value": ["In"]},
                     {"name": "From", "value": [from]},
                     {"name": "To", "value": [ADDRESS]},

@@ -25,6 +25,28 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub auth: AuthSettings,
     pub sync: SyncSettings,
+    pub cpm: CpmSettings,
+}
+
+/// CPM semantics (CPM binding 5.3-5.6, 6.4-7.4); see docs/cpm.md.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CpmSettings {
+    /// Whether `Message-Context` values beyond the CPM binding's list are accepted
+    /// (otherwise `400 SVC0003`).
+    pub allow_unknown_message_context: bool,
+    /// SMS texts of at most this many characters are also stored inline as `TextContent`
+    /// (NMS 5.1.9); 0: never.
+    pub sms_inline_text_max: u32,
+    /// Whether objects deposited without a parent folder are placed by conversation (see
+    /// docs/cpm.md); off: in the root folder.
+    pub placement: bool,
+}
+
+impl Default for CpmSettings {
+    fn default() -> Self {
+        Self { allow_unknown_message_context: false, sms_inline_text_max: 0, placement: true }
+    }
 }
 
 /// HTTP listener and the URL clients see.
@@ -170,6 +192,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             auth: AuthSettings::default(),
             sync: SyncSettings::default(),
+            cpm: CpmSettings::default(),
         }
     }
 }
@@ -197,7 +220,7 @@ impl Default for NmsSettings {
         Self {
             stores: vec!["base".into()],
             forbid_root_rename: true,
-            service_only_folders: Vec::new(),
+            service_only_folders: vec!["/Default".into()],
             folder_page_default: 100,
             folder_page_max: 1000,
             search_page_max: 1000,

@@ -70,7 +70,8 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 pub async fn build_nms(settings: &Settings) -> Result<Nms> {
     let meta = open_store(settings).await?;
     let blobs = PayloadStore::from_settings(settings, meta.clone())?;
-    Ok(Nms::new(meta, blobs, settings.nms.clone(), settings.sync.clone(), token_key(settings)?))
+    Ok(Nms::new(meta, blobs, settings.nms.clone(), settings.sync.clone(), token_key(settings)?)
+        .with_cpm(settings.cpm.clone()))
 }
 
 /// A built, bound, not yet running server.

@@ -278,7 +278,7 @@ impl Ctx {
     pub async fn object_in(&self, parent: &Item, flags: &[&str]) -> Res<Item> {
         let body = json!({"object": {
             "parentFolder": parent.url,
-            "attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]},
+            "attributes": {"attribute": [{"name": "Message-Context", "value": ["chat-message"]}]},
             "flags": {"flag": flags},
         }});
         let r = self.http.post_json(&self.objects(), &body).await?;
@@ -302,7 +302,7 @@ impl Ctx {
     pub async fn text_object_in(&self, parent: &Item, text: &str, flags: &[&str]) -> Res<Item> {
         let object = json!({
             "parentFolder": parent.url,
-            "attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]},
+            "attributes": {"attribute": [{"name": "Message-Context", "value": ["chat-message"]}]},
             "flags": {"flag": flags},
         });
         let r =
@@ -830,7 +830,7 @@ async fn support_json(c: &Ctx) -> Res {
     let ov = read_object(c, &o).await?;
     let flags = arr_at(&ov, "/flags/flag")?;
     ensure!(flags.len() == 1 && flags[0] == "\\Seen", "flags.flag should be [\"\\\\Seen\"]: {}", brief(&ov));
-    ensure!(attr(&ov, "Message-Context")? == Some(owned(&["pager-message"])), "Message-Context: {}", brief(&ov));
+    ensure!(attr(&ov, "Message-Context")? == Some(owned(&["chat-message"])), "Message-Context: {}", brief(&ov));
     u64_at(&ov, "/lastModSeq")?;
     // Errors are JSON requestError bodies.
     c.http.get(&c.unknown("objects")).await?.error(404, "SVC0004")?;
@@ -855,7 +855,7 @@ async fn objects_support(c: &Ctx) -> Res {
     let body = json!({"object": {
         "parentFolderPath": parent_path,
         "attributes": {"attribute": [
-            {"name": "Message-Context", "value": ["pager-message"]},
+            {"name": "Message-Context", "value": ["chat-message"]},
             {"name": "Direction", "value": ["In"]},
         ]},
         "flags": {"flag": ["\\Seen"]},
@@ -892,7 +892,7 @@ async fn objects_upload(c: &Ctx) -> Res {
     let object = json!({
         "parentFolder": f.url,
         "attributes": {"attribute": [
-            {"name": "Message-Context", "value": ["pager-message"]},
+            {"name": "Message-Context", "value": ["chat-message"]},
             {"name": "Direction", "value": ["In"]},
         ]},
         "flags": {"flag": []},
@@ -940,7 +940,7 @@ async fn aobject_get(c: &Ctx) -> Res {
     let object = json!({
         "parentFolder": f.url,
         "attributes": {"attribute": [
-            {"name": "Message-Context", "value": ["pager-message"]},
+            {"name": "Message-Context", "value": ["chat-message"]},
             {"name": "Direction", "value": ["Out"]},
             {"name": "From", "value": ["tel:+12125551212"]},
             {"name": "To", "value": ["tel:+13105550000", "tel:+13105550001"]},
@@ -958,7 +958,7 @@ async fn aobject_get(c: &Ctx) -> Res {
     ensure!(last_segment(&o.url) == o.name && !o.name.is_empty(), "resourceURL should end with the id");
     ensure!(str_at(ov, "/parentFolder")? == f.url, "parentFolder should be {}: {}", f.url, brief(ov));
     ensure!(str_at(ov, "/path")? == child_path(&f, &o.name), "path should be {}/{}: {}", f.path, o.name, brief(ov));
-    ensure!(attr(ov, "Message-Context")? == Some(owned(&["pager-message"])), "Message-Context: {}", brief(ov));
+    ensure!(attr(ov, "Message-Context")? == Some(owned(&["chat-message"])), "Message-Context: {}", brief(ov));
     ensure!(attr(ov, "Direction")? == Some(owned(&["Out"])), "Direction: {}", brief(ov));
     ensure!(
         attr(ov, "To")? == Some(owned(&["tel:+13105550000", "tel:+13105550001"])),
@@ -1746,7 +1746,7 @@ async fn expect_found(c: &Ctx, collection: &str, what: &str, sel: &Value, want: 
 /// An object's JSON (without the `object` wrapper): `Message-Context`, then `attrs`, `flags`,
 /// in `parent`.
 fn object_json(parent: &str, attrs: &[(&str, &str)], flags: &[&str]) -> Value {
-    let mut list = vec![json!({"name": "Message-Context", "value": ["pager-message"]})];
+    let mut list = vec![json!({"name": "Message-Context", "value": ["chat-message"]})];
     list.extend(attrs.iter().map(|(n, v)| json!({"name": n, "value": [v]})));
     json!({"parentFolder": parent, "attributes": {"attribute": list}, "flags": {"flag": flags}})
 }
@@ -2880,7 +2880,7 @@ async fn subscr_filter(c: &Ctx) -> Res {
     let f = c.scratch("filter").await?;
     let ch = c.channel().await?;
     // The SCR item's example (SMS only), and NMS 5.4.3's (\Flagged and not \Seen).
-    let pager = json!({"criterion": [crit("Attribute", Some("Message-Context"), "pager-message")]});
+    let pager = json!({"criterion": [crit("Attribute", Some("Message-Context"), "chat-message")]});
     let urgent = json!({
         "criterion": [crit("Flag", Some("\\Flagged"), "true"), crit("Flag", Some("\\Seen"), "false")],
         "operator": "And",
@@ -2903,11 +2903,12 @@ async fn subscr_filter(c: &Ctx) -> Res {
             got(l, &sp, "changedObject", &both.url) && got(l, &su, "changedObject", &both.url)
         })
         .await?;
-    let (sms, read_sms, both) = (("an SMS", &sms), ("a read SMS", &read_sms), ("the last SMS", &both));
+    let (sms, read_sms, both) =
+        (("a chat message", &sms), ("a read chat message", &read_sms), ("the last chat message", &both));
     let (mms, flagged_mms) = (("the MMS flagged later", &neither), ("a flagged MMS", &flagged_mms));
     let gone = ("the deleted MMS", &gone);
     let cases = [
-        (&sp, "Message-Context=pager-message", [sms, read_sms, both], [mms, flagged_mms, gone]),
+        (&sp, "Message-Context=chat-message", [sms, read_sms, both], [mms, flagged_mms, gone]),
         (&su, "\\Flagged and not \\Seen", [flagged_mms, mms, both], [sms, read_sms, gone]),
     ];
     for (s, name, matching, other) in cases {

@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::wire::{ObjectEnvelope, ObjectIn, ObjectListEnvelope};
 use super::{AppState, parse_json};
 use crate::blob::PartWriter;
+use crate::cpm::cpim::{self, strip_param};
 use crate::error::{Error, Result};
 use crate::nms::{Deposit, PartHeaders};
 
@@ -206,10 +207,15 @@ async fn read_payload(field: multer::Field<'static>, deposit: &mut Deposit, fail
             let mut inner = multer::Multipart::new(field, boundary);
             while let Some(part) = inner.next_field().await.map_err(|e| failure.map(e))? {
                 let headers = part_headers(part.headers());
-                stream_part(part, headers, deposit, failure).await?;
+                if is_cpim(&headers.content_type) {
+                    read_cpim(part, deposit, failure).await?;
+                } else {
+                    stream_part(part, headers, deposit, failure).await?;
+                }
             }
             Ok(())
         }
+        Some(m) if is_cpim(m.essence_str()) => read_cpim(field, deposit, failure).await,
         _ => {
             let headers = part_headers(field.headers());
             let explicit_type = raw_type.is_some();
@@ -246,6 +252,93 @@ async fn stream_part(
     deposit.add_part(headers, writer).await
 }
 
+fn is_cpim(content_type: &str) -> bool {
+    content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("message/cpim"))
+}
+
+/// The longest disposition notification read (it is parsed in memory).
+const MAX_IMDN: usize = 64 * 1024;
+
+/// A `message/cpim` payload (CPM binding 5.3.1.3): its head is decoded into the deposit,
+/// its encapsulated body streams into payload parts (one per part of a `multipart/*` body,
+/// else one), and a disposition notification (`message/imdn+xml`) is kept for the domain to
+/// map (no payload).
+async fn read_cpim<S>(mut body: S, deposit: &mut Deposit, failure: &Failure) -> Result<()>
+where
+    S: futures_util::Stream<Item = std::result::Result<Bytes, multer::Error>> + Send + Unpin + 'static,
+{
+    if deposit.cpim.is_some() {
+        return Err(Error::invalid("attachments (one CPIM message per object)"));
+    }
+    let mut buf = BytesMut::new();
+    let end = loop {
+        if let Some(n) = cpim::head_len(&buf) {
+            break n;
+        }
+        if buf.len() > cpim::MAX_HEAD {
+            return Err(Error::invalid("CPIM headers (longer than 64 KiB)"));
+        }
+        match body.next().await {
+            Some(chunk) => buf.extend_from_slice(&chunk.map_err(|e| failure.map(e))?),
+            None => return Err(Error::invalid("CPIM message (no encapsulated MIME headers)")),
+        }
+    };
+    let rest = buf.split_off(end).freeze();
+    let head = cpim::parse_head(&buf)?;
+    let content_type = head.content_type();
+    let mut tail = futures_util::stream::iter([Ok::<Bytes, multer::Error>(rest)]).chain(body);
+    deposit.payload_type = Some(strip_param(&content_type, "boundary"));
+    match content_type.parse::<mime::Mime>() {
+        Ok(m) if m.type_() == mime::MULTIPART => {
+            let boundary = m
+                .get_param(mime::BOUNDARY)
+                .map(|b| b.as_str().to_string())
+                .ok_or_else(|| Error::invalid("CPIM Content-Type boundary"))?;
+            let mut inner = multer::Multipart::new(tail, boundary);
+            while let Some(part) = inner.next_field().await.map_err(|e| failure.map(e))? {
+                let headers = part_headers(part.headers());
+                stream_part(part, headers, deposit, failure).await?;
+            }
+        }
+        Ok(m) if m.essence_str() == "message/imdn+xml" => {
+            let mut xml = Vec::new();
+            while let Some(chunk) = tail.next().await {
+                let chunk = chunk.map_err(|e| failure.map(e))?;
+                if xml.len() + chunk.len() > MAX_IMDN {
+                    return Err(Error::invalid("IMDN (longer than 64 KiB)"));
+                }
+                xml.extend_from_slice(&chunk);
+            }
+            deposit.imdn = Some(xml);
+        }
+        _ => {
+            let headers = PartHeaders {
+                content_type,
+                content_disposition: head.mime_header("Content-Disposition"),
+                content_id: head
+                    .mime_header("Content-ID")
+                    .map(|s| s.trim_start_matches('<').trim_end_matches('>').to_string()),
+                content_location: head.mime_header("Content-Location"),
+                content_encoding: head.mime_header("Content-Transfer-Encoding"),
+                file_icon: head.mime_header("File-Icon"),
+            };
+            let mut writer = deposit.part_writer(&headers);
+            while let Some(chunk) = tail.next().await {
+                match chunk.map_err(|e| failure.map(e)) {
+                    Ok(c) => writer.write(&c).await?,
+                    Err(e) => {
+                        writer.abort().await;
+                        return Err(e);
+                    }
+                }
+            }
+            deposit.add_part(headers, writer).await?;
+        }
+    }
+    deposit.cpim = Some(head);
+    Ok(())
+}
+
 /// Stream a field's bytes into a part writer.
 async fn copy_into(field: &mut multer::Field<'_>, writer: &mut PartWriter, failure: &Failure) -> Result<()> {
     while let Some(chunk) = field.chunk().await.map_err(|e| failure.map(e))? {
@@ -266,50 +359,5 @@ fn part_headers(h: &http::HeaderMap) -> PartHeaders {
         content_location: header(h, "content-location"),
         content_encoding: header(h, "content-transfer-encoding"),
         file_icon: header(h, "file-icon"),
-    }
-}
-
-/// Remove one parameter (e.g. `boundary`) from a media type, keeping the rest as written.
-fn strip_param(media_type: &str, name: &str) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in media_type.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                cur.push(c);
-            }
-            ';' if !quoted => parts.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    parts.push(cur);
-    let mut out = parts.first().map(|s| s.trim().to_string()).unwrap_or_default();
-    for p in parts.iter().skip(1) {
-        let p = p.trim();
-        if p.is_empty() {
-            continue;
-        }
-        let key = p.split('=').next().unwrap_or_default().trim();
-        if !key.eq_ignore_ascii_case(name) {
-            out.push_str("; ");
-            out.push_str(p);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_param;
-
-    #[test]
-    fn boundary_is_removed_other_params_kept() {
-        assert_eq!(
-            strip_param(r#"multipart/related; start="<a;b>"; boundary="--=-sep-=--""#, "boundary"),
-            r#"multipart/related; start="<a;b>""#
-        );
-        assert_eq!(strip_param("multipart/mixed;boundary=x", "boundary"), "multipart/mixed");
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub use token::TokenKey;
 
 use crate::blob::{PartWriter, PayloadStore, UploadGuard};
-use crate::config::{NmsSettings, SyncSettings};
+use crate::config::{CpmSettings, NmsSettings, SyncSettings};
 use crate::error::{Error, OrNotFound, Result};
 use crate::hub::Hub;
 use crate::ids::{new_id, nms_date, now_ms};
@@ -72,6 +72,13 @@ pub struct Deposit {
     pub payload_type: Option<String>,
     /// The start of the textual parts, for full-text search.
     text: String,
+    /// The head of a `message/cpim` payload, decoded (its body parts are the parts).
+    pub cpim: Option<crate::cpm::cpim::CpimHead>,
+    /// A disposition notification (`message/imdn+xml`) carried by the payload: the object
+    /// gets its attributes and no payload.
+    pub imdn: Option<Vec<u8>>,
+    /// The text of the first `text/plain` part, when it fits the indexed head (an SMS).
+    first_text: Option<String>,
 }
 
 /// How much of each textual part, and of a whole deposit, is indexed for search.
@@ -125,6 +132,10 @@ impl Deposit {
             self.text.push_str(&head[..cut]);
             self.text.push('\n');
         }
+        let plain = headers.content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("text/plain"));
+        if plain && self.parts.is_empty() && (writer.size() as usize) <= TEXT_PER_PART {
+            self.first_text = std::str::from_utf8(writer.head()).ok().map(str::to_string);
+        }
         let (data, size) = writer.finish(&mut self.guard).await?;
         let n = self.parts.len() + 1;
         self.parts.push(PayloadPart {
@@ -162,6 +173,7 @@ pub struct Nms {
     pub blobs: PayloadStore,
     pub policy: NmsSettings,
     pub sync: SyncSettings,
+    pub cpm: CpmSettings,
     pub tokens: TokenKey,
     /// Wakeups for long polls: every change is published here after its commit.
     pub hub: Arc<Hub>,
@@ -230,7 +242,13 @@ impl Nms {
         sync: SyncSettings,
         tokens: TokenKey,
     ) -> Self {
-        Self { meta, blobs, policy, sync, tokens, hub: Arc::new(Hub::default()) }
+        Self { meta, blobs, policy, sync, cpm: CpmSettings::default(), tokens, hub: Arc::new(Hub::default()) }
+    }
+
+    /// The same service with these CPM policies.
+    pub fn with_cpm(mut self, cpm: CpmSettings) -> Self {
+        self.cpm = cpm;
+        self
     }
 
     fn child_cursor_purpose(b: &BoxRow, f: &Folder, filter: ListFilter) -> String {
@@ -447,6 +465,9 @@ impl Nms {
             parts: Vec::new(),
             payload_type: None,
             text: String::new(),
+            cpim: None,
+            imdn: None,
+            first_text: None,
         }
     }
 
@@ -503,7 +524,19 @@ impl Nms {
             Parent::Unspecified => ParentRef::Root,
         };
         self.check_may_create_under(b, actor, &parent).await?;
-        let mut attributes = merge_attributes(input.attributes);
+        let got = crate::cpm::Received {
+            cpim: deposit.cpim.as_ref(),
+            parts: &deposit.parts,
+            first_text: deposit.first_text.as_deref(),
+        };
+        let done = crate::cpm::complete(
+            &self.cpm,
+            merge_attributes(input.attributes),
+            input.correlation_id,
+            input.correlation_tag,
+            &got,
+        )?;
+        let mut attributes = done.attributes;
         if !has_attribute(&attributes, "Date") {
             attributes.push(Attribute { name: "Date".into(), values: vec![nms_date(now)] });
         }
@@ -518,8 +551,8 @@ impl Nms {
             parent,
             attributes,
             flags: input.flags,
-            correlation_id: input.correlation_id,
-            correlation_tag: input.correlation_tag,
+            correlation_id: done.correlation_id,
+            correlation_tag: done.correlation_tag,
             payload_type: deposit.payload_type.clone(),
             parts: deposit.parts.clone(),
             text,

@@ -5,6 +5,7 @@
 mod auth;
 mod bulk;
 mod conformance;
+mod cpm;
 mod flags;
 mod folders;
 mod helpers;

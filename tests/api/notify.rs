@@ -164,10 +164,10 @@ async fn filters_restart_tokens_and_resets() {
     let b = app.nms.find_box("base", ALICE).await.unwrap().unwrap();
     let before = app.nms.current_token(&b).await.unwrap();
     let early = app
-        .create_object(json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]}}))
+        .create_object(json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["chat-message"]}]}}))
         .await;
     // From a restart token: what changed since, filtered (pager messages only).
-    let filter = json!({"criterion": [{"type": "Attribute", "name": "message-context", "value": "pager-message"}]});
+    let filter = json!({"criterion": [{"type": "Attribute", "name": "message-context", "value": "chat-message"}]});
     let (status, v) = subscribe(&app, &callback, json!({"restartToken": before, "filter": filter})).await;
     assert_eq!(status, 201, "{v}");
     assert_eq!(v["nmsSubscription"]["restartToken"], before.as_str(), "the token sent is echoed");
@@ -273,14 +273,14 @@ fn all_events(v: &Value) -> Vec<(String, String)> {
 async fn filters_apply_to_deletions_and_know_vanished_and_created_objects() {
     let app = spawn_app_with(|s| s.sync.long_poll_secs = 1).await;
     let (_, channel_url, callback) = channel(&app).await;
-    let pager = json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]}});
+    let pager = json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["chat-message"]}]}});
     let mms = json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["multimedia-message"]}]}});
     let p1 = app.create_object(pager.clone()).await;
     let m1 = app.create_object(mms.clone()).await;
     let folder = app.create_folder(json!({"parentFolderPath": "/", "name": "f"})).await;
     let folder_id = last_segment(&folder);
     let p2 = app
-        .create_object(json!({"parentFolder": folder, "attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]}}))
+        .create_object(json!({"parentFolder": folder, "attributes": {"attribute": [{"name": "Message-Context", "value": ["chat-message"]}]}}))
         .await;
     let m2 = app
         .create_object(json!({"parentFolder": folder, "attributes": {"attribute": [{"name": "Message-Context", "value": ["multimedia-message"]}]}}))
@@ -293,7 +293,7 @@ async fn filters_apply_to_deletions_and_know_vanished_and_created_objects() {
     assert_eq!(status, 200, "{v}");
     let cursor = v["objectList"]["creationCursor"].as_str().unwrap().to_string();
 
-    let by_context = json!({"criterion": [{"type": "Attribute", "name": "Message-Context", "value": "pager-message"}]});
+    let by_context = json!({"criterion": [{"type": "Attribute", "name": "Message-Context", "value": "chat-message"}]});
     let (status, v) = subscribe(&app, &callback, json!({"filter": by_context})).await;
     assert_eq!(status, 201, "{v}");
     let vanished = json!({"criterion": [{"type": "VanishedObjects", "value": ""}]});

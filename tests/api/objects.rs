@@ -16,7 +16,7 @@ async fn json_deposit_answers_201_location_and_reference() {
         .post_json(
             &format!("{}/objects", app.base(ALICE)),
             json!({"object": {"parentFolderPath": "/main/inbox",
-                "attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]},
+                "attributes": {"attribute": [{"name": "Message-Context", "value": ["chat-message"]}]},
                 "flags": {"flag": ["\\Seen", "\\Flagged"]}}}),
         )
         .await;
@@ -132,7 +132,7 @@ async fn multipart_related_keeps_start_and_content_ids() {
 async fn leaf_payload_part_becomes_one_part() {
     let app = spawn_app().await;
     let (ct, body) = form()
-        .root_fields(&json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]}}))
+        .root_fields(&json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["chat-message"]}]}}))
         .part(
             &[
                 ("Content-Disposition", "form-data;name=\"attachments\";filename=\"sms.txt\""),

@@ -1,0 +1,252 @@
+//! CPM semantics on deposit (CPM binding 5.3, 6.5, 7.4): CPIM decoding, Message-Context,
+//! Direction and Is-CPM-Group checks, SMS payloads, correlation ids, non-CPM flags.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// A deposit: root fields and one `attachments` payload of `content_type`.
+fn body(root: Value, content_type: &str, payload: &[u8]) -> (String, Vec<u8>) {
+    form()
+        .root_fields(&root)
+        .part(&[("Content-Type", content_type), ("Content-Disposition", "form-data; name=\"attachments\"")], payload)
+        .finish("multipart/form-data")
+}
+
+fn attr(o: &Value, name: &str) -> Vec<String> {
+    o["attributes"]["attribute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"].as_str().unwrap().eq_ignore_ascii_case(name))
+        .flat_map(|a| a["value"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()))
+        .collect()
+}
+
+async fn part_bytes(app: &TestApp, o: &Value, i: usize) -> Vec<u8> {
+    let href = o["payloadPart"][i]["href"].as_str().unwrap();
+    app.get(href).await.bytes().await.unwrap().to_vec()
+}
+
+const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
+
+/// Appendix C's CPIM message (its `[binaryData]` a real GIF), with an IMDN Message-ID.
+fn appendix_c() -> Vec<u8> {
+    let mut m = b"From: MR SANDERS <im:piglet@100akerwood.com>\r\n\
+        To: Dopey Donkey <im:eeyore@100akerwood.com>\r\n\
+        DateTime: 2014-12-13T13:40:00-08:00\r\n\
+        Subject: the weather will be fine today\r\n\
+        Subject:;lang=fr beau temps prevu pour aujourd'hui\r\n\
+        NS: imdn <urn:ietf:params:imdn>\r\n\
+        imdn.Message-ID: 34jk324j\r\n\
+        imdn.Disposition-Notification: positive-delivery, display\r\n\
+        \r\n\
+        Content-Type: multipart/mixed; boundary=7fekyzC-uQhXhZCGky5kU7wP\r\n\
+        \r\n\
+        --7fekyzC-uQhXhZCGky5kU7wP\r\n\
+        Content-Disposition: attachment; filename=body.txt; name=body.txt\r\n\
+        Content-Type: text/plain; charset=UTF-8\r\n\
+        \r\n\
+        See attached photo\r\n\
+        --7fekyzC-uQhXhZCGky5kU7wP\r\n\
+        Content-Disposition: attachment; filename=picture.gif; name=picture.gif\r\n\
+        Content-Type: image/gif\r\n\
+        \r\n"
+        .to_vec();
+    m.extend_from_slice(GIF);
+    m.extend_from_slice(b"\r\n--7fekyzC-uQhXhZCGky5kU7wP--\r\n");
+    m
+}
+
+#[tokio::test]
+async fn a_cpim_deposit_is_realised_as_attributes_and_the_encapsulated_parts() {
+    let app = spawn_app().await;
+    let root = json!({"parentFolderPath": "/chats", "attributes": {"attribute": [
+        {"name": "Message-Context", "value": ["chat-message"]},
+        {"name": "Direction", "value": ["In"]},
+        {"name": "Subject", "value": ["set by the depositor"]}]}});
+    let (ct, b) = body(root, "message/cpim", &appendix_c());
+    let o = app.deposit_and_get(&ct, b).await;
+    assert_eq!(
+        attr(&o, "CPIM"),
+        ["From: MR SANDERS <im:piglet@100akerwood.com>\r\nTo: Dopey Donkey <im:eeyore@100akerwood.com>\r\n\
+          DateTime: 2014-12-13T13:40:00-08:00\r\nSubject: the weather will be fine today\r\n\
+          Subject:;lang=fr beau temps prevu pour aujourd'hui\r\nNS: imdn <urn:ietf:params:imdn>\r\n\
+          imdn.Message-ID: 34jk324j\r\nimdn.Disposition-Notification: positive-delivery, display"]
+    );
+    assert_eq!(attr(&o, "From"), ["im:piglet@100akerwood.com"]);
+    assert_eq!(attr(&o, "To"), ["im:eeyore@100akerwood.com"]);
+    assert_eq!(attr(&o, "Date"), ["2014-12-13T21:40:00Z"]);
+    assert_eq!(attr(&o, "Subject"), ["set by the depositor"], "attributes the depositor set win");
+    assert_eq!(attr(&o, "Content-Type"), ["multipart/mixed"]);
+    assert_eq!(attr(&o, "Direction"), ["In"]);
+    assert_eq!(o["correlationId"], "34jk324j", "the IMDN Message-ID");
+    let parts = o["payloadPart"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{o}");
+    assert_eq!(parts[0]["contentType"], "text/plain; charset=UTF-8");
+    assert_eq!(parts[0]["contentDisposition"], "attachment; filename=body.txt; name=body.txt");
+    assert_eq!(parts[1]["contentType"], "image/gif");
+    assert_eq!(part_bytes(&app, &o, 0).await, b"See attached photo");
+    assert_eq!(part_bytes(&app, &o, 1).await, GIF);
+    // The text of the body is searchable.
+    let (status, v) = app
+        .post_rel("/objects/operations/search", json!({"selectionCriteria": {"maxEntries": 5, "searchCriteria": {"criterion": [{"type": "AllTextAttributes", "value": "attached photo"}]}}}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["objectList"]["object"].as_array().unwrap().len(), 1, "{v}");
+}
+
+#[tokio::test]
+async fn a_cpim_message_with_one_body_and_a_given_correlation_id() {
+    let app = spawn_app().await;
+    let cpim = "From: <tel:+13105550000>\r\nTo: <tel:+12125551212>\r\nNS: imdn <urn:ietf:params:imdn>\r\n\
+                imdn.Message-ID: m-77\r\nDateTime: 2026-11-27T08:00:00Z\r\n\r\n\
+                Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline\r\n\r\nsalut ça va ?";
+    let root = json!({"correlationId": "given", "attributes": {"attribute": [{"name": "Message-Context", "value": ["chat-message"]}]}});
+    let (ct, b) = body(root, "Message/CPIM", cpim.as_bytes());
+    let o = app.deposit_and_get(&ct, b).await;
+    assert_eq!(o["correlationId"], "given", "a correlationId the depositor gave wins");
+    assert_eq!(attr(&o, "Content-Type"), ["text/plain; charset=utf-8"]);
+    assert_eq!(attr(&o, "From"), ["tel:+13105550000"]);
+    assert_eq!(attr(&o, "Date"), ["2026-11-27T08:00:00Z"]);
+    let parts = o["payloadPart"].as_array().unwrap();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0]["contentType"], "text/plain; charset=utf-8");
+    assert_eq!(parts[0]["contentDisposition"], "inline");
+    assert_eq!(part_bytes(&app, &o, 0).await, "salut ça va ?".as_bytes());
+
+    // A CPIM message inside a multipart payload: decoded, the other parts kept.
+    let (inner_type, inner) = nested(
+        "multipart/related",
+        "rel-1",
+        &[(&[("Content-Type", "message/cpim")], cpim.as_bytes()), (&[("Content-Type", "image/gif")], GIF)],
+    );
+    let root = json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["chat-message"]}]}});
+    let (ct, b) = body(root, &inner_type, &inner);
+    let o = app.deposit_and_get(&ct, b).await;
+    assert_eq!(o["correlationId"], "m-77");
+    let parts = o["payloadPart"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{o}");
+    assert_eq!(parts[0]["contentType"], "text/plain; charset=utf-8");
+    assert_eq!(parts[1]["contentType"], "image/gif");
+}
+
+#[tokio::test]
+async fn malformed_cpim_is_a_precise_400() {
+    let app = spawn_app().await;
+    let root = json!({});
+    let cases: [(&[u8], &str); 5] = [
+        (b"From: <a>\r\nTo: <b>\r\n", "CPIM message"),
+        (b"From: <a>\r\n\r\nContent-Type: text/plain\r\n", "CPIM message"),
+        (b"not a header\r\n\r\nContent-Type: text/plain\r\n\r\nx", "CPIM header line"),
+        (b"DateTime: tomorrow\r\n\r\nContent-Type: text/plain\r\n\r\nx", "CPIM DateTime"),
+        (b"From: <a>\r\n\r\nContent-Type: multipart/mixed\r\n\r\nx", "boundary"),
+    ];
+    for (payload, part) in cases {
+        let (ct, b) = body(root.clone(), "message/cpim", payload);
+        let v = assert_error(app.deposit(&ct, b).await, 400, "SVC0002").await;
+        let text = v.to_string();
+        assert!(text.contains(part), "{part}: {v}");
+    }
+    // An endless head is cut off.
+    let mut huge = b"From: <a>\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b"X-Pad: 0123456789\r\n".as_slice(), 5000).flatten());
+    let (ct, b) = body(root, "message/cpim", &huge);
+    let v = assert_error(app.deposit(&ct, b).await, 400, "SVC0002").await;
+    assert!(v.to_string().contains("64 KiB"), "{v}");
+}
+
+#[tokio::test]
+async fn sms_is_one_utf8_text_part_and_short_texts_may_be_inlined() {
+    let app = spawn_app_with(|s| s.cpm.sms_inline_text_max = 20).await;
+    let sms = || {
+        json!({"attributes": {"attribute": [
+        {"name": "Message-Context", "value": ["pager-message"]}, {"name": "Direction", "value": ["OUT"]},
+        {"name": "Is-CPM-Group", "value": ["no"]}, {"name": "From", "value": ["tel:+12125551212"]}]},
+        "flags": {"flag": ["\\Seen", "$CPM_SMS_Archived"]}})
+    };
+    let (ct, b) = body(sms(), "text/plain; charset=utf-8", "Où es-tu ?".as_bytes());
+    let o = app.deposit_and_get(&ct, b).await;
+    assert_eq!(attr(&o, "TextContent"), ["Où es-tu ?"], "inlined under the policy's 20 characters");
+    assert_eq!(attr(&o, "Direction"), ["OUT"], "stored as given");
+    assert!(o["flags"]["flag"].as_array().unwrap().iter().any(|f| f == "$CPM_SMS_Archived"));
+    let long = "a".repeat(21);
+    let (ct, b) = body(sms(), "text/plain", long.as_bytes());
+    let o = app.deposit_and_get(&ct, b).await;
+    assert!(attr(&o, "TextContent").is_empty(), "longer than the policy: not inlined");
+    // Non-CPM flags are searchable.
+    let (_, v) = app
+        .post_rel("/objects/operations/search", json!({"selectionCriteria": {"maxEntries": 5, "searchCriteria": {"criterion": [{"type": "Flag", "name": "$CPM_SMS_Archived", "value": "true"}]}}}))
+        .await;
+    assert_eq!(v["objectList"]["object"].as_array().unwrap().len(), 2, "{v}");
+
+    for (content_type, payload) in
+        [("text/html", b"<p>x</p>".as_slice()), ("text/plain; charset=iso-8859-1", b"caf\xe9"), ("image/gif", GIF)]
+    {
+        let (ct, b) = body(sms(), content_type, payload);
+        assert_error(app.deposit(&ct, b).await, 400, "SVC0002").await;
+    }
+    let (inner_type, inner) = nested(
+        "multipart/mixed",
+        "two",
+        &[(&[("Content-Type", "text/plain")], b"a"), (&[("Content-Type", "text/plain")], b"b")],
+    );
+    let (ct, b) = body(sms(), &inner_type, &inner);
+    let v = assert_error(app.deposit(&ct, b).await, 400, "SVC0002").await;
+    assert!(v.to_string().contains("SMS"), "{v}");
+    let res = app.post_json(&format!("{}/objects", app.base(ALICE)), json!({"object": sms()})).await;
+    assert_error(res, 400, "SVC0002").await;
+}
+
+#[tokio::test]
+async fn message_context_direction_and_group_are_checked() {
+    let app = spawn_app().await;
+    let deposit = |attrs: Value| {
+        let app = &app;
+        async move {
+            app.post_json(
+                &format!("{}/objects", app.base(ALICE)),
+                json!({"object": {"attributes": {"attribute": attrs}}}),
+            )
+            .await
+        }
+    };
+    let v = assert_error(deposit(json!([{"name": "Message-Context", "value": ["X-RCS-Chat"]}])).await, 400, "SVC0003")
+        .await;
+    assert!(v.to_string().contains("Message-Context"), "{v}");
+    let v = assert_error(deposit(json!([{"name": "Direction", "value": ["sideways"]}])).await, 400, "SVC0003").await;
+    assert!(v.to_string().contains("Direction"), "{v}");
+    assert_error(deposit(json!([{"name": "Is-CPM-Group", "value": ["maybe"]}])).await, 400, "SVC0003").await;
+    let res = deposit(json!([{"name": "Message-Context", "value": ["multimedia-message"]}, {"name": "Is-CPM-Group", "value": ["yes"]}])).await;
+    assert_error(res, 400, "SVC0002").await;
+    for ok in [
+        json!([{"name": "message-context", "value": ["Chat-Message"]}, {"name": "Direction", "value": ["in"]}, {"name": "Is-CPM-Group", "value": ["yes"]}]),
+        json!([{"name": "Message-Context", "value": ["session-info-message"]}]),
+    ] {
+        assert_eq!(deposit(ok.clone()).await.status(), 201, "{ok}");
+    }
+
+    // MMS: the MMS Message-ID is the correlationId when none is given.
+    let (inner_type, inner) = nested(
+        "multipart/related",
+        "mms",
+        &[(&[("Content-Type", "application/smil")], b"<smil/>"), (&[("Content-Type", "text/plain")], b"hi")],
+    );
+    let root = json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["multimedia-message"]},
+        {"name": "Message-ID", "value": ["mms-0042"]}, {"name": "Cc", "value": ["tel:+1555", "tel:+1666"]}]}});
+    let (ct, b) = body(root, &inner_type, &inner);
+    let o = app.deposit_and_get(&ct, b).await;
+    assert_eq!(o["correlationId"], "mms-0042");
+    assert_eq!(attr(&o, "Cc"), ["tel:+1555", "tel:+1666"]);
+    assert_eq!(o["payloadPart"].as_array().unwrap().len(), 2);
+
+    // A policy may accept other contexts.
+    let app = spawn_app_with(|s| s.cpm.allow_unknown_message_context = true).await;
+    let res = app
+        .post_json(
+            &format!("{}/objects", app.base(ALICE)),
+            json!({"object": {"attributes": {"attribute": [{"name": "Message-Context", "value": ["X-RCS-Chat"]}]}}}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+}
