@@ -38,14 +38,25 @@ pub struct CpmSettings {
     /// SMS texts of at most this many characters are also stored inline as `TextContent`
     /// (NMS 5.1.9); 0: never.
     pub sms_inline_text_max: u32,
-    /// Whether objects deposited without a parent folder are placed by conversation (see
-    /// docs/cpm.md); off: in the root folder.
+    /// Whether CPM objects deposited without a parent folder are placed by conversation,
+    /// session or remote party (see docs/cpm.md); off: in the root folder.
     pub placement: bool,
+    /// Where subscribers' placed objects go (the user's permanent storage, RCC.09).
+    pub user_area: String,
+    /// Where service accounts' (CPM Participating Functions') placed objects go: the
+    /// network-written area.
+    pub network_area: String,
 }
 
 impl Default for CpmSettings {
     fn default() -> Self {
-        Self { allow_unknown_message_context: false, sms_inline_text_max: 0, placement: true }
+        Self {
+            allow_unknown_message_context: false,
+            sms_inline_text_max: 0,
+            placement: true,
+            user_area: "/RCSMessageStore".into(),
+            network_area: "/Default".into(),
+        }
     }
 }
 

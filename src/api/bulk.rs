@@ -94,6 +94,9 @@ fn targets(
 fn merge(urls: &BoxUrls, named: Vec<Result<String>>, done: Vec<BulkItem>) -> Vec<Item> {
     let answer = |item: BulkItem| -> Item {
         let url = urls.object(&item.public_id);
+        if let Some(reason) = item.refusal {
+            return Err(Error::Forbidden { reason });
+        }
         match item.outcome {
             Some(_) => Ok((StatusCode::OK, ReferenceW { resource_url: url, path: None })),
             None => Err(Error::not_found(url)),
@@ -238,6 +241,7 @@ pub async fn relocate(
                 Some(Relocated::NoSource) => Err(Error::invalid(url)),
                 Some(Relocated::Cycle) => Err(Error::invalid(format!("{url} (a folder cannot go into itself)"))),
                 Some(Relocated::NameTaken { name }) => Err(Error::DuplicateName { name }),
+                Some(Relocated::Refused { reason }) => Err(Error::Forbidden { reason }),
                 None => Err(Error::internal("relocation outcome missing")),
             }
         })

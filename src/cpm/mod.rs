@@ -135,3 +135,88 @@ fn check_sms(got: &Received<'_>) -> Result<()> {
     }
     Ok(())
 }
+
+/// Where an object deposited without a parent folder goes (CPM binding 7.3.3.1, RCC.09
+/// 6.3.1 as docs/cpm.md describes it), below the depositor's area.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Not a CPM object (no `Message-Context`): the root folder.
+    Root,
+    /// Next to the message an IMDN is about (its `DispositionOriginalMessageID`), when that
+    /// message is stored; otherwise by `fallback`.
+    BesideMessage { message_id: String, fallback: Box<Placement> },
+    /// The conversation history folder `<Conversation-ID>`, or its session history subfolder
+    /// `<Contribution-ID>` when the object holds session metadata or that subfolder exists.
+    Conversation { conversation: String, contribution: Option<String>, session_metadata: bool },
+    /// The folder of the remote party of a 1-1 exchange (SMS, MMS, call log).
+    Party(String),
+    /// The area itself (a CPM object with nothing to file it by).
+    Area,
+}
+
+/// Message contexts of 1-1 exchanges filed by remote party.
+const BY_PARTY: &[&str] = &["pager-message", "multimedia-message", "call-log-message"];
+
+/// A folder name from an identifier (a folder name cannot contain `/`).
+pub fn folder_name(id: &str) -> String {
+    id.trim().replace('/', "%2F")
+}
+
+/// Decide where an object with these (completed) attributes goes.
+pub fn placement(attrs: &[Attribute]) -> Placement {
+    let Some(context) = attr(attrs, "Message-Context").map(str::to_ascii_lowercase) else {
+        return Placement::Root;
+    };
+    let nonempty = |name: &str| attr(attrs, name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    let remote = || {
+        let outgoing = attr(attrs, "Direction").is_some_and(|d| d.eq_ignore_ascii_case("Out"));
+        let party = if outgoing { nonempty("To") } else { nonempty("From") };
+        party.map(|p| cpim::address(&p))
+    };
+    let by_conversation = nonempty("Conversation-ID").filter(|_| !BY_PARTY.contains(&context.as_str()));
+    let main = match (by_conversation, remote()) {
+        (Some(conversation), _) => Placement::Conversation {
+            conversation,
+            contribution: nonempty("Contribution-ID"),
+            session_metadata: matches!(context.as_str(), "session-info-message" | "group-state-message"),
+        },
+        (None, Some(party)) => Placement::Party(party),
+        (None, None) => Placement::Area,
+    };
+    match (context.as_str(), nonempty("DispositionOriginalMessageID")) {
+        ("imdn-message", Some(message_id)) => Placement::BesideMessage { message_id, fallback: Box::new(main) },
+        _ => main,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> Vec<Attribute> {
+        pairs.iter().map(|(n, v)| Attribute { name: n.to_string(), values: vec![v.to_string()] }).collect()
+    }
+
+    #[test]
+    fn objects_are_filed_by_conversation_session_or_party() {
+        assert_eq!(placement(&attrs(&[("Subject", "x")])), Placement::Root);
+        let chat = attrs(&[("Message-Context", "chat-message"), ("Conversation-ID", "c1"), ("Contribution-ID", "s1")]);
+        assert_eq!(
+            placement(&chat),
+            Placement::Conversation { conversation: "c1".into(), contribution: Some("s1".into()), session_metadata: false }
+        );
+        let info = attrs(&[("Message-Context", "Session-Info-Message"), ("Conversation-ID", "c1"), ("Contribution-ID", "s1")]);
+        assert!(matches!(placement(&info), Placement::Conversation { session_metadata: true, .. }));
+        let sms_in = attrs(&[("Message-Context", "pager-message"), ("Direction", "In"), ("From", "tel:+1555"), ("To", "tel:+1212"), ("Conversation-ID", "ignored")]);
+        assert_eq!(placement(&sms_in), Placement::Party("tel:+1555".into()));
+        let mms_out = attrs(&[("Message-Context", "multimedia-message"), ("Direction", "OUT"), ("From", "tel:+1212"), ("To", "Bob <tel:+1555>")]);
+        assert_eq!(placement(&mms_out), Placement::Party("tel:+1555".into()));
+        assert_eq!(placement(&attrs(&[("Message-Context", "chat-message")])), Placement::Area);
+        let imdn = attrs(&[("Message-Context", "imdn-message"), ("DispositionOriginalMessageID", "m1"), ("From", "tel:+1555")]);
+        assert_eq!(
+            placement(&imdn),
+            Placement::BesideMessage { message_id: "m1".into(), fallback: Box::new(Placement::Party("tel:+1555".into())) }
+        );
+        assert_eq!(folder_name(" sip:a/b@x "), "sip:a%2Fb@x");
+    }
+}

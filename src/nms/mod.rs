@@ -518,12 +518,15 @@ impl Nms {
         for f in &input.flags {
             validate_flag(f)?;
         }
-        let parent = match input.parent {
+        let mut parent = match input.parent {
             Parent::Folder(id) => ParentRef::Id(id),
             Parent::Path(p) => ParentRef::Path { path: validate_path(&p)?, create_missing: true },
             Parent::Unspecified => ParentRef::Root,
         };
-        self.check_may_create_under(b, actor, &parent).await?;
+        let placed = matches!(parent, ParentRef::Root) && self.cpm.placement;
+        if !placed {
+            self.check_may_create_under(b, actor, &parent).await?;
+        }
         let got = crate::cpm::Received {
             cpim: deposit.cpim.as_ref(),
             parts: &deposit.parts,
@@ -537,6 +540,10 @@ impl Nms {
             &got,
         )?;
         let mut attributes = done.attributes;
+        if placed {
+            parent = self.place(b, actor, &attributes).await?;
+            self.check_may_create_under(b, actor, &parent).await?;
+        }
         if !has_attribute(&attributes, "Date") {
             attributes.push(Attribute { name: "Date".into(), values: vec![nms_date(now)] });
         }
@@ -558,6 +565,85 @@ impl Nms {
             text,
             now_ms: now,
         })
+    }
+
+    /// The folder a CPM object deposited without a parent goes to (docs/cpm.md): below the
+    /// depositor's area, creating missing folders with their `Conversation-ID` and
+    /// `Contribution-ID` attributes.
+    async fn place(&self, b: &BoxRow, actor: Actor, attrs: &[Attribute]) -> Result<ParentRef> {
+        use crate::cpm::{Placement, folder_name};
+        let area = if actor == Actor::Service { &self.cpm.network_area } else { &self.cpm.user_area };
+        let mut p = crate::cpm::placement(attrs);
+        if let Placement::BesideMessage { message_id, fallback } = p {
+            match self.meta.folder_of_correlation_id(b, &message_id).await? {
+                Some(folder) => return Ok(ParentRef::Id(folder)),
+                None => p = *fallback,
+            }
+        }
+        let area = match p {
+            Placement::Root | Placement::BesideMessage { .. } => return Ok(ParentRef::Root),
+            _ => self.ensure_path(b, area).await?,
+        };
+        let attr = |name: &str, v: &str| Attribute { name: name.into(), values: vec![v.to_string()] };
+        let folder = match p {
+            Placement::Conversation { conversation, contribution, session_metadata } => {
+                let conv_attr = attr("Conversation-ID", &conversation);
+                let conv = self.ensure_child(b, &area, &folder_name(&conversation), vec![conv_attr.clone()]).await?;
+                match contribution {
+                    Some(c) if session_metadata => {
+                        let attrs = vec![conv_attr, attr("Contribution-ID", &c)];
+                        self.ensure_child(b, &conv, &folder_name(&c), attrs).await?
+                    }
+                    Some(c) => {
+                        let session = format!("{}/{}", conv.path, folder_name(&c));
+                        self.meta.folder_by_path(b, &session).await?.unwrap_or(conv)
+                    }
+                    None => conv,
+                }
+            }
+            Placement::Party(party) => self.ensure_child(b, &area, &folder_name(&party), Vec::new()).await?,
+            _ => area,
+        };
+        Ok(ParentRef::Id(folder.public_id))
+    }
+
+    /// The folder at `path`, made (with its missing ancestors) if absent.
+    async fn ensure_path(&self, b: &BoxRow, path: &str) -> Result<Folder> {
+        let path = validate_path(path)?;
+        let mut folder = self.meta.root_folder(b).await?;
+        for name in path.split('/').filter(|s| !s.is_empty()) {
+            folder = self.ensure_child(b, &folder, name, Vec::new()).await?;
+        }
+        Ok(folder)
+    }
+
+    /// The child `name` of `parent`, made with `attributes` if absent (a concurrent maker
+    /// wins the name; its folder is answered).
+    async fn ensure_child(&self, b: &BoxRow, parent: &Folder, name: &str, attributes: Vec<Attribute>) -> Result<Folder> {
+        validate_name(name)?;
+        let path = format!("{}/{name}", parent.path);
+        if let Some(f) = self.meta.folder_by_path(b, &path).await? {
+            return Ok(f);
+        }
+        let made = self
+            .meta
+            .create_folder(
+                b,
+                NewFolder {
+                    public_id: new_id(),
+                    parent: ParentRef::Id(parent.public_id.clone()),
+                    name: Some(name.to_string()),
+                    attributes,
+                    now_ms: now_ms(),
+                },
+            )
+            .await;
+        match made {
+            Err(Error::DuplicateName { .. }) => {
+                self.meta.folder_by_path(b, &path).await?.ok_or_else(|| Error::internal(format!("folder {path} vanished")))
+            }
+            other => other,
+        }
     }
 
     pub async fn object(&self, b: &BoxRow, id: &str, uri: &str) -> Result<Object> {

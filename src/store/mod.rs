@@ -341,6 +341,8 @@ pub enum Targets {
 pub struct BulkItem {
     pub public_id: String,
     pub outcome: Option<bool>,
+    /// Refused by a policy rule (the CPM session-object rule): why.
+    pub refusal: Option<String>,
 }
 
 /// Result of a copy or move of one named source.
@@ -354,6 +356,8 @@ pub enum Relocated {
     Cycle,
     /// The target already holds a folder of that name.
     NameTaken { name: String },
+    /// Refused by a policy rule (the CPM session-object rule): why.
+    Refused { reason: String },
 }
 
 /// Directly named sources of a copy or move.
@@ -503,6 +507,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn root_folder(&self, b: &BoxRow) -> Result<Folder>;
     async fn get_folder(&self, b: &BoxRow, public_id: &str) -> Result<Option<Folder>>;
     async fn folder_by_path(&self, b: &BoxRow, path: &str) -> Result<Option<Folder>>;
+    /// The public id of the folder holding the (first stored) object with this
+    /// correlationId.
+    async fn folder_of_correlation_id(&self, b: &BoxRow, correlation_id: &str) -> Result<Option<String>>;
     async fn create_folder(&self, b: &BoxRow, f: NewFolder) -> Result<Folder>;
     /// Rename; returns the folder as it stands afterwards.
     async fn rename_folder(&self, b: &BoxRow, public_id: &str, name: &str) -> Result<Folder>;

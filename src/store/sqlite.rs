@@ -395,6 +395,97 @@ async fn remove_object(
     Ok(Some(keys))
 }
 
+async fn object_id(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT id FROM objects WHERE box_id = ? AND public_id = ?")
+        .bind(b.id)
+        .bind(public_id)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
+async fn object_correlation_id(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Option<String>> {
+    let cid: Option<Option<String>> =
+        sqlx::query_scalar("SELECT correlation_id FROM objects WHERE box_id = ? AND public_id = ?")
+            .bind(b.id)
+            .bind(public_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(cid.flatten())
+}
+
+/// The `Message-Context` of an object, lower-cased (SQL over `objects o`).
+const CONTEXT_OF: &str = "(SELECT lower(a.value) FROM object_attributes a \
+     WHERE a.object_id = o.id AND a.name_lc = 'message-context' ORDER BY a.position LIMIT 1)";
+
+/// Whether an object (SQL over `objects o`) holds session metadata: a session info or group
+/// state object, or conference info.
+const SESSION_METADATA: &str = "(coalesce((SELECT lower(a.value) FROM object_attributes a \
+     WHERE a.object_id = o.id AND a.name_lc = 'message-context' ORDER BY a.position LIMIT 1), '') \
+     IN ('session-info-message', 'group-state-message') \
+     OR lower(coalesce(o.payload_type, '')) LIKE 'application/conference-info+xml%')";
+
+/// The CPM session-object rule (CPM binding 6.4.1.4, 6.4.1.5, 7.3.3.5): a session info
+/// object, the latest group state object or a conference info object stays in its folder
+/// (its session history folder) while messages, IMDNs or media objects remain there.
+/// `leaving`: the objects the same request removes or moves (they do not hold it back).
+/// Returns why the object may not leave, if it may not. Moving or deleting the whole folder
+/// is not subject to it.
+async fn session_rule(tx: &mut Tx<'_>, object_id: i64, leaving: &[i64]) -> Result<Option<String>> {
+    let sql = format!(
+        "SELECT o.folder_id, {CONTEXT_OF} AS ctx, lower(coalesce(o.payload_type, '')) AS ty, \
+         NOT EXISTS (SELECT 1 FROM objects o2 WHERE o2.folder_id = o.folder_id AND o2.id <> o.id \
+           AND (o2.stored_at_ms, o2.id) > (o.stored_at_ms, o.id) \
+           AND (SELECT lower(a.value) FROM object_attributes a WHERE a.object_id = o2.id \
+                AND a.name_lc = 'message-context' ORDER BY a.position LIMIT 1) = 'group-state-message') AS latest \
+         FROM objects o WHERE o.id = ?"
+    );
+    let row: Option<(i64, Option<String>, String, bool)> =
+        sqlx::query_as(AssertSqlSafe(sql)).bind(object_id).fetch_optional(&mut **tx).await?;
+    let Some((folder, ctx, ty, latest)) = row else { return Ok(None) };
+    let kind = match ctx.as_deref() {
+        Some("session-info-message") => "session info object",
+        Some("group-state-message") if latest => "latest group state object",
+        _ if ty.starts_with("application/conference-info+xml") => "conference info object",
+        _ => return Ok(None),
+    };
+    // Integers only: listed inline.
+    let others = leaving.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT 1 FROM objects o WHERE o.folder_id = ? AND o.id NOT IN ({others}) AND NOT {SESSION_METADATA} LIMIT 1"
+    );
+    let blocked: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(folder).fetch_optional(&mut **tx).await?;
+    Ok(blocked.map(|_| {
+        format!(
+            "CPM session rule: a {kind} stays in its session history folder while messages, IMDNs or media \
+             of the session remain there (CPM binding 6.4.1.4); move or delete the whole folder"
+        )
+    }))
+}
+
+/// Delete the IMDN objects about the message whose IMDN Message-ID is `message_id` (CPM
+/// binding 7.3.3.5/7.3.3.6), each leaving a tombstone stamped `seq`; returns their blob keys.
+async fn remove_imdns_of(
+    tx: &mut Tx<'_>,
+    b: &BoxRow,
+    message_id: Option<&str>,
+    seq: i64,
+    now_ms: i64,
+) -> Result<Vec<String>> {
+    let Some(message_id) = message_id else { return Ok(Vec::new()) };
+    let sql = format!(
+        "SELECT o.public_id FROM object_attributes d JOIN objects o ON o.id = d.object_id \
+         WHERE d.box_id = ? AND d.name_lc = 'dispositionoriginalmessageid' AND d.value = ? \
+         AND {CONTEXT_OF} = 'imdn-message'"
+    );
+    let imdns: Vec<String> =
+        sqlx::query_scalar(AssertSqlSafe(sql)).bind(b.id).bind(message_id).fetch_all(&mut **tx).await?;
+    let mut keys = Vec::new();
+    for public_id in imdns {
+        keys.extend(remove_object(tx, b, &public_id, seq, now_ms, "deleted").await?.unwrap_or_default());
+    }
+    Ok(keys)
+}
+
 /// The objects a bulk operation names: (public id, internal id if it exists in this box), in
 /// request order, or the matches of a query in its order.
 async fn resolve_targets(tx: &mut Tx<'_>, b: &BoxRow, targets: &Targets) -> Result<Vec<(String, Option<i64>)>> {
@@ -778,6 +869,17 @@ impl MetaStore for SqliteStore {
         self.load_folder("f.public_id = ?", b, public_id).await
     }
 
+    async fn folder_of_correlation_id(&self, b: &BoxRow, correlation_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT f.public_id FROM objects o JOIN folders f ON f.id = o.folder_id \
+             WHERE o.box_id = ? AND o.correlation_id = ? ORDER BY o.id LIMIT 1",
+        )
+        .bind(b.id)
+        .bind(correlation_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     async fn folder_by_path(&self, b: &BoxRow, path: &str) -> Result<Option<Folder>> {
         self.load_folder("f.path = ?", b, path).await
     }
@@ -1009,10 +1111,18 @@ impl MetaStore for SqliteStore {
     async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
-        let Some(keys) = remove_object(&mut tx, b, public_id, seq, now_ms, "deleted").await? else {
+        if let Some(id) = object_id(&mut tx, b, public_id).await?
+            && let Some(reason) = session_rule(&mut tx, id, &[id]).await?
+        {
+            tx.rollback().await?;
+            return Err(Error::Forbidden { reason });
+        }
+        let cid = object_correlation_id(&mut tx, b, public_id).await?;
+        let Some(mut keys) = remove_object(&mut tx, b, public_id, seq, now_ms, "deleted").await? else {
             tx.rollback().await?;
             return Ok(None);
         };
+        keys.extend(remove_imdns_of(&mut tx, b, cid.as_deref(), seq, now_ms).await?);
         tx.commit().await?;
         Ok(Some(Released { blob_keys: keys }))
     }
@@ -1101,7 +1211,7 @@ impl MetaStore for SqliteStore {
         let mut any = false;
         for (public_id, id) in resolve_targets(&mut tx, b, targets).await? {
             let Some(id) = id else {
-                out.push(BulkItem { public_id, outcome: None });
+                out.push(BulkItem { public_id, outcome: None, refusal: None });
                 continue;
             };
             let mut changed = false;
@@ -1129,7 +1239,7 @@ impl MetaStore for SqliteStore {
                 stamp(&mut tx, FlagTarget::Object(""), id, seq).await?;
             }
             any |= changed;
-            out.push(BulkItem { public_id, outcome: Some(changed) });
+            out.push(BulkItem { public_id, outcome: Some(changed), refusal: None });
         }
         // Nothing changed: the box modseq does not move either.
         if any {
@@ -1145,19 +1255,31 @@ impl MetaStore for SqliteStore {
         let seq = bump(&mut tx, b).await?;
         let mut out = Vec::new();
         let mut released = Released::default();
-        for (public_id, id) in resolve_targets(&mut tx, b, targets).await? {
+        let targets = resolve_targets(&mut tx, b, targets).await?;
+        let leaving: Vec<i64> = targets.iter().filter_map(|(_, id)| *id).collect();
+        for (public_id, id) in targets {
+            if let Some(id) = id
+                && let Some(reason) = session_rule(&mut tx, id, &leaving).await?
+            {
+                out.push(BulkItem { public_id, outcome: None, refusal: Some(reason) });
+                continue;
+            }
             let found = match id {
-                Some(_) => match remove_object(&mut tx, b, &public_id, seq, now_ms, "deleted").await? {
-                    Some(keys) => {
-                        released.blob_keys.extend(keys);
-                        true
+                Some(_) => {
+                    let cid = object_correlation_id(&mut tx, b, &public_id).await?;
+                    match remove_object(&mut tx, b, &public_id, seq, now_ms, "deleted").await? {
+                        Some(keys) => {
+                            released.blob_keys.extend(keys);
+                            released.blob_keys.extend(remove_imdns_of(&mut tx, b, cid.as_deref(), seq, now_ms).await?);
+                            true
+                        }
+                        // Named twice in one request: the second is already gone.
+                        None => false,
                     }
-                    // Named twice in one request: the second is already gone.
-                    None => false,
-                },
+                }
                 None => false,
             };
-            out.push(BulkItem { public_id, outcome: found.then_some(true) });
+            out.push(BulkItem { public_id, outcome: found.then_some(true), refusal: None });
         }
         if out.iter().any(|i| i.outcome.is_some()) {
             tx.commit().await?;
@@ -1290,6 +1412,12 @@ impl MetaStore for SqliteStore {
             changed = true;
             out.push(Relocated::Done { public_id: public_id.clone(), path: new_path });
         }
+        let mut leaving = Vec::with_capacity(sources.objects.len());
+        for public_id in &sources.objects {
+            if let Some(id) = object_id(&mut tx, b, public_id).await? {
+                leaving.push(id);
+            }
+        }
         for public_id in &sources.objects {
             let row: Option<(i64, i64)> =
                 sqlx::query_as("SELECT id, folder_id FROM objects WHERE box_id = ? AND public_id = ?")
@@ -1301,6 +1429,12 @@ impl MetaStore for SqliteStore {
                 out.push(Relocated::NoSource);
                 continue;
             };
+            if folder != target.id
+                && let Some(reason) = session_rule(&mut tx, id, &leaving).await?
+            {
+                out.push(Relocated::Refused { reason });
+                continue;
+            }
             if folder != target.id {
                 sqlx::query("UPDATE objects SET folder_id = ?, last_mod_seq = ? WHERE id = ?")
                     .bind(target.id)
