@@ -2,7 +2,10 @@
 //! mapping CPIM, IMDN, call-log, SMS and MMS deposits onto NMS attributes, correlation,
 //! folder placement and the session-object rules. See docs/cpm.md.
 
+pub mod calllog;
+pub mod correlation;
 pub mod cpim;
+pub mod imdn;
 
 use crate::config::CpmSettings;
 use crate::error::{Error, Result};
