@@ -38,6 +38,9 @@ pub struct CpmSettings {
     /// SMS texts of at most this many characters are also stored inline as `TextContent`
     /// (NMS 5.1.9); 0: never.
     pub sms_inline_text_max: u32,
+    /// How an SMS's `correlationTag` is computed when the depositor gives none: `rcc07`
+    /// (the RCC.07 Message-Correlator) or `us-carrier-hash`.
+    pub correlation_tag: crate::cpm::correlation::TagAlgorithm,
     /// Whether CPM objects deposited without a parent folder are placed by conversation,
     /// session or remote party (see docs/cpm.md); off: in the root folder.
     pub placement: bool,
@@ -53,6 +56,7 @@ impl Default for CpmSettings {
         Self {
             allow_unknown_message_context: false,
             sms_inline_text_max: 0,
+            correlation_tag: Default::default(),
             placement: true,
             user_area: "/RCSMessageStore".into(),
             network_area: "/Default".into(),

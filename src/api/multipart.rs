@@ -310,6 +310,7 @@ where
                 xml.extend_from_slice(&chunk);
             }
             deposit.imdn = Some(xml);
+            deposit.payload_type = None;
         }
         _ => {
             let headers = PartHeaders {

@@ -37,6 +37,8 @@ const NOT_GROUP: &[&str] = &["pager-message", "multimedia-message", "call-log-me
 #[derive(Default)]
 pub struct Received<'a> {
     pub cpim: Option<&'a cpim::CpimHead>,
+    /// A disposition notification document carried by the payload.
+    pub imdn: Option<&'a [u8]>,
     pub parts: &'a [PayloadPart],
     /// The text of the first `text/plain` part (when it was small enough to keep).
     pub first_text: Option<&'a str>,
@@ -71,14 +73,34 @@ pub fn complete(
 ) -> Result<Completed> {
     let mut attributes = attributes;
     let mut correlation_id = correlation_id;
+    let mut correlation_tag = correlation_tag;
     if let Some(head) = got.cpim {
         for a in head.attributes()? {
-            if !has(&attributes, &a.name) {
+            // A disposition notification has no payload to describe.
+            let payload_type = a.name.eq_ignore_ascii_case("Content-Type");
+            if !has(&attributes, &a.name) && !(payload_type && got.imdn.is_some()) {
                 attributes.push(a);
             }
         }
         if correlation_id.is_none() {
             correlation_id = head.imdn_message_id();
+        }
+    }
+    if let Some(xml) = got.imdn {
+        // A disposition notification: its content becomes attributes (CPM binding 5.3.10).
+        let n = imdn::parse(xml)?;
+        let mut derived = imdn::attributes(&n);
+        if !derived.iter().any(|a| a.name.eq_ignore_ascii_case("DispositionOriginalTo"))
+            && let Some(from) =
+                got.cpim.and_then(|h| attr(&h.attributes().unwrap_or_default(), "From").map(str::to_string))
+        {
+            // The receiver client that sent it.
+            derived.push(Attribute { name: "DispositionOriginalTo".into(), values: vec![from] });
+        }
+        for a in derived {
+            if !has(&attributes, &a.name) {
+                attributes.push(a);
+            }
         }
     }
     let context = attr(&attributes, "Message-Context").map(str::to_string);
@@ -98,13 +120,32 @@ pub fn complete(
         if !(g.eq_ignore_ascii_case("yes") || g.eq_ignore_ascii_case("no")) {
             return Err(Error::invalid_value(format!("attribute Is-CPM-Group {g}"), "yes, no"));
         }
+        let not_group =
+            NOT_GROUP.iter().find(|k| is(k)).copied().or(calllog::is_call_log(&attributes).then_some("call log"));
         if g.eq_ignore_ascii_case("yes")
-            && let Some(c) = NOT_GROUP.iter().find(|k| is(k))
+            && let Some(c) = not_group
         {
             return Err(Error::invalid(format!(
                 "attribute Is-CPM-Group (a {c} object is not from a CPM group session)"
             )));
         }
+    }
+    if is(imdn::MESSAGE_CONTEXT) {
+        imdn::validate_attributes(&attributes)?;
+        if !got.parts.is_empty() {
+            return Err(Error::invalid("payload (an IMDN object has none: its content is its attributes)"));
+        }
+    } else if got.imdn.is_some() {
+        return Err(Error::invalid_value(
+            format!(
+                "attribute Message-Context {} (the payload is a disposition notification)",
+                context.unwrap_or_default()
+            ),
+            imdn::MESSAGE_CONTEXT,
+        ));
+    }
+    if calllog::is_call_log(&attributes) {
+        calllog::validate(&attributes, got.parts)?;
     }
     if is("multimedia-message") && correlation_id.is_none() {
         correlation_id = attr(&attributes, "Message-ID").map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
@@ -112,6 +153,16 @@ pub fn complete(
     if is("pager-message") {
         check_sms(got)?;
         let text = got.first_text.unwrap_or_default();
+        if correlation_tag.is_none() {
+            let facts = correlation::SmsFacts {
+                text,
+                from: attr(&attributes, "From"),
+                to: attr(&attributes, "To"),
+                date_ms: None,
+                incoming: attr(&attributes, "Direction").is_some_and(|d| d.eq_ignore_ascii_case("In")),
+            };
+            correlation_tag = Some(correlation::correlation_tag(policy.correlation_tag, &facts));
+        }
         let max = policy.sms_inline_text_max as usize;
         if max > 0 && !has(&attributes, "TextContent") && text.chars().count() <= max {
             attributes.push(Attribute { name: "TextContent".into(), values: vec![text.to_string()] });
@@ -167,8 +218,11 @@ pub fn folder_name(id: &str) -> String {
 
 /// Decide where an object with these (completed) attributes goes.
 pub fn placement(attrs: &[Attribute]) -> Placement {
-    let Some(context) = attr(attrs, "Message-Context").map(str::to_ascii_lowercase) else {
-        return Placement::Root;
+    let call_log = calllog::is_call_log(attrs);
+    let context = match attr(attrs, "Message-Context") {
+        Some(c) => c.to_ascii_lowercase(),
+        None if call_log => "call-log-message".to_string(),
+        None => return Placement::Root,
     };
     let nonempty = |name: &str| attr(attrs, name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
     let remote = || {
@@ -176,7 +230,8 @@ pub fn placement(attrs: &[Attribute]) -> Placement {
         let party = if outgoing { nonempty("To") } else { nonempty("From") };
         party.map(|p| cpim::address(&p))
     };
-    let by_conversation = nonempty("Conversation-ID").filter(|_| !BY_PARTY.contains(&context.as_str()));
+    let by_party = call_log || BY_PARTY.contains(&context.as_str());
+    let by_conversation = nonempty("Conversation-ID").filter(|_| !by_party);
     let main = match (by_conversation, remote()) {
         (Some(conversation), _) => Placement::Conversation {
             conversation,
@@ -206,19 +261,42 @@ mod tests {
         let chat = attrs(&[("Message-Context", "chat-message"), ("Conversation-ID", "c1"), ("Contribution-ID", "s1")]);
         assert_eq!(
             placement(&chat),
-            Placement::Conversation { conversation: "c1".into(), contribution: Some("s1".into()), session_metadata: false }
+            Placement::Conversation {
+                conversation: "c1".into(),
+                contribution: Some("s1".into()),
+                session_metadata: false
+            }
         );
-        let info = attrs(&[("Message-Context", "Session-Info-Message"), ("Conversation-ID", "c1"), ("Contribution-ID", "s1")]);
+        let info =
+            attrs(&[("Message-Context", "Session-Info-Message"), ("Conversation-ID", "c1"), ("Contribution-ID", "s1")]);
         assert!(matches!(placement(&info), Placement::Conversation { session_metadata: true, .. }));
-        let sms_in = attrs(&[("Message-Context", "pager-message"), ("Direction", "In"), ("From", "tel:+1555"), ("To", "tel:+1212"), ("Conversation-ID", "ignored")]);
+        let sms_in = attrs(&[
+            ("Message-Context", "pager-message"),
+            ("Direction", "In"),
+            ("From", "tel:+1555"),
+            ("To", "tel:+1212"),
+            ("Conversation-ID", "ignored"),
+        ]);
         assert_eq!(placement(&sms_in), Placement::Party("tel:+1555".into()));
-        let mms_out = attrs(&[("Message-Context", "multimedia-message"), ("Direction", "OUT"), ("From", "tel:+1212"), ("To", "Bob <tel:+1555>")]);
+        let mms_out = attrs(&[
+            ("Message-Context", "multimedia-message"),
+            ("Direction", "OUT"),
+            ("From", "tel:+1212"),
+            ("To", "Bob <tel:+1555>"),
+        ]);
         assert_eq!(placement(&mms_out), Placement::Party("tel:+1555".into()));
         assert_eq!(placement(&attrs(&[("Message-Context", "chat-message")])), Placement::Area);
-        let imdn = attrs(&[("Message-Context", "imdn-message"), ("DispositionOriginalMessageID", "m1"), ("From", "tel:+1555")]);
+        let imdn = attrs(&[
+            ("Message-Context", "imdn-message"),
+            ("DispositionOriginalMessageID", "m1"),
+            ("From", "tel:+1555"),
+        ]);
         assert_eq!(
             placement(&imdn),
-            Placement::BesideMessage { message_id: "m1".into(), fallback: Box::new(Placement::Party("tel:+1555".into())) }
+            Placement::BesideMessage {
+                message_id: "m1".into(),
+                fallback: Box::new(Placement::Party("tel:+1555".into()))
+            }
         );
         assert_eq!(folder_name(" sip:a/b@x "), "sip:a%2Fb@x");
     }

@@ -529,6 +529,7 @@ impl Nms {
         }
         let got = crate::cpm::Received {
             cpim: deposit.cpim.as_ref(),
+            imdn: deposit.imdn.as_deref(),
             parts: &deposit.parts,
             first_text: deposit.first_text.as_deref(),
         };
@@ -619,7 +620,13 @@ impl Nms {
 
     /// The child `name` of `parent`, made with `attributes` if absent (a concurrent maker
     /// wins the name; its folder is answered).
-    async fn ensure_child(&self, b: &BoxRow, parent: &Folder, name: &str, attributes: Vec<Attribute>) -> Result<Folder> {
+    async fn ensure_child(
+        &self,
+        b: &BoxRow,
+        parent: &Folder,
+        name: &str,
+        attributes: Vec<Attribute>,
+    ) -> Result<Folder> {
         validate_name(name)?;
         let path = format!("{}/{name}", parent.path);
         if let Some(f) = self.meta.folder_by_path(b, &path).await? {
@@ -639,9 +646,11 @@ impl Nms {
             )
             .await;
         match made {
-            Err(Error::DuplicateName { .. }) => {
-                self.meta.folder_by_path(b, &path).await?.ok_or_else(|| Error::internal(format!("folder {path} vanished")))
-            }
+            Err(Error::DuplicateName { .. }) => self
+                .meta
+                .folder_by_path(b, &path)
+                .await?
+                .ok_or_else(|| Error::internal(format!("folder {path} vanished"))),
             other => other,
         }
     }

@@ -6,6 +6,7 @@ mod auth;
 mod bulk;
 mod conformance;
 mod cpm;
+mod fixtures;
 mod flags;
 mod folders;
 mod helpers;

@@ -132,7 +132,7 @@ async fn multipart_related_keeps_start_and_content_ids() {
 async fn leaf_payload_part_becomes_one_part() {
     let app = spawn_app().await;
     let (ct, body) = form()
-        .root_fields(&json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["chat-message"]}]}}))
+        .root_fields(&json!({"attributes": {"attribute": [{"name": "Message-Context", "value": ["pager-message"]}]}}))
         .part(
             &[
                 ("Content-Disposition", "form-data;name=\"attachments\";filename=\"sms.txt\""),
@@ -146,10 +146,10 @@ async fn leaf_payload_part_becomes_one_part() {
     assert_eq!(parts.len(), 1);
     assert_eq!(parts[0]["contentType"], "text/plain; charset=utf-8");
     assert_eq!(parts[0]["size"], 39);
-    // Objects without parent go to the root by default.
+    // A CPM object without a parent is placed (docs/cpm.md): with no party to file it by, in
+    // the user's area.
     let id = last_segment(o["resourceURL"].as_str().expect("url"));
-    assert_eq!(o["path"], format!("/{id}"));
-    assert_eq!(o["parentFolder"], app.root().await);
+    assert_eq!(o["path"], format!("/RCSMessageStore/{id}"));
 }
 
 /// A `message` part name is accepted as well as `attachments`, and a JSON-only object has no
