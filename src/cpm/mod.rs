@@ -77,8 +77,8 @@ pub fn complete(
     if let Some(head) = got.cpim {
         for a in head.attributes()? {
             // A disposition notification has no payload to describe.
-            let payload_type = a.name.eq_ignore_ascii_case("Content-Type");
-            if !has(&attributes, &a.name) && !(payload_type && got.imdn.is_some()) {
+            let undescribed = a.name.eq_ignore_ascii_case("Content-Type") && got.imdn.is_some();
+            if !undescribed && !has(&attributes, &a.name) {
                 attributes.push(a);
             }
         }
