@@ -456,7 +456,7 @@ async fn session_rule(tx: &mut Tx<'_>, object_id: i64, leaving: &[i64]) -> Resul
     let blocked: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(folder).fetch_optional(&mut **tx).await?;
     Ok(blocked.map(|_| {
         format!(
-            "CPM session rule: a {kind} stays in its session history folder while messages, IMDNs or media \
+            "CPM session rule: the {kind} stays in its session history folder while messages, IMDNs or media \
              of the session remain there (CPM binding 6.4.1.4); move or delete the whole folder"
         )
     }))
