@@ -8,6 +8,7 @@ mod conformance;
 mod flags;
 mod folders;
 mod helpers;
+mod mirror;
 mod notify;
 mod objects;
 mod paths;
