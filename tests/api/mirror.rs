@@ -23,6 +23,10 @@
 //! created with it); it must converge exactly as well.
 //!
 //! `NMS_MIRROR_SEED` overrides the seeds (printed on failure) to replay a sequence.
+//!
+//! The third test (ignored: it fails against the server as it is) shows a list lost to a
+//! long poll whose client had already disconnected; the runs above recover from such losses
+//! through the index gap of a later list, or at the end through their token.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -1146,4 +1150,29 @@ async fn a_client_mirror_converges_exactly_while_the_box_changes() {
 #[tokio::test]
 async fn a_client_that_disconnects_at_random_resumes_from_its_token_and_converges_exactly() {
     mirror_run(seed(0x6368_616f), 260, true).await;
+}
+
+/// A client whose connection drops during a long poll (a phone losing its network), while
+/// the box is quiet, polls again a little later: the change made in between must reach it.
+/// The server keeps running the abandoned poll, which takes the list into the dead
+/// connection and consumes its index; the next poll then waits out its timeout with
+/// nothing. The client learns of the loss only from the index gap of a later list, so a
+/// box that stays quiet never delivers the change.
+#[tokio::test]
+#[ignore = "server bug: a long poll whose client has disconnected still takes (and loses) the next notification list"]
+async fn a_change_after_a_dropped_poll_reaches_the_next_poll() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 2).await;
+    let c = Client::connect(&app, 10).await;
+    let dropped = c.spawn_poll();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    dropped.abort();
+    assert!(dropped.await.unwrap_err().is_cancelled());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let o = app.create_object(json!({})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = c.spawn_poll().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let list = &body["notificationList"][0]["nmsEventList"];
+    assert_eq!(list["index"], 1, "the first list of the subscription: {body}");
+    assert_eq!(list["nmsEvent"][0]["changedObject"]["resourceURL"], o.as_str(), "{body}");
 }
