@@ -131,6 +131,10 @@ impl Application {
         })
         .listen(listener)
         .map_err(Error::internal)?;
+        // A client that closes its side has gone (HTTP clients do not half-close while
+        // waiting): end its request at once, so a long poll of a dead connection takes no
+        // notification list.
+        http = http.h1_allow_half_closed(false);
         if settings.server.workers > 0 {
             http = http.workers(settings.server.workers);
         }

@@ -395,7 +395,7 @@ impl Nms {
     async fn next_list(&self, b: &BoxRow, mut s: Subscription, take: Take<'_>) -> Result<Option<EventList>> {
         for _ in 0..16 {
             let from = RestartPoint { validity: s.position_validity, modseq: s.position_modseq };
-            let page = self.replay(b, from, 100).await?;
+            let page = self.replay_with(b, from, 100, s.filter.is_some()).await?;
             let moved = page.point != from;
             let events: Vec<SyncEvent> = page.events.into_iter().filter(|e| passes(&s.filter, e)).collect();
             let m = Advance {

@@ -77,7 +77,19 @@ impl Nms {
     /// Replay from `from`: at least `limit` changes when that many exist (whole modseq
     /// groups), or one `resetBox` when `from` cannot be replayed.
     pub async fn replay(&self, b: &BoxRow, from: RestartPoint, limit: u32) -> Result<ReplayPage> {
-        let page = self.meta.changes_since(b, from.modseq, limit).await?;
+        self.replay_with(b, from, limit, true).await
+    }
+
+    /// [`Nms::replay`], objects with their attributes (and tombstones with their snapshots)
+    /// only when `with_attributes`: notifications show neither, filters test them.
+    pub async fn replay_with(
+        &self,
+        b: &BoxRow,
+        from: RestartPoint,
+        limit: u32,
+        with_attributes: bool,
+    ) -> Result<ReplayPage> {
+        let page = self.meta.changes_since(b, from.modseq, limit, with_attributes).await?;
         let current = RestartPoint { validity: page.validity, modseq: page.modseq };
         if from.validity != page.validity || from.modseq < page.replay_floor || from.modseq > page.modseq {
             return Ok(ReplayPage {

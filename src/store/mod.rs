@@ -582,7 +582,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn sync_state(&self, b: &BoxRow) -> Result<(i64, i64, i64)>;
     /// The changes after modseq `after`: at least `limit` items when that many exist, always
     /// whole modseq groups.
-    async fn changes_since(&self, b: &BoxRow, after: i64, limit: u32) -> Result<ChangePage>;
+    /// Objects come without part metadata, and without attributes (nor tombstone
+    /// snapshots) unless `with_attributes` (a subscription filter needs them).
+    async fn changes_since(&self, b: &BoxRow, after: i64, limit: u32, with_attributes: bool) -> Result<ChangePage>;
     /// Drop tombstones older than `before_ms`, and beyond the newest `keep_per_box` of each
     /// box; each box's replay floor rises to the newest dropped modseq. Returns how many
     /// were dropped.

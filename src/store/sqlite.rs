@@ -23,7 +23,7 @@ mod subscriptions;
 use super::*;
 use crate::error::{Error, Result};
 use crate::ids::new_id;
-use query::{Over, load_folders, load_objects, page_ids};
+use query::{Over, load_folders, load_objects, load_objects_with, page_ids};
 
 type Tx<'a> = Transaction<'a, Sqlite>;
 
@@ -471,19 +471,23 @@ async fn remove_imdns_of(
     seq: i64,
     now_ms: i64,
 ) -> Result<Vec<String>> {
-    let Some(message_id) = message_id else { return Ok(Vec::new()) };
-    let sql = format!(
-        "SELECT o.public_id FROM object_attributes d JOIN objects o ON o.id = d.object_id \
-         WHERE d.box_id = ? AND d.name_lc = 'dispositionoriginalmessageid' AND d.value = ? \
-         AND {CONTEXT_OF} = 'imdn-message'"
-    );
-    let imdns: Vec<String> =
-        sqlx::query_scalar(AssertSqlSafe(sql)).bind(b.id).bind(message_id).fetch_all(&mut **tx).await?;
     let mut keys = Vec::new();
-    for public_id in imdns {
+    for (_, public_id) in imdns_of(tx, b, message_id).await? {
         keys.extend(remove_object(tx, b, &public_id, seq, now_ms, "deleted").await?.unwrap_or_default());
     }
     Ok(keys)
+}
+
+/// The IMDN objects about the message whose IMDN Message-ID is `message_id`: (internal id,
+/// public id).
+async fn imdns_of(tx: &mut Tx<'_>, b: &BoxRow, message_id: Option<&str>) -> Result<Vec<(i64, String)>> {
+    let Some(message_id) = message_id else { return Ok(Vec::new()) };
+    let sql = format!(
+        "SELECT o.id, o.public_id FROM object_attributes d JOIN objects o ON o.id = d.object_id \
+         WHERE d.box_id = ? AND d.name_lc = 'dispositionoriginalmessageid' AND d.value = ? \
+         AND {CONTEXT_OF} = 'imdn-message'"
+    );
+    Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(b.id).bind(message_id).fetch_all(&mut **tx).await?)
 }
 
 /// The objects a bulk operation names: (public id, internal id if it exists in this box), in
@@ -676,6 +680,7 @@ async fn tombstones_between(
     b: &BoxRow,
     after: i64,
     through: i64,
+    with_snapshots: bool,
 ) -> Result<Vec<Tombstone>> {
     let rows: Vec<TombstoneRow> = sqlx::query_as(
         "SELECT kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, snapshot FROM tombstones \
@@ -695,7 +700,7 @@ async fn tombstones_between(
             last_mod_seq,
             correlation_id,
             correlation_tag,
-            snapshot: parse_snapshot(snapshot),
+            snapshot: if with_snapshots { parse_snapshot(snapshot) } else { None },
         })
         .collect())
 }
@@ -1256,7 +1261,12 @@ impl MetaStore for SqliteStore {
         let mut out = Vec::new();
         let mut released = Released::default();
         let targets = resolve_targets(&mut tx, b, targets).await?;
-        let leaving: Vec<i64> = targets.iter().filter_map(|(_, id)| *id).collect();
+        // What the request takes out: the targets and the IMDNs that go with them.
+        let mut leaving: Vec<i64> = targets.iter().filter_map(|(_, id)| *id).collect();
+        for (public_id, _) in targets.iter().filter(|(_, id)| id.is_some()) {
+            let cid = object_correlation_id(&mut tx, b, public_id).await?;
+            leaving.extend(imdns_of(&mut tx, b, cid.as_deref()).await?.into_iter().map(|(id, _)| id));
+        }
         for (public_id, id) in targets {
             if let Some(id) = id
                 && let Some(reason) = session_rule(&mut tx, id, &leaving).await?
@@ -1546,7 +1556,7 @@ impl MetaStore for SqliteStore {
 
     async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>> {
         let mut conn = self.pool.acquire().await?;
-        tombstones_between(&mut conn, b, after, i64::MAX).await
+        tombstones_between(&mut conn, b, after, i64::MAX, true).await
     }
 
     async fn expire_objects(
@@ -1618,7 +1628,7 @@ impl MetaStore for SqliteStore {
             .await?)
     }
 
-    async fn changes_since(&self, b: &BoxRow, after: i64, limit: u32) -> Result<ChangePage> {
+    async fn changes_since(&self, b: &BoxRow, after: i64, limit: u32, with_attributes: bool) -> Result<ChangePage> {
         // One read transaction: the changes and the box's sync state are one snapshot.
         let mut tx = self.pool.begin().await?;
         let (modseq, validity, replay_floor): (i64, i64, i64) =
@@ -1669,8 +1679,10 @@ impl MetaStore for SqliteStore {
         let folder_ids = ids("folders").fetch_all(&mut *tx).await?;
         let mut changes: Vec<Change> = Vec::new();
         changes.extend(load_folders(&mut tx, &folder_ids).await?.into_iter().map(Change::Folder));
-        changes.extend(load_objects(&mut tx, &object_ids).await?.into_iter().map(Change::Object));
-        changes.extend(tombstones_between(&mut tx, b, after, through).await?.into_iter().map(Change::Gone));
+        let objects = load_objects_with(&mut tx, &object_ids, with_attributes, false).await?;
+        changes.extend(objects.into_iter().map(Change::Object));
+        let gone = tombstones_between(&mut tx, b, after, through, with_attributes).await?;
+        changes.extend(gone.into_iter().map(Change::Gone));
         // Modseq order; within one modseq folders, then objects, then tombstones (stable).
         changes.sort_by_key(Change::last_mod_seq);
         tx.commit().await?;

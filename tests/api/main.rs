@@ -10,6 +10,7 @@ mod fixtures;
 mod flags;
 mod folders;
 mod helpers;
+mod mirror;
 mod notify;
 mod objects;
 mod paths;

@@ -418,14 +418,30 @@ const LOAD_CHUNK: usize = 500;
 
 /// Load objects by internal id, in the order given, with four queries per 500.
 pub async fn load_objects(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<Object>> {
+    load_objects_with(conn, ids, true, true).await
+}
+
+/// Load objects by internal id, in the order given, leaving out their attributes and/or
+/// part metadata when they are not wanted (sync events carry neither).
+pub async fn load_objects_with(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+    attributes: bool,
+    parts: bool,
+) -> Result<Vec<Object>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(LOAD_CHUNK) {
-        out.extend(load_object_chunk(conn, chunk).await?);
+        out.extend(load_object_chunk(conn, chunk, attributes, parts).await?);
     }
     Ok(out)
 }
 
-async fn load_object_chunk(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<Object>> {
+async fn load_object_chunk(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+    with_attributes: bool,
+    with_parts: bool,
+) -> Result<Vec<Object>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -465,7 +481,7 @@ async fn load_object_chunk(conn: &mut SqliteConnection, ids: &[i64]) -> Result<V
     sql.push(" ORDER BY object_id, rowid");
     let mut pending: Vec<(String, String)> = Vec::new();
     let mut current: Option<i64> = None;
-    let rows = sql.fetch_all(&mut *conn).await?;
+    let rows = if with_attributes { sql.fetch_all(&mut *conn).await? } else { Vec::new() };
     for row in rows {
         let oid: i64 = row.try_get(0)?;
         if current != Some(oid) {
@@ -499,7 +515,8 @@ async fn load_object_chunk(conn: &mut SqliteConnection, ids: &[i64]) -> Result<V
     );
     in_list(&mut sql, ids);
     sql.push(" ORDER BY object_id, ordinal");
-    for r in sql.fetch_all(&mut *conn).await? {
+    let rows = if with_parts { sql.fetch_all(&mut *conn).await? } else { Vec::new() };
+    for r in rows {
         let oid: i64 = r.try_get(0)?;
         let key: Option<String> = r.try_get("blob_key")?;
         let size: i64 = r.try_get("size")?;
