@@ -149,6 +149,7 @@ struct Subject<'a> {
     creation_seq: Option<i64>,
     attributes: &'a [Attribute],
     flags: &'a [String],
+    correlation: (Option<&'a str>, Option<&'a str>),
     gone: bool,
 }
 
@@ -172,6 +173,8 @@ impl Subject<'_> {
             Filter::Attribute { name_lc, value } => match (self.folder, name_lc.as_str()) {
                 (Some((_, root)), "root") => root && value.eq_ignore_ascii_case("yes"),
                 (Some((name, _)), "name") => name == value,
+                (None, "correlationid") => self.correlation.0 == Some(value.as_str()),
+                (None, "correlationtag") => self.correlation.1 == Some(value.as_str()),
                 _ => attr_has(self.attributes, name_lc, value),
             },
             Filter::Text { needle } => self.text().contains(&needle.to_lowercase()),
@@ -195,6 +198,7 @@ fn passes(filter: &Option<Filter>, e: &SyncEvent) -> bool {
             creation_seq: Some(o.creation_seq),
             attributes: &o.attributes,
             flags: &o.flags,
+            correlation: (o.correlation_id.as_deref(), o.correlation_tag.as_deref()),
             gone: false,
         },
         SyncEvent::Change(Change::Folder(fo)) => Subject {
@@ -203,6 +207,7 @@ fn passes(filter: &Option<Filter>, e: &SyncEvent) -> bool {
             creation_seq: None,
             attributes: &fo.attributes,
             flags: &[],
+            correlation: (None, None),
             gone: false,
         },
         SyncEvent::Change(Change::Gone(t)) => {
@@ -213,6 +218,7 @@ fn passes(filter: &Option<Filter>, e: &SyncEvent) -> bool {
                 creation_seq: snap.creation_seq,
                 attributes: &snap.attributes,
                 flags: &snap.flags,
+                correlation: (t.correlation_id.as_deref(), t.correlation_tag.as_deref()),
                 gone: true,
             }
         }

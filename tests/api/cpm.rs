@@ -509,3 +509,35 @@ async fn session_objects_stay_while_their_session_has_messages() {
     assert_eq!(app.delete(&folder).await.status(), 204, "the whole session folder may go");
     assert_eq!(app.get(&info).await.status(), 404);
 }
+
+#[tokio::test]
+async fn objects_are_fetched_by_reference() {
+    let app = spawn_app().await;
+    let sms = json!({"parentFolderPath": "/x", "attributes": attrs(&[("Message-Context", "pager-message"), ("Direction", "In"),
+        ("From", "tel:+13105550000"), ("Conversation-ID", "conv-9"), ("Contribution-ID", "contrib-9"), ("InReplyTo-Contribution-ID", "contrib-8")])});
+    let (ct, b) = body(sms, "text/plain", b"Bonjour!");
+    let o = app.deposit_and_get(&ct, b).await;
+    assert_eq!(o["correlationTag"], "Bonjour!", "the RCC.07 Message-Correlator of an ASCII text");
+    let (ct, b) = body(json!({"parentFolderPath": "/x"}), "message/cpim", &appendix_c());
+    app.deposit_and_get(&ct, b).await;
+    for (name, value, hits) in [
+        ("correlationId", "34jk324j", 1),
+        ("CorrelationTag", "Bonjour!", 1),
+        ("correlationId", "Bonjour!", 0),
+        ("Conversation-ID", "conv-9", 1),
+        ("Contribution-ID", "contrib-9", 1),
+        ("InReplyTo-Contribution-ID", "contrib-8", 1),
+    ] {
+        let (status, v) = app
+            .post_rel("/objects/operations/search", json!({"selectionCriteria": {"maxEntries": 5, "searchCriteria": {"criterion": [{"type": "Attribute", "name": name, "value": value}]}}}))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["objectList"]["object"].as_array().map_or(0, Vec::len), hits, "{name}={value}: {v}");
+    }
+    // The US-carrier hash, when configured.
+    let app = spawn_app_with(|s| s.cpm.correlation_tag = cpm_nms::cpm::correlation::TagAlgorithm::UsCarrierHash).await;
+    let sms = json!({"parentFolderPath": "/x", "attributes": attrs(&[("Message-Context", "pager-message"), ("Direction", "In"), ("From", "tel:+14085550100")])});
+    let (ct, b) = body(sms, "text/plain", b"Hello");
+    let o = app.deposit_and_get(&ct, b).await;
+    assert_eq!(o["correlationTag"], "b76a2f8841e884c4", "the vector of src/cpm/correlation.rs");
+}

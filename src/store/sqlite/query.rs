@@ -131,6 +131,13 @@ fn filter_sql(sql: &mut Sql, m: Mode, f: &Filter) -> Result<()> {
             sql.push(")");
         }
         Filter::Attribute { name_lc, value } => match over {
+            // The object fields searched by name (CPM binding 7.4: fetch by reference).
+            Over::Objects if name_lc == "correlationid" => {
+                sql.push("o.correlation_id = ").str(value);
+            }
+            Over::Objects if name_lc == "correlationtag" => {
+                sql.push("o.correlation_tag = ").str(value);
+            }
             Over::Objects if m.probe => {
                 sql.push("EXISTS (SELECT 1 FROM object_attributes a WHERE a.object_id = o.id AND a.name_lc = ")
                     .str(name_lc)
@@ -257,7 +264,8 @@ fn sort_sql(sql: &mut Sql, over: Over, key: &SortKey) -> bool {
 /// A leaf whose own index can produce matches in object-id order.
 fn drives(f: &Filter) -> bool {
     match f {
-        Filter::Attribute { .. } | Filter::Flag { set: true, .. } | Filter::Word { .. } => true,
+        Filter::Attribute { name_lc, .. } => !matches!(name_lc.as_str(), "correlationid" | "correlationtag"),
+        Filter::Flag { set: true, .. } | Filter::Word { .. } => true,
         Filter::Text { needle } => needle.chars().count() >= 3,
         _ => false,
     }
