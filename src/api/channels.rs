@@ -193,6 +193,13 @@ pub async fn put_lifetime(req: HttpRequest, payload: web::Payload) -> Result<Htt
     Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": c.lifetime_secs } })))
 }
 
+/// A long poll's answer.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NotificationListW<'a> {
+    notification_list: Vec<super::subscriptions::EventListEnvelope<'a>>,
+}
+
 /// `POST channelURL` with `{"longPollingRequestParameters": null}`: 200 with the pending
 /// `notificationList` (empty after the server's poll timeout); 409 SVC1012 when a newer poll
 /// takes over; 404 when the channel is deleted meanwhile.
@@ -204,8 +211,8 @@ pub async fn poll(req: HttpRequest, payload: web::Payload) -> Result<HttpRespons
     let timeout = Duration::from_secs(state.nms.sync.long_poll_secs.max(1));
     match state.nms.poll(&principal.name, &param(&req, "channelId")?, timeout, req.path()).await? {
         PollOutcome::Lists(lists) => {
-            let list: Vec<Value> = lists.iter().map(|l| render_list(&state.public_url, l)).collect();
-            Ok(HttpResponse::Ok().json(json!({ "notificationList": list })))
+            let notification_list: Vec<_> = lists.iter().map(|l| render_list(&state.public_url, l)).collect();
+            Ok(HttpResponse::Ok().json(NotificationListW { notification_list }))
         }
         PollOutcome::Superseded => Err(Error::SimultaneousPoll),
     }

@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::search::criteria_input;
@@ -177,68 +177,129 @@ pub async fn reset_box(access: Access, state: web::Data<AppState>) -> Result<Htt
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// One `nmsEvent`.
-fn event(urls: &BoxUrls, e: &SyncEvent) -> Value {
+/// An object as a notification shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChangedObjectW<'a> {
+    #[serde(rename = "resourceURL")]
+    resource_url: String,
+    parent_folder: String,
+    flags: FlagListW,
+    last_mod_seq: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_tag: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChangedFolderW<'a> {
+    #[serde(rename = "resourceURL")]
+    resource_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_folder: Option<String>,
+    name: &'a str,
+    last_mod_seq: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GoneW<'a> {
+    #[serde(rename = "resourceURL")]
+    resource_url: String,
+    last_mod_seq: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_tag: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+/// One `nmsEvent`: an object with exactly one member naming its kind.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+enum EventW<'a> {
+    ResetBox(Empty),
+    ChangedObject(ChangedObjectW<'a>),
+    ChangedFolder(ChangedFolderW<'a>),
+    DeletedObject(GoneW<'a>),
+    ExpiredObject(GoneW<'a>),
+    DeletedFolder(GoneW<'a>),
+    ExpiredFolder(GoneW<'a>),
+}
+
+fn event<'a>(urls: &BoxUrls, e: &'a SyncEvent) -> EventW<'a> {
     match e {
-        SyncEvent::ResetBox => json!({ "resetBox": {} }),
-        SyncEvent::Change(Change::Object(o)) => {
-            let mut v = json!({
-                "resourceURL": urls.object(&o.public_id),
-                "parentFolder": urls.folder(&o.folder_public_id),
-                "flags": FlagListW { flag: o.flags.clone(), resource_url: Some(urls.object_flags(&o.public_id)) },
-                "lastModSeq": o.last_mod_seq,
-            });
-            if let Some(c) = &o.correlation_id {
-                v["correlationId"] = json!(c);
-            }
-            if let Some(c) = &o.correlation_tag {
-                v["correlationTag"] = json!(c);
-            }
-            json!({ "changedObject": v })
-        }
-        SyncEvent::Change(Change::Folder(f)) => {
-            let mut v = json!({
-                "resourceURL": urls.folder(&f.public_id),
-                "name": f.name,
-                "lastModSeq": f.last_mod_seq,
-            });
-            if let Some(p) = &f.parent_public_id {
-                v["parentFolder"] = json!(urls.folder(p));
-            }
-            json!({ "changedFolder": v })
-        }
+        SyncEvent::ResetBox => EventW::ResetBox(Empty {}),
+        SyncEvent::Change(Change::Object(o)) => EventW::ChangedObject(ChangedObjectW {
+            resource_url: urls.object(&o.public_id),
+            parent_folder: urls.folder(&o.folder_public_id),
+            flags: FlagListW { flag: o.flags.clone(), resource_url: Some(urls.object_flags(&o.public_id)) },
+            last_mod_seq: o.last_mod_seq,
+            correlation_id: o.correlation_id.as_deref(),
+            correlation_tag: o.correlation_tag.as_deref(),
+        }),
+        SyncEvent::Change(Change::Folder(f)) => EventW::ChangedFolder(ChangedFolderW {
+            resource_url: urls.folder(&f.public_id),
+            parent_folder: f.parent_public_id.as_deref().map(|p| urls.folder(p)),
+            name: &f.name,
+            last_mod_seq: f.last_mod_seq,
+        }),
         SyncEvent::Change(Change::Gone(t)) => {
             let object = t.kind == "object";
-            let resource_url = if object { urls.object(&t.public_id) } else { urls.folder(&t.public_id) };
-            let mut v = json!({ "resourceURL": resource_url, "lastModSeq": t.last_mod_seq });
-            if let Some(c) = &t.correlation_id {
-                v["correlationId"] = json!(c);
-            }
-            if let Some(c) = &t.correlation_tag {
-                v["correlationTag"] = json!(c);
-            }
-            let key = match (object, t.reason.as_str()) {
-                (true, "expired") => "expiredObject",
-                (true, _) => "deletedObject",
-                (false, "expired") => "expiredFolder",
-                (false, _) => "deletedFolder",
+            let gone = GoneW {
+                resource_url: if object { urls.object(&t.public_id) } else { urls.folder(&t.public_id) },
+                last_mod_seq: t.last_mod_seq,
+                correlation_id: t.correlation_id.as_deref(),
+                correlation_tag: t.correlation_tag.as_deref(),
             };
-            json!({ key: v })
+            match (object, t.reason.as_str()) {
+                (true, "expired") => EventW::ExpiredObject(gone),
+                (true, _) => EventW::DeletedObject(gone),
+                (false, "expired") => EventW::ExpiredFolder(gone),
+                (false, _) => EventW::DeletedFolder(gone),
+            }
         }
     }
 }
 
+#[derive(Serialize)]
+struct LinkW {
+    rel: &'static str,
+    href: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventListW<'a> {
+    nms_event: Vec<EventW<'a>>,
+    index: i64,
+    restart_token: &'a str,
+    link: [LinkW; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    callback_data: Option<&'a str>,
+}
+
+/// `{"nmsEventList": ..}` of one list, ready to serialize.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventListEnvelope<'a> {
+    nms_event_list: EventListW<'a>,
+}
+
 /// `{"nmsEventList": ..}` of one list.
-pub fn render_list(public_url: &str, l: &EventList) -> Value {
+pub fn render_list<'a>(public_url: &str, l: &'a EventList) -> EventListEnvelope<'a> {
     let urls = BoxUrls::new(public_url, &l.b.store, &l.b.address);
-    let mut v = json!({
-        "nmsEvent": l.events.iter().map(|e| event(&urls, e)).collect::<Vec<_>>(),
-        "index": l.index,
-        "restartToken": l.restart_token,
-        "link": [{ "rel": "NmsSubscription", "href": urls.subscription(&l.subscription) }],
-    });
-    if let Some(d) = &l.callback_data {
-        v["callbackData"] = json!(d);
+    EventListEnvelope {
+        nms_event_list: EventListW {
+            nms_event: l.events.iter().map(|e| event(&urls, e)).collect(),
+            index: l.index,
+            restart_token: &l.restart_token,
+            link: [LinkW { rel: "NmsSubscription", href: urls.subscription(&l.subscription) }],
+            callback_data: l.callback_data.as_deref(),
+        },
     }
-    json!({ "nmsEventList": v })
 }

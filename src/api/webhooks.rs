@@ -43,7 +43,7 @@ pub async fn run(nms: Nms, public_url: String) {
             return;
         }
     };
-    let render = move |l: &EventList| render_list(&public_url, l).to_string();
+    let render = move |l: &EventList| serde_json::to_string(&render_list(&public_url, l)).unwrap_or_default();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     // Signalled when an attempt ends (a delivered list lets the next one be built).
     let done = Arc::new(Notify::new());
