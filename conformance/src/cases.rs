@@ -1,5 +1,7 @@
 //! The checks, one per SCR item of the CPM Message Storage Server table
-//! (OMA-TS-CPM_Message_Storage_Using_RESTful_API Appendix B.2), and the context they share.
+//! (OMA-TS-CPM_Message_Storage_Using_RESTful_API Appendix B.2), then the `CPM-` items that
+//! check the CPM binding's own semantics (sections 5.3-5.6, 6.4, 7.3.3, 7.4, which the SCR
+//! table has no row for), and the context they share.
 //!
 //! To add an item, write `async fn my_check(c: &Ctx) -> Res` and add a row to [`CASES`]:
 //! `case!("REST-NMS-...", "what it checks", M, my_check)` (`M` mandatory, `O` optional). A check works only inside
@@ -24,12 +26,12 @@ pub type CaseFuture<'a> = Pin<Box<dyn Future<Output = Res> + 'a>>;
 
 /// One row of the check table.
 pub struct Case {
-    /// The SCR item, as spelled in the CPM table.
+    /// The SCR item, as spelled in the CPM table, or a `CPM-` item of the binding's semantics.
     pub id: &'static str,
     pub description: &'static str,
     /// Whether the CPM table makes the item Mandatory (not what the id's suffix says:
     /// `REST-NMS-AOBJECT-PAYLOAD-S-001-M` is Optional in CPM, `REST-NMS-OBJECTS-bulkCreation-S-001-O`
-    /// Mandatory).
+    /// Mandatory); for a `CPM-` item, whether the spec text it checks says SHALL or MUST.
     pub mandatory: bool,
     pub run: fn(&Ctx) -> CaseFuture<'_>,
 }
@@ -54,7 +56,7 @@ macro_rules! case {
 const M: bool = true;
 const O: bool = false;
 
-/// The checks, in the order of the CPM SCR table.
+/// The checks, in the order of the CPM SCR table, then the `CPM-` items.
 pub const CASES: &[Case] = &[
     case!("REST-NMS-SUPPORT-S-001-M", "RESTful NMS API: root discovery, box URLs, authentication", M, support_api),
     case!("REST-NMS-SUPPORT-S-003-M", "JSON request and response format", M, support_json),
@@ -122,6 +124,36 @@ pub const CASES: &[Case] = &[
     case!("REST-NMS-INDSUBSCR-S-004-O", "cancel a subscription; its notifications stop (DELETE)", M, indsubscr_delete),
     case!("REST-NMS-NOTIF-S-001-O", "notifications of every tracked change, via a channel", M, notif_support),
     case!("REST-NMS-NOTIF-S-002-O", "nmsEventList: index, restartToken, callbackData, link, event", M, notif_lists),
+    // The CPM binding's own semantics (no SCR row): mandatory where it says SHALL or MUST.
+    case!("CPM-CPIM-S-001", "CPIM deposit realised as attributes and encapsulated parts (5.3.1.3)", M, cpm_cpim),
+    case!("CPM-IMDN-S-001", "IMDN objects: no payload, Disposition* attributes, refusals (5.3.10)", M, cpm_imdn),
+    case!(
+        "CPM-CALLLOG-S-001",
+        "call log objects: Table 2 attributes, enumerations, cid references (5.3.9.3)",
+        M,
+        cpm_calllog
+    ),
+    case!("CPM-SMS-S-001", "SMS: one text/plain UTF-8 part, correlationTag (Table 1, 7.4.1)", M, cpm_sms),
+    case!("CPM-FLAGS-S-001", "CPM metadata and $CPM_ non-CPM object flags, searchable (5.3.9.2, 5.6)", M, cpm_flags),
+    case!(
+        "CPM-CORR-S-001",
+        "fetch by reference: correlationId, correlationTag, CPM ids (5.4, 7.4.2)",
+        M,
+        cpm_corr_search
+    ),
+    case!(
+        "CPM-CORR-S-002",
+        "correlationId and correlationTag in object notifications, deletions too",
+        O,
+        cpm_corr_notify
+    ),
+    case!(
+        "CPM-SESSION-S-001",
+        "session info object stays while messages remain (6.4.1.4-6.4.1.7, 7.3.3.5)",
+        M,
+        cpm_session_rules
+    ),
+    case!("CPM-SESSION-S-002", "deleting a message deletes its IMDN objects (7.3.3.5, 7.3.3.6)", M, cpm_session_imdns),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -3143,6 +3175,776 @@ async fn notif_lists(c: &Ctx) -> Res {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------
+// CPM binding semantics (CPM- items: the CPM SCR table has no row for them)
+// ---------------------------------------------------------------------------------------
+
+/// A 1x1 GIF, the `[binaryData]` of Appendix C.
+const GIF: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
+
+/// The remote party and the user's own address the CPM checks write (illustrative: no check
+/// depends on the box's address).
+const REMOTE: &str = "tel:+13105550000";
+const OWN: &str = "tel:+12125551212";
+
+/// The session description of a 1-1 session info object (Appendix F's shape).
+const SESSION_INFO: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<session>\r\n\
+    <session-type>1-1</session-type>\r\n<sdp>\r\nv=0\r\no=- 3973226098 3973226098 IN IP4 198.51.100.20\r\n\
+    s=-\r\nc=IN IP4 198.51.100.20\r\nt=0 0\r\nm=message 7394 TCP/MSRP *\r\n\
+    a=accept-types:message/cpim application/im-iscomposing+xml\r\n</sdp>\r\n</session>";
+
+/// An object's JSON (without the `object` wrapper) in `parent` with exactly the single-valued
+/// attributes `attrs` (no `Message-Context` added) and no flags.
+fn cpm_json(parent: &Item, attrs: &[(&str, &str)]) -> Value {
+    let list: Vec<Value> = attrs.iter().map(|(n, v)| json!({"name": n, "value": [v]})).collect();
+    json!({"parentFolder": parent.url, "attributes": {"attribute": list}})
+}
+
+/// `POST /objects` of a JSON-only object (no payload).
+async fn post_object(c: &Ctx, object: &Value) -> Res<Resp> {
+    c.http.post_json(&c.objects(), &json!({ "object": object })).await
+}
+
+/// Create a JSON-only object; returns it.
+async fn cpm_object(c: &Ctx, object: &Value) -> Res<Item> {
+    let r = post_object(c, object).await?;
+    c.created(&r, "objects").map_err(|e| fail!("creating {}: {e}", brief(object)))
+}
+
+/// Deposit an object with one payload of `content_type`; returns it.
+async fn cpm_deposit(c: &Ctx, object: &Value, content_type: &str, payload: &[u8]) -> Res<Item> {
+    let r = c.deposit(object, Some((&[("Content-Type", content_type)], payload))).await?;
+    c.created(&r, "objects").map_err(|e| fail!("depositing {} ({content_type}): {e}", brief(object)))
+}
+
+/// A CPIM message (RFC 3862): the CPIM header lines, a blank line, the MIME header lines of
+/// the encapsulated body, a blank line, the body; lines end in CRLF.
+fn cpim(headers: &[&str], mime: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    for block in [headers, mime] {
+        for line in block {
+            m.extend_from_slice(line.as_bytes());
+            m.extend_from_slice(b"\r\n");
+        }
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(body);
+    m
+}
+
+/// An RFC 5438 disposition notification about `message_id`: `<{kind}-notification>` with
+/// status `<{status}/>`, sent by `recipient`.
+fn imdn_xml(message_id: &str, kind: &str, status: &str, recipient: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<imdn xmlns=\"urn:ietf:params:xml:ns:imdn\">\r\n\
+         <message-id>{message_id}</message-id>\r\n<datetime>2026-11-23T10:15:02Z</datetime>\r\n\
+         <recipient-uri>{recipient}</recipient-uri>\r\n<original-recipient-uri>{recipient}</original-recipient-uri>\r\n\
+         <{kind}-notification><status><{status}/></status></{kind}-notification>\r\n</imdn>"
+    )
+}
+
+/// The IMDN `xml` as the CPIM message that carries it (its own IMDN Message-ID `own_id`),
+/// sent by `REMOTE` to `OWN`.
+fn imdn_cpim(own_id: &str, xml: &str) -> Vec<u8> {
+    let id = format!("imdn.Message-ID: {own_id}");
+    let headers = [
+        &format!("From: <{REMOTE}>")[..],
+        &format!("To: <{OWN}>")[..],
+        "DateTime: 2026-11-23T10:15:04Z",
+        "NS: imdn <urn:ietf:params:imdn>",
+        &id,
+    ];
+    cpim(&headers, &["Content-Type: message/imdn+xml", "Content-Disposition: notification"], xml.as_bytes())
+}
+
+/// The root fields of an IMDN object deposited as a CPIM-wrapped notification.
+fn imdn_root(parent: &Item) -> Value {
+    cpm_json(parent, &[("Message-Context", "imdn-message"), ("Direction", "In")])
+}
+
+/// An IMDN object given directly by its attributes (CPM 5.3.10): `DispositionType`,
+/// `DispositionStatus`, `DispositionOriginalMessageID`, `DispositionOriginalTo`, minus those
+/// named in `without`.
+fn imdn_json(parent: &Item, kind: &str, status: &str, original: &str, without: &[&str]) -> Value {
+    let all = [
+        ("Message-Context", "imdn-message"),
+        ("Direction", "In"),
+        ("DispositionType", kind),
+        ("DispositionStatus", status),
+        ("DispositionOriginalMessageID", original),
+        ("DispositionOriginalTo", REMOTE),
+    ];
+    let attrs: Vec<(&str, &str)> = all.into_iter().filter(|(n, _)| !without.contains(n)).collect();
+    cpm_json(parent, &attrs)
+}
+
+/// An object without payload: no `payloadURL`, and `payloadPart` absent or empty.
+fn no_payload(ov: &Value) -> Res {
+    absent(ov, "/payloadURL")?;
+    if let Some(p) = ov.get("payloadPart") {
+        ensure!(p.as_array().is_some_and(Vec::is_empty), "an object without payload has payload parts: {}", brief(ov));
+    }
+    Ok(())
+}
+
+/// The payload parts of `ov`, each `(contentType, bytes fetched from its href)`.
+async fn part_contents(c: &Ctx, ov: &Value) -> Res<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for p in arr_at(ov, "/payloadPart")? {
+        let href = str_at(p, "/href")?;
+        c.check_url(href, "objects")?;
+        let r = c.http.get(href).await?;
+        r.status(200)?;
+        let size = u64_at(p, "/size")?;
+        ensure!(size == r.body.len() as u64, "payloadPart size {size} but {} bytes served: {}", r.body.len(), brief(p));
+        out.push((str_at(p, "/contentType")?.to_string(), r.body.clone()));
+    }
+    Ok(out)
+}
+
+/// The media type of a `Content-Type` value, lower-case, without parameters.
+fn essence(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+}
+
+/// An RFC 3339 date-time (`2014-12-13T13:40:00-08:00`, `2014-12-13T21:40:00.000Z`) as
+/// milliseconds since the epoch; `None` if it is not one.
+fn instant(s: &str) -> Option<i64> {
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let t = s.get(from..from + len)?;
+        if t.bytes().all(|b| b.is_ascii_digit()) { t.parse().ok() } else { None }
+    };
+    let sep = |at: usize, set: &[u8]| s.as_bytes().get(at).is_some_and(|b| set.contains(b));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (y, mo, d, h, mi, sec) = (num(0, 4)?, num(5, 2)?, num(8, 2)?, num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = s.get(19..)?;
+    let mut ms = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        let digits = frac.get(..n).filter(|d| !d.is_empty())?;
+        ms = format!("{:0<3}", digits.get(..n.min(3))?).parse::<i64>().ok()?;
+        rest = frac.get(n..)?;
+    }
+    let offset_min = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.get(..1)? {
+                "+" => 1,
+                "-" => -1,
+                _ => return None,
+            };
+            let (oh, om) = (rest.get(1..3)?, rest.get(4..6)?);
+            if rest.len() != 6
+                || rest.get(3..4) != Some(":")
+                || !(oh.bytes().chain(om.bytes())).all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?)
+        }
+    };
+    // Days since 1970-01-01 of the proleptic Gregorian date (H. Hinnant's days_from_civil).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some((days * 86_400 + h * 3_600 + mi * 60 + sec - offset_min * 60) * 1_000 + ms)
+}
+
+/// `DELETE objects/operations/bulkDelete` with a body naming `urls` (CPM 6.4.1.7: several
+/// objects in a single DELETE; the body as NMS's later bulk operations spell it).
+async fn bulk_delete(c: &Ctx, urls: &[&str]) -> Res<Resp> {
+    let refs: Vec<Value> = urls.iter().map(|u| json!({ "resourceURL": u })).collect();
+    let body = json!({"bulkDelete": {"objects": {"objectReference": refs}}});
+    c.http.req(Method::DELETE, &c.operation("objects", "bulkDelete")).json(&body).send().await
+}
+
+/// `o` must be gone: GET 404 SVC0004.
+async fn gone(c: &Ctx, o: &Item, what: &str) -> Res {
+    let r = c.http.get(&o.url).await?;
+    r.error(404, "SVC0004").map_err(|e| fail!("{what} should be gone: {e}"))?;
+    Ok(())
+}
+
+/// `o` must still be there, in folder `f`.
+async fn still_in(c: &Ctx, o: &Item, f: &Item, what: &str) -> Res {
+    let ov = c.get_json(&o.url).await.map_err(|e| fail!("{what} should still be there: {e}"))?;
+    ensure!(str_at(&ov, "/object/parentFolder")? == f.url, "{what} should still be in {}: {}", f.path, brief(&ov));
+    Ok(())
+}
+
+/// The objects in `f` must be exactly `want` (refused requests created nothing).
+async fn only_objects(c: &Ctx, f: &Item, want: &[&Item]) -> Res {
+    let (_, objs) = c.children(f, "Objects").await?;
+    let want = sorted(want.iter().map(|o| o.url.clone()).collect());
+    ensure!(sorted(objs.clone()) == want, "{} should hold {:?}, holds {:?}", f.path, ids(&want), ids(&objs));
+    Ok(())
+}
+
+/// The single value of each attribute in `want` must be as given.
+fn has_attrs(ov: &Value, want: &[(&str, &str)]) -> Res {
+    for (n, v) in want {
+        ensure!(attr(ov, n)? == Some(owned(&[v])), "attribute {n} should be [{v:?}]: {}", brief(ov));
+    }
+    Ok(())
+}
+
+async fn cpm_cpim(c: &Ctx) -> Res {
+    let f = c.scratch("cpim").await?;
+    // Appendix C's message, with an IMDN Message-ID and a Conversation-ID in the
+    // encapsulated MIME headers (Table 1).
+    let message_id = format!("{}-{}", c.unique("cpim"), c.tag);
+    let conversation = format!("conv-{}", c.tag);
+    let id_line = format!("imdn.Message-ID: {message_id}");
+    let headers = [
+        "From: MR SANDERS <im:piglet@100akerwood.com>",
+        "To: Dopey Donkey <im:eeyore@100akerwood.com>",
+        "DateTime: 2014-12-13T13:40:00-08:00",
+        "Subject: the weather will be fine today",
+        "Subject:;lang=fr beau temps prevu pour aujourd'hui",
+        "NS: imdn <urn:ietf:params:imdn>",
+        &id_line,
+        "imdn.Disposition-Notification: positive-delivery, display",
+    ];
+    let text = b"See attached photo";
+    let (body_type, body) = Multipart::new("7fekyzC-uQhXhZCGky5kU7wP")
+        .part(
+            &[
+                ("Content-Disposition", "attachment; filename=body.txt; name=body.txt"),
+                ("Content-Type", "text/plain; charset=UTF-8"),
+            ],
+            text,
+        )
+        .part(
+            &[
+                ("Content-Disposition", "attachment; filename=picture.gif; name=picture.gif"),
+                ("Content-Type", "image/gif"),
+            ],
+            GIF,
+        )
+        .finish("multipart/mixed");
+    let mime = [format!("Content-Type: {body_type}"), format!("Conversation-ID: {conversation}")];
+    let mime: Vec<&str> = mime.iter().map(String::as_str).collect();
+    let root = cpm_json(&f, &[("Message-Context", "chat-message"), ("Direction", "In")]);
+    let o = cpm_deposit(c, &root, "message/cpim", &cpim(&headers, &mime, &body)).await?;
+    let ov = read_object(c, &o).await?;
+    ensure!(str_at(&ov, "/parentFolder")? == f.url, "parentFolder should be {}: {}", f.url, brief(&ov));
+    // The CPIM attribute: the header block as one string, lines joined by CRLF (Appendix C).
+    let block = attr1(&ov, "CPIM")?;
+    ensure!(block == headers.join("\r\n"), "attribute CPIM should be the CPIM header block, CRLF-joined: {block:?}");
+    has_attrs(
+        &ov,
+        &[
+            ("From", "im:piglet@100akerwood.com"),
+            ("To", "im:eeyore@100akerwood.com"),
+            ("Subject", "the weather will be fine today"),
+            ("Conversation-ID", &conversation),
+            ("Message-Context", "chat-message"),
+            ("Direction", "In"),
+        ],
+    )?;
+    let date = attr1(&ov, "Date")?;
+    ensure!(
+        instant(&date).is_some() && instant(&date) == instant("2014-12-13T21:40:00Z"),
+        "attribute Date {date:?} should be the CPIM DateTime 2014-12-13T13:40:00-08:00 as an xsd:dateTimeStamp"
+    );
+    let ct = attr1(&ov, "Content-Type")?;
+    ensure!(essence(&ct) == "multipart/mixed", "attribute Content-Type {ct:?} should be the encapsulated body's type");
+    ensure!(
+        str_at(&ov, "/correlationId")? == message_id,
+        "correlationId should be the imdn.Message-ID: {}",
+        brief(&ov)
+    );
+    // The payload parts are the body parts of the encapsulated body.
+    let parts = part_contents(c, &ov).await?;
+    ensure!(parts.len() == 2, "the two encapsulated body parts should be the payload parts: {}", brief(&ov));
+    ensure!(essence(&parts[0].0) == "text/plain" && parts[0].1 == text, "part 1 should be the text: {}", brief(&ov));
+    ensure!(essence(&parts[1].0) == "image/gif" && parts[1].1 == GIF, "part 2 should be the GIF: {}", brief(&ov));
+
+    // A single-part body from an anonymous sender (Table 1: From "anonymous"); a correlationId
+    // the depositor gives is kept.
+    let text = "Où es-tu ? 🙂";
+    let given = format!("{}-{}", c.unique("given"), c.tag);
+    let id_line = format!("imdn.Message-ID: {}-{}", c.unique("cpim"), c.tag);
+    let to = format!("To: <{OWN}>");
+    let headers = ["From: <sip:anonymous@anonymous.invalid>", &to, "NS: imdn <urn:ietf:params:imdn>", &id_line];
+    let payload = cpim(&headers, &["Content-Type: text/plain; charset=UTF-8"], text.as_bytes());
+    let mut root = cpm_json(&f, &[("Message-Context", "chat-message"), ("Direction", "In")]);
+    root["correlationId"] = json!(given);
+    let o2 = cpm_deposit(c, &root, "message/cpim", &payload).await?;
+    let ov = read_object(c, &o2).await?;
+    has_attrs(&ov, &[("From", "anonymous"), ("To", OWN)])?;
+    ensure!(attr1(&ov, "CPIM")? == headers.join("\r\n"), "attribute CPIM: {}", brief(&ov));
+    ensure!(essence(&attr1(&ov, "Content-Type")?) == "text/plain", "attribute Content-Type: {}", brief(&ov));
+    ensure!(str_at(&ov, "/correlationId")? == given, "the given correlationId should be kept: {}", brief(&ov));
+    let parts = part_contents(c, &ov).await?;
+    ensure!(
+        parts.len() == 1 && essence(&parts[0].0) == "text/plain" && parts[0].1 == text.as_bytes(),
+        "the one payload part should be the encapsulated text: {}",
+        brief(&ov)
+    );
+    only_objects(c, &f, &[&o, &o2]).await
+}
+
+async fn cpm_imdn(c: &Ctx) -> Res {
+    let f = c.scratch("imdn").await?;
+    // A delivery notification as received: CPIM-wrapped message/imdn+xml.
+    let original = format!("{}-{}", c.unique("original"), c.tag);
+    let own = format!("{}-{}", c.unique("imdn"), c.tag);
+    let xml = imdn_xml(&original, "delivery", "delivered", REMOTE);
+    let o = cpm_deposit(c, &imdn_root(&f), "message/cpim", &imdn_cpim(&own, &xml)).await?;
+    let ov = read_object(c, &o).await?;
+    has_attrs(
+        &ov,
+        &[
+            ("Message-Context", "imdn-message"),
+            ("DispositionType", "delivery"),
+            ("DispositionStatus", "delivered"),
+            ("DispositionOriginalMessageID", &original),
+            ("DispositionOriginalTo", REMOTE),
+        ],
+    )?;
+    no_payload(&ov).map_err(|e| fail!("an IMDN object has no payload (5.3.10): {e}"))?;
+    // Given directly by its attributes.
+    let d = cpm_object(c, &imdn_json(&f, "display", "displayed", &original, &[])).await?;
+    let dv = read_object(c, &d).await?;
+    has_attrs(
+        &dv,
+        &[
+            ("Message-Context", "imdn-message"),
+            ("DispositionType", "display"),
+            ("DispositionStatus", "displayed"),
+            ("DispositionOriginalMessageID", &original),
+            ("DispositionOriginalTo", REMOTE),
+        ],
+    )?;
+    no_payload(&dv)?;
+    // Status and type must go together; an unknown type is refused too.
+    for (kind, status) in [
+        ("delivery", "displayed"),
+        ("display", "delivered"),
+        ("processing", "delivered"),
+        ("display", "stored"),
+        ("read", "displayed"),
+    ] {
+        let r = post_object(c, &imdn_json(&f, kind, status, &original, &[])).await?;
+        r.error(400, "SVC0003").map_err(|e| fail!("DispositionType {kind} with DispositionStatus {status}: {e}"))?;
+    }
+    let xml = imdn_xml(&original, "display", "delivered", REMOTE);
+    let r = c.deposit(&imdn_root(&f), Some((&[("Content-Type", "message/cpim")], &imdn_cpim(&own, &xml)))).await?;
+    r.error(400, "SVC0003").map_err(|e| fail!("a display-notification with <delivered/>: {e}"))?;
+    // The four attributes MUST all be set.
+    for missing in ["DispositionType", "DispositionStatus", "DispositionOriginalMessageID", "DispositionOriginalTo"] {
+        let r = post_object(c, &imdn_json(&f, "delivery", "delivered", &original, &[missing])).await?;
+        r.error(400, "SVC0002").map_err(|e| fail!("an IMDN object without {missing}: {e}"))?;
+    }
+    // An IMDN object has no payload.
+    let with_payload = imdn_json(&f, "delivery", "delivered", &original, &[]);
+    let r = c.deposit(&with_payload, Some((&[("Content-Type", "text/plain")], b"delivered"))).await?;
+    r.error(400, "SVC0002").map_err(|e| fail!("an IMDN object with a payload: {e}"))?;
+    only_objects(c, &f, &[&o, &d]).await
+}
+
+/// A call log (Table 2) in `parent`: an incoming answered voice call of 300 s, with the
+/// attributes of `set` added or replacing those of the same name, and those named in
+/// `without` left out.
+fn call_log(parent: &Item, set: &[(&str, &str)], without: &[&str]) -> Value {
+    let base = [
+        ("From", REMOTE),
+        ("To", OWN),
+        ("Call-Type", "voice"),
+        ("Date", "2026-11-23T14:03:27Z"),
+        ("Call-Disposition", "ANSWERED"),
+        ("Call-Duration", "300"),
+        ("Direction", "In"),
+    ];
+    let mut attrs: Vec<(&str, &str)> =
+        base.into_iter().filter(|(n, _)| !without.contains(n) && !set.iter().any(|(s, _)| s == n)).collect();
+    attrs.extend_from_slice(set);
+    cpm_json(parent, &attrs)
+}
+
+async fn cpm_calllog(c: &Ctx) -> Res {
+    let f = c.scratch("calllog").await?;
+    // Every Table 2 attribute, the location a payload part its Geolocation names by cid.
+    let cid = format!("{}-{}@conformance.example", c.unique("loc"), c.tag);
+    let geolocation = format!("cid:{cid}");
+    let set = [
+        ("Verified-From-Status", "TN-Validation-Passed"),
+        ("Call-subtype", "VoLTE"),
+        ("Device-Name", "Alice’s Pixel"),
+        ("Subject", "Quarterly planning"),
+        ("Priority", "urgent"),
+        ("Call-Info", "<https://www.example.com/bob/photo.jpg>;purpose=icon"),
+        ("Geolocation", geolocation.as_str()),
+    ];
+    let mut object = call_log(&f, &set, &[]);
+    object["flags"] = json!({"flag": ["\\Seen", "$CPM_CallLog_EnCall"]});
+    let pidf = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
+                xmlns:gp=\"urn:ietf:params:xml:ns:pidf:geopriv10\" entity=\"pres:+13105550000@ims.example.net\">\r\n\
+                <tuple id=\"t1\"><status><gp:geopriv><gp:location-info/><gp:usage-rules/></gp:geopriv></status></tuple>\r\n\
+                </presence>";
+    let content_id = format!("<{cid}>");
+    let (ct, payload) = Multipart::new("calllog-LH6uxl4xe5sJ93i5")
+        .part(&[("Content-Type", "application/pidf+xml"), ("Content-ID", &content_id)], pidf.as_bytes())
+        .finish("multipart/related");
+    let o = cpm_deposit(c, &object, &ct, &payload).await?;
+    let ov = read_object(c, &o).await?;
+    has_attrs(
+        &ov,
+        &[
+            ("From", REMOTE),
+            ("To", OWN),
+            ("Call-Type", "voice"),
+            ("Call-Disposition", "ANSWERED"),
+            ("Call-Duration", "300"),
+            ("Direction", "In"),
+        ],
+    )?;
+    has_attrs(&ov, &set)?;
+    let date = attr1(&ov, "Date")?;
+    ensure!(instant(&date) == instant("2026-11-23T14:03:27Z"), "attribute Date {date:?} should be as given");
+    ensure!(
+        sorted(flag_list(&ov, "/flags/flag")?) == ["$CPM_CallLog_EnCall", "\\Seen"],
+        "flags should be kept: {}",
+        brief(&ov)
+    );
+    let parts = arr_at(&ov, "/payloadPart")?;
+    ensure!(
+        parts.len() == 1 && str_at(&parts[0], "/contentId")? == cid,
+        "the location part, contentId {cid}: {}",
+        brief(&ov)
+    );
+    // Without a body; an outgoing call (Table 2 spells its values with a space); the two
+    // special originators.
+    let out = cpm_object(
+        c,
+        &call_log(
+            &f,
+            &[
+                ("Direction", "Out"),
+                ("From", OWN),
+                ("To", REMOTE),
+                ("Call-Disposition", "OUTGOING UNANSWERED"),
+                ("Call-Duration", "0"),
+            ],
+            &[],
+        ),
+    )
+    .await?;
+    has_attrs(&read_object(c, &out).await?, &[("Call-Disposition", "OUTGOING UNANSWERED"), ("Direction", "Out")])?;
+    let anonymous = cpm_object(
+        c,
+        &call_log(
+            &f,
+            &[("From", "sip:anonymous@anonymous.invalid"), ("Call-Type", "video"), ("Call-Disposition", "REJECTED")],
+            &[],
+        ),
+    )
+    .await?;
+    let restricted =
+        cpm_object(c, &call_log(&f, &[("From", "restricted"), ("Call-Disposition", "BLACKLISTED")], &[])).await?;
+    // A missing mandatory attribute.
+    for missing in ["From", "To", "Call-Type", "Call-Disposition", "Call-Duration", "Direction"] {
+        let r = post_object(c, &call_log(&f, &[], &[missing])).await?;
+        r.error(400, "SVC0002").map_err(|e| fail!("a call log without {missing}: {e}"))?;
+    }
+    // A value outside its enumeration.
+    for (name, value, also) in [
+        ("Call-Type", "fax", None),
+        ("Call-Disposition", "MISSED", None),
+        ("Call-Disposition", "OUTGOING ANSWERED", None),
+        ("Call-Disposition", "ANSWERED", Some(("Direction", "Out"))),
+        ("Verified-From-Status", "Passed", None),
+        ("Priority", "high", None),
+        ("Direction", "sideways", None),
+    ] {
+        let mut set = vec![(name, value)];
+        set.extend(also);
+        let r = post_object(c, &call_log(&f, &set, &[])).await?;
+        r.error(400, "SVC0003").map_err(|e| fail!("a call log with {set:?}: {e}"))?;
+    }
+    let r = post_object(c, &call_log(&f, &[("Call-Duration", "5 min")], &[])).await?;
+    r.error(400, "SVC0002").map_err(|e| fail!("Call-Duration \"5 min\" (seconds expected): {e}"))?;
+    // A cid that names no payload part.
+    let nowhere = format!("cid:nowhere-{}@conformance.example", c.tag);
+    let bracketed = format!("<{nowhere}>");
+    for (name, value) in [("Geolocation", nowhere.as_str()), ("Call-Info", bracketed.as_str())] {
+        let r = post_object(c, &call_log(&f, &[(name, value)], &[])).await?;
+        r.error(400, "SVC0002").map_err(|e| fail!("{name} {value} without payload parts: {e}"))?;
+    }
+    let r =
+        c.deposit(&call_log(&f, &[("Geolocation", &nowhere)], &[]), Some((&[("Content-Type", &ct)], &payload))).await?;
+    r.error(400, "SVC0002").map_err(|e| fail!("Geolocation {nowhere} naming none of the payload parts: {e}"))?;
+    only_objects(c, &f, &[&o, &out, &anonymous, &restricted]).await
+}
+
+/// An SMS (`pager-message`) received from `REMOTE`, in `parent`.
+fn sms_json(parent: &Item) -> Value {
+    cpm_json(parent, &[("Message-Context", "pager-message"), ("Direction", "In"), ("From", REMOTE), ("To", OWN)])
+}
+
+async fn cpm_sms(c: &Ctx) -> Res {
+    let f = c.scratch("sms").await?;
+    let text = "On my way — see you at the café in 10 min 🙂";
+    let o = cpm_deposit(c, &sms_json(&f), "text/plain; charset=UTF-8", text.as_bytes()).await?;
+    let ov = read_object(c, &o).await?;
+    let parts = part_contents(c, &ov).await?;
+    ensure!(
+        parts.len() == 1 && essence(&parts[0].0) == "text/plain" && parts[0].1 == text.as_bytes(),
+        "an SMS should be one text/plain part holding the text: {}",
+        brief(&ov)
+    );
+    // No unique reference: the server provides a correlationTag (7.4.1); one given is kept.
+    ensure!(
+        ov.get("correlationTag").and_then(Value::as_str).is_some_and(|t| !t.is_empty()),
+        "an SMS without correlationId needs a server-provided correlationTag (7.4.1): {}",
+        brief(&ov)
+    );
+    let tag = format!("{}-{}", c.unique("tag"), c.tag);
+    let mut given = sms_json(&f);
+    given["correlationTag"] = json!(tag);
+    let o2 = cpm_deposit(c, &given, "text/plain; charset=utf-8", b"ok").await?;
+    let ov = read_object(c, &o2).await?;
+    ensure!(str_at(&ov, "/correlationTag")? == tag, "the given correlationTag should be kept: {}", brief(&ov));
+    // Anything but one text/plain part in UTF-8 is refused.
+    for (ct, payload) in [
+        ("text/html; charset=UTF-8", &b"<p>On my way</p>"[..]),
+        ("text/plain; charset=iso-8859-1", b"caf\xe9"),
+        ("text/plain; charset=UTF-8", b"caf\xe9"),
+        ("image/gif", GIF),
+    ] {
+        let r = c.deposit(&sms_json(&f), Some((&[("Content-Type", ct)], payload))).await?;
+        r.error(400, "SVC0002")
+            .map_err(|e| fail!("an SMS with a {ct} payload {:?}: {e}", String::from_utf8_lossy(payload)))?;
+    }
+    let (ct, two) = Multipart::new("conformance-sms-two")
+        .part(&[("Content-Type", "text/plain; charset=UTF-8")], b"one")
+        .part(&[("Content-Type", "text/plain; charset=UTF-8")], b"two")
+        .finish("multipart/mixed");
+    let r = c.deposit(&sms_json(&f), Some((&[("Content-Type", &ct)], &two))).await?;
+    r.error(400, "SVC0002").map_err(|e| fail!("an SMS of two text/plain parts: {e}"))?;
+    post_object(c, &sms_json(&f)).await?.error(400, "SVC0002").map_err(|e| fail!("an SMS without payload: {e}"))?;
+    only_objects(c, &f, &[&o, &o2]).await
+}
+
+async fn cpm_flags(c: &Ctx) -> Res {
+    let f = c.scratch("cpmflags").await?;
+    // The flags 5.6 lists, and non-CPM object flags (5.3.9.2).
+    let listed = [
+        "\\Seen",
+        "\\Answered",
+        "\\Flagged",
+        "\\Deleted",
+        "\\Draft",
+        "\\Recent",
+        "$Forwarded",
+        "\\read-report-sent",
+        "Archived",
+    ];
+    let all = c.object_in(&f, &listed).await?;
+    let vvm = c.object_in(&f, &["$CPM_VVM", "\\Seen"]).await?;
+    let call = c.object_in(&f, &["$CPM_CallLog_EnCall"]).await?;
+    for (o, want) in [(&all, &listed[..]), (&vvm, &["$CPM_VVM", "\\Seen"]), (&call, &["$CPM_CallLog_EnCall"])] {
+        let got = sorted(flag_list(&read_object(c, o).await?, "/flags/flag")?);
+        ensure!(got == sorted(owned(want)), "flags of {} should be {want:?}, got {got:?}", o.name);
+    }
+    let flag = |name: &str, set: &str| selection(&f, 10, &[crit("Flag", Some(name), set)], None);
+    expect_found(c, "objects", "Flag $CPM_VVM", &flag("$CPM_VVM", "true"), &[&vvm]).await?;
+    expect_found(c, "objects", "Flag $CPM_CallLog_EnCall", &flag("$CPM_CallLog_EnCall", "true"), &[&call]).await?;
+    expect_found(c, "objects", "Flag $CPM_VVM false", &flag("$CPM_VVM", "false"), &[&all, &call]).await?;
+    expect_found(c, "objects", "Flag \\read-report-sent", &flag("\\read-report-sent", "true"), &[&all]).await?;
+    expect_found(c, "objects", "Flag Archived", &flag("Archived", "true"), &[&all]).await?;
+    // Set and removed one by one, and searchable in between.
+    let url = format!("{}/flags/%24CPM_VVMWI", vvm.url);
+    c.http.req(Method::PUT, &url).send().await?.status(201)?;
+    c.http.get(&url).await?.status(204)?;
+    ensure!(sorted(c.flags(&vvm).await?) == ["$CPM_VVM", "$CPM_VVMWI", "\\Seen"], "flags after setting $CPM_VVMWI");
+    expect_found(c, "objects", "Flag $CPM_VVMWI", &flag("$CPM_VVMWI", "true"), &[&vvm]).await?;
+    c.http.delete(&url).await?.status(204)?;
+    c.http.get(&url).await?.status(404)?;
+    expect_found(c, "objects", "Flag $CPM_VVMWI after removing it", &flag("$CPM_VVMWI", "true"), &[]).await
+}
+
+async fn cpm_corr_search(c: &Ctx) -> Res {
+    let f = c.scratch("corr").await?;
+    let fresh = |hint: &str| format!("{}-{}", c.unique(hint), c.tag);
+    let (id, tag, conversation, k1, k2) =
+        (fresh("corr-id"), fresh("corr-tag"), fresh("conv"), fresh("contrib"), fresh("contrib"));
+    let mut a = object_json(&f.url, &[("Conversation-ID", &conversation), ("Contribution-ID", &k1)], &[]);
+    a["correlationId"] = json!(id);
+    let a = cpm_object(c, &a).await?;
+    let mut b = object_json(&f.url, &[], &[]);
+    b["correlationTag"] = json!(tag);
+    let b = cpm_object(c, &b).await?;
+    let reply = object_json(
+        &f.url,
+        &[("Conversation-ID", &conversation), ("Contribution-ID", &k2), ("InReplyTo-Contribution-ID", &k1)],
+        &[],
+    );
+    let reply = cpm_object(c, &reply).await?;
+    // Near misses.
+    let mut other = object_json(&f.url, &[], &[]);
+    other["correlationId"] = json!(format!("{id}-other"));
+    other["correlationTag"] = json!(format!("{tag}-other"));
+    cpm_object(c, &other).await?;
+    // Neither changes when the object moves or its flags change (5.4).
+    let moved = c.folder_in(&f, "moved").await?;
+    let v = c.relocate("moveToFolder", &moved.url, &[], &[&a.url, &b.url]).await?.json_with(200)?;
+    check_bulk(c, &v, "objects", &[Ok(&a.url), Ok(&b.url)])?;
+    set_flag(c, &a, "Seen").await?;
+    set_flag(c, &b, "Seen").await?;
+    let av = read_object(c, &a).await?;
+    ensure!(
+        str_at(&av, "/correlationId")? == id,
+        "correlationId changed after a move and a flag change: {}",
+        brief(&av)
+    );
+    let bv = read_object(c, &b).await?;
+    ensure!(
+        str_at(&bv, "/correlationTag")? == tag,
+        "correlationTag changed after a move and a flag change: {}",
+        brief(&bv)
+    );
+    // Fetch by reference (7.4.2): a criterion on each of the fields and attributes it names.
+    let by = |name: &str, value: &str| selection(&f, 10, &[crit("Attribute", Some(name), value)], None);
+    expect_found(c, "objects", "Conversation-ID", &by("Conversation-ID", &conversation), &[&a, &reply]).await?;
+    expect_found(c, "objects", "Contribution-ID", &by("Contribution-ID", &k1), &[&a]).await?;
+    expect_found(c, "objects", "InReplyTo-Contribution-ID", &by("InReplyTo-Contribution-ID", &k1), &[&reply]).await?;
+    expect_found(c, "objects", "correlationId", &by("correlationId", &id), &[&a]).await?;
+    expect_found(c, "objects", "correlationTag", &by("correlationTag", &tag), &[&b]).await
+}
+
+async fn cpm_corr_notify(c: &Ctx) -> Res {
+    let f = c.scratch("corrnotif").await?;
+    let ch = c.channel().await?;
+    let s = c.subscribe(&ch, "corr", json!({"duration": 600})).await?;
+    let (id, tag) = (format!("{}-{}", c.unique("corr-id"), c.tag), format!("{}-{}", c.unique("corr-tag"), c.tag));
+    let mut object = object_json(&f.url, &[], &[]);
+    object["correlationId"] = json!(id);
+    object["correlationTag"] = json!(tag);
+    let o = cpm_object(c, &object).await?;
+    let mut all = Vec::new();
+    let e = next_event(c, &ch, &s, &mut all, "changedObject", &o.url).await?;
+    ensure!(
+        e.get("correlationId") == Some(&json!(id)) && e.get("correlationTag") == Some(&json!(tag)),
+        "changedObject should carry correlationId {id} and correlationTag {tag}: {}",
+        brief(&e)
+    );
+    c.http.delete(&o.url).await?.status(204)?;
+    let e = next_event(c, &ch, &s, &mut all, "deletedObject", &o.url).await?;
+    ensure!(
+        e.get("correlationId") == Some(&json!(id)) && e.get("correlationTag") == Some(&json!(tag)),
+        "deletedObject should carry correlationId {id} and correlationTag {tag}: {}",
+        brief(&e)
+    );
+    Ok(())
+}
+
+/// A CPM session's object in `folder`: `Message-Context` `context` with the session's ids.
+async fn session_object(c: &Ctx, folder: &Item, context: &str, ids: (&str, &str)) -> Res<Item> {
+    let attrs = [
+        ("Message-Context", context),
+        ("Direction", "Out"),
+        ("From", OWN),
+        ("To", REMOTE),
+        ("Conversation-ID", ids.0),
+        ("Contribution-ID", ids.1),
+    ];
+    let mut object = cpm_json(folder, &attrs);
+    if context == "session-info-message" {
+        return cpm_deposit(c, &object, "Application/X-CPM-Session", SESSION_INFO.as_bytes()).await;
+    }
+    object["correlationId"] = json!(format!("{}-{}", c.unique("msg"), c.tag));
+    cpm_deposit(c, &object, "text/plain; charset=UTF-8", b"Weekend plans?").await
+}
+
+async fn cpm_session_rules(c: &Ctx) -> Res {
+    let f = c.scratch("session").await?;
+    let (conversation, contribution) = (format!("conv-{}", c.tag), format!("{}-{}", c.unique("session"), c.tag));
+    let ids = (conversation.as_str(), contribution.as_str());
+    let session = c.folder_in(&f, "session").await?;
+    let elsewhere = c.folder_in(&f, "elsewhere").await?;
+    let info = session_object(c, &session, "session-info-message", ids).await?;
+    let m1 = session_object(c, &session, "chat-message", ids).await?;
+    let m2 = session_object(c, &session, "chat-message", ids).await?;
+    // Single DELETE: refused while messages remain.
+    let r = c.http.delete(&info.url).await?;
+    r.error(403, "POL0001").map_err(|e| fail!("deleting the session info object: {e}"))?;
+    still_in(c, &info, &session, "the session info object").await?;
+    // moveToFolder: refused for it, the message beside it in the same request moves.
+    let v = c.relocate("moveToFolder", &elsewhere.url, &[], &[&info.url, &m1.url]).await?.json_with(200)?;
+    check_responses(c, &v, &[Expect::Failure(403, "POL0001"), Expect::Success(200, "objects", Some(&m1.url))])
+        .map_err(|e| fail!("moving the session info object and a message: {e}"))?;
+    still_in(c, &info, &session, "the session info object").await?;
+    still_in(c, &m1, &elsewhere, "the moved message").await?;
+    // Bulk DELETE: refused per item (alone, the whole request fails).
+    let r = bulk_delete(c, &[&info.url]).await?;
+    bulk_refused(c, &r, 403, "POL0001").map_err(|e| fail!("bulk-deleting the session info object: {e}"))?;
+    let v = bulk_delete(c, &[&info.url, &m1.url]).await?.json_with(200)?;
+    check_responses(c, &v, &[Expect::Failure(403, "POL0001"), Expect::Success(200, "objects", Some(&m1.url))])
+        .map_err(|e| fail!("bulk-deleting the session info object and another message: {e}"))?;
+    gone(c, &m1, "the bulk-deleted message").await?;
+    still_in(c, &info, &session, "the session info object").await?;
+    // The whole session history folder may move, and go (7.3.3.5).
+    let v = c.relocate("moveToFolder", &elsewhere.url, &[&session.url], &[]).await?.json_with(200)?;
+    check_bulk(c, &v, "folders", &[Ok(&session.url)]).map_err(|e| fail!("moving the whole session folder: {e}"))?;
+    still_in(c, &info, &session, "the session info object (moved with its folder)").await?;
+    c.http.delete(&session.url).await?.status(204).map_err(|e| fail!("deleting the whole session folder: {e}"))?;
+    gone(c, &info, "the session info object of the deleted folder").await?;
+    gone(c, &m2, "the message of the deleted folder").await
+}
+
+async fn cpm_session_imdns(c: &Ctx) -> Res {
+    let f = c.scratch("imdns").await?;
+    // A message deposited as CPIM (its imdn.Message-ID the correlationId), another by JSON.
+    let (id1, id2, id3) = (
+        format!("{}-{}", c.unique("msg"), c.tag),
+        format!("{}-{}", c.unique("msg"), c.tag),
+        format!("{}-{}", c.unique("msg"), c.tag),
+    );
+    let id_line = format!("imdn.Message-ID: {id1}");
+    let (from, to) = (format!("From: <{OWN}>"), format!("To: <{REMOTE}>"));
+    let headers = [
+        &from[..],
+        &to,
+        "NS: imdn <urn:ietf:params:imdn>",
+        &id_line,
+        "imdn.Disposition-Notification: positive-delivery, display",
+    ];
+    let payload = cpim(&headers, &["Content-Type: text/plain; charset=UTF-8"], b"Weekend plans?");
+    let root = cpm_json(&f, &[("Message-Context", "chat-message"), ("Direction", "Out")]);
+    let m1 = cpm_deposit(c, &root, "message/cpim", &payload).await?;
+    let m1v = read_object(c, &m1).await?;
+    ensure!(str_at(&m1v, "/correlationId")? == id1, "correlationId should be the imdn.Message-ID: {}", brief(&m1v));
+    let mut m2 = object_json(&f.url, &[("Direction", "Out")], &[]);
+    m2["correlationId"] = json!(id2);
+    let m2 = cpm_object(c, &m2).await?;
+    // Their IMDNs, and one about a message that is not deleted.
+    let own = || format!("{}-{}", c.unique("imdn"), c.tag);
+    let xml = imdn_xml(&id1, "delivery", "delivered", REMOTE);
+    let d1 = cpm_deposit(c, &imdn_root(&f), "message/cpim", &imdn_cpim(&own(), &xml)).await?;
+    let d2 = cpm_object(c, &imdn_json(&f, "display", "displayed", &id1, &[])).await?;
+    let d3 = cpm_object(c, &imdn_json(&f, "delivery", "delivered", &id2, &[])).await?;
+    let keep = cpm_object(c, &imdn_json(&f, "delivery", "delivered", &id3, &[])).await?;
+    // DELETE of the message takes its IMDNs (7.3.3.5).
+    c.http.delete(&m1.url).await?.status(204)?;
+    gone(c, &d1, "the delivery IMDN of the deleted message").await?;
+    gone(c, &d2, "the display IMDN of the deleted message").await?;
+    still_in(c, &d3, &f, "an IMDN of another message").await?;
+    // So does a bulk DELETE (7.3.3.6).
+    let v = bulk_delete(c, &[&m2.url]).await?.json_with(200)?;
+    check_responses(c, &v, &[Expect::Success(200, "objects", Some(&m2.url))])?;
+    gone(c, &d3, "the IMDN of the bulk-deleted message").await?;
+    only_objects(c, &f, &[&keep]).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -3176,7 +3978,8 @@ mod tests {
                 "REST-NMS-AOBJECT-PAYLOAD-S-002-M",
                 "REST-NMS-FOLDERS-SEARCH-S-003-O",
                 "REST-NMS-SUBSCR-S-002-O",
-                "REST-NMS-SUBSCR-S-005-O"
+                "REST-NMS-SUBSCR-S-005-O",
+                "CPM-CORR-S-002"
             ]
         );
         // Optional in NMS, Mandatory in the CPM table.
@@ -3246,6 +4049,46 @@ mod tests {
         got["restartToken"] = json!("t");
         got["clientCorrelator"] = json!("invented");
         assert!(same_subscription(&got, &want).is_err());
+    }
+
+    #[test]
+    fn rfc3339_instants_compare_across_offsets_and_fractions() {
+        assert_eq!(instant("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(instant("2000-03-01T00:00:00.5Z"), Some(951_868_800_500));
+        assert_eq!(instant("2014-12-13T13:40:00-08:00"), instant("2014-12-13T21:40:00Z"));
+        assert_eq!(instant("2014-12-13T21:40:00.000Z"), instant("2014-12-13t21:40:00z"));
+        assert_eq!(instant("2014-12-14T00:10:00+02:30"), instant("2014-12-13T21:40:00Z"));
+        for bad in [
+            "",
+            "2014-12-13",
+            "2014-12-13T21:40:00",
+            "2014-13-13T21:40:00Z",
+            "2014-12-13T21:40:00+0800",
+            "2014-12-13T21:40:00.Z",
+            "13 Dec 2014",
+        ] {
+            assert_eq!(instant(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn call_logs_are_built_from_the_valid_base() {
+        let f = Item { url: "u".into(), path: String::new(), name: String::new() };
+        let v = call_log(&f, &[("Direction", "Out"), ("Priority", "urgent")], &["Call-Duration"]);
+        let names: Vec<&str> = v["attributes"]["attribute"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|a| a["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(names, ["From", "To", "Call-Type", "Date", "Call-Disposition", "Direction", "Priority"]);
+        assert_eq!(attr(&v, "Direction").ok().flatten(), Some(vec!["Out".to_string()]));
+        assert_eq!(v["parentFolder"], "u");
+    }
+
+    #[test]
+    fn cpim_messages_have_two_header_blocks() {
+        let m = cpim(&["From: <a>", "To: <b>"], &["Content-Type: text/plain"], b"hi");
+        assert_eq!(m, b"From: <a>\r\nTo: <b>\r\n\r\nContent-Type: text/plain\r\n\r\nhi");
+        assert!(imdn_xml("m1", "display", "displayed", REMOTE).contains("<display-notification><status><displayed/>"));
     }
 
     #[test]

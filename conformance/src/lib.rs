@@ -1,6 +1,8 @@
 //! `nms-conformance`: checks a live OMA REST NMS server black-box over HTTP against the SCR
 //! items of the CPM Message Storage Server (OMA-TS-CPM_Message_Storage_Using_RESTful_API
-//! Appendix B.2) and reports one line per item:
+//! Appendix B.2), and against the CPM binding's own semantics (`CPM-` items: CPIM, IMDN, call
+//! log and SMS objects, CPM flags, correlation, the session-object rules), and reports one
+//! line per item:
 //!
 //! ```text
 //! PASS REST-NMS-OBJECTS-S-002-M  upload an object with payload into an identified folder
