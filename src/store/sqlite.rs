@@ -1638,34 +1638,40 @@ impl MetaStore for SqliteStore {
                 .await?;
         // The `limit` smallest modseqs of each source hold the `limit` smallest overall.
         let limit = i64::from(limit.max(1));
-        let mut seqs: Vec<i64> = Vec::new();
-        for table in ["objects", "folders", "tombstones"] {
-            let s: Vec<i64> = sqlx::query_scalar(sql!(
-                "SELECT last_mod_seq FROM {table} WHERE box_id = ? AND last_mod_seq > ? ORDER BY last_mod_seq LIMIT ?"
-            ))
-            .bind(b.id)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-            seqs.extend(s);
-        }
+        let next = |table: &str| {
+            format!(
+                "SELECT * FROM (SELECT last_mod_seq FROM {table} WHERE box_id = ?1 AND last_mod_seq > ?2 \
+                 ORDER BY last_mod_seq LIMIT ?3)"
+            )
+        };
+        let mut seqs: Vec<i64> = sqlx::query_scalar(sql!(
+            "{} UNION ALL {} UNION ALL {}",
+            next("objects"),
+            next("folders"),
+            next("tombstones")
+        ))
+        .bind(b.id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
         seqs.sort_unstable();
         // Whole modseq groups: the page ends at the limit-th change's modseq.
         let through = match seqs.get(limit as usize - 1) {
             Some(s) => *s,
             None => modseq,
         };
-        let mut more = false;
-        for table in ["objects", "folders", "tombstones"] {
-            let beyond: Option<i64> =
-                sqlx::query_scalar(sql!("SELECT 1 FROM {table} WHERE box_id = ? AND last_mod_seq > ? LIMIT 1"))
-                    .bind(b.id)
-                    .bind(through)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            more |= beyond.is_some();
-        }
+        let beyond = |table: &str| format!("EXISTS (SELECT 1 FROM {table} WHERE box_id = ?1 AND last_mod_seq > ?2)");
+        let more: bool = sqlx::query_scalar(sql!(
+            "SELECT {} OR {} OR {}",
+            beyond("objects"),
+            beyond("folders"),
+            beyond("tombstones")
+        ))
+        .bind(b.id)
+        .bind(through)
+        .fetch_one(&mut *tx)
+        .await?;
         let ids = |table: &'static str| {
             sqlx::query_scalar::<_, i64>(sql!(
                 "SELECT id FROM {table} WHERE box_id = ? AND last_mod_seq > ? AND last_mod_seq <= ? \
