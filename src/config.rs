@@ -75,6 +75,18 @@ pub struct ServerSettings {
     pub public_url: String,
     /// Number of HTTP worker threads; 0 means one per core.
     pub workers: usize,
+    /// PEM certificate chain (leaf first) for TLS termination; with `tls_key`, the server
+    /// speaks HTTPS only. Unset: plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the `tls_cert` leaf.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ServerSettings {
+    /// Whether the server terminates TLS itself.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
 }
 
 /// Metadata database and payload blob storage.
@@ -173,7 +185,9 @@ pub struct RetentionPolicy {
     pub max_objects: u32,
 }
 
-/// Request size limits.
+/// Limits against abuse (see docs/security.md, "Limits and abuse"). A limit set to 0 is off,
+/// except the two body sizes. Each refusal is an OMA policy exception (`POL0001`) whose
+/// variable names the setting and its value.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LimitSettings {
@@ -181,6 +195,27 @@ pub struct LimitSettings {
     pub max_body_bytes: u64,
     /// Largest JSON document accepted (a JSON body or a `root-fields` part).
     pub max_json_bytes: usize,
+    /// Largest single payload part of a deposit, checked while it streams (413 above it);
+    /// 0: only `max_body_bytes` bounds it.
+    pub max_part_bytes: u64,
+    /// Most payload parts one object may have (403 above it).
+    pub max_parts_per_object: u32,
+    /// Most criteria one search or subscription filter may hold, nested groups included
+    /// (403 above it).
+    pub max_search_criteria: u32,
+    /// Most live subscriptions one box may have, whoever made them (403 when creating one
+    /// more).
+    pub max_subscriptions_per_box: u32,
+    /// Most notification channels one principal may long-poll at once (429 for one more);
+    /// a newer poll of a channel already polled replaces the older one and counts once.
+    pub max_polls_per_principal: u32,
+    /// Requests per second each principal may make on average (token bucket refill rate);
+    /// 0: no rate limiting. Over it: 429 with `Retry-After`.
+    pub rate_per_sec: f64,
+    /// Requests a principal may make at once after being idle (token bucket size).
+    pub rate_burst: u32,
+    /// Whether service accounts (CPM Participating Functions) are rate-limited too.
+    pub rate_limit_services: bool,
 }
 
 /// Authentication.
@@ -214,7 +249,7 @@ impl Default for Settings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), public_url: String::new(), workers: 0 }
+        Self { listen: "127.0.0.1:8080".into(), public_url: String::new(), workers: 0, tls_cert: None, tls_key: None }
     }
 }
 
@@ -246,7 +281,18 @@ impl Default for NmsSettings {
 
 impl Default for LimitSettings {
     fn default() -> Self {
-        Self { max_body_bytes: 64 * 1024 * 1024, max_json_bytes: 1024 * 1024 }
+        Self {
+            max_body_bytes: 64 * 1024 * 1024,
+            max_json_bytes: 1024 * 1024,
+            max_part_bytes: 0,
+            max_parts_per_object: 100,
+            max_search_criteria: 64,
+            max_subscriptions_per_box: 100,
+            max_polls_per_principal: 10,
+            rate_per_sec: 0.0,
+            rate_burst: 20,
+            rate_limit_services: false,
+        }
     }
 }
 
@@ -351,6 +397,15 @@ impl Settings {
         if self.nms.folder_page_default == 0 || self.nms.folder_page_max == 0 {
             return Err(ConfigError("folder page sizes must be positive".into()));
         }
+        if !self.limits.rate_per_sec.is_finite() || self.limits.rate_per_sec < 0.0 {
+            return Err(ConfigError("limits.rate_per_sec must be a number >= 0".into()));
+        }
+        if self.limits.rate_per_sec > 0.0 && self.limits.rate_burst == 0 {
+            return Err(ConfigError("limits.rate_burst must be at least 1 when rate limiting is on".into()));
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(ConfigError("server.tls_cert and server.tls_key must be given together".into()));
+        }
         Ok(())
     }
 
@@ -368,10 +423,11 @@ impl Settings {
         self.data_dir.join("blobs")
     }
 
-    /// The public base URL for a listener bound to `addr`.
+    /// The public base URL for a listener bound to `addr` (`https` when TLS is on).
     pub fn public_url_for(&self, addr: SocketAddr) -> String {
         if self.server.public_url.is_empty() {
-            format!("http://{addr}")
+            let scheme = if self.server.tls() { "https" } else { "http" };
+            format!("{scheme}://{addr}")
         } else {
             self.server.public_url.trim_end_matches('/').to_string()
         }

@@ -40,9 +40,18 @@ pub enum Error {
     /// Authenticated, but not allowed to act on this box or with this scope (403 POL0001).
     #[error("forbidden: {reason}")]
     Forbidden { reason: String },
-    /// The request body is larger than the configured limit (413).
-    #[error("request body exceeds {limit} bytes")]
-    TooLarge { limit: u64 },
+    /// A body, JSON document or payload part is larger than the configured limit (413
+    /// POL0001): `what` exceeds `limit` bytes, the value of the setting `key`.
+    #[error("{what} exceeds {limit} bytes ({key})")]
+    TooLarge { what: &'static str, key: &'static str, limit: u64 },
+    /// A configured count limit refuses the request (403 POL0001): `what` says what was
+    /// refused, `key` names the setting and `limit` is its value.
+    #[error("{what}: at most {limit} ({key})")]
+    LimitExceeded { what: String, key: &'static str, limit: u64 },
+    /// Too many requests, or open long polls, for this principal just now (429 POL0001 with
+    /// `Retry-After: retry_after_secs`): `limit` describes the setting `key`.
+    #[error("{what}: {limit} ({key}); retry after {retry_after_secs} s")]
+    TooManyRequests { what: &'static str, key: &'static str, limit: String, retry_after_secs: u64 },
     /// The request's media type is not accepted here (415 POL0011).
     #[error("unsupported media type {media_type}")]
     UnsupportedMediaType { media_type: String },
@@ -69,6 +78,14 @@ impl Error {
     }
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Error::Internal(e.to_string())
+    }
+    /// The request body exceeds `limits.max_body_bytes`.
+    pub fn body_too_large(limit: u64) -> Self {
+        Error::TooLarge { what: "request body", key: "limits.max_body_bytes", limit }
+    }
+    /// A JSON document (body or `root-fields`) exceeds `limits.max_json_bytes`.
+    pub fn json_too_large(limit: usize) -> Self {
+        Error::TooLarge { what: "JSON document", key: "limits.max_json_bytes", limit: limit as u64 }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Building the application: open the metadata store (migrating it), the blob store, the
-//! token key; bind the listener (port 0 allowed) and expose the port, so tests run the real
-//! server; start the background blob sweep, housekeeping (expiry, tombstone pruning) and
-//! webhook delivery.
+//! token key; bind the listener (port 0 allowed; HTTPS when `server.tls_cert` and
+//! `server.tls_key` are set) and expose the port, so tests run the real server; start the
+//! background blob sweep, housekeeping (expiry, tombstone pruning) and webhook delivery.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -71,7 +71,8 @@ pub async fn build_nms(settings: &Settings) -> Result<Nms> {
     let meta = open_store(settings).await?;
     let blobs = PayloadStore::from_settings(settings, meta.clone())?;
     Ok(Nms::new(meta, blobs, settings.nms.clone(), settings.sync.clone(), token_key(settings)?)
-        .with_cpm(settings.cpm.clone()))
+        .with_cpm(settings.cpm.clone())
+        .with_limits(settings.limits.clone()))
 }
 
 /// A built, bound, not yet running server.
@@ -87,6 +88,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self> {
+        let tls = match (&settings.server.tls_cert, &settings.server.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            (None, None) => None,
+            _ => return Err(Error::internal("server.tls_cert and server.tls_key must be given together")),
+        };
         let nms = build_nms(&settings).await?;
         let listener = TcpListener::bind(&settings.server.listen)
             .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.server.listen)))?;
@@ -103,8 +109,9 @@ impl Application {
             auth: auth.clone(),
             public_url: public_url.clone(),
             limits: settings.limits.clone(),
+            throttle: crate::limits::Throttle::new(&settings.limits, settings.sync.long_poll_secs),
         });
-        let mut http = HttpServer::new(move || {
+        let http = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms"))
@@ -128,8 +135,11 @@ impl Application {
                 })
                 .configure(api::configure)
                 .default_service(web::to(api::not_found))
-        })
-        .listen(listener)
+        });
+        let mut http = match tls {
+            Some(config) => http.listen_rustls_0_23(listener, config),
+            None => http.listen(listener),
+        }
         .map_err(Error::internal)?;
         // A client that closes its side has gone (HTTP clients do not half-close while
         // waiting): end its request at once, so a long poll of a dead connection takes no

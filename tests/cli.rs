@@ -136,3 +136,49 @@ fn expiry_policies_are_configured_per_store() {
     assert!(s.contains("max_age_secs = 7776000"), "{s}");
     assert!(s.contains("max_objects = 5000"), "{s}");
 }
+
+#[test]
+fn limits_and_tls_settings_load_and_are_validated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("nms.toml");
+    std::fs::write(
+        &file,
+        "[server]\ntls_cert = \"/etc/nms/chain.pem\"\ntls_key = \"/etc/nms/key.pem\"\n[limits]\nrate_per_sec = 2.5\nmax_part_bytes = 4096\n",
+    )
+    .expect("write");
+    let config = |envs: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cpm-nms"));
+        c.args(["--config", file.to_str().expect("utf8"), "--data-dir", dir.path().to_str().expect("utf8"), "config"]);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().expect("run")
+    };
+    let out = config(&[("NMS__LIMITS__MAX_POLLS_PER_PRINCIPAL", "3"), ("NMS__LIMITS__RATE_BURST", "7")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = stdout(&out);
+    for want in [
+        "tls_cert = \"/etc/nms/chain.pem\"",
+        "tls_key = \"/etc/nms/key.pem\"",
+        "rate_per_sec = 2.5",
+        "rate_burst = 7",
+        "max_part_bytes = 4096",
+        "max_polls_per_principal = 3",
+        "max_subscriptions_per_box = 100",
+        "max_search_criteria = 64",
+    ] {
+        assert!(s.contains(want), "{want} in {s}");
+    }
+    // An integer rate from the environment is a rate too.
+    assert!(config(&[("NMS__LIMITS__RATE_PER_SEC", "3")]).status.success());
+    // A negative rate, rate limiting without a burst, and half a TLS configuration are errors.
+    for envs in [vec![("NMS__LIMITS__RATE_PER_SEC", "-1")], vec![("NMS__LIMITS__RATE_BURST", "0")]] {
+        let out = config(&envs);
+        assert!(!out.status.success(), "{envs:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("limits.rate_"), "{envs:?}");
+    }
+    std::fs::write(&file, "[server]\ntls_cert = \"/etc/nms/chain.pem\"\n").expect("write");
+    let out = config(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tls_key"));
+}

@@ -72,6 +72,7 @@ fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>> {
 async fn caller(req: &HttpRequest, state: &AppState) -> Result<(Principal, String)> {
     let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let principal = state.auth.authenticate(authorization).await?;
+    state.throttle.admit(&principal)?;
     let user = param(req, "userId")?;
     let user = if user == ACR_AUTH {
         let mut own = principal.boxes.iter().map(|(_, a)| a.clone());
@@ -202,14 +203,19 @@ struct NotificationListW<'a> {
 
 /// `POST channelURL` with `{"longPollingRequestParameters": null}`: 200 with the pending
 /// `notificationList` (empty after the server's poll timeout); 409 SVC1012 when a newer poll
-/// takes over; 404 when the channel is deleted meanwhile.
+/// takes over; 404 when the channel is deleted meanwhile; 429 when the principal already
+/// polls `limits.max_polls_per_principal` other channels. A poll counts once against the
+/// rate limit, when it starts.
 pub async fn poll(req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
     let state = state_of(&req)?;
     let (principal, _) = caller(&req, &state).await?;
+    let channel = param(&req, "channelId")?;
+    // Held until the poll answers, or its client goes away (the future is dropped).
+    let _slot = state.throttle.open_poll(&principal, &channel)?;
     // The body carries nothing the server needs; it is read (bounded) and ignored.
     read_limited(payload, state.limits.max_json_bytes).await?;
     let timeout = Duration::from_secs(state.nms.sync.long_poll_secs.max(1));
-    match state.nms.poll(&principal.name, &param(&req, "channelId")?, timeout, req.path()).await? {
+    match state.nms.poll(&principal.name, &channel, timeout, req.path()).await? {
         PollOutcome::Lists(lists) => {
             let notification_list: Vec<_> = lists.iter().map(|l| render_list(&state.public_url, l)).collect();
             Ok(HttpResponse::Ok().json(NotificationListW { notification_list }))

@@ -63,13 +63,16 @@ pub fn describe(e: &Error) -> (StatusCode, RequestErrorW) {
         Error::Forbidden { reason } => {
             (StatusCode::FORBIDDEN, pol("POL0001", "A policy error occurred. Error code is %1", vec![reason.clone()]))
         }
-        Error::TooLarge { limit } => (
+        Error::TooLarge { .. } => (
             StatusCode::PAYLOAD_TOO_LARGE,
-            pol(
-                "POL0001",
-                "A policy error occurred. Error code is %1",
-                vec![format!("request body exceeds {limit} bytes")],
-            ),
+            pol("POL0001", "A policy error occurred. Error code is %1", vec![e.to_string()]),
+        ),
+        Error::LimitExceeded { .. } => {
+            (StatusCode::FORBIDDEN, pol("POL0001", "A policy error occurred. Error code is %1", vec![e.to_string()]))
+        }
+        Error::TooManyRequests { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            pol("POL0001", "A policy error occurred. Error code is %1", vec![e.to_string()]),
         ),
         Error::UnsupportedMediaType { media_type } => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, pol("POL0011", "Media type not supported", vec![media_type.clone()]))
@@ -100,6 +103,9 @@ impl ResponseError for Error {
         }
         if let Error::RangeNotSatisfiable { size } = self {
             res.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+        }
+        if let Error::TooManyRequests { retry_after_secs, .. } = self {
+            res.insert_header((header::RETRY_AFTER, (*retry_after_secs).max(1).to_string()));
         }
         res.json(json!({ "requestError": body }))
     }

@@ -42,6 +42,8 @@ pub struct AppState {
     /// Absolute public base URL, without a trailing slash.
     pub public_url: String,
     pub limits: LimitSettings,
+    /// Per-principal request rate and open long polls.
+    pub throttle: crate::limits::Throttle,
 }
 
 /// The route table: every operation of [`Operation::ALL`] on its path, a 405 with `Allow`
@@ -188,6 +190,7 @@ impl FromRequest for Access {
                 .ok_or_else(|| Error::internal(format!("no operation for {} {pattern}", req.method())))?;
             let authorization = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
             let principal = state.auth.authenticate(authorization).await?;
+            state.throttle.admit(&principal)?;
             let store = param(&req, "store")?;
             let uri = req.path().to_string();
             if !state.nms.is_store(&store) {
@@ -210,13 +213,14 @@ impl FromRequest for Access {
     }
 }
 
-/// Read a whole (small) body, refusing more than `limit` bytes with 413.
+/// Read a whole (small, JSON) body, refusing more than `limit` bytes
+/// (`limits.max_json_bytes`) with 413.
 pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Bytes> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| Error::invalid("body"))?;
         if buf.len() + chunk.len() > limit {
-            return Err(Error::TooLarge { limit: limit as u64 });
+            return Err(Error::json_too_large(limit));
         }
         buf.extend_from_slice(&chunk);
     }

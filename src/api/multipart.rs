@@ -6,7 +6,10 @@
 //! `multipart/*` is parsed again, streaming: each first-level inner part becomes one payload
 //! part (a nested multipart inside it stays one part). A leaf payload part is one payload
 //! part. Bytes flow from the socket through a bounded channel into the part writers, so a
-//! large payload is never held in memory; the body-size limit is enforced while streaming.
+//! large payload is never held in memory. The limits are enforced while streaming: the body
+//! size (`limits.max_body_bytes`), each part's size (`limits.max_part_bytes`) and the number
+//! of parts of an object (`limits.max_parts_per_object`, checked before a part starts); a
+//! tripped limit aborts the part being written and abandons the deposit, so no blob stays.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,20 +26,46 @@ use crate::cpm::cpim::{self, strip_param};
 use crate::error::{Error, Result};
 use crate::nms::{Deposit, PartHeaders};
 
-/// Maps multer failures: a tripped size limit is 413, anything else a malformed body.
+/// Maps multer failures (a tripped body limit is 413, anything else a malformed body), and
+/// holds the per-part limits of the deposit.
 #[derive(Clone)]
 struct Failure {
     over: Arc<AtomicBool>,
     limit: u64,
+    /// `limits.max_part_bytes` (0: none).
+    max_part: u64,
+    /// `limits.max_parts_per_object` (0: none).
+    max_parts: u32,
 }
 
 impl Failure {
     fn map(&self, e: multer::Error) -> Error {
         if self.over.load(Ordering::SeqCst) {
-            Error::TooLarge { limit: self.limit }
+            Error::body_too_large(self.limit)
         } else {
             Error::invalid(format!("multipart body ({e})"))
         }
+    }
+
+    /// Before a payload part starts: one more must fit `limits.max_parts_per_object`.
+    fn check_part_count(&self, deposit: &Deposit) -> Result<()> {
+        if self.max_parts > 0 && deposit.part_count() >= self.max_parts as usize {
+            return Err(Error::LimitExceeded {
+                what: "payload parts per object".into(),
+                key: "limits.max_parts_per_object",
+                limit: u64::from(self.max_parts),
+            });
+        }
+        Ok(())
+    }
+
+    /// Before writing `chunk` bytes more into `writer`: the part must stay within
+    /// `limits.max_part_bytes`.
+    fn check_part_size(&self, writer: &PartWriter, chunk: usize) -> Result<()> {
+        if self.max_part > 0 && writer.size().saturating_add(chunk as u64) > self.max_part {
+            return Err(Error::TooLarge { what: "payload part", key: "limits.max_part_bytes", limit: self.max_part });
+        }
+        Ok(())
     }
 }
 
@@ -53,9 +82,14 @@ fn open(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<(P
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(Error::TooLarge { limit });
+        return Err(Error::body_too_large(limit));
     }
-    let failure = Failure { over: Arc::new(AtomicBool::new(false)), limit };
+    let failure = Failure {
+        over: Arc::new(AtomicBool::new(false)),
+        limit,
+        max_part: state.limits.max_part_bytes,
+        max_parts: state.limits.max_parts_per_object,
+    };
 
     // actix's payload is !Send and multer wants a Send stream: bridge through a channel.
     let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(8);
@@ -150,6 +184,8 @@ pub async fn read_bulk_deposit(
     let json = root_fields(&mut mp, &failure, state).await?;
     let envelope: ObjectListEnvelope = parse_json(&json, "objectList")?;
     let objects = envelope.object_list.object;
+    // Refuse an oversized request before any payload is stored.
+    state.nms.check_bulk_size("objectList", objects.len())?;
     let mut deposits: Vec<Deposit> = Vec::with_capacity(objects.len());
     let res = async {
         while let Some(field) = mp.next_field().await.map_err(|e| failure.map(e))? {
@@ -187,7 +223,7 @@ async fn read_small(mut field: multer::Field<'_>, limit: usize, failure: &Failur
     let mut buf = BytesMut::new();
     while let Some(chunk) = field.chunk().await.map_err(|e| failure.map(e))? {
         if buf.len() + chunk.len() > limit {
-            return Err(Error::TooLarge { limit: limit as u64 });
+            return Err(Error::json_too_large(limit));
         }
         buf.extend_from_slice(&chunk);
     }
@@ -217,6 +253,7 @@ async fn read_payload(field: multer::Field<'static>, deposit: &mut Deposit, fail
         }
         Some(m) if is_cpim(m.essence_str()) => read_cpim(field, deposit, failure).await,
         _ => {
+            failure.check_part_count(deposit)?;
             let headers = part_headers(field.headers());
             let explicit_type = raw_type.is_some();
             if explicit_type {
@@ -244,6 +281,7 @@ async fn stream_part(
     deposit: &mut Deposit,
     failure: &Failure,
 ) -> Result<()> {
+    failure.check_part_count(deposit)?;
     let mut writer = deposit.part_writer(&headers);
     if let Err(e) = copy_into(&mut part, &mut writer, failure).await {
         writer.abort().await;
@@ -323,14 +361,19 @@ where
                 content_encoding: head.mime_header("Content-Transfer-Encoding"),
                 file_icon: head.mime_header("File-Icon"),
             };
+            failure.check_part_count(deposit)?;
             let mut writer = deposit.part_writer(&headers);
             while let Some(chunk) = tail.next().await {
-                match chunk.map_err(|e| failure.map(e)) {
-                    Ok(c) => writer.write(&c).await?,
-                    Err(e) => {
-                        writer.abort().await;
-                        return Err(e);
-                    }
+                let written = match chunk.map_err(|e| failure.map(e)) {
+                    Ok(c) => match failure.check_part_size(&writer, c.len()) {
+                        Ok(()) => writer.write(&c).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
+                    writer.abort().await;
+                    return Err(e);
                 }
             }
             deposit.add_part(headers, writer).await?;
@@ -340,9 +383,10 @@ where
     Ok(())
 }
 
-/// Stream a field's bytes into a part writer.
+/// Stream a field's bytes into a part writer (the caller aborts the writer on failure).
 async fn copy_into(field: &mut multer::Field<'_>, writer: &mut PartWriter, failure: &Failure) -> Result<()> {
     while let Some(chunk) = field.chunk().await.map_err(|e| failure.map(e))? {
+        failure.check_part_size(writer, chunk.len())?;
         writer.write(&chunk).await?;
     }
     Ok(())

@@ -27,10 +27,13 @@ pub enum FlagOperation {
 }
 
 impl Nms {
-    fn check_bulk_size(&self, what: &str, n: usize) -> Result<()> {
+    /// `n` items named by `what` must fit `nms.bulk_max_items` (403 POL0001 otherwise).
+    pub fn check_bulk_size(&self, what: &str, n: usize) -> Result<()> {
         if n > self.policy.bulk_max_items as usize {
-            return Err(Error::Forbidden {
-                reason: format!("{what}: at most {} items per request", self.policy.bulk_max_items),
+            return Err(Error::LimitExceeded {
+                what: format!("{what} items per request"),
+                key: "nms.bulk_max_items",
+                limit: u64::from(self.policy.bulk_max_items),
             });
         }
         Ok(())

@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub use token::TokenKey;
 
 use crate::blob::{PartWriter, PayloadStore, UploadGuard};
-use crate::config::{CpmSettings, NmsSettings, SyncSettings};
+use crate::config::{CpmSettings, LimitSettings, NmsSettings, SyncSettings};
 use crate::error::{Error, OrNotFound, Result};
 use crate::hub::Hub;
 use crate::ids::{new_id, nms_date, now_ms};
@@ -120,6 +120,11 @@ impl Deposit {
         w
     }
 
+    /// How many payload parts the deposit holds so far.
+    pub fn part_count(&self) -> usize {
+        self.parts.len()
+    }
+
     /// Finish a part and add it to the deposit.
     pub async fn add_part(&mut self, headers: PartHeaders, writer: PartWriter) -> Result<()> {
         if !writer.head().is_empty() && self.text.len() < TEXT_PER_OBJECT {
@@ -174,6 +179,8 @@ pub struct Nms {
     pub policy: NmsSettings,
     pub sync: SyncSettings,
     pub cpm: CpmSettings,
+    /// Limits the domain enforces (criteria per search, subscriptions per box).
+    pub limits: LimitSettings,
     pub tokens: TokenKey,
     /// Wakeups for long polls: every change is published here after its commit.
     pub hub: Arc<Hub>,
@@ -242,12 +249,27 @@ impl Nms {
         sync: SyncSettings,
         tokens: TokenKey,
     ) -> Self {
-        Self { meta, blobs, policy, sync, cpm: CpmSettings::default(), tokens, hub: Arc::new(Hub::default()) }
+        Self {
+            meta,
+            blobs,
+            policy,
+            sync,
+            cpm: CpmSettings::default(),
+            limits: LimitSettings::default(),
+            tokens,
+            hub: Arc::new(Hub::default()),
+        }
     }
 
     /// The same service with these CPM policies.
     pub fn with_cpm(mut self, cpm: CpmSettings) -> Self {
         self.cpm = cpm;
+        self
+    }
+
+    /// The same service with these limits.
+    pub fn with_limits(mut self, limits: LimitSettings) -> Self {
+        self.limits = limits;
         self
     }
 

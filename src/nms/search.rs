@@ -21,9 +21,8 @@ use crate::store::{
     BoxRow, Filter, Folder, Object, Scope, SearchPosition, SearchQuery, Sort, SortKey, SortValue, Targets,
 };
 
-/// Most criteria one search may hold, how deep groups may nest, and the longest text a
-/// substring or word criterion may search for.
-const MAX_CRITERIA: usize = 64;
+/// How deep groups may nest, and the longest text a substring or word criterion may search
+/// for. (How many criteria one search may hold is `limits.max_search_criteria`.)
 const MAX_DEPTH: usize = 8;
 const MAX_TEXT_CHARS: usize = 1024;
 
@@ -156,8 +155,13 @@ impl Compiler<'_> {
                 CriterionInput::Group(g) => self.group(g, depth + 1)?,
                 CriterionInput::Leaf { kind, name, value } => {
                     self.count += 1;
-                    if self.count > MAX_CRITERIA {
-                        return Err(Error::invalid(format!("searchCriteria (at most {MAX_CRITERIA} criteria)")));
+                    let max = self.nms.limits.max_search_criteria;
+                    if max > 0 && self.count > max as usize {
+                        return Err(Error::LimitExceeded {
+                            what: "searchCriteria criteria".into(),
+                            key: "limits.max_search_criteria",
+                            limit: u64::from(max),
+                        });
                     }
                     let top_and = depth == 0 && (eq(op, "And"));
                     self.leaf(kind.trim(), name.as_deref(), value.as_deref(), top_and)?

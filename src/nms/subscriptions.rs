@@ -329,26 +329,35 @@ impl Nms {
             }
         };
         let duration = granted(input.duration);
+        let max = self.limits.max_subscriptions_per_box;
         self.meta
-            .create_subscription(&Subscription {
-                id: 0,
-                box_id: b.id,
-                public_id: new_id(),
-                principal: principal.to_string(),
-                channel_id,
-                notify_url: input.notify_url,
-                callback_data: input.callback_data,
-                notification_format: input.notification_format,
-                filter,
-                client_correlator: input.client_correlator,
-                duration_secs: duration,
-                expires_at_ms: now.saturating_add(duration.saturating_mul(1000)),
-                restart_token: token,
-                position_validity: point.validity,
-                position_modseq: point.modseq,
-                next_index: 1,
+            .create_subscription(
+                &Subscription {
+                    id: 0,
+                    box_id: b.id,
+                    public_id: new_id(),
+                    principal: principal.to_string(),
+                    channel_id,
+                    notify_url: input.notify_url,
+                    callback_data: input.callback_data,
+                    notification_format: input.notification_format,
+                    filter,
+                    client_correlator: input.client_correlator,
+                    duration_secs: duration,
+                    expires_at_ms: now.saturating_add(duration.saturating_mul(1000)),
+                    restart_token: token,
+                    position_validity: point.validity,
+                    position_modseq: point.modseq,
+                    next_index: 1,
+                },
+                max,
+            )
+            .await?
+            .ok_or_else(|| Error::LimitExceeded {
+                what: "live subscriptions per box".into(),
+                key: "limits.max_subscriptions_per_box",
+                limit: u64::from(max),
             })
-            .await
     }
 
     /// A live subscription of `principal` on box `b` (404 `uri` otherwise).

@@ -605,8 +605,10 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn renew_channel(&self, public_id: &str, lifetime_secs: i64, now_ms: i64) -> Result<Option<Channel>>;
     /// Delete a channel and the subscriptions delivering into it; `false` if none.
     async fn delete_channel(&self, public_id: &str) -> Result<bool>;
-    /// Store a new subscription (its `id` is assigned).
-    async fn create_subscription(&self, s: &Subscription) -> Result<Subscription>;
+    /// Store a new subscription (its `id` is assigned), unless its box already has
+    /// `max_per_box` live subscriptions (0: no limit): then `None`. The count and the insert
+    /// are one atomic step, so concurrent creations cannot overshoot the limit.
+    async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>>;
     /// A live subscription of box `b`, by id or by the creating login's client correlator.
     async fn subscription(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>>;
     async fn subscription_by_correlator(

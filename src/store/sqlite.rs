@@ -509,8 +509,10 @@ async fn resolve_targets(tx: &mut Tx<'_>, b: &BoxRow, targets: &Targets) -> Resu
         Targets::Matching { query, refuse_beyond } => {
             let (ids, next) = page_ids(tx, b, Over::Objects, query).await?;
             if *refuse_beyond && next.is_some() {
-                return Err(Error::Forbidden {
-                    reason: format!("selectionCriteria: more than {} matching objects", query.limit),
+                return Err(Error::LimitExceeded {
+                    what: "objects matching selectionCriteria".into(),
+                    key: "nms.bulk_max_items",
+                    limit: u64::from(query.limit),
                 });
             }
             let mut out = Vec::with_capacity(ids.len());
@@ -1484,8 +1486,8 @@ impl MetaStore for SqliteStore {
         subscriptions::delete_channel(&self.pool, public_id).await
     }
 
-    async fn create_subscription(&self, s: &Subscription) -> Result<Subscription> {
-        subscriptions::create_subscription(&self.pool, s).await
+    async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>> {
+        subscriptions::create_subscription(&self.pool, s, max_per_box).await
     }
 
     async fn subscription(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>> {

@@ -10,6 +10,7 @@ mod fixtures;
 mod flags;
 mod folders;
 mod helpers;
+mod limits;
 mod mirror;
 mod notify;
 mod objects;

@@ -114,12 +114,22 @@ pub async fn delete_channel(pool: &SqlitePool, public_id: &str) -> Result<bool> 
     Ok(res.rows_affected() > 0)
 }
 
-pub async fn create_subscription(pool: &SqlitePool, s: &Subscription) -> Result<Subscription> {
-    let id: i64 = sqlx::query_scalar(
+/// One statement, so the count of the box's live subscriptions and the insert are atomic.
+/// (Plain `?` only: sqlx numbers anonymous parameters itself, so mixing in `?NNN` shifts
+/// them.)
+pub async fn create_subscription(
+    pool: &SqlitePool,
+    s: &Subscription,
+    max_per_box: u32,
+) -> Result<Option<Subscription>> {
+    let now = crate::ids::now_ms();
+    let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO subscriptions (box_id, public_id, principal, channel_id, notify_url, callback_data, \
          notification_format, filter, client_correlator, duration_secs, expires_at_ms, restart_token, \
          position_validity, position_modseq, next_index, created_at_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+         WHERE ? = 0 OR (SELECT COUNT(*) FROM subscriptions WHERE box_id = ? AND expires_at_ms > ?) < ? \
+         RETURNING id",
     )
     .bind(s.box_id)
     .bind(&s.public_id)
@@ -136,10 +146,14 @@ pub async fn create_subscription(pool: &SqlitePool, s: &Subscription) -> Result<
     .bind(s.position_validity)
     .bind(s.position_modseq)
     .bind(s.next_index)
-    .bind(crate::ids::now_ms())
-    .fetch_one(pool)
+    .bind(now)
+    .bind(i64::from(max_per_box))
+    .bind(s.box_id)
+    .bind(now)
+    .bind(i64::from(max_per_box))
+    .fetch_optional(pool)
     .await?;
-    Ok(Subscription { id, ..s.clone() })
+    Ok(id.map(|id| Subscription { id, ..s.clone() }))
 }
 
 async fn one_subscription(
