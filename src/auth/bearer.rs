@@ -467,6 +467,9 @@ impl Issuer {
     }
 }
 
+/// Largest clock-skew allowance (jsonwebtoken computes `now - leeway` unsigned).
+const MAX_LEEWAY_SECS: u64 = 3600;
+
 /// Verifies bearer tokens and maps their claims to principals.
 pub struct BearerVerifier {
     issuers: Vec<Issuer>,
@@ -499,6 +502,9 @@ impl BearerVerifier {
                 )));
             }
             algorithms.push(alg);
+        }
+        if s.leeway_secs > MAX_LEEWAY_SECS {
+            return Err(bad(format!("leeway_secs must be at most {MAX_LEEWAY_SECS}")));
         }
         let stores = if s.stores.is_empty() { nms_stores.to_vec() } else { s.stores.clone() };
         if let Some(x) = stores.iter().find(|x| !nms_stores.contains(x)) {
@@ -916,6 +922,7 @@ mod tests {
         };
         assert!(base(|_| {}).is_none(), "discovery of an https issuer is fine");
         assert!(base(|s| s.audiences.clear()).is_some_and(|e| e.contains("audience")));
+        assert!(base(|s| s.leeway_secs = u64::MAX).is_some_and(|e| e.contains("leeway")));
         assert!(base(|s| s.algorithms = vec!["HS256".into()]).is_some());
         assert!(base(|s| s.issuers[0].issuer = "http://idp.test".into()).is_some_and(|e| e.contains("https")));
         assert!(base(|s| s.issuers[0].shared_secret = "short".into()).is_some());

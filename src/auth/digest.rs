@@ -245,7 +245,9 @@ pub struct DigestAuth {
 const SEEN_MAX: usize = 200_000;
 
 impl DigestAuth {
+    /// `ttl` is kept between one second and one day.
     pub fn new(realm: &str, algorithms: Vec<Algorithm>, ttl: Duration, key: TokenKey) -> Self {
+        let ttl = ttl.clamp(Duration::from_secs(1), Duration::from_secs(86_400));
         let opaque = key.seal(&format!("digest-opaque:{realm}"), b"");
         Self { realm: realm.to_string(), algorithms, ttl, key, opaque, seen: DashMap::new() }
     }

@@ -181,7 +181,8 @@ impl Authenticator {
             meta,
             basic: s.basic,
             realm: s.realm.clone(),
-            ttl: Duration::from_secs(s.cache_ttl_secs),
+            // (At most a day, so `now + ttl` cannot overflow.)
+            ttl: Duration::from_secs(s.cache_ttl_secs.min(86_400)),
             cache: DashMap::new(),
             verifications: AtomicU64::new(0),
             digest,

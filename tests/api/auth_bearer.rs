@@ -982,7 +982,10 @@ async fn account_add_stores_digest_values_when_digest_is_on() {
             if ok {
                 assert_eq!(res.status(), 200, "{user} {alg}");
             } else {
-                assert_error(res, 401, "POL0001").await;
+                assert!(challenges(&res)[0].starts_with("Basic "));
+                digest_challenge(&res, alg);
+                let exc = assert_error(res, 401, "POL0001").await;
+                assert!(exc["variables"][0].as_str().unwrap().contains("invalid user name or password"));
             }
         }
         // Basic works for every one of them.
