@@ -218,18 +218,121 @@ pub struct LimitSettings {
     pub rate_limit_services: bool,
 }
 
-/// Authentication.
+/// Authentication: HTTP Basic and Digest for accounts made with `cpm-nms account add`,
+/// Bearer tokens (JWTs) from trusted issuers. See docs/security.md.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuthSettings {
     /// Accept HTTP Basic credentials of accounts made with `cpm-nms account add`.
     pub basic: bool,
-    /// Realm announced in `WWW-Authenticate`.
+    /// Realm announced in `WWW-Authenticate` (and part of the Digest H(A1) stored per account).
     pub realm: String,
     /// How long a successful password verification is remembered, in seconds.
     pub cache_ttl_secs: u64,
     /// Key for the MAC on cursors (hex). Empty: a key generated once and kept in the data dir.
+    /// It also seals Digest nonces, so every node of a deployment must share it.
     pub cursor_secret: String,
+    /// HTTP Digest (RFC 7616) for accounts; off by default.
+    pub digest: DigestSettings,
+    /// Bearer tokens (JWTs); on when at least one issuer is configured.
+    pub bearer: BearerSettings,
+}
+
+/// HTTP Digest authentication (RFC 7616) of accounts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DigestSettings {
+    /// Offer and accept Digest. Accounts need their H(A1) values, written by
+    /// `cpm-nms account add` while this is on (or with `--digest`).
+    pub enabled: bool,
+    /// Algorithms offered, in order of preference: `SHA-256`, `MD5`.
+    pub algorithms: Vec<String>,
+    /// A nonce older than this is stale: the client is told `stale=true` and retries.
+    pub nonce_ttl_secs: u64,
+}
+
+/// Bearer tokens: signed JWTs (OIDC ID tokens or JWT access tokens) from trusted issuers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BearerSettings {
+    /// Trusted issuers (`[[auth.bearer.issuers]]`). None: Bearer is off.
+    pub issuers: Vec<IssuerSettings>,
+    /// Accepted `aud` values: a token must name at least one. Required when Bearer is on.
+    pub audiences: Vec<String>,
+    /// Asymmetric signature algorithms accepted (`RS256`, `RS384`, `RS512`, `PS256`, `PS384`,
+    /// `PS512`, `ES256`, `ES384`, `EdDSA`). `none` is never accepted; `HS256`/`HS384`/`HS512`
+    /// only from issuers with a `shared_secret`, and only verified with that secret.
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    pub leeway_secs: u64,
+    /// Remote key sets (discovery or `jwks_url`) are fetched again this often, in seconds.
+    pub refresh_interval_secs: u64,
+    /// A token naming an unknown `kid` makes the server fetch its issuer's keys again, at
+    /// most once per this many seconds per issuer.
+    pub min_refresh_interval_secs: u64,
+    /// Time limit of one discovery or JWKS request, in seconds.
+    pub http_timeout_secs: u64,
+    /// Claims holding the subscriber's address(es), in order (string or array of strings).
+    /// `tel:` and `sip:`/`sips:` URIs are taken as they are (visual separators removed from
+    /// global numbers); a global number such as `+1 212 555 1212` becomes `tel:+12125551212`;
+    /// other values (a UUID `sub`, a local number) are ignored.
+    pub address_claims: Vec<String>,
+    /// Claims holding the granted scopes (space-separated string or array). NMS scopes are
+    /// `oma_rest_nms.create`, `.read`, `.modify`, `.subscription` and `.all_v1`; others are ignored.
+    pub scope_claims: Vec<String>,
+    /// Scopes granted to a token that carries none of `scope_claims` (e.g. OIDC ID tokens,
+    /// which have no scope claim). Empty: such a token may do nothing.
+    pub default_scopes: Vec<String>,
+    /// A claim marking service principals (CPM Participating Functions), e.g. `roles`...
+    pub service_claim: String,
+    /// ... and the values of it that do (string or array claim; any match).
+    pub service_values: Vec<String>,
+    /// Client ids (`azp` or `client_id` claim) that are service principals.
+    pub service_clients: Vec<String>,
+    /// Stores in which a subscriber's addresses are its boxes. Empty: every store of `nms.stores`.
+    pub stores: Vec<String>,
+    /// Create a bearer subscriber's own box on its first authenticated access (service
+    /// principals never create boxes).
+    pub provision_boxes: bool,
+    /// Longer `Authorization: Bearer` values are refused as malformed.
+    pub max_token_bytes: usize,
+}
+
+/// One trusted token issuer. Its keys come from OIDC discovery of `issuer`, or from
+/// `jwks_url`, and/or from static `keys`; a `shared_secret` makes it an HS256 issuer.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IssuerSettings {
+    /// The `iss` value tokens carry (and the OIDC issuer URL for discovery).
+    pub issuer: String,
+    /// Fetch `{issuer}/.well-known/openid-configuration` and its `jwks_uri`. Default: on
+    /// when neither `jwks_url`, `keys` nor `shared_secret` is set.
+    pub discovery: Option<bool>,
+    /// A JWKS document to fetch (and refresh) directly, without discovery.
+    pub jwks_url: String,
+    /// Static public keys (offline deployments).
+    pub keys: Vec<StaticKeySettings>,
+    /// HMAC secret (at least 32 bytes) for HS256/HS384/HS512 tokens of this issuer only.
+    pub shared_secret: String,
+    /// Accepted `aud` values for this issuer; empty: `auth.bearer.audiences`.
+    pub audiences: Vec<String>,
+}
+
+/// A static public key of an issuer: PEM text, a PEM file, or a JWK.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StaticKeySettings {
+    /// Key id matched against the token header's `kid`; empty: tried for tokens without one.
+    pub kid: String,
+    /// Restrict the key to one algorithm (`RS256`, `ES256`, `EdDSA`, ...). Empty: any of
+    /// `auth.bearer.algorithms` that fits the key type.
+    pub alg: String,
+    /// A public key in PEM (`-----BEGIN PUBLIC KEY-----`, RSA, EC P-256/P-384 or Ed25519).
+    pub pem: String,
+    /// A file holding such a PEM.
+    pub pem_file: String,
+    /// A public JWK, as a table or as JSON text.
+    pub jwk: Option<serde_json::Value>,
 }
 
 impl Default for Settings {
@@ -298,7 +401,55 @@ impl Default for LimitSettings {
 
 impl Default for AuthSettings {
     fn default() -> Self {
-        Self { basic: true, realm: "cpm-nms".into(), cache_ttl_secs: 60, cursor_secret: String::new() }
+        Self {
+            basic: true,
+            realm: "cpm-nms".into(),
+            cache_ttl_secs: 60,
+            cursor_secret: String::new(),
+            digest: DigestSettings::default(),
+            bearer: BearerSettings::default(),
+        }
+    }
+}
+
+impl Default for DigestSettings {
+    fn default() -> Self {
+        Self { enabled: false, algorithms: vec!["SHA-256".into(), "MD5".into()], nonce_ttl_secs: 300 }
+    }
+}
+
+impl Default for BearerSettings {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            algorithms: vec!["RS256".into(), "ES256".into(), "EdDSA".into()],
+            leeway_secs: 60,
+            refresh_interval_secs: 3600,
+            min_refresh_interval_secs: 30,
+            http_timeout_secs: 10,
+            address_claims: vec!["sub".into(), "phone_number".into()],
+            scope_claims: vec!["scope".into(), "scp".into()],
+            default_scopes: Vec::new(),
+            service_claim: String::new(),
+            service_values: Vec::new(),
+            service_clients: Vec::new(),
+            stores: Vec::new(),
+            provision_boxes: true,
+            max_token_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// A copy with every secret replaced by a marker (for `cpm-nms config`).
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        shown.cursor_secret = redact(&self.cursor_secret).to_string();
+        for i in &mut shown.bearer.issuers {
+            i.shared_secret = redact(&i.shared_secret).to_string();
+        }
+        shown
     }
 }
 
@@ -321,6 +472,21 @@ impl fmt::Debug for AuthSettings {
             .field("realm", &self.realm)
             .field("cache_ttl_secs", &self.cache_ttl_secs)
             .field("cursor_secret", &redact(&self.cursor_secret))
+            .field("digest", &self.digest)
+            .field("bearer", &self.bearer)
+            .finish()
+    }
+}
+
+impl fmt::Debug for IssuerSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuerSettings")
+            .field("issuer", &self.issuer)
+            .field("discovery", &self.discovery)
+            .field("jwks_url", &self.jwks_url)
+            .field("keys", &self.keys)
+            .field("shared_secret", &redact(&self.shared_secret))
+            .field("audiences", &self.audiences)
             .finish()
     }
 }
@@ -442,7 +608,7 @@ impl Settings {
         } else {
             shown.storage.blob_url = redact_url(&shown.storage.blob_url);
         }
-        shown.auth.cursor_secret = redact(&self.auth.cursor_secret).to_string();
+        shown.auth = self.auth.redacted();
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }

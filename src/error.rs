@@ -34,9 +34,10 @@ pub enum Error {
     /// A newer long poll on the same channel ended this one (409 SVC1012).
     #[error("simultaneous channel requests not supported")]
     SimultaneousPoll,
-    /// No or wrong credentials (401); `challenge` is the `WWW-Authenticate` value.
+    /// No or wrong credentials (401); `challenges` are the `WWW-Authenticate` values, one
+    /// header each, in order.
     #[error("authentication required: {reason}")]
-    Unauthenticated { reason: String, challenge: String },
+    Unauthenticated { reason: String, challenges: Vec<String> },
     /// Authenticated, but not allowed to act on this box or with this scope (403 POL0001).
     #[error("forbidden: {reason}")]
     Forbidden { reason: String },

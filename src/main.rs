@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use cpm_nms::auth::hash_password;
+use cpm_nms::auth::{digest, digest_algorithms, hash_password};
 use cpm_nms::config::{Overrides, Settings};
 use cpm_nms::error::Error;
 use cpm_nms::startup::{Application, build_nms, open_store};
@@ -96,6 +96,15 @@ struct AddArgs {
     /// Read the password from standard input (first line).
     #[arg(long)]
     password_stdin: bool,
+    /// Also store the HTTP Digest H(A1) values (SHA-256 and MD5) for the configured realm,
+    /// even if `auth.digest.enabled` is off. While it is on they are stored anyway, for the
+    /// configured `auth.digest.algorithms`.
+    #[arg(long, conflicts_with = "no_digest")]
+    digest: bool,
+    /// Store no Digest values even if `auth.digest.enabled` is on (the account then has
+    /// Basic only).
+    #[arg(long)]
+    no_digest: bool,
 }
 
 fn main() -> ExitCode {
@@ -180,13 +189,29 @@ async fn account(cmd: AccountCommand, settings: &Settings) -> Result<(), Box<dyn
                 pairs.push((store.clone(), address.clone()));
             }
             let hash = hash_password(&password)?;
+            let digest_algs = if args.no_digest {
+                Vec::new()
+            } else if settings.auth.digest.enabled {
+                digest_algorithms(&settings.auth.digest.algorithms)?
+            } else if args.digest {
+                vec![digest::Algorithm::Sha256, digest::Algorithm::Md5]
+            } else {
+                Vec::new()
+            };
             match nms.meta.create_account(&args.name, &hash, args.service, &pairs).await {
-                Ok(a) => println!(
-                    "account {} created{} with boxes: {}",
-                    a.name,
-                    if a.is_service { " (service)" } else { "" },
-                    args.boxes.join(", ")
-                ),
+                Ok(a) => {
+                    if !digest_algs.is_empty() {
+                        let secrets = digest::secrets(&a.name, &settings.auth.realm, &password, &digest_algs);
+                        nms.meta.set_account_digest(&a.name, Some(&secrets)).await?;
+                    }
+                    println!(
+                        "account {} created{} with boxes: {}{}",
+                        a.name,
+                        if a.is_service { " (service)" } else { "" },
+                        args.boxes.join(", "),
+                        if digest_algs.is_empty() { "" } else { " (Digest enabled)" }
+                    )
+                }
                 Err(Error::DuplicateName { .. }) => return Err(format!("account {} already exists", args.name).into()),
                 Err(e) => return Err(e.into()),
             }

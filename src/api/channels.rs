@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::subscriptions::render_list;
 use super::urls::encode_segment;
 use super::wire::Scalar;
-use super::{AppState, json_body, param, read_limited};
+use super::{AppState, auth_request, json_body, param, read_limited};
 use crate::auth::{ACR_AUTH, Principal};
 use crate::error::{Error, Result};
 use crate::nms::subscriptions::{ChannelInput, PollOutcome};
@@ -70,14 +70,16 @@ fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>> {
 
 /// Authenticate, and resolve `{userId}` to an address the principal may use.
 async fn caller(req: &HttpRequest, state: &AppState) -> Result<(Principal, String)> {
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let principal = state.auth.authenticate(authorization).await?;
+    let principal = state.auth.authenticate(&auth_request(req)).await?;
     state.throttle.admit(&principal)?;
     let user = param(req, "userId")?;
     let user = if user == ACR_AUTH {
-        let mut own = principal.boxes.iter().map(|(_, a)| a.clone());
-        match (own.next(), own.next()) {
-            (Some(a), None) => a,
+        // The same address in several stores is one user.
+        let mut own: Vec<&String> = principal.boxes.iter().map(|(_, a)| a).collect();
+        own.sort();
+        own.dedup();
+        match own.as_slice() {
+            [a] => (*a).clone(),
             _ => return Err(Error::invalid("userId acr:auth (no single box for this principal)")),
         }
     } else {

@@ -98,8 +98,10 @@ impl ResponseError for Error {
             tracing::error!(error = %detail, "internal error");
         }
         let mut res = HttpResponse::build(status);
-        if let Error::Unauthenticated { challenge, .. } = self {
-            res.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
+        if let Error::Unauthenticated { challenges, .. } = self {
+            for c in challenges {
+                res.append_header((header::WWW_AUTHENTICATE, c.as_str()));
+            }
         }
         if let Error::RangeNotSatisfiable { size } = self {
             res.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));

@@ -25,7 +25,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::auth::{ACR_AUTH, Authenticator, Operation, Principal, authorize};
+use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, authorize};
 use crate::config::LimitSettings;
 use crate::error::{Error, Result};
 use crate::nms::{Actor, Nms};
@@ -164,6 +164,15 @@ impl Access {
     }
 }
 
+/// What the authenticator needs of a request: its `Authorization` header, method and target.
+pub fn auth_request(req: &HttpRequest) -> AuthRequest<'_> {
+    AuthRequest {
+        authorization: req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()),
+        method: req.method().as_str(),
+        uri: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+    }
+}
+
 /// A percent-decoded path parameter.
 pub fn param(req: &HttpRequest, name: &str) -> Result<String> {
     let raw = req.match_info().get(name).ok_or_else(|| Error::invalid(name.to_string()))?;
@@ -188,8 +197,7 @@ impl FromRequest for Access {
             let rel = pattern.strip_prefix(BOX_SCOPE).unwrap_or_default();
             let op = Operation::resolve(req.method().as_str(), rel)
                 .ok_or_else(|| Error::internal(format!("no operation for {} {pattern}", req.method())))?;
-            let authorization = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let principal = state.auth.authenticate(authorization).await?;
+            let principal = state.auth.authenticate(&auth_request(&req)).await?;
             state.throttle.admit(&principal)?;
             let store = param(&req, "store")?;
             let uri = req.path().to_string();
@@ -204,7 +212,15 @@ impl FromRequest for Access {
                     .to_string();
             }
             authorize(&principal, op, &store, &address)?;
-            let b = state.nms.find_box(&store, &address).await?.ok_or_else(|| Error::not_found(uri.clone()))?;
+            let b = match state.nms.find_box(&store, &address).await? {
+                Some(b) => b,
+                // A bearer subscriber's own box is created on its first access.
+                None if principal.provision_boxes && principal.owns(&store, &address) => {
+                    tracing::info!(principal = %principal.name, box_id = %address, store = %store, "provisioning box");
+                    state.nms.provision_box(&store, &address).await?
+                }
+                None => return Err(Error::not_found(uri)),
+            };
             tracing::debug!(op = op.name(), principal = %principal.name, box_id = %address, "access granted");
             let urls = BoxUrls::new(&state.public_url, &store, &address);
             req.extensions_mut().insert(TouchedBox(b.id));

@@ -1,14 +1,29 @@
 //! Authentication and authorisation.
 //!
-//! Every request yields a [`Principal`] (today from HTTP Basic credentials of accounts made
-//! with `cpm-nms account add`), and every route is one [`Operation`] that knows the OAuth
-//! scope it needs (NMS Appendix G). [`authorize`] is the single decision point: the
-//! principal must own the box (service principals: any box of the store) and hold the scope.
+//! Every request yields a [`Principal`], from one of three schemes, each on or off by
+//! configuration (see docs/security.md):
+//!
+//! - HTTP Basic, for accounts made with `cpm-nms account add` (argon2 password hashes);
+//! - HTTP Digest (RFC 7616, SHA-256 and MD5; [`digest`]), for the same accounts, from the
+//!   H(A1) values stored when the account was added;
+//! - Bearer tokens (signed JWTs from trusted OIDC issuers; [`bearer`]).
+//!
+//! Every route is one [`Operation`] that knows the OAuth scope it needs (NMS Appendix G).
+//! [`authorize`] is the single decision point: the principal must hold the scope and own
+//! the box (service principals: any box of the store).
+//!
+//! A 401 offers every enabled scheme, one `WWW-Authenticate` header each, Basic first (so
+//! clients that read only the first header keep working), then Digest SHA-256, Digest MD5,
+//! Bearer. A refused bearer token is answered with the Bearer challenge alone, carrying
+//! `error="invalid_token"` and what failed.
 //!
 //! Password hashes are argon2, deliberately slow; a successful verification is remembered
 //! for `auth.cache_ttl_secs` under a SHA-256 of the credentials, so a request costs a map
-//! lookup, not an argon2 run. Removing an account takes effect on every node within that TTL.
+//! lookup, not an argon2 run. Digest account lookups are remembered as long. Removing an
+//! account takes effect on every node within that TTL.
 
+pub mod bearer;
+pub mod digest;
 pub mod operation;
 
 use std::sync::Arc;
@@ -22,10 +37,14 @@ use base64::Engine;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
+pub use bearer::{BearerVerifier, TokenError};
 pub use operation::{Operation, Scope};
 
+use crate::config::AuthSettings;
 use crate::error::{Error, Result};
-use crate::store::MetaStore;
+use crate::nms::TokenKey;
+use crate::store::{DigestSecrets, MetaStore};
+use digest::{DigestAuth, NonceState};
 
 /// The box id meaning "the box of the authenticated subscriber" (NMS Appendix G.1.2).
 pub const ACR_AUTH: &str = "acr:auth";
@@ -38,8 +57,12 @@ pub struct Principal {
     pub is_service: bool,
     /// (store, address) pairs this principal owns.
     pub boxes: Vec<(String, String)>,
-    /// Granted scopes (Basic accounts hold all of them).
+    /// Granted scopes (Basic and Digest accounts hold all of them).
     pub scopes: Vec<Scope>,
+    /// Whether the principal's own boxes are created on its first access (bearer
+    /// subscribers, per `auth.bearer.provision_boxes`); accounts' boxes are provisioned by
+    /// `cpm-nms account add`.
+    pub provision_boxes: bool,
 }
 
 impl Principal {
@@ -51,15 +74,21 @@ impl Principal {
             _ => None,
         }
     }
+
+    /// Whether (store, address) is one of the principal's own boxes.
+    pub fn owns(&self, store: &str, address: &str) -> bool {
+        self.boxes.iter().any(|(s, a)| s == store && a == address)
+    }
 }
 
-/// The one authorisation decision: scope, then box ownership or service role.
+/// The one authorisation decision: scope, then box ownership or service role. A missing
+/// scope is named in the refusal (403 POL0001 `missing scope oma_rest_nms.modify`).
 pub fn authorize(p: &Principal, op: Operation, store: &str, address: &str) -> Result<()> {
     let needed = op.scope();
     if !p.scopes.iter().any(|s| *s == needed || *s == Scope::All) {
         return Err(Error::Forbidden { reason: format!("missing scope {}", needed.as_str()) });
     }
-    if p.is_service || p.boxes.iter().any(|(s, a)| s == store && a == address) {
+    if p.is_service || p.owns(store, address) {
         Ok(())
     } else {
         Err(Error::Forbidden { reason: format!("no access to box {address}") })
@@ -79,6 +108,37 @@ fn verify_password(password: &str, hash: &str) -> bool {
     }
 }
 
+/// The Digest algorithms named in the configuration (`SHA-256`, `MD5`).
+pub fn digest_algorithms(names: &[String]) -> Result<Vec<digest::Algorithm>> {
+    let mut out = Vec::new();
+    for n in names {
+        let a = digest::Algorithm::parse(n)
+            .ok_or_else(|| Error::internal(format!("configuration: auth.digest: unknown algorithm {n}")))?;
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// What an authenticator needs of a request.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthRequest<'a> {
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+    /// The request method (Digest's A2).
+    pub method: &'a str,
+    /// The request target as sent (path and query; Digest's `uri` must match it).
+    pub uri: &'a str,
+}
+
+/// An account as Digest needs it.
+#[derive(Clone)]
+struct DigestAccount {
+    principal: Principal,
+    secrets: Option<DigestSecrets>,
+}
+
 /// Turns credentials into principals.
 pub struct Authenticator {
     meta: Arc<dyn MetaStore>,
@@ -88,11 +148,47 @@ pub struct Authenticator {
     cache: DashMap<[u8; 32], (Principal, Instant)>,
     /// Password verifications run (argon2), for metrics and tests of the cache.
     verifications: AtomicU64,
+    digest: Option<DigestAuth>,
+    digest_cache: DashMap<String, (DigestAccount, Instant)>,
+    bearer: Option<BearerVerifier>,
 }
 
 impl Authenticator {
-    pub fn new(meta: Arc<dyn MetaStore>, basic: bool, realm: String, ttl: Duration) -> Self {
-        Self { meta, basic, realm, ttl, cache: DashMap::new(), verifications: AtomicU64::new(0) }
+    /// The authenticator the configuration describes. `key` seals Digest nonces (the
+    /// deployment's cursor key, so every node accepts every node's nonces); `stores` are
+    /// the configured store names (a bearer subscriber's boxes are in them).
+    pub fn new(meta: Arc<dyn MetaStore>, s: &AuthSettings, stores: &[String], key: TokenKey) -> Result<Self> {
+        let digest = if s.digest.enabled {
+            let algorithms = digest_algorithms(&s.digest.algorithms)?;
+            if algorithms.is_empty() {
+                return Err(Error::internal("configuration: auth.digest.algorithms is empty"));
+            }
+            let ttl = Duration::from_secs(s.digest.nonce_ttl_secs.max(1));
+            Some(DigestAuth::new(&s.realm, algorithms, ttl, key))
+        } else {
+            None
+        };
+        let bearer = BearerVerifier::new(&s.bearer, stores)?;
+        if !s.basic && digest.is_none() && bearer.is_none() {
+            return Err(Error::internal(
+                "configuration: no authentication scheme is on (auth.basic, auth.digest.enabled, auth.bearer.issuers)",
+            ));
+        }
+        if let Some(b) = &bearer {
+            b.warm_up();
+        }
+        Ok(Self {
+            meta,
+            basic: s.basic,
+            realm: s.realm.clone(),
+            // (At most a day, so `now + ttl` cannot overflow.)
+            ttl: Duration::from_secs(s.cache_ttl_secs.min(86_400)),
+            cache: DashMap::new(),
+            verifications: AtomicU64::new(0),
+            digest,
+            digest_cache: DashMap::new(),
+            bearer,
+        })
     }
 
     /// How many password verifications (argon2 runs) this authenticator has made.
@@ -100,32 +196,77 @@ impl Authenticator {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    /// The `WWW-Authenticate` challenge sent with a 401.
-    pub fn challenge(&self) -> String {
-        format!("Basic realm=\"{}\", charset=\"UTF-8\"", self.realm)
+    /// The bearer token verifier, when Bearer is on.
+    pub fn bearer(&self) -> Option<&BearerVerifier> {
+        self.bearer.as_ref()
+    }
+
+    /// The `WWW-Authenticate` challenges sent with a 401, one per enabled scheme, Basic
+    /// first; `stale` marks the Digest ones `stale=true`.
+    pub fn challenges(&self, stale: bool) -> Vec<String> {
+        let realm = digest::quote_escape(&self.realm);
+        let mut out = Vec::new();
+        if self.basic {
+            out.push(format!("Basic realm=\"{realm}\", charset=\"UTF-8\""));
+        }
+        if let Some(d) = &self.digest {
+            out.extend(d.challenges(stale));
+        }
+        if self.bearer.is_some() {
+            out.push(format!("Bearer realm=\"{realm}\""));
+        }
+        out
     }
 
     fn unauthenticated(&self, reason: &str) -> Error {
-        Error::Unauthenticated { reason: reason.to_string(), challenge: self.challenge() }
+        Error::Unauthenticated { reason: reason.to_string(), challenges: self.challenges(false) }
     }
 
-    /// Authenticate an `Authorization` header value.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal> {
-        let Some(value) = authorization else {
+    fn stale(&self, reason: &str) -> Error {
+        Error::Unauthenticated { reason: reason.to_string(), challenges: self.challenges(true) }
+    }
+
+    fn bearer_refused(&self, e: &TokenError) -> Error {
+        let d = e.description();
+        tracing::info!(reason = %d, "bearer token refused");
+        Error::Unauthenticated {
+            reason: format!("invalid bearer token: {d}"),
+            challenges: vec![format!(
+                "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{d}\"",
+                digest::quote_escape(&self.realm)
+            )],
+        }
+    }
+
+    /// Authenticate a request by its `Authorization` header.
+    pub async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Principal> {
+        let Some(value) = req.authorization else {
             return Err(self.unauthenticated("credentials required"));
         };
-        let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
-        if !scheme.eq_ignore_ascii_case("basic") || !self.basic {
-            return Err(self.unauthenticated(&format!("unsupported authorization scheme {scheme}")));
+        let value = value.trim();
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        if scheme.eq_ignore_ascii_case("basic") && self.basic {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| self.unauthenticated("malformed Basic credentials"))?;
+            let (user, password) =
+                decoded.split_once(':').ok_or_else(|| self.unauthenticated("malformed Basic credentials"))?;
+            return self.basic_login(user, password).await;
         }
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(rest.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| self.unauthenticated("malformed Basic credentials"))?;
-        let (user, password) =
-            decoded.split_once(':').ok_or_else(|| self.unauthenticated("malformed Basic credentials"))?;
-        self.basic_login(user, password).await
+        if scheme.eq_ignore_ascii_case("digest")
+            && let Some(d) = &self.digest
+        {
+            return self.digest_login(d, rest, req).await;
+        }
+        if scheme.eq_ignore_ascii_case("bearer")
+            && let Some(b) = &self.bearer
+        {
+            return b.verify(rest.trim()).await.map_err(|e| self.bearer_refused(&e));
+        }
+        let shown: String = scheme.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(20).collect();
+        Err(self.unauthenticated(&format!("unsupported authorization scheme {shown}")))
     }
 
     async fn basic_login(&self, user: &str, password: &str) -> Result<Principal> {
@@ -159,6 +300,7 @@ impl Authenticator {
             is_service: account.is_service,
             boxes: account.boxes,
             scopes: vec![Scope::All],
+            provision_boxes: false,
         };
         if self.cache.len() > 100_000 {
             let now = Instant::now();
@@ -167,6 +309,110 @@ impl Authenticator {
         self.cache.insert(key, (principal.clone(), Instant::now() + self.ttl));
         Ok(principal)
     }
+
+    /// The account `user` as Digest needs it (remembered for the cache TTL).
+    async fn digest_account(&self, user: &str) -> Result<Option<DigestAccount>> {
+        if let Some(entry) = self.digest_cache.get(user)
+            && entry.1 > Instant::now()
+        {
+            return Ok(Some(entry.0.clone()));
+        }
+        let Some(account) = self.meta.find_account(user).await? else { return Ok(None) };
+        let a = DigestAccount {
+            principal: Principal {
+                name: account.name,
+                is_service: account.is_service,
+                boxes: account.boxes,
+                scopes: vec![Scope::All],
+                provision_boxes: false,
+            },
+            secrets: account.digest,
+        };
+        if self.digest_cache.len() > 100_000 {
+            let now = Instant::now();
+            self.digest_cache.retain(|_, v| v.1 > now);
+        }
+        self.digest_cache.insert(user.to_string(), (a.clone(), Instant::now() + self.ttl));
+        Ok(Some(a))
+    }
+
+    async fn digest_login(&self, d: &DigestAuth, params: &str, req: &AuthRequest<'_>) -> Result<Principal> {
+        let c =
+            digest::parse(params).map_err(|e| self.unauthenticated(&format!("malformed Digest credentials: {e}")))?;
+        // RFC 7616 §3.4: no algorithm parameter means MD5.
+        let alg = match c.algorithm.as_deref() {
+            None => Some(digest::Algorithm::Md5),
+            Some(a) => digest::Algorithm::parse(a),
+        };
+        let Some(alg) = alg.filter(|a| d.algorithms().contains(a)) else {
+            return Err(self.unauthenticated("unsupported Digest algorithm"));
+        };
+        if c.userhash {
+            return Err(self.unauthenticated("Digest userhash is not supported"));
+        }
+        let (Some(qop), Some(nc), Some(cnonce)) = (c.qop.as_deref(), c.nc.as_deref(), c.cnonce.as_deref()) else {
+            return Err(self.unauthenticated("Digest needs qop=auth, nc and cnonce"));
+        };
+        if qop != "auth" {
+            return Err(self.unauthenticated("Digest qop must be auth"));
+        }
+        if !digest::nc_ok(nc) {
+            return Err(self.unauthenticated("malformed Digest nc"));
+        }
+        if c.realm != self.realm || !d.opaque_ok(c.opaque.as_deref()) {
+            return Err(self.unauthenticated("Digest realm or opaque is not this server's"));
+        }
+        if !uri_matches(&c.uri, req.uri) {
+            return Err(self.unauthenticated("Digest uri does not match the request"));
+        }
+        let state = d.check_nonce(&c.nonce);
+        if state == NonceState::Invalid {
+            return Err(self.unauthenticated("invalid Digest nonce"));
+        }
+        let account = self.digest_account(&c.username).await?;
+        let ha1 =
+            account.as_ref().and_then(|a| a.secrets.as_ref()).filter(|s| s.realm == self.realm).and_then(
+                |s| match alg {
+                    digest::Algorithm::Sha256 => s.ha1_sha256.clone(),
+                    digest::Algorithm::Md5 => s.ha1_md5.clone(),
+                },
+            );
+        // Compute a response even without an H(A1), so timing says little about accounts.
+        let expected =
+            digest::response(alg, ha1.as_deref().unwrap_or("0"), &c.nonce, nc, cnonce, qop, req.method, &c.uri);
+        let matches = digest::ct_eq(&expected, &c.response.to_ascii_lowercase());
+        let (Some(account), Some(_), true) = (account, ha1, matches) else {
+            return Err(self.unauthenticated("invalid user name or password"));
+        };
+        match state {
+            NonceState::Fresh { expires } => {
+                if !d.remember(&c.nonce, nc, cnonce, expires) {
+                    return Err(self.stale("Digest nonce count reused"));
+                }
+                Ok(account.principal)
+            }
+            _ => Err(self.stale("stale Digest nonce")),
+        }
+    }
+}
+
+/// Whether a Digest `uri` names the request target: the same string, the same after
+/// percent-decoding, or an absolute URI whose path and query are the target.
+fn uri_matches(claimed: &str, target: &str) -> bool {
+    if claimed == target {
+        return true;
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).ok();
+    if decode(claimed).is_some_and(|c| Some(c) == decode(target)) {
+        return true;
+    }
+    url::Url::parse(claimed).ok().is_some_and(|u| {
+        let pq = match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_string(),
+        };
+        pq == target
+    })
 }
 
 /// A valid argon2 hash of a random string, verified against when the user does not exist.
@@ -183,6 +429,7 @@ mod tests {
             is_service: service,
             boxes: vec![("base".into(), "tel:+1".into())],
             scopes: vec![Scope::Read],
+            provision_boxes: false,
         }
     }
 
@@ -202,6 +449,23 @@ mod tests {
             authorize(&p, Operation::ObjectDelete, "base", "tel:+1"),
             Err(Error::Forbidden { reason }) if reason.contains("oma_rest_nms.modify")
         ));
+    }
+
+    #[test]
+    fn scopes_parse_and_unknown_ones_are_none() {
+        assert_eq!(Scope::parse("oma_rest_nms.all_v1"), Some(Scope::All));
+        assert_eq!(Scope::parse("oma_rest_nms.subscription"), Some(Scope::Subscription));
+        assert_eq!(Scope::parse("openid"), None);
+        assert_eq!(Scope::parse("OMA_REST_NMS.READ"), None);
+    }
+
+    #[test]
+    fn digest_uri_matching() {
+        assert!(uri_matches("/nms/v1/base/tel%3A%2B1/objects", "/nms/v1/base/tel%3A%2B1/objects"));
+        assert!(uri_matches("/nms/v1/base/tel:+1/objects", "/nms/v1/base/tel%3A+1/objects"));
+        assert!(uri_matches("http://h:1/a?b=c", "/a?b=c"));
+        assert!(!uri_matches("/a", "/b"));
+        assert!(!uri_matches("/a?x=1", "/a?x=2"));
     }
 
     #[test]

@@ -23,6 +23,13 @@ impl Scope {
             Scope::All => "oma_rest_nms.all_v1",
         }
     }
+
+    /// The scope an OAuth scope token names; `None` for tokens that are not NMS scopes.
+    pub fn parse(s: &str) -> Option<Scope> {
+        [Scope::Create, Scope::Read, Scope::Modify, Scope::Subscription, Scope::All]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
 }
 
 macro_rules! operations {

@@ -221,6 +221,20 @@ pub struct Account {
     pub is_service: bool,
     /// (store, address) pairs this account owns.
     pub boxes: Vec<(String, String)>,
+    /// What HTTP Digest needs (`None`: Digest is not possible for this account).
+    pub digest: Option<DigestSecrets>,
+}
+
+/// The H(A1) values HTTP Digest (RFC 7616) checks responses against, as lowercase hex.
+/// They are password-equivalent for Digest, so they are written only when Digest is wanted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DigestSecrets {
+    /// The realm the values were computed for (H(A1) includes it).
+    pub realm: String,
+    /// SHA-256(username:realm:password).
+    pub ha1_sha256: Option<String>,
+    /// MD5(username:realm:password).
+    pub ha1_md5: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -498,6 +512,9 @@ pub trait MetaStore: Send + Sync + 'static {
         is_service: bool,
         boxes: &[(String, String)],
     ) -> Result<Account>;
+    /// Store (or, with `None`, clear) an account's Digest H(A1) values; `false` if there is
+    /// no such account.
+    async fn set_account_digest(&self, name: &str, digest: Option<&DigestSecrets>) -> Result<bool>;
     async fn find_account(&self, name: &str) -> Result<Option<Account>>;
     async fn list_accounts(&self) -> Result<Vec<Account>>;
     /// Remove a login; `false` if there was none.

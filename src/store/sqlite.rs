@@ -829,24 +829,49 @@ impl MetaStore for SqliteStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(Account { id, name: name.into(), password_hash: password_hash.into(), is_service, boxes: boxes.to_vec() })
+        Ok(Account {
+            id,
+            name: name.into(),
+            password_hash: password_hash.into(),
+            is_service,
+            boxes: boxes.to_vec(),
+            digest: None,
+        })
+    }
+
+    async fn set_account_digest(&self, name: &str, digest: Option<&DigestSecrets>) -> Result<bool> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let res = sqlx::query(
+            "UPDATE accounts SET digest_realm = ?, digest_ha1_sha256 = ?, digest_ha1_md5 = ? WHERE name = ?",
+        )
+        .bind(digest.map(|d| d.realm.as_str()))
+        .bind(digest.and_then(|d| d.ha1_sha256.as_deref()))
+        .bind(digest.and_then(|d| d.ha1_md5.as_deref()))
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(res.rows_affected() > 0)
     }
 
     async fn find_account(&self, name: &str) -> Result<Option<Account>> {
-        let row = sqlx::query_as::<_, (i64, String, bool)>(
-            "SELECT id, password_hash, is_service FROM accounts WHERE name = ?",
+        type Row = (i64, String, bool, Option<String>, Option<String>, Option<String>);
+        let row = sqlx::query_as::<_, Row>(
+            "SELECT id, password_hash, is_service, digest_realm, digest_ha1_sha256, digest_ha1_md5 \
+             FROM accounts WHERE name = ?",
         )
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((id, password_hash, is_service)) = row else { return Ok(None) };
+        let Some((id, password_hash, is_service, realm, ha1_sha256, ha1_md5)) = row else { return Ok(None) };
+        let digest = realm.map(|realm| DigestSecrets { realm, ha1_sha256, ha1_md5 });
         let boxes = sqlx::query_as::<_, (String, String)>(
             "SELECT store, address FROM account_boxes WHERE account_id = ? ORDER BY store, address",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(Some(Account { id, name: name.into(), password_hash, is_service, boxes }))
+        Ok(Some(Account { id, name: name.into(), password_hash, is_service, boxes, digest }))
     }
 
     async fn list_accounts(&self) -> Result<Vec<Account>> {

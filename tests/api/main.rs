@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod auth_bearer;
 mod bulk;
 mod conformance;
 mod cpm;
