@@ -54,12 +54,14 @@ macro_rules! fail {
     };
 }
 
-/// The HTTP client: Basic credentials on every request, `Accept: application/json`,
-/// redirects not followed (a redirect is an answer to check, not to follow).
+/// The HTTP client: the configured credentials (Basic, or a bearer token) on every
+/// request, `Accept: application/json`, redirects not followed (a redirect is an answer to
+/// check, not to follow).
 pub struct Http {
     client: reqwest::Client,
     user: String,
     password: String,
+    bearer: Option<String>,
 }
 
 impl Http {
@@ -69,12 +71,25 @@ impl Http {
             .timeout(timeout)
             .build()
             .map_err(Fail::from)?;
-        Ok(Self { client, user: user.to_string(), password: password.to_string() })
+        Ok(Self { client, user: user.to_string(), password: password.to_string(), bearer: None })
+    }
+
+    /// The same client presenting `token` (`Authorization: Bearer`) instead of Basic.
+    pub fn with_bearer(mut self, token: Option<String>) -> Self {
+        self.bearer = token;
+        self
     }
 
     /// A request with the configured credentials.
     pub fn req(&self, method: Method, url: &str) -> Req {
-        self.req_as(method, url, Some((&self.user, &self.password)))
+        match &self.bearer {
+            Some(token) => {
+                let mut r = self.req_as(method, url, None);
+                r.rb = r.rb.bearer_auth(token);
+                r
+            }
+            None => self.req_as(method, url, Some((&self.user, &self.password))),
+        }
     }
 
     /// A request with other credentials, or none.

@@ -37,6 +37,9 @@ pub struct Options {
     /// Login (HTTP Basic) that may act on the box.
     pub user: String,
     pub password: String,
+    /// A bearer token to present instead of the Basic credentials (items that check refusals
+    /// of wrong credentials still use Basic).
+    pub bearer: Option<String>,
     /// Box address (`tel:+12125551212`); percent-encoded in URLs.
     pub box_id: String,
     /// Store name (`base`).
@@ -140,7 +143,7 @@ pub async fn run(
         report.outcomes.push(outcome);
     };
     let setup = async {
-        let http = Http::new(&opts.user, &opts.password, opts.timeout)?;
+        let http = Http::new(&opts.user, &opts.password, opts.timeout)?.with_bearer(opts.bearer.clone());
         Ctx::setup(http, opts).await
     };
     let ctx = match setup.await {

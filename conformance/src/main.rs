@@ -1,4 +1,5 @@
-//! The command-line runner: `nms-conformance --base-url URL --user U --password P --box ADDRESS`.
+//! The command-line runner: `nms-conformance --base-url URL --user U --password P --box ADDRESS`
+//! (or `--token JWT` instead of the Basic credentials).
 //! Prints one line per SCR item and a closing `N passed, N failed`; exits 0 when every
 //! mandatory item passed, 1 when one failed, the setup failed or the run folder (or a
 //! subscription or channel it made) could not be removed, 2 on bad usage, 130 when
@@ -18,11 +19,14 @@ struct Args {
     #[arg(long, env = "NMS_BASE_URL", required_unless_present = "list")]
     base_url: Option<String>,
     /// Login (HTTP Basic) that may act on the box.
-    #[arg(long, env = "NMS_USER", required_unless_present = "list")]
+    #[arg(long, env = "NMS_USER", required_unless_present_any = ["list", "token"])]
     user: Option<String>,
     /// Password of the login.
-    #[arg(long, env = "NMS_PASSWORD", hide_env_values = true, required_unless_present = "list")]
+    #[arg(long, env = "NMS_PASSWORD", hide_env_values = true, required_unless_present_any = ["list", "token"])]
     password: Option<String>,
+    /// A bearer token (an OIDC ID token or JWT access token) to present instead of Basic.
+    #[arg(long, env = "NMS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Box address (e.g. tel:+12125551212); it is percent-encoded in URLs.
     #[arg(long = "box", env = "NMS_BOX", required_unless_present = "list")]
     box_id: Option<String>,
@@ -59,16 +63,19 @@ async fn main() -> ExitCode {
         eprintln!("nms-conformance: no SCR item matches --only {:?}", args.only);
         return ExitCode::from(2);
     }
-    let (Some(base_url), Some(user), Some(password), Some(box_id)) =
-        (args.base_url, args.user, args.password, args.box_id)
-    else {
-        eprintln!("nms-conformance: --base-url, --user, --password and --box are required");
+    let (Some(base_url), Some(box_id)) = (args.base_url, args.box_id) else {
+        eprintln!("nms-conformance: --base-url and --box are required");
         return ExitCode::from(2);
     };
+    if args.token.is_none() && (args.user.is_none() || args.password.is_none()) {
+        eprintln!("nms-conformance: --user and --password (or --token) are required");
+        return ExitCode::from(2);
+    }
     let opts = Options {
         base_url,
-        user,
-        password,
+        user: args.user.unwrap_or_default(),
+        password: args.password.unwrap_or_default(),
+        bearer: args.token,
         box_id,
         store: args.store,
         timeout: Duration::from_secs(args.timeout_secs),

@@ -993,3 +993,70 @@ async fn account_add_stores_digest_values_when_digest_is_on() {
         assert_eq!(res.status(), 200, "{user} Basic");
     }
 }
+
+/// Every route of the box API, from the operation table (so none is forgotten): a concrete
+/// URL for each, with placeholder ids (authorisation comes before any lookup).
+fn every_route(app: &TestApp, addr: &str) -> Vec<(cpm_nms::auth::Operation, Method, String)> {
+    cpm_nms::auth::Operation::ALL
+        .iter()
+        .map(|op| {
+            let path = op
+                .path()
+                .replace("{objectId}", "o1")
+                .replace("{folderId}", "f1")
+                .replace("{flagName}", "%5CSeen")
+                .replace("{partId}", "1")
+                .replace("{subscriptionId}", "s1");
+            (*op, Method::from_bytes(op.method().as_bytes()).unwrap(), format!("{}{path}", app.base(addr)))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_route_refuses_another_box_and_a_missing_scope() {
+    let ec = es256("k1");
+    let idp = spawn_idp(&[&ec]).await;
+    let app = app_trusting(&idp, |_| {}).await;
+    let all_scopes = ec.sign(&claims(&idp.url, ALICE, "oma_rest_nms.all_v1"));
+    let scopes = ["oma_rest_nms.create", "oma_rest_nms.read", "oma_rest_nms.modify", "oma_rest_nms.subscription"];
+    for (_, method, url) in every_route(&app, BOB) {
+        let res = app.with_token(method.clone(), &url, &all_scopes).json(&json!({})).send().await.unwrap();
+        assert_forbidden(res, &format!("no access to box {BOB}")).await;
+    }
+    for (op, method, url) in every_route(&app, ALICE) {
+        let needed = op.scope().as_str();
+        let others: Vec<&str> = scopes.iter().copied().filter(|s| *s != needed).collect();
+        let token = ec.sign(&claims(&idp.url, ALICE, &others.join(" ")));
+        let res = app.with_token(method.clone(), &url, &token).json(&json!({})).send().await.unwrap();
+        assert_forbidden(res, &format!("missing scope {needed}")).await;
+    }
+    // Basic subscribers are held to the same decision on every route.
+    for (_, method, url) in every_route(&app, BOB) {
+        let res = app.req(method, &url).json(&json!({})).send().await.unwrap();
+        assert_eq!(res.status(), 403, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn the_conformance_runner_passes_with_a_bearer_token() {
+    let ec = es256("k1");
+    let idp = spawn_idp(&[&ec]).await;
+    let app = app_trusting(&idp, |_| {}).await;
+    let mut c = claims(&idp.url, ALICE, "oma_rest_nms.all_v1");
+    c["exp"] = json!(now() + 3600);
+    let opts = nms_conformance::Options {
+        base_url: app.url.clone(),
+        user: "alice".into(),
+        password: "not-used".into(),
+        bearer: Some(ec.sign(&c)),
+        box_id: ALICE.into(),
+        store: "base".into(),
+        timeout: std::time::Duration::from_secs(60),
+        channel_root: None,
+    };
+    let cases = nms_conformance::select(&[]);
+    let report = nms_conformance::run(&opts, &cases, std::future::pending(), |_| {}).await;
+    assert_eq!(report.setup_error, None);
+    let failed: Vec<String> = report.outcomes.iter().filter(|o| o.result.is_err()).map(|o| o.line()).collect();
+    assert!(failed.is_empty(), "failed items with a bearer token:\n{}", failed.join("\n"));
+}

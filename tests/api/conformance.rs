@@ -11,6 +11,7 @@ use crate::helpers::{ALICE, PW, TestApp, enc, spawn_app, spawn_app_with};
 /// Run as alice on her box.
 fn options(app: &TestApp, password: &str) -> Options {
     Options {
+        bearer: None,
         base_url: app.url.clone(),
         user: "alice".into(),
         password: password.into(),
