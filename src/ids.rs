@@ -8,6 +8,12 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
+/// An unguessable id (122 random bits, no timestamp), for ids that are capabilities (a
+/// notification channel's URLs).
+pub fn random_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

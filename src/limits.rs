@@ -98,7 +98,10 @@ impl RateLimiter {
 
     /// How long an idle bucket takes to be full again (after which it can go).
     fn refill_time(&self) -> Duration {
-        Duration::from_secs_f64(self.burst / self.rate)
+        // A tiny rate makes this huge: cap it (a day) rather than overflow.
+        Duration::try_from_secs_f64(self.burst / self.rate)
+            .unwrap_or(Duration::from_secs(86_400))
+            .min(Duration::from_secs(86_400))
     }
 
     /// Run the sweep if it is due and no other caller has claimed it.

@@ -4,7 +4,8 @@
 //! The provider is named explicitly (aws-lc-rs, the one rustls provider in the tree), so
 //! the configuration never depends on a process-wide default being installed. Protocol
 //! versions are rustls's safe defaults (TLS 1.2 and 1.3); no client certificates. actix adds
-//! the ALPN protocols (`h2`, `http/1.1`).
+//! the ALPN protocol (`http/1.1` only: HTTP/2 is not built in, because deployed clients look
+//! response headers up by their exact case, which HTTP/2 lower-cases).
 
 use std::path::Path;
 use std::sync::Arc;

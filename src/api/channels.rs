@@ -16,7 +16,7 @@ use super::subscriptions::render_list;
 use super::urls::encode_segment;
 use super::wire::Scalar;
 use super::{AppState, auth_request, json_body, param, read_limited};
-use crate::auth::{ACR_AUTH, Principal};
+use crate::auth::{ACR_AUTH, Principal, Scope};
 use crate::error::{Error, Result};
 use crate::nms::subscriptions::{ChannelInput, PollOutcome};
 use crate::store::Channel;
@@ -51,7 +51,8 @@ struct ChannelEnvelope {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LifetimeIn {
-    channel_lifetime: Scalar,
+    /// Absent: the server's default (NC 5.2.2.14).
+    channel_lifetime: Option<Scalar>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +88,10 @@ async fn caller(req: &HttpRequest, state: &AppState) -> Result<(Principal, Strin
     };
     if !principal.is_service && !principal.boxes.iter().any(|(_, a)| *a == user) {
         return Err(Error::Forbidden { reason: format!("no access to {user}") });
+    }
+    // Channels exist to carry subscriptions' notifications: the same scope.
+    if !principal.scopes.iter().any(|s| matches!(s, Scope::Subscription | Scope::All)) {
+        return Err(Error::Forbidden { reason: format!("missing scope {}", Scope::Subscription.as_str()) });
     }
     Ok((principal, user))
 }
@@ -191,7 +196,7 @@ pub async fn put_lifetime(req: HttpRequest, payload: web::Payload) -> Result<Htt
     }
     let env: LifetimeEnvelope =
         json_body(&req, payload, state.limits.max_json_bytes, "notificationChannelLifetime").await?;
-    let asked = number(Some(env.notification_channel_lifetime.channel_lifetime), "channelLifetime")?;
+    let asked = number(env.notification_channel_lifetime.channel_lifetime, "channelLifetime")?.or(Some(0));
     let c = state.nms.renew_channel(&id, asked, req.path()).await?;
     Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": c.lifetime_secs } })))
 }

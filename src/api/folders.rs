@@ -138,7 +138,7 @@ pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -
 /// `DELETE /folders/{id}`: recursive, 204.
 pub async fn delete(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "folderId")?;
-    state.nms.delete_folder(&access.b, &id, &access.uri).await?;
+    state.nms.delete_folder(&access.b, access.actor(), &id, &access.uri).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -158,6 +158,6 @@ pub async fn put_name(
 ) -> Result<HttpResponse> {
     let id = param(&req, "folderId")?;
     let env: NameEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "name").await?;
-    let f = state.nms.rename_folder(&access.b, &id, &env.name, &access.uri).await?;
+    let f = state.nms.rename_folder(&access.b, access.actor(), &id, &env.name, &access.uri).await?;
     Ok(HttpResponse::Ok().json(json!({ "name": f.name })))
 }

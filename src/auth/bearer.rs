@@ -649,9 +649,8 @@ impl BearerVerifier {
         let Some(subject) = subject.filter(|s| !s.is_empty()) else {
             return Err(TokenError::Malformed("no sub".into()));
         };
-        let is_service = client_id.is_some_and(|c| self.service_clients.iter().any(|s| s == c))
-            || (!self.service_claim.is_empty()
-                && strings(claims.get(&self.service_claim)).iter().any(|v| self.service_values.contains(v)));
+        let by_role = !self.service_claim.is_empty()
+            && strings(claims.get(&self.service_claim)).iter().any(|v| self.service_values.contains(v));
         let mut scopes = Vec::new();
         let mut any_scope_claim = false;
         for c in &self.scope_claims {
@@ -671,6 +670,11 @@ impl BearerVerifier {
         }
         let mut addresses: Vec<String> = Vec::new();
         for c in &self.address_claims {
+            // A phone number counts only once the provider has verified it (users can often
+            // edit their own): otherwise anyone could claim another subscriber's box.
+            if c == "phone_number" && claims.get("phone_number_verified") != Some(&Value::Bool(true)) {
+                continue;
+            }
             for v in strings(claims.get(c)) {
                 if let Some(a) = normalise_address(&v)
                     && !addresses.contains(&a)
@@ -679,6 +683,11 @@ impl BearerVerifier {
                 }
             }
         }
+        // A configured client id makes a service principal only for a token of the client
+        // itself (client credentials: no subscriber address), never for a user's token the
+        // client requested on the user's behalf (which carries its `azp` too).
+        let by_client = addresses.is_empty() && client_id.is_some_and(|c| self.service_clients.iter().any(|s| s == c));
+        let is_service = by_role || by_client;
         let boxes = self.stores.iter().flat_map(|s| addresses.iter().map(move |a| (s.clone(), a.clone()))).collect();
         Ok(Principal {
             name: format!("bearer:{}#{subject}", issuer.iss),
@@ -885,7 +894,7 @@ mod tests {
         };
         let t = sign(serde_json::json!({
             "iss": "https://idp.test", "aud": ["x", "nms"], "exp": now + 60, "iat": now,
-            "sub": "tel:+1-212-555-1212", "phone_number": "+1 212 555 1212",
+            "sub": "tel:+1-212-555-1212", "phone_number": "+1 212 555 1212", "phone_number_verified": true,
             "scope": "openid oma_rest_nms.read oma_rest_nms.create unknown",
         }));
         let p = v.verify(&t).await.expect("valid");
@@ -898,6 +907,13 @@ mod tests {
         }));
         let p = v.verify(&t).await.expect("service");
         assert!(p.is_service && !p.provision_boxes && p.boxes.is_empty());
+        // An unverified phone number is no address.
+        let t = sign(serde_json::json!({
+            "iss": "https://idp.test", "aud": "nms", "exp": now + 60, "sub": "5f0c7a2e",
+            "phone_number": "+1 310 555 0000", "phone_number_verified": false, "scope": "oma_rest_nms.read",
+        }));
+        let p = v.verify(&t).await.expect("valid");
+        assert!(p.boxes.is_empty(), "{:?}", p.boxes);
         assert_eq!(p.scopes, vec![Scope::All]);
         let t = sign(
             serde_json::json!({"iss": "https://idp.test", "aud": "nms", "exp": now + 60, "sub": "s", "iat": now + 3600}),

@@ -240,6 +240,7 @@ pub struct DigestAuth {
     opaque: String,
     /// Accepted (nonce, nc, cnonce) triples (SHA-256 of them) until their nonce goes stale.
     seen: DashMap<[u8; 32], Instant>,
+    last_sweep: std::sync::Mutex<Instant>,
 }
 
 const SEEN_MAX: usize = 200_000;
@@ -249,7 +250,15 @@ impl DigestAuth {
     pub fn new(realm: &str, algorithms: Vec<Algorithm>, ttl: Duration, key: TokenKey) -> Self {
         let ttl = ttl.clamp(Duration::from_secs(1), Duration::from_secs(86_400));
         let opaque = key.seal(&format!("digest-opaque:{realm}"), b"");
-        Self { realm: realm.to_string(), algorithms, ttl, key, opaque, seen: DashMap::new() }
+        Self {
+            realm: realm.to_string(),
+            algorithms,
+            ttl,
+            key,
+            opaque,
+            seen: DashMap::new(),
+            last_sweep: std::sync::Mutex::new(Instant::now()),
+        }
     }
 
     pub fn algorithms(&self) -> &[Algorithm] {
@@ -305,8 +314,14 @@ impl DigestAuth {
             .finalize()
             .into();
         if self.seen.len() > SEEN_MAX {
+            // Sweep stale entries at most once a second (a full pass is not per request).
             let now = Instant::now();
-            self.seen.retain(|_, v| *v > now);
+            let mut last = self.last_sweep.lock().unwrap_or_else(|e| e.into_inner());
+            if now.saturating_duration_since(*last) >= Duration::from_secs(1) {
+                *last = now;
+                drop(last);
+                self.seen.retain(|_, v| *v > now);
+            }
         }
         match self.seen.entry(key) {
             dashmap::Entry::Occupied(_) => false,

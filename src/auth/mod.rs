@@ -151,6 +151,9 @@ pub struct Authenticator {
     digest: Option<DigestAuth>,
     digest_cache: DashMap<String, (DigestAccount, Instant)>,
     bearer: Option<BearerVerifier>,
+    /// Password checks (argon2, ~19 MiB and tens of ms each) run at most this many at once,
+    /// so a flood of wrong passwords cannot exhaust memory or the blocking pool.
+    checks: tokio::sync::Semaphore,
 }
 
 impl Authenticator {
@@ -188,6 +191,7 @@ impl Authenticator {
             digest,
             digest_cache: DashMap::new(),
             bearer,
+            checks: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)),
         })
     }
 
@@ -282,6 +286,7 @@ impl Authenticator {
             return Ok(entry.0.clone());
         }
         let bad = || self.unauthenticated("invalid user name or password");
+        let _slot = self.checks.acquire().await.map_err(Error::internal)?;
         let account = self.meta.find_account(user).await?;
         let Some(account) = account else {
             // Spend the same effort as a real check so timing does not reveal user names.

@@ -331,6 +331,15 @@ impl Nms {
         })
     }
 
+    /// A service-only folder (or one inside it) is renamed or deleted by service accounts
+    /// only (otherwise a subscriber could rename `/Default` away and write into it).
+    fn check_system_folder(&self, actor: Actor, f: &Folder) -> Result<()> {
+        if actor != Actor::Service && self.is_service_only(&f.path) {
+            return Err(Error::Forbidden { reason: format!("{} is a system folder (service accounts only)", f.path) });
+        }
+        Ok(())
+    }
+
     /// Refuse a subscriber creating under a service-only folder (403 POL1031). `parent` is
     /// resolved to its path here; a parent that does not exist is left to the store to refuse.
     async fn check_may_create_under(&self, b: &BoxRow, actor: Actor, parent: &ParentRef) -> Result<()> {
@@ -452,11 +461,12 @@ impl Nms {
     }
 
     /// Rename (`PUT folderName`). Renaming the root is refused by policy (POL1030).
-    pub async fn rename_folder(&self, b: &BoxRow, id: &str, name: &str, uri: &str) -> Result<Folder> {
+    pub async fn rename_folder(&self, b: &BoxRow, actor: Actor, id: &str, name: &str, uri: &str) -> Result<Folder> {
         let f = self.folder(b, id, uri).await?;
         if f.is_root && self.policy.forbid_root_rename {
             return Err(Error::RenameForbidden);
         }
+        self.check_system_folder(actor, &f)?;
         if !(f.is_root && name.is_empty()) {
             validate_name(name)?;
         }
@@ -464,7 +474,9 @@ impl Nms {
     }
 
     /// Delete a folder recursively, then the blobs nothing references any more.
-    pub async fn delete_folder(&self, b: &BoxRow, id: &str, uri: &str) -> Result<()> {
+    pub async fn delete_folder(&self, b: &BoxRow, actor: Actor, id: &str, uri: &str) -> Result<()> {
+        let f = self.folder(b, id, uri).await?;
+        self.check_system_folder(actor, &f)?;
         let released = self.meta.delete_folder(b, id, now_ms()).await?.or_not_found(uri)?;
         self.blobs.release(&released.blob_keys).await;
         Ok(())
@@ -598,9 +610,16 @@ impl Nms {
         let area = if actor == Actor::Service { &self.cpm.network_area } else { &self.cpm.user_area };
         let mut p = crate::cpm::placement(attrs);
         if let Placement::BesideMessage { message_id, fallback } = p {
-            match self.meta.folder_of_correlation_id(b, &message_id).await? {
-                Some(folder) => return Ok(ParentRef::Id(folder)),
-                None => p = *fallback,
+            let beside = match self.meta.folder_of_correlation_id(b, &message_id).await? {
+                Some(id) => self.meta.get_folder(b, &id).await?,
+                None => None,
+            };
+            match beside {
+                // Not into a system folder the depositor may not write to.
+                Some(f) if actor == Actor::Service || !self.is_service_only(&f.path) => {
+                    return Ok(ParentRef::Id(f.public_id));
+                }
+                _ => p = *fallback,
             }
         }
         let area = match p {

@@ -17,7 +17,7 @@ use super::search::CriteriaInput;
 use super::sync::{RestartPoint, SyncEvent};
 use crate::config::SyncSettings;
 use crate::error::{Error, Result};
-use crate::ids::{new_id, now_ms};
+use crate::ids::{new_id, now_ms, random_id};
 use crate::store::{Advance, Attribute, BoxRow, Change, Channel, Filter, OutboxList, Subscription};
 
 /// A subscription as a client asks for it.
@@ -95,6 +95,11 @@ pub enum Delivery {
     /// after the backoff or the receiver's `Retry-After` (capped like the backoff).
     Failed { error: String, retry_after: Option<Duration> },
 }
+
+/// Changes per notification list (at least; a list holds whole modseq groups). One answer
+/// carries at most one list per subscription: deployed clients read the index and restart
+/// token of the first list only.
+const LIST_EVENTS: u32 = 500;
 
 /// The longest `maxWaitTime` kept (a poll answers by its own timeout anyway).
 const MAX_WAIT_SECS: u64 = 3600;
@@ -239,7 +244,7 @@ impl Nms {
         self.meta
             .create_channel(&Channel {
                 id: 0,
-                public_id: new_id(),
+                public_id: random_id(),
                 principal: principal.to_string(),
                 user_id: user_id.to_string(),
                 client_correlator: input.client_correlator,
@@ -293,6 +298,9 @@ impl Nms {
         input: SubscriptionInput,
     ) -> Result<Subscription> {
         let now = now_ms();
+        // An empty clientCorrelator (deployed clients send `""`) correlates nothing.
+        let mut input = input;
+        input.client_correlator = input.client_correlator.filter(|c| !c.trim().is_empty());
         if let Some(c) = &input.client_correlator
             && let Some(existing) = self.meta.subscription_by_correlator(b, principal, c, now).await?
         {
@@ -384,6 +392,7 @@ impl Nms {
         uri: &str,
     ) -> Result<Subscription> {
         let mut s = self.subscription(b, principal, id, uri).await?;
+        let position = restart_token.is_some();
         if let Some(t) = restart_token {
             let p = self.open_restart_token(b, &t)?;
             s.restart_token = t;
@@ -394,7 +403,11 @@ impl Nms {
             s.duration_secs = granted(duration);
         }
         s.expires_at_ms = now_ms().saturating_add(s.duration_secs.saturating_mul(1000));
-        self.meta.update_subscription(&s).await?;
+        self.meta.update_subscription(&s, position).await?;
+        if !position {
+            // The position may have moved since it was read: answer it as it stands.
+            return self.subscription(b, principal, id, uri).await;
+        }
         Ok(s)
     }
 
@@ -408,9 +421,11 @@ impl Nms {
     /// it moves the subscription's position and consumes the index in one compare-and-set;
     /// with `render`, the rendered list is queued for the webhook in the same transaction.
     async fn next_list(&self, b: &BoxRow, mut s: Subscription, take: Take<'_>) -> Result<Option<EventList>> {
-        for _ in 0..16 {
+        // Each pass either answers or moves the position forward (past changes the filter
+        // drops), so this ends when the subscription has caught up with the box.
+        loop {
             let from = RestartPoint { validity: s.position_validity, modseq: s.position_modseq };
-            let page = self.replay_with(b, from, 100, s.filter.is_some()).await?;
+            let page = self.replay_with(b, from, LIST_EVENTS, s.filter.is_some()).await?;
             let moved = page.point != from;
             let events: Vec<SyncEvent> = page.events.into_iter().filter(|e| passes(&s.filter, e)).collect();
             let m = Advance {
@@ -453,11 +468,10 @@ impl Nms {
             }
             return Ok(Some(list));
         }
-        Ok(None)
     }
 
-    /// Pending lists of the channel's subscriptions, at most `max`: taken (`Take::Deliver`)
-    /// or only looked at (`Take::Peek`).
+    /// Pending lists of the channel's subscriptions, at most `maxNotifications` and one per
+    /// subscription: taken (`Take::Deliver`) or only looked at (`Take::Peek`).
     ///
     /// Subscriptions whose next list is a `resetBox` come first: clients look for it on the
     /// first event of the first list only.
@@ -472,17 +486,11 @@ impl Nms {
         subs.sort_by_key(|(resets, _, _)| !*resets);
         let mut out = Vec::new();
         for (_, b, s) in subs {
-            let mut s = s;
-            while out.len() < c.max_notifications as usize {
-                match self.next_list(&b, s.clone(), take).await? {
-                    Some(list) => {
-                        s.next_index = list.index + 1;
-                        s.position_validity = list.position.validity;
-                        s.position_modseq = list.position.modseq;
-                        out.push(list);
-                    }
-                    None => break,
-                }
+            if out.len() >= c.max_notifications as usize {
+                break;
+            }
+            if let Some(list) = self.next_list(&b, s, take).await? {
+                out.push(list);
             }
         }
         Ok(out)

@@ -110,9 +110,17 @@ impl Nms {
 
     /// Drop tombstones past the retention (`sync.tombstone_max_age_secs`,
     /// `sync.tombstone_max_per_box`), raising replay floors; returns how many were dropped.
+    /// A limit of 0 is off.
     pub async fn prune_tombstones(&self) -> Result<u64> {
-        let max_age_ms = i64::try_from(self.sync.tombstone_max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        self.meta.prune_tombstones(now_ms().saturating_sub(max_age_ms), self.sync.tombstone_max_per_box).await
+        let before = match self.sync.tombstone_max_age_secs {
+            0 => i64::MIN,
+            secs => now_ms().saturating_sub(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)),
+        };
+        let keep = match self.sync.tombstone_max_per_box {
+            0 => u32::MAX,
+            n => n,
+        };
+        self.meta.prune_tombstones(before, keep).await
     }
 
     /// Apply the expiry policies (`sync.retention`): objects past them are deleted, leaving

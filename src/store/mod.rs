@@ -640,7 +640,9 @@ pub trait MetaStore: Send + Sync + 'static {
     /// The live subscriptions delivering into a channel.
     async fn subscriptions_of_channel(&self, channel_id: i64, now_ms: i64) -> Result<Vec<Subscription>>;
     /// Store a subscription's new duration, expiry and (when given) restart point.
-    async fn update_subscription(&self, s: &Subscription) -> Result<()>;
+    /// With `position`, also its restart point and token (an update with a restartToken);
+    /// without, only the duration (a delivery moving the position meanwhile is kept).
+    async fn update_subscription(&self, s: &Subscription, position: bool) -> Result<()>;
     async fn delete_subscription(&self, b: &BoxRow, public_id: &str) -> Result<bool>;
     /// Move a subscription's position `m.from -> m.to` and consume index `m.index`, if
     /// nobody else did (compare-and-set on the index and the position); `false` when it lost

@@ -426,7 +426,8 @@ const SESSION_METADATA: &str = "(coalesce((SELECT lower(a.value) FROM object_att
 
 /// The CPM session-object rule (CPM binding 6.4.1.4, 6.4.1.5, 7.3.3.5): a session info
 /// object, the latest group state object or a conference info object stays in its folder
-/// (its session history folder) while messages, IMDNs or media objects remain there.
+/// (its session history folder: the binding keeps session objects in one) while messages,
+/// IMDNs or media objects remain there.
 /// `leaving`: the objects the same request removes or moves (they do not hold it back).
 /// Returns why the object may not leave, if it may not. Moving or deleting the whole folder
 /// is not subject to it.
@@ -1537,8 +1538,8 @@ impl MetaStore for SqliteStore {
         subscriptions::subscriptions_of_channel(&self.pool, channel_id, now_ms).await
     }
 
-    async fn update_subscription(&self, s: &Subscription) -> Result<()> {
-        subscriptions::update_subscription(&self.pool, s).await
+    async fn update_subscription(&self, s: &Subscription, position: bool) -> Result<()> {
+        subscriptions::update_subscription(&self.pool, s, position).await
     }
 
     async fn delete_subscription(&self, b: &BoxRow, public_id: &str) -> Result<bool> {

@@ -641,17 +641,22 @@ async fn acr_auth_names_the_bearer_subscribers_box() {
     let app = app_trusting(&idp, |_| {}).await;
     let obj = app.create_object(json!({})).await;
     let id = last_segment(&obj);
-    // By `sub` as a tel URI with visual separators, and by a `phone_number` claim beside
-    // a subject that is no address.
+    // By `sub` as a tel URI with visual separators, and by a verified `phone_number` claim
+    // beside a subject that is no address.
     let mut by_phone = claims(&idp.url, "248289761001", "oma_rest_nms.read");
     by_phone["phone_number"] = json!("+1 (212) 555-1212");
+    by_phone["phone_number_verified"] = json!(true);
     for c in [claims(&idp.url, "tel:+1-212-555-1212", "oma_rest_nms.read"), by_phone] {
         let res = app.get_with(&format!("{}/nms/v1/base/acr%3Aauth/objects/{id}", app.url), &ec.sign(&c)).await;
         assert_eq!(res.status(), 200);
         let v: Value = res.json().await.unwrap();
         assert_eq!(v["object"]["resourceURL"], obj, "answers name the real box");
     }
-    // A token naming no address has no acr:auth box.
+    // A token naming no address, or an unverified phone number, has no acr:auth box.
+    let mut unverified = claims(&idp.url, "248289761001", "oma_rest_nms.read");
+    unverified["phone_number"] = json!("+1 (212) 555-1212");
+    let res = app.get_with(&format!("{}/nms/v1/base/acr%3Aauth/objects/{id}", app.url), &ec.sign(&unverified)).await;
+    assert_error(res, 400, "SVC0002").await;
     let c = claims(&idp.url, "248289761001", "oma_rest_nms.read");
     let res = app.get_with(&format!("{}/nms/v1/base/acr%3Aauth/objects/{id}", app.url), &ec.sign(&c)).await;
     assert_error(res, 400, "SVC0002").await;
@@ -1059,4 +1064,21 @@ async fn the_conformance_runner_passes_with_a_bearer_token() {
     assert_eq!(report.setup_error, None);
     let failed: Vec<String> = report.outcomes.iter().filter(|o| o.result.is_err()).map(|o| o.line()).collect();
     assert!(failed.is_empty(), "failed items with a bearer token:\n{}", failed.join("\n"));
+}
+
+#[tokio::test]
+async fn notification_channels_need_the_subscription_scope() {
+    let ec = es256("k1");
+    let idp = spawn_idp(&[&ec]).await;
+    let app = app_trusting(&idp, |_| {}).await;
+    let channels = format!("{}/notificationchannel/v1/{}/channels", app.url, enc(ALICE));
+    let body = json!({"notificationChannel": {"channelType": "LongPolling", "channelData": {}}});
+    let read_only = ec.sign(&claims(&idp.url, ALICE, "oma_rest_nms.read"));
+    let res = app.with_token(Method::POST, &channels, &read_only).json(&body).send().await.unwrap();
+    assert_forbidden(res, "missing scope oma_rest_nms.subscription").await;
+    let res = app.with_token(Method::GET, &channels, &read_only).send().await.unwrap();
+    assert_forbidden(res, "missing scope oma_rest_nms.subscription").await;
+    let subscriber = ec.sign(&claims(&idp.url, ALICE, "oma_rest_nms.subscription"));
+    let res = app.with_token(Method::POST, &channels, &subscriber).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
 }

@@ -541,3 +541,33 @@ async fn objects_are_fetched_by_reference() {
     let o = app.deposit_and_get(&ct, b).await;
     assert_eq!(o["correlationTag"], "b76a2f8841e884c4", "the vector of src/cpm/correlation.rs");
 }
+
+#[tokio::test]
+async fn system_folders_stay_the_networks_and_imdns_fall_back_outside_them() {
+    let app = spawn_app().await;
+    // The network files a chat message under /Default; the subscriber's phone then sends an
+    // IMDN about it without a parent: it cannot go beside it, so it goes to the user's area.
+    let chat = json!({"correlationId": "net-1", "attributes": attrs(&[("Message-Context", "chat-message"), ("Conversation-ID", "cv"), ("Direction", "In")])});
+    let (status, v) = json_deposit(&app, "pf", chat).await;
+    assert_eq!(status, 201, "{v}");
+    assert!(get_object(&app, &v).await["path"].as_str().unwrap().starts_with("/Default/cv/"));
+    let imdn = attrs(&[
+        ("Message-Context", "imdn-message"),
+        ("DispositionType", "display"),
+        ("DispositionStatus", "displayed"),
+        ("DispositionOriginalMessageID", "net-1"),
+        ("DispositionOriginalTo", "tel:+12125551212"),
+        ("Direction", "Out"),
+    ]);
+    let (status, v) = json_deposit(&app, "alice", json!({"attributes": imdn})).await;
+    assert_eq!(status, 201, "{v}");
+    assert!(get_object(&app, &v).await["path"].as_str().unwrap().starts_with("/RCSMessageStore/"));
+    // A subscriber may neither rename nor delete the system folder.
+    let default = app.get(&format!("{}/folders/operations/pathToId?path=%2FDefault", app.base(ALICE))).await;
+    let default = default.json::<Value>().await.unwrap()["reference"]["resourceURL"].as_str().unwrap().to_string();
+    let res = app.put_json(&format!("{default}/folderName"), json!({"name": "Mine"})).await;
+    assert_error(res, 403, "POL0001").await;
+    assert_error(app.delete(&default).await, 403, "POL0001").await;
+    let res = app.req_as("pf", reqwest::Method::DELETE, &default).send().await.unwrap();
+    assert_eq!(res.status(), 204, "the network may");
+}

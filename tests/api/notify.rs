@@ -438,3 +438,63 @@ async fn expired_subscriptions_disappear_and_deliver_nothing() {
     assert_eq!(status, 404);
     assert!(app.nms.purge_expired_subscriptions().await.unwrap() >= 1);
 }
+
+#[tokio::test]
+async fn correlators_durations_and_one_list_per_subscription() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 1).await;
+    let (resource, channel_url, callback) = channel(&app).await;
+    // An empty clientCorrelator correlates nothing (deployed clients always send "").
+    let (_, a) = subscribe(&app, &callback, json!({"clientCorrelator": ""})).await;
+    let (_, b) = subscribe(&app, &callback, json!({"clientCorrelator": ""})).await;
+    assert_ne!(a["nmsSubscription"]["resourceURL"], b["nmsSubscription"]["resourceURL"]);
+    for s in [&a, &b] {
+        send(&app, Method::DELETE, s["nmsSubscription"]["resourceURL"].as_str().unwrap(), None).await;
+    }
+    // An expired subscription frees its clientCorrelator.
+    let (status, v) = subscribe(&app, &callback, json!({"clientCorrelator": "c-9", "duration": 1})).await;
+    assert_eq!(status, 201, "{v}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, again) = subscribe(&app, &callback, json!({"clientCorrelator": "c-9"})).await;
+    assert_eq!(status, 201, "{again}");
+    assert_ne!(again["nmsSubscription"]["resourceURL"], v["nmsSubscription"]["resourceURL"]);
+    let sub_url = again["nmsSubscription"]["resourceURL"].as_str().unwrap().to_string();
+
+    // Changes of several requests come as one list of the subscription.
+    let o1 = app.create_object(json!({})).await;
+    let o2 = app.create_object(json!({})).await;
+    let (_, v) = poll(&app, &channel_url).await;
+    let lists = v["notificationList"].as_array().unwrap();
+    assert_eq!(lists.len(), 1, "{v}");
+    assert_eq!(all_events(&v), [("changedObject".to_string(), o1), ("changedObject".to_string(), o2)]);
+    let token = lists[0]["nmsEventList"]["restartToken"].as_str().unwrap().to_string();
+
+    // A duration-only update leaves the delivery position (and token) where delivery put it.
+    let (status, v) =
+        send(&app, Method::POST, &sub_url, Some(json!({"nmsSubscriptionUpdate": {"duration": 120}}))).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["nmsSubscription"]["index"], 2);
+    assert_eq!(v["nmsSubscription"]["restartToken"], token.as_str());
+    let (_, v) = poll(&app, &channel_url).await;
+    assert_eq!(v, json!({"notificationList": []}), "nothing delivered twice");
+
+    // channelLifetime PUT without a value grants the default; another user cannot touch the
+    // channel at all.
+    let res = app
+        .client
+        .put(format!("{resource}/channelLifetime"))
+        .json(&json!({"notificationChannelLifetime": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let id = last_segment(&resource);
+    let bobs = format!("{}/notificationchannel/v1/{}/channels/{id}", app.url, enc(BOB));
+    for (m, u) in [(Method::GET, bobs.clone()), (Method::DELETE, bobs.clone()), (Method::POST, format!("{bobs}/poll"))]
+    {
+        let res = app.req_as("bob", m, &u).json(&json!({"longPollingRequestParameters": null})).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{u}");
+    }
+    // Nor a service account another login's subscription.
+    let res = app.req_as("pf", Method::GET, &sub_url).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+}

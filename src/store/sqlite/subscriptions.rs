@@ -123,7 +123,20 @@ pub async fn create_subscription(
     max_per_box: u32,
 ) -> Result<Option<Subscription>> {
     let now = crate::ids::now_ms();
-    let id: Option<i64> = sqlx::query_scalar(
+    if let Some(c) = &s.client_correlator {
+        // An expired subscription no longer holds its correlator.
+        sqlx::query(
+            "DELETE FROM subscriptions WHERE box_id = ? AND principal = ? AND client_correlator = ? \
+             AND expires_at_ms <= ?",
+        )
+        .bind(s.box_id)
+        .bind(&s.principal)
+        .bind(c)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    }
+    let inserted: std::result::Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
         "INSERT INTO subscriptions (box_id, public_id, principal, channel_id, notify_url, callback_data, \
          notification_format, filter, client_correlator, duration_secs, expires_at_ms, restart_token, \
          position_validity, position_modseq, next_index, created_at_ms) \
@@ -152,8 +165,17 @@ pub async fn create_subscription(
     .bind(now)
     .bind(i64::from(max_per_box))
     .fetch_optional(pool)
-    .await?;
-    Ok(id.map(|id| Subscription { id, ..s.clone() }))
+    .await;
+    match inserted {
+        Ok(id) => Ok(id.map(|id| Subscription { id, ..s.clone() })),
+        // The same correlator created concurrently: that subscription is the answer.
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            let correlator = s.client_correlator.as_deref().unwrap_or_default();
+            let b = BoxRow { id: s.box_id, store: String::new(), address: String::new(), modseq: 0, validity: 0 };
+            subscription_by_correlator(pool, &b, &s.principal, correlator, now).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn one_subscription(
@@ -217,7 +239,16 @@ pub async fn subscriptions_of_channel(pool: &SqlitePool, channel_id: i64, now_ms
     rows.iter().map(subscription_from_row).collect()
 }
 
-pub async fn update_subscription(pool: &SqlitePool, s: &Subscription) -> Result<()> {
+pub async fn update_subscription(pool: &SqlitePool, s: &Subscription, position: bool) -> Result<()> {
+    if !position {
+        sqlx::query("UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ? WHERE id = ?")
+            .bind(s.duration_secs)
+            .bind(s.expires_at_ms)
+            .bind(s.id)
+            .execute(pool)
+            .await?;
+        return Ok(());
+    }
     sqlx::query(
         "UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ?, restart_token = ?, position_validity = ?, \
          position_modseq = ? WHERE id = ?",
