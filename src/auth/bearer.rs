@@ -907,6 +907,7 @@ mod tests {
         }));
         let p = v.verify(&t).await.expect("service");
         assert!(p.is_service && !p.provision_boxes && p.boxes.is_empty());
+        assert_eq!(p.scopes, vec![Scope::All]);
         // An unverified phone number is no address.
         let t = sign(serde_json::json!({
             "iss": "https://idp.test", "aud": "nms", "exp": now + 60, "sub": "5f0c7a2e",
@@ -914,7 +915,6 @@ mod tests {
         }));
         let p = v.verify(&t).await.expect("valid");
         assert!(p.boxes.is_empty(), "{:?}", p.boxes);
-        assert_eq!(p.scopes, vec![Scope::All]);
         let t = sign(
             serde_json::json!({"iss": "https://idp.test", "aud": "nms", "exp": now + 60, "sub": "s", "iat": now + 3600}),
         );
