@@ -571,3 +571,29 @@ async fn system_folders_stay_the_networks_and_imdns_fall_back_outside_them() {
     let res = app.req_as("pf", reqwest::Method::DELETE, &default).send().await.unwrap();
     assert_eq!(res.status(), 204, "the network may");
 }
+
+#[tokio::test]
+async fn imdns_deleted_with_their_message_are_tracked_changes() {
+    let app = spawn_app().await;
+    let b = app.nms.find_box("base", ALICE).await.unwrap().unwrap();
+    let (_, m) = json_deposit(&app, "alice", json!({"parentFolderPath": "/c", "correlationId": "m-1", "attributes": attrs(&[("Message-Context", "chat-message")])})).await;
+    let imdn = attrs(&[("Message-Context", "imdn-message"), ("DispositionType", "delivery"), ("DispositionStatus", "delivered"),
+        ("DispositionOriginalMessageID", "m-1"), ("DispositionOriginalTo", "tel:+1")]);
+    let (_, i) = json_deposit(&app, "alice", json!({"parentFolderPath": "/c", "attributes": imdn})).await;
+    let token = app.nms.current_token(&b).await.unwrap();
+    let m = m["reference"]["resourceURL"].as_str().unwrap().to_string();
+    let i = i["reference"]["resourceURL"].as_str().unwrap().to_string();
+    assert_eq!(app.delete(&m).await.status(), 204);
+    let from = app.nms.open_restart_token(&b, &token).unwrap();
+    let page = app.nms.replay(&b, from, 100).await.unwrap();
+    let gone: Vec<String> = page
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            cpm_nms::nms::sync::SyncEvent::Change(cpm_nms::store::Change::Gone(t)) => Some(t.public_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let id = |u: &str| u.rsplit('/').next().unwrap().to_string();
+    assert_eq!(gone, [id(&m), id(&i)], "the message and its IMDN, each a deletedObject");
+}

@@ -498,3 +498,25 @@ async fn correlators_durations_and_one_list_per_subscription() {
     let res = app.req_as("pf", Method::GET, &sub_url).send().await.unwrap();
     assert_eq!(res.status(), 404);
 }
+
+#[tokio::test]
+async fn a_poll_renews_its_channels_lifetime() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 1).await;
+    let (resource, channel_url, _) = channel(&app).await;
+    let res = app.put_json(&format!("{resource}/channelLifetime"), json!({"notificationChannelLifetime": {"channelLifetime": 5}})).await;
+    assert_eq!(res.status(), 200);
+    // Granted 5 s; a poll renews it for the granted lifetime again, so it is still alive
+    // after more than 5 s of polling.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(6) {
+        let (status, _) = poll(&app, &channel_url).await;
+        assert_eq!(status, 200, "the channel expired while being polled");
+    }
+    let (status, v) = send(&app, Method::GET, &format!("{resource}/channelLifetime"), None).await;
+    assert_eq!(status, 200);
+    assert!(v["notificationChannelLifetime"]["channelLifetime"].as_i64().unwrap() >= 4, "{v}");
+    // Unpolled, it expires.
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    let (status, _) = send(&app, Method::GET, &resource, None).await;
+    assert_eq!(status, 404);
+}
