@@ -230,6 +230,7 @@ async fn housekeeping_loop(nms: Nms) {
         if let Err(e) = nms.purge_expired_subscriptions().await {
             tracing::warn!(error = %e, "purging expired subscriptions failed");
         }
+        nms.hub.sweep();
         match nms.prune_tombstones().await {
             Ok(n) => tracing::info!(tombstones = n, "tombstone pruning done"),
             Err(e) => tracing::warn!(error = %e, "tombstone pruning failed"),

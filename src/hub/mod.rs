@@ -114,6 +114,13 @@ impl Hub {
         self.polls.get(&channel_id).is_some_and(|e| e.0 == generation)
     }
 
+    /// Forget the signals nobody waits on (housekeeping): a box's signal held by no poll,
+    /// a channel's held by no open poll. They are made again when next needed.
+    pub fn sweep(&self) {
+        self.boxes.retain(|_, n| Arc::strong_count(n) > 1);
+        self.polls.retain(|_, (_, n)| Arc::strong_count(n) > 1);
+    }
+
     /// The channel was deleted: wake its open poll (which then finds the channel gone).
     pub fn end_channel(&self, channel_id: i64) {
         if let Some((_, (_, n))) = self.polls.remove(&channel_id) {
@@ -146,6 +153,19 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), any_waiter).await.unwrap();
         hub.deliver(7);
         assert_eq!(*sent.lock().unwrap(), vec![7]);
+    }
+
+    #[test]
+    fn sweeping_forgets_only_unheld_signals() {
+        let hub = Hub::default();
+        let held = hub.box_signal(1);
+        drop(hub.box_signal(2));
+        let (_, poll) = hub.begin_poll(9);
+        hub.begin_poll(8);
+        hub.sweep();
+        assert_eq!(hub.boxes.len(), 1);
+        assert!(hub.boxes.contains_key(&1) && hub.polls.contains_key(&9) && !hub.polls.contains_key(&8));
+        drop((held, poll));
     }
 
     #[test]

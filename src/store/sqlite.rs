@@ -471,10 +471,11 @@ async fn remove_imdns_of(
     message_id: Option<&str>,
     seq: i64,
     now_ms: i64,
+    reason: &str,
 ) -> Result<Vec<String>> {
     let mut keys = Vec::new();
     for (_, public_id) in imdns_of(tx, b, message_id).await? {
-        keys.extend(remove_object(tx, b, &public_id, seq, now_ms, "deleted").await?.unwrap_or_default());
+        keys.extend(remove_object(tx, b, &public_id, seq, now_ms, reason).await?.unwrap_or_default());
     }
     Ok(keys)
 }
@@ -1155,7 +1156,7 @@ impl MetaStore for SqliteStore {
             tx.rollback().await?;
             return Ok(None);
         };
-        keys.extend(remove_imdns_of(&mut tx, b, cid.as_deref(), seq, now_ms).await?);
+        keys.extend(remove_imdns_of(&mut tx, b, cid.as_deref(), seq, now_ms, "deleted").await?);
         tx.commit().await?;
         Ok(Some(Released { blob_keys: keys }))
     }
@@ -1308,7 +1309,9 @@ impl MetaStore for SqliteStore {
                     match remove_object(&mut tx, b, &public_id, seq, now_ms, "deleted").await? {
                         Some(keys) => {
                             released.blob_keys.extend(keys);
-                            released.blob_keys.extend(remove_imdns_of(&mut tx, b, cid.as_deref(), seq, now_ms).await?);
+                            released
+                                .blob_keys
+                                .extend(remove_imdns_of(&mut tx, b, cid.as_deref(), seq, now_ms, "deleted").await?);
                             true
                         }
                         // Named twice in one request: the second is already gone.
@@ -1618,8 +1621,11 @@ impl MetaStore for SqliteStore {
         }
         let mut released = Released::default();
         for public_id in &doomed {
+            let cid = object_correlation_id(&mut tx, b, public_id).await?;
             if let Some(keys) = remove_object(&mut tx, b, public_id, seq, now_ms, "expired").await? {
                 released.blob_keys.extend(keys);
+                // Its IMDNs go with it (CPM binding 7.3.3.5), expired as well.
+                released.blob_keys.extend(remove_imdns_of(&mut tx, b, cid.as_deref(), seq, now_ms, "expired").await?);
             }
         }
         tx.commit().await?;

@@ -577,8 +577,13 @@ async fn imdns_deleted_with_their_message_are_tracked_changes() {
     let app = spawn_app().await;
     let b = app.nms.find_box("base", ALICE).await.unwrap().unwrap();
     let (_, m) = json_deposit(&app, "alice", json!({"parentFolderPath": "/c", "correlationId": "m-1", "attributes": attrs(&[("Message-Context", "chat-message")])})).await;
-    let imdn = attrs(&[("Message-Context", "imdn-message"), ("DispositionType", "delivery"), ("DispositionStatus", "delivered"),
-        ("DispositionOriginalMessageID", "m-1"), ("DispositionOriginalTo", "tel:+1")]);
+    let imdn = attrs(&[
+        ("Message-Context", "imdn-message"),
+        ("DispositionType", "delivery"),
+        ("DispositionStatus", "delivered"),
+        ("DispositionOriginalMessageID", "m-1"),
+        ("DispositionOriginalTo", "tel:+1"),
+    ]);
     let (_, i) = json_deposit(&app, "alice", json!({"parentFolderPath": "/c", "attributes": imdn})).await;
     let token = app.nms.current_token(&b).await.unwrap();
     let m = m["reference"]["resourceURL"].as_str().unwrap().to_string();
@@ -596,4 +601,35 @@ async fn imdns_deleted_with_their_message_are_tracked_changes() {
         .collect();
     let id = |u: &str| u.rsplit('/').next().unwrap().to_string();
     assert_eq!(gone, [id(&m), id(&i)], "the message and its IMDN, each a deletedObject");
+}
+
+#[tokio::test]
+async fn an_expired_message_takes_its_imdns_along() {
+    let app = spawn_app_with(|s| {
+        s.sync.retention.insert("base".into(), cpm_nms::config::RetentionPolicy { max_age_secs: 0, max_objects: 2 });
+    })
+    .await;
+    let (_, m) = json_deposit(&app, "alice", json!({"parentFolderPath": "/c", "correlationId": "old-1", "attributes": attrs(&[("Message-Context", "chat-message")])})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (_, keep) = json_deposit(
+        &app,
+        "alice",
+        json!({"parentFolderPath": "/c", "attributes": attrs(&[("Message-Context", "chat-message")])}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let imdn = attrs(&[
+        ("Message-Context", "imdn-message"),
+        ("DispositionType", "delivery"),
+        ("DispositionStatus", "delivered"),
+        ("DispositionOriginalMessageID", "old-1"),
+        ("DispositionOriginalTo", "tel:+1"),
+    ]);
+    let (_, i) = json_deposit(&app, "alice", json!({"parentFolderPath": "/c", "attributes": imdn})).await;
+    // Three objects, two kept: the oldest (the message) expires, and its IMDN with it.
+    assert_eq!(app.nms.expire().await.unwrap(), 1);
+    let url = |v: &Value| v["reference"]["resourceURL"].as_str().unwrap().to_string();
+    assert_eq!(app.get(&url(&m)).await.status(), 404);
+    assert_eq!(app.get(&url(&i)).await.status(), 404, "the IMDN went with its message");
+    assert_eq!(app.get(&url(&keep)).await.status(), 200);
 }

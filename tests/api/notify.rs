@@ -503,7 +503,12 @@ async fn correlators_durations_and_one_list_per_subscription() {
 async fn a_poll_renews_its_channels_lifetime() {
     let app = spawn_app_with(|s| s.sync.long_poll_secs = 1).await;
     let (resource, channel_url, _) = channel(&app).await;
-    let res = app.put_json(&format!("{resource}/channelLifetime"), json!({"notificationChannelLifetime": {"channelLifetime": 5}})).await;
+    let res = app
+        .put_json(
+            &format!("{resource}/channelLifetime"),
+            json!({"notificationChannelLifetime": {"channelLifetime": 5}}),
+        )
+        .await;
     assert_eq!(res.status(), 200);
     // Granted 5 s; a poll renews it for the granted lifetime again, so it is still alive
     // after more than 5 s of polling.
