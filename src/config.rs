@@ -121,8 +121,11 @@ pub struct NmsSettings {
     /// Default and maximum number of child entries in a folder listing page.
     pub folder_page_default: u32,
     pub folder_page_max: u32,
-    /// Largest search page: a larger `maxEntries` is answered with this many at most.
+    /// Largest search page: a larger `maxEntries` is answered with this many at most (NMS
+    /// lets the server return fewer), or refused when `search_page_max_refuse`.
     pub search_page_max: u32,
+    /// Refuse a `maxEntries` above `search_page_max` with 403 POL0001 instead of clamping it.
+    pub search_page_max_refuse: bool,
     /// Most objects one bulk request (bulkCreation, bulkUpdate, bulkDelete) may name or
     /// select; more is refused with 403 POL0001.
     pub bulk_max_items: u32,
@@ -377,6 +380,7 @@ impl Default for NmsSettings {
             folder_page_default: 100,
             folder_page_max: 1000,
             search_page_max: 1000,
+            search_page_max_refuse: false,
             bulk_max_items: 1000,
         }
     }

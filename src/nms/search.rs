@@ -375,12 +375,22 @@ impl Nms {
         c.group(criteria, 0)
     }
 
+    /// A search page's size for `maxEntries` `n`: at most `nms.search_page_max` (clamped, or
+    /// refused with `nms.search_page_max_refuse`).
+    fn page_size(&self, n: u64) -> Result<u32> {
+        let max = u64::from(self.policy.search_page_max);
+        if n > max && self.policy.search_page_max_refuse {
+            return Err(Error::Forbidden { reason: format!("maxEntries above {max} (nms.search_page_max)") });
+        }
+        Ok(n.min(max) as u32)
+    }
+
     /// Compile selection criteria into one page's query and the cursor purpose.
     async fn compile(&self, b: &BoxRow, over: Over, input: &SelectionInput) -> Result<(SearchQuery, bool, String)> {
         let max = match input.max_entries {
             None => return Err(Error::invalid("maxEntries (required)")),
             Some(0) => return Err(Error::invalid("maxEntries (at least 1)")),
-            Some(n) => n.min(u64::from(self.policy.search_page_max)) as u32,
+            Some(n) => self.page_size(n)?,
         };
         let mut c = Compiler { nms: self, b, over, count: 0, created: false, preset_sort: None, for_filter: false };
         let filter = input.criteria.as_ref().map(|g| c.group(g, 0)).transpose()?;
@@ -441,7 +451,7 @@ impl Nms {
             && is_vanished(c)
         {
             let max = input.max_entries.ok_or_else(|| Error::invalid("maxEntries (required)"))?;
-            let max = max.clamp(1, u64::from(self.policy.search_page_max)) as u32;
+            let max = self.page_size(max.max(1))?;
             return Ok(ObjectResult::Vanished(self.meta.vanished_objects(b, max).await?));
         }
         let (q, created, purpose) = self.compile(b, Over::Objects, input).await?;

@@ -226,7 +226,7 @@ async fn criteria_per_search_and_per_filter_are_limited() {
 }
 
 #[tokio::test]
-async fn max_entries_above_the_ceiling_is_clamped() {
+async fn max_entries_above_the_ceiling_is_clamped_or_refused() {
     let app = spawn_app_with(|s| s.nms.search_page_max = 2).await;
     for _ in 0..3 {
         app.create_object(json!({})).await;
@@ -235,6 +235,17 @@ async fn max_entries_above_the_ceiling_is_clamped() {
     assert_eq!(status, 200);
     assert_eq!(v["objectList"]["object"].as_array().unwrap().len(), 2);
     assert!(v["objectList"]["cursor"].is_string(), "the rest is a page away: {v}");
+    // Or refused, when the policy says so.
+    let app = spawn_app_with(|s| {
+        s.nms.search_page_max = 2;
+        s.nms.search_page_max_refuse = true;
+    })
+    .await;
+    let (status, v) = app.post_rel(SEARCH, json!({"selectionCriteria": {"maxEntries": 3}})).await;
+    assert_eq!((status, message_id(&v)), (403, "POL0001"), "{v}");
+    assert!(v.to_string().contains("nms.search_page_max"), "{v}");
+    let (status, _) = app.post_rel(SEARCH, json!({"selectionCriteria": {"maxEntries": 2}})).await;
+    assert_eq!(status, 200);
 }
 
 /// A channel of `user` under `{userId}` `address`: (channelURL, callbackURL).
