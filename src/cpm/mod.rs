@@ -7,6 +7,8 @@ pub mod correlation;
 pub mod cpim;
 pub mod imdn;
 
+use base64::Engine;
+
 use crate::config::CpmSettings;
 use crate::error::{Error, Result};
 use crate::store::{Attribute, PayloadPart};
@@ -152,7 +154,22 @@ pub fn complete(
     }
     if is("pager-message") {
         check_sms(got)?;
-        let text = got.first_text.unwrap_or_default();
+        // A part sent base64-encoded is stored as sent; its text is what it encodes.
+        let decoded = got
+            .parts
+            .first()
+            .filter(|p| p.content_encoding.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case("base64")));
+        let decoded = match decoded {
+            Some(_) => {
+                let raw: String = got.first_text.unwrap_or_default().split_whitespace().collect();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(raw)
+                    .map_err(|_| Error::invalid("payload (base64 SMS text)"))?;
+                Some(String::from_utf8(bytes).map_err(|_| Error::invalid("payload (an SMS is UTF-8 text)"))?)
+            }
+            None => None,
+        };
+        let text = decoded.as_deref().unwrap_or(got.first_text.unwrap_or_default());
         if correlation_tag.is_none() {
             let facts = correlation::SmsFacts {
                 text,

@@ -633,3 +633,36 @@ async fn an_expired_message_takes_its_imdns_along() {
     assert_eq!(app.get(&url(&i)).await.status(), 404, "the IMDN went with its message");
     assert_eq!(app.get(&url(&keep)).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_base64_sms_is_read_for_what_it_says() {
+    let app = spawn_app_with(|s| s.cpm.sms_inline_text_max = 50).await;
+    let root = json!({"parentFolderPath": "/x", "attributes": attrs(&[("Message-Context", "pager-message"), ("Direction", "In"), ("From", "tel:+1555")])});
+    let (ct, b) = form()
+        .root_fields(&root)
+        .part(
+            &[
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Transfer-Encoding", "base64"),
+                ("Content-Disposition", "form-data; name=\"attachments\""),
+            ],
+            b"Qm9uam91ciE=",
+        )
+        .finish("multipart/form-data");
+    let o = app.deposit_and_get(&ct, b).await;
+    assert_eq!(o["correlationTag"], "Bonjour!");
+    assert_eq!(attr(&o, "TextContent"), ["Bonjour!"]);
+    assert_eq!(part_bytes(&app, &o, 0).await, b"Qm9uam91ciE=", "stored as sent");
+    let (ct, b) = form()
+        .root_fields(&root)
+        .part(
+            &[
+                ("Content-Type", "text/plain"),
+                ("Content-Transfer-Encoding", "base64"),
+                ("Content-Disposition", "form-data; name=\"attachments\""),
+            ],
+            b"not base64!",
+        )
+        .finish("multipart/form-data");
+    assert_error(app.deposit(&ct, b).await, 400, "SVC0002").await;
+}

@@ -525,3 +525,28 @@ async fn a_poll_renews_its_channels_lifetime() {
     let (status, _) = send(&app, Method::GET, &resource, None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_command_line_reset_reaches_a_waiting_poll() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 10).await;
+    let (_, channel_url, callback) = channel(&app).await;
+    assert_eq!(subscribe(&app, &callback, json!({})).await.0, 201);
+    let waiting = spawn_poll(&app, &channel_url);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    // Another process: its change reaches no hub, the poll's re-read finds it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
+        .args(["--data-dir", app.data.path().to_str().unwrap(), "box", "reset", ALICE])
+        .env_remove("NMS__AUTH__CURSOR_SECRET")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, v) = waiting.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(all_events(&v), [("resetBox".to_string(), String::new())]);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "answered by the re-read, not the timeout: {:?}",
+        start.elapsed()
+    );
+}
