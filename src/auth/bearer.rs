@@ -692,6 +692,7 @@ impl BearerVerifier {
         Ok(Principal {
             name: format!("bearer:{}#{subject}", issuer.iss),
             is_service,
+            service_stores: if is_service { self.stores.clone() } else { Vec::new() },
             boxes,
             scopes,
             provision_boxes: self.provision && !is_service,

@@ -53,8 +53,11 @@ pub const ACR_AUTH: &str = "acr:auth";
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub name: String,
-    /// A CPM Participating Function (or other network service): may act on any box.
+    /// A CPM Participating Function (or other network service): may act on any box of its
+    /// stores.
     pub is_service: bool,
+    /// The stores a service principal acts in (empty: every store).
+    pub service_stores: Vec<String>,
     /// (store, address) pairs this principal owns.
     pub boxes: Vec<(String, String)>,
     /// Granted scopes (Basic and Digest accounts hold all of them).
@@ -88,11 +91,24 @@ pub fn authorize(p: &Principal, op: Operation, store: &str, address: &str) -> Re
     if !p.scopes.iter().any(|s| *s == needed || *s == Scope::All) {
         return Err(Error::Forbidden { reason: format!("missing scope {}", needed.as_str()) });
     }
-    if p.is_service || p.owns(store, address) {
+    let service_here = p.is_service && (p.service_stores.is_empty() || p.service_stores.iter().any(|s| s == store));
+    if service_here || p.owns(store, address) {
         Ok(())
     } else {
         Err(Error::Forbidden { reason: format!("no access to box {address}") })
     }
+}
+
+/// The stores a service account acts in: those of its boxes, when it has any (else every
+/// store).
+fn account_stores(is_service: bool, boxes: &[(String, String)]) -> Vec<String> {
+    if !is_service {
+        return Vec::new();
+    }
+    let mut stores: Vec<String> = boxes.iter().map(|(s, _)| s.clone()).collect();
+    stores.sort();
+    stores.dedup();
+    stores
 }
 
 /// Hash a password for storage.
@@ -303,6 +319,7 @@ impl Authenticator {
         let principal = Principal {
             name: account.name,
             is_service: account.is_service,
+            service_stores: account_stores(account.is_service, &account.boxes),
             boxes: account.boxes,
             scopes: vec![Scope::All],
             provision_boxes: false,
@@ -327,6 +344,7 @@ impl Authenticator {
             principal: Principal {
                 name: account.name,
                 is_service: account.is_service,
+                service_stores: account_stores(account.is_service, &account.boxes),
                 boxes: account.boxes,
                 scopes: vec![Scope::All],
                 provision_boxes: false,
@@ -432,6 +450,7 @@ mod tests {
         Principal {
             name: "u".into(),
             is_service: service,
+            service_stores: Vec::new(),
             boxes: vec![("base".into(), "tel:+1".into())],
             scopes: vec![Scope::Read],
             provision_boxes: false,

@@ -1082,3 +1082,24 @@ async fn notification_channels_need_the_subscription_scope() {
     let res = app.with_token(Method::POST, &channels, &subscriber).json(&body).send().await.unwrap();
     assert_eq!(res.status(), 201);
 }
+
+#[tokio::test]
+async fn service_principals_act_in_their_stores_only() {
+    let ec = es256("k1");
+    let idp = spawn_idp(&[&ec]).await;
+    let app = app_trusting(&idp, |s| {
+        s.nms.stores = vec!["base".into(), "other".into()];
+        s.auth.bearer.stores = vec!["base".into()];
+    })
+    .await;
+    app.nms.provision_box("other", BOB).await.unwrap();
+    let mut c = claims(&idp.url, "6a1f0c3e-5d4e-4b8a-9d1e-000000000002", "oma_rest_nms.all_v1");
+    c["roles"] = json!(["cpm-participating-function"]);
+    let token = ec.sign(&c);
+    let deposit = |store: &str| format!("{}/nms/v1/{store}/{}/objects", app.url, enc(BOB));
+    let res = app.with_token(Method::POST, &deposit("base"), &token).json(&json!({"object": {}})).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let res =
+        app.with_token(Method::POST, &deposit("other"), &token).json(&json!({"object": {}})).send().await.unwrap();
+    assert_forbidden(res, &format!("no access to box {BOB}")).await;
+}
