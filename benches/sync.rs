@@ -327,15 +327,15 @@ async fn drain_domain(nms: &cpm_nms::nms::Nms, channel: &str, current: &str) -> 
 /// The store alone: `changes_since`, 100 at a time, from `after` to the end.
 async fn drain_store(nms: &cpm_nms::nms::Nms, b: &BoxRow, after: i64) -> Res<(usize, usize, Duration)> {
     let t = Instant::now();
-    let (mut events, mut pages, mut at) = (0, 0, after);
+    let (mut events, mut pages, mut at, mut within) = (0, 0, after, None);
     loop {
-        let page = nms.meta.changes_since(b, at, 100, false).await?;
+        let page = nms.meta.changes_since(b, at, within, 100, false).await?;
         events += page.changes.len();
         pages += 1;
         if !page.more {
             return Ok((events, pages, t.elapsed()));
         }
-        at = page.through;
+        (at, within) = (page.through, page.through_within);
     }
 }
 

@@ -332,7 +332,7 @@ impl Nms {
             }
             None => {
                 let (modseq, validity, _) = self.meta.sync_state(b).await?;
-                let p = RestartPoint { validity, modseq };
+                let p = RestartPoint::after(validity, modseq);
                 (self.restart_token(b, p), p)
             }
         };
@@ -356,6 +356,7 @@ impl Nms {
                     restart_token: token,
                     position_validity: point.validity,
                     position_modseq: point.modseq,
+                    position_within: point.within,
                     next_index: 1,
                 },
                 max,
@@ -398,6 +399,7 @@ impl Nms {
             s.restart_token = t;
             s.position_validity = p.validity;
             s.position_modseq = p.modseq;
+            s.position_within = p.within;
         }
         if duration.is_some() {
             s.duration_secs = granted(duration);
@@ -424,15 +426,16 @@ impl Nms {
         // Each pass either answers or moves the position forward (past changes the filter
         // drops), so this ends when the subscription has caught up with the box.
         loop {
-            let from = RestartPoint { validity: s.position_validity, modseq: s.position_modseq };
+            let from =
+                RestartPoint { validity: s.position_validity, modseq: s.position_modseq, within: s.position_within };
             let page = self.replay_with(b, from, LIST_EVENTS, s.filter.is_some()).await?;
             let moved = page.point != from;
             let events: Vec<SyncEvent> = page.events.into_iter().filter(|e| passes(&s.filter, e)).collect();
             let m = Advance {
                 id: s.id,
                 index: s.next_index,
-                from: (from.validity, from.modseq),
-                to: (page.point.validity, page.point.modseq),
+                from: (from.validity, from.modseq, from.within),
+                to: (page.point.validity, page.point.modseq, page.point.within),
                 token: page.token.clone(),
             };
             if events.is_empty() {
@@ -445,6 +448,7 @@ impl Nms {
                 }
                 s.position_validity = page.point.validity;
                 s.position_modseq = page.point.modseq;
+                s.position_within = page.point.within;
                 continue;
             }
             let list = EventList {

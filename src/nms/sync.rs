@@ -12,7 +12,7 @@
 use super::Nms;
 use crate::error::{Error, Result};
 use crate::ids::now_ms;
-use crate::store::{BoxRow, Change};
+use crate::store::{BoxRow, Change, Within};
 
 /// One event of a replay.
 // A reset is one event per replay at most; boxing every change to shrink it is not worth it.
@@ -42,6 +42,15 @@ pub struct ReplayPage {
 pub struct RestartPoint {
     pub validity: i64,
     pub modseq: i64,
+    /// Inside group `modseq`, when a page split it (see [`Within`]); `None`: after it.
+    pub within: Within,
+}
+
+impl RestartPoint {
+    /// After the whole of group `modseq`.
+    pub fn after(validity: i64, modseq: i64) -> Self {
+        Self { validity, modseq, within: None }
+    }
 }
 
 impl Nms {
@@ -51,9 +60,13 @@ impl Nms {
 
     /// The restart token for `point` of box `b`.
     pub fn restart_token(&self, b: &BoxRow, point: RestartPoint) -> String {
-        let mut payload = Vec::with_capacity(16);
+        let mut payload = Vec::with_capacity(25);
         payload.extend_from_slice(&point.validity.to_be_bytes());
         payload.extend_from_slice(&point.modseq.to_be_bytes());
+        if let Some((part, id)) = point.within {
+            payload.push(part);
+            payload.extend_from_slice(&id.to_be_bytes());
+        }
         self.tokens.seal(&Self::restart_purpose(b), &payload)
     }
 
@@ -62,20 +75,27 @@ impl Nms {
     pub fn open_restart_token(&self, b: &BoxRow, token: &str) -> Result<RestartPoint> {
         let bad = || Error::invalid("restartToken");
         let raw = self.tokens.open(&Self::restart_purpose(b), token).ok_or_else(bad)?;
-        let (v, m) = raw.split_at_checked(8).ok_or_else(bad)?;
-        let validity = i64::from_be_bytes(v.try_into().map_err(|_| bad())?);
-        let modseq = i64::from_be_bytes(m.try_into().map_err(|_| bad())?);
-        Ok(RestartPoint { validity, modseq })
+        let int = |bytes: &[u8]| -> Result<i64> { Ok(i64::from_be_bytes(bytes.try_into().map_err(|_| bad())?)) };
+        match raw.len() {
+            16 => Ok(RestartPoint::after(int(&raw[..8])?, int(&raw[8..])?)),
+            25 if raw[16] <= 2 => Ok(RestartPoint {
+                validity: int(&raw[..8])?,
+                modseq: int(&raw[8..16])?,
+                within: Some((raw[16], int(&raw[17..])?)),
+            }),
+            _ => Err(bad()),
+        }
     }
 
     /// The box's current restart token (nothing replays from it until the box changes).
     pub async fn current_token(&self, b: &BoxRow) -> Result<String> {
         let (modseq, validity, _) = self.meta.sync_state(b).await?;
-        Ok(self.restart_token(b, RestartPoint { validity, modseq }))
+        Ok(self.restart_token(b, RestartPoint::after(validity, modseq)))
     }
 
     /// Replay from `from`: at least `limit` changes when that many exist (whole modseq
-    /// groups), or one `resetBox` when `from` cannot be replayed.
+    /// groups, but a group much larger than `limit` comes in slices of `limit`), or one
+    /// `resetBox` when `from` cannot be replayed.
     pub async fn replay(&self, b: &BoxRow, from: RestartPoint, limit: u32) -> Result<ReplayPage> {
         self.replay_with(b, from, limit, true).await
     }
@@ -89,8 +109,8 @@ impl Nms {
         limit: u32,
         with_attributes: bool,
     ) -> Result<ReplayPage> {
-        let page = self.meta.changes_since(b, from.modseq, limit, with_attributes).await?;
-        let current = RestartPoint { validity: page.validity, modseq: page.modseq };
+        let page = self.meta.changes_since(b, from.modseq, from.within, limit, with_attributes).await?;
+        let current = RestartPoint::after(page.validity, page.modseq);
         if from.validity != page.validity || from.modseq < page.replay_floor || from.modseq > page.modseq {
             return Ok(ReplayPage {
                 events: vec![SyncEvent::ResetBox],
@@ -99,7 +119,11 @@ impl Nms {
                 point: current,
             });
         }
-        let after = if page.more { RestartPoint { validity: page.validity, modseq: page.through } } else { current };
+        let after = if page.more {
+            RestartPoint { validity: page.validity, modseq: page.through, within: page.through_within }
+        } else {
+            current
+        };
         Ok(ReplayPage {
             events: page.changes.into_iter().map(SyncEvent::Change).collect(),
             token: self.restart_token(b, after),

@@ -404,13 +404,20 @@ impl Change {
     }
 }
 
+/// How far into one modseq group a sync position stands: the last item delivered as
+/// (part, internal id), parts in replay order (0 folders, 1 objects, 2 tombstones); `None`:
+/// the whole group. Only groups too large for one page are split.
+pub type Within = Option<(u8, i64)>;
+
 /// Everything changed in a box after a modseq, up to `through` (whole modseq groups, in
 /// modseq order), read from one snapshot together with the box's sync state.
 #[derive(Clone, Debug, Default)]
 pub struct ChangePage {
     pub changes: Vec<Change>,
-    /// The page covers changes up to this modseq; more follow iff `more`.
+    /// The page covers changes up to this modseq (up to `through_within` inside it, when the
+    /// group was too large for one page); more follow iff `more`.
     pub through: i64,
+    pub through_within: Within,
     pub more: bool,
     /// The box's modseq, validity and replay floor in the snapshot.
     pub modseq: i64,
@@ -428,9 +435,10 @@ pub struct Advance {
     pub id: i64,
     /// The index the list takes (and the one the subscription must still have).
     pub index: i64,
-    /// The position the list was built from, and the one after it: (validity, modseq).
-    pub from: (i64, i64),
-    pub to: (i64, i64),
+    /// The position the list was built from, and the one after it: (validity, modseq,
+    /// within the group).
+    pub from: (i64, i64, Within),
+    pub to: (i64, i64, Within),
     /// The restart token of `to`: the subscription's token from now on (NMS 5.1.4.3: it
     /// follows the notifications issued).
     pub token: String,
@@ -490,6 +498,8 @@ pub struct Subscription {
     /// Delivery position: the next list holds changes after this (validity, modseq).
     pub position_validity: i64,
     pub position_modseq: i64,
+    /// Inside group `position_modseq` when a large group was split across lists.
+    pub position_within: Within,
     /// Index of the next notification list.
     pub next_index: i64,
 }
@@ -601,7 +611,14 @@ pub trait MetaStore: Send + Sync + 'static {
     /// whole modseq groups.
     /// Objects come without part metadata, and without attributes (nor tombstone
     /// snapshots) unless `with_attributes` (a subscription filter needs them).
-    async fn changes_since(&self, b: &BoxRow, after: i64, limit: u32, with_attributes: bool) -> Result<ChangePage>;
+    async fn changes_since(
+        &self,
+        b: &BoxRow,
+        after: i64,
+        after_within: Within,
+        limit: u32,
+        with_attributes: bool,
+    ) -> Result<ChangePage>;
     /// Drop tombstones older than `before_ms`, and beyond the newest `keep_per_box` of each
     /// box; each box's replay floor rises to the newest dropped modseq. Returns how many
     /// were dropped.

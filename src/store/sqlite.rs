@@ -641,6 +641,107 @@ fn within(folder: &FolderKey, ancestor: &FolderKey) -> bool {
 /// A tombstone row: kind, public id, reason, lastModSeq, correlation id and tag.
 type TombstoneRow = (String, String, String, i64, Option<String>, Option<String>, Option<String>);
 
+/// A modseq group larger than this many pages' worth of changes is split across pages.
+const GROUP_SLACK: i64 = 4;
+
+/// Whether changes follow modseq `through`.
+async fn changes_beyond(conn: &mut sqlx::SqliteConnection, b: &BoxRow, through: i64) -> Result<bool> {
+    let beyond = |table: &str| format!("EXISTS (SELECT 1 FROM {table} WHERE box_id = ?1 AND last_mod_seq > ?2)");
+    Ok(sqlx::query_scalar(sql!("SELECT {} OR {} OR {}", beyond("objects"), beyond("folders"), beyond("tombstones")))
+        .bind(b.id)
+        .bind(through)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Whether group `seq` holds more than `cap` changes (counted without loading them).
+async fn group_size(conn: &mut sqlx::SqliteConnection, b: &BoxRow, seq: i64, cap: i64) -> Result<bool> {
+    let count = |table: &str| {
+        format!("(SELECT count(*) FROM (SELECT 1 FROM {table} WHERE box_id = ?1 AND last_mod_seq = ?2 LIMIT ?3))")
+    };
+    let n: i64 =
+        sqlx::query_scalar(sql!("SELECT {} + {} + {}", count("folders"), count("objects"), count("tombstones")))
+            .bind(b.id)
+            .bind(seq)
+            .bind(cap + 1)
+            .fetch_one(conn)
+            .await?;
+    Ok(n > cap)
+}
+
+/// Up to `limit` changes of group `seq` after `cursor` (in part, then id order), and the
+/// position after them (`None`: the group is done).
+async fn group_slice(
+    conn: &mut sqlx::SqliteConnection,
+    b: &BoxRow,
+    seq: i64,
+    cursor: Within,
+    limit: i64,
+    with_attributes: bool,
+) -> Result<(Vec<Change>, Within)> {
+    let (from_part, from_id) = cursor.unwrap_or((0, i64::MIN));
+    let mut picked: Vec<(u8, i64)> = Vec::new();
+    for (part, table) in [(0u8, "folders"), (1, "objects"), (2, "tombstones")] {
+        if part < from_part || picked.len() as i64 > limit {
+            continue;
+        }
+        let after_id = if part == from_part && cursor.is_some() { from_id } else { i64::MIN };
+        let ids: Vec<i64> = sqlx::query_scalar(sql!(
+            "SELECT id FROM {table} WHERE box_id = ? AND last_mod_seq = ? AND id > ? ORDER BY id LIMIT ?"
+        ))
+        .bind(b.id)
+        .bind(seq)
+        .bind(after_id)
+        .bind(limit + 1 - picked.len() as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+        picked.extend(ids.into_iter().map(|id| (part, id)));
+    }
+    let rest = picked.len() as i64 > limit;
+    picked.truncate(limit as usize);
+    let within = if rest { picked.last().copied() } else { None };
+    let of = |p: u8| picked.iter().filter(|(x, _)| *x == p).map(|(_, id)| *id).collect::<Vec<_>>();
+    let mut changes: Vec<Change> = Vec::with_capacity(picked.len());
+    changes.extend(load_folders(&mut *conn, &of(0)).await?.into_iter().map(Change::Folder));
+    changes
+        .extend(load_objects_with(&mut *conn, &of(1), with_attributes, false).await?.into_iter().map(Change::Object));
+    changes.extend(tombstones_by_id(&mut *conn, &of(2), with_attributes).await?.into_iter().map(Change::Gone));
+    Ok((changes, within))
+}
+
+/// Tombstones by internal id, in id order.
+async fn tombstones_by_id(
+    conn: &mut sqlx::SqliteConnection,
+    ids: &[i64],
+    with_snapshots: bool,
+) -> Result<Vec<Tombstone>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let rows: Vec<TombstoneRow> = sqlx::query_as(sql!(
+            "SELECT kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, snapshot FROM tombstones \
+             WHERE id IN ({list}) ORDER BY id"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        out.extend(rows.into_iter().map(|r| tombstone_from(r, with_snapshots)));
+    }
+    Ok(out)
+}
+
+fn tombstone_from(r: TombstoneRow, with_snapshots: bool) -> Tombstone {
+    let (kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, snapshot) = r;
+    Tombstone {
+        kind,
+        public_id,
+        reason,
+        last_mod_seq,
+        correlation_id,
+        correlation_tag,
+        snapshot: if with_snapshots { parse_snapshot(snapshot) } else { None },
+    }
+}
+
 /// What a tombstone of an object (`objects o`) keeps for subscription filters: JSON read
 /// back by [`parse_snapshot`].
 const OBJECT_SNAPSHOT: &str = "json_object('date', o.stored_at_ms, 'creation', o.creation_seq, \
@@ -695,18 +796,7 @@ async fn tombstones_between(
     .bind(through)
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, snapshot)| Tombstone {
-            kind,
-            public_id,
-            reason,
-            last_mod_seq,
-            correlation_id,
-            correlation_tag,
-            snapshot: if with_snapshots { parse_snapshot(snapshot) } else { None },
-        })
-        .collect())
+    Ok(rows.into_iter().map(|r| tombstone_from(r, with_snapshots)).collect())
 }
 
 impl SqliteStore {
@@ -1662,7 +1752,14 @@ impl MetaStore for SqliteStore {
             .await?)
     }
 
-    async fn changes_since(&self, b: &BoxRow, after: i64, limit: u32, with_attributes: bool) -> Result<ChangePage> {
+    async fn changes_since(
+        &self,
+        b: &BoxRow,
+        after: i64,
+        after_within: Within,
+        limit: u32,
+        with_attributes: bool,
+    ) -> Result<ChangePage> {
         // One read transaction: the changes and the box's sync state are one snapshot.
         let mut tx = self.pool.begin().await?;
         let (modseq, validity, replay_floor): (i64, i64, i64) =
@@ -1670,8 +1767,23 @@ impl MetaStore for SqliteStore {
                 .bind(b.id)
                 .fetch_one(&mut *tx)
                 .await?;
-        // The `limit` smallest modseqs of each source hold the `limit` smallest overall.
         let limit = i64::from(limit.max(1));
+        // The rest of a group a previous page split.
+        if let Some(cursor) = after_within {
+            let (changes, within) = group_slice(&mut tx, b, after, Some(cursor), limit, with_attributes).await?;
+            let more = within.is_some() || changes_beyond(&mut tx, b, after).await?;
+            tx.commit().await?;
+            return Ok(ChangePage {
+                changes,
+                through: after,
+                through_within: within,
+                more,
+                modseq,
+                validity,
+                replay_floor,
+            });
+        }
+        // The `limit` smallest modseqs of each source hold the `limit` smallest overall.
         let next = |table: &str| {
             format!(
                 "SELECT * FROM (SELECT last_mod_seq FROM {table} WHERE box_id = ?1 AND last_mod_seq > ?2 \
@@ -1690,22 +1802,33 @@ impl MetaStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         seqs.sort_unstable();
-        // Whole modseq groups: the page ends at the limit-th change's modseq.
-        let through = match seqs.get(limit as usize - 1) {
+        // Whole modseq groups: the page ends at the limit-th change's modseq ...
+        let mut through = match seqs.get(limit as usize - 1) {
             Some(s) => *s,
             None => modseq,
         };
-        let beyond = |table: &str| format!("EXISTS (SELECT 1 FROM {table} WHERE box_id = ?1 AND last_mod_seq > ?2)");
-        let more: bool = sqlx::query_scalar(sql!(
-            "SELECT {} OR {} OR {}",
-            beyond("objects"),
-            beyond("folders"),
-            beyond("tombstones")
-        ))
-        .bind(b.id)
-        .bind(through)
-        .fetch_one(&mut *tx)
-        .await?;
+        // ... unless that group is too large to hold: then the page ends before it, or, when
+        // it is the first group, takes a slice of it (the rest follows from the position).
+        if seqs.len() as i64 >= limit && group_size(&mut tx, b, through, limit * GROUP_SLACK).await? {
+            match seqs.iter().rev().find(|s| **s < through) {
+                Some(before) => through = *before,
+                None => {
+                    let (changes, within) = group_slice(&mut tx, b, through, None, limit, with_attributes).await?;
+                    let more = within.is_some() || changes_beyond(&mut tx, b, through).await?;
+                    tx.commit().await?;
+                    return Ok(ChangePage {
+                        changes,
+                        through,
+                        through_within: within,
+                        more,
+                        modseq,
+                        validity,
+                        replay_floor,
+                    });
+                }
+            }
+        }
+        let more = changes_beyond(&mut tx, b, through).await?;
         let ids = |table: &'static str| {
             sqlx::query_scalar::<_, i64>(sql!(
                 "SELECT id FROM {table} WHERE box_id = ? AND last_mod_seq > ? AND last_mod_seq <= ? \
@@ -1726,7 +1849,7 @@ impl MetaStore for SqliteStore {
         // Modseq order; within one modseq folders, then objects, then tombstones (stable).
         changes.sort_by_key(Change::last_mod_seq);
         tx.commit().await?;
-        Ok(ChangePage { changes, through, more, modseq, validity, replay_floor })
+        Ok(ChangePage { changes, through, through_within: None, more, modseq, validity, replay_floor })
     }
 
     async fn prune_tombstones(&self, before_ms: i64, keep_per_box: u32) -> Result<u64> {

@@ -550,3 +550,39 @@ async fn a_command_line_reset_reaches_a_waiting_poll() {
         start.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_huge_change_comes_in_bounded_lists() {
+    let app = spawn_app_with(|s| s.sync.long_poll_secs = 1).await;
+    for _ in 0..3 {
+        let objects: Vec<Value> = (0..700).map(|_| json!({"parentFolderPath": "/huge"})).collect();
+        let (status, _) =
+            app.post_rel("/objects/operations/bulkCreation", json!({"objectList": {"object": objects}})).await;
+        assert_eq!(status, 200);
+    }
+    let (_, channel_url, callback) = channel(&app).await;
+    assert_eq!(subscribe(&app, &callback, json!({})).await.0, 201);
+    let res = app.get(&format!("{}/folders/operations/pathToId?path=%2Fhuge", app.base(ALICE))).await;
+    let huge = res.json::<Value>().await.unwrap()["reference"]["resourceURL"].as_str().unwrap().to_string();
+    // One request, one modseq: the folder and its 2,100 objects go.
+    assert_eq!(app.delete(&huge).await.status(), 204);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut index = 0;
+    loop {
+        let (_, v) = poll(&app, &channel_url).await;
+        let lists = v["notificationList"].as_array().unwrap();
+        if lists.is_empty() {
+            break;
+        }
+        let list = &lists[0]["nmsEventList"];
+        index += 1;
+        assert_eq!(list["index"], index);
+        let evs = events(&lists[0]);
+        assert!(evs.len() <= 500, "a list of {} events", evs.len());
+        for (_, url) in evs {
+            assert!(seen.insert(url), "an item delivered twice");
+        }
+    }
+    assert_eq!(seen.len(), 2101, "the folder and every object, once");
+    assert!(index >= 5, "in {index} lists");
+}

@@ -271,7 +271,7 @@ async fn stale_forged_and_too_old_tokens() {
         assert_eq!(ids(&events), [(id(&z), false)].into_iter().collect());
     }
     // A point from the future (not a token this box issued) cannot be replayed either.
-    let page = app.nms.replay(&b, RestartPoint { validity: b.validity, modseq: i64::MAX }, 10).await.unwrap();
+    let page = app.nms.replay(&b, RestartPoint::after(b.validity, i64::MAX), 10).await.unwrap();
     assert!(matches!(page.events.as_slice(), [SyncEvent::ResetBox]));
 }
 
@@ -404,4 +404,42 @@ async fn a_replay_through_a_very_large_change_group() {
     assert_eq!(status, 200);
     let (events, _) = replay_all(&app, &token, 10).await;
     assert_eq!(events.len(), 1 + 1 + 1000, "the target, the copied folder and its objects");
+
+    // The copy's group (1001 items) is far larger than a page of 10: it comes in slices of
+    // 10, each ending with a token inside the group, from which the rest replays exactly.
+    let mut from = app.nms.open_restart_token(&b, &token).unwrap();
+    let mut pages = Vec::new();
+    loop {
+        let page = app.nms.replay(&b, from, 10).await.unwrap();
+        assert!(page.events.len() <= 10 || pages.is_empty(), "a slice of at most 10: {}", page.events.len());
+        pages.push((page.token.clone(), page.events.len()));
+        if !page.more {
+            break;
+        }
+        from = app.nms.open_restart_token(&b, &page.token).unwrap();
+    }
+    assert!(pages.len() > 100, "{} pages", pages.len());
+    let (mid_token, _) = &pages[50];
+    let mid = app.nms.open_restart_token(&b, mid_token).unwrap();
+    assert!(mid.within.is_some(), "a token inside the group");
+    let (rest, _) = replay_all(&app, mid_token, 10).await;
+    let delivered: usize = pages[..=50].iter().map(|(_, n)| n).sum();
+    assert_eq!(delivered + rest.len(), 1002, "nothing lost, nothing twice");
+    // A change to an item of the rest after the token: delivered once, as it stands.
+    let (all, _) = replay_all(&app, &token, 1000).await;
+    let last_object = all
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            SyncEvent::Change(Change::Object(o)) => Some(o.public_id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let url = format!("{}/objects/{last_object}", app.base(ALICE));
+    assert_eq!(app.req(Method::PUT, &format!("{url}/flags/%5CSeen")).send().await.unwrap().status(), 201);
+    let (rest, _) = replay_all(&app, mid_token, 10).await;
+    let n =
+        rest.iter().filter(|e| matches!(e, SyncEvent::Change(Change::Object(o)) if o.public_id == last_object)).count();
+    assert_eq!(n, 1);
+    assert_eq!(delivered + rest.len(), 1002, "the flagged object moved to a later group, still once");
 }

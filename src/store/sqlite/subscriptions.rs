@@ -3,14 +3,14 @@
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 use crate::error::{Error, Result};
-use crate::store::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription};
+use crate::store::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within};
 
 const CHANNEL_COLUMNS: &str = "id, public_id, principal, user_id, client_correlator, application_tag, \
      lifetime_secs, expires_at_ms, max_notifications, max_wait_secs";
 
 const SUBSCRIPTION_COLUMNS: &str = "id, box_id, public_id, principal, channel_id, notify_url, callback_data, \
      notification_format, filter, client_correlator, duration_secs, expires_at_ms, restart_token, \
-     position_validity, position_modseq, next_index";
+     position_validity, position_modseq, position_part, position_id, next_index";
 
 fn channel_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Channel> {
     let max: i64 = r.try_get("max_notifications")?;
@@ -50,8 +50,19 @@ fn subscription_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Subscription> {
         restart_token: r.try_get("restart_token")?,
         position_validity: r.try_get("position_validity")?,
         position_modseq: r.try_get("position_modseq")?,
+        position_within: within_of(r.try_get("position_part")?, r.try_get("position_id")?),
         next_index: r.try_get("next_index")?,
     })
+}
+
+/// A stored (part, id): part 3 is "after the whole group".
+fn within_of(part: i64, id: i64) -> Within {
+    u8::try_from(part).ok().filter(|p| *p <= 2).map(|p| (p, id))
+}
+
+/// The stored (part, id) of a position.
+fn within_cols(w: Within) -> (i64, i64) {
+    w.map_or((3, 0), |(p, id)| (i64::from(p), id))
 }
 
 fn filter_json(f: &Option<Filter>) -> Result<Option<String>> {
@@ -139,8 +150,8 @@ pub async fn create_subscription(
     let inserted: std::result::Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
         "INSERT INTO subscriptions (box_id, public_id, principal, channel_id, notify_url, callback_data, \
          notification_format, filter, client_correlator, duration_secs, expires_at_ms, restart_token, \
-         position_validity, position_modseq, next_index, created_at_ms) \
-         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+         position_validity, position_modseq, position_part, position_id, next_index, created_at_ms) \
+         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
          WHERE ? = 0 OR (SELECT COUNT(*) FROM subscriptions WHERE box_id = ? AND expires_at_ms > ?) < ? \
          RETURNING id",
     )
@@ -158,6 +169,8 @@ pub async fn create_subscription(
     .bind(&s.restart_token)
     .bind(s.position_validity)
     .bind(s.position_modseq)
+    .bind(within_cols(s.position_within).0)
+    .bind(within_cols(s.position_within).1)
     .bind(s.next_index)
     .bind(now)
     .bind(i64::from(max_per_box))
@@ -251,13 +264,15 @@ pub async fn update_subscription(pool: &SqlitePool, s: &Subscription, position: 
     }
     sqlx::query(
         "UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ?, restart_token = ?, position_validity = ?, \
-         position_modseq = ? WHERE id = ?",
+         position_modseq = ?, position_part = ?, position_id = ? WHERE id = ?",
     )
     .bind(s.duration_secs)
     .bind(s.expires_at_ms)
     .bind(&s.restart_token)
     .bind(s.position_validity)
     .bind(s.position_modseq)
+    .bind(within_cols(s.position_within).0)
+    .bind(within_cols(s.position_within).1)
     .bind(s.id)
     .execute(pool)
     .await?;
@@ -279,17 +294,22 @@ pub async fn delete_subscription(pool: &SqlitePool, b: &BoxRow, public_id: &str)
 pub async fn advance(pool: &SqlitePool, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
     let mut tx = pool.begin().await?;
     let res = sqlx::query(
-        "UPDATE subscriptions SET position_validity = ?, position_modseq = ?, restart_token = ?, \
-         next_index = next_index + ? WHERE id = ? AND next_index = ? AND position_validity = ? AND position_modseq = ?",
+        "UPDATE subscriptions SET position_validity = ?, position_modseq = ?, position_part = ?, position_id = ?, \
+         restart_token = ?, next_index = next_index + ? WHERE id = ? AND next_index = ? AND position_validity = ? \
+         AND position_modseq = ? AND position_part = ? AND position_id = ?",
     )
     .bind(m.to.0)
     .bind(m.to.1)
+    .bind(within_cols(m.to.2).0)
+    .bind(within_cols(m.to.2).1)
     .bind(&m.token)
     .bind(i64::from(consume))
     .bind(m.id)
     .bind(m.index)
     .bind(m.from.0)
     .bind(m.from.1)
+    .bind(within_cols(m.from.2).0)
+    .bind(within_cols(m.from.2).1)
     .execute(&mut *tx)
     .await?;
     if res.rows_affected() == 0 {
@@ -332,7 +352,7 @@ pub async fn webhook_candidates(
     let sql = format!(
         "SELECT {cols} FROM subscriptions s JOIN boxes b ON b.id = s.box_id \
          WHERE s.channel_id IS NULL AND s.expires_at_ms > ?{only} \
-         AND (b.modseq > s.position_modseq OR b.validity <> s.position_validity) \
+         AND (b.modseq > s.position_modseq OR b.validity <> s.position_validity OR s.position_part < 3) \
          AND NOT EXISTS (SELECT 1 FROM webhook_outbox w WHERE w.subscription_id = s.id) \
          ORDER BY s.id LIMIT ?"
     );
