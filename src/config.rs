@@ -209,6 +209,8 @@ pub struct LimitSettings {
     /// Most live subscriptions one box may have, whoever made them (403 when creating one
     /// more).
     pub max_subscriptions_per_box: u32,
+    /// Most live notification channels one principal may hold (403 when creating one more).
+    pub max_channels_per_principal: u32,
     /// Most notification channels one principal may long-poll at once (429 for one more);
     /// a newer poll of a channel already polled replaces the older one and counts once.
     pub max_polls_per_principal: u32,
@@ -395,6 +397,7 @@ impl Default for LimitSettings {
             max_parts_per_object: 100,
             max_search_criteria: 64,
             max_subscriptions_per_box: 100,
+            max_channels_per_principal: 100,
             max_polls_per_principal: 10,
             rate_per_sec: 0.0,
             rate_burst: 20,

@@ -41,6 +41,10 @@ pub enum Error {
     /// Authenticated, but not allowed to act on this box or with this scope (403 POL0001).
     #[error("forbidden: {reason}")]
     Forbidden { reason: String },
+    /// A bearer token without the scope an operation needs (403 POL0001 naming it, with
+    /// `WWW-Authenticate: Bearer error="insufficient_scope"`, RFC 6750 3.1).
+    #[error("forbidden: missing scope {scope}")]
+    InsufficientScope { scope: &'static str },
     /// A body, JSON document or payload part is larger than the configured limit (413
     /// POL0001): `what` exceeds `limit` bytes, the value of the setting `key`.
     #[error("{what} exceeds {limit} bytes ({key})")]

@@ -91,7 +91,7 @@ async fn caller(req: &HttpRequest, state: &AppState) -> Result<(Principal, Strin
     }
     // Channels exist to carry subscriptions' notifications: the same scope.
     if !principal.scopes.iter().any(|s| matches!(s, Scope::Subscription | Scope::All)) {
-        return Err(Error::Forbidden { reason: format!("missing scope {}", Scope::Subscription.as_str()) });
+        return Err(principal.missing(Scope::Subscription));
     }
     Ok((principal, user))
 }

@@ -63,6 +63,10 @@ pub fn describe(e: &Error) -> (StatusCode, RequestErrorW) {
         Error::Forbidden { reason } => {
             (StatusCode::FORBIDDEN, pol("POL0001", "A policy error occurred. Error code is %1", vec![reason.clone()]))
         }
+        Error::InsufficientScope { scope } => (
+            StatusCode::FORBIDDEN,
+            pol("POL0001", "A policy error occurred. Error code is %1", vec![format!("missing scope {scope}")]),
+        ),
         Error::TooLarge { .. } => (
             StatusCode::PAYLOAD_TOO_LARGE,
             pol("POL0001", "A policy error occurred. Error code is %1", vec![e.to_string()]),
@@ -102,6 +106,12 @@ impl ResponseError for Error {
             for c in challenges {
                 res.append_header((header::WWW_AUTHENTICATE, c.as_str()));
             }
+        }
+        if let Error::InsufficientScope { scope } = self {
+            res.insert_header((
+                header::WWW_AUTHENTICATE,
+                format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
+            ));
         }
         if let Error::RangeNotSatisfiable { size } = self {
             res.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));

@@ -69,6 +69,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The refusal for a scope this principal lacks (bearer principals also get the RFC 6750
+    /// `insufficient_scope` challenge).
+    pub fn missing(&self, scope: Scope) -> Error {
+        if self.name.starts_with("bearer:") {
+            Error::InsufficientScope { scope: scope.as_str() }
+        } else {
+            Error::Forbidden { reason: format!("missing scope {}", scope.as_str()) }
+        }
+    }
+
     /// The address `acr:auth` stands for in `store`: the principal's only box there.
     pub fn own_box(&self, store: &str) -> Option<&str> {
         let mut it = self.boxes.iter().filter(|(s, _)| s == store);
@@ -89,7 +99,7 @@ impl Principal {
 pub fn authorize(p: &Principal, op: Operation, store: &str, address: &str) -> Result<()> {
     let needed = op.scope();
     if !p.scopes.iter().any(|s| *s == needed || *s == Scope::All) {
-        return Err(Error::Forbidden { reason: format!("missing scope {}", needed.as_str()) });
+        return Err(p.missing(needed));
     }
     let service_here = p.is_service && (p.service_stores.is_empty() || p.service_stores.iter().any(|s| s == store));
     if service_here || p.owns(store, address) {

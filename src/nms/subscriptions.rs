@@ -239,6 +239,14 @@ impl Nms {
         if !input.channel_type.eq_ignore_ascii_case("LongPolling") {
             return Err(Error::ChannelTypeUnsupported { channel_type: input.channel_type });
         }
+        let cap = self.limits.max_channels_per_principal;
+        if cap > 0 && self.meta.count_channels(principal, now_ms()).await? >= u64::from(cap) {
+            return Err(Error::LimitExceeded {
+                what: "live notification channels per principal".into(),
+                key: "limits.max_channels_per_principal",
+                limit: u64::from(cap),
+            });
+        }
         let lifetime = granted(input.lifetime);
         let max = input.max_notifications.filter(|m| *m > 0).unwrap_or(10).min(100) as u32;
         self.meta

@@ -635,6 +635,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn channel(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>>;
     /// The live channels of a login under one `{userId}`.
     async fn channels_of(&self, principal: &str, user_id: &str, now_ms: i64) -> Result<Vec<Channel>>;
+    /// How many live channels a login holds (under any `{userId}`).
+    async fn count_channels(&self, principal: &str, now_ms: i64) -> Result<u64>;
     /// Set a channel's lifetime from `now_ms`; `None` if there is no live channel.
     async fn renew_channel(&self, public_id: &str, lifetime_secs: i64, now_ms: i64) -> Result<Option<Channel>>;
     /// Delete a channel and the subscriptions delivering into it; `false` if none.

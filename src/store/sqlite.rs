@@ -1593,6 +1593,15 @@ impl MetaStore for SqliteStore {
         subscriptions::channel(&self.pool, public_id, now_ms).await
     }
 
+    async fn count_channels(&self, principal: &str, now_ms: i64) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM channels WHERE principal = ? AND expires_at_ms > ?")
+            .bind(principal)
+            .bind(now_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn channels_of(&self, principal: &str, user_id: &str, now_ms: i64) -> Result<Vec<Channel>> {
         subscriptions::channels_of(&self.pool, principal, user_id, now_ms).await
     }

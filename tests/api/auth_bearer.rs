@@ -234,7 +234,15 @@ async fn assert_invalid_token(res: Response, what: &str) {
 
 /// A 403 naming `what` in the policy exception.
 async fn assert_forbidden(res: Response, what: &str) {
-    assert!(res.headers().get("www-authenticate").is_none());
+    // A missing scope also says so to the bearer client (RFC 6750 3.1); nothing else does.
+    let challenge = res.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+    match what.strip_prefix("missing scope ") {
+        Some(scope) => assert_eq!(
+            challenge.as_deref(),
+            Some(format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"").as_str())
+        ),
+        None => assert_eq!(challenge, None),
+    }
     let exc = assert_error(res, 403, "POL0001").await;
     assert!(exc["variables"][0].as_str().unwrap().contains(what), "wanted {what}: {exc}");
 }

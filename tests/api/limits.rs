@@ -470,3 +470,22 @@ async fn tls_misconfiguration_stops_the_start() {
     let e = build(Some(tls_file("server.key")), Some(tls_file("server.key"))).await.expect("a key is no certificate");
     assert!(e.contains("server.tls_cert"), "{e}");
 }
+
+#[tokio::test]
+async fn channels_per_principal_are_limited() {
+    let app = spawn_app_with(|s| s.limits.max_channels_per_principal = 2).await;
+    let create = |user: &'static str, address: &'static str| {
+        let app = &app;
+        async move {
+            app.req_as(user, Method::POST, &format!("{}/notificationchannel/v1/{}/channels", app.url, enc(address)))
+                .json(&json!({"notificationChannel": {"channelType": "LongPolling", "channelData": {}}}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(create("alice", ALICE).await.status(), 201);
+    assert_eq!(create("alice", ALICE).await.status(), 201);
+    assert_limit(create("alice", ALICE).await, 403, "limits.max_channels_per_principal", "2").await;
+    assert_eq!(create("bob", BOB).await.status(), 201, "per principal");
+}
