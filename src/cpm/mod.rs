@@ -217,7 +217,8 @@ pub enum Placement {
     /// message is stored; otherwise by `fallback`.
     BesideMessage { message_id: String, fallback: Box<Placement> },
     /// The conversation history folder `<Conversation-ID>`, or its session history subfolder
-    /// `<Contribution-ID>` when the object holds session metadata or that subfolder exists.
+    /// `<Contribution-ID>`: made when the object belongs to a session (session metadata, or
+    /// a message of a CPM session), joined when it exists.
     Conversation { conversation: String, contribution: Option<String>, session_metadata: bool },
     /// The folder of the remote party of a 1-1 exchange (SMS, MMS, call log).
     Party(String),
@@ -227,6 +228,13 @@ pub enum Placement {
 
 /// Message contexts of 1-1 exchanges filed by remote party.
 const BY_PARTY: &[&str] = &["pager-message", "multimedia-message", "call-log-message"];
+
+/// Whether a message was exchanged in a CPM session (not in pager mode): its
+/// `P-Asserted-Service` is the CPM session service, or it comes from a CPM group session.
+fn session_based(attrs: &[Attribute]) -> bool {
+    attr(attrs, "P-Asserted-Service").is_some_and(|s| s.to_ascii_lowercase().contains("oma.cpm.session"))
+        || attr(attrs, "Is-CPM-Group").is_some_and(|g| g.eq_ignore_ascii_case("yes"))
+}
 
 /// A folder name from an identifier (a folder name cannot contain `/`).
 pub fn folder_name(id: &str) -> String {
@@ -253,7 +261,8 @@ pub fn placement(attrs: &[Attribute]) -> Placement {
         (Some(conversation), _) => Placement::Conversation {
             conversation,
             contribution: nonempty("Contribution-ID"),
-            session_metadata: matches!(context.as_str(), "session-info-message" | "group-state-message"),
+            session_metadata: matches!(context.as_str(), "session-info-message" | "group-state-message")
+                || session_based(attrs),
         },
         (None, Some(party)) => Placement::Party(party),
         (None, None) => Placement::Area,
@@ -275,6 +284,13 @@ mod tests {
     #[test]
     fn objects_are_filed_by_conversation_session_or_party() {
         assert_eq!(placement(&attrs(&[("Subject", "x")])), Placement::Root);
+        let session = attrs(&[
+            ("Message-Context", "chat-message"),
+            ("Conversation-ID", "c1"),
+            ("Contribution-ID", "s1"),
+            ("P-Asserted-Service", "urn:urn-7:3gpp-service.ims.icsi.oma.cpm.session"),
+        ]);
+        assert!(matches!(placement(&session), Placement::Conversation { session_metadata: true, .. }));
         let chat = attrs(&[("Message-Context", "chat-message"), ("Conversation-ID", "c1"), ("Contribution-ID", "s1")]);
         assert_eq!(
             placement(&chat),

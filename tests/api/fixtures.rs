@@ -105,3 +105,33 @@ async fn every_cpm_fixture_is_stored_exactly_as_its_manifest_says() {
         assert_eq!(res.status(), 404, "{imdn} outlived its message");
     }
 }
+
+/// The same deposits without a parent folder, as a subscriber's client makes them: the
+/// server's placement (docs/cpm.md) files each where the manifest's explicit paths put it
+/// (call logs by remote party; the standalone media object, with no CPM attributes, in the
+/// root).
+#[tokio::test]
+async fn placement_files_the_fixtures_where_their_manifest_puts_them() {
+    let app = spawn_app().await;
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir().join("manifest.json")).unwrap()).unwrap();
+    for f in manifest["fixtures"].as_array().unwrap() {
+        let kind = f["kind"].as_str().unwrap();
+        let mut root: Value =
+            serde_json::from_slice(&std::fs::read(dir().join(f["rootFields"].as_str().unwrap())).unwrap()).unwrap();
+        root["object"].as_object_mut().unwrap().remove("parentFolderPath");
+        let payload = std::fs::read(dir().join(f["payload"].as_str().unwrap())).unwrap();
+        let ct = f["payloadContentType"].as_str().unwrap();
+        let (body_ct, body) = form()
+            .root_fields(&root["object"])
+            .part(&[("Content-Type", ct), ("Content-Disposition", "form-data; name=\"attachments\"")], &payload)
+            .finish("multipart/form-data");
+        let o = app.deposit_and_get(&body_ct, body).await;
+        let id = last_segment(o["resourceURL"].as_str().unwrap());
+        let want = match kind {
+            "call-log-geolocation" => "/RCSMessageStore/tel:+13105550000".to_string(),
+            "standalone-media" => String::new(),
+            _ => f["expected"]["parentFolderPath"].as_str().unwrap().to_string(),
+        };
+        assert_eq!(o["path"], format!("{want}/{id}"), "{kind}");
+    }
+}
