@@ -260,15 +260,6 @@ impl Throttle {
             }
         })
     }
-
-    /// The buckets and open polls (for tests and metrics).
-    pub fn rate_limiter(&self) -> &RateLimiter {
-        &self.rate
-    }
-
-    pub fn poll_slots(&self) -> &PollSlots {
-        &self.polls
-    }
 }
 
 #[cfg(test)]

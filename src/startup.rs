@@ -118,7 +118,7 @@ impl Application {
                         // Clients look response headers up case-sensitively: send `Location`, not `location`.
                         res.response_mut().head_mut().set_camel_case_headers(true);
                         // A change to a box (the transaction has committed): wake its long polls.
-                        if res.request().method() != actix_web::http::Method::GET && res.status().is_success() {
+                        if res.status().is_success() {
                             let touched = res.request().extensions().get::<api::TouchedBox>().copied();
                             if let (Some(api::TouchedBox(box_id)), Some(state)) =
                                 (touched, res.request().app_data::<web::Data<AppState>>())

@@ -29,10 +29,17 @@ CREATE TABLE subscriptions_new (
     restart_token       TEXT NOT NULL,
     position_validity   INTEGER NOT NULL,
     position_modseq     INTEGER NOT NULL,
+    -- inside group position_modseq when one too large for a list was split: the last item
+    -- delivered as (part, internal id), part 0 folders, 1 objects, 2 tombstones; part 3:
+    -- after the whole group
+    position_part       INTEGER NOT NULL DEFAULT 3,
+    position_id         INTEGER NOT NULL DEFAULT 0,
     next_index          INTEGER NOT NULL DEFAULT 1,
     created_at_ms       INTEGER NOT NULL
 );
-INSERT INTO subscriptions_new
+INSERT INTO subscriptions_new (id, box_id, public_id, principal, channel_id, notify_url, callback_data,
+        notification_format, filter, client_correlator, duration_secs, expires_at_ms, restart_token,
+        position_validity, position_modseq, next_index, created_at_ms)
     SELECT id, box_id, public_id, principal, channel_id, notify_url, callback_data, notification_format, filter,
            client_correlator, duration_secs, expires_at_ms, restart_token, position_validity, position_modseq,
            next_index, created_at_ms
@@ -43,6 +50,8 @@ CREATE UNIQUE INDEX subscriptions_correlator ON subscriptions(box_id, principal,
     WHERE client_correlator IS NOT NULL;
 CREATE INDEX subscriptions_channel ON subscriptions(channel_id);
 CREATE INDEX subscriptions_webhooks ON subscriptions(box_id) WHERE channel_id IS NULL;
+-- Counting a box's live subscriptions (limits.max_subscriptions_per_box) at each creation.
+CREATE INDEX subscriptions_box ON subscriptions(box_id, expires_at_ms);
 
 CREATE TABLE webhook_outbox (
     subscription_id INTEGER PRIMARY KEY REFERENCES subscriptions(id) ON DELETE CASCADE,
@@ -58,8 +67,8 @@ CREATE TABLE webhook_outbox (
 );
 CREATE INDEX webhook_outbox_due ON webhook_outbox(due_at_ms);
 
--- JSON: {"stored","creation","flags":[..],"attributes":[[name,value],..]} for objects,
--- {"created","name","attributes":[..]} for folders; NULL for tombstones made before this.
+-- JSON: {"date","creation","flags":[..],"attributes":[[name,value],..]} for objects,
+-- {"date","name","attributes":[..]} for folders; NULL for tombstones made before this.
 ALTER TABLE tombstones ADD COLUMN snapshot TEXT;
 
 ALTER TABLE channels ADD COLUMN max_wait_secs INTEGER NOT NULL DEFAULT 0;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::subscriptions::render_list;
 use super::urls::encode_segment;
-use super::wire::Scalar;
+use super::wire::{Scalar, number};
 use super::{AppState, auth_request, json_body, param, read_limited};
 use crate::auth::{ACR_AUTH, Principal, Scope};
 use crate::error::{Error, Result};
@@ -59,10 +59,6 @@ struct LifetimeIn {
 #[serde(rename_all = "camelCase")]
 struct LifetimeEnvelope {
     notification_channel_lifetime: LifetimeIn,
-}
-
-fn number(v: Option<Scalar>, part: &str) -> Result<Option<u64>> {
-    v.map(|s| s.0.trim().parse::<u64>().map_err(|_| Error::invalid(part.to_string()))).transpose()
 }
 
 fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>> {
@@ -196,7 +192,7 @@ pub async fn put_lifetime(req: HttpRequest, payload: web::Payload) -> Result<Htt
     }
     let env: LifetimeEnvelope =
         json_body(&req, payload, state.limits.max_json_bytes, "notificationChannelLifetime").await?;
-    let asked = number(env.notification_channel_lifetime.channel_lifetime, "channelLifetime")?.or(Some(0));
+    let asked = number(env.notification_channel_lifetime.channel_lifetime, "channelLifetime")?;
     let c = state.nms.renew_channel(&id, asked, req.path()).await?;
     Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": c.lifetime_secs } })))
 }

@@ -18,6 +18,7 @@ pub fn describe(e: &Error) -> (StatusCode, RequestErrorW) {
         service_exception: None,
         policy_exception: Some(ExceptionW { message_id: id, text, variables: vars }),
     };
+    let policy = |what: String| pol("POL0001", "A policy error occurred. Error code is %1", vec![what]);
     const SVC0002: &str = "Invalid input value for message part %1";
     match e {
         Error::InvalidInput { part } => (StatusCode::BAD_REQUEST, svc("SVC0002", SVC0002, vec![part.clone()])),
@@ -56,28 +57,13 @@ pub fn describe(e: &Error) -> (StatusCode, RequestErrorW) {
         Error::SimultaneousPoll => {
             (StatusCode::CONFLICT, svc("SVC1012", "Simultaneous channel requests not supported", vec![]))
         }
-        Error::Unauthenticated { reason, .. } => (
-            StatusCode::UNAUTHORIZED,
-            pol("POL0001", "A policy error occurred. Error code is %1", vec![reason.clone()]),
-        ),
-        Error::Forbidden { reason } => {
-            (StatusCode::FORBIDDEN, pol("POL0001", "A policy error occurred. Error code is %1", vec![reason.clone()]))
-        }
-        Error::InsufficientScope { scope } => (
-            StatusCode::FORBIDDEN,
-            pol("POL0001", "A policy error occurred. Error code is %1", vec![format!("missing scope {scope}")]),
-        ),
-        Error::TooLarge { .. } => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            pol("POL0001", "A policy error occurred. Error code is %1", vec![e.to_string()]),
-        ),
-        Error::LimitExceeded { .. } => {
-            (StatusCode::FORBIDDEN, pol("POL0001", "A policy error occurred. Error code is %1", vec![e.to_string()]))
-        }
-        Error::TooManyRequests { .. } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            pol("POL0001", "A policy error occurred. Error code is %1", vec![e.to_string()]),
-        ),
+        // Policy errors: POL0001 with what was refused as its variable.
+        Error::Unauthenticated { reason, .. } => (StatusCode::UNAUTHORIZED, policy(reason.clone())),
+        Error::Forbidden { reason } => (StatusCode::FORBIDDEN, policy(reason.clone())),
+        Error::InsufficientScope { scope } => (StatusCode::FORBIDDEN, policy(format!("missing scope {scope}"))),
+        Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, policy(e.to_string())),
+        Error::LimitExceeded { .. } => (StatusCode::FORBIDDEN, policy(e.to_string())),
+        Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, policy(e.to_string())),
         Error::UnsupportedMediaType { media_type } => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, pol("POL0011", "Media type not supported", vec![media_type.clone()]))
         }

@@ -25,7 +25,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, authorize};
+use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, Scope, authorize};
 use crate::config::LimitSettings;
 use crate::error::{Error, Result};
 use crate::nms::{Actor, Nms};
@@ -223,7 +223,11 @@ impl FromRequest for Access {
             };
             tracing::debug!(op = op.name(), principal = %principal.name, box_id = %address, "access granted");
             let urls = BoxUrls::new(&state.public_url, &store, &address);
-            req.extensions_mut().insert(TouchedBox(b.id));
+            // Operations that write (scope create or modify) change the box; the box reset
+            // publishes its change itself.
+            if matches!(op.scope(), Scope::Create | Scope::Modify) && op != Operation::BoxReset {
+                req.extensions_mut().insert(TouchedBox(b.id));
+            }
             Ok(Access { op, principal, b, urls, uri })
         })
     }

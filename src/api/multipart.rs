@@ -23,6 +23,7 @@ use super::wire::{ObjectEnvelope, ObjectIn, ObjectListEnvelope};
 use super::{AppState, parse_json};
 use crate::blob::PartWriter;
 use crate::cpm::cpim::{self, strip_param};
+use crate::cpm::imdn;
 use crate::error::{Error, Result};
 use crate::nms::{Deposit, PartHeaders};
 
@@ -275,8 +276,12 @@ async fn read_payload(field: multer::Field<'static>, deposit: &mut Deposit, fail
     }
 }
 
+/// A chunked body: a multipart field, or the rest of one after a head was read off it.
+trait Body: futures_util::Stream<Item = std::result::Result<Bytes, multer::Error>> + Unpin {}
+impl<S: futures_util::Stream<Item = std::result::Result<Bytes, multer::Error>> + Unpin> Body for S {}
+
 async fn stream_part(
-    mut part: multer::Field<'_>,
+    mut part: impl Body,
     headers: PartHeaders,
     deposit: &mut Deposit,
     failure: &Failure,
@@ -293,9 +298,6 @@ async fn stream_part(
 fn is_cpim(content_type: &str) -> bool {
     content_type.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("message/cpim"))
 }
-
-/// The longest disposition notification read (it is parsed in memory).
-const MAX_IMDN: usize = 64 * 1024;
 
 /// A `message/cpim` payload (CPM binding 5.3.1.3): its head is decoded into the deposit,
 /// its encapsulated body streams into payload parts (one per part of a `multipart/*` body,
@@ -342,8 +344,8 @@ where
             let mut xml = Vec::new();
             while let Some(chunk) = tail.next().await {
                 let chunk = chunk.map_err(|e| failure.map(e))?;
-                if xml.len() + chunk.len() > MAX_IMDN {
-                    return Err(Error::invalid("IMDN (longer than 64 KiB)"));
+                if xml.len() + chunk.len() > imdn::MAX_DOCUMENT_BYTES {
+                    return Err(Error::invalid("IMDN (longer than 16 KiB)"));
                 }
                 xml.extend_from_slice(&chunk);
             }
@@ -351,32 +353,8 @@ where
             deposit.payload_type = None;
         }
         _ => {
-            let headers = PartHeaders {
-                content_type,
-                content_disposition: head.mime_header("Content-Disposition"),
-                content_id: head
-                    .mime_header("Content-ID")
-                    .map(|s| s.trim_start_matches('<').trim_end_matches('>').to_string()),
-                content_location: head.mime_header("Content-Location"),
-                content_encoding: head.mime_header("Content-Transfer-Encoding"),
-                file_icon: head.mime_header("File-Icon"),
-            };
-            failure.check_part_count(deposit)?;
-            let mut writer = deposit.part_writer(&headers);
-            while let Some(chunk) = tail.next().await {
-                let written = match chunk.map_err(|e| failure.map(e)) {
-                    Ok(c) => match failure.check_part_size(&writer, c.len()) {
-                        Ok(()) => writer.write(&c).await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = written {
-                    writer.abort().await;
-                    return Err(e);
-                }
-            }
-            deposit.add_part(headers, writer).await?;
+            let headers = PartHeaders { content_type, ..headers_from(|name| head.mime_header(name)) };
+            stream_part(tail, headers, deposit, failure).await?;
         }
     }
     deposit.cpim = Some(head);
@@ -384,8 +362,8 @@ where
 }
 
 /// Stream a field's bytes into a part writer (the caller aborts the writer on failure).
-async fn copy_into(field: &mut multer::Field<'_>, writer: &mut PartWriter, failure: &Failure) -> Result<()> {
-    while let Some(chunk) = field.chunk().await.map_err(|e| failure.map(e))? {
+async fn copy_into(body: &mut impl Body, writer: &mut PartWriter, failure: &Failure) -> Result<()> {
+    while let Some(chunk) = body.next().await.transpose().map_err(|e| failure.map(e))? {
         failure.check_part_size(writer, chunk.len())?;
         writer.write(&chunk).await?;
     }
@@ -397,12 +375,17 @@ fn header(h: &http::HeaderMap, name: &str) -> Option<String> {
 }
 
 fn part_headers(h: &http::HeaderMap) -> PartHeaders {
+    headers_from(|name| header(h, name))
+}
+
+/// A part's headers from a lookup by (case-insensitive) name.
+fn headers_from(get: impl Fn(&str) -> Option<String>) -> PartHeaders {
     PartHeaders {
-        content_type: header(h, "content-type").unwrap_or_else(|| "text/plain".to_string()),
-        content_disposition: header(h, "content-disposition"),
-        content_id: header(h, "content-id").map(|s| s.trim_start_matches('<').trim_end_matches('>').to_string()),
-        content_location: header(h, "content-location"),
-        content_encoding: header(h, "content-transfer-encoding"),
-        file_icon: header(h, "file-icon"),
+        content_type: get("content-type").unwrap_or_else(|| "text/plain".to_string()),
+        content_disposition: get("content-disposition"),
+        content_id: get("content-id").map(|s| s.trim_start_matches('<').trim_end_matches('>').to_string()),
+        content_location: get("content-location"),
+        content_encoding: get("content-transfer-encoding"),
+        file_icon: get("file-icon"),
     }
 }

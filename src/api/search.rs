@@ -31,10 +31,7 @@ pub fn criteria_input(c: SearchCriteriaW) -> Result<CriteriaInput> {
 
 /// Convert wire selection criteria; the scope URL must name a folder of this box.
 pub fn selection_input(urls: &BoxUrls, s: SelectionCriteriaW) -> Result<SelectionInput> {
-    let max_entries = match s.max_entries {
-        None => None,
-        Some(v) => Some(v.0.trim().parse::<u64>().map_err(|_| Error::invalid("maxEntries"))?),
-    };
+    let max_entries = super::wire::number(s.max_entries, "maxEntries")?;
     let non_recursive = match s.non_recursive_scope.as_ref().map(|v| v.0.trim().to_ascii_lowercase()) {
         None => false,
         Some(v) if v == "true" || v == "1" => true,

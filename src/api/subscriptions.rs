@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::search::criteria_input;
-use super::wire::{FlagListW, Scalar, SearchCriteriaW};
+use super::wire::{FlagListW, Scalar, SearchCriteriaW, number};
 use super::{Access, AppState, BoxUrls, json_body, ok_json, param};
 use crate::error::{Error, Result};
 use crate::nms::subscriptions::{EventList, SubscriptionInput};
@@ -50,10 +50,6 @@ struct UpdateIn {
 #[serde(rename_all = "camelCase")]
 struct UpdateEnvelope {
     nms_subscription_update: UpdateIn,
-}
-
-fn seconds(v: Option<Scalar>, part: &str) -> Result<Option<u64>> {
-    v.map(|s| s.0.trim().parse::<u64>().map_err(|_| Error::invalid(part.to_string()))).transpose()
 }
 
 /// The channel a `notifyURL` names when it is a notification channel `callbackURL` of this
@@ -122,7 +118,7 @@ pub async fn create(
         channel,
         callback_data: s.callback_reference.callback_data,
         notification_format: s.callback_reference.notification_format,
-        duration: seconds(s.duration, "duration")?,
+        duration: number(s.duration, "duration")?,
         filter: s.filter.map(criteria_input).transpose()?,
         client_correlator: s.client_correlator,
         restart_token: s.restart_token,
@@ -151,7 +147,7 @@ pub async fn update(
     let id = param(&req, "subscriptionId")?;
     let env: UpdateEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "nmsSubscriptionUpdate").await?;
     let u = env.nms_subscription_update;
-    let duration = seconds(u.duration, "duration")?;
+    let duration = number(u.duration, "duration")?;
     let s = state
         .nms
         .update_subscription(&access.b, &access.principal.name, &id, duration, u.restart_token, &access.uri)

@@ -48,6 +48,12 @@ fn one_or_many_of<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resul
 #[derive(Clone, Debug)]
 pub struct Scalar(pub String);
 
+/// An optional whole number given as a JSON number or string (`400 SVC0002 part` if it is
+/// not one).
+pub fn number(v: Option<Scalar>, part: &str) -> crate::error::Result<Option<u64>> {
+    v.map(|s| s.0.trim().parse::<u64>().map_err(|_| crate::error::Error::invalid(part.to_string()))).transpose()
+}
+
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match serde_json::Value::deserialize(d)? {

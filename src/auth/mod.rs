@@ -69,6 +69,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The principal of an account (Basic or Digest): every scope; a service account acts in
+    /// the stores of its boxes, when it has any (else in every store).
+    fn of_account(name: String, is_service: bool, boxes: Vec<(String, String)>) -> Self {
+        let mut service_stores: Vec<String> =
+            if is_service { boxes.iter().map(|(s, _)| s.clone()).collect() } else { Vec::new() };
+        service_stores.sort();
+        service_stores.dedup();
+        Self { name, is_service, service_stores, boxes, scopes: vec![Scope::All], provision_boxes: false }
+    }
+
     /// The refusal for a scope this principal lacks (bearer principals also get the RFC 6750
     /// `insufficient_scope` challenge).
     pub fn missing(&self, scope: Scope) -> Error {
@@ -109,16 +119,13 @@ pub fn authorize(p: &Principal, op: Operation, store: &str, address: &str) -> Re
     }
 }
 
-/// The stores a service account acts in: those of its boxes, when it has any (else every
-/// store).
-fn account_stores(is_service: bool, boxes: &[(String, String)]) -> Vec<String> {
-    if !is_service {
-        return Vec::new();
+/// Remember `value` under `key` for `ttl`, dropping stale entries once the map is large.
+fn remember<K: std::hash::Hash + Eq, V>(cache: &DashMap<K, (V, Instant)>, key: K, value: V, ttl: Duration) {
+    if cache.len() > 100_000 {
+        let now = Instant::now();
+        cache.retain(|_, v| v.1 > now);
     }
-    let mut stores: Vec<String> = boxes.iter().map(|(s, _)| s.clone()).collect();
-    stores.sort();
-    stores.dedup();
-    stores
+    cache.insert(key, (value, Instant::now() + ttl));
 }
 
 /// Hash a password for storage.
@@ -192,8 +199,7 @@ impl Authenticator {
             if algorithms.is_empty() {
                 return Err(Error::internal("configuration: auth.digest.algorithms is empty"));
             }
-            let ttl = Duration::from_secs(s.digest.nonce_ttl_secs.max(1));
-            Some(DigestAuth::new(&s.realm, algorithms, ttl, key))
+            Some(DigestAuth::new(&s.realm, algorithms, Duration::from_secs(s.digest.nonce_ttl_secs), key))
         } else {
             None
         };
@@ -326,19 +332,8 @@ impl Authenticator {
         if !ok {
             return Err(bad());
         }
-        let principal = Principal {
-            name: account.name,
-            is_service: account.is_service,
-            service_stores: account_stores(account.is_service, &account.boxes),
-            boxes: account.boxes,
-            scopes: vec![Scope::All],
-            provision_boxes: false,
-        };
-        if self.cache.len() > 100_000 {
-            let now = Instant::now();
-            self.cache.retain(|_, v| v.1 > now);
-        }
-        self.cache.insert(key, (principal.clone(), Instant::now() + self.ttl));
+        let principal = Principal::of_account(account.name, account.is_service, account.boxes);
+        remember(&self.cache, key, principal.clone(), self.ttl);
         Ok(principal)
     }
 
@@ -351,21 +346,10 @@ impl Authenticator {
         }
         let Some(account) = self.meta.find_account(user).await? else { return Ok(None) };
         let a = DigestAccount {
-            principal: Principal {
-                name: account.name,
-                is_service: account.is_service,
-                service_stores: account_stores(account.is_service, &account.boxes),
-                boxes: account.boxes,
-                scopes: vec![Scope::All],
-                provision_boxes: false,
-            },
+            principal: Principal::of_account(account.name, account.is_service, account.boxes),
             secrets: account.digest,
         };
-        if self.digest_cache.len() > 100_000 {
-            let now = Instant::now();
-            self.digest_cache.retain(|_, v| v.1 > now);
-        }
-        self.digest_cache.insert(user.to_string(), (a.clone(), Instant::now() + self.ttl));
+        remember(&self.digest_cache, user.to_string(), a.clone(), self.ttl);
         Ok(Some(a))
     }
 

@@ -197,7 +197,7 @@ fn several<'a>(attrs: &'a [Attribute], name: &str) -> Result<Vec<&'a str>> {
 }
 
 /// The one non-blank value of a mandatory single-valued attribute.
-fn mandatory<'a>(attrs: &'a [Attribute], name: &str) -> Result<&'a str> {
+pub(crate) fn mandatory<'a>(attrs: &'a [Attribute], name: &str) -> Result<&'a str> {
     optional(attrs, name)?.ok_or_else(|| invalid(name))
 }
 

@@ -6,8 +6,7 @@
 //! carriers (AT&T, T-Mobile) deployed a different, hash-based tag that their clients compute
 //! locally and compare with `correlationTag`. Both are offered; the deployment picks one.
 //!
-//! Both are pure functions of the SMS. Neither uses the date: [`SmsFacts::date_ms`] is
-//! carried for algorithms that may need it, not read by these two.
+//! Both are pure functions of the SMS text and its addresses.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -39,8 +38,6 @@ pub struct SmsFacts<'a> {
     pub from: Option<&'a str>,
     /// Recipient address (`To`), as a bare number or a `tel:`/`sip:` URI.
     pub to: Option<&'a str>,
-    /// When the SMS was sent or received (ms since the epoch). Not used by either algorithm.
-    pub date_ms: Option<i64>,
     /// `true` for an SMS received by the box's owner (`Direction` `In`), `false` for one sent.
     pub incoming: bool,
 }
@@ -227,7 +224,7 @@ mod tests {
 
     #[test]
     fn rcc07_ignores_addresses_date_and_direction() {
-        let a = SmsFacts { text: "Hi", from: Some("+1"), to: Some("+2"), date_ms: Some(5), incoming: true };
+        let a = SmsFacts { text: "Hi", from: Some("+1"), to: Some("+2"), incoming: true };
         assert_eq!(correlation_tag(TagAlgorithm::Rcc07, &a), "Hi");
     }
 
@@ -238,7 +235,7 @@ mod tests {
     // for the input string `s` noted beside each.
 
     fn us(from: Option<&str>, to: Option<&str>, incoming: bool, text: &str) -> String {
-        correlation_tag(TagAlgorithm::UsCarrierHash, &SmsFacts { text, from, to, date_ms: None, incoming })
+        correlation_tag(TagAlgorithm::UsCarrierHash, &SmsFacts { text, from, to, incoming })
     }
 
     #[test]

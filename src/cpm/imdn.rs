@@ -129,24 +129,15 @@ pub fn attributes(imdn: &Imdn) -> Vec<Attribute> {
 /// an illegal value is 400 SVC0003 with the legal values. Other attributes are not checked.
 /// That the object has no payload (CPM §5.3.10) is for the caller, which sees the parts.
 pub fn validate_attributes(attrs: &[Attribute]) -> Result<()> {
-    let context = single(attrs, "Message-Context")?;
+    let context = super::calllog::mandatory(attrs, "Message-Context")?;
     if !context.eq_ignore_ascii_case(MESSAGE_CONTEXT) {
         return Err(Error::invalid_value("attribute Message-Context", MESSAGE_CONTEXT));
     }
-    let disposition_type = single(attrs, "DispositionType")?;
-    let status = single(attrs, "DispositionStatus")?;
-    single(attrs, "DispositionOriginalMessageID")?;
-    single(attrs, "DispositionOriginalTo")?;
+    let disposition_type = super::calllog::mandatory(attrs, "DispositionType")?;
+    let status = super::calllog::mandatory(attrs, "DispositionStatus")?;
+    super::calllog::mandatory(attrs, "DispositionOriginalMessageID")?;
+    super::calllog::mandatory(attrs, "DispositionOriginalTo")?;
     validate(disposition_type, status)
-}
-
-/// The one non-blank value of a mandatory single-valued attribute.
-fn single<'a>(attrs: &'a [Attribute], name: &str) -> Result<&'a str> {
-    let mut values = attrs.iter().filter(|a| a.name.eq_ignore_ascii_case(name)).flat_map(|a| a.values.iter());
-    match (values.next(), values.next()) {
-        (Some(v), None) if !v.trim().is_empty() => Ok(v),
-        _ => Err(Error::invalid(format!("attribute {name}"))),
-    }
 }
 
 /// One element of the document, reduced to what an IMDN needs.

@@ -58,7 +58,7 @@ pub fn attr<'a>(attrs: &'a [Attribute], name: &str) -> Option<&'a str> {
     attrs.iter().find(|a| a.name.eq_ignore_ascii_case(name)).and_then(|a| a.values.first()).map(String::as_str)
 }
 
-fn has(attrs: &[Attribute], name: &str) -> bool {
+pub(crate) fn has(attrs: &[Attribute], name: &str) -> bool {
     attrs.iter().any(|a| a.name.eq_ignore_ascii_case(name))
 }
 
@@ -76,8 +76,9 @@ pub fn complete(
     let mut attributes = attributes;
     let mut correlation_id = correlation_id;
     let mut correlation_tag = correlation_tag;
-    if let Some(head) = got.cpim {
-        for a in head.attributes()? {
+    let carried = got.cpim.map(cpim::CpimHead::attributes).transpose()?;
+    if let (Some(head), Some(carried)) = (got.cpim, &carried) {
+        for a in carried.iter().cloned() {
             // A disposition notification has no payload to describe.
             let undescribed = a.name.eq_ignore_ascii_case("Content-Type") && got.imdn.is_some();
             if !undescribed && !has(&attributes, &a.name) {
@@ -93,8 +94,7 @@ pub fn complete(
         let n = imdn::parse(xml)?;
         let mut derived = imdn::attributes(&n);
         if !derived.iter().any(|a| a.name.eq_ignore_ascii_case("DispositionOriginalTo"))
-            && let Some(from) =
-                got.cpim.and_then(|h| attr(&h.attributes().unwrap_or_default(), "From").map(str::to_string))
+            && let Some(from) = carried.as_deref().and_then(|c| attr(c, "From")).map(str::to_string)
         {
             // The receiver client that sent it.
             derived.push(Attribute { name: "DispositionOriginalTo".into(), values: vec![from] });
@@ -175,7 +175,6 @@ pub fn complete(
                 text,
                 from: attr(&attributes, "From"),
                 to: attr(&attributes, "To"),
-                date_ms: None,
                 incoming: attr(&attributes, "Direction").is_some_and(|d| d.eq_ignore_ascii_case("In")),
             };
             correlation_tag = Some(correlation::correlation_tag(policy.correlation_tag, &facts));

@@ -95,7 +95,7 @@ fn is_textual(content_type: &str) -> bool {
 pub(crate) const NON_TEXT_ATTRIBUTES: &[&str] = &["date", "content-type", "message-context", "direction"];
 
 /// The searchable text of an object: its text attribute values, then its textual parts.
-fn searchable_text(attributes: &[Attribute], parts_text: &str) -> String {
+pub(crate) fn searchable_text(attributes: &[Attribute], parts_text: &str) -> String {
     let mut text = String::new();
     for a in attributes {
         if NON_TEXT_ATTRIBUTES.iter().any(|n| a.name.eq_ignore_ascii_case(n)) {
@@ -237,10 +237,6 @@ fn merge_attributes(attrs: Vec<Attribute>) -> Vec<Attribute> {
     out
 }
 
-fn has_attribute(attrs: &[Attribute], name: &str) -> bool {
-    attrs.iter().any(|a| a.name.eq_ignore_ascii_case(name))
-}
-
 impl Nms {
     pub fn new(
         meta: Arc<dyn MetaStore>,
@@ -354,8 +350,13 @@ impl Nms {
                 None => return Ok(()),
             },
         };
-        if self.is_service_only(&path) {
-            return Err(Error::ParentForbidden { target: if path.is_empty() { "/".into() } else { path } });
+        self.check_writable(actor, &path)
+    }
+
+    /// Refuse a subscriber creating under `path` when it is service-only (403 POL1031).
+    fn check_writable(&self, actor: Actor, path: &str) -> Result<()> {
+        if actor != Actor::Service && self.is_service_only(path) {
+            return Err(Error::ParentForbidden { target: if path.is_empty() { "/".into() } else { path.to_string() } });
         }
         Ok(())
     }
@@ -382,7 +383,7 @@ impl Nms {
         }
         validate_attributes(&attributes)?;
         for reserved in ["Name", "Root"] {
-            if has_attribute(&attributes, reserved) {
+            if crate::cpm::has(&attributes, reserved) {
                 return Err(Error::invalid(format!("attribute {reserved}")));
             }
         }
@@ -416,7 +417,7 @@ impl Nms {
             attrs.push(Attribute { name: "Root".into(), values: vec!["Yes".into()] });
         }
         attrs.push(Attribute { name: "Name".into(), values: vec![f.name.clone()] });
-        if !has_attribute(&f.attributes, "Date") {
+        if !crate::cpm::has(&f.attributes, "Date") {
             attrs.push(Attribute { name: "Date".into(), values: vec![nms_date(f.created_at_ms)] });
         }
         attrs.extend(f.attributes.iter().cloned());
@@ -475,8 +476,9 @@ impl Nms {
 
     /// Delete a folder recursively, then the blobs nothing references any more.
     pub async fn delete_folder(&self, b: &BoxRow, actor: Actor, id: &str, uri: &str) -> Result<()> {
-        let f = self.folder(b, id, uri).await?;
-        self.check_system_folder(actor, &f)?;
+        if actor != Actor::Service && !self.policy.service_only_folders.is_empty() {
+            self.check_system_folder(actor, &self.folder(b, id, uri).await?)?;
+        }
         let released = self.meta.delete_folder(b, id, now_ms()).await?.or_not_found(uri)?;
         self.blobs.release(&released.blob_keys).await;
         Ok(())
@@ -576,14 +578,15 @@ impl Nms {
         )?;
         let mut attributes = done.attributes;
         if placed {
-            parent = self.place(b, actor, &attributes).await?;
-            self.check_may_create_under(b, actor, &parent).await?;
+            let path;
+            (parent, path) = self.place(b, actor, &attributes).await?;
+            self.check_writable(actor, &path)?;
         }
-        if !has_attribute(&attributes, "Date") {
+        if !crate::cpm::has(&attributes, "Date") {
             attributes.push(Attribute { name: "Date".into(), values: vec![nms_date(now)] });
         }
         if let Some(t) = &deposit.payload_type
-            && !has_attribute(&attributes, "Content-Type")
+            && !crate::cpm::has(&attributes, "Content-Type")
         {
             attributes.push(Attribute { name: "Content-Type".into(), values: vec![t.clone()] });
         }
@@ -605,7 +608,8 @@ impl Nms {
     /// The folder a CPM object deposited without a parent goes to (docs/cpm.md): below the
     /// depositor's area, creating missing folders with their `Conversation-ID` and
     /// `Contribution-ID` attributes.
-    async fn place(&self, b: &BoxRow, actor: Actor, attrs: &[Attribute]) -> Result<ParentRef> {
+    /// Answers the folder and its path.
+    async fn place(&self, b: &BoxRow, actor: Actor, attrs: &[Attribute]) -> Result<(ParentRef, String)> {
         use crate::cpm::{Placement, folder_name};
         let area = if actor == Actor::Service { &self.cpm.network_area } else { &self.cpm.user_area };
         let mut p = crate::cpm::placement(attrs);
@@ -617,13 +621,13 @@ impl Nms {
             match beside {
                 // Not into a system folder the depositor may not write to.
                 Some(f) if actor == Actor::Service || !self.is_service_only(&f.path) => {
-                    return Ok(ParentRef::Id(f.public_id));
+                    return Ok((ParentRef::Id(f.public_id), f.path));
                 }
                 _ => p = *fallback,
             }
         }
         let area = match p {
-            Placement::Root | Placement::BesideMessage { .. } => return Ok(ParentRef::Root),
+            Placement::Root | Placement::BesideMessage { .. } => return Ok((ParentRef::Root, String::new())),
             _ => self.ensure_path(b, area).await?,
         };
         let attr = |name: &str, v: &str| Attribute { name: name.into(), values: vec![v.to_string()] };
@@ -646,12 +650,15 @@ impl Nms {
             Placement::Party(party) => self.ensure_child(b, &area, &folder_name(&party), Vec::new()).await?,
             _ => area,
         };
-        Ok(ParentRef::Id(folder.public_id))
+        Ok((ParentRef::Id(folder.public_id), folder.path))
     }
 
     /// The folder at `path`, made (with its missing ancestors) if absent.
     async fn ensure_path(&self, b: &BoxRow, path: &str) -> Result<Folder> {
         let path = validate_path(path)?;
+        if let Some(f) = self.meta.folder_by_path(b, &path).await? {
+            return Ok(f);
+        }
         let mut folder = self.meta.root_folder(b).await?;
         for name in path.split('/').filter(|s| !s.is_empty()) {
             folder = self.ensure_child(b, &folder, name, Vec::new()).await?;

@@ -496,8 +496,7 @@ impl Nms {
         {
             return Err(Error::invalid("VanishedObjects (not a selection of existing objects)"));
         }
-        let (mut query, _, _) = self.compile(b, Over::Objects, &input).await?;
-        query.limit = query.limit.min(cap);
+        let (query, _, _) = self.compile(b, Over::Objects, &input).await?;
         Ok(Targets::Matching { query, refuse_beyond })
     }
 }

@@ -116,21 +116,6 @@ fn granted(asked: Option<u64>) -> i64 {
     i64::try_from(s).unwrap_or(i64::MAX)
 }
 
-/// Case-insensitive substring over the searchable attribute text.
-fn text_of(attrs: &[Attribute]) -> String {
-    let mut t = String::new();
-    for a in attrs {
-        if super::NON_TEXT_ATTRIBUTES.iter().any(|n| a.name.eq_ignore_ascii_case(n)) {
-            continue;
-        }
-        for v in &a.values {
-            t.push_str(&v.to_lowercase());
-            t.push('\n');
-        }
-    }
-    t
-}
-
 fn words(s: &str) -> Vec<String> {
     s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
 }
@@ -156,15 +141,20 @@ struct Subject<'a> {
     flags: &'a [String],
     correlation: (Option<&'a str>, Option<&'a str>),
     gone: bool,
+    text: std::cell::OnceCell<String>,
 }
 
 impl Subject<'_> {
-    /// The searchable text: attribute values (and a folder's name), lower-cased.
-    fn text(&self) -> String {
-        match self.folder {
-            Some((name, _)) => format!("{}\n{}", name.to_lowercase(), text_of(self.attributes)),
-            None => text_of(self.attributes),
-        }
+    /// The searchable text: attribute values (and a folder's name), lower-cased; made once
+    /// per subject, whatever the number of text criteria.
+    fn text(&self) -> &str {
+        self.text.get_or_init(|| {
+            let attributes = super::searchable_text(self.attributes, "").to_lowercase();
+            match self.folder {
+                Some((name, _)) => format!("{}\n{attributes}", name.to_lowercase()),
+                None => attributes,
+            }
+        })
     }
 
     fn matches(&self, f: &Filter) -> bool {
@@ -183,7 +173,7 @@ impl Subject<'_> {
                 _ => attr_has(self.attributes, name_lc, value),
             },
             Filter::Text { needle } => self.text().contains(&needle.to_lowercase()),
-            Filter::Word { word } => has_words(&self.text(), word),
+            Filter::Word { word } => has_words(self.text(), word),
             Filter::Flag { flag_lc, set } => self.flags.iter().any(|x| x.eq_ignore_ascii_case(flag_lc)) == *set,
             Filter::CreatedAfter { seq } => self.creation_seq.is_some_and(|c| c > *seq),
             Filter::Vanished => self.gone,
@@ -205,6 +195,7 @@ fn passes(filter: &Option<Filter>, e: &SyncEvent) -> bool {
             flags: &o.flags,
             correlation: (o.correlation_id.as_deref(), o.correlation_tag.as_deref()),
             gone: false,
+            text: Default::default(),
         },
         SyncEvent::Change(Change::Folder(fo)) => Subject {
             folder: Some((&fo.name, fo.is_root)),
@@ -214,6 +205,7 @@ fn passes(filter: &Option<Filter>, e: &SyncEvent) -> bool {
             flags: &[],
             correlation: (None, None),
             gone: false,
+            text: Default::default(),
         },
         SyncEvent::Change(Change::Gone(t)) => {
             let Some(snap) = &t.snapshot else { return true };
@@ -225,6 +217,7 @@ fn passes(filter: &Option<Filter>, e: &SyncEvent) -> bool {
                 flags: &snap.flags,
                 correlation: (t.correlation_id.as_deref(), t.correlation_tag.as_deref()),
                 gone: true,
+                text: Default::default(),
             }
         }
     };
@@ -278,14 +271,9 @@ impl Nms {
         self.meta.channels_of(principal, user_id, now_ms()).await
     }
 
-    /// Set a channel's lifetime (the server may grant less); 404 if it is gone.
+    /// Set a channel's lifetime (absent: the default; the server may grant less); 404 if it is gone.
     pub async fn renew_channel(&self, id: &str, lifetime: Option<u64>, uri: &str) -> Result<Channel> {
-        let current = self.meta.channel(id, now_ms()).await?.ok_or_else(|| Error::not_found(uri))?;
-        let lifetime = match lifetime {
-            None => current.lifetime_secs,
-            Some(l) => granted(Some(l)),
-        };
-        self.meta.renew_channel(id, lifetime, now_ms()).await?.ok_or_else(|| Error::not_found(uri))
+        self.meta.renew_channel(id, granted(lifetime), now_ms()).await?.ok_or_else(|| Error::not_found(uri))
     }
 
     /// Delete a channel (and what delivers into it); an open poll on it answers 404.
@@ -375,6 +363,8 @@ impl Nms {
                 key: "limits.max_subscriptions_per_box",
                 limit: u64::from(max),
             })
+            // Its changes since a restart token may be pending at once: wake the box's polls.
+            .inspect(|_| self.hub.publish(b.id))
     }
 
     /// A live subscription of `principal` on box `b` (404 `uri` otherwise).
@@ -414,6 +404,10 @@ impl Nms {
         }
         s.expires_at_ms = now_ms().saturating_add(s.duration_secs.saturating_mul(1000));
         self.meta.update_subscription(&s, position).await?;
+        if position {
+            // Replay restarts from the token: its changes may be pending at once.
+            self.hub.publish(b.id);
+        }
         if !position {
             // The position may have moved since it was read: answer it as it stands.
             return self.subscription(b, principal, id, uri).await;
@@ -482,18 +476,19 @@ impl Nms {
         }
     }
 
-    /// Pending lists of the channel's subscriptions, at most `maxNotifications` and one per
+    /// Pending lists of the channel's `subscriptions`, at most `maxNotifications` and one per
     /// subscription: taken (`Take::Deliver`) or only looked at (`Take::Peek`).
     ///
     /// Subscriptions whose next list is a `resetBox` come first: clients look for it on the
     /// first event of the first list only.
-    async fn pending(&self, c: &Channel, take: Take<'_>) -> Result<Vec<EventList>> {
+    async fn pending(&self, c: &Channel, subscriptions: &[Subscription], take: Take<'_>) -> Result<Vec<EventList>> {
         let mut subs = Vec::new();
-        for s in self.meta.subscriptions_of_channel(c.id, now_ms()).await? {
+        for s in subscriptions {
             let Some(b) = self.meta.box_by_id(s.box_id).await? else { continue };
             let (modseq, validity, floor) = self.meta.sync_state(&b).await?;
-            let resets = s.position_validity != validity || s.position_modseq < floor || s.position_modseq > modseq;
-            subs.push((resets, b, s));
+            let at =
+                RestartPoint { validity: s.position_validity, modseq: s.position_modseq, within: s.position_within };
+            subs.push((at.resets(validity, floor, modseq), b, s.clone()));
         }
         subs.sort_by_key(|(resets, _, _)| !*resets);
         let mut out = Vec::new();
@@ -519,13 +514,10 @@ impl Nms {
         let mut first_seen: Option<tokio::time::Instant> = None;
         loop {
             // Register for wakeups before reading, so no change slips between.
-            let boxes: Vec<i64> = {
-                let mut v: Vec<i64> =
-                    self.meta.subscriptions_of_channel(c.id, now_ms()).await?.iter().map(|s| s.box_id).collect();
-                v.sort_unstable();
-                v.dedup();
-                v
-            };
+            let subscriptions = self.meta.subscriptions_of_channel(c.id, now_ms()).await?;
+            let mut boxes: Vec<i64> = subscriptions.iter().map(|s| s.box_id).collect();
+            boxes.sort_unstable();
+            boxes.dedup();
             let signals: Vec<_> = boxes.iter().map(|b| self.hub.box_signal(*b)).collect();
             let mut waits: Vec<_> = signals.iter().map(|n| Box::pin(n.notified())).collect();
             for w in &mut waits {
@@ -546,7 +538,7 @@ impl Nms {
             let ready = if c.max_wait_secs == 0 || now >= deadline {
                 true
             } else {
-                let peek = self.pending(&c, Take::Peek).await?;
+                let peek = self.pending(&c, &subscriptions, Take::Peek).await?;
                 if peek.is_empty() {
                     first_seen = None;
                     false
@@ -557,7 +549,7 @@ impl Nms {
                 }
             };
             if ready {
-                let lists = self.pending(&c, Take::Deliver).await?;
+                let lists = self.pending(&c, &subscriptions, Take::Deliver).await?;
                 if !lists.is_empty() || now >= deadline {
                     return Ok(PollOutcome::Lists(lists));
                 }

@@ -51,6 +51,13 @@ impl RestartPoint {
     pub fn after(validity: i64, modseq: i64) -> Self {
         Self { validity, modseq, within: None }
     }
+
+    /// Whether replaying from here is a `resetBox`, in a box at `validity` and `modseq`
+    /// whose tombstones reach back to `floor`: another validity (a reset), tombstones
+    /// pruned past it, or a point ahead of the box.
+    pub fn resets(&self, validity: i64, floor: i64, modseq: i64) -> bool {
+        self.validity != validity || self.modseq < floor || self.modseq > modseq
+    }
 }
 
 impl Nms {
@@ -111,7 +118,7 @@ impl Nms {
     ) -> Result<ReplayPage> {
         let page = self.meta.changes_since(b, from.modseq, from.within, limit, with_attributes).await?;
         let current = RestartPoint::after(page.validity, page.modseq);
-        if from.validity != page.validity || from.modseq < page.replay_floor || from.modseq > page.modseq {
+        if from.resets(page.validity, page.replay_floor, page.modseq) {
             return Ok(ReplayPage {
                 events: vec![SyncEvent::ResetBox],
                 token: self.restart_token(b, current),

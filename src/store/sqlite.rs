@@ -355,6 +355,29 @@ async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, o: NewObject, seq: i64) -> R
     })
 }
 
+/// What removing an object needs of it: ids and correlation ids, read once.
+struct ObjectRow {
+    id: i64,
+    public_id: String,
+    correlation_id: Option<String>,
+    correlation_tag: Option<String>,
+}
+
+async fn object_row(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Option<ObjectRow>> {
+    let row: Option<(i64, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?")
+            .bind(b.id)
+            .bind(public_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(|(id, correlation_id, correlation_tag)| ObjectRow {
+        id,
+        public_id: public_id.to_string(),
+        correlation_id,
+        correlation_tag,
+    }))
+}
+
 /// Delete one object, leaving its tombstone stamped `seq` with `reason` (`deleted` or
 /// `expired`); returns the blob keys its parts used (`None`: no such object).
 async fn remove_object(
@@ -365,80 +388,86 @@ async fn remove_object(
     now_ms: i64,
     reason: &str,
 ) -> Result<Option<Vec<String>>> {
-    let row: Option<(i64, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?")
-            .bind(b.id)
-            .bind(public_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some((id, cid, ctag)) = row else { return Ok(None) };
+    match object_row(tx, b, public_id).await? {
+        Some(row) => remove_row(tx, b, &row, seq, now_ms, reason).await,
+        None => Ok(None),
+    }
+}
+
+/// [`remove_object`] for a row already read (`None`: it went meanwhile, earlier in the same
+/// request).
+async fn remove_row(
+    tx: &mut Tx<'_>,
+    b: &BoxRow,
+    row: &ObjectRow,
+    seq: i64,
+    now_ms: i64,
+    reason: &str,
+) -> Result<Option<Vec<String>>> {
     let keys: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT blob_key FROM payload_parts WHERE object_id = ? AND blob_key IS NOT NULL")
-            .bind(id)
+            .bind(row.id)
             .fetch_all(&mut **tx)
             .await?;
-    sqlx::query(sql!(
+    let marked = sqlx::query(sql!(
         "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, \
          deleted_at_ms, snapshot) SELECT ?, 'object', ?, ?, ?, ?, ?, ?, {OBJECT_SNAPSHOT} FROM objects o WHERE o.id = ?"
     ))
     .bind(b.id)
-    .bind(public_id)
+    .bind(&row.public_id)
     .bind(reason)
     .bind(seq)
-    .bind(cid)
-    .bind(ctag)
+    .bind(&row.correlation_id)
+    .bind(&row.correlation_tag)
     .bind(now_ms)
-    .bind(id)
+    .bind(row.id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("DELETE FROM objects WHERE id = ?").bind(id).execute(&mut **tx).await?;
+    if marked.rows_affected() == 0 {
+        return Ok(None);
+    }
+    sqlx::query("DELETE FROM objects WHERE id = ?").bind(row.id).execute(&mut **tx).await?;
     Ok(Some(keys))
 }
 
-async fn object_id(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT id FROM objects WHERE box_id = ? AND public_id = ?")
-        .bind(b.id)
-        .bind(public_id)
-        .fetch_optional(&mut **tx)
-        .await?)
+/// The lower-cased `Message-Context` of the object aliased `o` in SQL.
+fn context_of(o: &str) -> String {
+    format!(
+        "(SELECT lower(a.value) FROM object_attributes a \
+         WHERE a.object_id = {o}.id AND a.name_lc = 'message-context' ORDER BY a.position LIMIT 1)"
+    )
 }
 
-async fn object_correlation_id(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Option<String>> {
-    let cid: Option<Option<String>> =
-        sqlx::query_scalar("SELECT correlation_id FROM objects WHERE box_id = ? AND public_id = ?")
-            .bind(b.id)
-            .bind(public_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    Ok(cid.flatten())
+/// Whether the object aliased `o` holds session metadata: a session info or group state
+/// object, or conference info.
+fn session_metadata(o: &str) -> String {
+    format!(
+        "(coalesce({}, '') IN ('session-info-message', 'group-state-message') \
+         OR lower(coalesce({o}.payload_type, '')) LIKE 'application/conference-info+xml%')",
+        context_of(o)
+    )
 }
 
-/// The `Message-Context` of an object, lower-cased (SQL over `objects o`).
-const CONTEXT_OF: &str = "(SELECT lower(a.value) FROM object_attributes a \
-     WHERE a.object_id = o.id AND a.name_lc = 'message-context' ORDER BY a.position LIMIT 1)";
-
-/// Whether an object (SQL over `objects o`) holds session metadata: a session info or group
-/// state object, or conference info.
-const SESSION_METADATA: &str = "(coalesce((SELECT lower(a.value) FROM object_attributes a \
-     WHERE a.object_id = o.id AND a.name_lc = 'message-context' ORDER BY a.position LIMIT 1), '') \
-     IN ('session-info-message', 'group-state-message') \
-     OR lower(coalesce(o.payload_type, '')) LIKE 'application/conference-info+xml%')";
+/// An id list for SQL (integers only, so listed inline).
+fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
 
 /// The CPM session-object rule (CPM binding 6.4.1.4, 6.4.1.5, 7.3.3.5): a session info
 /// object, the latest group state object or a conference info object stays in its folder
 /// (its session history folder: the binding keeps session objects in one) while messages,
 /// IMDNs or media objects remain there.
-/// `leaving`: the objects the same request removes or moves (they do not hold it back).
-/// Returns why the object may not leave, if it may not. Moving or deleting the whole folder
-/// is not subject to it.
-async fn session_rule(tx: &mut Tx<'_>, object_id: i64, leaving: &[i64]) -> Result<Option<String>> {
+/// `leaving`: the objects the same request removes or moves, as an [`id_list`] (they do not
+/// hold it back). Returns why the object may not leave, if it may not. Moving or deleting
+/// the whole folder is not subject to it.
+async fn session_rule(tx: &mut Tx<'_>, object_id: i64, leaving: &str) -> Result<Option<String>> {
     let sql = format!(
-        "SELECT o.folder_id, {CONTEXT_OF} AS ctx, lower(coalesce(o.payload_type, '')) AS ty, \
+        "SELECT o.folder_id, {} AS ctx, lower(coalesce(o.payload_type, '')) AS ty, \
          NOT EXISTS (SELECT 1 FROM objects o2 WHERE o2.folder_id = o.folder_id AND o2.id <> o.id \
-           AND (o2.stored_at_ms, o2.id) > (o.stored_at_ms, o.id) \
-           AND (SELECT lower(a.value) FROM object_attributes a WHERE a.object_id = o2.id \
-                AND a.name_lc = 'message-context' ORDER BY a.position LIMIT 1) = 'group-state-message') AS latest \
-         FROM objects o WHERE o.id = ?"
+           AND (o2.stored_at_ms, o2.id) > (o.stored_at_ms, o.id) AND {} = 'group-state-message') AS latest \
+         FROM objects o WHERE o.id = ?",
+        context_of("o"),
+        context_of("o2")
     );
     let row: Option<(i64, Option<String>, String, bool)> =
         sqlx::query_as(AssertSqlSafe(sql)).bind(object_id).fetch_optional(&mut **tx).await?;
@@ -449,10 +478,9 @@ async fn session_rule(tx: &mut Tx<'_>, object_id: i64, leaving: &[i64]) -> Resul
         _ if ty.starts_with("application/conference-info+xml") => "conference info object",
         _ => return Ok(None),
     };
-    // Integers only: listed inline.
-    let others = leaving.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let sql = format!(
-        "SELECT 1 FROM objects o WHERE o.folder_id = ? AND o.id NOT IN ({others}) AND NOT {SESSION_METADATA} LIMIT 1"
+        "SELECT 1 FROM objects o WHERE o.folder_id = ? AND o.id NOT IN ({leaving}) AND NOT {} LIMIT 1",
+        session_metadata("o")
     );
     let blocked: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(folder).fetch_optional(&mut **tx).await?;
     Ok(blocked.map(|_| {
@@ -463,21 +491,24 @@ async fn session_rule(tx: &mut Tx<'_>, object_id: i64, leaving: &[i64]) -> Resul
     }))
 }
 
-/// Delete the IMDN objects about the message whose IMDN Message-ID is `message_id` (CPM
-/// binding 7.3.3.5/7.3.3.6), each leaving a tombstone stamped `seq`; returns their blob keys.
-async fn remove_imdns_of(
+/// Remove an object and the IMDN objects about it (CPM binding 7.3.3.5/7.3.3.6: those
+/// whose `DispositionOriginalMessageID` is its correlationId, as [`imdns_of`] found them),
+/// each leaving a tombstone stamped `seq` with `reason`; the blob keys they used (`None`:
+/// the object was gone).
+async fn remove_with_imdns(
     tx: &mut Tx<'_>,
     b: &BoxRow,
-    message_id: Option<&str>,
+    row: &ObjectRow,
+    imdns: &[(i64, String)],
     seq: i64,
     now_ms: i64,
     reason: &str,
-) -> Result<Vec<String>> {
-    let mut keys = Vec::new();
-    for (_, public_id) in imdns_of(tx, b, message_id).await? {
-        keys.extend(remove_object(tx, b, &public_id, seq, now_ms, reason).await?.unwrap_or_default());
+) -> Result<Option<Vec<String>>> {
+    let Some(mut keys) = remove_row(tx, b, row, seq, now_ms, reason).await? else { return Ok(None) };
+    for (_, public_id) in imdns {
+        keys.extend(remove_object(tx, b, public_id, seq, now_ms, reason).await?.unwrap_or_default());
     }
-    Ok(keys)
+    Ok(Some(keys))
 }
 
 /// The IMDN objects about the message whose IMDN Message-ID is `message_id`: (internal id,
@@ -487,7 +518,8 @@ async fn imdns_of(tx: &mut Tx<'_>, b: &BoxRow, message_id: Option<&str>) -> Resu
     let sql = format!(
         "SELECT o.id, o.public_id FROM object_attributes d JOIN objects o ON o.id = d.object_id \
          WHERE d.box_id = ? AND d.name_lc = 'dispositionoriginalmessageid' AND d.value = ? \
-         AND {CONTEXT_OF} = 'imdn-message'"
+         AND {} = 'imdn-message'",
+        context_of("o")
     );
     Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(b.id).bind(message_id).fetch_all(&mut **tx).await?)
 }
@@ -769,13 +801,7 @@ struct SnapshotJson {
 /// delivered whatever the filter).
 fn parse_snapshot(json: Option<String>) -> Option<Snapshot> {
     let s: SnapshotJson = serde_json::from_str(json.as_deref()?).ok()?;
-    let mut attributes: Vec<Attribute> = Vec::new();
-    for (name, value) in s.attributes {
-        match attributes.last_mut() {
-            Some(a) if a.name.eq_ignore_ascii_case(&name) => a.values.push(value),
-            _ => attributes.push(Attribute { name, values: vec![value] }),
-        }
-    }
+    let attributes = group_attributes(s.attributes);
     Some(Snapshot { date_ms: s.date, creation_seq: s.creation, name: s.name, flags: s.flags, attributes })
 }
 
@@ -1235,18 +1261,16 @@ impl MetaStore for SqliteStore {
     async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
-        if let Some(id) = object_id(&mut tx, b, public_id).await?
-            && let Some(reason) = session_rule(&mut tx, id, &[id]).await?
-        {
-            tx.rollback().await?;
-            return Err(Error::Forbidden { reason });
-        }
-        let cid = object_correlation_id(&mut tx, b, public_id).await?;
-        let Some(mut keys) = remove_object(&mut tx, b, public_id, seq, now_ms, "deleted").await? else {
+        let Some(row) = object_row(&mut tx, b, public_id).await? else {
             tx.rollback().await?;
             return Ok(None);
         };
-        keys.extend(remove_imdns_of(&mut tx, b, cid.as_deref(), seq, now_ms, "deleted").await?);
+        if let Some(reason) = session_rule(&mut tx, row.id, &row.id.to_string()).await? {
+            tx.rollback().await?;
+            return Err(Error::Forbidden { reason });
+        }
+        let imdns = imdns_of(&mut tx, b, row.correlation_id.as_deref()).await?;
+        let keys = remove_with_imdns(&mut tx, b, &row, &imdns, seq, now_ms, "deleted").await?.unwrap_or_default();
         tx.commit().await?;
         Ok(Some(Released { blob_keys: keys }))
     }
@@ -1379,37 +1403,39 @@ impl MetaStore for SqliteStore {
         let seq = bump(&mut tx, b).await?;
         let mut out = Vec::new();
         let mut released = Released::default();
-        let targets = resolve_targets(&mut tx, b, targets).await?;
-        // What the request takes out: the targets and the IMDNs that go with them.
-        let mut leaving: Vec<i64> = targets.iter().filter_map(|(_, id)| *id).collect();
-        for (public_id, _) in targets.iter().filter(|(_, id)| id.is_some()) {
-            let cid = object_correlation_id(&mut tx, b, public_id).await?;
-            leaving.extend(imdns_of(&mut tx, b, cid.as_deref()).await?.into_iter().map(|(id, _)| id));
+        // Each target read once, with the IMDNs that go with it.
+        let mut rows = Vec::new();
+        for (public_id, id) in resolve_targets(&mut tx, b, targets).await? {
+            let row = match id {
+                Some(_) => object_row(&mut tx, b, &public_id).await?,
+                None => None,
+            };
+            let imdns = match &row {
+                Some(r) => imdns_of(&mut tx, b, r.correlation_id.as_deref()).await?,
+                None => Vec::new(),
+            };
+            rows.push((public_id, row, imdns));
         }
-        for (public_id, id) in targets {
-            if let Some(id) = id
-                && let Some(reason) = session_rule(&mut tx, id, &leaving).await?
-            {
+        // What the request takes out: the targets and their IMDNs.
+        let leaving: Vec<i64> = rows
+            .iter()
+            .filter_map(|(_, row, imdns)| row.as_ref().map(|r| (r.id, imdns)))
+            .flat_map(|(id, imdns)| std::iter::once(id).chain(imdns.iter().map(|(i, _)| *i)))
+            .collect();
+        let leaving = id_list(&leaving);
+        for (public_id, row, imdns) in rows {
+            let Some(row) = row else {
+                out.push(BulkItem { public_id, outcome: None, refusal: None });
+                continue;
+            };
+            if let Some(reason) = session_rule(&mut tx, row.id, &leaving).await? {
                 out.push(BulkItem { public_id, outcome: None, refusal: Some(reason) });
                 continue;
             }
-            let found = match id {
-                Some(_) => {
-                    let cid = object_correlation_id(&mut tx, b, &public_id).await?;
-                    match remove_object(&mut tx, b, &public_id, seq, now_ms, "deleted").await? {
-                        Some(keys) => {
-                            released.blob_keys.extend(keys);
-                            released
-                                .blob_keys
-                                .extend(remove_imdns_of(&mut tx, b, cid.as_deref(), seq, now_ms, "deleted").await?);
-                            true
-                        }
-                        // Named twice in one request: the second is already gone.
-                        None => false,
-                    }
-                }
-                None => false,
-            };
+            // Named twice in one request (or an IMDN an earlier target took): already gone.
+            let removed = remove_with_imdns(&mut tx, b, &row, &imdns, seq, now_ms, "deleted").await?;
+            let found = removed.is_some();
+            released.blob_keys.extend(removed.unwrap_or_default());
             out.push(BulkItem { public_id, outcome: found.then_some(true), refusal: None });
         }
         if out.iter().any(|i| i.outcome.is_some()) {
@@ -1543,19 +1569,19 @@ impl MetaStore for SqliteStore {
             changed = true;
             out.push(Relocated::Done { public_id: public_id.clone(), path: new_path });
         }
-        let mut leaving = Vec::with_capacity(sources.objects.len());
+        // Each source read once; those that exist all leave their folders.
+        let mut found: Vec<Option<(i64, i64)>> = Vec::with_capacity(sources.objects.len());
         for public_id in &sources.objects {
-            if let Some(id) = object_id(&mut tx, b, public_id).await? {
-                leaving.push(id);
-            }
-        }
-        for public_id in &sources.objects {
-            let row: Option<(i64, i64)> =
+            found.push(
                 sqlx::query_as("SELECT id, folder_id FROM objects WHERE box_id = ? AND public_id = ?")
                     .bind(b.id)
                     .bind(public_id)
                     .fetch_optional(&mut *tx)
-                    .await?;
+                    .await?,
+            );
+        }
+        let leaving = id_list(&found.iter().flatten().map(|(id, _)| *id).collect::<Vec<_>>());
+        for (public_id, row) in sources.objects.iter().zip(found) {
             let Some((id, folder)) = row else {
                 out.push(Relocated::NoSource);
                 continue;
@@ -1594,12 +1620,7 @@ impl MetaStore for SqliteStore {
     }
 
     async fn count_channels(&self, principal: &str, now_ms: i64) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM channels WHERE principal = ? AND expires_at_ms > ?")
-            .bind(principal)
-            .bind(now_ms)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        subscriptions::count_channels(&self.pool, principal, now_ms).await
     }
 
     async fn channels_of(&self, principal: &str, user_id: &str, now_ms: i64) -> Result<Vec<Channel>> {
@@ -1629,7 +1650,7 @@ impl MetaStore for SqliteStore {
         correlator: &str,
         now_ms: i64,
     ) -> Result<Option<Subscription>> {
-        subscriptions::subscription_by_correlator(&self.pool, b, principal, correlator, now_ms).await
+        subscriptions::subscription_by_correlator(&self.pool, b.id, principal, correlator, now_ms).await
     }
 
     async fn subscriptions_of(&self, b: &BoxRow, principal: &str, now_ms: i64) -> Result<Vec<Subscription>> {
@@ -1720,12 +1741,11 @@ impl MetaStore for SqliteStore {
         }
         let mut released = Released::default();
         for public_id in &doomed {
-            let cid = object_correlation_id(&mut tx, b, public_id).await?;
-            if let Some(keys) = remove_object(&mut tx, b, public_id, seq, now_ms, "expired").await? {
-                released.blob_keys.extend(keys);
-                // Its IMDNs go with it (CPM binding 7.3.3.5), expired as well.
-                released.blob_keys.extend(remove_imdns_of(&mut tx, b, cid.as_deref(), seq, now_ms, "expired").await?);
-            }
+            // Its IMDNs go with it (CPM binding 7.3.3.5), expired as well.
+            let Some(row) = object_row(&mut tx, b, public_id).await? else { continue };
+            let imdns = imdns_of(&mut tx, b, row.correlation_id.as_deref()).await?;
+            let removed = remove_with_imdns(&mut tx, b, &row, &imdns, seq, now_ms, "expired").await?;
+            released.blob_keys.extend(removed.unwrap_or_default());
         }
         tx.commit().await?;
         released.blob_keys.sort();
@@ -1777,20 +1797,16 @@ impl MetaStore for SqliteStore {
                 .fetch_one(&mut *tx)
                 .await?;
         let limit = i64::from(limit.max(1));
-        // The rest of a group a previous page split.
-        if let Some(cursor) = after_within {
-            let (changes, within) = group_slice(&mut tx, b, after, Some(cursor), limit, with_attributes).await?;
-            let more = within.is_some() || changes_beyond(&mut tx, b, after).await?;
+        // A page of one group, from `cursor` (`None`: its start).
+        let slice = async |mut tx: Tx<'_>, seq: i64, cursor: Within| -> Result<ChangePage> {
+            let (changes, within) = group_slice(&mut tx, b, seq, cursor, limit, with_attributes).await?;
+            let more = within.is_some() || changes_beyond(&mut tx, b, seq).await?;
             tx.commit().await?;
-            return Ok(ChangePage {
-                changes,
-                through: after,
-                through_within: within,
-                more,
-                modseq,
-                validity,
-                replay_floor,
-            });
+            Ok(ChangePage { changes, through: seq, through_within: within, more, modseq, validity, replay_floor })
+        };
+        if after_within.is_some() {
+            // The rest of a group a previous page split.
+            return slice(tx, after, after_within).await;
         }
         // The `limit` smallest modseqs of each source hold the `limit` smallest overall.
         let next = |table: &str| {
@@ -1821,20 +1837,7 @@ impl MetaStore for SqliteStore {
         if seqs.len() as i64 >= limit && group_size(&mut tx, b, through, limit * GROUP_SLACK).await? {
             match seqs.iter().rev().find(|s| **s < through) {
                 Some(before) => through = *before,
-                None => {
-                    let (changes, within) = group_slice(&mut tx, b, through, None, limit, with_attributes).await?;
-                    let more = within.is_some() || changes_beyond(&mut tx, b, through).await?;
-                    tx.commit().await?;
-                    return Ok(ChangePage {
-                        changes,
-                        through,
-                        through_within: within,
-                        more,
-                        modseq,
-                        validity,
-                        replay_floor,
-                    });
-                }
+                None => return slice(tx, through, None).await,
             }
         }
         let more = changes_beyond(&mut tx, b, through).await?;

@@ -104,6 +104,15 @@ pub async fn channels_of(pool: &SqlitePool, principal: &str, user_id: &str, now_
     rows.iter().map(channel_from_row).collect()
 }
 
+pub async fn count_channels(pool: &SqlitePool, principal: &str, now_ms: i64) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM channels WHERE principal = ? AND expires_at_ms > ?")
+        .bind(principal)
+        .bind(now_ms)
+        .fetch_one(pool)
+        .await?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 pub async fn renew_channel(
     pool: &SqlitePool,
     public_id: &str,
@@ -184,50 +193,43 @@ pub async fn create_subscription(
         // The same correlator created concurrently: that subscription is the answer.
         Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
             let correlator = s.client_correlator.as_deref().unwrap_or_default();
-            let b = BoxRow { id: s.box_id, store: String::new(), address: String::new(), modseq: 0, validity: 0 };
-            subscription_by_correlator(pool, &b, &s.principal, correlator, now).await
+            subscription_by_correlator(pool, s.box_id, &s.principal, correlator, now).await
         }
         Err(e) => Err(e.into()),
     }
 }
 
+/// The live subscription of box `box_id` matching `where_sql`, with `keys` bound in order.
 async fn one_subscription(
     pool: &SqlitePool,
+    box_id: i64,
     where_sql: &str,
-    b: &BoxRow,
-    key: &str,
+    keys: &[&str],
     now_ms: i64,
 ) -> Result<Option<Subscription>> {
     let sql = format!(
         "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE box_id = ? AND {where_sql} AND expires_at_ms > ?"
     );
-    let row = sqlx::query(AssertSqlSafe(sql)).bind(b.id).bind(key).bind(now_ms).fetch_optional(pool).await?;
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(box_id);
+    for k in keys {
+        q = q.bind(*k);
+    }
+    let row = q.bind(now_ms).fetch_optional(pool).await?;
     row.as_ref().map(subscription_from_row).transpose()
 }
 
 pub async fn subscription(pool: &SqlitePool, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>> {
-    one_subscription(pool, "public_id = ?", b, public_id, now_ms).await
+    one_subscription(pool, b.id, "public_id = ?", &[public_id], now_ms).await
 }
 
 pub async fn subscription_by_correlator(
     pool: &SqlitePool,
-    b: &BoxRow,
+    box_id: i64,
     principal: &str,
     correlator: &str,
     now_ms: i64,
 ) -> Result<Option<Subscription>> {
-    let sql = format!(
-        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
-         WHERE box_id = ? AND principal = ? AND client_correlator = ? AND expires_at_ms > ?"
-    );
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(b.id)
-        .bind(principal)
-        .bind(correlator)
-        .bind(now_ms)
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(subscription_from_row).transpose()
+    one_subscription(pool, box_id, "principal = ? AND client_correlator = ?", &[principal, correlator], now_ms).await
 }
 
 pub async fn subscriptions_of(
@@ -340,7 +342,6 @@ pub async fn webhook_candidates(
     boxes: Option<&[i64]>,
     limit: u32,
 ) -> Result<Vec<Subscription>> {
-    let cols = SUBSCRIPTION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
     // Box ids are integers: listing them inline is safe.
     let only = match boxes {
         None => String::new(),
@@ -350,7 +351,7 @@ pub async fn webhook_candidates(
         }
     };
     let sql = format!(
-        "SELECT {cols} FROM subscriptions s JOIN boxes b ON b.id = s.box_id \
+        "SELECT s.* FROM subscriptions s JOIN boxes b ON b.id = s.box_id \
          WHERE s.channel_id IS NULL AND s.expires_at_ms > ?{only} \
          AND (b.modseq > s.position_modseq OR b.validity <> s.position_validity OR s.position_part < 3) \
          AND NOT EXISTS (SELECT 1 FROM webhook_outbox w WHERE w.subscription_id = s.id) \
