@@ -119,11 +119,12 @@ impl Application {
                         res.response_mut().head_mut().set_camel_case_headers(true);
                         // A change to a box (the transaction has committed): wake its long polls.
                         if res.status().is_success() {
-                            let touched = res.request().extensions().get::<api::TouchedBox>().copied();
-                            if let (Some(api::TouchedBox(box_id)), Some(state)) =
+                            let touched = res.request().extensions().get::<api::TouchedBox>().cloned();
+                            if let (Some(api::TouchedBox(b)), Some(state)) =
                                 (touched, res.request().app_data::<web::Data<AppState>>())
+                                && let Err(e) = state.nms.announce(&b).await
                             {
-                                state.nms.hub.publish(box_id);
+                                tracing::warn!(error = %e, box_id = b.id, "announcing a change failed");
                             }
                         }
                         Ok(res)

@@ -144,8 +144,8 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
 
 /// The box a request acted on (request extension), so that a successful change can wake
 /// the box's long polls once the response is ready (see `startup`).
-#[derive(Clone, Copy, Debug)]
-pub struct TouchedBox(pub i64);
+#[derive(Clone, Debug)]
+pub struct TouchedBox(pub BoxRow);
 
 /// An authenticated, authorised request on one box.
 pub struct Access {
@@ -226,7 +226,7 @@ impl FromRequest for Access {
             // Operations that write (scope create or modify) change the box; the box reset
             // publishes its change itself.
             if matches!(op.scope(), Scope::Create | Scope::Modify) && op != Operation::BoxReset {
-                req.extensions_mut().insert(TouchedBox(b.id));
+                req.extensions_mut().insert(TouchedBox(b.clone()));
             }
             Ok(Access { op, principal, b, urls, uri })
         })

@@ -1,20 +1,21 @@
-//! In-process wakeups: writers publish "box B changed" after their commit; long polls wait
-//! for it. A waiter registers (enables its `Notified`) *before* it reads the database, so a
-//! change committed between its read and its wait still wakes it. The hub carries no data:
-//! what changed is always read from the database. Between nodes, a bridge carries the same
-//! signal: installed with [`Hub::set_relay`], it receives every local `publish` (to send, for
-//! example, a PostgreSQL `NOTIFY`), and feeds what it hears from other nodes to
-//! [`Hub::deliver`]; neither writers nor waiters change.
-//! Waiters also re-read on a short timer, which covers writers in other processes (the
-//! command line's `box reset`).
+//! In-process wakeups: writers publish `(box, modseq)` after their commit; long polls and
+//! the webhook deliverer wait for it. A waiter registers (enables its `Notified`) *before*
+//! it reads the database, so a change committed between its read and its wait still wakes
+//! it. What changed is always read from the database; the modseq only tells a relayed
+//! wakeup that is news from one that is not. Between nodes, a bridge carries the same
+//! signal: installed with [`Hub::set_relay`], it receives every local `publish` (to send,
+//! for example, a PostgreSQL `NOTIFY` with `box:modseq`), and feeds what it hears from other
+//! nodes to [`Hub::deliver`], which drops what this node has already seen; neither writers
+//! nor waiters change. Waiters also re-read on a short timer, which covers writers in other
+//! processes (the command line's `box reset`).
 
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
-/// Where local changes go besides this node's waiters (another node's hub).
-pub type Relay = Box<dyn Fn(i64) + Send + Sync>;
+/// Where local changes `(box, modseq)` go besides this node's waiters (other nodes' hubs).
+pub type Relay = Box<dyn Fn(i64, i64) + Send + Sync>;
 
 /// Boxes remembered for the webhook deliverer before it is told to look at all of them.
 const MAX_CHANGED: usize = 10_000;
@@ -22,6 +23,9 @@ const MAX_CHANGED: usize = 10_000;
 /// The wakeup hub.
 pub struct Hub {
     boxes: DashMap<i64, Arc<Notify>>,
+    /// The newest modseq published or delivered per box (relayed news older than it is
+    /// dropped).
+    latest: DashMap<i64, i64>,
     /// Signalled on every change of any box (the webhook deliverer waits on it) ...
     any: Arc<Notify>,
     /// ... and the boxes changed since it last looked (`None`: too many; look at all).
@@ -35,6 +39,7 @@ impl Default for Hub {
     fn default() -> Self {
         Self {
             boxes: DashMap::new(),
+            latest: DashMap::new(),
             any: Arc::new(Notify::new()),
             // Nothing is known of the time before: look at everything first.
             changed: std::sync::Mutex::new(None),
@@ -45,18 +50,33 @@ impl Default for Hub {
 }
 
 impl Hub {
-    /// Box `box_id` changed (call after the commit): wake this node's waiters, and the
-    /// relay's.
-    pub fn publish(&self, box_id: i64) {
-        self.deliver(box_id);
+    /// Box `box_id` changed, now at `modseq` (call after the commit): wake this node's
+    /// waiters, and tell the relay.
+    pub fn publish(&self, box_id: i64, modseq: i64) {
+        self.note(box_id, modseq);
+        self.wake(box_id);
         if let Some(relay) = self.relay.get() {
-            relay(box_id);
+            relay(box_id, modseq);
         }
     }
 
-    /// Wake this node's waiters on box `box_id` (a change made here, or heard from another
-    /// node).
-    pub fn deliver(&self, box_id: i64) {
+    /// A change another node published: wake this node's waiters, unless this node has
+    /// already seen the box at `modseq` or later.
+    pub fn deliver(&self, box_id: i64, modseq: i64) {
+        if self.note(box_id, modseq) {
+            self.wake(box_id);
+        }
+    }
+
+    /// Record `modseq` for the box; whether it is newer than what was known.
+    fn note(&self, box_id: i64, modseq: i64) -> bool {
+        let mut latest = self.latest.entry(box_id).or_insert(i64::MIN);
+        let newer = modseq > *latest;
+        *latest = (*latest).max(modseq);
+        newer
+    }
+
+    fn wake(&self, box_id: i64) {
         if let Some(n) = self.boxes.get(&box_id) {
             n.notify_waiters();
         }
@@ -118,6 +138,7 @@ impl Hub {
     /// a channel's held by no open poll. They are made again when next needed.
     pub fn sweep(&self) {
         self.boxes.retain(|_, n| Arc::strong_count(n) > 1);
+        self.latest.retain(|b, _| self.boxes.contains_key(b));
         self.polls.retain(|_, (_, n)| Arc::strong_count(n) > 1);
     }
 
@@ -139,8 +160,8 @@ mod tests {
         let hub = Hub::default();
         let sent = Arc::new(Mutex::new(Vec::new()));
         let s = sent.clone();
-        assert!(hub.set_relay(Box::new(move |b| s.lock().unwrap().push(b))));
-        assert!(!hub.set_relay(Box::new(|_| {})));
+        assert!(hub.set_relay(Box::new(move |b, m| s.lock().unwrap().push((b, m)))));
+        assert!(!hub.set_relay(Box::new(|_, _| {})));
 
         let signal = hub.box_signal(7);
         let any = hub.any_signal();
@@ -148,11 +169,26 @@ mod tests {
         waiter.as_mut().enable();
         let mut any_waiter = Box::pin(any.notified());
         any_waiter.as_mut().enable();
-        hub.publish(7);
+        hub.publish(7, 41);
         tokio::time::timeout(std::time::Duration::from_secs(1), waiter).await.unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(1), any_waiter).await.unwrap();
-        hub.deliver(7);
-        assert_eq!(*sent.lock().unwrap(), vec![7]);
+        hub.deliver(7, 42);
+        assert_eq!(*sent.lock().unwrap(), vec![(7, 41)]);
+    }
+
+    #[tokio::test]
+    async fn relayed_news_wakes_only_when_it_is_news() {
+        let hub = Hub::default();
+        hub.publish(5, 10);
+        let signal = hub.box_signal(5);
+        let mut stale = Box::pin(signal.notified());
+        stale.as_mut().enable();
+        hub.deliver(5, 10);
+        hub.deliver(5, 9);
+        let woken = tokio::time::timeout(std::time::Duration::from_millis(50), stale.as_mut()).await;
+        assert!(woken.is_err(), "a modseq already seen wakes nobody");
+        hub.deliver(5, 11);
+        tokio::time::timeout(std::time::Duration::from_secs(1), stale).await.unwrap();
     }
 
     #[test]
@@ -173,7 +209,7 @@ mod tests {
         let hub = Hub::default();
         assert_eq!(hub.take_changed(), None, "at first: look at everything");
         assert_eq!(hub.take_changed(), Some(vec![]));
-        hub.publish(3);
+        hub.publish(3, 1);
         hub.touch(3);
         assert_eq!(hub.take_changed(), Some(vec![3]));
         assert_eq!(hub.take_changed(), Some(vec![]));

@@ -334,7 +334,8 @@ impl Nms {
         };
         let duration = granted(input.duration);
         let max = self.limits.max_subscriptions_per_box;
-        self.meta
+        let created = self
+            .meta
             .create_subscription(
                 &Subscription {
                     id: 0,
@@ -362,9 +363,10 @@ impl Nms {
                 what: "live subscriptions per box".into(),
                 key: "limits.max_subscriptions_per_box",
                 limit: u64::from(max),
-            })
-            // Its changes since a restart token may be pending at once: wake the box's polls.
-            .inspect(|_| self.hub.publish(b.id))
+            })?;
+        // Its changes since a restart token may be pending at once: wake the box's polls.
+        self.announce(b).await?;
+        Ok(created)
     }
 
     /// A live subscription of `principal` on box `b` (404 `uri` otherwise).
@@ -406,7 +408,7 @@ impl Nms {
         self.meta.update_subscription(&s, position).await?;
         if position {
             // Replay restarts from the token: its changes may be pending at once.
-            self.hub.publish(b.id);
+            self.announce(b).await?;
         }
         if !position {
             // The position may have moved since it was read: answer it as it stands.

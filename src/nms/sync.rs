@@ -171,7 +171,7 @@ impl Nms {
                 loop {
                     let (n, released) = self.meta.expire_objects(&b, before, keep, now_ms(), 1000).await?;
                     if n > 0 {
-                        self.hub.publish(b.id);
+                        self.announce(&b).await?;
                     }
                     self.blobs.release(&released.blob_keys).await;
                     total += n;
@@ -184,11 +184,18 @@ impl Nms {
         Ok(total)
     }
 
+    /// Tell the hub box `b` changed (after the commit), with the modseq it is at now.
+    pub async fn announce(&self, b: &BoxRow) -> Result<()> {
+        let (modseq, _, _) = self.meta.sync_state(b).await?;
+        self.hub.publish(b.id, modseq);
+        Ok(())
+    }
+
     /// Empty box `b` and give it a new validity: every restart token of it now replays as
     /// `resetBox`. Blobs nothing references any more are removed.
     pub async fn reset_box(&self, b: &BoxRow) -> Result<BoxRow> {
         let (now, released) = self.meta.reset_box(b).await?;
-        self.hub.publish(b.id);
+        self.hub.publish(b.id, now.modseq);
         self.blobs.release(&released.blob_keys).await;
         Ok(now)
     }
