@@ -203,6 +203,15 @@ pub struct LimitSettings {
     pub max_part_bytes: u64,
     /// Most payload parts one object may have (403 above it).
     pub max_parts_per_object: u32,
+    /// Largest head (the header lines) of one MIME part of a deposit: outer, nested and CPIM
+    /// parts alike (400 above it). A CPIM head is bounded by the smaller of this and 64 KiB.
+    pub max_part_head_bytes: usize,
+    /// Deepest folder below the root (the root's children are at depth 1): creating, moving
+    /// or copying a folder deeper is refused (403).
+    pub max_folder_depth: u32,
+    /// Longest folder path in bytes (`/a/b`, the root being ``): creating, renaming, moving
+    /// or copying a folder to a longer path is refused (403).
+    pub max_folder_path_bytes: u32,
     /// Most criteria one search or subscription filter may hold, nested groups included
     /// (403 above it).
     pub max_search_criteria: u32,
@@ -395,6 +404,9 @@ impl Default for LimitSettings {
             max_json_bytes: 1024 * 1024,
             max_part_bytes: 0,
             max_parts_per_object: 100,
+            max_part_head_bytes: 16 * 1024,
+            max_folder_depth: 32,
+            max_folder_path_bytes: 1024,
             max_search_criteria: 64,
             max_subscriptions_per_box: 100,
             max_channels_per_principal: 100,

@@ -17,8 +17,8 @@ use crate::blob::PayloadStore;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::nms::{Nms, TokenKey};
-use crate::store::MetaStore;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{FolderLimits, MetaStore};
 
 /// Open the metadata store named by the configuration and apply migrations.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn MetaStore>> {
@@ -26,7 +26,7 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn MetaStore>> {
         .map_err(|e| Error::internal(format!("data dir {}: {e}", settings.data_dir.display())))?;
     let url = settings.database_url();
     let store: Arc<dyn MetaStore> = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::connect(&url).await?)
+        Arc::new(SqliteStore::connect(&url).await?.with_folder_limits(FolderLimits::of(&settings.limits)))
     } else {
         return Err(Error::internal(format!(
             "unsupported database URL scheme in {:?}: this build supports sqlite:// only",

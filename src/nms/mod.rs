@@ -206,11 +206,25 @@ pub fn validate_path(path: &str) -> Result<String> {
     Ok(path.to_string())
 }
 
+/// The one check of a folder name, wherever a folder comes into being (created, renamed,
+/// or made on the way by a deposit's `parentFolderPath`): not empty, no `/`, no control
+/// character, at most 255 bytes.
 fn validate_name(name: &str) -> Result<()> {
     if name.is_empty() || name.contains('/') || name.chars().any(char::is_control) || name.len() > 255 {
         return Err(Error::invalid("name"));
     }
     Ok(())
+}
+
+/// A path whose missing folders a request may create: a valid path whose every segment is
+/// a valid folder name and whose shape fits the folder limits (checked before any write).
+fn validate_new_path(path: &str, limits: FolderLimits) -> Result<String> {
+    let path = validate_path(path)?;
+    if path.split('/').skip(1).any(|seg| validate_name(seg).is_err()) {
+        return Err(Error::invalid("parentFolderPath (a folder name is empty, too long or holds a control character)"));
+    }
+    limits.check(&path)?;
+    Ok(path)
 }
 
 fn validate_attributes(attrs: &[Attribute]) -> Result<()> {
@@ -556,7 +570,9 @@ impl Nms {
         }
         let mut parent = match input.parent {
             Parent::Folder(id) => ParentRef::Id(id),
-            Parent::Path(p) => ParentRef::Path { path: validate_path(&p)?, create_missing: true },
+            Parent::Path(p) => {
+                ParentRef::Path { path: validate_new_path(&p, FolderLimits::of(&self.limits))?, create_missing: true }
+            }
             Parent::Unspecified => ParentRef::Root,
         };
         let placed = matches!(parent, ParentRef::Root) && self.cpm.placement;

@@ -11,7 +11,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A box: one (store, address) pair with its change counter.
 #[derive(Clone, Debug)]
@@ -56,6 +56,53 @@ pub enum ParentRef {
     Path { path: String, create_missing: bool },
     /// The box's root folder.
     Root,
+}
+
+/// The shape a folder path may have: at most `max_depth` segments and `max_path_bytes`
+/// bytes (0: no bound). Engines check every path they compute (a new folder, a renamed or
+/// moved subtree), inside the write, so a refused change leaves nothing behind; the domain
+/// checks the paths a request names before any write.
+///
+/// Each folder row stores its path and its ancestry (one id per level), so a folder costs
+/// storage in proportion to its depth; the bounds keep that cost, and the work one request
+/// can cause, constant per folder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FolderLimits {
+    pub max_depth: u32,
+    pub max_path_bytes: u32,
+}
+
+impl FolderLimits {
+    /// The configured limits.
+    pub fn of(limits: &crate::config::LimitSettings) -> Self {
+        Self { max_depth: limits.max_folder_depth, max_path_bytes: limits.max_folder_path_bytes }
+    }
+
+    /// A folder path (`/a/b`) is within the limits.
+    pub fn check(&self, path: &str) -> Result<()> {
+        let depth = path.bytes().filter(|&c| c == b'/').count() as u64;
+        self.check_extent(depth, path.len() as u64)
+    }
+
+    /// The deepest folder of a subtree (`depth` segments) and its longest path (`bytes`)
+    /// are within the limits.
+    pub fn check_extent(&self, depth: u64, bytes: u64) -> Result<()> {
+        if self.max_depth > 0 && depth > u64::from(self.max_depth) {
+            return Err(Error::LimitExceeded {
+                what: "folder depth".into(),
+                key: "limits.max_folder_depth",
+                limit: u64::from(self.max_depth),
+            });
+        }
+        if self.max_path_bytes > 0 && bytes > u64::from(self.max_path_bytes) {
+            return Err(Error::LimitExceeded {
+                what: "folder path bytes".into(),
+                key: "limits.max_folder_path_bytes",
+                limit: u64::from(self.max_path_bytes),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A folder to create.

@@ -34,6 +34,8 @@ pub struct SqliteStore {
     /// Writers of this process queue here (FIFO) instead of polling SQLite's file lock;
     /// other processes (the CLI) still meet the busy timeout.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Every folder path this store computes is checked against these, inside the write.
+    folder_limits: FolderLimits,
 }
 
 /// Internal view of a folder used while resolving parents.
@@ -60,7 +62,13 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
-        Ok(Self { pool, write_lock: Default::default() })
+        Ok(Self { pool, write_lock: Default::default(), folder_limits: FolderLimits::default() })
+    }
+
+    /// Bound the folder paths the store makes (none by default).
+    pub fn with_folder_limits(mut self, limits: FolderLimits) -> Self {
+        self.folder_limits = limits;
+        self
     }
 
     /// A write transaction (`BEGIN IMMEDIATE`), with this process's writer slot held.
@@ -111,10 +119,12 @@ async fn root_key(tx: &mut Tx<'_>, b: &BoxRow) -> Result<FolderKey> {
     .ok_or_else(|| Error::internal(format!("box {} has no root folder", b.address)))
 }
 
-/// Insert a folder row under `parent`, stamped with `seq`.
+/// Insert a folder row under `parent`, stamped with `seq`, if its path fits `limits`.
+#[allow(clippy::too_many_arguments)]
 async fn insert_folder(
     tx: &mut Tx<'_>,
     b: &BoxRow,
+    limits: FolderLimits,
     parent: &FolderKey,
     public_id: &str,
     name: &str,
@@ -122,6 +132,7 @@ async fn insert_folder(
     now_ms: i64,
 ) -> Result<FolderKey> {
     let path = format!("{}/{}", parent.path, name);
+    limits.check(&path)?;
     let res = sqlx::query(
         "INSERT INTO folders (box_id, public_id, parent_id, name, is_root, ancestry, path, created_at_ms, last_mod_seq) \
          VALUES (?, ?, ?, ?, 0, '', ?, ?, ?) RETURNING id",
@@ -145,8 +156,35 @@ async fn insert_folder(
     Ok(FolderKey { id, public_id: public_id.to_string(), ancestry, path, is_root: false })
 }
 
-/// Find the folder a new item goes into, creating missing path folders when asked.
-async fn resolve_parent(tx: &mut Tx<'_>, b: &BoxRow, parent: &ParentRef, seq: i64, now_ms: i64) -> Result<FolderKey> {
+/// The deepest level (segments) and the longest path (bytes) of the subtree whose
+/// ancestry starts with `ancestry`, checked against `limits` (after a rename or a move
+/// rewrote its paths; an error rolls the write back).
+async fn check_subtree(tx: &mut Tx<'_>, b: &BoxRow, limits: FolderLimits, ancestry: &str) -> Result<()> {
+    if limits == FolderLimits::default() {
+        return Ok(());
+    }
+    let (depth, bytes): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT max(length(path) - length(replace(path, '/', ''))), max(length(CAST(path AS BLOB))) \
+         FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ?",
+    )
+    .bind(b.id)
+    .bind(ancestry)
+    .bind(ancestry_end(ancestry))
+    .fetch_one(&mut **tx)
+    .await?;
+    limits.check_extent(depth.unwrap_or(0).max(0) as u64, bytes.unwrap_or(0).max(0) as u64)
+}
+
+/// Find the folder a new item goes into, creating missing path folders (within `limits`)
+/// when asked.
+async fn resolve_parent(
+    tx: &mut Tx<'_>,
+    b: &BoxRow,
+    limits: FolderLimits,
+    parent: &ParentRef,
+    seq: i64,
+    now_ms: i64,
+) -> Result<FolderKey> {
     match parent {
         ParentRef::Root => root_key(tx, b).await,
         ParentRef::Id(id) => {
@@ -164,7 +202,7 @@ async fn resolve_parent(tx: &mut Tx<'_>, b: &BoxRow, parent: &ParentRef, seq: i6
                 .await?;
                 cur = match next {
                     Some(f) => f,
-                    None if *create_missing => insert_folder(tx, b, &cur, &new_id(), seg, seq, now_ms).await?,
+                    None if *create_missing => insert_folder(tx, b, limits, &cur, &new_id(), seg, seq, now_ms).await?,
                     None => return Err(Error::invalid(format!("parentFolderPath {path}"))),
                 };
             }
@@ -275,8 +313,8 @@ async fn stamp(tx: &mut Tx<'_>, t: FlagTarget<'_>, owner: i64, seq: i64) -> Resu
 
 /// Insert a new object (parent resolved, attributes, flags, parts, searchable text) stamped
 /// with `seq`.
-async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, o: NewObject, seq: i64) -> Result<Object> {
-    let folder = resolve_parent(tx, b, &o.parent, seq, o.now_ms).await?;
+async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, limits: FolderLimits, o: NewObject, seq: i64) -> Result<Object> {
+    let folder = resolve_parent(tx, b, limits, &o.parent, seq, o.now_ms).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO objects (box_id, public_id, folder_id, stored_at_ms, correlation_id, correlation_tag, \
          payload_type, last_mod_seq, creation_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -600,6 +638,7 @@ async fn copy_object(tx: &mut Tx<'_>, source: i64, folder: i64, seq: i64, now_ms
 async fn copy_folder(
     tx: &mut Tx<'_>,
     b: &BoxRow,
+    limits: FolderLimits,
     source: &FolderKey,
     target: &FolderKey,
     seq: i64,
@@ -626,7 +665,7 @@ async fn copy_folder(
                 None => return Err(Error::internal(format!("folder {old_id} copied before its parent"))),
             }
         };
-        let copy = insert_folder(tx, b, &parent, &new_id(), &name, seq, now_ms).await?;
+        let copy = insert_folder(tx, b, limits, &parent, &new_id(), &name, seq, now_ms).await?;
         for stmt in [
             "INSERT INTO folder_attributes (folder_id, name_lc, name, position, value) \
              SELECT ?1, name_lc, name, position, value FROM folder_attributes WHERE folder_id = ?2",
@@ -1037,12 +1076,12 @@ impl MetaStore for SqliteStore {
     async fn create_folder(&self, b: &BoxRow, f: NewFolder) -> Result<Folder> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
-        let parent = resolve_parent(&mut tx, b, &f.parent, seq, f.now_ms).await?;
+        let parent = resolve_parent(&mut tx, b, self.folder_limits, &f.parent, seq, f.now_ms).await?;
         let name = match f.name {
             Some(n) => n,
             None => f.public_id.clone(),
         };
-        let key = insert_folder(&mut tx, b, &parent, &f.public_id, &name, seq, f.now_ms).await?;
+        let key = insert_folder(&mut tx, b, self.folder_limits, &parent, &f.public_id, &name, seq, f.now_ms).await?;
         insert_attributes(&mut tx, "folder_attributes", key.id, b, &f.attributes).await?;
         tx.commit().await?;
         Ok(Folder {
@@ -1094,6 +1133,7 @@ impl MetaStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
+            check_subtree(&mut tx, b, self.folder_limits, &key.ancestry).await?;
             tx.commit().await?;
         } else {
             tx.rollback().await?;
@@ -1245,7 +1285,7 @@ impl MetaStore for SqliteStore {
     async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Object> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
-        let created = insert_object(&mut tx, b, o, seq).await?;
+        let created = insert_object(&mut tx, b, self.folder_limits, o, seq).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -1331,7 +1371,7 @@ impl MetaStore for SqliteStore {
             };
             // Each object is all-or-nothing inside the one transaction.
             sqlx::query("SAVEPOINT bulk_item").execute(&mut *tx).await?;
-            match insert_object(&mut tx, b, o, seq).await {
+            match insert_object(&mut tx, b, self.folder_limits, o, seq).await {
                 Ok(created) => {
                     sqlx::query("RELEASE bulk_item").execute(&mut *tx).await?;
                     out.push(Ok(created));
@@ -1471,7 +1511,7 @@ impl MetaStore for SqliteStore {
                 }
             };
             sqlx::query("SAVEPOINT copy_item").execute(&mut *tx).await?;
-            match copy_folder(&mut tx, b, &source, &target, seq, now_ms).await {
+            match copy_folder(&mut tx, b, self.folder_limits, &source, &target, seq, now_ms).await {
                 Ok(copy) => {
                     sqlx::query("RELEASE copy_item").execute(&mut *tx).await?;
                     out.push(Relocated::Done { public_id: copy.public_id, path: copy.path });
@@ -1566,6 +1606,7 @@ impl MetaStore for SqliteStore {
             .bind(ancestry_end(&source.ancestry))
             .execute(&mut *tx)
             .await?;
+            check_subtree(&mut tx, b, self.folder_limits, &new_ancestry).await?;
             changed = true;
             out.push(Relocated::Done { public_id: public_id.clone(), path: new_path });
         }

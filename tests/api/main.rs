@@ -9,6 +9,7 @@ mod conformance;
 mod cpm;
 mod fixtures;
 mod flags;
+mod folder_limits;
 mod folders;
 mod helpers;
 mod limits;
