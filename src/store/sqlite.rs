@@ -491,42 +491,102 @@ fn id_list(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// What the session-object rule needs of one object: its folder, lower-cased
+/// `Message-Context` and payload type, and its place in storage order. One primary-key
+/// lookup (plus the attribute's primary key), whatever the folder holds.
+fn session_facts_sql() -> String {
+    format!(
+        "SELECT o.folder_id, {} AS ctx, lower(coalesce(o.payload_type, '')) AS ty, o.stored_at_ms \
+         FROM objects o WHERE o.id = ?",
+        context_of("o")
+    )
+}
+
+/// Whether a group state object stored after (`stored_at_ms`, `id`) lies in the folder.
+/// Asked only about group state objects.
+fn later_group_state_sql() -> String {
+    format!(
+        "SELECT 1 FROM objects o2 WHERE o2.folder_id = ? AND o2.id <> ? \
+         AND (o2.stored_at_ms, o2.id) > (?, ?) AND {} = 'group-state-message' LIMIT 1",
+        context_of("o2")
+    )
+}
+
+/// Whether the folder holds an object that is not session metadata and that the request
+/// does not take out (`leaving`, an [`id_list`]). Asked only about session metadata objects,
+/// once per folder and request.
+fn folder_keeps_content_sql(leaving: &str) -> String {
+    format!(
+        "SELECT 1 FROM objects o WHERE o.folder_id = ? AND o.id NOT IN ({leaving}) AND NOT {} LIMIT 1",
+        session_metadata("o")
+    )
+}
+
 /// The CPM session-object rule (CPM binding 6.4.1.4, 6.4.1.5, 7.3.3.5): a session info
 /// object, the latest group state object or a conference info object stays in its folder
 /// (its session history folder: the binding keeps session objects in one) while messages,
-/// IMDNs or media objects remain there.
-/// `leaving`: the objects the same request removes or moves, as an [`id_list`] (they do not
-/// hold it back). Returns why the object may not leave, if it may not. Moving or deleting
-/// the whole folder is not subject to it.
-async fn session_rule(tx: &mut Tx<'_>, object_id: i64, leaving: &str) -> Result<Option<String>> {
-    let sql = format!(
-        "SELECT o.folder_id, {} AS ctx, lower(coalesce(o.payload_type, '')) AS ty, \
-         NOT EXISTS (SELECT 1 FROM objects o2 WHERE o2.folder_id = o.folder_id AND o2.id <> o.id \
-           AND (o2.stored_at_ms, o2.id) > (o.stored_at_ms, o.id) AND {} = 'group-state-message') AS latest \
-         FROM objects o WHERE o.id = ?",
-        context_of("o"),
-        context_of("o2")
-    );
-    let row: Option<(i64, Option<String>, String, bool)> =
-        sqlx::query_as(AssertSqlSafe(sql)).bind(object_id).fetch_optional(&mut **tx).await?;
-    let Some((folder, ctx, ty, latest)) = row else { return Ok(None) };
-    let kind = match ctx.as_deref() {
-        Some("session-info-message") => "session info object",
-        Some("group-state-message") if latest => "latest group state object",
-        _ if ty.starts_with("application/conference-info+xml") => "conference info object",
-        _ => return Ok(None),
-    };
-    let sql = format!(
-        "SELECT 1 FROM objects o WHERE o.folder_id = ? AND o.id NOT IN ({leaving}) AND NOT {} LIMIT 1",
-        session_metadata("o")
-    );
-    let blocked: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql)).bind(folder).fetch_optional(&mut **tx).await?;
-    Ok(blocked.map(|_| {
-        format!(
-            "CPM session rule: the {kind} stays in its session history folder while messages, IMDNs or media \
-             of the session remain there (CPM binding 6.4.1.4); move or delete the whole folder"
-        )
-    }))
+/// IMDNs or media objects remain there. Moving or deleting the whole folder is not subject
+/// to it.
+///
+/// One rule per request: `leaving` are the objects the same request removes or moves
+/// (they do not hold a session object back). An ordinary message costs one indexed lookup;
+/// only session metadata objects probe their folder, and each folder is probed once per
+/// request.
+struct SessionRule {
+    leaving: String,
+    /// Per folder: whether content outside `leaving` remains there.
+    keeps_content: std::collections::HashMap<i64, bool>,
+    /// Folder probes made (each folder at most once).
+    probes: usize,
+}
+
+impl SessionRule {
+    fn new(leaving: &[i64]) -> Self {
+        Self { leaving: id_list(leaving), keeps_content: Default::default(), probes: 0 }
+    }
+
+    /// Why the object may not leave its folder, if it may not.
+    async fn refusal(&mut self, tx: &mut Tx<'_>, object_id: i64) -> Result<Option<String>> {
+        let row: Option<(i64, Option<String>, String, i64)> =
+            sqlx::query_as(AssertSqlSafe(session_facts_sql())).bind(object_id).fetch_optional(&mut **tx).await?;
+        let Some((folder, ctx, ty, stored_at)) = row else { return Ok(None) };
+        let kind = match ctx.as_deref() {
+            Some("session-info-message") => "session info object",
+            Some("group-state-message") => {
+                let later: Option<i64> = sqlx::query_scalar(AssertSqlSafe(later_group_state_sql()))
+                    .bind(folder)
+                    .bind(object_id)
+                    .bind(stored_at)
+                    .bind(object_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                if later.is_some() {
+                    return Ok(None);
+                }
+                "latest group state object"
+            }
+            _ if ty.starts_with("application/conference-info+xml") => "conference info object",
+            _ => return Ok(None),
+        };
+        let blocked = match self.keeps_content.get(&folder) {
+            Some(b) => *b,
+            None => {
+                self.probes += 1;
+                let found: Option<i64> = sqlx::query_scalar(AssertSqlSafe(folder_keeps_content_sql(&self.leaving)))
+                    .bind(folder)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                self.keeps_content.insert(folder, found.is_some());
+                found.is_some()
+            }
+        };
+        Ok(blocked.then(|| {
+            format!(
+                "CPM session rule: the {kind} stays in its session history folder while messages, IMDNs or media \
+                 of the session remain there (CPM binding 6.4.1.4); move or delete the whole folder"
+            )
+        }))
+    }
 }
 
 /// Remove an object and the IMDN objects about it (CPM binding 7.3.3.5/7.3.3.6: those
@@ -1305,7 +1365,7 @@ impl MetaStore for SqliteStore {
             tx.rollback().await?;
             return Ok(None);
         };
-        if let Some(reason) = session_rule(&mut tx, row.id, &row.id.to_string()).await? {
+        if let Some(reason) = SessionRule::new(&[row.id]).refusal(&mut tx, row.id).await? {
             tx.rollback().await?;
             return Err(Error::Forbidden { reason });
         }
@@ -1462,13 +1522,13 @@ impl MetaStore for SqliteStore {
             .filter_map(|(_, row, imdns)| row.as_ref().map(|r| (r.id, imdns)))
             .flat_map(|(id, imdns)| std::iter::once(id).chain(imdns.iter().map(|(i, _)| *i)))
             .collect();
-        let leaving = id_list(&leaving);
+        let mut rule = SessionRule::new(&leaving);
         for (public_id, row, imdns) in rows {
             let Some(row) = row else {
                 out.push(BulkItem { public_id, outcome: None, refusal: None });
                 continue;
             };
-            if let Some(reason) = session_rule(&mut tx, row.id, &leaving).await? {
+            if let Some(reason) = rule.refusal(&mut tx, row.id).await? {
                 out.push(BulkItem { public_id, outcome: None, refusal: Some(reason) });
                 continue;
             }
@@ -1621,14 +1681,14 @@ impl MetaStore for SqliteStore {
                     .await?,
             );
         }
-        let leaving = id_list(&found.iter().flatten().map(|(id, _)| *id).collect::<Vec<_>>());
+        let mut rule = SessionRule::new(&found.iter().flatten().map(|(id, _)| *id).collect::<Vec<_>>());
         for (public_id, row) in sources.objects.iter().zip(found) {
             let Some((id, folder)) = row else {
                 out.push(Relocated::NoSource);
                 continue;
             };
             if folder != target.id
-                && let Some(reason) = session_rule(&mut tx, id, &leaving).await?
+                && let Some(reason) = rule.refusal(&mut tx, id).await?
             {
                 out.push(Relocated::Refused { reason });
                 continue;
@@ -2109,5 +2169,92 @@ impl MetaStore for SqliteStore {
             sqlx::query("DELETE FROM blob_deleting WHERE started_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(pins.rows_affected() + marks.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore, BoxRow) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("nms.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let b = store.provision_box("base", "tel:+1", "root", 1).await.unwrap();
+        (dir, store, b)
+    }
+
+    fn object(path: &str, context: &str) -> NewObject {
+        NewObject {
+            public_id: new_id(),
+            parent: ParentRef::Path { path: path.into(), create_missing: true },
+            attributes: vec![Attribute { name: "Message-Context".into(), values: vec![context.into()] }],
+            flags: Vec::new(),
+            correlation_id: None,
+            correlation_tag: None,
+            payload_type: None,
+            parts: Vec::new(),
+            text: String::new(),
+            now_ms: 1,
+        }
+    }
+
+    /// The plan SQLite chooses for `sql`, one line per step.
+    async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .bind(1)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        rows.into_iter().map(|r| r.3).collect()
+    }
+
+    /// Deleting or moving an ordinary message asks one row by primary key (and its
+    /// Message-Context by the attributes' primary key), never its folder: its cost does not
+    /// grow with the folder.
+    #[tokio::test]
+    async fn the_session_rule_reads_one_row_for_an_ordinary_object() {
+        let (_dir, store, _) = store().await;
+        let steps = plan(&store, &session_facts_sql()).await;
+        assert!(!steps.is_empty());
+        for step in steps.iter().filter(|s| s.starts_with("SEARCH") || s.starts_with("SCAN")) {
+            let by_key = step.contains("INTEGER PRIMARY KEY") || step.contains("sqlite_autoindex_object_attributes_1");
+            assert!(by_key, "every lookup is by a primary key: {steps:?}");
+            assert!(!step.contains("folder"), "no folder probe: {steps:?}");
+        }
+    }
+
+    /// A bulk delete of many session objects of one folder probes that folder once; ordinary
+    /// messages never probe it.
+    #[tokio::test]
+    async fn a_bulk_request_probes_each_folder_once() {
+        let (_dir, store, b) = store().await;
+        let mut infos = Vec::new();
+        for _ in 0..50 {
+            infos.push(store.create_object(&b, object("/s", "session-info-message")).await.unwrap().id);
+        }
+        let chat = store.create_object(&b, object("/s", "chat-message")).await.unwrap().id;
+        let mut tx = store.pool.begin().await.unwrap();
+
+        let mut rule = SessionRule::new(&infos);
+        for id in &infos {
+            let refusal = rule.refusal(&mut tx, *id).await.unwrap();
+            assert!(refusal.is_some(), "the chat message stays, so the session objects do");
+        }
+        assert_eq!(rule.probes, 1);
+
+        let mut rule = SessionRule::new(&[chat]);
+        assert!(rule.refusal(&mut tx, chat).await.unwrap().is_none());
+        assert_eq!(rule.probes, 0, "an ordinary message never probes its folder");
+
+        let everything: Vec<i64> = infos.iter().copied().chain([chat]).collect();
+        let mut rule = SessionRule::new(&everything);
+        for id in &infos {
+            assert!(rule.refusal(&mut tx, *id).await.unwrap().is_none(), "all leave together");
+        }
+        assert_eq!(rule.probes, 1);
     }
 }
