@@ -203,8 +203,8 @@ pub struct LimitSettings {
     pub max_part_bytes: u64,
     /// Most payload parts one object may have (403 above it).
     pub max_parts_per_object: u32,
-    /// Largest head (the header lines) of one MIME part of a deposit: outer, nested and CPIM
-    /// parts alike (400 above it). A CPIM head is bounded by the smaller of this and 64 KiB.
+    /// Largest head (the header lines) of one MIME part of a deposit, outer and nested parts
+    /// alike (400 above it); a CPIM message's head has its own bound (64 KiB).
     pub max_part_head_bytes: usize,
     /// Deepest folder below the root (the root's children are at depth 1): creating, moving
     /// or copying a folder deeper is refused (403).

@@ -11,6 +11,7 @@ pub mod error;
 pub mod hub;
 pub mod ids;
 pub mod limits;
+pub mod multipart;
 pub mod nms;
 pub mod startup;
 pub mod store;

@@ -1,5 +1,6 @@
 //! A 20 MiB payload part round-trips byte-exact through object storage while the process's
-//! peak memory grows far less than the payload: uploads and downloads stream.
+//! peak memory grows far less than the payload: uploads and downloads stream; and a huge
+//! header inside a nested part is refused without being held.
 //!
 //! Its own test binary, so no other test shares the process whose peak RSS is measured.
 
@@ -123,4 +124,37 @@ async fn twenty_mib_part_streams_through_object_storage() {
     assert!(before >= 2);
     assert_eq!(app.delete(&url).await.status(), 204);
     assert_eq!(app.blob_files().len(), before - 1);
+
+    huge_nested_header_is_not_held(&app).await;
+}
+
+/// A 48 MiB header line inside a nested multipart part is refused after
+/// `limits.max_part_head_bytes`, without the process holding it (it once cost 111 MiB).
+/// Run after the round trip, in the same test, so the peak measured is this request's.
+async fn huge_nested_header_is_not_held(app: &TestApp) {
+    const HUGE: usize = 48 * 1024 * 1024;
+    let rss_before = status_kib("VmRSS:");
+    std::fs::write("/proc/self/clear_refs", "5").expect("clear_refs");
+    let head = "--o\r\nContent-Disposition: form-data; name=\"root-fields\"\r\nContent-Type: application/json\r\n\r\n{\"object\":{}}\r\n\
+         --o\r\nContent-Disposition: form-data; name=\"attachments\"\r\nContent-Type: multipart/mixed; boundary=i\r\n\r\n\
+         --i\r\nContent-Type: text/plain\r\nX-Huge: "
+        .to_string();
+    let filler = futures_util::stream::iter(0..HUGE / CHUNK).map(|_| Ok::<_, std::io::Error>(vec![b'h'; CHUNK]));
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(head.into_bytes()) })
+        .chain(filler)
+        .chain(futures_util::stream::once(async { Ok(b"\r\n\r\nx\r\n--i--\r\n--o--\r\n".to_vec()) }));
+    let res = app
+        .req(Method::POST, &format!("{}/objects", app.base(ALICE)))
+        .header("Content-Type", "multipart/form-data; boundary=o")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    // The server may answer before the client finished sending; either way no 201.
+    if let Ok(res) = res {
+        assert_eq!(res.status(), 400);
+    }
+    let peak = status_kib("VmHWM:");
+    let growth_mib = peak.saturating_sub(rss_before) as f64 / 1024.0;
+    eprintln!("peak RSS growth during a 48 MiB nested header: {growth_mib:.1} MiB");
+    assert!(growth_mib < 8.0, "peak RSS grew by {growth_mib:.1} MiB for a 48 MiB header");
 }

@@ -158,9 +158,7 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
     let items = match media_type(&req) {
-        Some(m) if m.type_() == mime::MULTIPART && m.subtype() == mime::FORM_DATA => {
-            multipart::read_bulk_deposit(&req, payload, &state).await?
-        }
+        Some(m) if multipart::is_deposit(&m) => multipart::read_bulk_deposit(&req, payload, &state).await?,
         _ => {
             let env: ObjectListEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "objectList").await?;
             env.object_list.object.into_iter().map(|o| (o, state.nms.begin_deposit())).collect()

@@ -72,9 +72,7 @@ pub async fn create(
 ) -> Result<HttpResponse> {
     let mt = media_type(&req);
     let (input, deposit) = match mt {
-        Some(m) if m.type_() == mime::MULTIPART && m.subtype() == mime::FORM_DATA => {
-            multipart::read_deposit(&req, payload, &state).await?
-        }
+        Some(m) if multipart::is_deposit(&m) => multipart::read_deposit(&req, payload, &state).await?,
         _ => {
             let env: ObjectEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "object").await?;
             (env.object, state.nms.begin_deposit())

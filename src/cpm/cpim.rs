@@ -59,17 +59,15 @@ fn blank_line_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// The header fields of one block, folded lines unfolded (RFC 5322 2.2.3, which CPIM
+/// headers follow), by the one MIME header reader.
 fn header_lines(block: &str) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for line in block.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()) {
-        let (name, value) = line.split_once(':').ok_or_else(|| Error::invalid(format!("CPIM header line {line:?}")))?;
-        let name = name.trim();
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return Err(Error::invalid(format!("CPIM header line {line:?}")));
-        }
-        out.push((name.to_string(), value.strip_prefix(' ').unwrap_or(value).trim_end().to_string()));
-    }
-    Ok(out)
+    let fields = crate::multipart::header_fields(block)
+        .map_err(|line| Error::invalid(format!("CPIM header line {:?}", line.chars().take(64).collect::<String>())))?;
+    Ok(fields
+        .into_iter()
+        .map(|(name, value)| (name, value.strip_prefix(' ').unwrap_or(&value).trim_end().to_string()))
+        .collect())
 }
 
 /// Parse a head found by [`head_len`].

@@ -14,6 +14,7 @@ mod folders;
 mod helpers;
 mod limits;
 mod mirror;
+mod multipart_input;
 mod notify;
 mod objects;
 mod paths;
