@@ -301,8 +301,9 @@ async fn read_cpim(mut body: impl Body, deposit: &mut Deposit, limits: &PartLimi
     }
     let too_long = || Error::invalid(format!("CPIM headers (longer than {} KiB)", cpim::MAX_HEAD / 1024));
     let mut buf = BytesMut::new();
+    let mut scanner = cpim::HeadScanner::default();
     let end = loop {
-        if let Some(n) = cpim::head_len(&buf) {
+        if let Some(n) = scanner.end(&buf) {
             break n;
         }
         if buf.len() > cpim::MAX_HEAD {

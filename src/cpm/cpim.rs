@@ -38,8 +38,37 @@ pub struct CpimHead {
 /// Where the head ends (the byte after the blank line closing the encapsulated MIME
 /// headers), once `buf` holds it. Lines may end in CRLF or LF.
 pub fn head_len(buf: &[u8]) -> Option<usize> {
-    let first = blank_line_end(buf, 0)?;
-    blank_line_end(buf, first)
+    HeadScanner::default().end(buf)
+}
+
+/// [`head_len`] over a buffer that grows as a head arrives: each call looks only at the
+/// bytes added since the last, so a head delivered a byte at a time costs linear time.
+#[derive(Clone, Debug, Default)]
+pub struct HeadScanner {
+    line_start: usize,
+    pos: usize,
+    blank_lines: u8,
+}
+
+impl HeadScanner {
+    /// The end of the head in `buf` (the same buffer, grown since the last call), once
+    /// it holds it.
+    pub fn end(&mut self, buf: &[u8]) -> Option<usize> {
+        while self.pos < buf.len() {
+            if buf[self.pos] == b'\n' {
+                let line = &buf[self.line_start..self.pos];
+                self.line_start = self.pos + 1;
+                if line.is_empty() || line == b"\r" {
+                    self.blank_lines += 1;
+                    if self.blank_lines == 2 {
+                        return Some(self.pos + 1);
+                    }
+                }
+            }
+            self.pos += 1;
+        }
+        None
+    }
 }
 
 /// The end of the first empty line at or after `from` (the line break ending it included).
@@ -225,6 +254,19 @@ mod tests {
 
     fn attr<'a>(attrs: &'a [Attribute], name: &str) -> Vec<&'a str> {
         attrs.iter().filter(|a| a.name == name).flat_map(|a| a.values.iter().map(String::as_str)).collect()
+    }
+
+    /// A head that arrives a byte at a time is found where the whole buffer finds it, each
+    /// byte looked at once.
+    #[test]
+    fn the_head_scanner_is_incremental() {
+        let whole = head_len(APPENDIX_C.as_bytes());
+        assert!(whole.is_some());
+        let mut scanner = HeadScanner::default();
+        let bytes = APPENDIX_C.as_bytes();
+        let found = (1..=bytes.len()).find_map(|n| scanner.end(&bytes[..n]));
+        assert_eq!(found, whole);
+        assert_eq!(scanner.pos + 1, whole.unwrap());
     }
 
     #[test]
