@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpMessage, HttpServer, web};
+use object_store::ObjectStore;
 
 use crate::api::{self, AppState};
 use crate::auth::Authenticator;
@@ -68,8 +69,17 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 
 /// The domain service over the configured stores.
 pub async fn build_nms(settings: &Settings) -> Result<Nms> {
+    build_nms_over(settings, None).await
+}
+
+/// The domain service over the configured metadata store and `blobs`, or the configured
+/// blob store.
+async fn build_nms_over(settings: &Settings, blobs: Option<Arc<dyn ObjectStore>>) -> Result<Nms> {
     let meta = open_store(settings).await?;
-    let blobs = PayloadStore::from_settings(settings, meta.clone())?;
+    let blobs = match blobs {
+        Some(store) => PayloadStore::with_store(store, meta.clone(), settings)?,
+        None => PayloadStore::from_settings(settings, meta.clone())?,
+    };
     Ok(Nms::new(meta, blobs, settings.nms.clone(), settings.sync.clone(), token_key(settings)?)
         .with_cpm(settings.cpm.clone())
         .with_limits(settings.limits.clone()))
@@ -88,12 +98,24 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self> {
+        Self::build_over(settings, None).await
+    }
+
+    /// Build over this blob store instead of the one `storage.blob_url` names, everything
+    /// else as configured. Tests use it to put faults between the server and its storage
+    /// (a wrapper around `LocalFileSystem` or `InMemory` that fails some calls). The store
+    /// is handled as one that is not local disk (see `PayloadStore::with_store`).
+    pub async fn build_with_blobs(settings: Settings, blobs: Arc<dyn ObjectStore>) -> Result<Self> {
+        Self::build_over(settings, Some(blobs)).await
+    }
+
+    async fn build_over(settings: Settings, blobs: Option<Arc<dyn ObjectStore>>) -> Result<Self> {
         let tls = match (&settings.server.tls_cert, &settings.server.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
             (None, None) => None,
             _ => return Err(Error::internal("server.tls_cert and server.tls_key must be given together")),
         };
-        let nms = build_nms(&settings).await?;
+        let nms = build_nms_over(&settings, blobs).await?;
         let listener = TcpListener::bind(&settings.server.listen)
             .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.server.listen)))?;
         let addr = listener.local_addr().map_err(Error::internal)?;
