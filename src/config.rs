@@ -105,7 +105,9 @@ pub struct StorageSettings {
     pub write_buffer_bytes: usize,
     /// How often the orphan-blob sweep runs, in seconds.
     pub sweep_interval_secs: u64,
-    /// Unreferenced blobs younger than this are left alone by the sweep (uploads in flight).
+    /// Unreferenced blobs, pins and temporaries younger than this are left alone by the
+    /// sweep (uploads in flight); temporaries of processes that are gone are removed at once
+    /// on local disk.
     pub blob_grace_secs: u64,
 }
 

@@ -1,7 +1,8 @@
-//! Building the application: open the metadata store (migrating it), the blob store, the
-//! token key; bind the listener (port 0 allowed; HTTPS when `server.tls_cert` and
-//! `server.tls_key` are set) and expose the port, so tests run the real server; start the
-//! background blob sweep, housekeeping (expiry, tombstone pruning) and webhook delivery.
+//! Building the application: open the metadata store (migrating it), the blob store (and
+//! remove the temporaries crashed processes left in it), the token key; bind the listener
+//! (port 0 allowed; HTTPS when `server.tls_cert` and `server.tls_key` are set) and expose
+//! the port, so tests run the real server; start the background blob sweep, housekeeping
+//! (expiry, tombstone pruning) and webhook delivery.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -116,6 +117,13 @@ impl Application {
             _ => return Err(Error::internal("server.tls_cert and server.tls_key must be given together")),
         };
         let nms = build_nms_over(&settings, blobs).await?;
+        // Temporaries a crashed process left behind go now, not after the grace period.
+        let grace = Duration::from_secs(settings.storage.blob_grace_secs);
+        match nms.blobs.sweep_temporaries(grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(temporaries = n, "removed temporaries left by processes that are gone"),
+            Err(e) => tracing::warn!(error = %e, "removing leftover temporaries failed; the sweep retries"),
+        }
         let listener = TcpListener::bind(&settings.server.listen)
             .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.server.listen)))?;
         let addr = listener.local_addr().map_err(Error::internal)?;
@@ -175,7 +183,7 @@ impl Application {
             nms,
             auth,
             sweep_every: Duration::from_secs(settings.storage.sweep_interval_secs.max(1)),
-            grace: Duration::from_secs(settings.storage.blob_grace_secs),
+            grace,
         })
     }
 

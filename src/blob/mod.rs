@@ -2,9 +2,10 @@
 //! object storage under content-hash keys.
 //!
 //! A part is streamed: its first `inline_max` bytes are buffered; if it ends there it is
-//! stored inline, otherwise the buffer and the rest stream into a temporary object while a
-//! SHA-256 runs over them. At the end the temporary object is renamed to
-//! `blobs/{hh}/{sha256}`, so a retried upload lands on the same key and copies can share it.
+//! stored inline, otherwise the buffer and the rest stream into a temporary object
+//! (`tmp/{instance}/{id}`, see [`temp`]) while a SHA-256 runs over them. At the end the
+//! temporary object is renamed to `blobs/{hh}/{sha256}`, so a retried upload lands on the
+//! same key and copies can share it.
 //!
 //! Nothing acknowledged is lost and nothing unreferenced lives forever:
 //! - before the rename, the upload *pins* the key in the metadata store; garbage collection
@@ -17,8 +18,9 @@
 //!   it is aborted after a shutdown or polled again after a failed start, so a writer is
 //!   aborted only before its shutdown and never used after a failure;
 //! - deleting an object removes metadata first, then its no-longer-referenced blobs;
-//! - a periodic sweep removes unreferenced blobs and temporary objects older than a grace
-//!   period (left behind by a crash).
+//! - a periodic sweep removes unreferenced blobs older than a grace period, and the
+//!   temporaries of processes that are gone (at once on local disk, else after the grace
+//!   period), which a crash leaves behind.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -39,6 +41,10 @@ use crate::error::{Error, Result};
 use crate::ids::{new_id, now_ms};
 use crate::store::{MetaStore, PartData};
 
+mod temp;
+
+use temp::LocalTemp;
+
 /// Write buffer on local disk.
 const LOCAL_WRITE_BUFFER: usize = 256 * 1024;
 /// Write buffer elsewhere: the S3 minimum part size.
@@ -54,6 +60,15 @@ pub struct PayloadStore {
     /// Bytes buffered before a streaming upload writes a chunk: small on local disk, the
     /// S3 minimum part size elsewhere.
     write_buffer: usize,
+    temp: Arc<Temporaries>,
+}
+
+/// Where this process's temporaries go.
+struct Temporaries {
+    /// `tmp/{instance}` under the store's prefix.
+    prefix: Path,
+    /// On local disk: the directory and the lock that says its process is alive.
+    local: Option<LocalTemp>,
 }
 
 /// Counts from one sweep run.
@@ -90,7 +105,7 @@ impl PayloadStore {
 
     /// Over a blob store the caller built (tests put faults between the server and its
     /// storage this way), with the settings' inline limit and write buffer. The store is
-    /// handled as one that is not local disk.
+    /// handled as one that is not local disk: no instance lock, temporaries swept by age.
     pub fn with_store(store: Arc<dyn ObjectStore>, meta: Arc<dyn MetaStore>, settings: &Settings) -> Result<Self> {
         Self::new(store, Path::default(), None, meta, settings)
     }
@@ -103,16 +118,30 @@ impl PayloadStore {
         meta: Arc<dyn MetaStore>,
         settings: &Settings,
     ) -> Result<Self> {
+        let instance = new_id();
+        let local = match &local_dir {
+            Some(dir) => {
+                let root = dir.join("tmp");
+                let claimed = LocalTemp::claim(&root, &instance)
+                    .map_err(|e| Error::internal(format!("temporary directory under {}: {e}", root.display())))?;
+                Some(claimed)
+            }
+            None => None,
+        };
         let write_buffer = match settings.storage.write_buffer_bytes {
-            0 if local_dir.is_some() => LOCAL_WRITE_BUFFER,
+            0 if local.is_some() => LOCAL_WRITE_BUFFER,
             0 => REMOTE_WRITE_BUFFER,
             n => n,
         };
-        Ok(Self { store, prefix, meta, inline_max: settings.storage.inline_max_bytes, write_buffer })
-    }
-
-    fn temp_path(&self, name: &str) -> Path {
-        self.prefix.clone().join("tmp").join(name)
+        let temp = Temporaries { prefix: prefix.clone().join("tmp").join(instance.as_str()), local };
+        Ok(Self {
+            store,
+            prefix,
+            meta,
+            inline_max: settings.storage.inline_max_bytes,
+            write_buffer,
+            temp: Arc::new(temp),
+        })
     }
 
     fn path(&self, key: &str) -> Path {
@@ -137,9 +166,19 @@ impl PayloadStore {
         }
     }
 
-    /// Remove a temporary object.
+    /// This process's directory of temporaries, when the store is local disk.
+    pub fn local_temp_dir(&self) -> Option<&std::path::Path> {
+        self.temp.local.as_ref().map(LocalTemp::dir)
+    }
+
+    /// Remove a temporary object and, on local disk, what object_store staged for it.
     async fn remove_temporary(&self, name: &str) {
-        self.store.delete(&self.temp_path(name)).await.ok();
+        self.store.delete(&self.temp.prefix.clone().join(name)).await.ok();
+        if self.temp.local.is_some() {
+            let temp = self.temp.clone();
+            let name = name.to_string();
+            tokio::task::spawn_blocking(move || temp.local.as_ref().map(|l| l.remove_leftovers(&name))).await.ok();
+        }
     }
 
     /// Give up on an upload that was never shut down, then remove its temporary.
@@ -191,22 +230,44 @@ impl PayloadStore {
         Ok(())
     }
 
-    /// Remove unreferenced blobs and stale temporaries older than `grace`.
+    /// Remove the temporaries no running process owns: on local disk, those of processes
+    /// that are gone at once and the rest once older than `grace`; on other stores, those
+    /// older than `grace` (an incomplete multipart upload is invisible there; see
+    /// docs/storage.md). Returns how many were removed.
+    pub async fn sweep_temporaries(&self, grace: Duration) -> Result<usize> {
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        if self.temp.local.is_some() {
+            let temp = self.temp.clone();
+            let cutoff = std::time::SystemTime::from(cutoff);
+            let swept = tokio::task::spawn_blocking(move || temp.local.as_ref().map(|l| l.sweep(cutoff)))
+                .await
+                .map_err(Error::internal)?;
+            return match swept {
+                Some(Ok(n)) => Ok(n),
+                Some(Err(e)) => Err(Error::internal(format!("sweeping temporaries: {e}"))),
+                None => Ok(0),
+            };
+        }
+        let mut removed = 0;
+        let mut tmp = self.store.list(Some(&self.prefix.clone().join("tmp")));
+        while let Some(meta) = tmp.next().await {
+            let meta = meta?;
+            if meta.last_modified < cutoff && self.store.delete(&meta.location).await.is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Remove unreferenced blobs and stale temporaries older than `grace`, and temporaries
+    /// of processes that are gone.
     pub async fn sweep(&self, grace: Duration) -> Result<SweepReport> {
         let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
         // Pins and deletion marks older than the grace period belong to requests or
         // collectors that died; an upload in flight is far younger.
         let stale_marks_dropped = self.meta.expire_blob_marks(cutoff.timestamp_millis()).await?;
-        let mut report = SweepReport { stale_marks_dropped, ..Default::default() };
-        let tmp_prefix = self.prefix.clone().join("tmp");
-        let mut tmp = self.store.list(Some(&tmp_prefix));
-        while let Some(meta) = tmp.next().await {
-            let meta = meta?;
-            if meta.last_modified < cutoff {
-                self.store.delete(&meta.location).await.ok();
-                report.temporaries_deleted += 1;
-            }
-        }
+        let temporaries_deleted = self.sweep_temporaries(grace).await?;
+        let mut report = SweepReport { stale_marks_dropped, temporaries_deleted, ..Default::default() };
         let blob_prefix = self.prefix.clone().join("blobs");
         let mut blobs = self.store.list(Some(&blob_prefix));
         while let Some(meta) = blobs.next().await {
@@ -246,7 +307,7 @@ pub struct PartWriter {
     head_max: usize,
 }
 
-/// A part streaming into its temporary object `tmp/{name}`.
+/// A part streaming into its temporary object `tmp/{instance}/{name}`.
 struct Upload {
     writer: BufWriter,
     name: String,
@@ -284,7 +345,7 @@ impl PartWriter {
         }
         // Spill: this part is too large to keep inline.
         let name = new_id();
-        let path = self.ps.temp_path(&name);
+        let path = self.ps.temp.prefix.clone().join(name.as_str());
         let mut writer = BufWriter::with_capacity(self.ps.store.clone(), path, self.ps.write_buffer);
         let buffered = std::mem::take(&mut self.buf);
         self.hasher.update(&buffered);
@@ -328,7 +389,7 @@ impl PartWriter {
             self.ps.remove_temporary(&upload.name).await;
             return Err(Error::blob_store(&e));
         }
-        let tmp = self.ps.temp_path(&upload.name);
+        let tmp = self.ps.temp.prefix.clone().join(upload.name.as_str());
         let hash = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let key = format!("blobs/{}/{}", &hash[..2], hash);
         // Pin first (waiting out a concurrent deletion of the same key), then publish.

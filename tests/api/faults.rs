@@ -392,8 +392,7 @@ async fn a_blob_directory_that_cannot_be_written_is_an_oma_error_and_leaves_noth
     let original = stored(&app, &kept).await;
     let target = app.create_folder(json!({"parentFolderPath": "/", "name": "copies"})).await;
     let before = snapshot(&app).await;
-    let temp = app.data.path().join("blobs/tmp");
-    std::fs::create_dir_all(&temp).unwrap();
+    let temp = app.nms.blobs.local_temp_dir().expect("local blob store").to_path_buf();
     for size in SIZES {
         let broken = NotADirectory::new(&temp);
         let (ct, body) = one_part_deposit(&content(size, 8));

@@ -134,13 +134,18 @@ impl TestApp {
         v["objectList"]["object"].as_array().map_or(0, Vec::len)
     }
 
-    /// Files currently under the blob directory (`blobs/..` and `tmp/..`).
+    /// Files currently under the blob directory (`blobs/..` and `tmp/..`), but for the lock
+    /// files that say which process owns a directory of temporaries.
     pub fn blob_files(&self) -> Vec<PathBuf> {
         fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
             if let Ok(rd) = std::fs::read_dir(dir) {
                 for e in rd.flatten() {
                     let p = e.path();
-                    if p.is_dir() { walk(&p, out) } else { out.push(p) }
+                    if p.is_dir() {
+                        walk(&p, out)
+                    } else if p.extension().is_none_or(|x| x != "lock") {
+                        out.push(p)
+                    }
                 }
             }
         }
