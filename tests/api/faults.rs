@@ -3,13 +3,15 @@
 //! that cannot take a write. Each deposit, single or bulk, gets an OMA error (507 when the
 //! disk is full), the server keeps serving, and nothing half-written is left: no object, no
 //! change of the box modseq, no blob, no temporary. A copy writes nothing to the blob store
-//! (copies share blobs) and succeeds while the store refuses writes.
+//! (copies share blobs) and succeeds while the store refuses writes. A client that goes away
+//! mid-upload leaves no upload and no temporary either.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -41,6 +43,7 @@ struct Faults {
     after_write: AtomicBool,
     /// Final writes that still succeed before the fault applies.
     spared: AtomicUsize,
+    multipart_starts: AtomicUsize,
     multipart_aborts: AtomicUsize,
 }
 
@@ -115,6 +118,7 @@ impl ObjectStore for FaultyStore {
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         let inner = self.inner.put_multipart_opts(location, opts).await?;
+        self.faults.multipart_starts.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(FaultyUpload { inner, faults: self.faults.clone() }))
     }
 
@@ -418,4 +422,39 @@ async fn a_blob_directory_that_cannot_be_written_is_an_oma_error_and_leaves_noth
     let c = content(700 * 1024, 11);
     let url = stored(&app, &c).await;
     assert_eq!(payload_sha(&app, &url).await, sha(&c));
+}
+
+#[tokio::test]
+async fn a_deposit_abandoned_mid_upload_aborts_its_upload_and_leaves_no_temporary() {
+    let (app, faults) = spawn_faulty_app().await;
+    let (ct, body) = one_part_deposit(&content(2 * 1024 * 1024, 12));
+    // The client sends a part's first megabyte and then nothing, until it goes away.
+    let sent = bytes::Bytes::copy_from_slice(&body[..1024 * 1024]);
+    let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(sent)]).chain(futures_util::stream::pending());
+    let request = app
+        .req(Method::POST, &format!("{}/objects", app.base(ALICE)))
+        .header("Content-Type", ct)
+        .body(reqwest::Body::wrap_stream(stream));
+    let client = tokio::spawn(request.send());
+    until("the part streams into a multipart upload", || faults.multipart_starts.load(Ordering::SeqCst) > 0).await;
+    // The server drops the request's future when the connection closes: the part writer,
+    // dropped mid-upload, aborts the upload and removes its temporary in the background.
+    client.abort();
+    until("the upload is aborted and its temporary gone", || {
+        faults.multipart_aborts.load(Ordering::SeqCst) > 0 && app.blob_files().is_empty()
+    })
+    .await;
+    assert_eq!(faults.multipart_aborts.load(Ordering::SeqCst), 1);
+    assert_eq!(app.object_count().await, 0);
+}
+
+/// Wait (polling) until `ready` holds; a bound so that a regression fails instead of hanging.
+async fn until(what: &str, ready: impl Fn() -> bool) {
+    for _ in 0..3000 {
+        if ready() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}");
 }
