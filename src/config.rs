@@ -100,9 +100,14 @@ pub struct StorageSettings {
     pub blob_url: String,
     /// Payload parts up to this many bytes are kept inline in the metadata store.
     pub inline_max_bytes: usize,
+    /// Bytes a streaming upload buffers before it writes them as one chunk (a multipart
+    /// part); 0: 256 KiB on local disk, 5 MiB (the S3 minimum part size) on other stores.
+    pub write_buffer_bytes: usize,
     /// How often the orphan-blob sweep runs, in seconds.
     pub sweep_interval_secs: u64,
-    /// Unreferenced blobs younger than this are left alone by the sweep (uploads in flight).
+    /// Unreferenced blobs, pins and temporaries younger than this are left alone by the
+    /// sweep (uploads in flight); temporaries of processes that are gone are removed at once
+    /// on local disk.
     pub blob_grace_secs: u64,
 }
 
@@ -376,6 +381,7 @@ impl Default for StorageSettings {
             database_url: String::new(),
             blob_url: String::new(),
             inline_max_bytes: 8 * 1024,
+            write_buffer_bytes: 0,
             sweep_interval_secs: 3600,
             blob_grace_secs: 24 * 3600,
         }
@@ -478,6 +484,7 @@ impl fmt::Debug for StorageSettings {
             .field("database_url", &redact_url(&self.database_url))
             .field("blob_url", &redact_url(&self.blob_url))
             .field("inline_max_bytes", &self.inline_max_bytes)
+            .field("write_buffer_bytes", &self.write_buffer_bytes)
             .field("sweep_interval_secs", &self.sweep_interval_secs)
             .field("blob_grace_secs", &self.blob_grace_secs)
             .finish()

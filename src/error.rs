@@ -63,6 +63,10 @@ pub enum Error {
     /// The requested byte range cannot be served (416).
     #[error("range not satisfiable for size {size}")]
     RangeNotSatisfiable { size: u64 },
+    /// The blob store has no room for a payload: its disk is full or a quota is exhausted
+    /// (507 SVC0001); the detail is logged only.
+    #[error("insufficient storage: {0}")]
+    InsufficientStorage(String),
     /// A failure of the server or a backend (500 SVC0001); the detail is logged only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -108,8 +112,41 @@ impl From<sqlx::migrate::MigrateError> for Error {
 
 impl From<object_store::Error> for Error {
     fn from(e: object_store::Error) -> Self {
-        Error::Internal(format!("blob store: {e}"))
+        Error::blob_store(&e)
     }
+}
+
+impl Error {
+    /// A failure of the blob store: 507 when the cause, anywhere in its chain of sources,
+    /// is a full disk or an exhausted quota (`ENOSPC`, `EDQUOT`), else internal.
+    pub fn blob_store(e: &(dyn std::error::Error + 'static)) -> Self {
+        if out_of_space(e) {
+            Error::InsufficientStorage(format!("blob store: {e}"))
+        } else {
+            Error::Internal(format!("blob store: {e}"))
+        }
+    }
+}
+
+/// Whether an error was caused by a full disk or an exhausted quota. `io::Error` hides a
+/// wrapped error from `source()` (it answers the wrapped error's own source), so the
+/// wrapped error is looked into through `get_ref()`.
+fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded) {
+                return true;
+            }
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner);
+                continue;
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// `.or_not_found(what)` on optional lookups keeps handlers short.

@@ -43,8 +43,15 @@ enum Command {
     /// Manage logins.
     #[command(subcommand)]
     Account(AccountCommand),
-    /// Delete unreferenced payload blobs older than the grace period, once.
-    Sweep,
+    /// Delete unreferenced payload blobs and temporaries older than the grace period, and
+    /// temporaries of processes that are gone, once.
+    Sweep {
+        /// Grace period in seconds instead of `storage.blob_grace_secs`. A grace shorter than
+        /// the longest upload is safe only while no server writes to the same data (0: every
+        /// unreferenced blob and every pin goes, which cleans up after a crash at once).
+        #[arg(long, value_name = "SECS")]
+        grace_secs: Option<u64>,
+    },
     /// Administer boxes.
     #[command(subcommand, name = "box")]
     Box(BoxCommand),
@@ -144,9 +151,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             open_store(&settings).await?;
             println!("migrations applied to {}", settings.database_url());
         }
-        Command::Sweep => {
+        Command::Sweep { grace_secs } => {
             let nms = build_nms(&settings).await?;
-            let grace = std::time::Duration::from_secs(settings.storage.blob_grace_secs);
+            let grace = std::time::Duration::from_secs(grace_secs.unwrap_or(settings.storage.blob_grace_secs));
             let r = nms.blobs.sweep(grace).await?;
             println!(
                 "deleted {} blobs and {} temporaries; dropped {} stale pins and deletion marks",

@@ -1,7 +1,8 @@
-//! Building the application: open the metadata store (migrating it), the blob store, the
-//! token key; bind the listener (port 0 allowed; HTTPS when `server.tls_cert` and
-//! `server.tls_key` are set) and expose the port, so tests run the real server; start the
-//! background blob sweep, housekeeping (expiry, tombstone pruning) and webhook delivery.
+//! Building the application: open the metadata store (migrating it), the blob store (and
+//! remove the temporaries crashed processes left in it), the token key; bind the listener
+//! (port 0 allowed; HTTPS when `server.tls_cert` and `server.tls_key` are set) and expose
+//! the port, so tests run the real server; start the background blob sweep, housekeeping
+//! (expiry, tombstone pruning) and webhook delivery.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpMessage, HttpServer, web};
+use object_store::ObjectStore;
 
 use crate::api::{self, AppState};
 use crate::auth::Authenticator;
@@ -68,8 +70,17 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 
 /// The domain service over the configured stores.
 pub async fn build_nms(settings: &Settings) -> Result<Nms> {
+    build_nms_over(settings, None).await
+}
+
+/// The domain service over the configured metadata store and `blobs`, or the configured
+/// blob store.
+async fn build_nms_over(settings: &Settings, blobs: Option<Arc<dyn ObjectStore>>) -> Result<Nms> {
     let meta = open_store(settings).await?;
-    let blobs = PayloadStore::from_settings(settings, meta.clone())?;
+    let blobs = match blobs {
+        Some(store) => PayloadStore::with_store(store, meta.clone(), settings)?,
+        None => PayloadStore::from_settings(settings, meta.clone())?,
+    };
     Ok(Nms::new(meta, blobs, settings.nms.clone(), settings.sync.clone(), token_key(settings)?)
         .with_cpm(settings.cpm.clone())
         .with_limits(settings.limits.clone()))
@@ -88,12 +99,31 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self> {
+        Self::build_over(settings, None).await
+    }
+
+    /// Build over this blob store instead of the one `storage.blob_url` names, everything
+    /// else as configured. Tests use it to put faults between the server and its storage
+    /// (a wrapper around `LocalFileSystem` or `InMemory` that fails some calls). The store
+    /// is handled as one that is not local disk (see `PayloadStore::with_store`).
+    pub async fn build_with_blobs(settings: Settings, blobs: Arc<dyn ObjectStore>) -> Result<Self> {
+        Self::build_over(settings, Some(blobs)).await
+    }
+
+    async fn build_over(settings: Settings, blobs: Option<Arc<dyn ObjectStore>>) -> Result<Self> {
         let tls = match (&settings.server.tls_cert, &settings.server.tls_key) {
             (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
             (None, None) => None,
             _ => return Err(Error::internal("server.tls_cert and server.tls_key must be given together")),
         };
-        let nms = build_nms(&settings).await?;
+        let nms = build_nms_over(&settings, blobs).await?;
+        // Temporaries a crashed process left behind go now, not after the grace period.
+        let grace = Duration::from_secs(settings.storage.blob_grace_secs);
+        match nms.blobs.sweep_temporaries(grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(temporaries = n, "removed temporaries left by processes that are gone"),
+            Err(e) => tracing::warn!(error = %e, "removing leftover temporaries failed; the sweep retries"),
+        }
         let listener = TcpListener::bind(&settings.server.listen)
             .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.server.listen)))?;
         let addr = listener.local_addr().map_err(Error::internal)?;
@@ -153,7 +183,7 @@ impl Application {
             nms,
             auth,
             sweep_every: Duration::from_secs(settings.storage.sweep_interval_secs.max(1)),
-            grace: Duration::from_secs(settings.storage.blob_grace_secs),
+            grace,
         })
     }
 

@@ -70,6 +70,10 @@ pub fn describe(e: &Error) -> (StatusCode, RequestErrorW) {
         Error::RangeNotSatisfiable { .. } => {
             (StatusCode::RANGE_NOT_SATISFIABLE, svc("SVC0002", SVC0002, vec!["Range".into()]))
         }
+        Error::InsufficientStorage(_) => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            svc("SVC0001", "A service error occurred. Error code is %1", vec!["insufficient storage".into()]),
+        ),
         Error::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             svc("SVC0001", "A service error occurred. Error code is %1", vec!["internal error".into()]),
@@ -84,8 +88,10 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         let (status, body) = describe(self);
-        if let Error::Internal(detail) = self {
-            tracing::error!(error = %detail, "internal error");
+        match self {
+            Error::Internal(detail) => tracing::error!(error = %detail, "internal error"),
+            Error::InsufficientStorage(detail) => tracing::error!(error = %detail, "insufficient storage"),
+            _ => {}
         }
         let mut res = HttpResponse::build(status);
         if let Error::Unauthenticated { challenges, .. } = self {

@@ -2,9 +2,10 @@
 //! object storage under content-hash keys.
 //!
 //! A part is streamed: its first `inline_max` bytes are buffered; if it ends there it is
-//! stored inline, otherwise the buffer and the rest stream into a temporary object while a
-//! SHA-256 runs over them. At the end the temporary object is renamed to
-//! `blobs/{hh}/{sha256}`, so a retried upload lands on the same key and copies can share it.
+//! stored inline, otherwise the buffer and the rest stream into a temporary object
+//! (`tmp/{instance}/{id}`, see [`temp`]) while a SHA-256 runs over them. At the end the
+//! temporary object is renamed to `blobs/{hh}/{sha256}`, so a retried upload lands on the
+//! same key and copies can share it.
 //!
 //! Nothing acknowledged is lost and nothing unreferenced lives forever:
 //! - before the rename, the upload *pins* the key in the metadata store; garbage collection
@@ -12,9 +13,14 @@
 //!   same key is under way (see `MetaStore::begin_blob_delete`);
 //! - an [`UploadGuard`] unpins after the metadata commit, or, if the request failed or was
 //!   dropped, unpins and deletes what it wrote unless something else references it;
+//! - a part whose upload fails (the store refuses a write or the final one) removes its
+//!   temporary and answers an error, never a panic: object_store's `BufWriter` panics when
+//!   it is aborted after a shutdown or polled again after a failed start, so a writer is
+//!   aborted only before its shutdown and never used after a failure;
 //! - deleting an object removes metadata first, then its no-longer-referenced blobs;
-//! - a periodic sweep removes unreferenced blobs and temporary objects older than a grace
-//!   period (left behind by a crash).
+//! - a periodic sweep removes unreferenced blobs older than a grace period, and the
+//!   temporaries of processes that are gone (at once on local disk, else after the grace
+//!   period), which a crash leaves behind.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -35,6 +41,15 @@ use crate::error::{Error, Result};
 use crate::ids::{new_id, now_ms};
 use crate::store::{MetaStore, PartData};
 
+mod temp;
+
+use temp::LocalTemp;
+
+/// Write buffer on local disk.
+const LOCAL_WRITE_BUFFER: usize = 256 * 1024;
+/// Write buffer elsewhere: the S3 minimum part size.
+const REMOTE_WRITE_BUFFER: usize = 5 * 1024 * 1024;
+
 /// Blob storage for payload parts.
 #[derive(Clone)]
 pub struct PayloadStore {
@@ -45,6 +60,15 @@ pub struct PayloadStore {
     /// Bytes buffered before a streaming upload writes a chunk: small on local disk, the
     /// S3 minimum part size elsewhere.
     write_buffer: usize,
+    temp: Arc<Temporaries>,
+}
+
+/// Where this process's temporaries go.
+struct Temporaries {
+    /// `tmp/{instance}` under the store's prefix.
+    prefix: Path,
+    /// On local disk: the directory and the lock that says its process is alive.
+    local: Option<LocalTemp>,
 }
 
 /// Counts from one sweep run.
@@ -59,34 +83,65 @@ pub struct SweepReport {
 impl PayloadStore {
     /// Build from the configuration: `storage.blob_url`, or `{data_dir}/blobs` on local disk.
     pub fn from_settings(settings: &Settings, meta: Arc<dyn MetaStore>) -> Result<Self> {
-        let (store, prefix): (Arc<dyn ObjectStore>, Path) = if settings.storage.blob_url.is_empty() {
+        let mkdir = |dir: &std::path::Path| {
+            std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))
+        };
+        let (store, prefix, local_dir): (Arc<dyn ObjectStore>, Path, _) = if settings.storage.blob_url.is_empty() {
             let dir = settings.blob_dir();
-            std::fs::create_dir_all(&dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))?;
-            (Arc::new(LocalFileSystem::new_with_prefix(&dir)?), Path::default())
+            mkdir(&dir)?;
+            (Arc::new(LocalFileSystem::new_with_prefix(&dir)?), Path::default(), Some(dir))
         } else {
             let url = url::Url::parse(&settings.storage.blob_url)
                 .map_err(|e| Error::internal(format!("storage.blob_url: {e}")))?;
-            if url.scheme() == "file"
-                && let Ok(p) = url.to_file_path()
-            {
-                std::fs::create_dir_all(&p).map_err(|e| Error::internal(format!("{}: {e}", p.display())))?;
+            let local_dir = if url.scheme() == "file" { url.to_file_path().ok() } else { None };
+            if let Some(dir) = &local_dir {
+                mkdir(dir)?;
             }
             let (store, prefix) = object_store::parse_url_opts(&url, std::env::vars())?;
-            (Arc::from(store), prefix)
+            (Arc::from(store), prefix, local_dir)
         };
-        let local = settings.storage.blob_url.is_empty() || settings.storage.blob_url.starts_with("file:");
-        let write_buffer = if local { 256 * 1024 } else { 5 * 1024 * 1024 };
-        Ok(Self::new(store, prefix, meta, settings.storage.inline_max_bytes, write_buffer))
+        Self::new(store, prefix, local_dir, meta, settings)
     }
 
-    pub fn new(
+    /// Over a blob store the caller built (tests put faults between the server and its
+    /// storage this way), with the settings' inline limit and write buffer. The store is
+    /// handled as one that is not local disk: no instance lock, temporaries swept by age.
+    pub fn with_store(store: Arc<dyn ObjectStore>, meta: Arc<dyn MetaStore>, settings: &Settings) -> Result<Self> {
+        Self::new(store, Path::default(), None, meta, settings)
+    }
+
+    /// `local_dir`: the directory on disk that `prefix` names, when the store is local disk.
+    fn new(
         store: Arc<dyn ObjectStore>,
         prefix: Path,
+        local_dir: Option<std::path::PathBuf>,
         meta: Arc<dyn MetaStore>,
-        inline_max: usize,
-        write_buffer: usize,
-    ) -> Self {
-        Self { store, prefix, meta, inline_max, write_buffer }
+        settings: &Settings,
+    ) -> Result<Self> {
+        let instance = new_id();
+        let local = match &local_dir {
+            Some(dir) => {
+                let root = dir.join("tmp");
+                let claimed = LocalTemp::claim(&root, &instance)
+                    .map_err(|e| Error::internal(format!("temporary directory under {}: {e}", root.display())))?;
+                Some(claimed)
+            }
+            None => None,
+        };
+        let write_buffer = match settings.storage.write_buffer_bytes {
+            0 if local.is_some() => LOCAL_WRITE_BUFFER,
+            0 => REMOTE_WRITE_BUFFER,
+            n => n,
+        };
+        let temp = Temporaries { prefix: prefix.clone().join("tmp").join(instance.as_str()), local };
+        Ok(Self {
+            store,
+            prefix,
+            meta,
+            inline_max: settings.storage.inline_max_bytes,
+            write_buffer,
+            temp: Arc::new(temp),
+        })
     }
 
     fn path(&self, key: &str) -> Path {
@@ -103,11 +158,34 @@ impl PayloadStore {
             ps: self.clone(),
             buf: Vec::new(),
             upload: None,
+            failed: false,
             hasher: Sha256::new(),
             size: 0,
             head: Vec::new(),
             head_max: 0,
         }
+    }
+
+    /// This process's directory of temporaries, when the store is local disk.
+    pub fn local_temp_dir(&self) -> Option<&std::path::Path> {
+        self.temp.local.as_ref().map(LocalTemp::dir)
+    }
+
+    /// Remove a temporary object and, on local disk, what object_store staged for it.
+    async fn remove_temporary(&self, name: &str) {
+        self.store.delete(&self.temp.prefix.clone().join(name)).await.ok();
+        if self.temp.local.is_some() {
+            let temp = self.temp.clone();
+            let name = name.to_string();
+            tokio::task::spawn_blocking(move || temp.local.as_ref().map(|l| l.remove_leftovers(&name))).await.ok();
+        }
+    }
+
+    /// Give up on an upload that was never shut down, then remove its temporary.
+    async fn discard(&self, mut upload: Upload) {
+        // Before a shutdown, aborting cannot panic (buffering, starting, writing).
+        upload.writer.abort().await.ok();
+        self.remove_temporary(&upload.name).await;
     }
 
     /// A guard for the blobs one request writes.
@@ -152,22 +230,44 @@ impl PayloadStore {
         Ok(())
     }
 
-    /// Remove unreferenced blobs and stale temporaries older than `grace`.
+    /// Remove the temporaries no running process owns: on local disk, those of processes
+    /// that are gone at once and the rest once older than `grace`; on other stores, those
+    /// older than `grace` (an incomplete multipart upload is invisible there; see
+    /// docs/storage.md). Returns how many were removed.
+    pub async fn sweep_temporaries(&self, grace: Duration) -> Result<usize> {
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+        if self.temp.local.is_some() {
+            let temp = self.temp.clone();
+            let cutoff = std::time::SystemTime::from(cutoff);
+            let swept = tokio::task::spawn_blocking(move || temp.local.as_ref().map(|l| l.sweep(cutoff)))
+                .await
+                .map_err(Error::internal)?;
+            return match swept {
+                Some(Ok(n)) => Ok(n),
+                Some(Err(e)) => Err(Error::internal(format!("sweeping temporaries: {e}"))),
+                None => Ok(0),
+            };
+        }
+        let mut removed = 0;
+        let mut tmp = self.store.list(Some(&self.prefix.clone().join("tmp")));
+        while let Some(meta) = tmp.next().await {
+            let meta = meta?;
+            if meta.last_modified < cutoff && self.store.delete(&meta.location).await.is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Remove unreferenced blobs and stale temporaries older than `grace`, and temporaries
+    /// of processes that are gone.
     pub async fn sweep(&self, grace: Duration) -> Result<SweepReport> {
         let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
         // Pins and deletion marks older than the grace period belong to requests or
         // collectors that died; an upload in flight is far younger.
         let stale_marks_dropped = self.meta.expire_blob_marks(cutoff.timestamp_millis()).await?;
-        let mut report = SweepReport { stale_marks_dropped, ..Default::default() };
-        let tmp_prefix = self.prefix.clone().join("tmp");
-        let mut tmp = self.store.list(Some(&tmp_prefix));
-        while let Some(meta) = tmp.next().await {
-            let meta = meta?;
-            if meta.last_modified < cutoff {
-                self.store.delete(&meta.location).await.ok();
-                report.temporaries_deleted += 1;
-            }
-        }
+        let temporaries_deleted = self.sweep_temporaries(grace).await?;
+        let mut report = SweepReport { stale_marks_dropped, temporaries_deleted, ..Default::default() };
         let blob_prefix = self.prefix.clone().join("blobs");
         let mut blobs = self.store.list(Some(&blob_prefix));
         while let Some(meta) = blobs.next().await {
@@ -197,12 +297,20 @@ impl PayloadStore {
 pub struct PartWriter {
     ps: PayloadStore,
     buf: Vec<u8>,
-    upload: Option<(BufWriter, Path)>,
+    upload: Option<Upload>,
+    /// A write failed: the upload must not be written to or shut down any more.
+    failed: bool,
     hasher: Sha256,
     size: u64,
     /// A copy of the first `head_max` bytes (for indexing the text of textual parts).
     head: Vec<u8>,
     head_max: usize,
+}
+
+/// A part streaming into its temporary object `tmp/{instance}/{name}`.
+struct Upload {
+    writer: BufWriter,
+    name: String,
 }
 
 impl PartWriter {
@@ -218,33 +326,46 @@ impl PartWriter {
 
     /// Append bytes.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        if self.failed {
+            return Err(Error::internal("blob upload already failed"));
+        }
         self.size += chunk.len() as u64;
         if self.head.len() < self.head_max {
             let n = (self.head_max - self.head.len()).min(chunk.len());
             self.head.extend_from_slice(&chunk[..n]);
         }
-        if let Some((w, _)) = &mut self.upload {
+        if let Some(upload) = &mut self.upload {
             self.hasher.update(chunk);
-            w.write_all(chunk).await.map_err(Error::internal)?;
-            return Ok(());
+            let res = upload.writer.write_all(chunk).await;
+            return self.check(res);
         }
         if self.buf.len() + chunk.len() <= self.ps.inline_max {
             self.buf.extend_from_slice(chunk);
             return Ok(());
         }
         // Spill: this part is too large to keep inline.
-        let tmp = self.ps.prefix.clone().join("tmp").join(new_id());
-        let mut w = BufWriter::with_capacity(self.ps.store.clone(), tmp.clone(), self.ps.write_buffer);
+        let name = new_id();
+        let path = self.ps.temp.prefix.clone().join(name.as_str());
+        let mut writer = BufWriter::with_capacity(self.ps.store.clone(), path, self.ps.write_buffer);
         let buffered = std::mem::take(&mut self.buf);
         self.hasher.update(&buffered);
         self.hasher.update(chunk);
         let res = async {
-            w.write_all(&buffered).await?;
-            w.write_all(chunk).await
+            writer.write_all(&buffered).await?;
+            writer.write_all(chunk).await
         }
         .await;
-        self.upload = Some((w, tmp));
-        res.map_err(Error::internal)
+        self.upload = Some(Upload { writer, name });
+        self.check(res)
+    }
+
+    /// A failed write poisons the writer: after a failed start of a multipart upload,
+    /// polling `BufWriter` again would panic.
+    fn check(&mut self, res: std::io::Result<()>) -> Result<()> {
+        res.map_err(|e| {
+            self.failed = true;
+            Error::blob_store(&e)
+        })
     }
 
     /// Bytes received so far.
@@ -253,44 +374,68 @@ impl PartWriter {
     }
 
     /// Complete the part: inline bytes, or a blob key held by `guard` until commit.
-    pub async fn finish(self, guard: &mut UploadGuard) -> Result<(PartData, u64)> {
+    pub async fn finish(mut self, guard: &mut UploadGuard) -> Result<(PartData, u64)> {
         let size = self.size;
-        let Some((mut w, tmp)) = self.upload else {
-            return Ok((PartData::Inline(self.buf), size));
+        let Some(mut upload) = self.upload.take() else {
+            return Ok((PartData::Inline(std::mem::take(&mut self.buf)), size));
         };
-        if let Err(e) = w.shutdown().await {
-            w.abort().await.ok();
-            return Err(Error::internal(e));
+        if self.failed {
+            self.ps.discard(upload).await;
+            return Err(Error::internal("blob upload already failed"));
         }
-        let hash = hex::encode(self.hasher.finalize());
+        // The last write. If it fails the writer is finished either way (a multipart upload
+        // has aborted itself) and must not be aborted again: that panics.
+        if let Err(e) = upload.writer.shutdown().await {
+            self.ps.remove_temporary(&upload.name).await;
+            return Err(Error::blob_store(&e));
+        }
+        let tmp = self.ps.temp.prefix.clone().join(upload.name.as_str());
+        let hash = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let key = format!("blobs/{}/{}", &hash[..2], hash);
         // Pin first (waiting out a concurrent deletion of the same key), then publish.
         let mut pinned = false;
         for _ in 0..600 {
-            if guard.ps.meta.pin_blob(&key, &guard.token, now_ms()).await? {
-                pinned = true;
-                break;
+            match guard.ps.meta.pin_blob(&key, &guard.token, now_ms()).await {
+                Ok(true) => {
+                    pinned = true;
+                    break;
+                }
+                Ok(false) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => {
+                    self.ps.remove_temporary(&upload.name).await;
+                    return Err(e);
+                }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if !pinned {
-            guard.ps.store.delete(&tmp).await.ok();
+            self.ps.remove_temporary(&upload.name).await;
             return Err(Error::internal(format!("blob {key} stayed locked by a deletion")));
         }
         guard.keys.push(key.clone());
         let dest = guard.ps.path(&key);
         if let Err(e) = guard.ps.store.rename(&tmp, &dest).await {
-            guard.ps.store.delete(&tmp).await.ok();
+            self.ps.remove_temporary(&upload.name).await;
             return Err(e.into());
         }
         Ok((PartData::Blob { key }, size))
     }
 
     /// Give up on the part, removing anything written.
-    pub async fn abort(self) {
-        if let Some((mut w, tmp)) = self.upload {
-            w.abort().await.ok();
-            self.ps.store.delete(&tmp).await.ok();
+    pub async fn abort(mut self) {
+        if let Some(upload) = self.upload.take() {
+            self.ps.discard(upload).await;
+        }
+    }
+}
+
+impl Drop for PartWriter {
+    /// Dropped mid-upload (the request went away): abort and clean up in the background.
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let ps = self.ps.clone();
+            handle.spawn(async move { ps.discard(upload).await });
         }
     }
 }

@@ -27,12 +27,24 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_over(tweak, |_| None).await
+}
+
+/// The application over the blob store `blobs` makes from the data directory's `blobs`
+/// directory (`None`: the configured one).
+pub async fn spawn_app_over(
+    tweak: impl FnOnce(&mut Settings),
+    blobs: impl FnOnce(&std::path::Path) -> Option<std::sync::Arc<dyn object_store::ObjectStore>>,
+) -> TestApp {
     let data = tempfile::tempdir().expect("tempdir");
     let mut s = Settings { data_dir: data.path().to_path_buf(), ..Default::default() };
     s.server.listen = "127.0.0.1:0".into();
     s.server.workers = 2;
     tweak(&mut s);
-    let app = Application::build(s).await.expect("build app");
+    let app = match blobs(&s.blob_dir()) {
+        Some(store) => Application::build_with_blobs(s, store).await.expect("build app"),
+        None => Application::build(s).await.expect("build app"),
+    };
     let url = app.public_url().to_string();
     let nms = app.nms().clone();
     let auth = app.authenticator();
@@ -108,13 +120,32 @@ impl TestApp {
         body["reference"]["resourceURL"].as_str().expect("root").to_string()
     }
 
-    /// Files currently under the blob directory (`blobs/..` and `tmp/..`).
+    /// The number of objects in alice's box (counted by the service account, which no rate
+    /// limit slows).
+    pub async fn object_count(&self) -> usize {
+        let res = self
+            .req_as("pf", Method::POST, &format!("{}/objects/operations/search", self.base(ALICE)))
+            .json(&json!({"selectionCriteria": {"maxEntries": 1000}}))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 200);
+        let v: Value = res.json().await.expect("json");
+        v["objectList"]["object"].as_array().map_or(0, Vec::len)
+    }
+
+    /// Files currently under the blob directory (`blobs/..` and `tmp/..`), but for the lock
+    /// files that say which process owns a directory of temporaries.
     pub fn blob_files(&self) -> Vec<PathBuf> {
         fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
             if let Ok(rd) = std::fs::read_dir(dir) {
                 for e in rd.flatten() {
                     let p = e.path();
-                    if p.is_dir() { walk(&p, out) } else { out.push(p) }
+                    if p.is_dir() {
+                        walk(&p, out)
+                    } else if p.extension().is_none_or(|x| x != "lock") {
+                        out.push(p)
+                    }
                 }
             }
         }

@@ -7,6 +7,7 @@ mod auth_bearer;
 mod bulk;
 mod conformance;
 mod cpm;
+mod faults;
 mod fixtures;
 mod flags;
 mod folder_limits;

@@ -200,3 +200,25 @@ async fn a_deposit_refused_after_its_payload_was_stored_leaves_no_blob() {
     assert_error(res, 400, "SVC0002").await;
     assert!(app.blob_files().is_empty(), "{:?}", app.blob_files());
 }
+
+#[tokio::test]
+async fn temporaries_of_a_process_that_is_gone_are_removed_at_start_up() {
+    let app = spawn_app().await;
+    let tmp = app.data.path().join("blobs/tmp");
+    // What a process killed mid-upload leaves: its unlocked lock file, a temporary and the
+    // staging file object_store's local store writes beside it (which its listing skips).
+    std::fs::write(tmp.join("gone.lock"), b"").expect("write");
+    std::fs::create_dir(tmp.join("gone")).expect("mkdir");
+    std::fs::write(tmp.join("gone/upload"), b"half").expect("write");
+    std::fs::write(tmp.join("gone/upload#1"), b"staged").expect("write");
+    // The running server's temporaries are its own, however young or old.
+    let live = app.nms.blobs.local_temp_dir().expect("local disk").join("upload#1");
+    std::fs::write(&live, b"in flight").expect("write");
+    app.restarted().await;
+    assert!(!tmp.join("gone").exists() && !tmp.join("gone.lock").exists(), "{:?}", app.blob_files());
+    assert!(live.exists(), "a live process's temporary is kept");
+    // The sweep removes nothing of a live process within the grace period either.
+    let r = app.nms.blobs.sweep(Duration::from_secs(3600)).await.expect("sweep");
+    assert_eq!(r.temporaries_deleted, 0);
+    assert_eq!(app.blob_files(), [live]);
+}
