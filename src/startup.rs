@@ -98,8 +98,10 @@ impl Application {
             .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.server.listen)))?;
         let addr = listener.local_addr().map_err(Error::internal)?;
         let public_url = settings.public_url_for(addr);
-        let auth =
-            Arc::new(Authenticator::new(nms.meta.clone(), &settings.auth, &settings.nms.stores, nms.tokens.clone())?);
+        let auth = Arc::new(
+            Authenticator::new(nms.meta.clone(), &settings.auth, &settings.nms.stores, nms.tokens.clone())?
+                .with_failure_limits(&settings.limits.auth_failures),
+        );
         let state = web::Data::new(AppState {
             nms: nms.clone(),
             auth: auth.clone(),

@@ -164,12 +164,15 @@ impl Access {
     }
 }
 
-/// What the authenticator needs of a request: its `Authorization` header, method and target.
+/// What the authenticator needs of a request: its `Authorization` header, method, target
+/// and the client's address. The address is the TCP peer's: no forwarding header is
+/// trusted, so behind a reverse proxy every client has the proxy's address.
 pub fn auth_request(req: &HttpRequest) -> AuthRequest<'_> {
     AuthRequest {
         authorization: req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()),
         method: req.method().as_str(),
         uri: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+        peer: req.peer_addr().map(|a| a.ip()),
     }
 }
 

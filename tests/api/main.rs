@@ -10,6 +10,7 @@ mod cpm;
 mod fixtures;
 mod flags;
 mod folders;
+mod hardening;
 mod helpers;
 mod limits;
 mod mirror;
