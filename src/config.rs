@@ -80,6 +80,13 @@ pub struct ServerSettings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the `tls_cert` leaf.
     pub tls_key: Option<PathBuf>,
+    /// The time a request body may keep the server waiting: this many seconds, plus one
+    /// second per `body_min_rate_bytes_per_sec` bytes received. Past it: 408, connection
+    /// closed. 0: no limit.
+    pub body_timeout_secs: u64,
+    /// The slowest a request body may arrive on average once `body_timeout_secs` is used
+    /// up; 0: the body must be complete within `body_timeout_secs` of waiting.
+    pub body_min_rate_bytes_per_sec: u64,
 }
 
 impl ServerSettings {
@@ -390,7 +397,15 @@ impl Default for Settings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), public_url: String::new(), workers: 0, tls_cert: None, tls_key: None }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: String::new(),
+            workers: 0,
+            tls_cert: None,
+            tls_key: None,
+            body_timeout_secs: 5,
+            body_min_rate_bytes_per_sec: 500,
+        }
     }
 }
 

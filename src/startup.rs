@@ -108,10 +108,12 @@ impl Application {
             public_url: public_url.clone(),
             limits: settings.limits.clone(),
             throttle: crate::limits::Throttle::new(&settings.limits, settings.sync.long_poll_secs),
+            pace: api::pacing::BodyPace::new(&settings.server),
         });
         let http = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(api::pacing::pace_bodies))
                 .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms"))
                 .wrap_fn(|req, srv| {
                     let fut = srv.call(req);

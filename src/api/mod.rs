@@ -9,6 +9,7 @@ mod flags;
 mod folders;
 mod multipart;
 mod objects;
+pub mod pacing;
 mod paths;
 mod search;
 mod subscriptions;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub limits: LimitSettings,
     /// Per-principal request rate and open long polls.
     pub throttle: crate::limits::Throttle,
+    /// The pace request bodies must keep (`None`: any).
+    pub pace: Option<pacing::BodyPace>,
 }
 
 /// The route table: every operation of [`Operation::ALL`] on its path, a 405 with `Allow`

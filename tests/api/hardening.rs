@@ -1,16 +1,23 @@
-//! Hardening against clients that keep failing to authenticate: failed logins are throttled
-//! per source address and per login name, before any password check.
+//! Hardening against clients that never authenticate well or never finish: failed logins
+//! are throttled per source address and per login name (before any password check), and a
+//! request body that arrives too slowly is cut off with 408.
 //!
 //! Other source addresses are other loopback addresses (all of 127.0.0.0/8 is loopback on
 //! Linux): a client bound to 127.0.0.2 is another address to the server.
 
+use std::time::Duration;
+
+use base64::Engine;
 use cpm_nms::config::{AuthFailureSettings, IssuerSettings, Settings};
+use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::{Client, Response};
-use serde_json::json;
+use reqwest::{Client, Method, Response};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::auth_bearer::{digest_answer, digest_app, digest_challenge};
 use crate::helpers::*;
+use crate::limits::{assert_nothing_left, objects};
 
 /// A client whose connections come from `ip`.
 fn client_from(ip: &str) -> Client {
@@ -160,4 +167,132 @@ async fn forged_bearer_tokens_are_throttled_per_address_but_expired_ones_are_not
     assert_throttled(send(&app.client, &forged).await.unwrap(), "address_per_sec").await;
     assert_throttled(send(&app.client, &valid).await.unwrap(), "address_per_sec").await;
     assert_eq!(send(&client_from("127.0.0.2"), &valid).await.unwrap().status(), 200);
+}
+
+// ---------------------------------------------------------------------------------------
+// Slow request bodies
+// ---------------------------------------------------------------------------------------
+
+/// Bodies must come within 1 s of waiting, plus 1 s per MB.
+fn paced(s: &mut Settings) {
+    s.server.body_timeout_secs = 1;
+    s.server.body_min_rate_bytes_per_sec = 1_000_000;
+}
+
+/// What a raw client got: the server's whole answer, and whether the server closed the
+/// connection (rather than leaving it open).
+struct RawAnswer {
+    text: String,
+    closed: bool,
+}
+
+/// Send `head` and the first `at_once` bytes of `body` at once, then the rest a byte every
+/// 100 ms (far slower than [`paced`] allows), while reading the answer until the server
+/// closes the connection (given up after 30 s).
+async fn trickle(app: &TestApp, head: &str, body: &[u8], at_once: usize) -> RawAnswer {
+    let stream = tokio::net::TcpStream::connect(app.url.trim_start_matches("http://")).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let mut first = head.as_bytes().to_vec();
+    first.extend_from_slice(&body[..at_once]);
+    let rest = body[at_once..].to_vec();
+    let writer = tokio::spawn(async move {
+        if wr.write_all(&first).await.is_err() {
+            return;
+        }
+        for b in rest {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if wr.write_all(&[b]).await.is_err() {
+                return;
+            }
+        }
+        // Never finish: keep the connection open.
+        std::future::pending::<()>().await;
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(30), rd.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+        }
+    };
+    writer.abort();
+    RawAnswer { text: String::from_utf8_lossy(&answer).into_owned(), closed }
+}
+
+/// The head of a request on alice's box at `rel`, with a body of `len` bytes.
+fn head(app: &TestApp, method: &str, rel: &str, content_type: &str, len: usize) -> String {
+    let path = app.base(ALICE).trim_start_matches(&app.url).to_string();
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("alice:{PW}"));
+    format!(
+        "{method} {path}{rel} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {credentials}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
+/// A 408 with an OMA policy exception naming the body settings, on a connection the server
+/// closed.
+fn assert_too_slow(answer: &RawAnswer) {
+    let text = &answer.text;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{text}");
+    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or_default()).expect(text);
+    assert_eq!(message_id(&body), "POL0001", "{body}");
+    let variable = body["requestError"]["policyException"]["variables"][0].as_str().unwrap();
+    assert!(variable.contains("server.body_timeout_secs"), "{variable}");
+    assert!(answer.closed, "the connection is closed");
+}
+
+#[tokio::test]
+async fn a_deposit_trickling_in_is_cut_off_with_408_and_leaves_nothing() {
+    let app = spawn_app_with(paced).await;
+    // A payload part past the blob store's write buffer when the body stalls, so that it
+    // was being written into a temporary blob.
+    let payload: Vec<u8> = (0..600_000).map(|i| (i % 251) as u8).collect();
+    let (content_type, body) = form()
+        .root_fields(&json!({}))
+        .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")], &payload)
+        .finish("multipart/form-data");
+    let answer = trickle(&app, &head(&app, "POST", "/objects", &content_type, body.len()), &body, 400_000).await;
+    assert_too_slow(&answer);
+    assert_nothing_left(&app).await;
+}
+
+#[tokio::test]
+async fn a_json_body_trickling_in_is_cut_off_with_408() {
+    let app = spawn_app_with(paced).await;
+    let body = serde_json::to_vec(&json!({"object": {"attributes": {"attribute": [
+        {"name": "Subject", "value": ["a subject long enough to take a while at a byte at a time"]}
+    ]}}}))
+    .unwrap();
+    let answer = trickle(&app, &head(&app, "POST", "/objects", "application/json", body.len()), &body, 10).await;
+    assert_too_slow(&answer);
+    assert_eq!(objects(&app).await, 0);
+}
+
+#[tokio::test]
+async fn an_upload_taking_longer_than_the_timeout_at_a_good_rate_is_stored() {
+    let app = spawn_app_with(paced).await;
+    let payload: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let (content_type, body) = form()
+        .root_fields(&json!({}))
+        .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")], &payload)
+        .finish("multipart/form-data");
+    // Sixteen chunks 100 ms apart: 1.5 s in all, longer than the 1 s timeout, at about
+    // 2.7 MB/s, above the minimum rate.
+    let chunks: Vec<Vec<u8>> = body.chunks(body.len().div_ceil(16)).map(<[u8]>::to_vec).collect();
+    let stream = futures_util::stream::iter(chunks).then(|c| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, std::io::Error>(c)
+    });
+    let res = app
+        .req(Method::POST, &format!("{}/objects", app.base(ALICE)))
+        .header("Content-Type", content_type)
+        .header("Content-Length", body.len())
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{:?}", res.text().await);
 }

@@ -14,7 +14,7 @@ use crate::helpers::*;
 const SEARCH: &str = "/objects/operations/search";
 
 /// The objects of alice's box (counted by the service account, which no rate limit slows).
-async fn objects(app: &TestApp) -> usize {
+pub(crate) async fn objects(app: &TestApp) -> usize {
     let res = app
         .req_as("pf", Method::POST, &format!("{}{SEARCH}", app.base(ALICE)))
         .json(&json!({"selectionCriteria": {"maxEntries": 1000}}))
@@ -35,7 +35,7 @@ async fn assert_limit(res: reqwest::Response, status: u16, key: &str, value: &st
 }
 
 /// Nothing stored: no object in alice's box, no blob or temporary on disk.
-async fn assert_nothing_left(app: &TestApp) {
+pub(crate) async fn assert_nothing_left(app: &TestApp) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(objects(app).await, 0, "no object was created");
     assert!(app.blob_files().is_empty(), "stray blobs: {:?}", app.blob_files());
