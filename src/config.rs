@@ -80,6 +80,9 @@ pub struct ServerSettings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the `tls_cert` leaf.
     pub tls_key: Option<PathBuf>,
+    /// A connection's first request head must arrive within this many seconds (else 408 and
+    /// the connection is closed); 0: no limit.
+    pub header_timeout_secs: u64,
     /// The time a request body may keep the server waiting: this many seconds, plus one
     /// second per `body_min_rate_bytes_per_sec` bytes received. Past it: 408, connection
     /// closed. 0: no limit.
@@ -403,6 +406,7 @@ impl Default for ServerSettings {
             workers: 0,
             tls_cert: None,
             tls_key: None,
+            header_timeout_secs: 5,
             body_timeout_secs: 5,
             body_min_rate_bytes_per_sec: 500,
         }

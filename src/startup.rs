@@ -146,6 +146,9 @@ impl Application {
         // waiting): end its request at once, so a long poll of a dead connection takes no
         // notification list.
         http = http.h1_allow_half_closed(false);
+        // A connection's first request head must arrive in time (actix answers 408 and
+        // closes); request bodies are paced by `api::pacing`.
+        http = http.client_request_timeout(Duration::from_secs(settings.server.header_timeout_secs.min(86_400)));
         if settings.server.workers > 0 {
             http = http.workers(settings.server.workers);
         }

@@ -296,3 +296,16 @@ async fn an_upload_taking_longer_than_the_timeout_at_a_good_rate_is_stored() {
         .unwrap();
     assert_eq!(res.status(), 201, "{:?}", res.text().await);
 }
+
+#[tokio::test]
+async fn a_request_head_trickling_in_is_answered_408() {
+    let app = spawn_app_with(|s| s.server.header_timeout_secs = 1).await;
+    let mut stream = tokio::net::TcpStream::connect(app.url.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    // Within 4 s, though the default timeout (5 s) would be later.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(4), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "answered and closed in time");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+}
