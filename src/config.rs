@@ -80,6 +80,16 @@ pub struct ServerSettings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the `tls_cert` leaf.
     pub tls_key: Option<PathBuf>,
+    /// A connection's first request head must arrive within this many seconds (else 408 and
+    /// the connection is closed); 0: no limit.
+    pub header_timeout_secs: u64,
+    /// The time a request body may keep the server waiting: this many seconds, plus one
+    /// second per `body_min_rate_bytes_per_sec` bytes received. Past it: 408, connection
+    /// closed. 0: no limit.
+    pub body_timeout_secs: u64,
+    /// The slowest a request body may arrive on average once `body_timeout_secs` is used
+    /// up; 0: the body must be complete within `body_timeout_secs` of waiting.
+    pub body_min_rate_bytes_per_sec: u64,
 }
 
 impl ServerSettings {
@@ -235,6 +245,39 @@ pub struct LimitSettings {
     pub rate_burst: u32,
     /// Whether service accounts (CPM Participating Functions) are rate-limited too.
     pub rate_limit_services: bool,
+    /// Failed authentications, throttled per source address and per login name
+    /// (`[limits.auth_failures]`).
+    pub auth_failures: AuthFailureSettings,
+}
+
+/// Throttling of failed authentications (see docs/security.md, "Failed logins"). Two token
+/// buckets that only failures drain: one per source address, one per login name. An
+/// attempt is refused with 429 (and no password check at all) while either is empty, except
+/// that a name's known addresses (where it logged in lately) have a bucket of their own
+/// instead of both. A rate of 0 turns that bucket off.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthFailureSettings {
+    /// Failed authentications per second a source address regains (refill rate); 0: off.
+    pub address_per_sec: f64,
+    /// Failed authentications a source address may make at once (bucket size).
+    pub address_burst: u32,
+    /// Failed logins per second a login name regains, whatever the address; 0: off. Keep it
+    /// at least `address_per_sec` (and the burst above `address_burst`), so that one
+    /// address alone never empties a name's bucket.
+    pub name_per_sec: f64,
+    /// Failed logins a login name may take at once, from all addresses together.
+    pub name_burst: u32,
+    /// How long an address where a name logged in stays known for that name (renewed by
+    /// each login); 0, or the address bucket off: no address is known (every attempt counts
+    /// against both buckets).
+    pub known_address_secs: u64,
+}
+
+impl Default for AuthFailureSettings {
+    fn default() -> Self {
+        Self { address_per_sec: 0.1, address_burst: 10, name_per_sec: 0.1, name_burst: 20, known_address_secs: 86_400 }
+    }
 }
 
 /// Authentication: HTTP Basic and Digest for accounts made with `cpm-nms account add`,
@@ -371,7 +414,16 @@ impl Default for Settings {
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), public_url: String::new(), workers: 0, tls_cert: None, tls_key: None }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: String::new(),
+            workers: 0,
+            tls_cert: None,
+            tls_key: None,
+            header_timeout_secs: 5,
+            body_timeout_secs: 5,
+            body_min_rate_bytes_per_sec: 500,
+        }
     }
 }
 
@@ -420,6 +472,7 @@ impl Default for LimitSettings {
             rate_per_sec: 0.0,
             rate_burst: 20,
             rate_limit_services: false,
+            auth_failures: AuthFailureSettings::default(),
         }
     }
 }
@@ -589,11 +642,24 @@ impl Settings {
         if self.nms.folder_page_default == 0 || self.nms.folder_page_max == 0 {
             return Err(ConfigError("folder page sizes must be positive".into()));
         }
-        if !self.limits.rate_per_sec.is_finite() || self.limits.rate_per_sec < 0.0 {
-            return Err(ConfigError("limits.rate_per_sec must be a number >= 0".into()));
-        }
-        if self.limits.rate_per_sec > 0.0 && self.limits.rate_burst == 0 {
-            return Err(ConfigError("limits.rate_burst must be at least 1 when rate limiting is on".into()));
+        // Token buckets: a rate (0: off) and a size of at least one token when on.
+        let (l, f) = (&self.limits, &self.limits.auth_failures);
+        for (rate_key, burst_key, rate, burst) in [
+            ("limits.rate_per_sec", "limits.rate_burst", l.rate_per_sec, l.rate_burst),
+            (
+                "limits.auth_failures.address_per_sec",
+                "limits.auth_failures.address_burst",
+                f.address_per_sec,
+                f.address_burst,
+            ),
+            ("limits.auth_failures.name_per_sec", "limits.auth_failures.name_burst", f.name_per_sec, f.name_burst),
+        ] {
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(ConfigError(format!("{rate_key} must be a number >= 0")));
+            }
+            if rate > 0.0 && burst == 0 {
+                return Err(ConfigError(format!("{burst_key} must be at least 1 when {rate_key} is on")));
+            }
         }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err(ConfigError("server.tls_cert and server.tls_key must be given together".into()));

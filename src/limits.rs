@@ -1,62 +1,84 @@
-//! Per-principal limits kept in memory: the request rate (a token bucket per principal) and
-//! the long polls a principal holds open.
+//! Limits kept in memory: the request rate of each principal (a token bucket per
+//! principal), the long polls a principal holds open, and failed authentications (token
+//! buckets per source address and per login name).
 //!
-//! Both are checked once the caller is authenticated, by one call each:
+//! The per-principal limits are checked once the caller is authenticated, by one call each:
 //! [`Throttle::admit`] from the `Access` extractor (box API) and from the notification
 //! channel handlers, and [`Throttle::open_poll`] from the long-poll handler. They live
 //! outside `auth` so that how a principal is authenticated and how it is throttled change
-//! independently.
+//! independently. [`LoginThrottle`] is consulted by the authenticator itself, between
+//! reading credentials and checking them, so that a throttled attempt costs no password check.
 //!
 //! No global lock: the buckets and the poll counts are `DashMap`s (sharded locks, held only
 //! for the arithmetic). A bucket that has been idle long enough to be full again is the same
 //! as no bucket, so such buckets are evicted by a sweep that one caller at a time runs, at
-//! most every [`SWEEP_EVERY`]; memory is bounded by the principals active in that window.
+//! most every [`SWEEP_EVERY`]; memory is bounded by the keys active in that window.
 //!
 //! The counts are per process: with several nodes behind a load balancer each node allows
 //! its own rate and its own polls.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
-use crate::config::LimitSettings;
+use crate::config::{AuthFailureSettings, LimitSettings};
 use crate::error::{Error, Result};
 
 /// How often, at most, idle buckets are evicted.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// One principal's token bucket.
+/// When the next eviction sweep is due; the first caller past that time runs it.
+struct SweepClock {
+    start: Instant,
+    /// Milliseconds after `start` when the next sweep is due.
+    next_ms: AtomicU64,
+}
+
+impl SweepClock {
+    fn new() -> Self {
+        Self { start: Instant::now(), next_ms: AtomicU64::new(SWEEP_EVERY.as_millis() as u64) }
+    }
+
+    /// Whether a sweep is due at `now` and this caller has claimed it.
+    fn claim(&self, now: Instant) -> bool {
+        let at = now.saturating_duration_since(self.start).as_millis() as u64;
+        let due = self.next_ms.load(Ordering::Relaxed);
+        if at < due {
+            return false;
+        }
+        let next = at.saturating_add(SWEEP_EVERY.as_millis() as u64);
+        self.next_ms.compare_exchange(due, next, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    }
+}
+
+/// One key's token bucket.
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
+    /// Below zero when charges outran the checks (a debt, paid back at the rate).
     tokens: f64,
     at: Instant,
 }
 
-/// Token buckets by principal name: `rate` tokens per second up to `burst`; a request takes
-/// one token.
+/// Token buckets by key: `rate` tokens per second up to `burst`. [`RateLimiter::admit`]
+/// takes a token when there is one; [`RateLimiter::check`] and [`RateLimiter::charge`]
+/// split that in two, for costs known only afterwards (a failed login).
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
     buckets: DashMap<String, Bucket>,
-    start: Instant,
-    /// Milliseconds after `start` when the next sweep is due.
-    next_sweep_ms: AtomicU64,
+    sweeps: SweepClock,
 }
 
 impl RateLimiter {
     /// `rate` tokens per second (0: every request is admitted), buckets of `burst` tokens.
     pub fn new(rate: f64, burst: u32) -> Self {
         let rate = if rate.is_finite() && rate > 0.0 { rate } else { 0.0 };
-        Self {
-            rate,
-            burst: f64::from(burst.max(1)),
-            buckets: DashMap::new(),
-            start: Instant::now(),
-            next_sweep_ms: AtomicU64::new(SWEEP_EVERY.as_millis() as u64),
-        }
+        Self { rate, burst: f64::from(burst.max(1)), buckets: DashMap::new(), sweeps: SweepClock::new() }
     }
 
     /// Whether the limiter refuses anything at all.
@@ -76,51 +98,77 @@ impl RateLimiter {
             return Ok(());
         }
         self.maybe_sweep(now);
+        self.update(key, now, |b| {
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                Ok(())
+            } else {
+                Err(self.wait(b.tokens))
+            }
+        })
+    }
+
+    /// Whether `key` has a token at `now`, without taking it: `Err(seconds)` as for
+    /// [`RateLimiter::admit`].
+    pub fn check_at(&self, key: &str, now: Instant) -> std::result::Result<(), u64> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let tokens = self.buckets.get(key).map_or(self.burst, |b| self.refilled(&b, now));
+        if tokens >= 1.0 { Ok(()) } else { Err(self.wait(tokens)) }
+    }
+
+    /// Take a token from `key` at `now` even if it has none (a debt).
+    pub fn charge_at(&self, key: &str, now: Instant) {
+        if self.enabled() {
+            self.maybe_sweep(now);
+            self.update(key, now, |b| b.tokens -= 1.0);
+        }
+    }
+
+    /// Refill `key`'s bucket (a new one is full) to `now` and apply `f` to it.
+    fn update<T>(&self, key: &str, now: Instant, f: impl FnOnce(&mut Bucket) -> T) -> T {
         let fresh = Bucket { tokens: self.burst, at: now };
-        match self.buckets.get_mut(key) {
-            Some(mut b) => self.take(&mut b, now),
-            None => self.take(&mut self.buckets.entry(key.to_string()).or_insert(fresh), now),
-        }
-    }
-
-    fn take(&self, b: &mut Bucket, now: Instant) -> std::result::Result<(), u64> {
-        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
+        let mut b = match self.buckets.get_mut(key) {
+            Some(b) => b,
+            None => self.buckets.entry(key.to_string()).or_insert(fresh),
+        };
+        b.tokens = self.refilled(&b, now);
         b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - b.tokens) / self.rate;
-            Err((wait.ceil() as u64).max(1))
-        }
+        f(&mut b)
     }
 
-    /// How long an idle bucket takes to be full again (after which it can go).
-    fn refill_time(&self) -> Duration {
+    /// The tokens of `b` at `now`.
+    fn refilled(&self, b: &Bucket, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        (b.tokens + elapsed * self.rate).min(self.burst)
+    }
+
+    /// Whole seconds until a bucket holding `tokens` has one.
+    fn wait(&self, tokens: f64) -> u64 {
+        let wait = (1.0 - tokens) / self.rate;
+        (wait.ceil() as u64).max(1)
+    }
+
+    /// How long a bucket holding `tokens` takes to be full again (after which it can go).
+    fn refill_time(&self, tokens: f64) -> Duration {
         // A tiny rate makes this huge: cap it (a day) rather than overflow.
-        Duration::try_from_secs_f64(self.burst / self.rate)
+        Duration::try_from_secs_f64((self.burst - tokens.min(0.0)) / self.rate)
             .unwrap_or(Duration::from_secs(86_400))
             .min(Duration::from_secs(86_400))
     }
 
     /// Run the sweep if it is due and no other caller has claimed it.
     fn maybe_sweep(&self, now: Instant) {
-        let at = now.saturating_duration_since(self.start).as_millis() as u64;
-        let due = self.next_sweep_ms.load(Ordering::Relaxed);
-        if at < due {
-            return;
-        }
-        let next = at.saturating_add(SWEEP_EVERY.as_millis() as u64);
-        if self.next_sweep_ms.compare_exchange(due, next, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if self.sweeps.claim(now) {
             self.sweep(now);
         }
     }
 
-    /// Drop the buckets that are full again by `now` (idle for the refill time).
+    /// Drop the buckets that are full again by `now` (idle for the refill time; a bucket in
+    /// debt stays until the debt is paid too).
     pub fn sweep(&self, now: Instant) {
-        let idle = self.refill_time();
-        self.buckets.retain(|_, b| now.saturating_duration_since(b.at) < idle);
+        self.buckets.retain(|_, b| now.saturating_duration_since(b.at) < self.refill_time(b.tokens));
     }
 
     /// How many buckets are held (for tests and metrics).
@@ -237,12 +285,7 @@ impl Throttle {
         }
         self.rate.admit(&principal.name).map_err(|retry_after_secs| {
             tracing::debug!(principal = %principal.name, retry_after_secs, "rate limited");
-            Error::TooManyRequests {
-                what: "too many requests",
-                key: "limits.rate_per_sec",
-                limit: format!("{} per second, bursts of {}", self.rate_per_sec, self.burst),
-                retry_after_secs,
-            }
+            bucket_refusal("too many requests", "limits.rate_per_sec", self.rate_per_sec, self.burst, retry_after_secs)
         })
     }
 
@@ -260,6 +303,222 @@ impl Throttle {
             }
         })
     }
+}
+
+/// Who is trying to authenticate, as [`LoginThrottle`] counts it: the source address (an
+/// IPv6 address by its /64, which one subscriber line usually holds whole), the login name
+/// (by a hash, so that long made-up names cost no memory), and the pair of both.
+#[derive(Clone, Debug, Default)]
+pub struct LoginKeys {
+    address: Option<String>,
+    name: Option<String>,
+    pair: Option<String>,
+}
+
+/// Failed authentications, throttled before any password is checked.
+///
+/// Two token buckets that only failures drain: one per source address
+/// (`limits.auth_failures.address_*`), one per login name (`name_*`, failures from every
+/// address together). An attempt goes ahead only while both hold a token; otherwise it is
+/// refused with 429 and `Retry-After`, whatever the credentials, without a password check.
+/// A name's *known* addresses (where it logged in within `known_address_secs`) are the
+/// exception: there the name has a bucket of its own, sized like an address's, instead of
+/// both. So an attacker guessing one name from many addresses empties the name's bucket
+/// and locks out only new addresses, not the devices the subscriber already uses, and an
+/// attacker sharing an address (a NAT) with a subscriber does not lock the subscriber out.
+///
+/// Checking and counting are separate ([`LoginThrottle::check`], then
+/// [`LoginThrottle::attempt`] for the verdict), because the verdict comes after the check.
+/// Checks made at the same time may all pass and then all fail: the buckets go into debt,
+/// paid back at the refill rate, so over time failures stay within the rates.
+pub struct LoginThrottle {
+    settings: AuthFailureSettings,
+    /// Buckets by address, and by (name, known address) pair.
+    addresses: RateLimiter,
+    names: RateLimiter,
+    /// Known (name, address) pairs, until when.
+    known: DashMap<String, Instant>,
+    known_for: Duration,
+    sweeps: SweepClock,
+}
+
+/// One password (or token) check under way: it counts as a failure unless it is marked
+/// [`LoginAttempt::succeeded`] or [`LoginAttempt::forgiven`]; so a check whose client went
+/// away before the verdict counts too.
+pub struct LoginAttempt<'a> {
+    throttle: &'a LoginThrottle,
+    keys: LoginKeys,
+    settled: bool,
+}
+
+impl LoginThrottle {
+    pub fn new(s: &AuthFailureSettings) -> Self {
+        let addresses = RateLimiter::new(s.address_per_sec, s.address_burst);
+        // A known address's bucket is an address bucket: with those off (all clients behind
+        // one proxy look alike), no address is known, or a name known at the proxy's address
+        // would escape its own bucket everywhere. (At most a year, so `now + known_for`
+        // cannot overflow.)
+        let known_secs = if addresses.enabled() { s.known_address_secs.min(365 * 86_400) } else { 0 };
+        Self {
+            settings: s.clone(),
+            addresses,
+            names: RateLimiter::new(s.name_per_sec, s.name_burst),
+            known: DashMap::new(),
+            known_for: Duration::from_secs(known_secs),
+            sweeps: SweepClock::new(),
+        }
+    }
+
+    /// A throttle that refuses nothing.
+    pub fn off() -> Self {
+        Self::new(&AuthFailureSettings {
+            address_per_sec: 0.0,
+            name_per_sec: 0.0,
+            known_address_secs: 0,
+            ..Default::default()
+        })
+    }
+
+    /// The keys of an attempt from `peer` for `name` (Basic and Digest name one; a bearer
+    /// token does not, before it is verified).
+    pub fn keys(&self, peer: Option<IpAddr>, name: Option<&str>) -> LoginKeys {
+        if !self.addresses.enabled() && !self.names.enabled() {
+            return LoginKeys::default();
+        }
+        let address = peer.map(address_key);
+        let name = name.map(|n| hex::encode(&Sha256::digest(n.as_bytes())[..16]));
+        let pair = match (&name, &address) {
+            (Some(n), Some(a)) => Some(format!("{n}@{a}")),
+            _ => None,
+        };
+        LoginKeys { address, name, pair }
+    }
+
+    /// Whether an attempt with these keys may be checked now: 429 POL0001 with
+    /// `Retry-After` when its address or its name has no failures left.
+    pub fn check(&self, keys: &LoginKeys) -> Result<()> {
+        self.check_at(keys, Instant::now())
+    }
+
+    fn check_at(&self, keys: &LoginKeys, now: Instant) -> Result<()> {
+        let s = &self.settings;
+        let by_address = ("limits.auth_failures.address_per_sec", s.address_per_sec, s.address_burst);
+        let by_name = ("limits.auth_failures.name_per_sec", s.name_per_sec, s.name_burst);
+        let refusal = match self.known_pair(keys, now) {
+            Some(pair) => self
+                .addresses
+                .check_at(pair, now)
+                .err()
+                .map(|secs| ("too many failed logins for this name from this address", by_address, secs)),
+            None => keys
+                .address
+                .as_deref()
+                .and_then(|a| self.addresses.check_at(a, now).err())
+                .map(|secs| ("too many failed logins from this address", by_address, secs))
+                .or_else(|| {
+                    let name = keys.name.as_deref()?;
+                    let secs = self.names.check_at(name, now).err()?;
+                    Some(("too many failed logins for this name", by_name, secs))
+                }),
+        };
+        match refusal {
+            None => Ok(()),
+            Some((what, (key, rate, burst), secs)) => {
+                tracing::info!(address = keys.address.as_deref().unwrap_or("-"), what, "login throttled");
+                Err(bucket_refusal(what, key, rate, burst, secs))
+            }
+        }
+    }
+
+    /// A check under way with these keys (see [`LoginAttempt`]).
+    pub fn attempt(&self, keys: &LoginKeys) -> LoginAttempt<'_> {
+        LoginAttempt { throttle: self, keys: keys.clone(), settled: false }
+    }
+
+    /// The pair key, when the name is known at the address.
+    fn known_pair<'k>(&self, keys: &'k LoginKeys, now: Instant) -> Option<&'k str> {
+        let pair = keys.pair.as_deref()?;
+        self.known.get(pair).is_some_and(|until| *until > now).then_some(pair)
+    }
+
+    fn failed_at(&self, keys: &LoginKeys, now: Instant) {
+        if let Some(pair) = self.known_pair(keys, now) {
+            self.addresses.charge_at(pair, now);
+            return;
+        }
+        if let Some(address) = &keys.address {
+            self.addresses.charge_at(address, now);
+        }
+        if let Some(name) = &keys.name {
+            self.names.charge_at(name, now);
+        }
+    }
+
+    fn succeeded_at(&self, keys: &LoginKeys, now: Instant) {
+        let Some(pair) = &keys.pair else { return };
+        if self.known_for.is_zero() {
+            return;
+        }
+        let until = now + self.known_for;
+        match self.known.get_mut(pair.as_str()) {
+            Some(mut entry) => *entry = until,
+            None => {
+                self.known.insert(pair.clone(), until);
+            }
+        }
+        if self.sweeps.claim(now) {
+            self.known.retain(|_, until| *until > now);
+        }
+    }
+
+    #[cfg(test)]
+    fn known_pairs(&self) -> usize {
+        self.known.len()
+    }
+}
+
+impl LoginAttempt<'_> {
+    /// The credentials were right: nothing is counted, and the address becomes known for
+    /// the name.
+    pub fn succeeded(mut self) {
+        self.settled = true;
+        self.throttle.succeeded_at(&self.keys, Instant::now());
+    }
+
+    /// The check failed, but not for a guess or junk (a bearer token that merely expired,
+    /// see `TokenError::is_forgery`): nothing is counted.
+    pub fn forgiven(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for LoginAttempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.throttle.failed_at(&self.keys, Instant::now());
+        }
+    }
+}
+
+/// The bucket key of a source address: IPv4 as it is (also when mapped into IPv6), IPv6 by
+/// its /64.
+fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// The 429 of a token bucket: `what` was refused by the setting `key` (`rate` per second,
+/// bursts of `burst`).
+fn bucket_refusal(what: &'static str, key: &'static str, rate: f64, burst: u32, retry_after_secs: u64) -> Error {
+    Error::TooManyRequests { what, key, limit: format!("{rate} per second, bursts of {burst}"), retry_after_secs }
 }
 
 #[cfg(test)]
@@ -348,5 +607,130 @@ mod tests {
         let all: Vec<_> = (0..50).map(|i| unlimited.acquire("alice", &format!("c{i}")).unwrap()).collect();
         assert_eq!(all.len(), 50);
         assert_eq!(unlimited.principals(), 0);
+    }
+
+    #[test]
+    fn charges_past_the_burst_are_a_debt_paid_back_at_the_rate() {
+        let r = RateLimiter::new(1.0, 2);
+        let t0 = Instant::now();
+        assert_eq!(r.check_at("a", t0), Ok(()), "no bucket: full");
+        assert!(r.is_empty(), "a check makes no bucket");
+        for _ in 0..5 {
+            r.charge_at("a", t0);
+        }
+        // -3 tokens: one is back after 4 s.
+        assert_eq!(r.check_at("a", t0), Err(4));
+        assert_eq!(r.check_at("a", t0 + Duration::from_secs(3)), Err(1));
+        assert_eq!(r.check_at("a", t0 + Duration::from_secs(4)), Ok(()));
+        // Not evicted while in debt, though idle longer than burst / rate.
+        r.sweep(t0 + Duration::from_secs(3));
+        assert_eq!(r.len(), 1);
+        r.sweep(t0 + Duration::from_secs(5));
+        assert!(r.is_empty(), "full again by then");
+    }
+
+    fn login_limits(address_burst: u32, name_burst: u32) -> AuthFailureSettings {
+        AuthFailureSettings {
+            address_per_sec: 1.0,
+            address_burst,
+            name_per_sec: 1.0,
+            name_burst,
+            known_address_secs: 3600,
+        }
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn failures_are_counted_per_address_and_per_name() {
+        let t = LoginThrottle::new(&login_limits(2, 3));
+        let now = Instant::now();
+        let alice_a = t.keys(ip("192.0.2.1"), Some("alice"));
+        for _ in 0..2 {
+            assert!(t.check_at(&alice_a, now).is_ok());
+            t.failed_at(&alice_a, now);
+        }
+        let refused = t.check_at(&alice_a, now).unwrap_err();
+        assert!(refused.to_string().contains("from this address"), "{refused}");
+        // The address is throttled for every name; the name only from other addresses once
+        // its own bucket is empty.
+        assert!(t.check_at(&t.keys(ip("192.0.2.1"), Some("bob")), now).is_err());
+        let alice_b = t.keys(ip("192.0.2.2"), Some("alice"));
+        assert!(t.check_at(&alice_b, now).is_ok());
+        t.failed_at(&alice_b, now);
+        let refused = t.check_at(&t.keys(ip("192.0.2.3"), Some("alice")), now).unwrap_err();
+        assert!(refused.to_string().contains("for this name"), "{refused}");
+        assert!(matches!(refused, Error::TooManyRequests { retry_after_secs: 1, .. }));
+        // A bearer token names nobody: only its address counts.
+        assert!(t.check_at(&t.keys(ip("192.0.2.3"), None), now).is_ok());
+    }
+
+    #[test]
+    fn a_known_address_has_its_own_bucket_for_the_name() {
+        let t = LoginThrottle::new(&login_limits(2, 2));
+        let now = Instant::now();
+        let home = t.keys(ip("198.51.100.7"), Some("alice"));
+        t.attempt(&home).succeeded();
+        assert_eq!(t.known_pairs(), 1);
+        // Guesses for alice from elsewhere empty her name's bucket; others' failures empty
+        // the shared address's bucket. Neither stops alice at home.
+        for a in ["203.0.113.1", "203.0.113.2"] {
+            t.failed_at(&t.keys(ip(a), Some("alice")), now);
+        }
+        for _ in 0..2 {
+            t.failed_at(&t.keys(ip("198.51.100.7"), Some("mallory")), now);
+        }
+        assert!(t.check_at(&t.keys(ip("203.0.113.3"), Some("alice")), now).is_err(), "a new address");
+        assert!(t.check_at(&t.keys(ip("198.51.100.7"), Some("bob")), now).is_err(), "the address");
+        assert!(t.check_at(&home, now).is_ok());
+        // Failures for alice at home are bounded by that pair's own bucket.
+        t.failed_at(&home, now);
+        t.failed_at(&home, now);
+        assert!(t.check_at(&home, now).is_err());
+        // No address is known when none is to be, nor when addresses are not counted.
+        let none = LoginThrottle::new(&AuthFailureSettings { known_address_secs: 0, ..login_limits(2, 2) });
+        none.attempt(&home).succeeded();
+        assert_eq!(none.known_pairs(), 0);
+        let by_name = LoginThrottle::new(&AuthFailureSettings { address_per_sec: 0.0, ..login_limits(2, 2) });
+        by_name.attempt(&home).succeeded();
+        for _ in 0..2 {
+            by_name.failed_at(&home, now);
+        }
+        assert!(by_name.check_at(&home, now).is_err(), "the name's bucket applies");
+    }
+
+    #[test]
+    fn an_attempt_counts_unless_it_succeeds_or_is_forgiven() {
+        let t = LoginThrottle::new(&AuthFailureSettings { known_address_secs: 0, ..login_limits(1, 10) });
+        let k = t.keys(ip("192.0.2.9"), Some("alice"));
+        t.attempt(&k).succeeded();
+        t.attempt(&k).forgiven();
+        assert!(t.check(&k).is_ok());
+        drop(t.attempt(&k));
+        assert!(t.check(&k).is_err(), "dropped without a verdict: a failure");
+    }
+
+    #[test]
+    fn addresses_are_keyed_ipv4_as_is_and_ipv6_by_64() {
+        assert_eq!(address_key("192.0.2.1".parse().unwrap()), "192.0.2.1");
+        assert_eq!(address_key("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1");
+        assert_eq!(address_key("2001:db8:1:2:3:4:5:6".parse().unwrap()), "2001:db8:1:2::/64");
+        assert_eq!(address_key("2001:db8:1:2::9".parse().unwrap()), "2001:db8:1:2::/64");
+        let t = LoginThrottle::new(&login_limits(1, 10));
+        t.failed_at(&t.keys(ip("2001:db8:1:2::1"), None), Instant::now());
+        assert!(t.check(&t.keys(ip("2001:db8:1:2::2"), None)).is_err(), "the same /64");
+        assert!(t.check(&t.keys(ip("2001:db8:1:3::1"), None)).is_ok());
+    }
+
+    #[test]
+    fn the_off_throttle_refuses_nothing() {
+        let t = LoginThrottle::off();
+        let k = t.keys(ip("192.0.2.1"), Some("alice"));
+        for _ in 0..100 {
+            drop(t.attempt(&k));
+        }
+        assert!(t.check(&k).is_ok());
     }
 }

@@ -128,18 +128,22 @@ impl Application {
             .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.server.listen)))?;
         let addr = listener.local_addr().map_err(Error::internal)?;
         let public_url = settings.public_url_for(addr);
-        let auth =
-            Arc::new(Authenticator::new(nms.meta.clone(), &settings.auth, &settings.nms.stores, nms.tokens.clone())?);
+        let auth = Arc::new(
+            Authenticator::new(nms.meta.clone(), &settings.auth, &settings.nms.stores, nms.tokens.clone())?
+                .with_failure_limits(&settings.limits.auth_failures),
+        );
         let state = web::Data::new(AppState {
             nms: nms.clone(),
             auth: auth.clone(),
             public_url: public_url.clone(),
             limits: settings.limits.clone(),
             throttle: crate::limits::Throttle::new(&settings.limits, settings.sync.long_poll_secs),
+            pace: api::pacing::BodyPace::new(&settings.server),
         });
         let http = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(actix_web::middleware::from_fn(api::pacing::pace_bodies))
                 .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms"))
                 .wrap_fn(|req, srv| {
                     let fut = srv.call(req);
@@ -172,6 +176,9 @@ impl Application {
         // waiting): end its request at once, so a long poll of a dead connection takes no
         // notification list.
         http = http.h1_allow_half_closed(false);
+        // A connection's first request head must arrive in time (actix answers 408 and
+        // closes); request bodies are paced by `api::pacing`.
+        http = http.client_request_timeout(Duration::from_secs(settings.server.header_timeout_secs.min(86_400)));
         if settings.server.workers > 0 {
             http = http.workers(settings.server.workers);
         }

@@ -64,6 +64,7 @@ pub fn describe(e: &Error) -> (StatusCode, RequestErrorW) {
         Error::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, policy(e.to_string())),
         Error::LimitExceeded { .. } => (StatusCode::FORBIDDEN, policy(e.to_string())),
         Error::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, policy(e.to_string())),
+        Error::BodyTooSlow { .. } => (StatusCode::REQUEST_TIMEOUT, policy(e.to_string())),
         Error::UnsupportedMediaType { media_type } => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, pol("POL0011", "Media type not supported", vec![media_type.clone()]))
         }
@@ -110,6 +111,11 @@ impl ResponseError for Error {
         }
         if let Error::TooManyRequests { retry_after_secs, .. } = self {
             res.insert_header((header::RETRY_AFTER, (*retry_after_secs).max(1).to_string()));
+        }
+        // The rest of a body too slow to wait for is not read: the connection cannot carry
+        // another request.
+        if let Error::BodyTooSlow { .. } = self {
+            res.force_close();
         }
         res.json(json!({ "requestError": body }))
     }

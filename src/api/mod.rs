@@ -9,6 +9,7 @@ mod flags;
 mod folders;
 mod multipart;
 mod objects;
+pub mod pacing;
 mod paths;
 mod search;
 mod subscriptions;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub limits: LimitSettings,
     /// Per-principal request rate and open long polls.
     pub throttle: crate::limits::Throttle,
+    /// The pace request bodies must keep (`None`: any).
+    pub pace: Option<pacing::BodyPace>,
 }
 
 /// The route table: every operation of [`Operation::ALL`] on its path, a 405 with `Allow`
@@ -164,12 +167,15 @@ impl Access {
     }
 }
 
-/// What the authenticator needs of a request: its `Authorization` header, method and target.
+/// What the authenticator needs of a request: its `Authorization` header, method, target
+/// and the client's address. The address is the TCP peer's: no forwarding header is
+/// trusted, so behind a reverse proxy every client has the proxy's address.
 pub fn auth_request(req: &HttpRequest) -> AuthRequest<'_> {
     AuthRequest {
         authorization: req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()),
         method: req.method().as_str(),
         uri: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+        peer: req.peer_addr().map(|a| a.ip()),
     }
 }
 

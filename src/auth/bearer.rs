@@ -80,6 +80,14 @@ impl TokenError {
         };
         d.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').filter(|c| *c != '"' && *c != '\\').take(200).collect()
     }
+
+    /// Whether the token is junk or a forgery, which the failed-login throttle counts. A
+    /// token that has merely expired or is not yet valid (every client sends one now and
+    /// then, before refreshing it), or whose key the server has yet to fetch, is not the
+    /// client's fault.
+    pub fn is_forgery(&self) -> bool {
+        !matches!(self, TokenError::Expired | TokenError::NotYetValid | TokenError::UnknownKey(_))
+    }
 }
 
 /// A verification key.

@@ -21,11 +21,19 @@
 //! for `auth.cache_ttl_secs` under a SHA-256 of the credentials, so a request costs a map
 //! lookup, not an argon2 run. Digest account lookups are remembered as long. Removing an
 //! account takes effect on every node within that TTL.
+//!
+//! Failed authentications are throttled per source address and per login name
+//! ([`LoginThrottle`], `limits.auth_failures`): once credentials are read, and before they
+//! are checked (before the cache too, which would otherwise answer guesses for free), a
+//! throttled attempt is refused with 429 and costs no argon2 run, no account lookup and no
+//! signature check. A Basic attempt is checked again once it holds an argon2 slot, so
+//! attempts queued while the buckets emptied run no argon2 either.
 
 pub mod bearer;
 pub mod digest;
 pub mod operation;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -40,8 +48,9 @@ use sha2::{Digest, Sha256};
 pub use bearer::{BearerVerifier, TokenError};
 pub use operation::{Operation, Scope};
 
-use crate::config::AuthSettings;
+use crate::config::{AuthFailureSettings, AuthSettings};
 use crate::error::{Error, Result};
+use crate::limits::LoginThrottle;
 use crate::nms::TokenKey;
 use crate::store::{DigestSecrets, MetaStore};
 use digest::{DigestAuth, NonceState};
@@ -163,6 +172,8 @@ pub struct AuthRequest<'a> {
     pub method: &'a str,
     /// The request target as sent (path and query; Digest's `uri` must match it).
     pub uri: &'a str,
+    /// The client's address (the TCP peer), which failed attempts are counted against.
+    pub peer: Option<IpAddr>,
 }
 
 /// An account as Digest needs it.
@@ -185,8 +196,11 @@ pub struct Authenticator {
     digest_cache: DashMap<String, (DigestAccount, Instant)>,
     bearer: Option<BearerVerifier>,
     /// Password checks (argon2, ~19 MiB and tens of ms each) run at most this many at once,
-    /// so a flood of wrong passwords cannot exhaust memory or the blocking pool.
-    checks: tokio::sync::Semaphore,
+    /// so a flood of wrong passwords cannot exhaust memory or the blocking pool. A check
+    /// holds its slot until argon2 has finished, even if its client has gone.
+    checks: Arc<tokio::sync::Semaphore>,
+    /// Failed authentications by address and name.
+    failures: LoginThrottle,
 }
 
 impl Authenticator {
@@ -223,8 +237,17 @@ impl Authenticator {
             digest,
             digest_cache: DashMap::new(),
             bearer,
-            checks: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)),
+            checks: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()).max(2),
+            )),
+            failures: LoginThrottle::off(),
         })
+    }
+
+    /// Throttle failed authentications as `limits` say (without this: never).
+    pub fn with_failure_limits(mut self, limits: &AuthFailureSettings) -> Self {
+        self.failures = LoginThrottle::new(limits);
+        self
     }
 
     /// How many password verifications (argon2 runs) this authenticator has made.
@@ -289,7 +312,7 @@ impl Authenticator {
                 .ok_or_else(|| self.unauthenticated("malformed Basic credentials"))?;
             let (user, password) =
                 decoded.split_once(':').ok_or_else(|| self.unauthenticated("malformed Basic credentials"))?;
-            return self.basic_login(user, password).await;
+            return self.basic_login(user, password, req.peer).await;
         }
         if scheme.eq_ignore_ascii_case("digest")
             && let Some(d) = &self.digest
@@ -299,39 +322,64 @@ impl Authenticator {
         if scheme.eq_ignore_ascii_case("bearer")
             && let Some(b) = &self.bearer
         {
-            return b.verify(rest.trim()).await.map_err(|e| self.bearer_refused(&e));
+            let keys = self.failures.keys(req.peer, None);
+            self.failures.check(&keys)?;
+            let attempt = self.failures.attempt(&keys);
+            return match b.verify(rest.trim()).await {
+                Ok(principal) => {
+                    attempt.succeeded();
+                    Ok(principal)
+                }
+                Err(e) => {
+                    if !e.is_forgery() {
+                        attempt.forgiven();
+                    }
+                    Err(self.bearer_refused(&e))
+                }
+            };
         }
         let shown: String = scheme.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(20).collect();
         Err(self.unauthenticated(&format!("unsupported authorization scheme {shown}")))
     }
 
-    async fn basic_login(&self, user: &str, password: &str) -> Result<Principal> {
+    async fn basic_login(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<Principal> {
+        let keys = self.failures.keys(peer, Some(user));
+        self.failures.check(&keys)?;
         let key: [u8; 32] = Sha256::new()
             .chain_update(user.as_bytes())
             .chain_update([0u8])
             .chain_update(password.as_bytes())
             .finalize()
             .into();
-        if let Some(entry) = self.cache.get(&key)
-            && entry.1 > Instant::now()
-        {
-            return Ok(entry.0.clone());
+        let cached = self.cache.get(&key).filter(|e| e.1 > Instant::now()).map(|e| e.0.clone());
+        if let Some(principal) = cached {
+            self.failures.attempt(&keys).succeeded();
+            return Ok(principal);
         }
-        let bad = || self.unauthenticated("invalid user name or password");
-        let _slot = self.checks.acquire().await.map_err(Error::internal)?;
+        let slot = self.checks.clone().acquire_owned().await.map_err(Error::internal)?;
+        // The buckets may have emptied while this attempt waited for its slot.
+        self.failures.check(&keys)?;
         let account = self.meta.find_account(user).await?;
-        let Some(account) = account else {
-            // Spend the same effort as a real check so timing does not reveal user names.
-            let pw = password.to_string();
-            tokio::task::spawn_blocking(move || verify_password(&pw, DUMMY_HASH)).await.ok();
-            return Err(bad());
+        let attempt = self.failures.attempt(&keys);
+        // An unknown user costs the same argon2 run, so timing does not reveal user names.
+        let hash = match &account {
+            Some(a) => {
+                self.verifications.fetch_add(1, Ordering::Relaxed);
+                a.password_hash.clone()
+            }
+            None => DUMMY_HASH.to_string(),
         };
-        self.verifications.fetch_add(1, Ordering::Relaxed);
-        let (pw, hash) = (password.to_string(), account.password_hash.clone());
-        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash)).await.map_err(Error::internal)?;
-        if !ok {
-            return Err(bad());
-        }
+        let pw = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            verify_password(&pw, &hash)
+        })
+        .await
+        .map_err(Error::internal)?;
+        let Some(account) = account.filter(|_| ok) else {
+            return Err(self.unauthenticated("invalid user name or password"));
+        };
+        attempt.succeeded();
         let principal = Principal::of_account(account.name, account.is_service, account.boxes);
         remember(&self.cache, key, principal.clone(), self.ttl);
         Ok(principal)
@@ -386,7 +434,10 @@ impl Authenticator {
         if state == NonceState::Invalid {
             return Err(self.unauthenticated("invalid Digest nonce"));
         }
+        let keys = self.failures.keys(req.peer, Some(&c.username));
+        self.failures.check(&keys)?;
         let account = self.digest_account(&c.username).await?;
+        let attempt = self.failures.attempt(&keys);
         let ha1 =
             account.as_ref().and_then(|a| a.secrets.as_ref()).filter(|s| s.realm == self.realm).and_then(
                 |s| match alg {
@@ -401,6 +452,8 @@ impl Authenticator {
         let (Some(account), Some(_), true) = (account, ha1, matches) else {
             return Err(self.unauthenticated("invalid user name or password"));
         };
+        // The right answer, even to a stale or replayed nonce: it was no guess.
+        attempt.succeeded();
         match state {
             NonceState::Fresh { expires } => {
                 if !d.remember(&c.nonce, nc, cnonce, expires) {

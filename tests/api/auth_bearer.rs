@@ -453,6 +453,8 @@ async fn hs256_forged_with_the_public_key_as_secret_is_refused() {
             shared_secret: secret.into(),
             ..Default::default()
         });
+        // Twelve forgeries from one address would be throttled (see hardening.rs).
+        s.limits.auth_failures.address_per_sec = 0.0;
     })
     .await;
     let url = app.root_lookup(ALICE);
@@ -762,7 +764,7 @@ fn hex_hash(alg: &str, data: &str) -> String {
 }
 
 /// The `Authorization` value answering `challenge` for GET `uri` (RFC 7616 §3.4).
-fn digest_answer(challenge: &str, user: &str, password: &str, method: &str, uri: &str, nc: u32) -> String {
+pub(crate) fn digest_answer(challenge: &str, user: &str, password: &str, method: &str, uri: &str, nc: u32) -> String {
     let p = params(challenge);
     let alg = p["algorithm"].as_str();
     let cnonce = "0a4f113b";
@@ -778,7 +780,7 @@ fn digest_answer(challenge: &str, user: &str, password: &str, method: &str, uri:
 }
 
 /// The Digest challenge for `alg` among a 401's challenges.
-fn digest_challenge(res: &Response, alg: &str) -> String {
+pub(crate) fn digest_challenge(res: &Response, alg: &str) -> String {
     challenges(res)
         .into_iter()
         .find(|c| c.starts_with("Digest ") && c.contains(&format!("algorithm={alg},")))
@@ -787,7 +789,7 @@ fn digest_challenge(res: &Response, alg: &str) -> String {
 
 /// The server with Digest on and an account `carol` (box `tel:+14155550100`) whose Digest
 /// values are stored.
-async fn digest_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+pub(crate) async fn digest_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let app = spawn_app_with(move |s| {
         s.auth.digest.enabled = true;
         tweak(s);

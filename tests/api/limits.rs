@@ -13,8 +13,8 @@ use crate::helpers::*;
 
 const SEARCH: &str = "/objects/operations/search";
 
-/// The objects of alice's box.
-async fn objects(app: &TestApp) -> usize {
+/// The objects of alice's box (counted by the service account, which no rate limit slows).
+pub(crate) async fn objects(app: &TestApp) -> usize {
     app.object_count().await
 }
 
@@ -27,7 +27,7 @@ async fn assert_limit(res: reqwest::Response, status: u16, key: &str, value: &st
 }
 
 /// Nothing stored: no object in alice's box, no blob or temporary on disk.
-async fn assert_nothing_left(app: &TestApp) {
+pub(crate) async fn assert_nothing_left(app: &TestApp) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(objects(app).await, 0, "no object was created");
     assert!(app.blob_files().is_empty(), "stray blobs: {:?}", app.blob_files());

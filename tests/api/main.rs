@@ -12,6 +12,7 @@ mod fixtures;
 mod flags;
 mod folder_limits;
 mod folders;
+mod hardening;
 mod helpers;
 mod limits;
 mod mirror;
