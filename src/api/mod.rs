@@ -10,7 +10,7 @@ mod folders;
 mod multipart;
 mod objects;
 mod paths;
-mod search;
+pub mod search;
 mod subscriptions;
 pub mod urls;
 pub mod webhooks;
