@@ -608,7 +608,17 @@ impl Settings {
             }
             fig = fig.merge(Toml::file(file));
         }
-        fig = fig.merge(Env::prefixed("NMS__").split("__").lowercase(true));
+        Self::layered(fig, overrides)
+    }
+
+    /// [`Settings::load`] with the TOML given as text instead of a file (the same layers).
+    pub fn load_str(toml: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::layered(Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(toml)), overrides)
+    }
+
+    /// The environment and the flags over `fig` (defaults and TOML), then the checks.
+    fn layered(fig: Figment, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let fig = fig.merge(Env::prefixed("NMS__").split("__").lowercase(true));
         let mut s: Settings = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
         if let Some(d) = &overrides.data_dir {
             s.data_dir = d.clone();
@@ -702,5 +712,23 @@ impl Settings {
         }
         shown.auth = self.auth.redacted();
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_text_is_layered_like_a_file() {
+        let text = "[nms]\nstores = [\"a\", \"b\"]\n[limits]\nrate_per_sec = 2.5\n";
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("nms.toml");
+        std::fs::write(&file, text).expect("write");
+        let from_file = Settings::load(Some(&file), &Overrides::default()).expect("file");
+        let from_text = Settings::load_str(text, &Overrides::default()).expect("text");
+        assert_eq!(from_text.nms.stores, ["a", "b"]);
+        assert_eq!(from_text.to_redacted_toml(), from_file.to_redacted_toml());
+        assert!(Settings::load_str("[nms]\nstores = []\n", &Overrides::default()).is_err());
     }
 }

@@ -11,7 +11,7 @@ mod multipart;
 mod objects;
 pub mod pacing;
 mod paths;
-mod search;
+pub mod search;
 mod subscriptions;
 pub mod urls;
 pub mod webhooks;

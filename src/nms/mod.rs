@@ -283,7 +283,8 @@ impl Nms {
         self
     }
 
-    fn child_cursor_purpose(b: &BoxRow, f: &Folder, filter: ListFilter) -> String {
+    /// What a listing cursor of folder `f` with `filter` is sealed for.
+    pub fn child_cursor_purpose(b: &BoxRow, f: &Folder, filter: ListFilter) -> String {
         format!("folder-children:{}:{}:{}:{:?}", b.id, b.validity, f.id, filter)
     }
 

@@ -341,22 +341,38 @@ fn decode_position(raw: &[u8]) -> Option<SearchPosition> {
 }
 
 impl Nms {
-    fn creation_purpose(b: &BoxRow) -> String {
+    /// What a creation cursor of box `b` is sealed for.
+    pub fn creation_purpose(b: &BoxRow) -> String {
         format!("creation:{}:{}", b.id, b.validity)
     }
 
     /// The creation cursor meaning "everything created up to `seq`".
-    fn creation_cursor(&self, b: &BoxRow, seq: i64) -> String {
+    pub fn creation_cursor(&self, b: &BoxRow, seq: i64) -> String {
         self.tokens.seal(&Self::creation_purpose(b), &seq.to_be_bytes())
     }
 
-    fn open_creation_cursor(&self, b: &BoxRow, cursor: &str) -> Result<i64> {
+    /// The `seq` of a creation cursor of box `b` (400 SVC0002 if it is not one).
+    pub fn open_creation_cursor(&self, b: &BoxRow, cursor: &str) -> Result<i64> {
         let raw = self
             .tokens
             .open(&Self::creation_purpose(b), cursor)
             .ok_or_else(|| Error::invalid("criterion value (creationCursor)"))?;
         let raw: [u8; 8] = raw.try_into().map_err(|_| Error::invalid("criterion value (creationCursor)"))?;
         Ok(i64::from_be_bytes(raw))
+    }
+
+    /// The paging cursor for continuing a search after `p`; `purpose` binds it to the box and
+    /// the compiled search (see the module doc).
+    pub fn search_cursor(&self, purpose: &str, p: &SearchPosition) -> String {
+        self.tokens.seal(purpose, &encode_position(p))
+    }
+
+    /// Open a search cursor sealed for `purpose` (400 SVC0002 `fromCursor` if it is not one).
+    pub fn open_search_cursor(&self, purpose: &str, cursor: &str) -> Result<SearchPosition> {
+        self.tokens
+            .open(purpose, cursor)
+            .and_then(|raw| decode_position(&raw))
+            .ok_or_else(|| Error::invalid("fromCursor"))
     }
 
     /// Compile subscription filter criteria (NMS 5.3.2.20), tested on each notified item
@@ -435,12 +451,7 @@ impl Nms {
         let after = match &input.from_cursor {
             None => None,
             Some(c) if c.is_empty() => None,
-            Some(c) => Some(
-                self.tokens
-                    .open(&purpose, c)
-                    .and_then(|raw| decode_position(&raw))
-                    .ok_or_else(|| Error::invalid("fromCursor"))?,
-            ),
+            Some(c) => Some(self.open_search_cursor(&purpose, c)?),
         };
         Ok((SearchQuery { filter: compiled.filter, scope, sort, after, limit: max }, compiled.created, purpose))
     }
@@ -456,7 +467,7 @@ impl Nms {
         }
         let (q, created, purpose) = self.compile(b, Over::Objects, input).await?;
         let page = self.meta.search_objects(b, &q).await?;
-        let cursor = page.next.as_ref().map(|p| self.tokens.seal(&purpose, &encode_position(p)));
+        let cursor = page.next.as_ref().map(|p| self.search_cursor(&purpose, p));
         let creation_cursor = created.then(|| {
             // Complete up to the snapshot's modseq once the walk ends; mid-walk, up to the
             // last object returned (later pages continue from there).
@@ -476,7 +487,7 @@ impl Nms {
     pub async fn search_folders(&self, b: &BoxRow, input: &SelectionInput) -> Result<FolderResult> {
         let (q, _, purpose) = self.compile(b, Over::Folders, input).await?;
         let page = self.meta.search_folders(b, &q).await?;
-        let cursor = page.next.as_ref().map(|p| self.tokens.seal(&purpose, &encode_position(p)));
+        let cursor = page.next.as_ref().map(|p| self.search_cursor(&purpose, p));
         Ok(FolderResult { folders: page.folders, cursor })
     }
 

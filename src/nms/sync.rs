@@ -61,7 +61,8 @@ impl RestartPoint {
 }
 
 impl Nms {
-    fn restart_purpose(b: &BoxRow) -> String {
+    /// What a restart token of box `b` is sealed for.
+    pub fn restart_purpose(b: &BoxRow) -> String {
         format!("restart:{}", b.id)
     }
 
