@@ -12,7 +12,9 @@
 //!   [`Limits::max_fields`] fields, checked while it arrives, so a huge header is refused
 //!   after that many bytes, never held whole;
 //! - header lines may be folded (RFC 5322 2.2.3: a line starting with a space or a tab
-//!   continues the previous field), as the NMS specification's own examples do;
+//!   continues the previous field), as the NMS specification's own examples do; they may
+//!   end in CRLF or LF, while delimiters need their CRLF (RFC 2046);
+//! - a header value holding a control character (a stray CR, NUL, ...) is refused;
 //! - a preamble before the first delimiter, transport padding (spaces and tabs) after a
 //!   delimiter, and an epilogue after the closing one are skipped.
 //!
@@ -104,10 +106,11 @@ pub fn header_param(value: &str, param: &str) -> Option<String> {
 }
 
 /// Header fields from a block of header lines (CRLF or LF line ends): `(name, value)` with
-/// folded lines unfolded (the line break removed, the continuation's whitespace kept) and
-/// the value as sent after the colon. A line that is neither a field nor a continuation,
-/// or a name that is empty or holds whitespace or control characters, is refused with the
-/// offending line.
+/// folded lines unfolded (each line break and the whitespace after it become one space, as
+/// RFC 7230 3.2.4 has it, so a tab fold parses like a space fold) and the value as sent
+/// after the colon. A line that is neither a field nor a continuation, a name that is empty
+/// or holds whitespace or control characters, or a value holding a control character other
+/// than a tab, is refused with the offending line.
 pub fn header_fields(block: &str) -> std::result::Result<Vec<(String, String)>, String> {
     let mut out: Vec<(String, String)> = Vec::new();
     for line in block.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)) {
@@ -116,21 +119,28 @@ pub fn header_fields(block: &str) -> std::result::Result<Vec<(String, String)>, 
         }
         if line.starts_with([' ', '\t']) {
             match out.last_mut() {
-                Some((_, value)) => {
-                    value.push_str(line);
+                Some((_, value)) if !has_control(line) => {
+                    value.push(' ');
+                    value.push_str(line.trim_start_matches([' ', '\t']));
                     continue;
                 }
-                None => return Err(line.to_string()),
+                _ => return Err(line.to_string()),
             }
         }
         let (name, value) = line.split_once(':').ok_or_else(|| line.to_string())?;
         let name = name.trim_end();
-        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) || has_control(value) {
             return Err(line.to_string());
         }
         out.push((name.to_string(), value.to_string()));
     }
     Ok(out)
+}
+
+/// Whether a header value holds a control character other than a tab (a stray CR, NUL,
+/// ...): such a value could not be served back in a response header.
+fn has_control(value: &str) -> bool {
+    value.chars().any(|c| c.is_control() && c != '\t')
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,6 +306,12 @@ where
     async fn head(&mut self) -> Result<Headers> {
         let max = self.limits.max_head_bytes;
         let mut searched = 0usize;
+        // A part with neither headers nor content: the next delimiter follows at once.
+        while self.buf.len() < self.delimiter.len() && self.fill().await? {}
+        if self.buf.starts_with(&self.delimiter) {
+            self.state = State::Body;
+            return Ok(Headers::default());
+        }
         let (len, skip) = loop {
             // No header at all: the blank line comes first.
             if self.buf.starts_with(b"\r\n") {
@@ -309,7 +325,8 @@ where
                 break (from + end.0, end.1);
             }
             searched = self.buf.len();
-            if searched > max {
+            // Room for the blank line after a head of exactly `max` bytes.
+            if searched > max + 2 {
                 return Err(head_too_large(max));
             }
             if !self.fill().await? {
@@ -398,6 +415,36 @@ mod tests {
         let parts = read_all(body, "b", 4, Limits::default()).await.unwrap();
         assert_eq!(parts[0].0.get("content-disposition"), Some("inline; filename=\"a b.txt\""));
         assert_eq!(parts[0].0.disposition_param("filename").as_deref(), Some("a b.txt"));
+    }
+
+    #[tokio::test]
+    async fn tab_folds_and_empty_parts() {
+        let body = b"--b\r\nContent-Type: multipart/mixed;\r\n\tboundary=\"x\"\r\n\r\n--x--\r\n--b\r\n\r\n--b--";
+        let parts = read_all(body, "b", 3, Limits::default()).await.unwrap();
+        assert_eq!(parts[0].0.get("content-type"), Some("multipart/mixed; boundary=\"x\""));
+        assert!("multipart/mixed; boundary=\"x\"".parse::<mime::Mime>().is_ok());
+        assert_eq!(parts[1], (Headers::default(), Vec::new()), "a part with no headers and no content");
+    }
+
+    #[tokio::test]
+    async fn control_characters_in_values_are_refused() {
+        for value in ["attachment;\u{1}filename=a", "a\rb", "x\0"] {
+            let body = format!("--b\r\nContent-Disposition: {value}\r\n\r\nx\r\n--b--");
+            assert!(read_all(body.as_bytes(), "b", 5, Limits::default()).await.is_err(), "{value:?}");
+        }
+        assert!(header_fields("X: a\tb\r\n").is_ok(), "a tab is fine");
+    }
+
+    #[tokio::test]
+    async fn a_head_of_exactly_the_bound_is_accepted_however_it_is_cut() {
+        let value = "v".repeat(100 - "X: \r\n".len());
+        let body = format!("--b\r\nX: {value}\r\n\r\nx\r\n--b--");
+        let limits = Limits { max_head_bytes: 100, max_fields: 8 };
+        for size in 1..=40 {
+            assert!(read_all(body.as_bytes(), "b", size, limits).await.is_ok(), "chunks of {size}");
+        }
+        let limits = Limits { max_head_bytes: 99, max_fields: 8 };
+        assert!(read_all(body.as_bytes(), "b", 7, limits).await.is_err());
     }
 
     #[tokio::test]
