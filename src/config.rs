@@ -652,6 +652,10 @@ impl Settings {
         if self.nms.folder_page_default == 0 || self.nms.folder_page_max == 0 {
             return Err(ConfigError("folder page sizes must be positive".into()));
         }
+        // A part's head is always bounded: headers are held in memory while they are read.
+        if self.limits.max_part_head_bytes < 256 {
+            return Err(ConfigError("limits.max_part_head_bytes must be at least 256".into()));
+        }
         // Token buckets: a rate (0: off) and a size of at least one token when on.
         let (l, f) = (&self.limits, &self.limits.auth_failures);
         for (rate_key, burst_key, rate, burst) in [
@@ -730,5 +734,15 @@ mod tests {
         assert_eq!(from_text.nms.stores, ["a", "b"]);
         assert_eq!(from_text.to_redacted_toml(), from_file.to_redacted_toml());
         assert!(Settings::load_str("[nms]\nstores = []\n", &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn part_heads_cannot_be_unbounded() {
+        for bad in ["0", "255"] {
+            let text = format!("[limits]\nmax_part_head_bytes = {bad}\n");
+            let Err(err) = Settings::load_str(&text, &Overrides::default()) else { panic!("{bad} accepted") };
+            assert!(err.to_string().contains("limits.max_part_head_bytes"), "{err}");
+        }
+        assert!(Settings::load_str("[limits]\nmax_part_head_bytes = 256\n", &Overrides::default()).is_ok());
     }
 }

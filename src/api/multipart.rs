@@ -35,6 +35,16 @@ pub fn is_deposit(m: &mime::Mime) -> bool {
     m.type_() == mime::MULTIPART && ["form-data", "related", "mixed"].contains(&m.subtype().as_str())
 }
 
+/// The `boundary` of a multipart media type: 1 to 70 characters (RFC 2046 5.1.1), so the
+/// delimiter a reader looks for, and the bytes it holds back, stay small. `part` names it
+/// in the refusal.
+fn boundary_of(m: &mime::Mime, part: &str) -> Result<String> {
+    m.get_param(mime::BOUNDARY)
+        .map(|b| b.as_str().to_string())
+        .filter(|b| (1..=70).contains(&b.len()) && !b.contains(['\r', '\n']))
+        .ok_or_else(|| Error::invalid(format!("{part} (1 to 70 characters)")))
+}
+
 /// The per-part limits of a deposit.
 #[derive(Clone, Copy)]
 struct PartLimits {
@@ -82,11 +92,7 @@ struct Opened {
 /// Open a streaming multipart body (413 past the body limit, declared or streamed).
 fn open(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<Opened> {
     let media = media_type(req).filter(is_deposit).ok_or_else(|| Error::invalid("Content-Type"))?;
-    let boundary = media
-        .get_param(mime::BOUNDARY)
-        .map(|b| b.as_str().to_string())
-        .filter(|b| !b.is_empty() && b.len() <= 200)
-        .ok_or_else(|| Error::invalid("Content-Type boundary"))?;
+    let boundary = boundary_of(&media, "Content-Type boundary")?;
     let limit = state.limits.max_body_bytes;
     let declared = req
         .headers()
@@ -233,10 +239,7 @@ async fn read_payload<S: Body>(
     let raw_type = headers.get("content-type");
     match raw_type.and_then(|t| t.parse::<mime::Mime>().ok()) {
         Some(m) if m.type_() == mime::MULTIPART => {
-            let boundary = m
-                .get_param(mime::BOUNDARY)
-                .map(|b| b.as_str().to_string())
-                .ok_or_else(|| Error::invalid("attachments boundary"))?;
+            let boundary = boundary_of(&m, "attachments boundary")?;
             deposit.payload_type = raw_type.map(|t| strip_param(t, "boundary"));
             let mut inner = Reader::new(reader.body(), &boundary, limits.head);
             while let Some(h) = inner.next_part().await? {
@@ -324,10 +327,7 @@ async fn read_cpim(mut body: impl Body, deposit: &mut Deposit, limits: &PartLimi
     deposit.payload_type = Some(strip_param(&content_type, "boundary"));
     match content_type.parse::<mime::Mime>() {
         Ok(m) if m.type_() == mime::MULTIPART => {
-            let boundary = m
-                .get_param(mime::BOUNDARY)
-                .map(|b| b.as_str().to_string())
-                .ok_or_else(|| Error::invalid("CPIM Content-Type boundary"))?;
+            let boundary = boundary_of(&m, "CPIM Content-Type boundary")?;
             let mut inner = Reader::new(tail, &boundary, limits.head);
             while let Some(h) = inner.next_part().await? {
                 let headers = part_headers(&h);

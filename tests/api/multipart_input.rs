@@ -196,3 +196,33 @@ async fn folded_cpim_header_lines_are_unfolded() {
     assert_eq!(subject["value"][0], "a long subject", "{o}");
     assert_eq!(o["payloadPart"][0]["contentType"], "text/plain; charset=utf-8", "{o}");
 }
+
+/// Boundaries are 1 to 70 characters (RFC 2046 5.1.1), outer and nested; a part header
+/// value with a control character is refused, as it could never be served back.
+#[tokio::test]
+async fn boundaries_and_header_values_are_checked() {
+    let app = spawn_app().await;
+    let long = "x".repeat(71);
+    let body = crlf(&format!(
+        "--{long}\nContent-Disposition: form-data; name=\"root-fields\"\n\n{{\"object\":{{}}}}\n--{long}--\n"
+    ));
+    let res = app.deposit(&format!("multipart/form-data; boundary={long}"), body).await;
+    assert_error(res, 400, "SVC0002").await;
+    for (boundary, status) in [("y".repeat(200), 400), ("z".repeat(70), 201)] {
+        let (inner_ct, inner) = nested("multipart/mixed", &boundary, &[(&[("Content-Type", "text/plain")], b"hello")]);
+        let (ct, body) = form()
+            .root_fields(&json!({}))
+            .part(
+                &[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", inner_ct.as_str())],
+                &inner,
+            )
+            .finish("multipart/form-data");
+        assert_eq!(app.deposit(&ct, body).await.status(), status, "nested boundary of {}", boundary.len());
+    }
+    let (ct, body) = form()
+        .root_fields(&json!({}))
+        .part(&[("Content-Disposition", "attachment;\u{1}filename=a"), ("Content-Type", "text/plain")], b"x")
+        .finish("multipart/form-data");
+    assert_error(app.deposit(&ct, body).await, 400, "SVC0002").await;
+    assert_eq!(app.object_count().await, 1, "only the 70-character boundary made an object");
+}
