@@ -492,22 +492,22 @@ fn id_list(ids: &[i64]) -> String {
 }
 
 /// What the session-object rule needs of one object: its folder, lower-cased
-/// `Message-Context` and payload type, and its place in storage order. One primary-key
-/// lookup (plus the attribute's primary key), whatever the folder holds.
+/// `Message-Context` and payload type. One primary-key lookup (plus the attribute's primary
+/// key), whatever the folder holds.
 fn session_facts_sql() -> String {
     format!(
-        "SELECT o.folder_id, {} AS ctx, lower(coalesce(o.payload_type, '')) AS ty, o.stored_at_ms \
+        "SELECT o.folder_id, {} AS ctx, lower(coalesce(o.payload_type, '')) AS ty \
          FROM objects o WHERE o.id = ?",
         context_of("o")
     )
 }
 
-/// Whether a group state object stored after (`stored_at_ms`, `id`) lies in the folder.
-/// Asked only about group state objects.
-fn later_group_state_sql() -> String {
+/// The latest group state object of a folder (storage order): its id. Asked only about
+/// group state objects, once per folder and request.
+fn latest_group_state_sql() -> String {
     format!(
-        "SELECT 1 FROM objects o2 WHERE o2.folder_id = ? AND o2.id <> ? \
-         AND (o2.stored_at_ms, o2.id) > (?, ?) AND {} = 'group-state-message' LIMIT 1",
+        "SELECT o2.id FROM objects o2 WHERE o2.folder_id = ? AND {} = 'group-state-message' \
+         ORDER BY o2.stored_at_ms DESC, o2.id DESC LIMIT 1",
         context_of("o2")
     )
 }
@@ -530,37 +530,49 @@ fn folder_keeps_content_sql(leaving: &str) -> String {
 ///
 /// One rule per request: `leaving` are the objects the same request removes or moves
 /// (they do not hold a session object back). An ordinary message costs one indexed lookup;
-/// only session metadata objects probe their folder, and each folder is probed once per
-/// request.
+/// only session metadata objects probe their folder, each folder at most twice per request
+/// (for its latest group state object, and for content that stays).
 struct SessionRule {
     leaving: String,
     /// Per folder: whether content outside `leaving` remains there.
     keeps_content: std::collections::HashMap<i64, bool>,
-    /// Folder probes made (each folder at most once).
+    /// Per folder: its latest group state object, as the request found it.
+    latest_group_state: std::collections::HashMap<i64, Option<i64>>,
+    /// Folder probes made (each folder at most twice).
     probes: usize,
 }
 
 impl SessionRule {
     fn new(leaving: &[i64]) -> Self {
-        Self { leaving: id_list(leaving), keeps_content: Default::default(), probes: 0 }
+        Self {
+            leaving: id_list(leaving),
+            keeps_content: Default::default(),
+            latest_group_state: Default::default(),
+            probes: 0,
+        }
     }
 
     /// Why the object may not leave its folder, if it may not.
     async fn refusal(&mut self, tx: &mut Tx<'_>, object_id: i64) -> Result<Option<String>> {
-        let row: Option<(i64, Option<String>, String, i64)> =
+        let row: Option<(i64, Option<String>, String)> =
             sqlx::query_as(AssertSqlSafe(session_facts_sql())).bind(object_id).fetch_optional(&mut **tx).await?;
-        let Some((folder, ctx, ty, stored_at)) = row else { return Ok(None) };
+        let Some((folder, ctx, ty)) = row else { return Ok(None) };
         let kind = match ctx.as_deref() {
             Some("session-info-message") => "session info object",
             Some("group-state-message") => {
-                let later: Option<i64> = sqlx::query_scalar(AssertSqlSafe(later_group_state_sql()))
-                    .bind(folder)
-                    .bind(object_id)
-                    .bind(stored_at)
-                    .bind(object_id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                if later.is_some() {
+                let latest = match self.latest_group_state.get(&folder) {
+                    Some(latest) => *latest,
+                    None => {
+                        self.probes += 1;
+                        let latest: Option<i64> = sqlx::query_scalar(AssertSqlSafe(latest_group_state_sql()))
+                            .bind(folder)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                        self.latest_group_state.insert(folder, latest);
+                        latest
+                    }
+                };
+                if latest != Some(object_id) {
                     return Ok(None);
                 }
                 "latest group state object"
@@ -2237,6 +2249,11 @@ mod tests {
             infos.push(store.create_object(&b, object("/s", "session-info-message")).await.unwrap().id);
         }
         let chat = store.create_object(&b, object("/s", "chat-message")).await.unwrap().id;
+        let mut states = Vec::new();
+        for _ in 0..50 {
+            states.push(store.create_object(&b, object("/g", "group-state-message")).await.unwrap().id);
+        }
+        store.create_object(&b, object("/g", "chat-message")).await.unwrap();
         let mut tx = store.pool.begin().await.unwrap();
 
         let mut rule = SessionRule::new(&infos);
@@ -2249,6 +2266,15 @@ mod tests {
         let mut rule = SessionRule::new(&[chat]);
         assert!(rule.refusal(&mut tx, chat).await.unwrap().is_none());
         assert_eq!(rule.probes, 0, "an ordinary message never probes its folder");
+
+        // Group state objects: the folder's latest one is looked up once, whatever their number.
+        let mut rule = SessionRule::new(&states);
+        let mut refused = 0;
+        for id in &states {
+            refused += usize::from(rule.refusal(&mut tx, *id).await.unwrap().is_some());
+        }
+        assert_eq!(refused, 1, "only the latest group state object stays");
+        assert_eq!(rule.probes, 2, "one probe for the latest, one for the content");
 
         let everything: Vec<i64> = infos.iter().copied().chain([chat]).collect();
         let mut rule = SessionRule::new(&everything);
