@@ -217,13 +217,13 @@ fn validate_name(name: &str) -> Result<()> {
 }
 
 /// A path whose missing folders a request may create: a valid path whose every segment is
-/// a valid folder name and whose shape fits the folder limits (checked before any write).
-fn validate_new_path(path: &str, limits: FolderLimits) -> Result<String> {
+/// a valid folder name. (The folder limits bind each folder the store makes on the way,
+/// inside the write; folders that already exist stay usable whatever the limits.)
+fn validate_new_path(path: &str) -> Result<String> {
     let path = validate_path(path)?;
     if path.split('/').skip(1).any(|seg| validate_name(seg).is_err()) {
         return Err(Error::invalid("parentFolderPath (a folder name is empty, too long or holds a control character)"));
     }
-    limits.check(&path)?;
     Ok(path)
 }
 
@@ -571,9 +571,7 @@ impl Nms {
         }
         let mut parent = match input.parent {
             Parent::Folder(id) => ParentRef::Id(id),
-            Parent::Path(p) => {
-                ParentRef::Path { path: validate_new_path(&p, FolderLimits::of(&self.limits))?, create_missing: true }
-            }
+            Parent::Path(p) => ParentRef::Path { path: validate_new_path(&p)?, create_missing: true },
             Parent::Unspecified => ParentRef::Root,
         };
         let placed = matches!(parent, ParentRef::Root) && self.cpm.placement;

@@ -59,9 +59,10 @@ pub enum ParentRef {
 }
 
 /// The shape a folder path may have: at most `max_depth` segments and `max_path_bytes`
-/// bytes (0: no bound). Engines check every path they compute (a new folder, a renamed or
-/// moved subtree), inside the write, so a refused change leaves nothing behind; the domain
-/// checks the paths a request names before any write.
+/// bytes (0: no bound). Engines check every path they compute (a new folder, a renamed,
+/// moved or copied subtree), inside the write, so a refused change leaves nothing behind
+/// and a request making folders on the way stops at the first one too deep or too long.
+/// Folders that already exist are not checked: a lowered limit keeps them usable.
 ///
 /// Each folder row stores its path and its ancestry (one id per level), so a folder costs
 /// storage in proportion to its depth; the bounds keep that cost, and the work one request

@@ -137,3 +137,30 @@ async fn folder_depth_and_path_length_are_bounded_everywhere() {
         app.get(&format!("{}/folders/operations/pathToId?path={}", app.base(ALICE), enc("/e/d/d/d/d/d/d/d"))).await;
     assert_eq!(res.status(), 200, "the subtree stayed where it was");
 }
+
+/// Lowering a limit keeps the folders that exist usable: deposits into them by path work,
+/// only new folders beyond the limit are refused.
+#[tokio::test]
+async fn a_lowered_limit_keeps_existing_folders_usable() {
+    let app = spawn_app().await;
+    let objects = format!("{}/objects", app.base(ALICE));
+    let res = app.post_json(&objects, json!({"object": {"parentFolderPath": deep(10)}})).await;
+    assert_eq!(res.status(), 201);
+
+    let mut s = cpm_nms::config::Settings { data_dir: app.data.path().to_path_buf(), ..Default::default() };
+    s.server.listen = "127.0.0.1:0".into();
+    s.limits.max_folder_depth = 4;
+    let lowered = cpm_nms::startup::Application::build(s).await.unwrap();
+    let objects = format!("{}/nms/v1/base/{}/objects", lowered.public_url(), enc(ALICE));
+    tokio::spawn(lowered.run_until_stopped());
+    let post = |path: String| {
+        app.client
+            .post(&objects)
+            .basic_auth("alice", Some(PW))
+            .json(&json!({"object": {"parentFolderPath": path}}))
+            .send()
+    };
+    assert_eq!(post(deep(10)).await.unwrap().status(), 201, "an existing deep folder");
+    let res = post(format!("{}/new", deep(10))).await.unwrap();
+    assert_error(res, 403, "POL0001").await;
+}
