@@ -337,8 +337,9 @@ impl Upload {
         }
     }
 
-    /// The last write. If it fails the writer is finished either way (a multipart upload
-    /// has aborted itself) and must not be aborted again: that panics.
+    /// The last write. If it fails the writer is finished either way and must not be
+    /// aborted: that panics. A multipart upload whose part or completion fails has aborted
+    /// itself (`WriteMultipart::finish` does so from object_store 0.14.2 on).
     async fn shut_down(&mut self) -> std::io::Result<()> {
         let Some(writer) = &mut self.writer else {
             return Err(std::io::Error::other("blob upload already discarded"));

@@ -1,5 +1,5 @@
 //! Blob-store faults: a store that refuses the last write of an upload (a full disk, a
-//! broken store, a write that landed but was reported failed and a real local directory
+//! broken store, a write that landed but was reported failed) or its parts, and a real local directory
 //! that cannot take a write. Each deposit, single or bulk, gets an OMA error (507 when the
 //! disk is full), the server keeps serving, and nothing half-written is left: no object, no
 //! change of the box modseq, no blob, no temporary. A copy writes nothing to the blob store
@@ -45,6 +45,8 @@ struct Faults {
     spared: AtomicUsize,
     multipart_starts: AtomicUsize,
     multipart_aborts: AtomicUsize,
+    /// Every part of a multipart upload fails.
+    parts_fail: AtomicBool,
     /// `put`s wait for `release_puts`; like the local store's, a held write goes on when
     /// its caller drops the future.
     hold_puts: AtomicBool,
@@ -85,6 +87,12 @@ impl Faults {
 
     fn after_write(&self) -> bool {
         self.after_write.load(Ordering::SeqCst)
+    }
+
+    fn part_failure(&self) -> Option<object_store::Error> {
+        let failing = self.parts_fail.load(Ordering::SeqCst);
+        let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        failing.then(|| object_store::Error::Generic { store: "faulty", source: Box::new(e) })
     }
 
     /// Let one held `put` go on.
@@ -189,7 +197,10 @@ struct FaultyUpload {
 #[async_trait]
 impl MultipartUpload for FaultyUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        self.inner.put_part(data)
+        match self.faults.part_failure() {
+            None => self.inner.put_part(data),
+            Some(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
@@ -340,6 +351,25 @@ async fn a_failing_last_write_is_an_oma_error_and_leaves_nothing_half_written() 
         assert_eq!(payload_sha(&app, &url).await, sha(&c));
     }
     assert_eq!(app.blob_files().len(), 3, "three blobs, no temporary: {:?}", app.blob_files());
+}
+
+#[tokio::test]
+async fn a_failing_part_upload_aborts_its_multipart_upload_and_leaves_nothing() {
+    let (app, faults) = spawn_faulty_app().await;
+    stored(&app, b"inline").await;
+    let before = snapshot(&app).await;
+    faults.parts_fail.store(true, Ordering::SeqCst);
+    // 700 KiB: the failed parts are seen by the last write; 3 MiB: by a write that waits
+    // for one of the eight parts in flight.
+    for size in [700 * 1024, 3 * 1024 * 1024] {
+        let case = format!("failing parts, {size} bytes");
+        let aborts = faults.multipart_aborts.load(Ordering::SeqCst);
+        let (ct, body) = one_part_deposit(&content(size, 13));
+        assert_error(app.deposit(&ct, body).await, 500, "SVC0001").await;
+        assert_eq!(faults.multipart_aborts.load(Ordering::SeqCst), aborts + 1, "{case}: aborted once");
+        assert_unchanged(&app, &before, 0, &case).await;
+    }
+    assert_eq!(faults.multipart_starts.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
