@@ -17,6 +17,8 @@
 //!   temporary and answers an error, never a panic: object_store's `BufWriter` panics when
 //!   it is aborted after a shutdown or polled again after a failed start, so a writer is
 //!   aborted only before its shutdown and never used after a failure;
+//! - a part dropped before its temporary is renamed (the request went away, at any point)
+//!   removes the temporary in the background, once a last write under way has ended;
 //! - deleting an object removes metadata first, then its no-longer-referenced blobs;
 //! - a periodic sweep removes unreferenced blobs older than a grace period, and the
 //!   temporaries of processes that are gone (at once on local disk, else after the grace
@@ -181,13 +183,6 @@ impl PayloadStore {
         }
     }
 
-    /// Give up on an upload that was never shut down, then remove its temporary.
-    async fn discard(&self, mut upload: Upload) {
-        // Before a shutdown, aborting cannot panic (buffering, starting, writing).
-        upload.writer.abort().await.ok();
-        self.remove_temporary(&upload.name).await;
-    }
-
     /// A guard for the blobs one request writes.
     pub fn guard(&self) -> UploadGuard {
         UploadGuard { ps: self.clone(), token: new_id(), keys: Vec::new(), done: false }
@@ -307,10 +302,106 @@ pub struct PartWriter {
     head_max: usize,
 }
 
-/// A part streaming into its temporary object `tmp/{instance}/{name}`.
+/// A part streaming into its temporary object `tmp/{instance}/{name}`, which it owns: unless
+/// the temporary was renamed into place, [`Upload::discard`] or, if the upload is dropped
+/// (the request went away), its `Drop` in the background ends the writer as its stage
+/// allows and removes the temporary.
 struct Upload {
-    writer: BufWriter,
+    ps: PayloadStore,
     name: String,
+    /// Taken when the upload is discarded.
+    writer: Option<BufWriter>,
+    stage: Stage,
+}
+
+/// How far an [`Upload`]'s writer got; it says what may still be done with the writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Written to (perhaps with a failure): aborting cannot panic, whatever its state
+    /// (buffering, starting or writing a multipart upload).
+    Open,
+    /// Its shutdown, the last write, is under way: the writer may only be shut down again
+    /// (aborting it panics).
+    Closing,
+    /// Shut down, successfully or not: the writer must not be used again.
+    Closed,
+    /// Renamed into place or removed: nothing left to clean.
+    Gone,
+}
+
+impl Upload {
+    async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        match &mut self.writer {
+            Some(writer) => writer.write_all(chunk).await,
+            None => Err(std::io::Error::other("blob upload already discarded")),
+        }
+    }
+
+    /// The last write. If it fails the writer is finished either way and must not be
+    /// aborted: that panics. A multipart upload whose part or completion fails has aborted
+    /// itself (`WriteMultipart::finish` does so from object_store 0.14.2 on).
+    async fn shut_down(&mut self) -> std::io::Result<()> {
+        let Some(writer) = &mut self.writer else {
+            return Err(std::io::Error::other("blob upload already discarded"));
+        };
+        self.stage = Stage::Closing;
+        let res = writer.shutdown().await;
+        self.stage = Stage::Closed;
+        res
+    }
+
+    /// Rename the temporary to `dest`: it is no longer this upload's to remove.
+    async fn publish(&mut self, dest: &Path) -> Result<()> {
+        let tmp = self.ps.temp.prefix.clone().join(self.name.as_str());
+        self.ps.store.rename(&tmp, dest).await?;
+        self.stage = Stage::Gone;
+        Ok(())
+    }
+
+    /// Give up: end the writer, remove the temporary. Dropped half-way, the upload's `Drop`
+    /// removes the temporary.
+    async fn discard(mut self) {
+        if self.stage == Stage::Gone {
+            return;
+        }
+        let writer = self.writer.take();
+        clean(&self.ps, &self.name, writer, self.stage).await;
+        self.stage = Stage::Gone;
+    }
+}
+
+/// End `writer` as `stage` allows, then remove temporary `name` (and its staging files).
+async fn clean(ps: &PayloadStore, name: &str, writer: Option<BufWriter>, stage: Stage) {
+    if let Some(mut writer) = writer {
+        match stage {
+            Stage::Open => {
+                writer.abort().await.ok();
+            }
+            // Let the last write end before removing what it wrote: a write to local disk
+            // goes on in a blocking thread when its future is dropped, and would land after
+            // the removal. A multipart upload is completed rather than left incomplete.
+            Stage::Closing => {
+                writer.shutdown().await.ok();
+            }
+            Stage::Closed | Stage::Gone => {}
+        }
+    }
+    ps.remove_temporary(name).await;
+}
+
+impl Drop for Upload {
+    /// Dropped before its temporary was renamed or removed (the request went away): clean
+    /// up in the background.
+    fn drop(&mut self) {
+        if self.stage == Stage::Gone {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let (ps, name, writer, stage) =
+                (self.ps.clone(), std::mem::take(&mut self.name), self.writer.take(), self.stage);
+            handle.spawn(async move { clean(&ps, &name, writer, stage).await });
+        }
+    }
 }
 
 impl PartWriter {
@@ -336,7 +427,7 @@ impl PartWriter {
         }
         if let Some(upload) = &mut self.upload {
             self.hasher.update(chunk);
-            let res = upload.writer.write_all(chunk).await;
+            let res = upload.write(chunk).await;
             return self.check(res);
         }
         if self.buf.len() + chunk.len() <= self.ps.inline_max {
@@ -346,16 +437,16 @@ impl PartWriter {
         // Spill: this part is too large to keep inline.
         let name = new_id();
         let path = self.ps.temp.prefix.clone().join(name.as_str());
-        let mut writer = BufWriter::with_capacity(self.ps.store.clone(), path, self.ps.write_buffer);
+        let writer = BufWriter::with_capacity(self.ps.store.clone(), path, self.ps.write_buffer);
         let buffered = std::mem::take(&mut self.buf);
         self.hasher.update(&buffered);
         self.hasher.update(chunk);
+        let upload = self.upload.insert(Upload { ps: self.ps.clone(), name, writer: Some(writer), stage: Stage::Open });
         let res = async {
-            writer.write_all(&buffered).await?;
-            writer.write_all(chunk).await
+            upload.write(&buffered).await?;
+            upload.write(chunk).await
         }
         .await;
-        self.upload = Some(Upload { writer, name });
         self.check(res)
     }
 
@@ -376,20 +467,19 @@ impl PartWriter {
     /// Complete the part: inline bytes, or a blob key held by `guard` until commit.
     pub async fn finish(mut self, guard: &mut UploadGuard) -> Result<(PartData, u64)> {
         let size = self.size;
+        // From here on the upload owns its temporary: it removes it on every way out (a
+        // dropped future included) but the rename.
         let Some(mut upload) = self.upload.take() else {
             return Ok((PartData::Inline(std::mem::take(&mut self.buf)), size));
         };
         if self.failed {
-            self.ps.discard(upload).await;
+            upload.discard().await;
             return Err(Error::internal("blob upload already failed"));
         }
-        // The last write. If it fails the writer is finished either way (a multipart upload
-        // has aborted itself) and must not be aborted again: that panics.
-        if let Err(e) = upload.writer.shutdown().await {
-            self.ps.remove_temporary(&upload.name).await;
+        if let Err(e) = upload.shut_down().await {
+            upload.discard().await;
             return Err(Error::blob_store(&e));
         }
-        let tmp = self.ps.temp.prefix.clone().join(upload.name.as_str());
         let hash = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let key = format!("blobs/{}/{}", &hash[..2], hash);
         // Pin first (waiting out a concurrent deletion of the same key), then publish.
@@ -402,20 +492,19 @@ impl PartWriter {
                 }
                 Ok(false) => tokio::time::sleep(Duration::from_millis(50)).await,
                 Err(e) => {
-                    self.ps.remove_temporary(&upload.name).await;
+                    upload.discard().await;
                     return Err(e);
                 }
             }
         }
         if !pinned {
-            self.ps.remove_temporary(&upload.name).await;
+            upload.discard().await;
             return Err(Error::internal(format!("blob {key} stayed locked by a deletion")));
         }
         guard.keys.push(key.clone());
-        let dest = guard.ps.path(&key);
-        if let Err(e) = guard.ps.store.rename(&tmp, &dest).await {
-            self.ps.remove_temporary(&upload.name).await;
-            return Err(e.into());
+        if let Err(e) = upload.publish(&guard.ps.path(&key)).await {
+            upload.discard().await;
+            return Err(e);
         }
         Ok((PartData::Blob { key }, size))
     }
@@ -423,19 +512,7 @@ impl PartWriter {
     /// Give up on the part, removing anything written.
     pub async fn abort(mut self) {
         if let Some(upload) = self.upload.take() {
-            self.ps.discard(upload).await;
-        }
-    }
-}
-
-impl Drop for PartWriter {
-    /// Dropped mid-upload (the request went away): abort and clean up in the background.
-    fn drop(&mut self) {
-        if let Some(upload) = self.upload.take()
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
-            let ps = self.ps.clone();
-            handle.spawn(async move { ps.discard(upload).await });
+            upload.discard().await;
         }
     }
 }

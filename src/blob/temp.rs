@@ -13,11 +13,14 @@
 //! The lock file is created under another name, locked, and only then renamed into place,
 //! so a `{instance}.lock` is never seen unlocked while its process lives. Everything else
 //! under `tmp/` (a live process's own temporaries, a directory without a lock, a file of an
-//! older layout) is removed only once older than the grace period.
+//! older layout) is removed only once older than the grace period, and so are the
+//! temporaries of an instance whose lock cannot be tested (a filesystem whose locks fail):
+//! whether its process lives is unknown, so it is treated as alive.
 
 use std::fs::{self, File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 const LOCK_SUFFIX: &str = ".lock";
@@ -30,6 +33,8 @@ pub(super) struct LocalTemp {
     lock_path: PathBuf,
     /// Held, never read: the lock lives as long as this open file.
     _lock: File,
+    /// A sweep found a lock it could not test (and said so).
+    lock_untestable: AtomicBool,
 }
 
 impl LocalTemp {
@@ -46,7 +51,13 @@ impl LocalTemp {
         fs::rename(&claiming, &lock_path)?;
         let dir = root.join(instance);
         fs::create_dir(&dir)?;
-        Ok(Self { instance: instance.to_string(), dir, lock_path, _lock: lock })
+        Ok(Self {
+            instance: instance.to_string(),
+            dir,
+            lock_path,
+            _lock: lock,
+            lock_untestable: AtomicBool::new(false),
+        })
     }
 
     /// The directory this process's temporaries go to.
@@ -85,7 +96,7 @@ impl LocalTemp {
                 if instance == self.instance {
                     removed += remove_older(&self.dir, Some(cutoff), false);
                 } else {
-                    removed += sweep_instance(root, instance, &path, cutoff);
+                    removed += self.sweep_instance(root, instance, &path, cutoff);
                 }
             } else if is_dir {
                 // A lock file is claimed before its directory exists and removed after it:
@@ -99,6 +110,30 @@ impl LocalTemp {
         }
         Ok(removed)
     }
+
+    /// Another process's instance: its whole directory if its lock is free (the process is
+    /// gone), else its temporaries older than `cutoff`, as when its lock cannot be tested.
+    fn sweep_instance(&self, root: &Path, instance: &str, lock_path: &Path, cutoff: SystemTime) -> usize {
+        let dir = root.join(instance);
+        match probe(lock_path) {
+            Liveness::Gone(_lock) => {
+                let removed = remove_older(&dir, None, true);
+                fs::remove_file(lock_path).ok();
+                removed
+            }
+            Liveness::Alive => remove_older(&dir, Some(cutoff), false),
+            Liveness::Removed => 0,
+            Liveness::Unknown(e) => {
+                // The filesystem, not the instance, is the cause: say so once per process.
+                if !self.lock_untestable.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(lock = %lock_path.display(), error = %e,
+                        "cannot test the locks of temporary directories; the temporaries of \
+                         processes that are gone wait for the grace period");
+                }
+                remove_older(&dir, Some(cutoff), false)
+            }
+        }
+    }
 }
 
 impl Drop for LocalTemp {
@@ -110,26 +145,30 @@ impl Drop for LocalTemp {
     }
 }
 
-/// Another process's instance: its whole directory if its lock is free (the process is
-/// gone), else its temporaries older than `cutoff`.
-fn sweep_instance(root: &Path, instance: &str, lock_path: &Path, cutoff: SystemTime) -> usize {
-    let dir = root.join(instance);
-    let lock = match File::open(lock_path) {
+/// What the lock file of another process's instance says about that process.
+enum Liveness {
+    /// The lock was free and is now held by this probe: the process is gone.
+    Gone(File),
+    /// Someone holds the lock: the process is alive.
+    Alive,
+    /// The lock file was removed meanwhile (by its owner or another sweep).
+    Removed,
+    /// The lock cannot be tested here.
+    Unknown(io::Error),
+}
+
+/// Try to take the lock at `lock_path`. The file is opened for writing: where `flock` is
+/// emulated with POSIX locks (NFS), an exclusive lock needs a descriptor open for writing.
+fn probe(lock_path: &Path) -> Liveness {
+    let lock = match File::options().read(true).write(true).open(lock_path) {
         Ok(f) => f,
-        // Removed meanwhile by its owner or another sweep.
-        Err(_) => return 0,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Liveness::Removed,
+        Err(e) => return Liveness::Unknown(e),
     };
     match lock.try_lock() {
-        Ok(()) => {
-            let removed = remove_older(&dir, None, true);
-            fs::remove_file(lock_path).ok();
-            removed
-        }
-        Err(TryLockError::WouldBlock) => remove_older(&dir, Some(cutoff), false),
-        Err(TryLockError::Error(e)) => {
-            tracing::warn!(lock = %lock_path.display(), error = %e, "cannot test a temporary directory's lock");
-            0
-        }
+        Ok(()) => Liveness::Gone(lock),
+        Err(TryLockError::WouldBlock) => Liveness::Alive,
+        Err(TryLockError::Error(e)) => Liveness::Unknown(e),
     }
 }
 
@@ -197,6 +236,35 @@ mod tests {
         assert_eq!(files(&a.dir), ["x#2"]);
         assert_eq!(a.remove_leftovers("x"), 1);
         assert!(files(&a.dir).is_empty());
+    }
+
+    #[test]
+    fn an_instance_whose_lock_cannot_be_tested_loses_only_its_old_temporaries() {
+        let root = tempfile::tempdir().unwrap();
+        let me = LocalTemp::claim(root.path(), "me").unwrap();
+        // A lock the probe cannot take: here a directory no one can open for writing; on
+        // NFS, a lock file whose emulated lock fails.
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), root.path().join("other.lock")).unwrap();
+        fs::create_dir(root.path().join("other")).unwrap();
+        for name in ["old", "old#1", "young"] {
+            fs::write(root.path().join("other").join(name), b"upload").unwrap();
+        }
+        let long_ago = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1);
+        for name in ["old", "old#1"] {
+            File::options()
+                .write(true)
+                .open(root.path().join("other").join(name))
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        let cutoff = SystemTime::now() - std::time::Duration::from_secs(3600);
+        // Maybe alive: only what is older than the grace period goes, again on every sweep.
+        assert_eq!(me.sweep(cutoff).unwrap(), 2);
+        assert_eq!(files(&root.path().join("other")), ["young"]);
+        assert_eq!(me.sweep(cutoff).unwrap(), 0);
+        assert_eq!(files(root.path()), ["me", "me.lock", "other", "other.lock"]);
     }
 
     #[test]

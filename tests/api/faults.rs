@@ -1,10 +1,10 @@
 //! Blob-store faults: a store that refuses the last write of an upload (a full disk, a
-//! broken store, a write that landed but was reported failed) and a real local directory
+//! broken store, a write that landed but was reported failed) or its parts, and a real local directory
 //! that cannot take a write. Each deposit, single or bulk, gets an OMA error (507 when the
 //! disk is full), the server keeps serving, and nothing half-written is left: no object, no
 //! change of the box modseq, no blob, no temporary. A copy writes nothing to the blob store
 //! (copies share blobs) and succeeds while the store refuses writes. A client that goes away
-//! mid-upload leaves no upload and no temporary either.
+//! mid-upload, or during the last write, leaves no upload and no temporary either.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -45,6 +45,16 @@ struct Faults {
     spared: AtomicUsize,
     multipart_starts: AtomicUsize,
     multipart_aborts: AtomicUsize,
+    /// Every part of a multipart upload fails.
+    parts_fail: AtomicBool,
+    /// `put`s wait for `release_puts`; like the local store's, a held write goes on when
+    /// its caller drops the future.
+    hold_puts: AtomicBool,
+    put_released: tokio::sync::Notify,
+    put_started: tokio::sync::Notify,
+    /// Times the future of a held `put` was polled.
+    held_put_polls: AtomicUsize,
+    put_done: tokio::sync::Notify,
 }
 
 impl Faults {
@@ -78,12 +88,23 @@ impl Faults {
     fn after_write(&self) -> bool {
         self.after_write.load(Ordering::SeqCst)
     }
+
+    fn part_failure(&self) -> Option<object_store::Error> {
+        let failing = self.parts_fail.load(Ordering::SeqCst);
+        let e = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        failing.then(|| object_store::Error::Generic { store: "faulty", source: Box::new(e) })
+    }
+
+    /// Let one held `put` go on.
+    fn release_put(&self) {
+        self.put_released.notify_one();
+    }
 }
 
 /// `LocalFileSystem` over the data directory's `blobs`, with the faults of `faults`.
 #[derive(Debug)]
 struct FaultyStore {
-    inner: LocalFileSystem,
+    inner: Arc<LocalFileSystem>,
     faults: Arc<Faults>,
 }
 
@@ -101,6 +122,23 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        if self.faults.hold_puts.load(Ordering::SeqCst) {
+            self.faults.put_started.notify_one();
+            let (inner, faults, location) = (self.inner.clone(), self.faults.clone(), location.clone());
+            let held = tokio::spawn(async move {
+                faults.put_released.notified().await;
+                let res = inner.put_opts(&location, payload, opts).await;
+                faults.put_done.notify_one();
+                res
+            });
+            let mut held = std::pin::pin!(held);
+            return std::future::poll_fn(|cx| {
+                self.faults.held_put_polls.fetch_add(1, Ordering::SeqCst);
+                held.as_mut().poll(cx)
+            })
+            .await
+            .unwrap();
+        }
         match self.faults.failure() {
             None => self.inner.put_opts(location, payload, opts).await,
             Some(e) => {
@@ -159,7 +197,10 @@ struct FaultyUpload {
 #[async_trait]
 impl MultipartUpload for FaultyUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        self.inner.put_part(data)
+        match self.faults.part_failure() {
+            None => self.inner.put_part(data),
+            Some(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
@@ -189,7 +230,7 @@ async fn spawn_faulty_app() -> (TestApp, Arc<Faults>) {
         |s| s.storage.write_buffer_bytes = 256 * 1024,
         move |dir| {
             std::fs::create_dir_all(dir).unwrap();
-            let inner = LocalFileSystem::new_with_prefix(dir).unwrap();
+            let inner = Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap());
             Some(Arc::new(FaultyStore { inner, faults: handle }))
         },
     )
@@ -310,6 +351,25 @@ async fn a_failing_last_write_is_an_oma_error_and_leaves_nothing_half_written() 
         assert_eq!(payload_sha(&app, &url).await, sha(&c));
     }
     assert_eq!(app.blob_files().len(), 3, "three blobs, no temporary: {:?}", app.blob_files());
+}
+
+#[tokio::test]
+async fn a_failing_part_upload_aborts_its_multipart_upload_and_leaves_nothing() {
+    let (app, faults) = spawn_faulty_app().await;
+    stored(&app, b"inline").await;
+    let before = snapshot(&app).await;
+    faults.parts_fail.store(true, Ordering::SeqCst);
+    // 700 KiB: the failed parts are seen by the last write; 3 MiB: by a write that waits
+    // for one of the eight parts in flight.
+    for size in [700 * 1024, 3 * 1024 * 1024] {
+        let case = format!("failing parts, {size} bytes");
+        let aborts = faults.multipart_aborts.load(Ordering::SeqCst);
+        let (ct, body) = one_part_deposit(&content(size, 13));
+        assert_error(app.deposit(&ct, body).await, 500, "SVC0001").await;
+        assert_eq!(faults.multipart_aborts.load(Ordering::SeqCst), aborts + 1, "{case}: aborted once");
+        assert_unchanged(&app, &before, 0, &case).await;
+    }
+    assert_eq!(faults.multipart_starts.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
@@ -445,6 +505,34 @@ async fn a_deposit_abandoned_mid_upload_aborts_its_upload_and_leaves_no_temporar
     })
     .await;
     assert_eq!(faults.multipart_aborts.load(Ordering::SeqCst), 1);
+    assert_eq!(app.object_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_part_dropped_during_its_last_write_leaves_no_temporary() {
+    let (app, faults) = spawn_faulty_app().await;
+    faults.hold_puts.store(true, Ordering::SeqCst);
+    let blobs = &app.nms.blobs;
+    let mut part = blobs.part_writer();
+    // Above the inline limit, below the write buffer: the last write is one `put`.
+    part.write(&content(100 * 1024, 14)).await.unwrap();
+    let mut guard = blobs.guard();
+    let mut finish = Box::pin(part.finish(&mut guard));
+    tokio::select! {
+        biased;
+        _ = &mut finish => panic!("a held write cannot finish"),
+        () = faults.put_started.notified() => {}
+    }
+    // The request goes away during the last write: its future is dropped, and the write
+    // goes on. Removing the temporary before the write lands would not do: the part's
+    // cleanup waits for the write first.
+    let polls = faults.held_put_polls.load(Ordering::SeqCst);
+    drop(finish);
+    drop(guard);
+    until("the cleanup waits for the write", || faults.held_put_polls.load(Ordering::SeqCst) > polls).await;
+    faults.release_put();
+    faults.put_done.notified().await;
+    until("the temporary is removed", || app.blob_files().is_empty()).await;
     assert_eq!(app.object_count().await, 0);
 }
 
