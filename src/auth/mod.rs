@@ -24,10 +24,11 @@
 //!
 //! Failed authentications are throttled per source address and per login name
 //! ([`LoginThrottle`], `limits.auth_failures`): once credentials are read, and before they
-//! are checked (before the cache too, which would otherwise answer guesses for free), a
+//! are checked (before the cache too, which would otherwise answer guesses for free), an
+//! attempt takes a failure's worth from its buckets, which a success gives back; a
 //! throttled attempt is refused with 429 and costs no argon2 run, no account lookup and no
-//! signature check. A Basic attempt is checked again once it holds an argon2 slot, so
-//! attempts queued while the buckets emptied run no argon2 either.
+//! signature check. Since attempts under way hold what they took, no more of them run at
+//! once than the buckets have failures left.
 
 pub mod bearer;
 pub mod digest;
@@ -323,8 +324,8 @@ impl Authenticator {
             && let Some(b) = &self.bearer
         {
             let keys = self.failures.keys(req.peer, None);
-            self.failures.check(&keys)?;
-            let attempt = self.failures.attempt(&keys);
+            let mut attempt = self.failures.begin(&keys)?;
+            attempt.checking();
             return match b.verify(rest.trim()).await {
                 Ok(principal) => {
                     attempt.succeeded();
@@ -344,7 +345,7 @@ impl Authenticator {
 
     async fn basic_login(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<Principal> {
         let keys = self.failures.keys(peer, Some(user));
-        self.failures.check(&keys)?;
+        let mut attempt = self.failures.begin(&keys)?;
         let key: [u8; 32] = Sha256::new()
             .chain_update(user.as_bytes())
             .chain_update([0u8])
@@ -353,14 +354,12 @@ impl Authenticator {
             .into();
         let cached = self.cache.get(&key).filter(|e| e.1 > Instant::now()).map(|e| e.0.clone());
         if let Some(principal) = cached {
-            self.failures.attempt(&keys).succeeded();
+            attempt.succeeded();
             return Ok(principal);
         }
         let slot = self.checks.clone().acquire_owned().await.map_err(Error::internal)?;
-        // The buckets may have emptied while this attempt waited for its slot.
-        self.failures.check(&keys)?;
         let account = self.meta.find_account(user).await?;
-        let attempt = self.failures.attempt(&keys);
+        attempt.checking();
         // An unknown user costs the same argon2 run, so timing does not reveal user names.
         let hash = match &account {
             Some(a) => {
@@ -435,9 +434,9 @@ impl Authenticator {
             return Err(self.unauthenticated("invalid Digest nonce"));
         }
         let keys = self.failures.keys(req.peer, Some(&c.username));
-        self.failures.check(&keys)?;
+        let mut attempt = self.failures.begin(&keys)?;
         let account = self.digest_account(&c.username).await?;
-        let attempt = self.failures.attempt(&keys);
+        attempt.checking();
         let ha1 =
             account.as_ref().and_then(|a| a.secrets.as_ref()).filter(|s| s.realm == self.realm).and_then(
                 |s| match alg {

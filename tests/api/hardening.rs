@@ -169,6 +169,32 @@ async fn forged_bearer_tokens_are_throttled_per_address_but_expired_ones_are_not
     assert_eq!(send(&client_from("127.0.0.2"), &valid).await.unwrap().status(), 200);
 }
 
+#[tokio::test]
+async fn wrong_attempts_at_once_from_one_address_do_not_empty_the_names_bucket() {
+    // Digest with a cold account cache: every attempt waits for the account lookup, so
+    // all of them are under way at once.
+    let app = digest_app(failures(2, 3)).await;
+    let url = format!("{}/folders/operations/pathToId", app.base(ALICE));
+    let uri = url.strip_prefix(&app.url).unwrap().to_string();
+    let challenge = digest_challenge(&app.client.get(&url).send().await.unwrap(), "SHA-256");
+    // Forty connections opened beforehand, so that the attempts arrive together.
+    let health = (0..40).map(|_| app.client.get(format!("{}/health", app.url)).send());
+    for res in futures_util::future::join_all(health).await {
+        assert_eq!(res.unwrap().status(), 200);
+    }
+    let attempts = (1..=40).map(|nc| {
+        let answer = digest_answer(&challenge, "alice", "guess", "GET", &uri, nc);
+        app.client.get(&url).header("Authorization", answer).send()
+    });
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(attempts).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, 2, "only as many checked as the address has failures to spend: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 38, "{statuses:?}");
+    // Her name lost 2 of its 3: from an address not known for her, alice still logs in.
+    assert_eq!(lookup(&app, &client_from("127.0.0.2"), "alice", PW).await.status(), 200);
+}
+
 // ---------------------------------------------------------------------------------------
 // Slow request bodies
 // ---------------------------------------------------------------------------------------
