@@ -26,9 +26,11 @@
 //! ([`LoginThrottle`], `limits.auth_failures`): once credentials are read, and before they
 //! are checked (before the cache too, which would otherwise answer guesses for free), an
 //! attempt takes a failure's worth from its buckets, which a success gives back; a
-//! throttled attempt is refused with 429 and costs no argon2 run, no account lookup and no
-//! signature check. Since attempts under way hold what they took, no more of them run at
-//! once than the buckets have failures left.
+//! throttled attempt is refused with 429 and costs no argon2 run and no account lookup.
+//! Since attempts under way hold what they took, no more of them run at once than the
+//! buckets have failures left. Bearer tokens are the exception: they are verified first
+//! (cheaply), a valid one is let in whatever the buckets say, and only a forgery is
+//! counted, or refused with 429 once its address has no failures left.
 
 pub mod bearer;
 pub mod digest;
@@ -323,17 +325,15 @@ impl Authenticator {
         if scheme.eq_ignore_ascii_case("bearer")
             && let Some(b) = &self.bearer
         {
-            let keys = self.failures.keys(req.peer, None);
-            let mut attempt = self.failures.begin(&keys)?;
-            attempt.checking();
+            // A token is verified first, whatever its address's bucket says: that is cheap
+            // (no argon2), and a valid token is let in even from a throttled address, which
+            // many clients may share (a carrier NAT). Only a forgery counts, and is refused
+            // with 429 once the address has no failures left.
             return match b.verify(rest.trim()).await {
-                Ok(principal) => {
-                    attempt.succeeded();
-                    Ok(principal)
-                }
+                Ok(principal) => Ok(principal),
                 Err(e) => {
-                    if !e.is_forgery() {
-                        attempt.forgiven();
+                    if e.is_forgery() {
+                        self.failures.failed(&self.failures.keys(req.peer, None))?;
                     }
                     Err(self.bearer_refused(&e))
                 }
