@@ -451,16 +451,24 @@ impl Authenticator {
         let (Some(account), Some(_), true) = (account, ha1, matches) else {
             return Err(self.unauthenticated("invalid user name or password"));
         };
-        // The right answer, even to a stale or replayed nonce: it was no guess.
-        attempt.succeeded();
-        match state {
+        // The right answer. To a fresh nonce seen for the first time it is a login; to a
+        // stale or replayed one it may be a captured request sent again, which must not
+        // make its sender's address known for the name. It was no guess either: forgiven.
+        let refused = match state {
             NonceState::Fresh { expires } => {
-                if !d.remember(&c.nonce, nc, cnonce, expires) {
-                    return Err(self.stale("Digest nonce count reused"));
-                }
+                (!d.remember(&c.nonce, nc, cnonce, expires)).then_some("Digest nonce count reused")
+            }
+            _ => Some("stale Digest nonce"),
+        };
+        match refused {
+            None => {
+                attempt.succeeded();
                 Ok(account.principal)
             }
-            _ => Err(self.stale("stale Digest nonce")),
+            Some(reason) => {
+                attempt.forgiven();
+                Err(self.stale(reason))
+            }
         }
     }
 }

@@ -112,26 +112,67 @@ async fn failed_logins_are_throttled_by_default_and_not_at_rate_zero() {
     assert_eq!(lookup(&app, &app.client, "alice", PW).await.status(), 200);
 }
 
+/// carol's root folder lookup (a Digest account's) and its `uri` as Digest signs it.
+fn carol_lookup(app: &TestApp) -> (String, String) {
+    let url = format!("{}/folders/operations/pathToId", app.base("tel:+14155550100"));
+    let uri = url.strip_prefix(&app.url).unwrap().to_string();
+    (url, uri)
+}
+
+/// carol's lookup from `client` with Digest: the `Authorization` answering a fresh
+/// challenge with `password`.
+async fn carol_answer(app: &TestApp, client: &Client, password: &str) -> String {
+    let (url, uri) = carol_lookup(app);
+    // Asking for a challenge (no credentials) is no failure.
+    let challenge = digest_challenge(&client.get(&url).send().await.unwrap(), "SHA-256");
+    digest_answer(&challenge, "carol", password, "GET", &uri, 1)
+}
+
+/// carol's lookup from `client` with `authorization`.
+async fn carol_send(app: &TestApp, client: &Client, authorization: &str) -> Response {
+    client.get(carol_lookup(app).0).header("Authorization", authorization).send().await.unwrap()
+}
+
+/// carol's lookup from `client` with Digest and `password`.
+async fn carol_digest(app: &TestApp, client: &Client, password: &str) -> Response {
+    carol_send(app, client, &carol_answer(app, client, password).await).await
+}
+
 #[tokio::test]
 async fn wrong_digest_answers_are_throttled_like_wrong_passwords() {
     let app = digest_app(failures(2, 10)).await;
-    let url = format!("{}/folders/operations/pathToId", app.base("tel:+14155550100"));
-    let uri = url.strip_prefix(&app.url).unwrap().to_string();
-    let digest = |client: &Client, password: &str| {
-        let (client, url, uri, password) = (client.clone(), url.clone(), uri.clone(), password.to_string());
-        async move {
-            // Asking for a challenge (no credentials) is no failure.
-            let challenge = digest_challenge(&client.get(&url).send().await.unwrap(), "SHA-256");
-            let answer = digest_answer(&challenge, "carol", &password, "GET", &uri, 1);
-            client.get(&url).header("Authorization", answer).send().await.unwrap()
-        }
-    };
     for _ in 0..2 {
-        assert_error(digest(&app.client, "wrong").await, 401, "POL0001").await;
+        assert_error(carol_digest(&app, &app.client, "wrong").await, 401, "POL0001").await;
     }
-    assert_throttled(digest(&app.client, "wrong").await, "address_per_sec").await;
-    assert_throttled(digest(&app.client, "s3cret").await, "address_per_sec").await;
-    assert_eq!(digest(&client_from("127.0.0.2"), "s3cret").await.status(), 200);
+    assert_throttled(carol_digest(&app, &app.client, "wrong").await, "address_per_sec").await;
+    assert_throttled(carol_digest(&app, &app.client, "s3cret").await, "address_per_sec").await;
+    assert_eq!(carol_digest(&app, &client_from("127.0.0.2"), "s3cret").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_replayed_digest_answer_neither_counts_nor_makes_its_address_known() {
+    let app = digest_app(failures(2, 4)).await;
+    // carol logs in from 127.0.0.1; someone who captured that request replays it from
+    // 127.0.0.2 (more often than the address has failures to spend).
+    let captured = carol_answer(&app, &app.client, "s3cret").await;
+    assert_eq!(carol_send(&app, &app.client, &captured).await.status(), 200);
+    let replayer = client_from("127.0.0.2");
+    for _ in 0..3 {
+        let res = carol_send(&app, &replayer, &captured).await;
+        let stale =
+            res.headers().get_all("www-authenticate").iter().any(|c| c.to_str().unwrap().contains("stale=true"));
+        assert!(stale, "a right answer to a used nonce: retry with a new one");
+        assert_error(res, 401, "POL0001").await;
+    }
+    // Guessers empty carol's name's bucket.
+    for guesser in ["127.0.0.3", "127.0.0.4"] {
+        for _ in 0..2 {
+            assert_eq!(carol_digest(&app, &client_from(guesser), "guess").await.status(), 401);
+        }
+    }
+    // The replayer's address is not known for carol: its guesses are refused by her name.
+    assert_throttled(carol_digest(&app, &replayer, "guess").await, "name_per_sec").await;
+    assert_eq!(carol_digest(&app, &app.client, "s3cret").await.status(), 200, "where she logged in");
 }
 
 #[tokio::test]
