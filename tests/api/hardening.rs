@@ -15,7 +15,7 @@ use reqwest::{Client, Method, Response};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::auth_bearer::{digest_answer, digest_app, digest_challenge};
+use crate::auth_bearer::{Signer, app_trusting, claims, digest_answer, digest_app, digest_challenge, es256, spawn_idp};
 use crate::helpers::*;
 use crate::limits::{assert_nothing_left, objects};
 
@@ -240,6 +240,52 @@ async fn wrong_attempts_at_once_from_one_address_do_not_empty_the_names_bucket()
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 38, "{statuses:?}");
     // Her name lost 2 of its 3: from an address not known for her, alice still logs in.
     assert_eq!(lookup(&app, &client_from("127.0.0.2"), "alice", PW).await.status(), 200);
+}
+
+#[tokio::test]
+async fn tokens_naming_keys_the_provider_does_not_publish_are_counted_as_junk() {
+    let (key, rotated, made_up) = (es256("2026-01"), es256("2026-02"), es256("made-up"));
+    let idp = spawn_idp(&[&key]).await;
+    // (Each unknown kid makes the server fetch the key set again: min_refresh_interval_secs
+    // is 0 here.)
+    let app = app_trusting(&idp, failures(2, 10)).await;
+    let url = format!("{}/folders/operations/pathToId", app.base(ALICE));
+    let send =
+        |s: &Signer| app.client.get(&url).bearer_auth(s.sign(&claims(&idp.url, ALICE, "oma_rest_nms.read"))).send();
+    assert_eq!(send(&key).await.unwrap().status(), 200);
+    // The provider rotates to a new key: its first token makes the server fetch the set
+    // again and is let in, nothing counted.
+    idp.publish(&rotated);
+    assert_eq!(send(&rotated).await.unwrap().status(), 200);
+    // A kid still unknown in a set fetched again for it is junk.
+    for _ in 0..2 {
+        assert_eq!(send(&made_up).await.unwrap().status(), 401);
+    }
+    assert_throttled(send(&made_up).await.unwrap(), "address_per_sec").await;
+    assert_eq!(send(&rotated).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn tokens_whose_keys_cannot_be_fetched_are_not_counted() {
+    // A provider nobody answers for: the key set cannot be fetched.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks_url = format!("http://{}/jwks.json", gone.local_addr().unwrap());
+    drop(gone);
+    let app = spawn_app_with(|s| {
+        failures(2, 10)(s);
+        s.auth.bearer.issuers =
+            vec![IssuerSettings { issuer: "urn:example:idp".into(), jwks_url, ..Default::default() }];
+        s.auth.bearer.audiences = vec!["cpm-nms".into()];
+        s.auth.bearer.min_refresh_interval_secs = 0;
+    })
+    .await;
+    let url = format!("{}/folders/operations/pathToId", app.base(ALICE));
+    let token = es256("k1").sign(&claims("urn:example:idp", ALICE, "oma_rest_nms.read"));
+    for _ in 0..4 {
+        let res = app.client.get(&url).bearer_auth(&token).send().await.unwrap();
+        let exc = assert_error(res, 401, "POL0001").await;
+        assert!(exc["variables"][0].as_str().unwrap().contains("unknown signing key k1"), "{exc}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
