@@ -32,26 +32,41 @@ use crate::error::{Error, Result};
 /// How often, at most, idle buckets are evicted.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// When the next eviction sweep is due; the first caller past that time runs it.
+/// How often, at most, refused logins are reported at warn level.
+pub const REFUSALS_REPORTED_EVERY: Duration = Duration::from_secs(60);
+
+/// When a periodic task (an eviction sweep, a report) is next due; the first caller past
+/// that time runs it.
 struct SweepClock {
     start: Instant,
-    /// Milliseconds after `start` when the next sweep is due.
+    every_ms: u64,
+    /// Milliseconds after `start` when the task is next due.
     next_ms: AtomicU64,
 }
 
 impl SweepClock {
+    /// Due every [`SWEEP_EVERY`], the first time one period from now.
     fn new() -> Self {
-        Self { start: Instant::now(), next_ms: AtomicU64::new(SWEEP_EVERY.as_millis() as u64) }
+        Self::every(SWEEP_EVERY, SWEEP_EVERY)
     }
 
-    /// Whether a sweep is due at `now` and this caller has claimed it.
+    /// Due every `every`, the first time after `first`.
+    fn every(every: Duration, first: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            every_ms: every.as_millis() as u64,
+            next_ms: AtomicU64::new(first.as_millis() as u64),
+        }
+    }
+
+    /// Whether the task is due at `now` and this caller has claimed it.
     fn claim(&self, now: Instant) -> bool {
         let at = now.saturating_duration_since(self.start).as_millis() as u64;
         let due = self.next_ms.load(Ordering::Relaxed);
         if at < due {
             return false;
         }
-        let next = at.saturating_add(SWEEP_EVERY.as_millis() as u64);
+        let next = at.saturating_add(self.every_ms);
         self.next_ms.compare_exchange(due, next, Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 }
@@ -330,6 +345,9 @@ pub struct LoginThrottle {
     known: DashMap<String, Instant>,
     known_for: Duration,
     sweeps: SweepClock,
+    /// Attempts refused since the last report, and when the next report is due.
+    refused: AtomicU64,
+    reports: SweepClock,
 }
 
 /// One login attempt under way, holding the tokens it took. Dropped, it gives them back,
@@ -368,6 +386,8 @@ impl LoginThrottle {
             known: DashMap::new(),
             known_for: Duration::from_secs(known_secs),
             sweeps: SweepClock::new(),
+            refused: AtomicU64::new(0),
+            reports: SweepClock::every(REFUSALS_REPORTED_EVERY, Duration::ZERO),
         }
     }
 
@@ -432,10 +452,24 @@ impl LoginThrottle {
         match taken {
             Ok(taken) => Ok(LoginAttempt { throttle: self, pair: keys.pair.clone(), taken, counts: false }),
             Err((what, (key, rate, burst), secs)) => {
-                tracing::info!(address = keys.address.as_deref().unwrap_or("-"), what, "login throttled");
+                // Under attack there is one of these per attempt: debug only, and a warning
+                // that sums them up at most every REFUSALS_REPORTED_EVERY.
+                tracing::debug!(address = keys.address.as_deref().unwrap_or("-"), what, "login throttled");
+                if let Some(refused) = self.report_refusal(now) {
+                    tracing::warn!(
+                        refused,
+                        "logins refused as too many failed ones (limits.auth_failures) since the last such report"
+                    );
+                }
                 Err(bucket_refusal(what, key, rate, burst, secs))
             }
         }
+    }
+
+    /// Count a refused attempt: the refusals to report now, if a report is due.
+    fn report_refusal(&self, now: Instant) -> Option<u64> {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.reports.claim(now).then(|| self.refused.swap(0, Ordering::Relaxed))
     }
 
     /// A token from the address's bucket and one from the name's, or neither: `Err` says
@@ -776,6 +810,18 @@ mod tests {
         drop(a);
         assert!(t.begin(&k).is_err(), "dropped without a verdict while checking: a failure");
         assert!(t.failed(&k).is_err(), "no failure left to count");
+    }
+
+    #[test]
+    fn refusals_are_reported_at_once_then_summed_up_at_most_every_period() {
+        let t = LoginThrottle::new(&login_limits(1, 10));
+        let t0 = Instant::now();
+        assert_eq!(t.report_refusal(t0), Some(1), "the first one at once");
+        for _ in 0..5 {
+            assert_eq!(t.report_refusal(t0 + Duration::from_secs(1)), None);
+        }
+        assert_eq!(t.report_refusal(t0 + REFUSALS_REPORTED_EVERY + Duration::from_secs(1)), Some(6));
+        assert_eq!(t.report_refusal(t0 + REFUSALS_REPORTED_EVERY + Duration::from_secs(2)), None);
     }
 
     #[test]

@@ -290,7 +290,8 @@ impl Authenticator {
 
     fn bearer_refused(&self, e: &TokenError) -> Error {
         let d = e.description();
-        tracing::info!(reason = %d, "bearer token refused");
+        // One per attempt under attack: debug only (the throttle reports refusals in sum).
+        tracing::debug!(reason = %d, "bearer token refused");
         Error::Unauthenticated {
             reason: format!("invalid bearer token: {d}"),
             challenges: vec![format!(
