@@ -350,31 +350,34 @@ fn head(app: &TestApp, method: &str, rel: &str, content_type: &str, len: usize) 
     )
 }
 
-/// A 408 with an OMA policy exception naming the body settings, on a connection the server
-/// closed.
-fn assert_too_slow(answer: &RawAnswer) {
+/// A 408 with an OMA policy exception naming `setting`, on a connection the server closed.
+fn assert_too_slow(answer: &RawAnswer, setting: &str) {
     let text = &answer.text;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{text}");
     let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or_default()).expect(text);
     assert_eq!(message_id(&body), "POL0001", "{body}");
     let variable = body["requestError"]["policyException"]["variables"][0].as_str().unwrap();
-    assert!(variable.contains("server.body_timeout_secs"), "{variable}");
+    assert!(variable.contains(setting), "{variable}");
     assert!(answer.closed, "the connection is closed");
 }
 
-#[tokio::test]
-async fn a_deposit_trickling_in_is_cut_off_with_408_and_leaves_nothing() {
-    let app = spawn_app_with(paced).await;
-    // A payload part past the blob store's write buffer when the body stalls, so that it
-    // was being written into a temporary blob.
+/// A deposit of a 600 kB payload whose first 400 kB come at once, the rest a byte every
+/// 100 ms: a payload part past the blob store's write buffer when the body stalls, so that
+/// it was being written into a temporary blob.
+async fn deposit_stalling_at_400_kb(app: &TestApp) -> RawAnswer {
     let payload: Vec<u8> = (0..600_000).map(|i| (i % 251) as u8).collect();
     let (content_type, body) = form()
         .root_fields(&json!({}))
         .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")], &payload)
         .finish("multipart/form-data");
-    let answer = trickle(&app, &head(&app, "POST", "/objects", &content_type, body.len()), &body, 400_000).await;
-    assert_too_slow(&answer);
+    trickle(app, &head(app, "POST", "/objects", &content_type, body.len()), &body, 400_000).await
+}
+
+#[tokio::test]
+async fn a_deposit_trickling_in_is_cut_off_with_408_and_leaves_nothing() {
+    let app = spawn_app_with(paced).await;
+    assert_too_slow(&deposit_stalling_at_400_kb(&app).await, "server.body_timeout_secs");
     assert_nothing_left(&app).await;
 }
 
@@ -386,8 +389,23 @@ async fn a_json_body_trickling_in_is_cut_off_with_408() {
     ]}}}))
     .unwrap();
     let answer = trickle(&app, &head(&app, "POST", "/objects", "application/json", body.len()), &body, 10).await;
-    assert_too_slow(&answer);
+    assert_too_slow(&answer, "server.body_timeout_secs");
     assert_eq!(objects(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_deposit_stalling_after_a_fast_start_is_cut_off_at_the_cap() {
+    let app = spawn_app_with(|s| {
+        // 400 kB at once earn 1 s + 40 s of waiting, more than the cap of 2 s.
+        s.server.body_timeout_secs = 1;
+        s.server.body_min_rate_bytes_per_sec = 10_000;
+        s.server.body_max_secs = 2;
+    })
+    .await;
+    let answer = deposit_stalling_at_400_kb(&app).await;
+    assert_too_slow(&answer, "server.body_max_secs");
+    assert!(answer.text.contains("waited for more than 2 s in all"), "{}", answer.text);
+    assert_nothing_left(&app).await;
 }
 
 #[tokio::test]
