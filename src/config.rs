@@ -424,7 +424,7 @@ impl Default for ServerSettings {
             tls_cert: None,
             tls_key: None,
             header_timeout_secs: 5,
-            body_timeout_secs: 5,
+            body_timeout_secs: 20,
             body_min_rate_bytes_per_sec: 500,
             body_max_secs: 3600,
         }

@@ -210,3 +210,16 @@ pub async fn pace_bodies<B: MessageBody + 'static>(
         _ => res.map(ServiceResponse::map_into_left_body),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_default_a_body_may_wait_20_s_plus_1_s_per_500_bytes_up_to_an_hour() {
+        let pace = BodyPace::new(&ServerSettings::default()).unwrap();
+        assert_eq!(pace.allowance(0), (Duration::from_secs(20), Broken::Pace), "before its first bytes");
+        assert_eq!(pace.allowance(5_000), (Duration::from_secs(30), Broken::Pace));
+        assert_eq!(pace.allowance(64 << 20), (Duration::from_secs(3600), Broken::Cap));
+    }
+}
