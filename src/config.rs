@@ -90,6 +90,9 @@ pub struct ServerSettings {
     /// The slowest a request body may arrive on average once `body_timeout_secs` is used
     /// up; 0: the body must be complete within `body_timeout_secs` of waiting.
     pub body_min_rate_bytes_per_sec: u64,
+    /// The most the server waits for one request body in all, whatever its rate earned; 0:
+    /// no cap.
+    pub body_max_secs: u64,
 }
 
 impl ServerSettings {
@@ -421,8 +424,9 @@ impl Default for ServerSettings {
             tls_cert: None,
             tls_key: None,
             header_timeout_secs: 5,
-            body_timeout_secs: 5,
+            body_timeout_secs: 20,
             body_min_rate_bytes_per_sec: 500,
+            body_max_secs: 3600,
         }
     }
 }

@@ -58,9 +58,9 @@ pub enum Error {
     #[error("{what}: {limit} ({key}); retry after {retry_after_secs} s")]
     TooManyRequests { what: &'static str, key: &'static str, limit: String, retry_after_secs: u64 },
     /// The request body came too slowly (408 POL0001, and the connection is closed): the
-    /// server waited longer than `rule` allows.
-    #[error("request body too slow: {rule} (server.body_timeout_secs, server.body_min_rate_bytes_per_sec)")]
-    BodyTooSlow { rule: String },
+    /// server waited longer than `rule` allows, the rule of `settings`.
+    #[error("request body too slow: {rule} ({settings})")]
+    BodyTooSlow { rule: String, settings: &'static str },
     /// The request's media type is not accepted here (415 POL0011).
     #[error("unsupported media type {media_type}")]
     UnsupportedMediaType { media_type: String },

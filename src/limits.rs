@@ -32,26 +32,41 @@ use crate::error::{Error, Result};
 /// How often, at most, idle buckets are evicted.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// When the next eviction sweep is due; the first caller past that time runs it.
+/// How often, at most, refused logins are reported at warn level.
+pub const REFUSALS_REPORTED_EVERY: Duration = Duration::from_secs(60);
+
+/// When a periodic task (an eviction sweep, a report) is next due; the first caller past
+/// that time runs it.
 struct SweepClock {
     start: Instant,
-    /// Milliseconds after `start` when the next sweep is due.
+    every_ms: u64,
+    /// Milliseconds after `start` when the task is next due.
     next_ms: AtomicU64,
 }
 
 impl SweepClock {
+    /// Due every [`SWEEP_EVERY`], the first time one period from now.
     fn new() -> Self {
-        Self { start: Instant::now(), next_ms: AtomicU64::new(SWEEP_EVERY.as_millis() as u64) }
+        Self::every(SWEEP_EVERY, SWEEP_EVERY)
     }
 
-    /// Whether a sweep is due at `now` and this caller has claimed it.
+    /// Due every `every`, the first time after `first`.
+    fn every(every: Duration, first: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            every_ms: every.as_millis() as u64,
+            next_ms: AtomicU64::new(first.as_millis() as u64),
+        }
+    }
+
+    /// Whether the task is due at `now` and this caller has claimed it.
     fn claim(&self, now: Instant) -> bool {
         let at = now.saturating_duration_since(self.start).as_millis() as u64;
         let due = self.next_ms.load(Ordering::Relaxed);
         if at < due {
             return false;
         }
-        let next = at.saturating_add(SWEEP_EVERY.as_millis() as u64);
+        let next = at.saturating_add(self.every_ms);
         self.next_ms.compare_exchange(due, next, Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 }
@@ -59,14 +74,13 @@ impl SweepClock {
 /// One key's token bucket.
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
-    /// Below zero when charges outran the checks (a debt, paid back at the rate).
     tokens: f64,
     at: Instant,
 }
 
 /// Token buckets by key: `rate` tokens per second up to `burst`. [`RateLimiter::admit`]
-/// takes a token when there is one; [`RateLimiter::check`] and [`RateLimiter::charge`]
-/// split that in two, for costs known only afterwards (a failed login).
+/// takes a token when there is one; [`RateLimiter::give_back_at`] returns one taken for a
+/// cost that did not come to pass (a login attempt that succeeded).
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
@@ -108,21 +122,12 @@ impl RateLimiter {
         })
     }
 
-    /// Whether `key` has a token at `now`, without taking it: `Err(seconds)` as for
-    /// [`RateLimiter::admit`].
-    pub fn check_at(&self, key: &str, now: Instant) -> std::result::Result<(), u64> {
-        if !self.enabled() {
-            return Ok(());
-        }
-        let tokens = self.buckets.get(key).map_or(self.burst, |b| self.refilled(&b, now));
-        if tokens >= 1.0 { Ok(()) } else { Err(self.wait(tokens)) }
-    }
-
-    /// Take a token from `key` at `now` even if it has none (a debt).
-    pub fn charge_at(&self, key: &str, now: Instant) {
-        if self.enabled() {
-            self.maybe_sweep(now);
-            self.update(key, now, |b| b.tokens -= 1.0);
+    /// Return a token taken from `key` (never beyond `burst`). A bucket that is gone was
+    /// full again anyway.
+    pub fn give_back_at(&self, key: &str, now: Instant) {
+        if let Some(mut b) = self.buckets.get_mut(key) {
+            b.tokens = (self.refilled(&b, now) + 1.0).min(self.burst);
+            b.at = now;
         }
     }
 
@@ -150,10 +155,10 @@ impl RateLimiter {
         (wait.ceil() as u64).max(1)
     }
 
-    /// How long a bucket holding `tokens` takes to be full again (after which it can go).
-    fn refill_time(&self, tokens: f64) -> Duration {
+    /// How long an empty bucket takes to be full again: a bucket idle that long can go.
+    fn refill_time(&self) -> Duration {
         // A tiny rate makes this huge: cap it (a day) rather than overflow.
-        Duration::try_from_secs_f64((self.burst - tokens.min(0.0)) / self.rate)
+        Duration::try_from_secs_f64(self.burst / self.rate)
             .unwrap_or(Duration::from_secs(86_400))
             .min(Duration::from_secs(86_400))
     }
@@ -165,10 +170,9 @@ impl RateLimiter {
         }
     }
 
-    /// Drop the buckets that are full again by `now` (idle for the refill time; a bucket in
-    /// debt stays until the debt is paid too).
+    /// Drop the buckets that are full again by `now` (idle for the refill time).
     pub fn sweep(&self, now: Instant) {
-        self.buckets.retain(|_, b| now.saturating_duration_since(b.at) < self.refill_time(b.tokens));
+        self.buckets.retain(|_, b| now.saturating_duration_since(b.at) < self.refill_time());
     }
 
     /// How many buckets are held (for tests and metrics).
@@ -327,10 +331,11 @@ pub struct LoginKeys {
 /// and locks out only new addresses, not the devices the subscriber already uses, and an
 /// attacker sharing an address (a NAT) with a subscriber does not lock the subscriber out.
 ///
-/// Checking and counting are separate ([`LoginThrottle::check`], then
-/// [`LoginThrottle::attempt`] for the verdict), because the verdict comes after the check.
-/// Checks made at the same time may all pass and then all fail: the buckets go into debt,
-/// paid back at the refill rate, so over time failures stay within the rates.
+/// An attempt takes its tokens when it starts ([`LoginThrottle::begin`]) and gives them
+/// back if it succeeds or is forgiven: the verdict comes later, and attempts under way at
+/// the same time must not all pass on the same tokens. So at most as many attempts are
+/// under way as their buckets hold failures, and one address alone takes from a name's
+/// bucket no more than its own bucket holds.
 pub struct LoginThrottle {
     settings: AuthFailureSettings,
     /// Buckets by address, and by (name, known address) pair.
@@ -340,15 +345,30 @@ pub struct LoginThrottle {
     known: DashMap<String, Instant>,
     known_for: Duration,
     sweeps: SweepClock,
+    /// Attempts refused since the last report, and when the next report is due.
+    refused: AtomicU64,
+    reports: SweepClock,
 }
 
-/// One password (or token) check under way: it counts as a failure unless it is marked
-/// [`LoginAttempt::succeeded`] or [`LoginAttempt::forgiven`]; so a check whose client went
-/// away before the verdict counts too.
+/// One login attempt under way, holding the tokens it took. Dropped, it gives them back,
+/// unless the credentials are being checked ([`LoginAttempt::checking`]): from then on it
+/// counts as a failure unless it is marked [`LoginAttempt::succeeded`] or
+/// [`LoginAttempt::forgiven`], so a check whose client went away before the verdict counts
+/// too (its work was done).
 pub struct LoginAttempt<'a> {
     throttle: &'a LoginThrottle,
-    keys: LoginKeys,
-    settled: bool,
+    pair: Option<String>,
+    taken: Taken,
+    counts: bool,
+}
+
+/// The buckets an attempt took a token from.
+#[derive(Debug)]
+enum Taken {
+    /// The bucket of a name at one of its known addresses.
+    Pair(String),
+    /// The address's and the name's (either may be absent).
+    Both { address: Option<String>, name: Option<String> },
 }
 
 impl LoginThrottle {
@@ -366,6 +386,8 @@ impl LoginThrottle {
             known: DashMap::new(),
             known_for: Duration::from_secs(known_secs),
             sweeps: SweepClock::new(),
+            refused: AtomicU64::new(0),
+            reports: SweepClock::every(REFUSALS_REPORTED_EVERY, Duration::ZERO),
         }
     }
 
@@ -394,45 +416,91 @@ impl LoginThrottle {
         LoginKeys { address, name, pair }
     }
 
-    /// Whether an attempt with these keys may be checked now: 429 POL0001 with
-    /// `Retry-After` when its address or its name has no failures left.
-    pub fn check(&self, keys: &LoginKeys) -> Result<()> {
-        self.check_at(keys, Instant::now())
+    /// Start an attempt with these keys, taking a token from each of its buckets: 429
+    /// POL0001 with `Retry-After` when its address or its name has no failures left (then
+    /// nothing is taken).
+    pub fn begin(&self, keys: &LoginKeys) -> Result<LoginAttempt<'_>> {
+        self.begin_at(keys, Instant::now())
     }
 
-    fn check_at(&self, keys: &LoginKeys, now: Instant) -> Result<()> {
+    /// Count a failure known without an attempt (a forged bearer token): 429 as for
+    /// [`LoginThrottle::begin`] when the buckets have none left.
+    pub fn failed(&self, keys: &LoginKeys) -> Result<()> {
+        let mut attempt = self.begin(keys)?;
+        attempt.checking();
+        Ok(())
+    }
+
+    fn begin_at(&self, keys: &LoginKeys, now: Instant) -> Result<LoginAttempt<'_>> {
         let s = &self.settings;
         let by_address = ("limits.auth_failures.address_per_sec", s.address_per_sec, s.address_burst);
         let by_name = ("limits.auth_failures.name_per_sec", s.name_per_sec, s.name_burst);
-        let refusal = match self.known_pair(keys, now) {
+        let taken = match self.known_pair(keys, now) {
             Some(pair) => self
                 .addresses
-                .check_at(pair, now)
-                .err()
-                .map(|secs| ("too many failed logins for this name from this address", by_address, secs)),
-            None => keys
-                .address
-                .as_deref()
-                .and_then(|a| self.addresses.check_at(a, now).err())
-                .map(|secs| ("too many failed logins from this address", by_address, secs))
-                .or_else(|| {
-                    let name = keys.name.as_deref()?;
-                    let secs = self.names.check_at(name, now).err()?;
-                    Some(("too many failed logins for this name", by_name, secs))
-                }),
+                .admit_at(pair, now)
+                .map(|()| Taken::Pair(pair.to_string()))
+                .map_err(|secs| ("too many failed logins for this name from this address", by_address, secs)),
+            None => self.take_both(keys, now).map_err(|(by_name_bucket, secs)| {
+                if by_name_bucket {
+                    ("too many failed logins for this name", by_name, secs)
+                } else {
+                    ("too many failed logins from this address", by_address, secs)
+                }
+            }),
         };
-        match refusal {
-            None => Ok(()),
-            Some((what, (key, rate, burst), secs)) => {
-                tracing::info!(address = keys.address.as_deref().unwrap_or("-"), what, "login throttled");
+        match taken {
+            Ok(taken) => Ok(LoginAttempt { throttle: self, pair: keys.pair.clone(), taken, counts: false }),
+            Err((what, (key, rate, burst), secs)) => {
+                // Under attack there is one of these per attempt: debug only, and a warning
+                // that sums them up at most every REFUSALS_REPORTED_EVERY.
+                tracing::debug!(address = keys.address.as_deref().unwrap_or("-"), what, "login throttled");
+                if let Some(refused) = self.report_refusal(now) {
+                    tracing::warn!(
+                        refused,
+                        "logins refused as too many failed ones (limits.auth_failures) since the last such report"
+                    );
+                }
                 Err(bucket_refusal(what, key, rate, burst, secs))
             }
         }
     }
 
-    /// A check under way with these keys (see [`LoginAttempt`]).
-    pub fn attempt(&self, keys: &LoginKeys) -> LoginAttempt<'_> {
-        LoginAttempt { throttle: self, keys: keys.clone(), settled: false }
+    /// Count a refused attempt: the refusals to report now, if a report is due.
+    fn report_refusal(&self, now: Instant) -> Option<u64> {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        self.reports.claim(now).then(|| self.refused.swap(0, Ordering::Relaxed))
+    }
+
+    /// A token from the address's bucket and one from the name's, or neither: `Err` says
+    /// whether the name's was empty, and the seconds until it has one.
+    fn take_both(&self, keys: &LoginKeys, now: Instant) -> std::result::Result<Taken, (bool, u64)> {
+        if let Some(address) = &keys.address {
+            self.addresses.admit_at(address, now).map_err(|secs| (false, secs))?;
+        }
+        if let Some(name) = &keys.name
+            && let Err(secs) = self.names.admit_at(name, now)
+        {
+            if let Some(address) = &keys.address {
+                self.addresses.give_back_at(address, now);
+            }
+            return Err((true, secs));
+        }
+        Ok(Taken::Both { address: keys.address.clone(), name: keys.name.clone() })
+    }
+
+    fn give_back(&self, taken: &Taken, now: Instant) {
+        match taken {
+            Taken::Pair(pair) => self.addresses.give_back_at(pair, now),
+            Taken::Both { address, name } => {
+                if let Some(address) = address {
+                    self.addresses.give_back_at(address, now);
+                }
+                if let Some(name) = name {
+                    self.names.give_back_at(name, now);
+                }
+            }
+        }
     }
 
     /// The pair key, when the name is known at the address.
@@ -441,29 +509,16 @@ impl LoginThrottle {
         self.known.get(pair).is_some_and(|until| *until > now).then_some(pair)
     }
 
-    fn failed_at(&self, keys: &LoginKeys, now: Instant) {
-        if let Some(pair) = self.known_pair(keys, now) {
-            self.addresses.charge_at(pair, now);
-            return;
-        }
-        if let Some(address) = &keys.address {
-            self.addresses.charge_at(address, now);
-        }
-        if let Some(name) = &keys.name {
-            self.names.charge_at(name, now);
-        }
-    }
-
-    fn succeeded_at(&self, keys: &LoginKeys, now: Instant) {
-        let Some(pair) = &keys.pair else { return };
+    /// Make `pair` (a name at an address) known from `now`.
+    fn known_from(&self, pair: &str, now: Instant) {
         if self.known_for.is_zero() {
             return;
         }
         let until = now + self.known_for;
-        match self.known.get_mut(pair.as_str()) {
+        match self.known.get_mut(pair) {
             Some(mut entry) => *entry = until,
             None => {
-                self.known.insert(pair.clone(), until);
+                self.known.insert(pair.to_string(), until);
             }
         }
         if self.sweeps.claim(now) {
@@ -478,24 +533,33 @@ impl LoginThrottle {
 }
 
 impl LoginAttempt<'_> {
+    /// The credentials are being checked: from now on the attempt is a failure unless it
+    /// succeeds or is forgiven.
+    pub fn checking(&mut self) {
+        self.counts = true;
+    }
+
     /// The credentials were right: nothing is counted, and the address becomes known for
     /// the name.
     pub fn succeeded(mut self) {
-        self.settled = true;
-        self.throttle.succeeded_at(&self.keys, Instant::now());
+        self.counts = false;
+        if let Some(pair) = &self.pair {
+            self.throttle.known_from(pair, Instant::now());
+        }
     }
 
     /// The check failed, but not for a guess or junk (a bearer token that merely expired,
     /// see `TokenError::is_forgery`): nothing is counted.
     pub fn forgiven(mut self) {
-        self.settled = true;
+        self.counts = false;
     }
 }
 
 impl Drop for LoginAttempt<'_> {
+    /// Give the tokens back, unless the attempt failed.
     fn drop(&mut self) {
-        if !self.settled {
-            self.throttle.failed_at(&self.keys, Instant::now());
+        if !self.counts {
+            self.throttle.give_back(&self.taken, Instant::now());
         }
     }
 }
@@ -610,23 +674,24 @@ mod tests {
     }
 
     #[test]
-    fn charges_past_the_burst_are_a_debt_paid_back_at_the_rate() {
+    fn a_token_given_back_is_there_again_but_never_beyond_the_burst() {
         let r = RateLimiter::new(1.0, 2);
         let t0 = Instant::now();
-        assert_eq!(r.check_at("a", t0), Ok(()), "no bucket: full");
-        assert!(r.is_empty(), "a check makes no bucket");
-        for _ in 0..5 {
-            r.charge_at("a", t0);
+        r.give_back_at("a", t0);
+        assert!(r.is_empty(), "no bucket: full already");
+        assert_eq!(r.admit_at("a", t0), Ok(()));
+        assert_eq!(r.admit_at("a", t0), Ok(()));
+        assert_eq!(r.admit_at("a", t0), Err(1));
+        r.give_back_at("a", t0);
+        assert_eq!(r.admit_at("a", t0), Ok(()));
+        assert_eq!(r.admit_at("a", t0), Err(1));
+        // Refilled to the burst meanwhile: what is given back is not kept.
+        let later = t0 + Duration::from_secs(10);
+        r.give_back_at("a", later);
+        for _ in 0..2 {
+            assert_eq!(r.admit_at("a", later), Ok(()));
         }
-        // -3 tokens: one is back after 4 s.
-        assert_eq!(r.check_at("a", t0), Err(4));
-        assert_eq!(r.check_at("a", t0 + Duration::from_secs(3)), Err(1));
-        assert_eq!(r.check_at("a", t0 + Duration::from_secs(4)), Ok(()));
-        // Not evicted while in debt, though idle longer than burst / rate.
-        r.sweep(t0 + Duration::from_secs(3));
-        assert_eq!(r.len(), 1);
-        r.sweep(t0 + Duration::from_secs(5));
-        assert!(r.is_empty(), "full again by then");
+        assert!(r.admit_at("a", later).is_err());
     }
 
     fn login_limits(address_burst: u32, name_burst: u32) -> AuthFailureSettings {
@@ -643,28 +708,56 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
+    /// A failed attempt with `keys` at `now` (panics if it is refused).
+    fn fail(t: &LoginThrottle, keys: &LoginKeys, now: Instant) {
+        t.begin_at(keys, now).unwrap().checking();
+    }
+
     #[test]
     fn failures_are_counted_per_address_and_per_name() {
         let t = LoginThrottle::new(&login_limits(2, 3));
         let now = Instant::now();
         let alice_a = t.keys(ip("192.0.2.1"), Some("alice"));
         for _ in 0..2 {
-            assert!(t.check_at(&alice_a, now).is_ok());
-            t.failed_at(&alice_a, now);
+            fail(&t, &alice_a, now);
         }
-        let refused = t.check_at(&alice_a, now).unwrap_err();
+        let refused = t.begin_at(&alice_a, now).err().unwrap();
         assert!(refused.to_string().contains("from this address"), "{refused}");
         // The address is throttled for every name; the name only from other addresses once
         // its own bucket is empty.
-        assert!(t.check_at(&t.keys(ip("192.0.2.1"), Some("bob")), now).is_err());
-        let alice_b = t.keys(ip("192.0.2.2"), Some("alice"));
-        assert!(t.check_at(&alice_b, now).is_ok());
-        t.failed_at(&alice_b, now);
-        let refused = t.check_at(&t.keys(ip("192.0.2.3"), Some("alice")), now).unwrap_err();
+        assert!(t.begin_at(&t.keys(ip("192.0.2.1"), Some("bob")), now).is_err());
+        fail(&t, &t.keys(ip("192.0.2.2"), Some("alice")), now);
+        let elsewhere = t.keys(ip("192.0.2.3"), Some("alice"));
+        let refused = t.begin_at(&elsewhere, now).err().unwrap();
         assert!(refused.to_string().contains("for this name"), "{refused}");
         assert!(matches!(refused, Error::TooManyRequests { retry_after_secs: 1, .. }));
+        // Refused by the name, the attempt took nothing from its address.
+        assert!(t.begin_at(&t.keys(ip("192.0.2.3"), Some("bob")), now).is_ok());
         // A bearer token names nobody: only its address counts.
-        assert!(t.check_at(&t.keys(ip("192.0.2.3"), None), now).is_ok());
+        assert!(t.begin_at(&t.keys(ip("192.0.2.3"), None), now).is_ok());
+    }
+
+    #[test]
+    fn attempts_under_way_hold_their_tokens() {
+        let t = LoginThrottle::new(&login_limits(2, 3));
+        let now = Instant::now();
+        let alice_a = t.keys(ip("192.0.2.1"), Some("alice"));
+        // Forty at once from one address: two go ahead, on the address's two tokens.
+        let under_way: Vec<_> = (0..40).filter_map(|_| t.begin_at(&alice_a, now).ok()).collect();
+        assert_eq!(under_way.len(), 2);
+        for mut a in under_way {
+            a.checking();
+        }
+        // They failed: alice's name has one failure left for a new address.
+        let alice_b = t.keys(ip("192.0.2.2"), Some("alice"));
+        let attempt = t.begin_at(&alice_b, now).unwrap();
+        assert!(t.begin_at(&t.keys(ip("192.0.2.3"), Some("alice")), now).is_err(), "held by the attempt");
+        // A success (or forgiveness, or no check at all) gives the tokens back.
+        attempt.succeeded();
+        t.begin_at(&t.keys(ip("192.0.2.3"), Some("alice")), now).unwrap().forgiven();
+        drop(t.begin_at(&t.keys(ip("192.0.2.4"), Some("alice")), now).unwrap());
+        fail(&t, &t.keys(ip("192.0.2.5"), Some("alice")), now);
+        assert!(t.begin_at(&t.keys(ip("192.0.2.6"), Some("alice")), now).is_err(), "that one counted");
     }
 
     #[test]
@@ -672,44 +765,63 @@ mod tests {
         let t = LoginThrottle::new(&login_limits(2, 2));
         let now = Instant::now();
         let home = t.keys(ip("198.51.100.7"), Some("alice"));
-        t.attempt(&home).succeeded();
+        t.begin_at(&home, now).unwrap().succeeded();
         assert_eq!(t.known_pairs(), 1);
         // Guesses for alice from elsewhere empty her name's bucket; others' failures empty
         // the shared address's bucket. Neither stops alice at home.
         for a in ["203.0.113.1", "203.0.113.2"] {
-            t.failed_at(&t.keys(ip(a), Some("alice")), now);
+            fail(&t, &t.keys(ip(a), Some("alice")), now);
         }
         for _ in 0..2 {
-            t.failed_at(&t.keys(ip("198.51.100.7"), Some("mallory")), now);
+            fail(&t, &t.keys(ip("198.51.100.7"), Some("mallory")), now);
         }
-        assert!(t.check_at(&t.keys(ip("203.0.113.3"), Some("alice")), now).is_err(), "a new address");
-        assert!(t.check_at(&t.keys(ip("198.51.100.7"), Some("bob")), now).is_err(), "the address");
-        assert!(t.check_at(&home, now).is_ok());
+        assert!(t.begin_at(&t.keys(ip("203.0.113.3"), Some("alice")), now).is_err(), "a new address");
+        assert!(t.begin_at(&t.keys(ip("198.51.100.7"), Some("bob")), now).is_err(), "the address");
+        t.begin_at(&home, now).unwrap().succeeded();
         // Failures for alice at home are bounded by that pair's own bucket.
-        t.failed_at(&home, now);
-        t.failed_at(&home, now);
-        assert!(t.check_at(&home, now).is_err());
+        fail(&t, &home, now);
+        fail(&t, &home, now);
+        assert!(t.begin_at(&home, now).is_err());
         // No address is known when none is to be, nor when addresses are not counted.
         let none = LoginThrottle::new(&AuthFailureSettings { known_address_secs: 0, ..login_limits(2, 2) });
-        none.attempt(&home).succeeded();
+        none.begin_at(&home, now).unwrap().succeeded();
         assert_eq!(none.known_pairs(), 0);
         let by_name = LoginThrottle::new(&AuthFailureSettings { address_per_sec: 0.0, ..login_limits(2, 2) });
-        by_name.attempt(&home).succeeded();
+        by_name.begin_at(&home, now).unwrap().succeeded();
         for _ in 0..2 {
-            by_name.failed_at(&home, now);
+            fail(&by_name, &home, now);
         }
-        assert!(by_name.check_at(&home, now).is_err(), "the name's bucket applies");
+        assert!(by_name.begin_at(&home, now).is_err(), "the name's bucket applies");
     }
 
     #[test]
-    fn an_attempt_counts_unless_it_succeeds_or_is_forgiven() {
+    fn an_attempt_counts_once_checked_unless_it_succeeds_or_is_forgiven() {
         let t = LoginThrottle::new(&AuthFailureSettings { known_address_secs: 0, ..login_limits(1, 10) });
         let k = t.keys(ip("192.0.2.9"), Some("alice"));
-        t.attempt(&k).succeeded();
-        t.attempt(&k).forgiven();
-        assert!(t.check(&k).is_ok());
-        drop(t.attempt(&k));
-        assert!(t.check(&k).is_err(), "dropped without a verdict: a failure");
+        let mut a = t.begin(&k).unwrap();
+        a.checking();
+        a.succeeded();
+        let mut a = t.begin(&k).unwrap();
+        a.checking();
+        a.forgiven();
+        drop(t.begin(&k).unwrap());
+        let mut a = t.begin(&k).unwrap();
+        a.checking();
+        drop(a);
+        assert!(t.begin(&k).is_err(), "dropped without a verdict while checking: a failure");
+        assert!(t.failed(&k).is_err(), "no failure left to count");
+    }
+
+    #[test]
+    fn refusals_are_reported_at_once_then_summed_up_at_most_every_period() {
+        let t = LoginThrottle::new(&login_limits(1, 10));
+        let t0 = Instant::now();
+        assert_eq!(t.report_refusal(t0), Some(1), "the first one at once");
+        for _ in 0..5 {
+            assert_eq!(t.report_refusal(t0 + Duration::from_secs(1)), None);
+        }
+        assert_eq!(t.report_refusal(t0 + REFUSALS_REPORTED_EVERY + Duration::from_secs(1)), Some(6));
+        assert_eq!(t.report_refusal(t0 + REFUSALS_REPORTED_EVERY + Duration::from_secs(2)), None);
     }
 
     #[test]
@@ -719,9 +831,9 @@ mod tests {
         assert_eq!(address_key("2001:db8:1:2:3:4:5:6".parse().unwrap()), "2001:db8:1:2::/64");
         assert_eq!(address_key("2001:db8:1:2::9".parse().unwrap()), "2001:db8:1:2::/64");
         let t = LoginThrottle::new(&login_limits(1, 10));
-        t.failed_at(&t.keys(ip("2001:db8:1:2::1"), None), Instant::now());
-        assert!(t.check(&t.keys(ip("2001:db8:1:2::2"), None)).is_err(), "the same /64");
-        assert!(t.check(&t.keys(ip("2001:db8:1:3::1"), None)).is_ok());
+        t.failed(&t.keys(ip("2001:db8:1:2::1"), None)).unwrap();
+        assert!(t.begin(&t.keys(ip("2001:db8:1:2::2"), None)).is_err(), "the same /64");
+        assert!(t.begin(&t.keys(ip("2001:db8:1:3::1"), None)).is_ok());
     }
 
     #[test]
@@ -729,8 +841,8 @@ mod tests {
         let t = LoginThrottle::off();
         let k = t.keys(ip("192.0.2.1"), Some("alice"));
         for _ in 0..100 {
-            drop(t.attempt(&k));
+            t.failed(&k).unwrap();
         }
-        assert!(t.check(&k).is_ok());
+        assert!(t.begin(&k).is_ok());
     }
 }

@@ -17,6 +17,9 @@
 //! 4. Key: by `kid` among the issuer's static and fetched keys (of the algorithm's key type).
 //!    An unknown `kid` makes the server fetch the issuer's key set again, at most once per
 //!    `min_refresh_interval_secs`; key sets are also refetched every `refresh_interval_secs`.
+//!    A `kid` still unknown is the issuer's verdict when the set is current (fetched again
+//!    for this token, or within `min_refresh_interval_secs`): [`TokenError::UnknownKey`],
+//!    a forgery; otherwise the provider could not be asked ([`TokenError::KeysUnavailable`]).
 //! 5. Signature, then `exp` (required), `nbf`, `iat` (not in the future) with
 //!    `leeway_secs`, `iss`, and `aud` (required; one of the configured audiences).
 //!
@@ -58,8 +61,14 @@ pub enum TokenError {
     Expired,
     /// `nbf` (or `iat`) lies in the future.
     NotYetValid,
-    /// No key of the issuer matches the token's `kid` (after a refresh).
+    /// No key of the issuer matches the token's `kid`, in a key set as fresh as the server
+    /// may have it (static keys, or fetched again for this token or within
+    /// `min_refresh_interval_secs`): the issuer does not publish that key.
     UnknownKey(String),
+    /// No key of the issuer matches the token's `kid`, and its key set could not be brought
+    /// up to date (the provider was not reached within `min_refresh_interval_secs`): the key
+    /// may be one it has just begun to use.
+    KeysUnavailable(String),
     /// The signature does not verify.
     BadSignature,
 }
@@ -74,19 +83,21 @@ impl TokenError {
             TokenError::WrongAudience => "wrong audience".to_string(),
             TokenError::Expired => "token expired".to_string(),
             TokenError::NotYetValid => "token not yet valid".to_string(),
-            TokenError::UnknownKey(kid) if kid.is_empty() => "unknown signing key".to_string(),
-            TokenError::UnknownKey(kid) => format!("unknown signing key {kid}"),
+            TokenError::UnknownKey(kid) | TokenError::KeysUnavailable(kid) if kid.is_empty() => {
+                "unknown signing key".to_string()
+            }
+            TokenError::UnknownKey(kid) | TokenError::KeysUnavailable(kid) => format!("unknown signing key {kid}"),
             TokenError::BadSignature => "bad signature".to_string(),
         };
         d.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').filter(|c| *c != '"' && *c != '\\').take(200).collect()
     }
 
-    /// Whether the token is junk or a forgery, which the failed-login throttle counts. A
-    /// token that has merely expired or is not yet valid (every client sends one now and
-    /// then, before refreshing it), or whose key the server has yet to fetch, is not the
-    /// client's fault.
+    /// Whether the token is junk or a forgery, which the failed-login throttle counts (a
+    /// `kid` the issuer does not publish included). A token that has merely expired or is
+    /// not yet valid (every client sends one now and then, before refreshing it), or whose
+    /// key the server could not fetch, is not the client's fault.
     pub fn is_forgery(&self) -> bool {
-        !matches!(self, TokenError::Expired | TokenError::NotYetValid | TokenError::UnknownKey(_))
+        !matches!(self, TokenError::Expired | TokenError::NotYetValid | TokenError::KeysUnavailable(_))
     }
 }
 
@@ -140,6 +151,11 @@ struct Remote {
 impl Remote {
     fn keys(&self) -> Vec<Arc<VerifyKey>> {
         self.keys.read().map(|k| k.clone()).unwrap_or_default()
+    }
+
+    /// Whether the key set was fetched successfully within `d`.
+    fn fetched_within(&self, d: Duration) -> bool {
+        self.fetched.read().ok().and_then(|f| *f).is_some_and(|t| t.elapsed() <= d)
     }
 
     fn due(&self) -> bool {
@@ -434,7 +450,8 @@ impl Issuer {
     }
 
     /// Keys that may verify a token with `alg` and `kid`: exact `kid` matches (refreshing
-    /// the remote set once if there are none), else keys without a `kid`.
+    /// the remote set once if there are none), else keys without a `kid`. None: the `kid`
+    /// is unknown, and [`TokenError::UnknownKey`] only if the keys are current.
     async fn candidates(
         &self,
         alg: Algorithm,
@@ -459,17 +476,21 @@ impl Issuer {
             tokio::spawn(async move { r.refresh(true).await });
         }
         let mut found = pick(&remote_keys(&self.remote), true);
+        // Static keys are all there is; a fetched set is current when fetched again for this
+        // token, or recently enough that it may not be fetched again yet.
+        let mut current = true;
         if found.is_empty()
             && let Some(r) = &self.remote
         {
-            r.refresh(false).await;
+            current = r.refresh(false).await || r.fetched_within(r.min_interval);
             found = pick(&r.keys(), true);
         }
         if found.is_empty() && kid.is_some() {
             found = pick(&remote_keys(&self.remote), false);
         }
         if found.is_empty() {
-            return Err(TokenError::UnknownKey(kid.unwrap_or_default().to_string()));
+            let kid = kid.unwrap_or_default().to_string();
+            return Err(if current { TokenError::UnknownKey(kid) } else { TokenError::KeysUnavailable(kid) });
         }
         Ok(found)
     }

@@ -24,10 +24,13 @@
 //!
 //! Failed authentications are throttled per source address and per login name
 //! ([`LoginThrottle`], `limits.auth_failures`): once credentials are read, and before they
-//! are checked (before the cache too, which would otherwise answer guesses for free), a
-//! throttled attempt is refused with 429 and costs no argon2 run, no account lookup and no
-//! signature check. A Basic attempt is checked again once it holds an argon2 slot, so
-//! attempts queued while the buckets emptied run no argon2 either.
+//! are checked (before the cache too, which would otherwise answer guesses for free), an
+//! attempt takes a failure's worth from its buckets, which a success gives back; a
+//! throttled attempt is refused with 429 and costs no argon2 run and no account lookup.
+//! Since attempts under way hold what they took, no more of them run at once than the
+//! buckets have failures left. Bearer tokens are the exception: they are verified first
+//! (cheaply), a valid one is let in whatever the buckets say, and only a forgery is
+//! counted, or refused with 429 once its address has no failures left.
 
 pub mod bearer;
 pub mod digest;
@@ -287,7 +290,8 @@ impl Authenticator {
 
     fn bearer_refused(&self, e: &TokenError) -> Error {
         let d = e.description();
-        tracing::info!(reason = %d, "bearer token refused");
+        // One per attempt under attack: debug only (the throttle reports refusals in sum).
+        tracing::debug!(reason = %d, "bearer token refused");
         Error::Unauthenticated {
             reason: format!("invalid bearer token: {d}"),
             challenges: vec![format!(
@@ -322,17 +326,15 @@ impl Authenticator {
         if scheme.eq_ignore_ascii_case("bearer")
             && let Some(b) = &self.bearer
         {
-            let keys = self.failures.keys(req.peer, None);
-            self.failures.check(&keys)?;
-            let attempt = self.failures.attempt(&keys);
+            // A token is verified first, whatever its address's bucket says: that is cheap
+            // (no argon2), and a valid token is let in even from a throttled address, which
+            // many clients may share (a carrier NAT). Only a forgery counts, and is refused
+            // with 429 once the address has no failures left.
             return match b.verify(rest.trim()).await {
-                Ok(principal) => {
-                    attempt.succeeded();
-                    Ok(principal)
-                }
+                Ok(principal) => Ok(principal),
                 Err(e) => {
-                    if !e.is_forgery() {
-                        attempt.forgiven();
+                    if e.is_forgery() {
+                        self.failures.failed(&self.failures.keys(req.peer, None))?;
                     }
                     Err(self.bearer_refused(&e))
                 }
@@ -344,7 +346,7 @@ impl Authenticator {
 
     async fn basic_login(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<Principal> {
         let keys = self.failures.keys(peer, Some(user));
-        self.failures.check(&keys)?;
+        let mut attempt = self.failures.begin(&keys)?;
         let key: [u8; 32] = Sha256::new()
             .chain_update(user.as_bytes())
             .chain_update([0u8])
@@ -353,14 +355,12 @@ impl Authenticator {
             .into();
         let cached = self.cache.get(&key).filter(|e| e.1 > Instant::now()).map(|e| e.0.clone());
         if let Some(principal) = cached {
-            self.failures.attempt(&keys).succeeded();
+            attempt.succeeded();
             return Ok(principal);
         }
         let slot = self.checks.clone().acquire_owned().await.map_err(Error::internal)?;
-        // The buckets may have emptied while this attempt waited for its slot.
-        self.failures.check(&keys)?;
         let account = self.meta.find_account(user).await?;
-        let attempt = self.failures.attempt(&keys);
+        attempt.checking();
         // An unknown user costs the same argon2 run, so timing does not reveal user names.
         let hash = match &account {
             Some(a) => {
@@ -435,9 +435,9 @@ impl Authenticator {
             return Err(self.unauthenticated("invalid Digest nonce"));
         }
         let keys = self.failures.keys(req.peer, Some(&c.username));
-        self.failures.check(&keys)?;
+        let mut attempt = self.failures.begin(&keys)?;
         let account = self.digest_account(&c.username).await?;
-        let attempt = self.failures.attempt(&keys);
+        attempt.checking();
         let ha1 =
             account.as_ref().and_then(|a| a.secrets.as_ref()).filter(|s| s.realm == self.realm).and_then(
                 |s| match alg {
@@ -452,16 +452,24 @@ impl Authenticator {
         let (Some(account), Some(_), true) = (account, ha1, matches) else {
             return Err(self.unauthenticated("invalid user name or password"));
         };
-        // The right answer, even to a stale or replayed nonce: it was no guess.
-        attempt.succeeded();
-        match state {
+        // The right answer. To a fresh nonce seen for the first time it is a login; to a
+        // stale or replayed one it may be a captured request sent again, which must not
+        // make its sender's address known for the name. It was no guess either: forgiven.
+        let refused = match state {
             NonceState::Fresh { expires } => {
-                if !d.remember(&c.nonce, nc, cnonce, expires) {
-                    return Err(self.stale("Digest nonce count reused"));
-                }
+                (!d.remember(&c.nonce, nc, cnonce, expires)).then_some("Digest nonce count reused")
+            }
+            _ => Some("stale Digest nonce"),
+        };
+        match refused {
+            None => {
+                attempt.succeeded();
                 Ok(account.principal)
             }
-            _ => Err(self.stale("stale Digest nonce")),
+            Some(reason) => {
+                attempt.forgiven();
+                Err(self.stale(reason))
+            }
         }
     }
 }

@@ -36,13 +36,13 @@ struct IdpState {
     jwks_hits: AtomicUsize,
 }
 
-struct Idp {
-    url: String,
+pub(crate) struct Idp {
+    pub(crate) url: String,
     state: Arc<IdpState>,
 }
 
 impl Idp {
-    fn publish(&self, s: &Signer) {
+    pub(crate) fn publish(&self, s: &Signer) {
         self.state.keys.lock().unwrap().push(s.jwk.clone());
     }
 
@@ -69,7 +69,7 @@ async fn jwks(st: web::Data<IdpState>) -> HttpResponse {
 }
 
 /// A provider publishing `signers`.
-async fn spawn_idp(signers: &[&Signer]) -> Idp {
+pub(crate) async fn spawn_idp(signers: &[&Signer]) -> Idp {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let state = Arc::new(IdpState {
@@ -97,7 +97,7 @@ async fn spawn_idp(signers: &[&Signer]) -> Idp {
 // Keys and tokens
 // ---------------------------------------------------------------------------------------
 
-struct Signer {
+pub(crate) struct Signer {
     kid: String,
     alg: Algorithm,
     key: EncodingKey,
@@ -119,7 +119,7 @@ fn published(mut jwk: Jwk, kid: &str) -> Value {
     serde_json::to_value(jwk).unwrap()
 }
 
-fn es256(kid: &str) -> Signer {
+pub(crate) fn es256(kid: &str) -> Signer {
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
     let key = EncodingKey::from_ec_der(pkcs8.as_ref());
@@ -157,7 +157,7 @@ fn now() -> i64 {
 }
 
 impl Signer {
-    fn sign(&self, claims: &Value) -> String {
+    pub(crate) fn sign(&self, claims: &Value) -> String {
         let mut h = Header::new(self.alg);
         h.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&h, claims, &self.key).unwrap()
@@ -165,7 +165,7 @@ impl Signer {
 }
 
 /// Claims of a subscriber token from `issuer` for `sub` with `scope`, valid now.
-fn claims(issuer: &str, sub: &str, scope: &str) -> Value {
+pub(crate) fn claims(issuer: &str, sub: &str, scope: &str) -> Value {
     json!({
         "iss": issuer, "aud": AUD, "sub": sub, "scope": scope,
         "iat": now(), "nbf": now(), "exp": now() + 300,
@@ -187,7 +187,7 @@ fn unsigned(header: &Value, payload: &Value, signature: &str) -> String {
 
 /// The server trusting `idp` by discovery, with service principals recognised by client id
 /// `cpm-pf` or by the role `cpm-participating-function`.
-async fn app_trusting(idp: &Idp, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+pub(crate) async fn app_trusting(idp: &Idp, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let issuer = idp.url.clone();
     spawn_app_with(move |s| {
         s.auth.bearer.issuers = vec![IssuerSettings { issuer, ..Default::default() }];

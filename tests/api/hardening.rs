@@ -15,7 +15,7 @@ use reqwest::{Client, Method, Response};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::auth_bearer::{digest_answer, digest_app, digest_challenge};
+use crate::auth_bearer::{Signer, app_trusting, claims, digest_answer, digest_app, digest_challenge, es256, spawn_idp};
 use crate::helpers::*;
 use crate::limits::{assert_nothing_left, objects};
 
@@ -112,30 +112,71 @@ async fn failed_logins_are_throttled_by_default_and_not_at_rate_zero() {
     assert_eq!(lookup(&app, &app.client, "alice", PW).await.status(), 200);
 }
 
-#[tokio::test]
-async fn wrong_digest_answers_are_throttled_like_wrong_passwords() {
-    let app = digest_app(failures(2, 10)).await;
+/// carol's root folder lookup (a Digest account's) and its `uri` as Digest signs it.
+fn carol_lookup(app: &TestApp) -> (String, String) {
     let url = format!("{}/folders/operations/pathToId", app.base("tel:+14155550100"));
     let uri = url.strip_prefix(&app.url).unwrap().to_string();
-    let digest = |client: &Client, password: &str| {
-        let (client, url, uri, password) = (client.clone(), url.clone(), uri.clone(), password.to_string());
-        async move {
-            // Asking for a challenge (no credentials) is no failure.
-            let challenge = digest_challenge(&client.get(&url).send().await.unwrap(), "SHA-256");
-            let answer = digest_answer(&challenge, "carol", &password, "GET", &uri, 1);
-            client.get(&url).header("Authorization", answer).send().await.unwrap()
-        }
-    };
-    for _ in 0..2 {
-        assert_error(digest(&app.client, "wrong").await, 401, "POL0001").await;
-    }
-    assert_throttled(digest(&app.client, "wrong").await, "address_per_sec").await;
-    assert_throttled(digest(&app.client, "s3cret").await, "address_per_sec").await;
-    assert_eq!(digest(&client_from("127.0.0.2"), "s3cret").await.status(), 200);
+    (url, uri)
+}
+
+/// carol's lookup from `client` with Digest: the `Authorization` answering a fresh
+/// challenge with `password`.
+async fn carol_answer(app: &TestApp, client: &Client, password: &str) -> String {
+    let (url, uri) = carol_lookup(app);
+    // Asking for a challenge (no credentials) is no failure.
+    let challenge = digest_challenge(&client.get(&url).send().await.unwrap(), "SHA-256");
+    digest_answer(&challenge, "carol", password, "GET", &uri, 1)
+}
+
+/// carol's lookup from `client` with `authorization`.
+async fn carol_send(app: &TestApp, client: &Client, authorization: &str) -> Response {
+    client.get(carol_lookup(app).0).header("Authorization", authorization).send().await.unwrap()
+}
+
+/// carol's lookup from `client` with Digest and `password`.
+async fn carol_digest(app: &TestApp, client: &Client, password: &str) -> Response {
+    carol_send(app, client, &carol_answer(app, client, password).await).await
 }
 
 #[tokio::test]
-async fn forged_bearer_tokens_are_throttled_per_address_but_expired_ones_are_not() {
+async fn wrong_digest_answers_are_throttled_like_wrong_passwords() {
+    let app = digest_app(failures(2, 10)).await;
+    for _ in 0..2 {
+        assert_error(carol_digest(&app, &app.client, "wrong").await, 401, "POL0001").await;
+    }
+    assert_throttled(carol_digest(&app, &app.client, "wrong").await, "address_per_sec").await;
+    assert_throttled(carol_digest(&app, &app.client, "s3cret").await, "address_per_sec").await;
+    assert_eq!(carol_digest(&app, &client_from("127.0.0.2"), "s3cret").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_replayed_digest_answer_neither_counts_nor_makes_its_address_known() {
+    let app = digest_app(failures(2, 4)).await;
+    // carol logs in from 127.0.0.1; someone who captured that request replays it from
+    // 127.0.0.2 (more often than the address has failures to spend).
+    let captured = carol_answer(&app, &app.client, "s3cret").await;
+    assert_eq!(carol_send(&app, &app.client, &captured).await.status(), 200);
+    let replayer = client_from("127.0.0.2");
+    for _ in 0..3 {
+        let res = carol_send(&app, &replayer, &captured).await;
+        let stale =
+            res.headers().get_all("www-authenticate").iter().any(|c| c.to_str().unwrap().contains("stale=true"));
+        assert!(stale, "a right answer to a used nonce: retry with a new one");
+        assert_error(res, 401, "POL0001").await;
+    }
+    // Guessers empty carol's name's bucket.
+    for guesser in ["127.0.0.3", "127.0.0.4"] {
+        for _ in 0..2 {
+            assert_eq!(carol_digest(&app, &client_from(guesser), "guess").await.status(), 401);
+        }
+    }
+    // The replayer's address is not known for carol: its guesses are refused by her name.
+    assert_throttled(carol_digest(&app, &replayer, "guess").await, "name_per_sec").await;
+    assert_eq!(carol_digest(&app, &app.client, "s3cret").await.status(), 200, "where she logged in");
+}
+
+#[tokio::test]
+async fn forged_bearer_tokens_are_throttled_per_address_but_valid_and_expired_ones_are_not() {
     let secret = "a-shared-secret-of-at-least-32-bytes!";
     let app = spawn_app_with(|s| {
         failures(2, 10)(s);
@@ -165,8 +206,86 @@ async fn forged_bearer_tokens_are_throttled_per_address_but_expired_ones_are_not
         assert_eq!(send(&app.client, &forged).await.unwrap().status(), 401);
     }
     assert_throttled(send(&app.client, &forged).await.unwrap(), "address_per_sec").await;
-    assert_throttled(send(&app.client, &valid).await.unwrap(), "address_per_sec").await;
+    // A valid token from the throttled address (another client behind the same carrier
+    // NAT) is let in, and lets nothing else in: forgeries are still refused, and so are
+    // passwords. An expired token is still told it expired, so its client refreshes it.
+    assert_eq!(send(&app.client, &valid).await.unwrap().status(), 200);
+    assert_throttled(send(&app.client, &forged).await.unwrap(), "address_per_sec").await;
+    assert_eq!(send(&app.client, &expired).await.unwrap().status(), 401);
+    assert_throttled(lookup(&app, &app.client, "alice", PW).await, "address_per_sec").await;
     assert_eq!(send(&client_from("127.0.0.2"), &valid).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn wrong_attempts_at_once_from_one_address_do_not_empty_the_names_bucket() {
+    // Digest with a cold account cache: every attempt waits for the account lookup, so
+    // all of them are under way at once.
+    let app = digest_app(failures(2, 3)).await;
+    let url = format!("{}/folders/operations/pathToId", app.base(ALICE));
+    let uri = url.strip_prefix(&app.url).unwrap().to_string();
+    let challenge = digest_challenge(&app.client.get(&url).send().await.unwrap(), "SHA-256");
+    // Forty connections opened beforehand, so that the attempts arrive together.
+    let health = (0..40).map(|_| app.client.get(format!("{}/health", app.url)).send());
+    for res in futures_util::future::join_all(health).await {
+        assert_eq!(res.unwrap().status(), 200);
+    }
+    let attempts = (1..=40).map(|nc| {
+        let answer = digest_answer(&challenge, "alice", "guess", "GET", &uri, nc);
+        app.client.get(&url).header("Authorization", answer).send()
+    });
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(attempts).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, 2, "only as many checked as the address has failures to spend: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 38, "{statuses:?}");
+    // Her name lost 2 of its 3: from an address not known for her, alice still logs in.
+    assert_eq!(lookup(&app, &client_from("127.0.0.2"), "alice", PW).await.status(), 200);
+}
+
+#[tokio::test]
+async fn tokens_naming_keys_the_provider_does_not_publish_are_counted_as_junk() {
+    let (key, rotated, made_up) = (es256("2026-01"), es256("2026-02"), es256("made-up"));
+    let idp = spawn_idp(&[&key]).await;
+    // (Each unknown kid makes the server fetch the key set again: min_refresh_interval_secs
+    // is 0 here.)
+    let app = app_trusting(&idp, failures(2, 10)).await;
+    let url = format!("{}/folders/operations/pathToId", app.base(ALICE));
+    let send =
+        |s: &Signer| app.client.get(&url).bearer_auth(s.sign(&claims(&idp.url, ALICE, "oma_rest_nms.read"))).send();
+    assert_eq!(send(&key).await.unwrap().status(), 200);
+    // The provider rotates to a new key: its first token makes the server fetch the set
+    // again and is let in, nothing counted.
+    idp.publish(&rotated);
+    assert_eq!(send(&rotated).await.unwrap().status(), 200);
+    // A kid still unknown in a set fetched again for it is junk.
+    for _ in 0..2 {
+        assert_eq!(send(&made_up).await.unwrap().status(), 401);
+    }
+    assert_throttled(send(&made_up).await.unwrap(), "address_per_sec").await;
+    assert_eq!(send(&rotated).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn tokens_whose_keys_cannot_be_fetched_are_not_counted() {
+    // A provider nobody answers for: the key set cannot be fetched.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let jwks_url = format!("http://{}/jwks.json", gone.local_addr().unwrap());
+    drop(gone);
+    let app = spawn_app_with(|s| {
+        failures(2, 10)(s);
+        s.auth.bearer.issuers =
+            vec![IssuerSettings { issuer: "urn:example:idp".into(), jwks_url, ..Default::default() }];
+        s.auth.bearer.audiences = vec!["cpm-nms".into()];
+        s.auth.bearer.min_refresh_interval_secs = 0;
+    })
+    .await;
+    let url = format!("{}/folders/operations/pathToId", app.base(ALICE));
+    let token = es256("k1").sign(&claims("urn:example:idp", ALICE, "oma_rest_nms.read"));
+    for _ in 0..4 {
+        let res = app.client.get(&url).bearer_auth(&token).send().await.unwrap();
+        let exc = assert_error(res, 401, "POL0001").await;
+        assert!(exc["variables"][0].as_str().unwrap().contains("unknown signing key k1"), "{exc}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -231,31 +350,34 @@ fn head(app: &TestApp, method: &str, rel: &str, content_type: &str, len: usize) 
     )
 }
 
-/// A 408 with an OMA policy exception naming the body settings, on a connection the server
-/// closed.
-fn assert_too_slow(answer: &RawAnswer) {
+/// A 408 with an OMA policy exception naming `setting`, on a connection the server closed.
+fn assert_too_slow(answer: &RawAnswer, setting: &str) {
     let text = &answer.text;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{text}");
     let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or_default()).expect(text);
     assert_eq!(message_id(&body), "POL0001", "{body}");
     let variable = body["requestError"]["policyException"]["variables"][0].as_str().unwrap();
-    assert!(variable.contains("server.body_timeout_secs"), "{variable}");
+    assert!(variable.contains(setting), "{variable}");
     assert!(answer.closed, "the connection is closed");
 }
 
-#[tokio::test]
-async fn a_deposit_trickling_in_is_cut_off_with_408_and_leaves_nothing() {
-    let app = spawn_app_with(paced).await;
-    // A payload part past the blob store's write buffer when the body stalls, so that it
-    // was being written into a temporary blob.
+/// A deposit of a 600 kB payload whose first 400 kB come at once, the rest a byte every
+/// 100 ms: a payload part past the blob store's write buffer when the body stalls, so that
+/// it was being written into a temporary blob.
+async fn deposit_stalling_at_400_kb(app: &TestApp) -> RawAnswer {
     let payload: Vec<u8> = (0..600_000).map(|i| (i % 251) as u8).collect();
     let (content_type, body) = form()
         .root_fields(&json!({}))
         .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")], &payload)
         .finish("multipart/form-data");
-    let answer = trickle(&app, &head(&app, "POST", "/objects", &content_type, body.len()), &body, 400_000).await;
-    assert_too_slow(&answer);
+    trickle(app, &head(app, "POST", "/objects", &content_type, body.len()), &body, 400_000).await
+}
+
+#[tokio::test]
+async fn a_deposit_trickling_in_is_cut_off_with_408_and_leaves_nothing() {
+    let app = spawn_app_with(paced).await;
+    assert_too_slow(&deposit_stalling_at_400_kb(&app).await, "server.body_timeout_secs");
     assert_nothing_left(&app).await;
 }
 
@@ -267,8 +389,23 @@ async fn a_json_body_trickling_in_is_cut_off_with_408() {
     ]}}}))
     .unwrap();
     let answer = trickle(&app, &head(&app, "POST", "/objects", "application/json", body.len()), &body, 10).await;
-    assert_too_slow(&answer);
+    assert_too_slow(&answer, "server.body_timeout_secs");
     assert_eq!(objects(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_deposit_stalling_after_a_fast_start_is_cut_off_at_the_cap() {
+    let app = spawn_app_with(|s| {
+        // 400 kB at once earn 1 s + 40 s of waiting, more than the cap of 2 s.
+        s.server.body_timeout_secs = 1;
+        s.server.body_min_rate_bytes_per_sec = 10_000;
+        s.server.body_max_secs = 2;
+    })
+    .await;
+    let answer = deposit_stalling_at_400_kb(&app).await;
+    assert_too_slow(&answer, "server.body_max_secs");
+    assert!(answer.text.contains("waited for more than 2 s in all"), "{}", answer.text);
+    assert_nothing_left(&app).await;
 }
 
 #[tokio::test]
