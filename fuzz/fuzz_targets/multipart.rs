@@ -35,7 +35,8 @@ fuzz_target!(|data: &[u8]| {
     let chunk = usize::from(data[0]) + 1;
     let limits = Limits { max_head_bytes: 64 + usize::from(data[1]) * 16, max_fields: 16 };
     let body = &data[2..];
-    let chunks: Vec<cpm_nms::error::Result<Bytes>> = body.chunks(chunk).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let chunks: Vec<cpm_nms::error::Result<Bytes>> =
+        body.chunks(chunk).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
     run(async {
         let mut outer = Reader::new(futures_util::stream::iter(chunks), "b", limits);
         let mut total = 0usize;
