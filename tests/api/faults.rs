@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -22,6 +21,7 @@ use object_store::{
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
 
 use crate::helpers::*;
 
@@ -488,18 +488,14 @@ async fn a_blob_directory_that_cannot_be_written_is_an_oma_error_and_leaves_noth
 async fn a_deposit_abandoned_mid_upload_aborts_its_upload_and_leaves_no_temporary() {
     let (app, faults) = spawn_faulty_app().await;
     let (ct, body) = one_part_deposit(&content(2 * 1024 * 1024, 12));
-    // The client sends a part's first megabyte and then nothing, until it goes away.
-    let sent = bytes::Bytes::copy_from_slice(&body[..1024 * 1024]);
-    let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(sent)]).chain(futures_util::stream::pending());
-    let request = app
-        .req(Method::POST, &format!("{}/objects", app.base(ALICE)))
-        .header("Content-Type", ct)
-        .body(reqwest::Body::wrap_stream(stream));
-    let client = tokio::spawn(request.send());
+    // The client sends a part's first megabyte, then closes its connection.
+    let mut socket = tokio::net::TcpStream::connect(app.url.trim_start_matches("http://")).await.unwrap();
+    socket.write_all(raw_head(&app, "POST", "/objects", &ct, body.len()).as_bytes()).await.unwrap();
+    socket.write_all(&body[..1024 * 1024]).await.unwrap();
     until("the part streams into a multipart upload", || faults.multipart_starts.load(Ordering::SeqCst) > 0).await;
-    // The server drops the request's future when the connection closes: the part writer,
-    // dropped mid-upload, aborts the upload and removes its temporary in the background.
-    client.abort();
+    // The server sees the connection end mid-body: the part writer, dropped mid-upload,
+    // aborts the upload and removes its temporary in the background.
+    drop(socket);
     until("the upload is aborted and its temporary gone", || {
         faults.multipart_aborts.load(Ordering::SeqCst) > 0 && app.blob_files().is_empty()
     })

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use cpm_nms::config::{AuthFailureSettings, IssuerSettings, Settings};
 use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -340,16 +339,6 @@ async fn trickle(app: &TestApp, head: &str, body: &[u8], at_once: usize) -> RawA
     RawAnswer { text: String::from_utf8_lossy(&answer).into_owned(), closed }
 }
 
-/// The head of a request on alice's box at `rel`, with a body of `len` bytes.
-fn head(app: &TestApp, method: &str, rel: &str, content_type: &str, len: usize) -> String {
-    let path = app.base(ALICE).trim_start_matches(&app.url).to_string();
-    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("alice:{PW}"));
-    format!(
-        "{method} {path}{rel} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {credentials}\r\n\
-         Content-Type: {content_type}\r\nContent-Length: {len}\r\n\r\n"
-    )
-}
-
 /// A 408 with an OMA policy exception naming `setting`, on a connection the server closed.
 fn assert_too_slow(answer: &RawAnswer, setting: &str) {
     let text = &answer.text;
@@ -371,7 +360,7 @@ async fn deposit_stalling_at_400_kb(app: &TestApp) -> RawAnswer {
         .root_fields(&json!({}))
         .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")], &payload)
         .finish("multipart/form-data");
-    trickle(app, &head(app, "POST", "/objects", &content_type, body.len()), &body, 400_000).await
+    trickle(app, &raw_head(app, "POST", "/objects", &content_type, body.len()), &body, 400_000).await
 }
 
 #[tokio::test]
@@ -388,7 +377,7 @@ async fn a_json_body_trickling_in_is_cut_off_with_408() {
         {"name": "Subject", "value": ["a subject long enough to take a while at a byte at a time"]}
     ]}}}))
     .unwrap();
-    let answer = trickle(&app, &head(&app, "POST", "/objects", "application/json", body.len()), &body, 10).await;
+    let answer = trickle(&app, &raw_head(&app, "POST", "/objects", "application/json", body.len()), &body, 10).await;
     assert_too_slow(&answer, "server.body_timeout_secs");
     assert_eq!(objects(&app).await, 0);
 }

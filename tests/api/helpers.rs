@@ -250,3 +250,15 @@ pub fn message_id(body: &Value) -> &str {
     let e = &body["requestError"];
     e["serviceException"]["messageId"].as_str().or_else(|| e["policyException"]["messageId"].as_str()).unwrap_or("")
 }
+
+/// The head of a raw HTTP/1.1 request from alice to `rel` under her box, for tests that
+/// must control the socket itself.
+pub fn raw_head(app: &TestApp, method: &str, rel: &str, content_type: &str, len: usize) -> String {
+    let path = app.base(ALICE).trim_start_matches(&app.url).to_string();
+    use base64::Engine;
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("alice:{PW}"));
+    format!(
+        "{method} {path}{rel} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {credentials}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
