@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 use cpm_nms::auth::hash_password;
 use cpm_nms::config::Settings;
 use cpm_nms::ids::{new_id, now_ms};
+use cpm_nms::model::{Attribute, BoxRow, NewObject, ParentRef, Targets};
 use cpm_nms::nms::subscriptions::{ChannelInput, PollOutcome, SubscriptionInput};
 use cpm_nms::nms::sync::RestartPoint;
 use cpm_nms::startup::Application;
-use cpm_nms::store::{Attribute, BoxRow, NewObject, ParentRef, Targets};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -289,8 +289,8 @@ async fn drain_http(http: &Http, channel_url: &str, current: &str) -> Res<Drain>
 
 /// Drain through the domain's long poll (no HTTP, no JSON).
 async fn drain_domain(nms: &cpm_nms::nms::Nms, channel: &str, current: &str) -> Res<Drain> {
+    use cpm_nms::model::Change;
     use cpm_nms::nms::sync::SyncEvent;
-    use cpm_nms::store::Change;
     let mut d = Drain::default();
     loop {
         let t = Instant::now();

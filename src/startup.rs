@@ -18,16 +18,17 @@ use crate::auth::Authenticator;
 use crate::blob::PayloadStore;
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::model::FolderLimits;
 use crate::nms::{Nms, TokenKey};
+use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{FolderLimits, MetaStore};
 
 /// Open the metadata store named by the configuration and apply migrations.
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn MetaStore>> {
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| Error::internal(format!("data dir {}: {e}", settings.data_dir.display())))?;
     let url = settings.database_url();
-    let store: Arc<dyn MetaStore> = if url.starts_with("sqlite:") {
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
         Arc::new(SqliteStore::connect(&url).await?.with_folder_limits(FolderLimits::of(&settings.limits)))
     } else {
         return Err(Error::internal(format!(

@@ -10,7 +10,7 @@ use cpm_nms::api::parse_json;
 use cpm_nms::api::wire::ObjectEnvelope;
 use cpm_nms::config::CpmSettings;
 use cpm_nms::cpm::{self, Received, calllog};
-use cpm_nms::store::{Attribute, PartData, PayloadPart};
+use cpm_nms::model::{Attribute, PartData, PayloadPart};
 use fuzz_common::{assert_invalid, bounded};
 use libfuzzer_sys::fuzz_target;
 

@@ -14,7 +14,7 @@
 use cpm_nms::error::Result;
 use cpm_nms::nms::sync::RestartPoint;
 use cpm_nms::nms::{ListFilter, Nms};
-use cpm_nms::store::{ChildKind, ChildPosition, SearchPosition, SortValue};
+use cpm_nms::model::{ChildKind, ChildPosition, SearchPosition, SortValue};
 use fuzz_common::{World, assert_invalid, world};
 use libfuzzer_sys::fuzz_target;
 

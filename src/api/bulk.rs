@@ -18,8 +18,8 @@ use super::wire::{
 use super::{Access, AppState, BoxUrls, json_body, media_type, multipart};
 use crate::auth::Operation;
 use crate::error::{Error, Result};
+use crate::model::{BulkItem, Relocated, Sources};
 use crate::nms::bulk::{BulkTargets, FlagOperation};
-use crate::store::{BulkItem, Relocated, Sources};
 
 /// One answered item: its success code and reference, or why it failed.
 pub type Item = Result<(StatusCode, ReferenceW)>;

@@ -18,8 +18,8 @@ use super::wire::{Scalar, number};
 use super::{AppState, auth_request, json_body, param, read_limited};
 use crate::auth::{ACR_AUTH, Principal, Scope};
 use crate::error::{Error, Result};
+use crate::model::Channel;
 use crate::nms::subscriptions::{ChannelInput, PollOutcome};
-use crate::store::Channel;
 
 /// The channel resources' path prefix.
 pub const NC_SCOPE: &str = "/notificationchannel/v1/{userId}";

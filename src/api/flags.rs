@@ -10,7 +10,7 @@ use super::wire::{FlagListEnvelope, FlagListW};
 use super::{Access, AppState, json_body, param, read_limited};
 use crate::auth::Operation;
 use crate::error::Result;
-use crate::store::{FlagChange, FlagTarget};
+use crate::model::{FlagChange, FlagTarget};
 
 /// The addressed item's id and the URL of its flag list.
 fn target(req: &HttpRequest, access: &Access) -> Result<(bool, String, String)> {

@@ -9,8 +9,8 @@ use super::wire::{
 };
 use super::{Access, AppState, BoxUrls, json_body, param};
 use crate::error::{Error, Result};
+use crate::model::{Attribute, ChildPosition, Folder};
 use crate::nms::{ListFilter, Nms};
-use crate::store::{Attribute, ChildPosition, Folder};
 
 /// `POST /folders`: 201 + `Location` + `reference`.
 pub async fn create(

@@ -29,8 +29,8 @@ use serde_json::json;
 use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, Scope, authorize};
 use crate::config::LimitSettings;
 use crate::error::{Error, Result};
+use crate::model::BoxRow;
 use crate::nms::{Actor, Nms};
-use crate::store::BoxRow;
 pub use urls::BoxUrls;
 
 /// Path prefix of every box resource.

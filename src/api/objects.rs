@@ -14,8 +14,8 @@ use serde_json::json;
 use super::wire::{AttributeListW, FlagListW, ObjectEnvelope, ObjectIn, ObjectW, PayloadPartW, ReferenceW};
 use super::{Access, AppState, BoxUrls, json_body, media_type, multipart, param};
 use crate::error::{Error, Result};
+use crate::model::{BoxRow, Object, PartData, PayloadPart};
 use crate::nms::{Nms, ObjectInput};
-use crate::store::{BoxRow, Object, PartData, PayloadPart};
 
 /// Convert the deposited root fields.
 pub fn object_input(urls: &BoxUrls, o: ObjectIn) -> Result<ObjectInput> {

@@ -10,9 +10,9 @@ use super::search::criteria_input;
 use super::wire::{FlagListW, Scalar, SearchCriteriaW, number};
 use super::{Access, AppState, BoxUrls, json_body, ok_json, param};
 use crate::error::{Error, Result};
+use crate::model::{Change, Subscription};
 use crate::nms::subscriptions::{EventList, SubscriptionInput};
 use crate::nms::sync::SyncEvent;
-use crate::store::{Change, Subscription};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -17,9 +17,9 @@ use tokio::sync::{Notify, Semaphore};
 use super::subscriptions::render_list;
 use crate::error::Result;
 use crate::ids::now_ms;
+use crate::model::OutboxList;
 use crate::nms::Nms;
 use crate::nms::subscriptions::{Delivery, EventList};
-use crate::store::OutboxList;
 
 /// Attempts in flight at once.
 const CONCURRENCY: usize = 32;

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::store::Attribute;
+use crate::model::Attribute;
 
 /// `{"name": .., "value": [..]}`. On input a single string value is accepted too.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -27,8 +27,8 @@ use sha2::Sha256;
 use sha2::digest::Digest as _;
 use subtle::ConstantTimeEq;
 
+use crate::model::DigestSecrets;
 use crate::nms::TokenKey;
-use crate::store::DigestSecrets;
 
 /// A Digest hash algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -54,8 +54,9 @@ pub use operation::{Operation, Scope};
 use crate::config::{AuthFailureSettings, AuthSettings};
 use crate::error::{Error, Result};
 use crate::limits::LoginThrottle;
+use crate::model::DigestSecrets;
 use crate::nms::TokenKey;
-use crate::store::{DigestSecrets, MetaStore};
+use crate::store::Store;
 use digest::{DigestAuth, NonceState};
 
 /// The box id meaning "the box of the authenticated subscriber" (NMS Appendix G.1.2).
@@ -188,7 +189,7 @@ struct DigestAccount {
 
 /// Turns credentials into principals.
 pub struct Authenticator {
-    meta: Arc<dyn MetaStore>,
+    meta: Arc<dyn Store>,
     basic: bool,
     realm: String,
     ttl: Duration,
@@ -210,7 +211,7 @@ impl Authenticator {
     /// The authenticator the configuration describes. `key` seals Digest nonces (the
     /// deployment's cursor key, so every node accepts every node's nonces); `stores` are
     /// the configured store names (a bearer subscriber's boxes are in them).
-    pub fn new(meta: Arc<dyn MetaStore>, s: &AuthSettings, stores: &[String], key: TokenKey) -> Result<Self> {
+    pub fn new(meta: Arc<dyn Store>, s: &AuthSettings, stores: &[String], key: TokenKey) -> Result<Self> {
         let digest = if s.digest.enabled {
             let algorithms = digest_algorithms(&s.digest.algorithms)?;
             if algorithms.is_empty() {

@@ -10,7 +10,7 @@
 //! Nothing acknowledged is lost and nothing unreferenced lives forever:
 //! - before the rename, the upload *pins* the key in the metadata store; garbage collection
 //!   never deletes a pinned or referenced key, and an upload waits while a deletion of the
-//!   same key is under way (see `MetaStore::begin_blob_delete`);
+//!   same key is under way (see `Store::begin_blob_delete`);
 //! - an [`UploadGuard`] unpins after the metadata commit, or, if the request failed or was
 //!   dropped, unpins and deletes what it wrote unless something else references it;
 //! - a part whose upload fails (the store refuses a write or the final one) removes its
@@ -41,7 +41,8 @@ use tokio::io::AsyncWriteExt;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::ids::{new_id, now_ms};
-use crate::store::{MetaStore, PartData};
+use crate::model::PartData;
+use crate::store::Store;
 
 mod temp;
 
@@ -57,7 +58,7 @@ const REMOTE_WRITE_BUFFER: usize = 5 * 1024 * 1024;
 pub struct PayloadStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
-    meta: Arc<dyn MetaStore>,
+    meta: Arc<dyn Store>,
     inline_max: usize,
     /// Bytes buffered before a streaming upload writes a chunk: small on local disk, the
     /// S3 minimum part size elsewhere.
@@ -84,7 +85,7 @@ pub struct SweepReport {
 
 impl PayloadStore {
     /// Build from the configuration: `storage.blob_url`, or `{data_dir}/blobs` on local disk.
-    pub fn from_settings(settings: &Settings, meta: Arc<dyn MetaStore>) -> Result<Self> {
+    pub fn from_settings(settings: &Settings, meta: Arc<dyn Store>) -> Result<Self> {
         let mkdir = |dir: &std::path::Path| {
             std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))
         };
@@ -108,7 +109,7 @@ impl PayloadStore {
     /// Over a blob store the caller built (tests put faults between the server and its
     /// storage this way), with the settings' inline limit and write buffer. The store is
     /// handled as one that is not local disk: no instance lock, temporaries swept by age.
-    pub fn with_store(store: Arc<dyn ObjectStore>, meta: Arc<dyn MetaStore>, settings: &Settings) -> Result<Self> {
+    pub fn with_store(store: Arc<dyn ObjectStore>, meta: Arc<dyn Store>, settings: &Settings) -> Result<Self> {
         Self::new(store, Path::default(), None, meta, settings)
     }
 
@@ -117,7 +118,7 @@ impl PayloadStore {
         store: Arc<dyn ObjectStore>,
         prefix: Path,
         local_dir: Option<std::path::PathBuf>,
-        meta: Arc<dyn MetaStore>,
+        meta: Arc<dyn Store>,
         settings: &Settings,
     ) -> Result<Self> {
         let instance = new_id();

@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 
 use crate::error::{Error, Result};
-use crate::store::{Attribute, PayloadPart};
+use crate::model::{Attribute, PayloadPart};
 
 /// The `From` of a call from an anonymous originator (Table 2, RFC 3323).
 pub const ANONYMOUS_FROM: &str = "sip:anonymous@anonymous.invalid";
@@ -323,7 +323,7 @@ fn is_absolute_uri(uri: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::PartData;
+    use crate::model::PartData;
 
     fn attr(name: &str, values: &[&str]) -> Attribute {
         Attribute { name: name.into(), values: values.iter().map(|v| v.to_string()).collect() }

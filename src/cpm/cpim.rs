@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::ids::nms_date;
-use crate::store::Attribute;
+use crate::model::Attribute;
 
 /// The longest CPIM head (CPIM headers and encapsulated MIME headers) accepted.
 pub const MAX_HEAD: usize = 64 * 1024;

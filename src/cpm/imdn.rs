@@ -18,7 +18,7 @@ use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
 
 use crate::error::{Error, Result};
-use crate::store::Attribute;
+use crate::model::Attribute;
 
 /// The RFC 5438 XML namespace.
 pub const IMDN_NS: &str = "urn:ietf:params:xml:ns:imdn";

@@ -11,7 +11,7 @@ use base64::Engine;
 
 use crate::config::CpmSettings;
 use crate::error::{Error, Result};
-use crate::store::{Attribute, PayloadPart};
+use crate::model::{Attribute, PayloadPart};
 
 /// `Message-Context` values of the CPM binding (5.3, Appendices C-H) and of NMS Appendix I.
 pub const MESSAGE_CONTEXTS: &[&str] = &[

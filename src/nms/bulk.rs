@@ -8,7 +8,7 @@ use super::search::SelectionInput;
 use super::{Actor, Deposit, Nms, ObjectInput};
 use crate::error::{Error, Result};
 use crate::ids::now_ms;
-use crate::store::{BoxRow, BulkItem, Object, ParentRef, Relocated, Sources, Targets};
+use crate::model::{BoxRow, BulkItem, Object, ParentRef, Relocated, Sources, Targets};
 
 /// Which objects a bulkUpdate or bulkDelete applies to.
 #[derive(Clone, Debug)]

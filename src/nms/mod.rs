@@ -20,7 +20,8 @@ use crate::config::{CpmSettings, LimitSettings, NmsSettings, SyncSettings};
 use crate::error::{Error, OrNotFound, Result};
 use crate::hub::Hub;
 use crate::ids::{new_id, nms_date, now_ms};
-use crate::store::*;
+use crate::model::*;
+use crate::store::Store;
 
 /// Who asks for a change, as far as the domain's policies care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +175,7 @@ pub enum ListFilter {
 /// The message store service.
 #[derive(Clone)]
 pub struct Nms {
-    pub meta: Arc<dyn MetaStore>,
+    pub meta: Arc<dyn Store>,
     pub blobs: PayloadStore,
     pub policy: NmsSettings,
     pub sync: SyncSettings,
@@ -253,7 +254,7 @@ fn merge_attributes(attrs: Vec<Attribute>) -> Vec<Attribute> {
 
 impl Nms {
     pub fn new(
-        meta: Arc<dyn MetaStore>,
+        meta: Arc<dyn Store>,
         blobs: PayloadStore,
         policy: NmsSettings,
         sync: SyncSettings,

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::Nms;
 use crate::error::{Error, Result};
-use crate::store::{
+use crate::model::{
     BoxRow, Filter, Folder, Object, Scope, SearchPosition, SearchQuery, Sort, SortKey, SortValue, Targets,
 };
 

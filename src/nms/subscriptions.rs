@@ -18,7 +18,7 @@ use super::sync::{RestartPoint, SyncEvent};
 use crate::config::SyncSettings;
 use crate::error::{Error, Result};
 use crate::ids::{new_id, now_ms, random_id};
-use crate::store::{Advance, Attribute, BoxRow, Change, Channel, Filter, OutboxList, Subscription};
+use crate::model::{Advance, Attribute, BoxRow, Change, Channel, Filter, OutboxList, Subscription};
 
 /// A subscription as a client asks for it.
 #[derive(Clone, Debug, Default)]

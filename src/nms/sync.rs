@@ -12,7 +12,7 @@
 use super::Nms;
 use crate::error::{Error, Result};
 use crate::ids::now_ms;
-use crate::store::{BoxRow, Change, Within};
+use crate::model::{BoxRow, Change, Within};
 
 /// One event of a replay.
 // A reset is one event per replay at most; boxing every change to shrink it is not worth it.

@@ -1,4 +1,4 @@
-//! SQLite implementation of [`MetaStore`], the embedded default.
+//! SQLite implementation of [`Store`], the embedded default.
 //!
 //! Runtime queries with `.bind()` (no database needed to build). WAL journal, full fsync, a
 //! busy timeout so concurrent writers queue instead of failing, foreign keys on so deleting
@@ -23,6 +23,7 @@ mod subscriptions;
 use super::*;
 use crate::error::{Error, Result};
 use crate::ids::new_id;
+use crate::model::*;
 use query::{Over, load_folders, load_objects, load_objects_with, page_ids};
 
 type Tx<'a> = Transaction<'a, Sqlite>;
@@ -964,69 +965,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl MetaStore for SqliteStore {
-    async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn provision_box(&self, store: &str, address: &str, root_id: &str, now_ms: i64) -> Result<BoxRow> {
-        let (_slot, mut tx) = self.begin_write().await?;
-        let existing = sqlx::query_as::<_, (i64, i64, i64)>(
-            "SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?",
-        )
-        .bind(store)
-        .bind(address)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((id, modseq, validity)) = existing {
-            tx.rollback().await?;
-            return Ok(BoxRow { id, store: store.into(), address: address.into(), modseq, validity });
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO boxes (store, address, modseq, validity, created_at_ms) VALUES (?, ?, 1, ?, ?) RETURNING id",
-        )
-        .bind(store)
-        .bind(address)
-        .bind(now_ms)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        let fid: i64 = sqlx::query_scalar(
-            "INSERT INTO folders (box_id, public_id, parent_id, name, is_root, ancestry, path, created_at_ms, last_mod_seq) \
-             VALUES (?, ?, NULL, '', 1, '', '', ?, 1) RETURNING id",
-        )
-        .bind(id)
-        .bind(root_id)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE folders SET ancestry = ? WHERE id = ?")
-            .bind(format!("/{fid}/"))
-            .bind(fid)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(BoxRow { id, store: store.into(), address: address.into(), modseq: 1, validity: now_ms })
-    }
-
-    async fn find_box(&self, store: &str, address: &str) -> Result<Option<BoxRow>> {
-        let row = sqlx::query_as::<_, (i64, i64, i64)>(
-            "SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?",
-        )
-        .bind(store)
-        .bind(address)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|(id, modseq, validity)| BoxRow {
-            id,
-            store: store.into(),
-            address: address.into(),
-            modseq,
-            validity,
-        }))
-    }
-
+impl Accounts for SqliteStore {
     async fn create_account(
         &self,
         name: &str,
@@ -1067,7 +1006,6 @@ impl MetaStore for SqliteStore {
             digest: None,
         })
     }
-
     async fn set_account_digest(&self, name: &str, digest: Option<&DigestSecrets>) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
         let res = sqlx::query(
@@ -1082,7 +1020,6 @@ impl MetaStore for SqliteStore {
         tx.commit().await?;
         Ok(res.rows_affected() > 0)
     }
-
     async fn find_account(&self, name: &str) -> Result<Option<Account>> {
         type Row = (i64, String, bool, Option<String>, Option<String>, Option<String>);
         let row = sqlx::query_as::<_, Row>(
@@ -1102,7 +1039,6 @@ impl MetaStore for SqliteStore {
         .await?;
         Ok(Some(Account { id, name: name.into(), password_hash, is_service, boxes, digest }))
     }
-
     async fn list_accounts(&self) -> Result<Vec<Account>> {
         let names: Vec<String> =
             sqlx::query_scalar("SELECT name FROM accounts ORDER BY name").fetch_all(&self.pool).await?;
@@ -1114,22 +1050,137 @@ impl MetaStore for SqliteStore {
         }
         Ok(out)
     }
-
     async fn remove_account(&self, name: &str) -> Result<bool> {
         let res = sqlx::query("DELETE FROM accounts WHERE name = ?").bind(name).execute(&self.pool).await?;
         Ok(res.rows_affected() > 0)
     }
+}
 
+#[async_trait]
+impl Boxes for SqliteStore {
+    async fn provision_box(&self, store: &str, address: &str, root_id: &str, now_ms: i64) -> Result<BoxRow> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let existing = sqlx::query_as::<_, (i64, i64, i64)>(
+            "SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?",
+        )
+        .bind(store)
+        .bind(address)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((id, modseq, validity)) = existing {
+            tx.rollback().await?;
+            return Ok(BoxRow { id, store: store.into(), address: address.into(), modseq, validity });
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO boxes (store, address, modseq, validity, created_at_ms) VALUES (?, ?, 1, ?, ?) RETURNING id",
+        )
+        .bind(store)
+        .bind(address)
+        .bind(now_ms)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        let fid: i64 = sqlx::query_scalar(
+            "INSERT INTO folders (box_id, public_id, parent_id, name, is_root, ancestry, path, created_at_ms, last_mod_seq) \
+             VALUES (?, ?, NULL, '', 1, '', '', ?, 1) RETURNING id",
+        )
+        .bind(id)
+        .bind(root_id)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE folders SET ancestry = ? WHERE id = ?")
+            .bind(format!("/{fid}/"))
+            .bind(fid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(BoxRow { id, store: store.into(), address: address.into(), modseq: 1, validity: now_ms })
+    }
+    async fn find_box(&self, store: &str, address: &str) -> Result<Option<BoxRow>> {
+        let row = sqlx::query_as::<_, (i64, i64, i64)>(
+            "SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?",
+        )
+        .bind(store)
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id, modseq, validity)| BoxRow {
+            id,
+            store: store.into(),
+            address: address.into(),
+            modseq,
+            validity,
+        }))
+    }
+    async fn box_by_id(&self, id: i64) -> Result<Option<BoxRow>> {
+        let row: Option<(String, String, i64, i64)> =
+            sqlx::query_as("SELECT store, address, modseq, validity FROM boxes WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(store, address, modseq, validity)| BoxRow { id, store, address, modseq, validity }))
+    }
+    async fn boxes_of_store(&self, store: &str) -> Result<Vec<BoxRow>> {
+        let rows: Vec<(i64, String, i64, i64)> =
+            sqlx::query_as("SELECT id, address, modseq, validity FROM boxes WHERE store = ? ORDER BY id")
+                .bind(store)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, address, modseq, validity)| BoxRow { id, store: store.to_string(), address, modseq, validity })
+            .collect())
+    }
+    async fn reset_box(&self, b: &BoxRow) -> Result<(BoxRow, Released)> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT p.blob_key FROM payload_parts p JOIN objects o ON o.id = p.object_id \
+             WHERE o.box_id = ? AND p.blob_key IS NOT NULL",
+        )
+        .bind(b.id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM objects WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
+        // One statement: foreign keys (parent references) are checked at its end.
+        sqlx::query("DELETE FROM folders WHERE box_id = ? AND is_root = 0").bind(b.id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM tombstones WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
+        let root: i64 = sqlx::query_scalar("SELECT id FROM folders WHERE box_id = ? AND is_root = 1")
+            .bind(b.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM folder_attributes WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM folder_flags WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
+        sqlx::query("UPDATE folders SET last_mod_seq = ? WHERE id = ?").bind(seq).bind(root).execute(&mut *tx).await?;
+        // A new validity makes every earlier restart token stale; nothing before `seq` replays.
+        let validity: i64 = sqlx::query_scalar(
+            "UPDATE boxes SET validity = max(validity + 1, ?), replay_floor = ? WHERE id = ? RETURNING validity",
+        )
+        .bind(crate::ids::now_ms())
+        .bind(seq)
+        .bind(b.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let now = BoxRow { id: b.id, store: b.store.clone(), address: b.address.clone(), modseq: seq, validity };
+        Ok((now, Released { blob_keys: keys }))
+    }
+}
+
+#[async_trait]
+impl Folders for SqliteStore {
     async fn root_folder(&self, b: &BoxRow) -> Result<Folder> {
         self.load_folder("f.is_root = ?", b, "1")
             .await?
             .ok_or_else(|| Error::internal(format!("box {} has no root folder", b.address)))
     }
-
     async fn get_folder(&self, b: &BoxRow, public_id: &str) -> Result<Option<Folder>> {
         self.load_folder("f.public_id = ?", b, public_id).await
     }
-
+    async fn folder_by_path(&self, b: &BoxRow, path: &str) -> Result<Option<Folder>> {
+        self.load_folder("f.path = ?", b, path).await
+    }
     async fn folder_of_correlation_id(&self, b: &BoxRow, correlation_id: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(
             "SELECT f.public_id FROM objects o JOIN folders f ON f.id = o.folder_id \
@@ -1140,11 +1191,6 @@ impl MetaStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?)
     }
-
-    async fn folder_by_path(&self, b: &BoxRow, path: &str) -> Result<Option<Folder>> {
-        self.load_folder("f.path = ?", b, path).await
-    }
-
     async fn create_folder(&self, b: &BoxRow, f: NewFolder) -> Result<Folder> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
@@ -1168,7 +1214,6 @@ impl MetaStore for SqliteStore {
             last_mod_seq: seq,
         })
     }
-
     async fn rename_folder(&self, b: &BoxRow, public_id: &str, name: &str) -> Result<Folder> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
@@ -1212,7 +1257,6 @@ impl MetaStore for SqliteStore {
         }
         self.get_folder(b, public_id).await?.ok_or_else(|| Error::not_found(public_id))
     }
-
     async fn delete_folder(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
@@ -1275,7 +1319,6 @@ impl MetaStore for SqliteStore {
         tx.commit().await?;
         Ok(Some(Released { blob_keys: keys }))
     }
-
     async fn folder_children(
         &self,
         _b: &BoxRow,
@@ -1333,7 +1376,6 @@ impl MetaStore for SqliteStore {
         }
         Ok(page)
     }
-
     async fn folder_stats(&self, b: &BoxRow, folder: &Folder, subtree: bool) -> Result<FolderStats> {
         let scope = if subtree {
             "o.folder_id IN (SELECT s.id FROM folders s, folders t WHERE t.id = ? AND s.box_id = t.box_id \
@@ -1353,7 +1395,10 @@ impl MetaStore for SqliteStore {
         .await?;
         Ok(FolderStats { msg_count: count, unread_count: count - read, size })
     }
+}
 
+#[async_trait]
+impl Objects for SqliteStore {
     async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Object> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
@@ -1361,74 +1406,6 @@ impl MetaStore for SqliteStore {
         tx.commit().await?;
         Ok(created)
     }
-
-    async fn get_object(&self, b: &BoxRow, public_id: &str) -> Result<Option<Object>> {
-        self.load_object("o.public_id = ?", b, &[public_id]).await
-    }
-
-    async fn object_by_path(&self, b: &BoxRow, folder_path: &str, public_id: &str) -> Result<Option<Object>> {
-        self.load_object("f.path = ? AND o.public_id = ?", b, &[folder_path, public_id]).await
-    }
-
-    async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
-        let (_slot, mut tx) = self.begin_write().await?;
-        let seq = bump(&mut tx, b).await?;
-        let Some(row) = object_row(&mut tx, b, public_id).await? else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        if let Some(reason) = SessionRule::new(&[row.id]).refusal(&mut tx, row.id).await? {
-            tx.rollback().await?;
-            return Err(Error::Forbidden { reason });
-        }
-        let imdns = imdns_of(&mut tx, b, row.correlation_id.as_deref()).await?;
-        let keys = remove_with_imdns(&mut tx, b, &row, &imdns, seq, now_ms, "deleted").await?.unwrap_or_default();
-        tx.commit().await?;
-        Ok(Some(Released { blob_keys: keys }))
-    }
-
-    async fn inline_part_data(&self, b: &BoxRow, object_public_id: &str, part_id: &str) -> Result<Option<Vec<u8>>> {
-        let data: Option<Option<Vec<u8>>> = sqlx::query_scalar(
-            "SELECT p.inline_data FROM payload_parts p JOIN objects o ON o.id = p.object_id \
-             WHERE o.box_id = ? AND o.public_id = ? AND p.part_id = ?",
-        )
-        .bind(b.id)
-        .bind(object_public_id)
-        .bind(part_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(data.flatten())
-    }
-
-    async fn search_objects(&self, b: &BoxRow, q: &SearchQuery) -> Result<ObjectPage> {
-        // One read transaction: the page and the box modseq come from the same snapshot.
-        let mut tx = self.pool.begin().await?;
-        let modseq: i64 =
-            sqlx::query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(b.id).fetch_one(&mut *tx).await?;
-        let (ids, next) = page_ids(&mut tx, b, Over::Objects, q).await?;
-        let objects = load_objects(&mut tx, &ids).await?;
-        tx.commit().await?;
-        Ok(ObjectPage { objects, next, modseq })
-    }
-
-    async fn search_folders(&self, b: &BoxRow, q: &SearchQuery) -> Result<FolderPage> {
-        let mut tx = self.pool.begin().await?;
-        let (ids, next) = page_ids(&mut tx, b, Over::Folders, q).await?;
-        let folders = load_folders(&mut tx, &ids).await?;
-        tx.commit().await?;
-        Ok(FolderPage { folders, next })
-    }
-
-    async fn vanished_objects(&self, b: &BoxRow, limit: u32) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT public_id FROM tombstones WHERE box_id = ? AND kind = 'object' ORDER BY id DESC LIMIT ?",
-        )
-        .bind(b.id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     async fn create_objects(&self, b: &BoxRow, objects: Vec<Result<NewObject>>) -> Result<Vec<Result<Object>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
@@ -1462,54 +1439,40 @@ impl MetaStore for SqliteStore {
         }
         Ok(out)
     }
-
-    async fn bulk_flags(&self, b: &BoxRow, targets: &Targets, flags: &[String], on: bool) -> Result<Vec<BulkItem>> {
+    async fn get_object(&self, b: &BoxRow, public_id: &str) -> Result<Option<Object>> {
+        self.load_object("o.public_id = ?", b, &[public_id]).await
+    }
+    async fn object_by_path(&self, b: &BoxRow, folder_path: &str, public_id: &str) -> Result<Option<Object>> {
+        self.load_object("f.path = ? AND o.public_id = ?", b, &[folder_path, public_id]).await
+    }
+    async fn inline_part_data(&self, b: &BoxRow, object_public_id: &str, part_id: &str) -> Result<Option<Vec<u8>>> {
+        let data: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+            "SELECT p.inline_data FROM payload_parts p JOIN objects o ON o.id = p.object_id \
+             WHERE o.box_id = ? AND o.public_id = ? AND p.part_id = ?",
+        )
+        .bind(b.id)
+        .bind(object_public_id)
+        .bind(part_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(data.flatten())
+    }
+    async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
-        let flags = dedup_flags(flags);
-        let mut out = Vec::new();
-        let mut any = false;
-        for (public_id, id) in resolve_targets(&mut tx, b, targets).await? {
-            let Some(id) = id else {
-                out.push(BulkItem { public_id, outcome: None, refusal: None });
-                continue;
-            };
-            let mut changed = false;
-            for f in &flags {
-                let res = if on {
-                    sqlx::query(
-                        "INSERT OR IGNORE INTO object_flags (object_id, box_id, flag_lc, flag) VALUES (?, ?, ?, ?)",
-                    )
-                    .bind(id)
-                    .bind(b.id)
-                    .bind(f.to_ascii_lowercase())
-                    .bind(f)
-                    .execute(&mut *tx)
-                    .await?
-                } else {
-                    sqlx::query("DELETE FROM object_flags WHERE object_id = ? AND flag_lc = ?")
-                        .bind(id)
-                        .bind(f.to_ascii_lowercase())
-                        .execute(&mut *tx)
-                        .await?
-                };
-                changed |= res.rows_affected() > 0;
-            }
-            if changed {
-                stamp(&mut tx, FlagTarget::Object(""), id, seq).await?;
-            }
-            any |= changed;
-            out.push(BulkItem { public_id, outcome: Some(changed), refusal: None });
-        }
-        // Nothing changed: the box modseq does not move either.
-        if any {
-            tx.commit().await?;
-        } else {
+        let Some(row) = object_row(&mut tx, b, public_id).await? else {
             tx.rollback().await?;
+            return Ok(None);
+        };
+        if let Some(reason) = SessionRule::new(&[row.id]).refusal(&mut tx, row.id).await? {
+            tx.rollback().await?;
+            return Err(Error::Forbidden { reason });
         }
-        Ok(out)
+        let imdns = imdns_of(&mut tx, b, row.correlation_id.as_deref()).await?;
+        let keys = remove_with_imdns(&mut tx, b, &row, &imdns, seq, now_ms, "deleted").await?.unwrap_or_default();
+        tx.commit().await?;
+        Ok(Some(Released { blob_keys: keys }))
     }
-
     async fn bulk_delete(&self, b: &BoxRow, targets: &Targets, now_ms: i64) -> Result<(Vec<BulkItem>, Released)> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
@@ -1559,7 +1522,6 @@ impl MetaStore for SqliteStore {
         released.blob_keys.dedup();
         Ok((out, released))
     }
-
     async fn copy_to_folder(
         &self,
         b: &BoxRow,
@@ -1618,7 +1580,6 @@ impl MetaStore for SqliteStore {
         }
         Ok(Some(out))
     }
-
     async fn move_to_folder(&self, b: &BoxRow, target: &str, sources: &Sources) -> Result<Option<Vec<Relocated>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
@@ -1723,106 +1684,6 @@ impl MetaStore for SqliteStore {
         }
         Ok(Some(out))
     }
-
-    async fn create_channel(&self, c: &Channel) -> Result<Channel> {
-        subscriptions::create_channel(&self.pool, c).await
-    }
-
-    async fn channel(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
-        subscriptions::channel(&self.pool, public_id, now_ms).await
-    }
-
-    async fn count_channels(&self, principal: &str, now_ms: i64) -> Result<u64> {
-        subscriptions::count_channels(&self.pool, principal, now_ms).await
-    }
-
-    async fn channels_of(&self, principal: &str, user_id: &str, now_ms: i64) -> Result<Vec<Channel>> {
-        subscriptions::channels_of(&self.pool, principal, user_id, now_ms).await
-    }
-
-    async fn renew_channel(&self, public_id: &str, lifetime_secs: i64, now_ms: i64) -> Result<Option<Channel>> {
-        subscriptions::renew_channel(&self.pool, public_id, lifetime_secs, now_ms).await
-    }
-
-    async fn delete_channel(&self, public_id: &str) -> Result<bool> {
-        subscriptions::delete_channel(&self.pool, public_id).await
-    }
-
-    async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>> {
-        subscriptions::create_subscription(&self.pool, s, max_per_box).await
-    }
-
-    async fn subscription(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>> {
-        subscriptions::subscription(&self.pool, b, public_id, now_ms).await
-    }
-
-    async fn subscription_by_correlator(
-        &self,
-        b: &BoxRow,
-        principal: &str,
-        correlator: &str,
-        now_ms: i64,
-    ) -> Result<Option<Subscription>> {
-        subscriptions::subscription_by_correlator(&self.pool, b.id, principal, correlator, now_ms).await
-    }
-
-    async fn subscriptions_of(&self, b: &BoxRow, principal: &str, now_ms: i64) -> Result<Vec<Subscription>> {
-        subscriptions::subscriptions_of(&self.pool, b, principal, now_ms).await
-    }
-
-    async fn subscriptions_of_channel(&self, channel_id: i64, now_ms: i64) -> Result<Vec<Subscription>> {
-        subscriptions::subscriptions_of_channel(&self.pool, channel_id, now_ms).await
-    }
-
-    async fn update_subscription(&self, s: &Subscription, position: bool) -> Result<()> {
-        subscriptions::update_subscription(&self.pool, s, position).await
-    }
-
-    async fn delete_subscription(&self, b: &BoxRow, public_id: &str) -> Result<bool> {
-        subscriptions::delete_subscription(&self.pool, b, public_id).await
-    }
-
-    async fn advance_subscription(&self, m: &Advance, outbox: Option<&str>) -> Result<bool> {
-        subscriptions::advance(&self.pool, m, true, outbox).await
-    }
-
-    async fn skip_subscription(&self, m: &Advance) -> Result<bool> {
-        subscriptions::advance(&self.pool, m, false, None).await
-    }
-
-    async fn webhook_candidates(&self, now_ms: i64, boxes: Option<&[i64]>, limit: u32) -> Result<Vec<Subscription>> {
-        subscriptions::webhook_candidates(&self.pool, now_ms, boxes, limit).await
-    }
-
-    async fn claim_webhook_lists(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxList>> {
-        subscriptions::claim_webhook_lists(&self.pool, now_ms, lease_until_ms, limit).await
-    }
-
-    async fn next_webhook_due(&self) -> Result<Option<i64>> {
-        subscriptions::next_webhook_due(&self.pool).await
-    }
-
-    async fn webhook_delivered(&self, subscription_id: i64, index: i64) -> Result<()> {
-        subscriptions::webhook_delivered(&self.pool, subscription_id, index).await
-    }
-
-    async fn webhook_failed(&self, subscription_id: i64, index: i64, due_at_ms: i64, error: &str) -> Result<()> {
-        subscriptions::webhook_failed(&self.pool, subscription_id, index, due_at_ms, error).await
-    }
-
-    async fn end_subscription(&self, subscription_id: i64) -> Result<()> {
-        subscriptions::end_subscription(&self.pool, subscription_id).await
-    }
-
-    async fn purge_expired_subscriptions(&self, now_ms: i64) -> Result<u64> {
-        subscriptions::purge_expired(&self.pool, now_ms).await
-    }
-
-    async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>> {
-        let mut conn = self.pool.acquire().await?;
-        tombstones_between(&mut conn, b, after, i64::MAX, true).await
-    }
-
     async fn expire_objects(
         &self,
         b: &BoxRow,
@@ -1865,35 +1726,162 @@ impl MetaStore for SqliteStore {
         released.blob_keys.dedup();
         Ok((doomed.len() as u64, released))
     }
+}
 
-    async fn box_by_id(&self, id: i64) -> Result<Option<BoxRow>> {
-        let row: Option<(String, String, i64, i64)> =
-            sqlx::query_as("SELECT store, address, modseq, validity FROM boxes WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(store, address, modseq, validity)| BoxRow { id, store, address, modseq, validity }))
+#[async_trait]
+impl Flags for SqliteStore {
+    async fn get_flags(&self, b: &BoxRow, t: FlagTarget<'_>) -> Result<Option<Vec<String>>> {
+        let (_, _, items, public_id) = flag_tables(t);
+        let id: Option<i64> = sqlx::query_scalar(sql!("SELECT id FROM {items} WHERE box_id = ? AND public_id = ?"))
+            .bind(b.id)
+            .bind(public_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match id {
+            Some(id) => Ok(Some(read_flags(&self.pool, t, id).await?)),
+            None => Ok(None),
+        }
     }
-
-    async fn boxes_of_store(&self, store: &str) -> Result<Vec<BoxRow>> {
-        let rows: Vec<(i64, String, i64, i64)> =
-            sqlx::query_as("SELECT id, address, modseq, validity FROM boxes WHERE store = ? ORDER BY id")
-                .bind(store)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, address, modseq, validity)| BoxRow { id, store: store.to_string(), address, modseq, validity })
-            .collect())
+    async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String]) -> Result<Option<Vec<String>>> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let Some(owner) = item_id(&mut tx, b, t).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let current = read_flags(&mut *tx, t, owner).await?;
+        let wanted = dedup_flags(flags);
+        let same =
+            current.len() == wanted.len() && wanted.iter().all(|w| current.iter().any(|c| c.eq_ignore_ascii_case(w)));
+        if same {
+            tx.rollback().await?;
+            return Ok(Some(current));
+        }
+        let (table, col, _, _) = flag_tables(t);
+        sqlx::query(sql!("DELETE FROM {table} WHERE {col} = ?")).bind(owner).execute(&mut *tx).await?;
+        for f in &wanted {
+            insert_flag(&mut tx, b, t, owner, f).await?;
+        }
+        stamp(&mut tx, t, owner, seq).await?;
+        tx.commit().await?;
+        Ok(Some(wanted))
     }
+    async fn change_flag(&self, b: &BoxRow, t: FlagTarget<'_>, flag: &str, on: bool) -> Result<Option<FlagChange>> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let Some(owner) = item_id(&mut tx, b, t).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let (table, col, _, _) = flag_tables(t);
+        let present: Option<i64> = sqlx::query_scalar(sql!("SELECT 1 FROM {table} WHERE {col} = ? AND flag_lc = ?"))
+            .bind(owner)
+            .bind(flag.to_ascii_lowercase())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if present.is_some() == on {
+            tx.rollback().await?;
+            return Ok(Some(FlagChange::Unchanged));
+        }
+        if on {
+            insert_flag(&mut tx, b, t, owner, flag).await?;
+        } else {
+            sqlx::query(sql!("DELETE FROM {table} WHERE {col} = ? AND flag_lc = ?"))
+                .bind(owner)
+                .bind(flag.to_ascii_lowercase())
+                .execute(&mut *tx)
+                .await?;
+        }
+        stamp(&mut tx, t, owner, seq).await?;
+        tx.commit().await?;
+        Ok(Some(FlagChange::Changed))
+    }
+    async fn bulk_flags(&self, b: &BoxRow, targets: &Targets, flags: &[String], on: bool) -> Result<Vec<BulkItem>> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        let seq = bump(&mut tx, b).await?;
+        let flags = dedup_flags(flags);
+        let mut out = Vec::new();
+        let mut any = false;
+        for (public_id, id) in resolve_targets(&mut tx, b, targets).await? {
+            let Some(id) = id else {
+                out.push(BulkItem { public_id, outcome: None, refusal: None });
+                continue;
+            };
+            let mut changed = false;
+            for f in &flags {
+                let res = if on {
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO object_flags (object_id, box_id, flag_lc, flag) VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(id)
+                    .bind(b.id)
+                    .bind(f.to_ascii_lowercase())
+                    .bind(f)
+                    .execute(&mut *tx)
+                    .await?
+                } else {
+                    sqlx::query("DELETE FROM object_flags WHERE object_id = ? AND flag_lc = ?")
+                        .bind(id)
+                        .bind(f.to_ascii_lowercase())
+                        .execute(&mut *tx)
+                        .await?
+                };
+                changed |= res.rows_affected() > 0;
+            }
+            if changed {
+                stamp(&mut tx, FlagTarget::Object(""), id, seq).await?;
+            }
+            any |= changed;
+            out.push(BulkItem { public_id, outcome: Some(changed), refusal: None });
+        }
+        // Nothing changed: the box modseq does not move either.
+        if any {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        Ok(out)
+    }
+}
 
+#[async_trait]
+impl Search for SqliteStore {
+    async fn search_objects(&self, b: &BoxRow, q: &SearchQuery) -> Result<ObjectPage> {
+        // One read transaction: the page and the box modseq come from the same snapshot.
+        let mut tx = self.pool.begin().await?;
+        let modseq: i64 =
+            sqlx::query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(b.id).fetch_one(&mut *tx).await?;
+        let (ids, next) = page_ids(&mut tx, b, Over::Objects, q).await?;
+        let objects = load_objects(&mut tx, &ids).await?;
+        tx.commit().await?;
+        Ok(ObjectPage { objects, next, modseq })
+    }
+    async fn search_folders(&self, b: &BoxRow, q: &SearchQuery) -> Result<FolderPage> {
+        let mut tx = self.pool.begin().await?;
+        let (ids, next) = page_ids(&mut tx, b, Over::Folders, q).await?;
+        let folders = load_folders(&mut tx, &ids).await?;
+        tx.commit().await?;
+        Ok(FolderPage { folders, next })
+    }
+    async fn vanished_objects(&self, b: &BoxRow, limit: u32) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT public_id FROM tombstones WHERE box_id = ? AND kind = 'object' ORDER BY id DESC LIMIT ?",
+        )
+        .bind(b.id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+#[async_trait]
+impl Changes for SqliteStore {
     async fn sync_state(&self, b: &BoxRow) -> Result<(i64, i64, i64)> {
         Ok(sqlx::query_as("SELECT modseq, validity, replay_floor FROM boxes WHERE id = ?")
             .bind(b.id)
             .fetch_one(&self.pool)
             .await?)
     }
-
     async fn changes_since(
         &self,
         b: &BoxRow,
@@ -1976,7 +1964,10 @@ impl MetaStore for SqliteStore {
         tx.commit().await?;
         Ok(ChangePage { changes, through, through_within: None, more, modseq, validity, replay_floor })
     }
-
+    async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>> {
+        let mut conn = self.pool.acquire().await?;
+        tombstones_between(&mut conn, b, after, i64::MAX, true).await
+    }
     async fn prune_tombstones(&self, before_ms: i64, keep_per_box: u32) -> Result<u64> {
         let (_slot, mut tx) = self.begin_write().await?;
         // One ranking pass over all tombstones, newest first per box.
@@ -2005,111 +1996,86 @@ impl MetaStore for SqliteStore {
         tx.commit().await?;
         Ok(res.rows_affected())
     }
+}
 
-    async fn reset_box(&self, b: &BoxRow) -> Result<(BoxRow, Released)> {
-        let (_slot, mut tx) = self.begin_write().await?;
-        let seq = bump(&mut tx, b).await?;
-        let keys: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT p.blob_key FROM payload_parts p JOIN objects o ON o.id = p.object_id \
-             WHERE o.box_id = ? AND p.blob_key IS NOT NULL",
-        )
-        .bind(b.id)
-        .fetch_all(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM objects WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
-        // One statement: foreign keys (parent references) are checked at its end.
-        sqlx::query("DELETE FROM folders WHERE box_id = ? AND is_root = 0").bind(b.id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM tombstones WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
-        let root: i64 = sqlx::query_scalar("SELECT id FROM folders WHERE box_id = ? AND is_root = 1")
-            .bind(b.id)
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM folder_attributes WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM folder_flags WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
-        sqlx::query("UPDATE folders SET last_mod_seq = ? WHERE id = ?").bind(seq).bind(root).execute(&mut *tx).await?;
-        // A new validity makes every earlier restart token stale; nothing before `seq` replays.
-        let validity: i64 = sqlx::query_scalar(
-            "UPDATE boxes SET validity = max(validity + 1, ?), replay_floor = ? WHERE id = ? RETURNING validity",
-        )
-        .bind(crate::ids::now_ms())
-        .bind(seq)
-        .bind(b.id)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let now = BoxRow { id: b.id, store: b.store.clone(), address: b.address.clone(), modseq: seq, validity };
-        Ok((now, Released { blob_keys: keys }))
+#[async_trait]
+impl Subscriptions for SqliteStore {
+    async fn create_channel(&self, c: &Channel) -> Result<Channel> {
+        subscriptions::create_channel(&self.pool, c).await
     }
-
-    async fn get_flags(&self, b: &BoxRow, t: FlagTarget<'_>) -> Result<Option<Vec<String>>> {
-        let (_, _, items, public_id) = flag_tables(t);
-        let id: Option<i64> = sqlx::query_scalar(sql!("SELECT id FROM {items} WHERE box_id = ? AND public_id = ?"))
-            .bind(b.id)
-            .bind(public_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match id {
-            Some(id) => Ok(Some(read_flags(&self.pool, t, id).await?)),
-            None => Ok(None),
-        }
+    async fn channel(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
+        subscriptions::channel(&self.pool, public_id, now_ms).await
     }
-
-    async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String]) -> Result<Option<Vec<String>>> {
-        let (_slot, mut tx) = self.begin_write().await?;
-        let seq = bump(&mut tx, b).await?;
-        let Some(owner) = item_id(&mut tx, b, t).await? else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let current = read_flags(&mut *tx, t, owner).await?;
-        let wanted = dedup_flags(flags);
-        let same =
-            current.len() == wanted.len() && wanted.iter().all(|w| current.iter().any(|c| c.eq_ignore_ascii_case(w)));
-        if same {
-            tx.rollback().await?;
-            return Ok(Some(current));
-        }
-        let (table, col, _, _) = flag_tables(t);
-        sqlx::query(sql!("DELETE FROM {table} WHERE {col} = ?")).bind(owner).execute(&mut *tx).await?;
-        for f in &wanted {
-            insert_flag(&mut tx, b, t, owner, f).await?;
-        }
-        stamp(&mut tx, t, owner, seq).await?;
-        tx.commit().await?;
-        Ok(Some(wanted))
+    async fn channels_of(&self, principal: &str, user_id: &str, now_ms: i64) -> Result<Vec<Channel>> {
+        subscriptions::channels_of(&self.pool, principal, user_id, now_ms).await
     }
-
-    async fn change_flag(&self, b: &BoxRow, t: FlagTarget<'_>, flag: &str, on: bool) -> Result<Option<FlagChange>> {
-        let (_slot, mut tx) = self.begin_write().await?;
-        let seq = bump(&mut tx, b).await?;
-        let Some(owner) = item_id(&mut tx, b, t).await? else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let (table, col, _, _) = flag_tables(t);
-        let present: Option<i64> = sqlx::query_scalar(sql!("SELECT 1 FROM {table} WHERE {col} = ? AND flag_lc = ?"))
-            .bind(owner)
-            .bind(flag.to_ascii_lowercase())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if present.is_some() == on {
-            tx.rollback().await?;
-            return Ok(Some(FlagChange::Unchanged));
-        }
-        if on {
-            insert_flag(&mut tx, b, t, owner, flag).await?;
-        } else {
-            sqlx::query(sql!("DELETE FROM {table} WHERE {col} = ? AND flag_lc = ?"))
-                .bind(owner)
-                .bind(flag.to_ascii_lowercase())
-                .execute(&mut *tx)
-                .await?;
-        }
-        stamp(&mut tx, t, owner, seq).await?;
-        tx.commit().await?;
-        Ok(Some(FlagChange::Changed))
+    async fn count_channels(&self, principal: &str, now_ms: i64) -> Result<u64> {
+        subscriptions::count_channels(&self.pool, principal, now_ms).await
     }
+    async fn renew_channel(&self, public_id: &str, lifetime_secs: i64, now_ms: i64) -> Result<Option<Channel>> {
+        subscriptions::renew_channel(&self.pool, public_id, lifetime_secs, now_ms).await
+    }
+    async fn delete_channel(&self, public_id: &str) -> Result<bool> {
+        subscriptions::delete_channel(&self.pool, public_id).await
+    }
+    async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>> {
+        subscriptions::create_subscription(&self.pool, s, max_per_box).await
+    }
+    async fn subscription(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>> {
+        subscriptions::subscription(&self.pool, b, public_id, now_ms).await
+    }
+    async fn subscription_by_correlator(
+        &self,
+        b: &BoxRow,
+        principal: &str,
+        correlator: &str,
+        now_ms: i64,
+    ) -> Result<Option<Subscription>> {
+        subscriptions::subscription_by_correlator(&self.pool, b.id, principal, correlator, now_ms).await
+    }
+    async fn subscriptions_of(&self, b: &BoxRow, principal: &str, now_ms: i64) -> Result<Vec<Subscription>> {
+        subscriptions::subscriptions_of(&self.pool, b, principal, now_ms).await
+    }
+    async fn subscriptions_of_channel(&self, channel_id: i64, now_ms: i64) -> Result<Vec<Subscription>> {
+        subscriptions::subscriptions_of_channel(&self.pool, channel_id, now_ms).await
+    }
+    async fn update_subscription(&self, s: &Subscription, position: bool) -> Result<()> {
+        subscriptions::update_subscription(&self.pool, s, position).await
+    }
+    async fn delete_subscription(&self, b: &BoxRow, public_id: &str) -> Result<bool> {
+        subscriptions::delete_subscription(&self.pool, b, public_id).await
+    }
+    async fn advance_subscription(&self, m: &Advance, outbox: Option<&str>) -> Result<bool> {
+        subscriptions::advance(&self.pool, m, true, outbox).await
+    }
+    async fn skip_subscription(&self, m: &Advance) -> Result<bool> {
+        subscriptions::advance(&self.pool, m, false, None).await
+    }
+    async fn webhook_candidates(&self, now_ms: i64, boxes: Option<&[i64]>, limit: u32) -> Result<Vec<Subscription>> {
+        subscriptions::webhook_candidates(&self.pool, now_ms, boxes, limit).await
+    }
+    async fn claim_webhook_lists(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxList>> {
+        subscriptions::claim_webhook_lists(&self.pool, now_ms, lease_until_ms, limit).await
+    }
+    async fn next_webhook_due(&self) -> Result<Option<i64>> {
+        subscriptions::next_webhook_due(&self.pool).await
+    }
+    async fn webhook_delivered(&self, subscription_id: i64, index: i64) -> Result<()> {
+        subscriptions::webhook_delivered(&self.pool, subscription_id, index).await
+    }
+    async fn webhook_failed(&self, subscription_id: i64, index: i64, due_at_ms: i64, error: &str) -> Result<()> {
+        subscriptions::webhook_failed(&self.pool, subscription_id, index, due_at_ms, error).await
+    }
+    async fn end_subscription(&self, subscription_id: i64) -> Result<()> {
+        subscriptions::end_subscription(&self.pool, subscription_id).await
+    }
+    async fn purge_expired_subscriptions(&self, now_ms: i64) -> Result<u64> {
+        subscriptions::purge_expired(&self.pool, now_ms).await
+    }
+}
 
+#[async_trait]
+impl BlobRefs for SqliteStore {
     async fn pin_blob(&self, key: &str, token: &str, now_ms: i64) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
         // A deletion mark older than a minute belongs to a crashed collector: ignore it.
@@ -2135,7 +2101,6 @@ impl MetaStore for SqliteStore {
         tx.commit().await?;
         Ok(true)
     }
-
     async fn unpin_blob(&self, key: &str, token: &str) -> Result<()> {
         sqlx::query("DELETE FROM blob_pins WHERE blob_key = ? AND token = ?")
             .bind(key)
@@ -2144,7 +2109,6 @@ impl MetaStore for SqliteStore {
             .await?;
         Ok(())
     }
-
     async fn begin_blob_delete(&self, key: &str, now_ms: i64) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
         let used: Option<i64> = sqlx::query_scalar(
@@ -2167,12 +2131,10 @@ impl MetaStore for SqliteStore {
         tx.commit().await?;
         Ok(true)
     }
-
     async fn finish_blob_delete(&self, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM blob_deleting WHERE blob_key = ?").bind(key).execute(&self.pool).await?;
         Ok(())
     }
-
     async fn expire_blob_marks(&self, before_ms: i64) -> Result<u64> {
         let (_slot, mut tx) = self.begin_write().await?;
         let pins =
@@ -2181,6 +2143,14 @@ impl MetaStore for SqliteStore {
             sqlx::query("DELETE FROM blob_deleting WHERE started_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(pins.rows_affected() + marks.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        Ok(())
     }
 }
 

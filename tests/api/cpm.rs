@@ -595,7 +595,7 @@ async fn imdns_deleted_with_their_message_are_tracked_changes() {
         .events
         .iter()
         .filter_map(|e| match e {
-            cpm_nms::nms::sync::SyncEvent::Change(cpm_nms::store::Change::Gone(t)) => Some(t.public_id.clone()),
+            cpm_nms::nms::sync::SyncEvent::Change(cpm_nms::model::Change::Gone(t)) => Some(t.public_id.clone()),
             _ => None,
         })
         .collect();

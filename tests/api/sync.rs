@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cpm_nms::model::{BoxRow, Change};
 use cpm_nms::nms::sync::{RestartPoint, SyncEvent};
-use cpm_nms::store::{BoxRow, Change};
 use reqwest::Method;
 use serde_json::{Value, json};
 

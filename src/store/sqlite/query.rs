@@ -13,7 +13,7 @@ use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 
 use super::{FOLDER_COLUMNS, group_attributes};
 use crate::error::{Error, Result};
-use crate::store::*;
+use crate::model::*;
 
 /// A bound value.
 #[derive(Clone, Debug)]

@@ -1,9 +1,9 @@
-//! Notification channels and subscriptions in SQLite (the `MetaStore` verbs delegate here).
+//! Notification channels and subscriptions in SQLite (the `Store` verbs delegate here).
 
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 use crate::error::{Error, Result};
-use crate::store::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within};
+use crate::model::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within};
 
 const CHANNEL_COLUMNS: &str = "id, public_id, principal, user_id, client_correlator, application_tag, \
      lifetime_secs, expires_at_ms, max_notifications, max_wait_secs";
