@@ -108,7 +108,8 @@ pub(crate) fn searchable_text(attributes: &[Attribute], parts_text: &str) -> Str
         }
     }
     text.push_str(parts_text);
-    text
+    // NUL separates words like any other control character; no engine stores it in text.
+    text.replace('\0', " ")
 }
 
 impl Deposit {
@@ -235,6 +236,11 @@ fn validate_attributes(attrs: &[Attribute]) -> Result<()> {
             || a.name.chars().any(|c| c.is_control() || c.is_whitespace() || c == ':')
         {
             return Err(Error::invalid(format!("attribute name {:?}", a.name)));
+        }
+        // No engine stores NUL in text the same way (PostgreSQL cannot store it at all), so
+        // no value holds one.
+        if a.values.iter().any(|v| v.contains('\0')) {
+            return Err(Error::invalid(format!("attribute {} (a value holds NUL)", a.name)));
         }
     }
     Ok(())

@@ -679,10 +679,15 @@ async fn odd_search_text_never_fails_the_server() {
             assert_eq!(message_id(&body), "SVC0002", "{body}");
         }
     }
-    // NUL inside stored text is kept and does not disturb the indexes.
-    let nul = object(&app, "/odd", &[("Subject", "before\u{0}after words")], &[]).await;
-    assert_eq!(app.get(&nul).await.status(), 200);
-    assert_eq!(found(&app, one("AllTextAttributes", None, "before")).await, set(&[&nul]));
+    // NUL cannot be stored in an attribute value, on any engine.
+    let (status, body) = app
+        .post_rel(
+            "/objects",
+            json!({"object": {"parentFolderPath": "/odd",
+            "attributes": {"attribute": [{"name": "Subject", "value": ["before\u{0}after words"]}]}}}),
+        )
+        .await;
+    assert_eq!((status, message_id(&body)), (400, "SVC0002"), "{body}");
     // Literal text with FTS operators and quotes is found as text.
     assert_eq!(found(&app, one("AllTextAttributes", None, "\"quoted\"")).await, set(&[&hit]));
     assert_eq!(found(&app, one("AllTextAttributes", None, "C++ &")).await, set(&[&hit]));
