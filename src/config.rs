@@ -106,8 +106,12 @@ impl ServerSettings {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StorageSettings {
-    /// Database URL; empty means `sqlite://{data_dir}/nms.db`.
+    /// Database URL; empty means `sqlite://{data_dir}/nms.db`. A `postgres://` URL selects
+    /// the PostgreSQL engine (several nodes on one database; see docs/storage.md). TLS to
+    /// PostgreSQL is set in the URL: `?sslmode=verify-full&sslrootcert=/path/ca.pem`.
     pub database_url: String,
+    /// Connection settings used when `database_url` names PostgreSQL.
+    pub postgres: PostgresSettings,
     /// object_store URL for payload blobs (`file:///...`, `memory:///`, `s3://bucket/prefix`);
     /// empty means the `blobs` directory under the data dir.
     pub blob_url: String,
@@ -122,6 +126,27 @@ pub struct StorageSettings {
     /// sweep (uploads in flight); temporaries of processes that are gone are removed at once
     /// on local disk.
     pub blob_grace_secs: u64,
+}
+
+/// The PostgreSQL connection pool of one node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgresSettings {
+    /// Connections this node keeps at most. Every node has its own pool: the sum over the
+    /// nodes must stay below the server's `max_connections`.
+    pub max_connections: u32,
+    /// A statement running longer than this is cancelled (the request fails with 503);
+    /// 0 disables the limit.
+    pub statement_timeout_ms: u64,
+    /// How long a request waits for a connection (or for the database to answer a new
+    /// one) before it fails with 503.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        Self { max_connections: 16, statement_timeout_ms: 30_000, acquire_timeout_secs: 5 }
+    }
 }
 
 /// Protocol-level policy.
@@ -435,6 +460,7 @@ impl Default for StorageSettings {
     fn default() -> Self {
         Self {
             database_url: String::new(),
+            postgres: PostgresSettings::default(),
             blob_url: String::new(),
             inline_max_bytes: 8 * 1024,
             write_buffer_bytes: 0,
@@ -539,6 +565,7 @@ impl fmt::Debug for StorageSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StorageSettings")
             .field("database_url", &redact_url(&self.database_url))
+            .field("postgres", &self.postgres)
             .field("blob_url", &redact_url(&self.blob_url))
             .field("inline_max_bytes", &self.inline_max_bytes)
             .field("write_buffer_bytes", &self.write_buffer_bytes)

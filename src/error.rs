@@ -71,6 +71,10 @@ pub enum Error {
     /// (507 SVC0001); the detail is logged only.
     #[error("insufficient storage: {0}")]
     InsufficientStorage(String),
+    /// A backend the server needs cannot be reached (the database is down, its pool has no
+    /// connection to give): 503 SVC0001 with `Retry-After`; the detail is logged only.
+    #[error("unavailable: {what}")]
+    Unavailable { what: String },
     /// A failure of the server or a backend (500 SVC0001); the detail is logged only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -104,8 +108,27 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        Error::Internal(format!("database: {e}"))
+        match &e {
+            // The database cannot be reached or stopped answering: the request may succeed
+            // once it is back.
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Error::Unavailable { what: format!("database: {e}") },
+            sqlx::Error::Database(d) if is_unavailable_code(d.code().as_deref()) => {
+                Error::Unavailable { what: format!("database: {e}") }
+            }
+            _ => Error::Internal(format!("database: {e}")),
+        }
     }
+}
+
+/// SQLSTATE classes of a database that is shutting down, starting or out of connections
+/// (`08` connection exception, `57P0x` operator intervention, `53300` too many
+/// connections).
+fn is_unavailable_code(code: Option<&str>) -> bool {
+    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P0") || c == "53300")
 }
 
 impl From<sqlx::migrate::MigrateError> for Error {

@@ -21,21 +21,16 @@ use crate::error::{Error, Result};
 use crate::model::FolderLimits;
 use crate::nms::{Nms, TokenKey};
 use crate::store::Store;
-use crate::store::sqlite::SqliteStore;
+use crate::store::sql::SqlStore;
 
 /// Open the metadata store named by the configuration and apply migrations.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| Error::internal(format!("data dir {}: {e}", settings.data_dir.display())))?;
     let url = settings.database_url();
-    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
-        Arc::new(SqliteStore::connect(&url).await?.with_folder_limits(FolderLimits::of(&settings.limits)))
-    } else {
-        return Err(Error::internal(format!(
-            "unsupported database URL scheme in {:?}: this build supports sqlite:// only",
-            url.split(':').next().unwrap_or_default()
-        )));
-    };
+    let store =
+        SqlStore::connect(&url, &settings.storage).await?.with_folder_limits(FolderLimits::of(&settings.limits));
+    let store: Arc<dyn Store> = Arc::new(store);
     store.migrate().await?;
     Ok(store)
 }

@@ -75,6 +75,10 @@ pub fn describe(e: &Error) -> (StatusCode, RequestErrorW) {
             StatusCode::INSUFFICIENT_STORAGE,
             svc("SVC0001", "A service error occurred. Error code is %1", vec!["insufficient storage".into()]),
         ),
+        Error::Unavailable { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            svc("SVC0001", "A service error occurred. Error code is %1", vec!["service unavailable".into()]),
+        ),
         Error::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             svc("SVC0001", "A service error occurred. Error code is %1", vec!["internal error".into()]),
@@ -92,9 +96,13 @@ impl ResponseError for Error {
         match self {
             Error::Internal(detail) => tracing::error!(error = %detail, "internal error"),
             Error::InsufficientStorage(detail) => tracing::error!(error = %detail, "insufficient storage"),
+            Error::Unavailable { what } => tracing::error!(error = %what, "backend unavailable"),
             _ => {}
         }
         let mut res = HttpResponse::build(status);
+        if let Error::Unavailable { .. } = self {
+            res.append_header((header::RETRY_AFTER, "5"));
+        }
         if let Error::Unauthenticated { challenges, .. } = self {
             for c in challenges {
                 res.append_header((header::WWW_AUTHENTICATE, c.as_str()));

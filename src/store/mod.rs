@@ -6,6 +6,9 @@
 //! tombstones. A verb that turns out to change nothing rolls back, so the modseq only moves
 //! when something really changed.
 
+pub mod engine;
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -1,20 +1,22 @@
-//! SQLite implementation of [`Store`], the embedded default.
+//! The SQL store: every storage rule, written once over sqlx's `Any` driver, for each
+//! engine ([`Engine`]: SQLite embedded, PostgreSQL for several nodes).
 //!
-//! Runtime queries with `.bind()` (no database needed to build). WAL journal, full fsync, a
-//! busy timeout so concurrent writers queue instead of failing, foreign keys on so deleting
-//! an object or folder cascades to its attributes, flags and parts.
-
-use std::str::FromStr;
-use std::time::Duration;
+//! What lives here is policy: the modseq bumped first in every write, tombstones with their
+//! snapshot, subtree rewrites of copy, move and rename, huge-group slicing. What differs
+//! between the engines (connecting, locking, text search, JSON, byte lengths) is asked of
+//! [`Engine`], whose two modules hold no rule. Statements are written with `?`
+//! placeholders; [`numbered`] turns them into `$1, $2, ...`, which both engines read.
+//! Runtime queries with `.bind()`: no database is needed to build.
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Row, Sqlite, SqlitePool, Transaction};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::{Query, QueryAs, QueryScalar};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, FromRow, Row, Transaction};
 
 /// Dynamic SQL assembled only from constant fragments (table and column names chosen by
 /// code, never by input); every value is bound.
 macro_rules! sql {
-    ($($t:tt)*) => { AssertSqlSafe(format!($($t)*)) };
+    ($($t:tt)*) => { format!($($t)*) };
 }
 
 mod query;
@@ -24,23 +26,96 @@ use super::*;
 use crate::error::{Error, Result};
 use crate::ids::new_id;
 use crate::model::*;
+use crate::store::engine::Engine;
 use query::{Over, load_folders, load_objects, load_objects_with, page_ids};
+pub(crate) use query::{Sql, like_pattern};
 
-type Tx<'a> = Transaction<'a, Sqlite>;
+type Tx<'a> = Transaction<'a, Any>;
 
-/// The SQLite metadata store.
+/// SQL text: the store's statements, constant or assembled from constant fragments.
+trait SqlText {
+    fn text(&self) -> &str;
+}
+
+impl SqlText for &str {
+    fn text(&self) -> &str {
+        self
+    }
+}
+
+impl SqlText for String {
+    fn text(&self) -> &str {
+        self
+    }
+}
+
+/// `sql` with its `?` placeholders numbered `$1, $2, ...` (`?N` keeps its number), outside
+/// quoted strings and identifiers.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut next = 0u32;
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '?') => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                    digits.push(d);
+                    chars.next();
+                }
+                let n = match digits.parse::<u32>() {
+                    Ok(n) => n,
+                    Err(_) => next + 1,
+                };
+                next = next.max(n);
+                out.push('$');
+                out.push_str(&n.to_string());
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn query(sql: impl SqlText) -> Query<'static, Any, AnyArguments> {
+    sqlx::query(AssertSqlSafe(numbered(sql.text())))
+}
+
+fn query_as<O>(sql: impl SqlText) -> QueryAs<'static, Any, O, AnyArguments>
+where
+    O: for<'r> FromRow<'r, AnyRow>,
+{
+    sqlx::query_as(AssertSqlSafe(numbered(sql.text())))
+}
+
+fn query_scalar<O>(sql: impl SqlText) -> QueryScalar<'static, Any, O, AnyArguments>
+where
+    (O,): for<'r> FromRow<'r, AnyRow>,
+{
+    sqlx::query_scalar(AssertSqlSafe(numbered(sql.text())))
+}
+
+/// The metadata store over one SQL database.
 #[derive(Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    /// Writers of this process queue here (FIFO) instead of polling SQLite's file lock;
-    /// other processes (the CLI) still meet the busy timeout.
-    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+pub struct SqlStore {
+    pool: AnyPool,
+    engine: Engine,
+    /// Writers of this process queue here (FIFO) when the engine has one writer at a time
+    /// (SQLite), instead of polling its file lock; other processes (the CLI) still meet the
+    /// busy timeout.
+    write_lock: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
     /// Every folder path this store computes is checked against these, inside the write.
     folder_limits: FolderLimits,
 }
 
 /// Internal view of a folder used while resolving parents.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 struct FolderKey {
     id: i64,
     public_id: String,
@@ -49,21 +124,29 @@ struct FolderKey {
     is_root: bool,
 }
 
+impl<'r> FromRow<'r, AnyRow> for FolderKey {
+    fn from_row(r: &'r AnyRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            id: r.try_get("id")?,
+            public_id: r.try_get("public_id")?,
+            ancestry: r.try_get("ancestry")?,
+            path: r.try_get("path")?,
+            is_root: r.try_get::<i64, _>("is_root")? != 0,
+        })
+    }
+}
+
 const FOLDER_COLUMNS: &str = "f.id, f.public_id, p.public_id AS parent_public_id, f.name, f.is_root, \
      f.path, f.created_at_ms, f.last_mod_seq";
 
-impl SqliteStore {
-    /// Open (creating the file if needed) the database at `url` (`sqlite://path`).
-    pub async fn connect(url: &str) -> Result<Self> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(Error::from)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
-        Ok(Self { pool, write_lock: Default::default(), folder_limits: FolderLimits::default() })
+impl SqlStore {
+    /// Open the database at `url` (`sqlite://path`, created if needed, or
+    /// `postgres://...`), with `settings` for the engines that take them.
+    pub async fn connect(url: &str, settings: &crate::config::StorageSettings) -> Result<Self> {
+        let engine = Engine::of_url(url)?;
+        let pool = engine.connect(url, settings).await?;
+        let write_lock = engine.single_writer().then(Default::default);
+        Ok(Self { pool, engine, write_lock, folder_limits: FolderLimits::default() })
     }
 
     /// Bound the folder paths the store makes (none by default).
@@ -72,16 +155,20 @@ impl SqliteStore {
         self
     }
 
-    /// A write transaction (`BEGIN IMMEDIATE`), with this process's writer slot held.
-    async fn begin_write(&self) -> Result<(tokio::sync::OwnedMutexGuard<()>, Tx<'static>)> {
-        let slot = self.write_lock.clone().lock_owned().await;
-        Ok((slot, self.pool.begin_with("BEGIN IMMEDIATE").await?))
+    /// A write transaction, with this process's writer slot held where the engine has
+    /// one writer at a time.
+    async fn begin_write(&self) -> Result<(Option<tokio::sync::OwnedMutexGuard<()>>, Tx<'static>)> {
+        let slot = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        Ok((slot, self.pool.begin_with(self.engine.begin_write()).await?))
     }
 }
 
 /// First statement of every mutating transaction: bump and return the box modseq.
 async fn bump(tx: &mut Tx<'_>, b: &BoxRow) -> Result<i64> {
-    let seq: i64 = sqlx::query_scalar("UPDATE boxes SET modseq = modseq + 1 WHERE id = ? RETURNING modseq")
+    let seq: i64 = query_scalar("UPDATE boxes SET modseq = modseq + 1 WHERE id = ? RETURNING modseq")
         .bind(b.id)
         .fetch_one(&mut **tx)
         .await?;
@@ -101,7 +188,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 async fn folder_key_by_public(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Option<FolderKey>> {
-    Ok(sqlx::query_as::<_, FolderKey>(
+    Ok(query_as::<FolderKey>(
         "SELECT id, public_id, ancestry, path, is_root FROM folders WHERE box_id = ? AND public_id = ?",
     )
     .bind(b.id)
@@ -111,13 +198,11 @@ async fn folder_key_by_public(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> R
 }
 
 async fn root_key(tx: &mut Tx<'_>, b: &BoxRow) -> Result<FolderKey> {
-    sqlx::query_as::<_, FolderKey>(
-        "SELECT id, public_id, ancestry, path, is_root FROM folders WHERE box_id = ? AND is_root = 1",
-    )
-    .bind(b.id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| Error::internal(format!("box {} has no root folder", b.address)))
+    query_as::<FolderKey>("SELECT id, public_id, ancestry, path, is_root FROM folders WHERE box_id = ? AND is_root = 1")
+        .bind(b.id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| Error::internal(format!("box {} has no root folder", b.address)))
 }
 
 /// Insert a folder row under `parent`, stamped with `seq`, if its path fits `limits`.
@@ -134,7 +219,7 @@ async fn insert_folder(
 ) -> Result<FolderKey> {
     let path = format!("{}/{}", parent.path, name);
     limits.check(&path)?;
-    let res = sqlx::query(
+    let res = query(
         "INSERT INTO folders (box_id, public_id, parent_id, name, is_root, ancestry, path, created_at_ms, last_mod_seq) \
          VALUES (?, ?, ?, ?, 0, '', ?, ?, ?) RETURNING id",
     )
@@ -153,7 +238,7 @@ async fn insert_folder(
         Err(e) => return Err(e.into()),
     };
     let ancestry = format!("{}{}/", parent.ancestry, id);
-    sqlx::query("UPDATE folders SET ancestry = ? WHERE id = ?").bind(&ancestry).bind(id).execute(&mut **tx).await?;
+    query("UPDATE folders SET ancestry = ? WHERE id = ?").bind(&ancestry).bind(id).execute(&mut **tx).await?;
     Ok(FolderKey { id, public_id: public_id.to_string(), ancestry, path, is_root: false })
 }
 
@@ -164,8 +249,8 @@ async fn check_subtree(tx: &mut Tx<'_>, b: &BoxRow, limits: FolderLimits, ancest
     if limits == FolderLimits::default() {
         return Ok(());
     }
-    let (depth, bytes): (Option<i64>, Option<i64>) = sqlx::query_as(
-        "SELECT max(length(path) - length(replace(path, '/', ''))), max(length(CAST(path AS BLOB))) \
+    let (depth, bytes): (Option<i64>, Option<i64>) = query_as(
+        "SELECT max(length(path) - length(replace(path, '/', ''))), max(octet_length(path)) \
          FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ?",
     )
     .bind(b.id)
@@ -194,7 +279,7 @@ async fn resolve_parent(
         ParentRef::Path { path, create_missing } => {
             let mut cur = root_key(tx, b).await?;
             for seg in path.split('/').filter(|s| !s.is_empty()) {
-                let next = sqlx::query_as::<_, FolderKey>(
+                let next = query_as::<FolderKey>(
                     "SELECT id, public_id, ancestry, path, is_root FROM folders WHERE parent_id = ? AND name = ?",
                 )
                 .bind(cur.id)
@@ -224,7 +309,7 @@ async fn insert_attributes(tx: &mut Tx<'_>, table: &str, owner: i64, b: &BoxRow,
     for a in attrs {
         let lc = a.name.to_ascii_lowercase();
         for (i, v) in a.values.iter().enumerate() {
-            let mut q = sqlx::query(sql).bind(owner);
+            let mut q = query(sql).bind(owner);
             if objects {
                 q = q.bind(b.id);
             }
@@ -267,7 +352,7 @@ fn flag_tables(t: FlagTarget<'_>) -> (&'static str, &'static str, &'static str, 
 
 async fn item_id(tx: &mut Tx<'_>, b: &BoxRow, t: FlagTarget<'_>) -> Result<Option<i64>> {
     let (_, _, items, public_id) = flag_tables(t);
-    Ok(sqlx::query_scalar(sql!("SELECT id FROM {items} WHERE box_id = ? AND public_id = ?"))
+    Ok(query_scalar(sql!("SELECT id FROM {items} WHERE box_id = ? AND public_id = ?"))
         .bind(b.id)
         .bind(public_id)
         .fetch_optional(&mut **tx)
@@ -276,10 +361,10 @@ async fn item_id(tx: &mut Tx<'_>, b: &BoxRow, t: FlagTarget<'_>) -> Result<Optio
 
 async fn read_flags<'e, E>(exec: E, t: FlagTarget<'_>, owner: i64) -> Result<Vec<String>>
 where
-    E: sqlx::Executor<'e, Database = Sqlite>,
+    E: sqlx::Executor<'e, Database = Any>,
 {
     let (table, col, _, _) = flag_tables(t);
-    Ok(sqlx::query_scalar(sql!("SELECT flag FROM {table} WHERE {col} = ? ORDER BY rowid"))
+    Ok(query_scalar(sql!("SELECT flag FROM {table} WHERE {col} = ? ORDER BY rowid"))
         .bind(owner)
         .fetch_all(exec)
         .await?)
@@ -290,12 +375,12 @@ where
 async fn insert_flag(tx: &mut Tx<'_>, b: &BoxRow, t: FlagTarget<'_>, owner: i64, flag: &str) -> Result<()> {
     let q = match t {
         FlagTarget::Object(_) => {
-            sqlx::query("INSERT INTO object_flags (object_id, box_id, flag_lc, flag) VALUES (?, ?, ?, ?)")
+            query("INSERT INTO object_flags (object_id, box_id, flag_lc, flag) VALUES (?, ?, ?, ?)")
                 .bind(owner)
                 .bind(b.id)
         }
         FlagTarget::Folder(_) => {
-            sqlx::query("INSERT INTO folder_flags (folder_id, flag_lc, flag) VALUES (?, ?, ?)").bind(owner)
+            query("INSERT INTO folder_flags (folder_id, flag_lc, flag) VALUES (?, ?, ?)").bind(owner)
         }
     };
     q.bind(flag.to_ascii_lowercase()).bind(flag).execute(&mut **tx).await?;
@@ -304,11 +389,7 @@ async fn insert_flag(tx: &mut Tx<'_>, b: &BoxRow, t: FlagTarget<'_>, owner: i64,
 
 async fn stamp(tx: &mut Tx<'_>, t: FlagTarget<'_>, owner: i64, seq: i64) -> Result<()> {
     let (_, _, items, _) = flag_tables(t);
-    sqlx::query(sql!("UPDATE {items} SET last_mod_seq = ? WHERE id = ?"))
-        .bind(seq)
-        .bind(owner)
-        .execute(&mut **tx)
-        .await?;
+    query(sql!("UPDATE {items} SET last_mod_seq = ? WHERE id = ?")).bind(seq).bind(owner).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -316,7 +397,7 @@ async fn stamp(tx: &mut Tx<'_>, t: FlagTarget<'_>, owner: i64, seq: i64) -> Resu
 /// with `seq`.
 async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, limits: FolderLimits, o: NewObject, seq: i64) -> Result<Object> {
     let folder = resolve_parent(tx, b, limits, &o.parent, seq, o.now_ms).await?;
-    let id: i64 = sqlx::query_scalar(
+    let id: i64 = query_scalar(
         "INSERT INTO objects (box_id, public_id, folder_id, stored_at_ms, correlation_id, correlation_tag, \
          payload_type, last_mod_seq, creation_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
@@ -341,7 +422,7 @@ async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, limits: FolderLimits, o: New
             PartData::Inline(bytes) => (Some(bytes.as_slice()), None),
             PartData::Blob { key } => (None, Some(key.as_str())),
         };
-        sqlx::query(
+        query(
             "INSERT INTO payload_parts (object_id, ordinal, part_id, content_type, content_disposition, content_id, \
              content_location, content_encoding, file_icon, size, inline_data, blob_key) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -362,11 +443,7 @@ async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, limits: FolderLimits, o: New
         .await?;
     }
     if !o.text.is_empty() {
-        sqlx::query("INSERT INTO object_search (id, body) VALUES (?, ?)")
-            .bind(id)
-            .bind(&o.text)
-            .execute(&mut **tx)
-            .await?;
+        query("INSERT INTO object_search (id, body) VALUES (?, ?)").bind(id).bind(&o.text).execute(&mut **tx).await?;
     }
     Ok(Object {
         id,
@@ -404,7 +481,7 @@ struct ObjectRow {
 
 async fn object_row(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Option<ObjectRow>> {
     let row: Option<(i64, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?")
+        query_as("SELECT id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?")
             .bind(b.id)
             .bind(public_id)
             .fetch_optional(&mut **tx)
@@ -420,6 +497,7 @@ async fn object_row(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Opti
 /// Delete one object, leaving its tombstone stamped `seq` with `reason` (`deleted` or
 /// `expired`); returns the blob keys its parts used (`None`: no such object).
 async fn remove_object(
+    engine: Engine,
     tx: &mut Tx<'_>,
     b: &BoxRow,
     public_id: &str,
@@ -428,7 +506,7 @@ async fn remove_object(
     reason: &str,
 ) -> Result<Option<Vec<String>>> {
     match object_row(tx, b, public_id).await? {
-        Some(row) => remove_row(tx, b, &row, seq, now_ms, reason).await,
+        Some(row) => remove_row(engine, tx, b, &row, seq, now_ms, reason).await,
         None => Ok(None),
     }
 }
@@ -436,6 +514,7 @@ async fn remove_object(
 /// [`remove_object`] for a row already read (`None`: it went meanwhile, earlier in the same
 /// request).
 async fn remove_row(
+    engine: Engine,
     tx: &mut Tx<'_>,
     b: &BoxRow,
     row: &ObjectRow,
@@ -444,13 +523,14 @@ async fn remove_row(
     reason: &str,
 ) -> Result<Option<Vec<String>>> {
     let keys: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT blob_key FROM payload_parts WHERE object_id = ? AND blob_key IS NOT NULL")
+        query_scalar("SELECT DISTINCT blob_key FROM payload_parts WHERE object_id = ? AND blob_key IS NOT NULL")
             .bind(row.id)
             .fetch_all(&mut **tx)
             .await?;
-    let marked = sqlx::query(sql!(
+    let marked = query(sql!(
         "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, \
-         deleted_at_ms, snapshot) SELECT ?, 'object', ?, ?, ?, ?, ?, ?, {OBJECT_SNAPSHOT} FROM objects o WHERE o.id = ?"
+         deleted_at_ms, snapshot) SELECT ?, 'object', ?, ?, ?, ?, ?, ?, {snapshot} FROM objects o WHERE o.id = ?",
+        snapshot = engine.object_snapshot()
     ))
     .bind(b.id)
     .bind(&row.public_id)
@@ -465,7 +545,7 @@ async fn remove_row(
     if marked.rows_affected() == 0 {
         return Ok(None);
     }
-    sqlx::query("DELETE FROM objects WHERE id = ?").bind(row.id).execute(&mut **tx).await?;
+    query("DELETE FROM objects WHERE id = ?").bind(row.id).execute(&mut **tx).await?;
     Ok(Some(keys))
 }
 
@@ -556,7 +636,7 @@ impl SessionRule {
     /// Why the object may not leave its folder, if it may not.
     async fn refusal(&mut self, tx: &mut Tx<'_>, object_id: i64) -> Result<Option<String>> {
         let row: Option<(i64, Option<String>, String)> =
-            sqlx::query_as(AssertSqlSafe(session_facts_sql())).bind(object_id).fetch_optional(&mut **tx).await?;
+            query_as(session_facts_sql()).bind(object_id).fetch_optional(&mut **tx).await?;
         let Some((folder, ctx, ty)) = row else { return Ok(None) };
         let kind = match ctx.as_deref() {
             Some("session-info-message") => "session info object",
@@ -565,10 +645,8 @@ impl SessionRule {
                     Some(latest) => *latest,
                     None => {
                         self.probes += 1;
-                        let latest: Option<i64> = sqlx::query_scalar(AssertSqlSafe(latest_group_state_sql()))
-                            .bind(folder)
-                            .fetch_optional(&mut **tx)
-                            .await?;
+                        let latest: Option<i64> =
+                            query_scalar(latest_group_state_sql()).bind(folder).fetch_optional(&mut **tx).await?;
                         self.latest_group_state.insert(folder, latest);
                         latest
                     }
@@ -585,7 +663,7 @@ impl SessionRule {
             Some(b) => *b,
             None => {
                 self.probes += 1;
-                let found: Option<i64> = sqlx::query_scalar(AssertSqlSafe(folder_keeps_content_sql(&self.leaving)))
+                let found: Option<i64> = query_scalar(folder_keeps_content_sql(&self.leaving))
                     .bind(folder)
                     .fetch_optional(&mut **tx)
                     .await?;
@@ -606,7 +684,9 @@ impl SessionRule {
 /// whose `DispositionOriginalMessageID` is its correlationId, as [`imdns_of`] found them),
 /// each leaving a tombstone stamped `seq` with `reason`; the blob keys they used (`None`:
 /// the object was gone).
+#[allow(clippy::too_many_arguments)]
 async fn remove_with_imdns(
+    engine: Engine,
     tx: &mut Tx<'_>,
     b: &BoxRow,
     row: &ObjectRow,
@@ -615,9 +695,9 @@ async fn remove_with_imdns(
     now_ms: i64,
     reason: &str,
 ) -> Result<Option<Vec<String>>> {
-    let Some(mut keys) = remove_row(tx, b, row, seq, now_ms, reason).await? else { return Ok(None) };
+    let Some(mut keys) = remove_row(engine, tx, b, row, seq, now_ms, reason).await? else { return Ok(None) };
     for (_, public_id) in imdns {
-        keys.extend(remove_object(tx, b, public_id, seq, now_ms, reason).await?.unwrap_or_default());
+        keys.extend(remove_object(engine, tx, b, public_id, seq, now_ms, reason).await?.unwrap_or_default());
     }
     Ok(Some(keys))
 }
@@ -632,17 +712,22 @@ async fn imdns_of(tx: &mut Tx<'_>, b: &BoxRow, message_id: Option<&str>) -> Resu
          AND {} = 'imdn-message'",
         context_of("o")
     );
-    Ok(sqlx::query_as(AssertSqlSafe(sql)).bind(b.id).bind(message_id).fetch_all(&mut **tx).await?)
+    Ok(query_as(sql).bind(b.id).bind(message_id).fetch_all(&mut **tx).await?)
 }
 
 /// The objects a bulk operation names: (public id, internal id if it exists in this box), in
 /// request order, or the matches of a query in its order.
-async fn resolve_targets(tx: &mut Tx<'_>, b: &BoxRow, targets: &Targets) -> Result<Vec<(String, Option<i64>)>> {
+async fn resolve_targets(
+    engine: Engine,
+    tx: &mut Tx<'_>,
+    b: &BoxRow,
+    targets: &Targets,
+) -> Result<Vec<(String, Option<i64>)>> {
     match targets {
         Targets::Ids(list) => {
             let mut out = Vec::with_capacity(list.len());
             for public_id in list {
-                let id: Option<i64> = sqlx::query_scalar("SELECT id FROM objects WHERE box_id = ? AND public_id = ?")
+                let id: Option<i64> = query_scalar("SELECT id FROM objects WHERE box_id = ? AND public_id = ?")
                     .bind(b.id)
                     .bind(public_id)
                     .fetch_optional(&mut **tx)
@@ -652,7 +737,7 @@ async fn resolve_targets(tx: &mut Tx<'_>, b: &BoxRow, targets: &Targets) -> Resu
             Ok(out)
         }
         Targets::Matching { query, refuse_beyond } => {
-            let (ids, next) = page_ids(tx, b, Over::Objects, query).await?;
+            let (ids, next) = page_ids(engine, tx, b, Over::Objects, query).await?;
             if *refuse_beyond && next.is_some() {
                 return Err(Error::LimitExceeded {
                     what: "objects matching selectionCriteria".into(),
@@ -662,10 +747,8 @@ async fn resolve_targets(tx: &mut Tx<'_>, b: &BoxRow, targets: &Targets) -> Resu
             }
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                let public_id: String = sqlx::query_scalar("SELECT public_id FROM objects WHERE id = ?")
-                    .bind(id)
-                    .fetch_one(&mut **tx)
-                    .await?;
+                let public_id: String =
+                    query_scalar("SELECT public_id FROM objects WHERE id = ?").bind(id).fetch_one(&mut **tx).await?;
                 out.push((public_id, Some(id)));
             }
             Ok(out)
@@ -677,7 +760,7 @@ async fn resolve_targets(tx: &mut Tx<'_>, b: &BoxRow, targets: &Targets) -> Resu
 /// sharing their blobs, searchable text); returns the new public id.
 async fn copy_object(tx: &mut Tx<'_>, source: i64, folder: i64, seq: i64, now_ms: i64) -> Result<String> {
     let public_id = new_id();
-    let id: i64 = sqlx::query_scalar(
+    let id: i64 = query_scalar(
         "INSERT INTO objects (box_id, public_id, folder_id, stored_at_ms, correlation_id, correlation_tag, \
          payload_type, last_mod_seq, creation_seq) \
          SELECT box_id, ?, ?, ?, correlation_id, correlation_tag, payload_type, ?, ? FROM objects WHERE id = ? \
@@ -702,7 +785,7 @@ async fn copy_object(tx: &mut Tx<'_>, source: i64, folder: i64, seq: i64, now_ms
          content_encoding, file_icon, size, inline_data, blob_key FROM payload_parts WHERE object_id = ?2",
         "INSERT INTO object_search (id, body) SELECT ?1, body FROM object_search WHERE id = ?2",
     ] {
-        sqlx::query(stmt).bind(id).bind(source).execute(&mut **tx).await?;
+        query(stmt).bind(id).bind(source).execute(&mut **tx).await?;
     }
     Ok(public_id)
 }
@@ -718,7 +801,7 @@ async fn copy_folder(
     now_ms: i64,
 ) -> Result<FolderKey> {
     // Parents before children: ancestry strings grow with depth.
-    let tree: Vec<(i64, Option<i64>, String)> = sqlx::query_as(
+    let tree: Vec<(i64, Option<i64>, String)> = query_as(
         "SELECT id, parent_id, name FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ? \
          ORDER BY length(ancestry), id",
     )
@@ -745,9 +828,9 @@ async fn copy_folder(
             "INSERT INTO folder_flags (folder_id, flag_lc, flag) \
              SELECT ?1, flag_lc, flag FROM folder_flags WHERE folder_id = ?2 ORDER BY rowid",
         ] {
-            sqlx::query(stmt).bind(copy.id).bind(old_id).execute(&mut **tx).await?;
+            query(stmt).bind(copy.id).bind(old_id).execute(&mut **tx).await?;
         }
-        let objects: Vec<i64> = sqlx::query_scalar("SELECT id FROM objects WHERE folder_id = ? ORDER BY id")
+        let objects: Vec<i64> = query_scalar("SELECT id FROM objects WHERE folder_id = ? ORDER BY id")
             .bind(old_id)
             .fetch_all(&mut **tx)
             .await?;
@@ -789,34 +872,39 @@ type TombstoneRow = (String, String, String, i64, Option<String>, Option<String>
 const GROUP_SLACK: i64 = 4;
 
 /// Whether changes follow modseq `through`.
-async fn changes_beyond(conn: &mut sqlx::SqliteConnection, b: &BoxRow, through: i64) -> Result<bool> {
+async fn changes_beyond(conn: &mut AnyConnection, b: &BoxRow, through: i64) -> Result<bool> {
     let beyond = |table: &str| format!("EXISTS (SELECT 1 FROM {table} WHERE box_id = ?1 AND last_mod_seq > ?2)");
-    Ok(sqlx::query_scalar(sql!("SELECT {} OR {} OR {}", beyond("objects"), beyond("folders"), beyond("tombstones")))
-        .bind(b.id)
-        .bind(through)
-        .fetch_one(conn)
-        .await?)
+    let beyond: i64 = query_scalar(sql!(
+        "SELECT CASE WHEN {} OR {} OR {} THEN 1 ELSE 0 END",
+        beyond("objects"),
+        beyond("folders"),
+        beyond("tombstones")
+    ))
+    .bind(b.id)
+    .bind(through)
+    .fetch_one(conn)
+    .await?;
+    Ok(beyond != 0)
 }
 
 /// Whether group `seq` holds more than `cap` changes (counted without loading them).
-async fn group_size(conn: &mut sqlx::SqliteConnection, b: &BoxRow, seq: i64, cap: i64) -> Result<bool> {
+async fn group_size(conn: &mut AnyConnection, b: &BoxRow, seq: i64, cap: i64) -> Result<bool> {
     let count = |table: &str| {
-        format!("(SELECT count(*) FROM (SELECT 1 FROM {table} WHERE box_id = ?1 AND last_mod_seq = ?2 LIMIT ?3))")
+        format!("(SELECT count(*) FROM (SELECT 1 FROM {table} WHERE box_id = ?1 AND last_mod_seq = ?2 LIMIT ?3) g)")
     };
-    let n: i64 =
-        sqlx::query_scalar(sql!("SELECT {} + {} + {}", count("folders"), count("objects"), count("tombstones")))
-            .bind(b.id)
-            .bind(seq)
-            .bind(cap + 1)
-            .fetch_one(conn)
-            .await?;
+    let n: i64 = query_scalar(sql!("SELECT {} + {} + {}", count("folders"), count("objects"), count("tombstones")))
+        .bind(b.id)
+        .bind(seq)
+        .bind(cap + 1)
+        .fetch_one(conn)
+        .await?;
     Ok(n > cap)
 }
 
 /// Up to `limit` changes of group `seq` after `cursor` (in part, then id order), and the
 /// position after them (`None`: the group is done).
 async fn group_slice(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut AnyConnection,
     b: &BoxRow,
     seq: i64,
     cursor: Within,
@@ -830,7 +918,7 @@ async fn group_slice(
             continue;
         }
         let after_id = if part == from_part && cursor.is_some() { from_id } else { i64::MIN };
-        let ids: Vec<i64> = sqlx::query_scalar(sql!(
+        let ids: Vec<i64> = query_scalar(sql!(
             "SELECT id FROM {table} WHERE box_id = ? AND last_mod_seq = ? AND id > ? ORDER BY id LIMIT ?"
         ))
         .bind(b.id)
@@ -854,15 +942,11 @@ async fn group_slice(
 }
 
 /// Tombstones by internal id, in id order.
-async fn tombstones_by_id(
-    conn: &mut sqlx::SqliteConnection,
-    ids: &[i64],
-    with_snapshots: bool,
-) -> Result<Vec<Tombstone>> {
+async fn tombstones_by_id(conn: &mut AnyConnection, ids: &[i64], with_snapshots: bool) -> Result<Vec<Tombstone>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        let rows: Vec<TombstoneRow> = sqlx::query_as(sql!(
+        let rows: Vec<TombstoneRow> = query_as(sql!(
             "SELECT kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, snapshot FROM tombstones \
              WHERE id IN ({list}) ORDER BY id"
         ))
@@ -886,18 +970,6 @@ fn tombstone_from(r: TombstoneRow, with_snapshots: bool) -> Tombstone {
     }
 }
 
-/// What a tombstone of an object (`objects o`) keeps for subscription filters: JSON read
-/// back by [`parse_snapshot`].
-const OBJECT_SNAPSHOT: &str = "json_object('date', o.stored_at_ms, 'creation', o.creation_seq, \
-     'flags', json((SELECT json_group_array(flag) FROM object_flags WHERE object_id = o.id)), \
-     'attributes', json((SELECT json_group_array(json_array(name, value)) FROM \
-     (SELECT name, value FROM object_attributes WHERE object_id = o.id ORDER BY name_lc, position))))";
-
-/// The same for a folder (`folders f`).
-const FOLDER_SNAPSHOT: &str = "json_object('date', f.created_at_ms, 'name', f.name, \
-     'attributes', json((SELECT json_group_array(json_array(name, value)) FROM \
-     (SELECT name, value FROM folder_attributes WHERE folder_id = f.id ORDER BY name_lc, position))))";
-
 #[derive(serde::Deserialize)]
 struct SnapshotJson {
     date: i64,
@@ -919,13 +991,13 @@ fn parse_snapshot(json: Option<String>) -> Option<Snapshot> {
 
 /// Tombstones with `after < last_mod_seq <= through`, in modseq order.
 async fn tombstones_between(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut AnyConnection,
     b: &BoxRow,
     after: i64,
     through: i64,
     with_snapshots: bool,
 ) -> Result<Vec<Tombstone>> {
-    let rows: Vec<TombstoneRow> = sqlx::query_as(
+    let rows: Vec<TombstoneRow> = query_as(
         "SELECT kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, snapshot FROM tombstones \
          WHERE box_id = ? AND last_mod_seq > ? AND last_mod_seq <= ? ORDER BY last_mod_seq, id",
     )
@@ -937,12 +1009,11 @@ async fn tombstones_between(
     Ok(rows.into_iter().map(|r| tombstone_from(r, with_snapshots)).collect())
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// The folder of box `b` matching `where_sql` (over `folders f`, one bound `arg`).
     async fn load_folder(&self, where_sql: &str, b: &BoxRow, arg: &str) -> Result<Option<Folder>> {
         let sql = format!("SELECT f.id FROM folders f WHERE f.box_id = ? AND {where_sql}");
-        let id: Option<i64> =
-            sqlx::query_scalar(AssertSqlSafe(sql)).bind(b.id).bind(arg).fetch_optional(&self.pool).await?;
+        let id: Option<i64> = query_scalar(sql).bind(b.id).bind(arg).fetch_optional(&self.pool).await?;
         let Some(id) = id else { return Ok(None) };
         let mut conn = self.pool.acquire().await?;
         Ok(load_folders(&mut conn, &[id]).await?.pop())
@@ -954,7 +1025,7 @@ impl SqliteStore {
         let sql = format!(
             "SELECT o.id FROM objects o JOIN folders f ON f.id = o.folder_id WHERE o.box_id = ? AND {where_sql}"
         );
-        let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).bind(b.id);
+        let mut q = query_scalar::<i64>(sql).bind(b.id);
         for a in args {
             q = q.bind(*a);
         }
@@ -965,7 +1036,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Accounts for SqliteStore {
+impl Accounts for SqlStore {
     async fn create_account(
         &self,
         name: &str,
@@ -974,12 +1045,12 @@ impl Accounts for SqliteStore {
         boxes: &[(String, String)],
     ) -> Result<Account> {
         let (_slot, mut tx) = self.begin_write().await?;
-        let res = sqlx::query_scalar::<_, i64>(
+        let res = query_scalar::<i64>(
             "INSERT INTO accounts (name, password_hash, is_service, created_at_ms) VALUES (?, ?, ?, ?) RETURNING id",
         )
         .bind(name)
         .bind(password_hash)
-        .bind(is_service)
+        .bind(i64::from(is_service))
         .bind(crate::ids::now_ms())
         .fetch_one(&mut *tx)
         .await;
@@ -989,7 +1060,7 @@ impl Accounts for SqliteStore {
             Err(e) => return Err(e.into()),
         };
         for (store, address) in boxes {
-            sqlx::query("INSERT OR IGNORE INTO account_boxes (account_id, store, address) VALUES (?, ?, ?)")
+            query("INSERT INTO account_boxes (account_id, store, address) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
                 .bind(id)
                 .bind(store)
                 .bind(address)
@@ -1008,21 +1079,20 @@ impl Accounts for SqliteStore {
     }
     async fn set_account_digest(&self, name: &str, digest: Option<&DigestSecrets>) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
-        let res = sqlx::query(
-            "UPDATE accounts SET digest_realm = ?, digest_ha1_sha256 = ?, digest_ha1_md5 = ? WHERE name = ?",
-        )
-        .bind(digest.map(|d| d.realm.as_str()))
-        .bind(digest.and_then(|d| d.ha1_sha256.as_deref()))
-        .bind(digest.and_then(|d| d.ha1_md5.as_deref()))
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
+        let res =
+            query("UPDATE accounts SET digest_realm = ?, digest_ha1_sha256 = ?, digest_ha1_md5 = ? WHERE name = ?")
+                .bind(digest.map(|d| d.realm.as_str()))
+                .bind(digest.and_then(|d| d.ha1_sha256.as_deref()))
+                .bind(digest.and_then(|d| d.ha1_md5.as_deref()))
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
         tx.commit().await?;
         Ok(res.rows_affected() > 0)
     }
     async fn find_account(&self, name: &str) -> Result<Option<Account>> {
-        type Row = (i64, String, bool, Option<String>, Option<String>, Option<String>);
-        let row = sqlx::query_as::<_, Row>(
+        type Row = (i64, String, i64, Option<String>, Option<String>, Option<String>);
+        let row = query_as::<Row>(
             "SELECT id, password_hash, is_service, digest_realm, digest_ha1_sha256, digest_ha1_md5 \
              FROM accounts WHERE name = ?",
         )
@@ -1031,17 +1101,16 @@ impl Accounts for SqliteStore {
         .await?;
         let Some((id, password_hash, is_service, realm, ha1_sha256, ha1_md5)) = row else { return Ok(None) };
         let digest = realm.map(|realm| DigestSecrets { realm, ha1_sha256, ha1_md5 });
-        let boxes = sqlx::query_as::<_, (String, String)>(
+        let boxes = query_as::<(String, String)>(
             "SELECT store, address FROM account_boxes WHERE account_id = ? ORDER BY store, address",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(Some(Account { id, name: name.into(), password_hash, is_service, boxes, digest }))
+        Ok(Some(Account { id, name: name.into(), password_hash, is_service: is_service != 0, boxes, digest }))
     }
     async fn list_accounts(&self) -> Result<Vec<Account>> {
-        let names: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM accounts ORDER BY name").fetch_all(&self.pool).await?;
+        let names: Vec<String> = query_scalar("SELECT name FROM accounts ORDER BY name").fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(names.len());
         for n in names {
             if let Some(a) = self.find_account(&n).await? {
@@ -1051,27 +1120,26 @@ impl Accounts for SqliteStore {
         Ok(out)
     }
     async fn remove_account(&self, name: &str) -> Result<bool> {
-        let res = sqlx::query("DELETE FROM accounts WHERE name = ?").bind(name).execute(&self.pool).await?;
+        let res = query("DELETE FROM accounts WHERE name = ?").bind(name).execute(&self.pool).await?;
         Ok(res.rows_affected() > 0)
     }
 }
 
 #[async_trait]
-impl Boxes for SqliteStore {
+impl Boxes for SqlStore {
     async fn provision_box(&self, store: &str, address: &str, root_id: &str, now_ms: i64) -> Result<BoxRow> {
         let (_slot, mut tx) = self.begin_write().await?;
-        let existing = sqlx::query_as::<_, (i64, i64, i64)>(
-            "SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?",
-        )
-        .bind(store)
-        .bind(address)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing =
+            query_as::<(i64, i64, i64)>("SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?")
+                .bind(store)
+                .bind(address)
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some((id, modseq, validity)) = existing {
             tx.rollback().await?;
             return Ok(BoxRow { id, store: store.into(), address: address.into(), modseq, validity });
         }
-        let id: i64 = sqlx::query_scalar(
+        let id: i64 = query_scalar(
             "INSERT INTO boxes (store, address, modseq, validity, created_at_ms) VALUES (?, ?, 1, ?, ?) RETURNING id",
         )
         .bind(store)
@@ -1080,7 +1148,7 @@ impl Boxes for SqliteStore {
         .bind(now_ms)
         .fetch_one(&mut *tx)
         .await?;
-        let fid: i64 = sqlx::query_scalar(
+        let fid: i64 = query_scalar(
             "INSERT INTO folders (box_id, public_id, parent_id, name, is_root, ancestry, path, created_at_ms, last_mod_seq) \
              VALUES (?, ?, NULL, '', 1, '', '', ?, 1) RETURNING id",
         )
@@ -1089,7 +1157,7 @@ impl Boxes for SqliteStore {
         .bind(now_ms)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE folders SET ancestry = ? WHERE id = ?")
+        query("UPDATE folders SET ancestry = ? WHERE id = ?")
             .bind(format!("/{fid}/"))
             .bind(fid)
             .execute(&mut *tx)
@@ -1098,13 +1166,11 @@ impl Boxes for SqliteStore {
         Ok(BoxRow { id, store: store.into(), address: address.into(), modseq: 1, validity: now_ms })
     }
     async fn find_box(&self, store: &str, address: &str) -> Result<Option<BoxRow>> {
-        let row = sqlx::query_as::<_, (i64, i64, i64)>(
-            "SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?",
-        )
-        .bind(store)
-        .bind(address)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = query_as::<(i64, i64, i64)>("SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?")
+            .bind(store)
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|(id, modseq, validity)| BoxRow {
             id,
             store: store.into(),
@@ -1115,7 +1181,7 @@ impl Boxes for SqliteStore {
     }
     async fn box_by_id(&self, id: i64) -> Result<Option<BoxRow>> {
         let row: Option<(String, String, i64, i64)> =
-            sqlx::query_as("SELECT store, address, modseq, validity FROM boxes WHERE id = ?")
+            query_as("SELECT store, address, modseq, validity FROM boxes WHERE id = ?")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -1123,7 +1189,7 @@ impl Boxes for SqliteStore {
     }
     async fn boxes_of_store(&self, store: &str) -> Result<Vec<BoxRow>> {
         let rows: Vec<(i64, String, i64, i64)> =
-            sqlx::query_as("SELECT id, address, modseq, validity FROM boxes WHERE store = ? ORDER BY id")
+            query_as("SELECT id, address, modseq, validity FROM boxes WHERE store = ? ORDER BY id")
                 .bind(store)
                 .fetch_all(&self.pool)
                 .await?;
@@ -1135,28 +1201,29 @@ impl Boxes for SqliteStore {
     async fn reset_box(&self, b: &BoxRow) -> Result<(BoxRow, Released)> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
-        let keys: Vec<String> = sqlx::query_scalar(
+        let keys: Vec<String> = query_scalar(
             "SELECT DISTINCT p.blob_key FROM payload_parts p JOIN objects o ON o.id = p.object_id \
              WHERE o.box_id = ? AND p.blob_key IS NOT NULL",
         )
         .bind(b.id)
         .fetch_all(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM objects WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
+        query("DELETE FROM objects WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
         // One statement: foreign keys (parent references) are checked at its end.
-        sqlx::query("DELETE FROM folders WHERE box_id = ? AND is_root = 0").bind(b.id).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM tombstones WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
-        let root: i64 = sqlx::query_scalar("SELECT id FROM folders WHERE box_id = ? AND is_root = 1")
+        query("DELETE FROM folders WHERE box_id = ? AND is_root = 0").bind(b.id).execute(&mut *tx).await?;
+        query("DELETE FROM tombstones WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
+        let root: i64 = query_scalar("SELECT id FROM folders WHERE box_id = ? AND is_root = 1")
             .bind(b.id)
             .fetch_one(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM folder_attributes WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM folder_flags WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
-        sqlx::query("UPDATE folders SET last_mod_seq = ? WHERE id = ?").bind(seq).bind(root).execute(&mut *tx).await?;
+        query("DELETE FROM folder_attributes WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
+        query("DELETE FROM folder_flags WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
+        query("UPDATE folders SET last_mod_seq = ? WHERE id = ?").bind(seq).bind(root).execute(&mut *tx).await?;
         // A new validity makes every earlier restart token stale; nothing before `seq` replays.
-        let validity: i64 = sqlx::query_scalar(
-            "UPDATE boxes SET validity = max(validity + 1, ?), replay_floor = ? WHERE id = ? RETURNING validity",
-        )
+        let validity: i64 = query_scalar(sql!(
+            "UPDATE boxes SET validity = {greatest}(validity + 1, ?), replay_floor = ? WHERE id = ? RETURNING validity",
+            greatest = self.engine.greatest()
+        ))
         .bind(crate::ids::now_ms())
         .bind(seq)
         .bind(b.id)
@@ -1169,9 +1236,10 @@ impl Boxes for SqliteStore {
 }
 
 #[async_trait]
-impl Folders for SqliteStore {
+impl Folders for SqlStore {
     async fn root_folder(&self, b: &BoxRow) -> Result<Folder> {
-        self.load_folder("f.is_root = ?", b, "1")
+        // The root alone has the empty path.
+        self.load_folder("f.path = ?", b, "")
             .await?
             .ok_or_else(|| Error::internal(format!("box {} has no root folder", b.address)))
     }
@@ -1182,7 +1250,7 @@ impl Folders for SqliteStore {
         self.load_folder("f.path = ?", b, path).await
     }
     async fn folder_of_correlation_id(&self, b: &BoxRow, correlation_id: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
+        Ok(query_scalar(
             "SELECT f.public_id FROM objects o JOIN folders f ON f.id = o.folder_id \
              WHERE o.box_id = ? AND o.correlation_id = ? ORDER BY o.id LIMIT 1",
         )
@@ -1219,11 +1287,11 @@ impl Folders for SqliteStore {
         let seq = bump(&mut tx, b).await?;
         let key = folder_key_by_public(&mut tx, b, public_id).await?.ok_or_else(|| Error::not_found(public_id))?;
         let current: String =
-            sqlx::query_scalar("SELECT name FROM folders WHERE id = ?").bind(key.id).fetch_one(&mut *tx).await?;
+            query_scalar("SELECT name FROM folders WHERE id = ?").bind(key.id).fetch_one(&mut *tx).await?;
         if current != name {
             let parent_path = key.path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
             let new_path = if key.is_root { String::new() } else { format!("{parent_path}/{name}") };
-            let res = sqlx::query("UPDATE folders SET name = ?, path = ?, last_mod_seq = ? WHERE id = ?")
+            let res = query("UPDATE folders SET name = ?, path = ?, last_mod_seq = ? WHERE id = ?")
                 .bind(name)
                 .bind(&new_path)
                 .bind(seq)
@@ -1238,7 +1306,7 @@ impl Folders for SqliteStore {
             if !key.is_root {
                 // Descendants' paths follow; this is not a change to them (CPM 6.6.1).
                 // SQLite measures the old path itself: substr counts characters, not bytes.
-                sqlx::query(
+                query(
                     "UPDATE folders SET path = ? || substr(path, length(?) + 1) \
                      WHERE box_id = ? AND ancestry > ? AND ancestry < ?",
                 )
@@ -1269,7 +1337,7 @@ impl Folders for SqliteStore {
         }
         let (lo, hi) = (key.ancestry.clone(), ancestry_end(&key.ancestry));
         let subtree = "SELECT id FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ?";
-        let keys: Vec<String> = sqlx::query_scalar(sql!(
+        let keys: Vec<String> = query_scalar(sql!(
             "SELECT DISTINCT p.blob_key FROM payload_parts p JOIN objects o ON o.id = p.object_id \
              WHERE p.blob_key IS NOT NULL AND o.folder_id IN ({subtree})"
         ))
@@ -1278,10 +1346,11 @@ impl Folders for SqliteStore {
         .bind(&hi)
         .fetch_all(&mut *tx)
         .await?;
-        sqlx::query(sql!(
+        query(sql!(
             "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, \
              deleted_at_ms, snapshot) SELECT ?, 'object', o.public_id, 'deleted', ?, o.correlation_id, o.correlation_tag, ?, \
-             {OBJECT_SNAPSHOT} FROM objects o WHERE o.folder_id IN ({subtree})"
+             {snapshot} FROM objects o WHERE o.folder_id IN ({subtree})",
+            snapshot = self.engine.object_snapshot()
         ))
         .bind(b.id)
         .bind(seq)
@@ -1291,10 +1360,11 @@ impl Folders for SqliteStore {
         .bind(&hi)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(sql!(
+        query(sql!(
             "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, deleted_at_ms, snapshot) \
-             SELECT ?, 'folder', f.public_id, 'deleted', ?, ?, {FOLDER_SNAPSHOT} FROM folders f \
-             WHERE f.box_id = ? AND f.ancestry >= ? AND f.ancestry < ?"
+             SELECT ?, 'folder', f.public_id, 'deleted', ?, ?, {snapshot} FROM folders f \
+             WHERE f.box_id = ? AND f.ancestry >= ? AND f.ancestry < ?",
+            snapshot = self.engine.folder_snapshot()
         ))
         .bind(b.id)
         .bind(seq)
@@ -1304,13 +1374,13 @@ impl Folders for SqliteStore {
         .bind(&hi)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(sql!("DELETE FROM objects WHERE folder_id IN ({subtree})"))
+        query(sql!("DELETE FROM objects WHERE folder_id IN ({subtree})"))
             .bind(b.id)
             .bind(&lo)
             .bind(&hi)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ?")
+        query("DELETE FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ?")
             .bind(b.id)
             .bind(&lo)
             .bind(&hi)
@@ -1335,7 +1405,7 @@ impl Folders for SqliteStore {
         if want_folders && !matches!(pos, Some(ChildPosition { kind: ChildKind::Object, .. })) {
             let after = pos.map(|p| p.after).unwrap_or(0);
             let rows: Vec<(i64, String)> =
-                sqlx::query_as("SELECT id, public_id FROM folders WHERE parent_id = ? AND id > ? ORDER BY id LIMIT ?")
+                query_as("SELECT id, public_id FROM folders WHERE parent_id = ? AND id > ? ORDER BY id LIMIT ?")
                     .bind(folder.id)
                     .bind(after)
                     .bind(remaining + 1)
@@ -1358,7 +1428,7 @@ impl Folders for SqliteStore {
                 _ => 0,
             };
             let rows: Vec<(i64, String)> =
-                sqlx::query_as("SELECT id, public_id FROM objects WHERE folder_id = ? AND id > ? ORDER BY id LIMIT ?")
+                query_as("SELECT id, public_id FROM objects WHERE folder_id = ? AND id > ? ORDER BY id LIMIT ?")
                     .bind(folder.id)
                     .bind(after)
                     .bind(remaining + 1)
@@ -1383,10 +1453,12 @@ impl Folders for SqliteStore {
         } else {
             "o.folder_id = ?"
         };
-        let (count, read, size): (i64, i64, i64) = sqlx::query_as(sql!(
+        let (count, read, size): (i64, i64, i64) = query_as(sql!(
             "SELECT count(*), \
-                    coalesce(sum(EXISTS (SELECT 1 FROM object_flags g WHERE g.object_id = o.id AND g.flag_lc = '\\seen')), 0), \
-                    coalesce(sum((SELECT coalesce(sum(p.size), 0) FROM payload_parts p WHERE p.object_id = o.id)), 0) \
+                    CAST(coalesce(sum(CASE WHEN EXISTS (SELECT 1 FROM object_flags g \
+                        WHERE g.object_id = o.id AND g.flag_lc = '\\seen') THEN 1 ELSE 0 END), 0) AS BIGINT), \
+                    CAST(coalesce(sum((SELECT coalesce(sum(p.size), 0) FROM payload_parts p WHERE p.object_id = o.id)), 0) \
+                        AS BIGINT) \
              FROM objects o WHERE o.box_id = ? AND {scope}"
         ))
         .bind(b.id)
@@ -1398,7 +1470,7 @@ impl Folders for SqliteStore {
 }
 
 #[async_trait]
-impl Objects for SqliteStore {
+impl Objects for SqlStore {
     async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Object> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
@@ -1419,15 +1491,15 @@ impl Objects for SqliteStore {
                 }
             };
             // Each object is all-or-nothing inside the one transaction.
-            sqlx::query("SAVEPOINT bulk_item").execute(&mut *tx).await?;
+            query("SAVEPOINT bulk_item").execute(&mut *tx).await?;
             match insert_object(&mut tx, b, self.folder_limits, o, seq).await {
                 Ok(created) => {
-                    sqlx::query("RELEASE bulk_item").execute(&mut *tx).await?;
+                    query("RELEASE bulk_item").execute(&mut *tx).await?;
                     out.push(Ok(created));
                 }
                 Err(e) => {
-                    sqlx::query("ROLLBACK TO bulk_item").execute(&mut *tx).await?;
-                    sqlx::query("RELEASE bulk_item").execute(&mut *tx).await?;
+                    query("ROLLBACK TO bulk_item").execute(&mut *tx).await?;
+                    query("RELEASE bulk_item").execute(&mut *tx).await?;
                     out.push(Err(e));
                 }
             }
@@ -1446,7 +1518,7 @@ impl Objects for SqliteStore {
         self.load_object("f.path = ? AND o.public_id = ?", b, &[folder_path, public_id]).await
     }
     async fn inline_part_data(&self, b: &BoxRow, object_public_id: &str, part_id: &str) -> Result<Option<Vec<u8>>> {
-        let data: Option<Option<Vec<u8>>> = sqlx::query_scalar(
+        let data: Option<Option<Vec<u8>>> = query_scalar(
             "SELECT p.inline_data FROM payload_parts p JOIN objects o ON o.id = p.object_id \
              WHERE o.box_id = ? AND o.public_id = ? AND p.part_id = ?",
         )
@@ -1469,7 +1541,8 @@ impl Objects for SqliteStore {
             return Err(Error::Forbidden { reason });
         }
         let imdns = imdns_of(&mut tx, b, row.correlation_id.as_deref()).await?;
-        let keys = remove_with_imdns(&mut tx, b, &row, &imdns, seq, now_ms, "deleted").await?.unwrap_or_default();
+        let keys =
+            remove_with_imdns(self.engine, &mut tx, b, &row, &imdns, seq, now_ms, "deleted").await?.unwrap_or_default();
         tx.commit().await?;
         Ok(Some(Released { blob_keys: keys }))
     }
@@ -1480,7 +1553,7 @@ impl Objects for SqliteStore {
         let mut released = Released::default();
         // Each target read once, with the IMDNs that go with it.
         let mut rows = Vec::new();
-        for (public_id, id) in resolve_targets(&mut tx, b, targets).await? {
+        for (public_id, id) in resolve_targets(self.engine, &mut tx, b, targets).await? {
             let row = match id {
                 Some(_) => object_row(&mut tx, b, &public_id).await?,
                 None => None,
@@ -1508,7 +1581,7 @@ impl Objects for SqliteStore {
                 continue;
             }
             // Named twice in one request (or an IMDN an earlier target took): already gone.
-            let removed = remove_with_imdns(&mut tx, b, &row, &imdns, seq, now_ms, "deleted").await?;
+            let removed = remove_with_imdns(self.engine, &mut tx, b, &row, &imdns, seq, now_ms, "deleted").await?;
             let found = removed.is_some();
             released.blob_keys.extend(removed.unwrap_or_default());
             out.push(BulkItem { public_id, outcome: found.then_some(true), refusal: None });
@@ -1544,22 +1617,22 @@ impl Objects for SqliteStore {
                     continue;
                 }
             };
-            sqlx::query("SAVEPOINT copy_item").execute(&mut *tx).await?;
+            query("SAVEPOINT copy_item").execute(&mut *tx).await?;
             match copy_folder(&mut tx, b, self.folder_limits, &source, &target, seq, now_ms).await {
                 Ok(copy) => {
-                    sqlx::query("RELEASE copy_item").execute(&mut *tx).await?;
+                    query("RELEASE copy_item").execute(&mut *tx).await?;
                     out.push(Relocated::Done { public_id: copy.public_id, path: copy.path });
                 }
                 Err(Error::DuplicateName { name }) => {
-                    sqlx::query("ROLLBACK TO copy_item").execute(&mut *tx).await?;
-                    sqlx::query("RELEASE copy_item").execute(&mut *tx).await?;
+                    query("ROLLBACK TO copy_item").execute(&mut *tx).await?;
+                    query("RELEASE copy_item").execute(&mut *tx).await?;
                     out.push(Relocated::NameTaken { name });
                 }
                 Err(e) => return Err(e),
             }
         }
         for public_id in &sources.objects {
-            let id: Option<i64> = sqlx::query_scalar("SELECT id FROM objects WHERE box_id = ? AND public_id = ?")
+            let id: Option<i64> = query_scalar("SELECT id FROM objects WHERE box_id = ? AND public_id = ?")
                 .bind(b.id)
                 .bind(public_id)
                 .fetch_optional(&mut *tx)
@@ -1597,26 +1670,24 @@ impl Objects for SqliteStore {
                     continue;
                 }
             };
-            let (parent, name): (Option<i64>, String) =
-                sqlx::query_as("SELECT parent_id, name FROM folders WHERE id = ?")
-                    .bind(source.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let (parent, name): (Option<i64>, String) = query_as("SELECT parent_id, name FROM folders WHERE id = ?")
+                .bind(source.id)
+                .fetch_one(&mut *tx)
+                .await?;
             let new_path = format!("{}/{name}", target.path);
             if parent == Some(target.id) {
                 out.push(Relocated::Done { public_id: public_id.clone(), path: new_path });
                 continue;
             }
             let new_ancestry = format!("{}{}/", target.ancestry, source.id);
-            let res =
-                sqlx::query("UPDATE folders SET parent_id = ?, path = ?, ancestry = ?, last_mod_seq = ? WHERE id = ?")
-                    .bind(target.id)
-                    .bind(&new_path)
-                    .bind(&new_ancestry)
-                    .bind(seq)
-                    .bind(source.id)
-                    .execute(&mut *tx)
-                    .await;
+            let res = query("UPDATE folders SET parent_id = ?, path = ?, ancestry = ?, last_mod_seq = ? WHERE id = ?")
+                .bind(target.id)
+                .bind(&new_path)
+                .bind(&new_ancestry)
+                .bind(seq)
+                .bind(source.id)
+                .execute(&mut *tx)
+                .await;
             match res {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => {
@@ -1626,8 +1697,8 @@ impl Objects for SqliteStore {
                 Err(e) => return Err(e.into()),
             }
             // The subtree follows: paths and ancestries re-derived, not a change to them.
-            sqlx::query(
-                "UPDATE folders SET path = ? || substr(path, length(?) + 1), ancestry = ? || substr(ancestry, ?) \
+            query(
+                "UPDATE folders SET path = ? || substr(path, length(?) + 1), ancestry = ? || substr(ancestry, CAST(? AS INTEGER)) \
                  WHERE box_id = ? AND ancestry > ? AND ancestry < ?",
             )
             .bind(&new_path)
@@ -1647,7 +1718,7 @@ impl Objects for SqliteStore {
         let mut found: Vec<Option<(i64, i64)>> = Vec::with_capacity(sources.objects.len());
         for public_id in &sources.objects {
             found.push(
-                sqlx::query_as("SELECT id, folder_id FROM objects WHERE box_id = ? AND public_id = ?")
+                query_as("SELECT id, folder_id FROM objects WHERE box_id = ? AND public_id = ?")
                     .bind(b.id)
                     .bind(public_id)
                     .fetch_optional(&mut *tx)
@@ -1667,7 +1738,7 @@ impl Objects for SqliteStore {
                 continue;
             }
             if folder != target.id {
-                sqlx::query("UPDATE objects SET folder_id = ?, last_mod_seq = ? WHERE id = ?")
+                query("UPDATE objects SET folder_id = ?, last_mod_seq = ? WHERE id = ?")
                     .bind(target.id)
                     .bind(seq)
                     .bind(id)
@@ -1698,9 +1769,9 @@ impl Objects for SqliteStore {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         // Past the age, or beyond the newest `keep_newest` (by stored date).
-        let doomed: Vec<String> = sqlx::query_scalar(
+        let doomed: Vec<String> = query_scalar(
             "SELECT public_id FROM objects WHERE box_id = ?1 AND (stored_at_ms < ?2 OR id IN \
-             (SELECT id FROM objects WHERE box_id = ?1 ORDER BY stored_at_ms DESC, id DESC LIMIT -1 OFFSET ?3)) \
+             (SELECT id FROM objects WHERE box_id = ?1 ORDER BY stored_at_ms DESC, id DESC LIMIT 9223372036854775807 OFFSET ?3)) \
              ORDER BY stored_at_ms, id LIMIT ?4",
         )
         .bind(b.id)
@@ -1718,7 +1789,7 @@ impl Objects for SqliteStore {
             // Its IMDNs go with it (CPM binding 7.3.3.5), expired as well.
             let Some(row) = object_row(&mut tx, b, public_id).await? else { continue };
             let imdns = imdns_of(&mut tx, b, row.correlation_id.as_deref()).await?;
-            let removed = remove_with_imdns(&mut tx, b, &row, &imdns, seq, now_ms, "expired").await?;
+            let removed = remove_with_imdns(self.engine, &mut tx, b, &row, &imdns, seq, now_ms, "expired").await?;
             released.blob_keys.extend(removed.unwrap_or_default());
         }
         tx.commit().await?;
@@ -1729,10 +1800,10 @@ impl Objects for SqliteStore {
 }
 
 #[async_trait]
-impl Flags for SqliteStore {
+impl Flags for SqlStore {
     async fn get_flags(&self, b: &BoxRow, t: FlagTarget<'_>) -> Result<Option<Vec<String>>> {
         let (_, _, items, public_id) = flag_tables(t);
-        let id: Option<i64> = sqlx::query_scalar(sql!("SELECT id FROM {items} WHERE box_id = ? AND public_id = ?"))
+        let id: Option<i64> = query_scalar(sql!("SELECT id FROM {items} WHERE box_id = ? AND public_id = ?"))
             .bind(b.id)
             .bind(public_id)
             .fetch_optional(&self.pool)
@@ -1758,7 +1829,7 @@ impl Flags for SqliteStore {
             return Ok(Some(current));
         }
         let (table, col, _, _) = flag_tables(t);
-        sqlx::query(sql!("DELETE FROM {table} WHERE {col} = ?")).bind(owner).execute(&mut *tx).await?;
+        query(sql!("DELETE FROM {table} WHERE {col} = ?")).bind(owner).execute(&mut *tx).await?;
         for f in &wanted {
             insert_flag(&mut tx, b, t, owner, f).await?;
         }
@@ -1774,7 +1845,7 @@ impl Flags for SqliteStore {
             return Ok(None);
         };
         let (table, col, _, _) = flag_tables(t);
-        let present: Option<i64> = sqlx::query_scalar(sql!("SELECT 1 FROM {table} WHERE {col} = ? AND flag_lc = ?"))
+        let present: Option<i64> = query_scalar(sql!("SELECT 1 FROM {table} WHERE {col} = ? AND flag_lc = ?"))
             .bind(owner)
             .bind(flag.to_ascii_lowercase())
             .fetch_optional(&mut *tx)
@@ -1786,7 +1857,7 @@ impl Flags for SqliteStore {
         if on {
             insert_flag(&mut tx, b, t, owner, flag).await?;
         } else {
-            sqlx::query(sql!("DELETE FROM {table} WHERE {col} = ? AND flag_lc = ?"))
+            query(sql!("DELETE FROM {table} WHERE {col} = ? AND flag_lc = ?"))
                 .bind(owner)
                 .bind(flag.to_ascii_lowercase())
                 .execute(&mut *tx)
@@ -1802,7 +1873,7 @@ impl Flags for SqliteStore {
         let flags = dedup_flags(flags);
         let mut out = Vec::new();
         let mut any = false;
-        for (public_id, id) in resolve_targets(&mut tx, b, targets).await? {
+        for (public_id, id) in resolve_targets(self.engine, &mut tx, b, targets).await? {
             let Some(id) = id else {
                 out.push(BulkItem { public_id, outcome: None, refusal: None });
                 continue;
@@ -1810,8 +1881,8 @@ impl Flags for SqliteStore {
             let mut changed = false;
             for f in &flags {
                 let res = if on {
-                    sqlx::query(
-                        "INSERT OR IGNORE INTO object_flags (object_id, box_id, flag_lc, flag) VALUES (?, ?, ?, ?)",
+                    query(
+                        "INSERT INTO object_flags (object_id, box_id, flag_lc, flag) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     )
                     .bind(id)
                     .bind(b.id)
@@ -1820,7 +1891,7 @@ impl Flags for SqliteStore {
                     .execute(&mut *tx)
                     .await?
                 } else {
-                    sqlx::query("DELETE FROM object_flags WHERE object_id = ? AND flag_lc = ?")
+                    query("DELETE FROM object_flags WHERE object_id = ? AND flag_lc = ?")
                         .bind(id)
                         .bind(f.to_ascii_lowercase())
                         .execute(&mut *tx)
@@ -1845,26 +1916,25 @@ impl Flags for SqliteStore {
 }
 
 #[async_trait]
-impl Search for SqliteStore {
+impl Search for SqlStore {
     async fn search_objects(&self, b: &BoxRow, q: &SearchQuery) -> Result<ObjectPage> {
         // One read transaction: the page and the box modseq come from the same snapshot.
-        let mut tx = self.pool.begin().await?;
-        let modseq: i64 =
-            sqlx::query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(b.id).fetch_one(&mut *tx).await?;
-        let (ids, next) = page_ids(&mut tx, b, Over::Objects, q).await?;
+        let mut tx = self.pool.begin_with(self.engine.begin_read()).await?;
+        let modseq: i64 = query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(b.id).fetch_one(&mut *tx).await?;
+        let (ids, next) = page_ids(self.engine, &mut tx, b, Over::Objects, q).await?;
         let objects = load_objects(&mut tx, &ids).await?;
         tx.commit().await?;
         Ok(ObjectPage { objects, next, modseq })
     }
     async fn search_folders(&self, b: &BoxRow, q: &SearchQuery) -> Result<FolderPage> {
-        let mut tx = self.pool.begin().await?;
-        let (ids, next) = page_ids(&mut tx, b, Over::Folders, q).await?;
+        let mut tx = self.pool.begin_with(self.engine.begin_read()).await?;
+        let (ids, next) = page_ids(self.engine, &mut tx, b, Over::Folders, q).await?;
         let folders = load_folders(&mut tx, &ids).await?;
         tx.commit().await?;
         Ok(FolderPage { folders, next })
     }
     async fn vanished_objects(&self, b: &BoxRow, limit: u32) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
+        Ok(query_scalar(
             "SELECT public_id FROM tombstones WHERE box_id = ? AND kind = 'object' ORDER BY id DESC LIMIT ?",
         )
         .bind(b.id)
@@ -1875,9 +1945,9 @@ impl Search for SqliteStore {
 }
 
 #[async_trait]
-impl Changes for SqliteStore {
+impl Changes for SqlStore {
     async fn sync_state(&self, b: &BoxRow) -> Result<(i64, i64, i64)> {
-        Ok(sqlx::query_as("SELECT modseq, validity, replay_floor FROM boxes WHERE id = ?")
+        Ok(query_as("SELECT modseq, validity, replay_floor FROM boxes WHERE id = ?")
             .bind(b.id)
             .fetch_one(&self.pool)
             .await?)
@@ -1891,9 +1961,9 @@ impl Changes for SqliteStore {
         with_attributes: bool,
     ) -> Result<ChangePage> {
         // One read transaction: the changes and the box's sync state are one snapshot.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(self.engine.begin_read()).await?;
         let (modseq, validity, replay_floor): (i64, i64, i64) =
-            sqlx::query_as("SELECT modseq, validity, replay_floor FROM boxes WHERE id = ?")
+            query_as("SELECT modseq, validity, replay_floor FROM boxes WHERE id = ?")
                 .bind(b.id)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -1913,20 +1983,16 @@ impl Changes for SqliteStore {
         let next = |table: &str| {
             format!(
                 "SELECT * FROM (SELECT last_mod_seq FROM {table} WHERE box_id = ?1 AND last_mod_seq > ?2 \
-                 ORDER BY last_mod_seq LIMIT ?3)"
+                 ORDER BY last_mod_seq LIMIT ?3) {table}_next"
             )
         };
-        let mut seqs: Vec<i64> = sqlx::query_scalar(sql!(
-            "{} UNION ALL {} UNION ALL {}",
-            next("objects"),
-            next("folders"),
-            next("tombstones")
-        ))
-        .bind(b.id)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut seqs: Vec<i64> =
+            query_scalar(sql!("{} UNION ALL {} UNION ALL {}", next("objects"), next("folders"), next("tombstones")))
+                .bind(b.id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
         seqs.sort_unstable();
         // Whole modseq groups: the page ends at the limit-th change's modseq ...
         let mut through = match seqs.get(limit as usize - 1) {
@@ -1943,7 +2009,7 @@ impl Changes for SqliteStore {
         }
         let more = changes_beyond(&mut tx, b, through).await?;
         let ids = |table: &'static str| {
-            sqlx::query_scalar::<_, i64>(sql!(
+            query_scalar::<i64>(sql!(
                 "SELECT id FROM {table} WHERE box_id = ? AND last_mod_seq > ? AND last_mod_seq <= ? \
                  ORDER BY last_mod_seq, id"
             ))
@@ -1970,36 +2036,54 @@ impl Changes for SqliteStore {
     }
     async fn prune_tombstones(&self, before_ms: i64, keep_per_box: u32) -> Result<u64> {
         let (_slot, mut tx) = self.begin_write().await?;
-        // One ranking pass over all tombstones, newest first per box.
-        sqlx::query("DROP TABLE IF EXISTS temp.prune_doomed").execute(&mut *tx).await?;
-        sqlx::query(
-            "CREATE TEMP TABLE prune_doomed AS SELECT id, box_id, last_mod_seq FROM \
-             (SELECT id, box_id, last_mod_seq, deleted_at_ms, \
-              row_number() OVER (PARTITION BY box_id ORDER BY id DESC) AS rank FROM tombstones) \
-             WHERE deleted_at_ms < ? OR rank > ?",
-        )
-        .bind(before_ms)
-        .bind(i64::from(keep_per_box))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE boxes SET replay_floor = max(replay_floor, \
-             (SELECT max(last_mod_seq) FROM temp.prune_doomed d WHERE d.box_id = boxes.id)) \
-             WHERE id IN (SELECT box_id FROM temp.prune_doomed)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let res = sqlx::query("DELETE FROM tombstones WHERE id IN (SELECT id FROM temp.prune_doomed)")
-            .execute(&mut *tx)
+        // Ranking passes over all tombstones, newest first per box, a batch of the doomed at
+        // a time: each box's replay floor rises to the newest modseq dropped from it, and
+        // exactly the tombstones read are dropped (any written meanwhile stay).
+        const BATCH: i64 = 5_000;
+        let mut dropped = 0u64;
+        loop {
+            let doomed: Vec<(i64, i64, i64)> = query_as(
+                "SELECT id, box_id, last_mod_seq FROM \
+                 (SELECT id, box_id, last_mod_seq, deleted_at_ms, \
+                  row_number() OVER (PARTITION BY box_id ORDER BY id DESC) AS rank FROM tombstones) ranked \
+                 WHERE deleted_at_ms < ? OR rank > ? ORDER BY id LIMIT ?",
+            )
+            .bind(before_ms)
+            .bind(i64::from(keep_per_box))
+            .bind(BATCH)
+            .fetch_all(&mut *tx)
             .await?;
-        sqlx::query("DROP TABLE temp.prune_doomed").execute(&mut *tx).await?;
+            let mut floors: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+            for (_, box_id, seq) in &doomed {
+                let floor = floors.entry(*box_id).or_insert(*seq);
+                *floor = (*floor).max(*seq);
+            }
+            for (box_id, floor) in floors {
+                query(sql!(
+                    "UPDATE boxes SET replay_floor = {greatest}(replay_floor, ?) WHERE id = ?",
+                    greatest = self.engine.greatest()
+                ))
+                .bind(floor)
+                .bind(box_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for chunk in doomed.chunks(500) {
+                let ids = id_list(&chunk.iter().map(|d| d.0).collect::<Vec<_>>());
+                let res = query(sql!("DELETE FROM tombstones WHERE id IN ({ids})")).execute(&mut *tx).await?;
+                dropped += res.rows_affected();
+            }
+            if (doomed.len() as i64) < BATCH {
+                break;
+            }
+        }
         tx.commit().await?;
-        Ok(res.rows_affected())
+        Ok(dropped)
     }
 }
 
 #[async_trait]
-impl Subscriptions for SqliteStore {
+impl Subscriptions for SqlStore {
     async fn create_channel(&self, c: &Channel) -> Result<Channel> {
         subscriptions::create_channel(&self.pool, c).await
     }
@@ -2055,10 +2139,10 @@ impl Subscriptions for SqliteStore {
         subscriptions::webhook_candidates(&self.pool, now_ms, boxes, limit).await
     }
     async fn claim_webhook_lists(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxList>> {
-        subscriptions::claim_webhook_lists(&self.pool, now_ms, lease_until_ms, limit).await
+        subscriptions::claim_webhook_lists(&self.pool, self.engine, now_ms, lease_until_ms, limit).await
     }
     async fn next_webhook_due(&self) -> Result<Option<i64>> {
-        subscriptions::next_webhook_due(&self.pool).await
+        subscriptions::next_webhook_due(&self.pool, self.engine).await
     }
     async fn webhook_delivered(&self, subscription_id: i64, index: i64) -> Result<()> {
         subscriptions::webhook_delivered(&self.pool, subscription_id, index).await
@@ -2075,24 +2159,22 @@ impl Subscriptions for SqliteStore {
 }
 
 #[async_trait]
-impl BlobRefs for SqliteStore {
+impl BlobRefs for SqlStore {
     async fn pin_blob(&self, key: &str, token: &str, now_ms: i64) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
         // A deletion mark older than a minute belongs to a crashed collector: ignore it.
-        sqlx::query("DELETE FROM blob_deleting WHERE blob_key = ? AND started_at_ms < ?")
+        query("DELETE FROM blob_deleting WHERE blob_key = ? AND started_at_ms < ?")
             .bind(key)
             .bind(now_ms - 60_000)
             .execute(&mut *tx)
             .await?;
-        let deleting: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blob_deleting WHERE blob_key = ?")
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let deleting: Option<i64> =
+            query_scalar("SELECT 1 FROM blob_deleting WHERE blob_key = ?").bind(key).fetch_optional(&mut *tx).await?;
         if deleting.is_some() {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query("INSERT OR IGNORE INTO blob_pins (blob_key, token, created_at_ms) VALUES (?, ?, ?)")
+        query("INSERT INTO blob_pins (blob_key, token, created_at_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
             .bind(key)
             .bind(token)
             .bind(now_ms)
@@ -2102,7 +2184,7 @@ impl BlobRefs for SqliteStore {
         Ok(true)
     }
     async fn unpin_blob(&self, key: &str, token: &str) -> Result<()> {
-        sqlx::query("DELETE FROM blob_pins WHERE blob_key = ? AND token = ?")
+        query("DELETE FROM blob_pins WHERE blob_key = ? AND token = ?")
             .bind(key)
             .bind(token)
             .execute(&self.pool)
@@ -2111,7 +2193,7 @@ impl BlobRefs for SqliteStore {
     }
     async fn begin_blob_delete(&self, key: &str, now_ms: i64) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
-        let used: Option<i64> = sqlx::query_scalar(
+        let used: Option<i64> = query_scalar(
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM payload_parts WHERE blob_key = ?1) \
              OR EXISTS (SELECT 1 FROM blob_pins WHERE blob_key = ?1) \
              OR EXISTS (SELECT 1 FROM blob_deleting WHERE blob_key = ?1)",
@@ -2123,7 +2205,7 @@ impl BlobRefs for SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query("INSERT INTO blob_deleting (blob_key, started_at_ms) VALUES (?, ?)")
+        query("INSERT INTO blob_deleting (blob_key, started_at_ms) VALUES (?, ?)")
             .bind(key)
             .bind(now_ms)
             .execute(&mut *tx)
@@ -2132,25 +2214,23 @@ impl BlobRefs for SqliteStore {
         Ok(true)
     }
     async fn finish_blob_delete(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM blob_deleting WHERE blob_key = ?").bind(key).execute(&self.pool).await?;
+        query("DELETE FROM blob_deleting WHERE blob_key = ?").bind(key).execute(&self.pool).await?;
         Ok(())
     }
     async fn expire_blob_marks(&self, before_ms: i64) -> Result<u64> {
         let (_slot, mut tx) = self.begin_write().await?;
-        let pins =
-            sqlx::query("DELETE FROM blob_pins WHERE created_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;
+        let pins = query("DELETE FROM blob_pins WHERE created_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;
         let marks =
-            sqlx::query("DELETE FROM blob_deleting WHERE started_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;
+            query("DELETE FROM blob_deleting WHERE started_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(pins.rows_affected() + marks.rows_affected())
     }
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
-        Ok(())
+        self.engine.migrate(&self.pool).await
     }
 }
 
@@ -2160,10 +2240,19 @@ mod tests {
 
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, SqliteStore, BoxRow) {
+    #[test]
+    fn placeholders_are_numbered_in_order_outside_quotes() {
+        assert_eq!(numbered("SELECT ? , ?"), "SELECT $1 , $2");
+        assert_eq!(numbered("a = ?1 AND b = ?2 AND c = ?1"), "a = $1 AND b = $2 AND c = $1");
+        assert_eq!(numbered("x = ?2 OR y = ?"), "x = $2 OR y = $3");
+        assert_eq!(numbered("v = '?' AND \"w?\" = ?"), "v = '?' AND \"w?\" = $1");
+        assert_eq!(numbered("'it''s?' || ?"), "'it''s?' || $1");
+    }
+
+    async fn store() -> (tempfile::TempDir, SqlStore, BoxRow) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("nms.db").display());
-        let store = SqliteStore::connect(&url).await.unwrap();
+        let store = SqlStore::connect(&url, &Default::default()).await.unwrap();
         store.migrate().await.unwrap();
         let b = store.provision_box("base", "tel:+1", "root", 1).await.unwrap();
         (dir, store, b)
@@ -2185,12 +2274,9 @@ mod tests {
     }
 
     /// The plan SQLite chooses for `sql`, one line per step.
-    async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
-        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-            .bind(1)
-            .fetch_all(&store.pool)
-            .await
-            .unwrap();
+    async fn plan(store: &SqlStore, sql: &str) -> Vec<String> {
+        let rows: Vec<(i64, i64, i64, String)> =
+            query_as(format!("EXPLAIN QUERY PLAN {sql}")).bind(1).fetch_all(&store.pool).await.unwrap();
         rows.into_iter().map(|r| r.3).collect()
     }
 

@@ -9,7 +9,11 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::query;
+use crate::store::engine::Engine;
 
 use super::{FOLDER_COLUMNS, group_attributes};
 use crate::error::{Error, Result};
@@ -30,26 +34,26 @@ pub struct Sql {
 }
 
 impl Sql {
-    fn push(&mut self, s: &str) -> &mut Self {
+    pub fn push(&mut self, s: &str) -> &mut Self {
         self.text.push_str(s);
         self
     }
 
-    fn int(&mut self, v: i64) -> &mut Self {
+    pub fn int(&mut self, v: i64) -> &mut Self {
         self.text.push('?');
         self.binds.push(Bind::Int(v));
         self
     }
 
-    fn str(&mut self, v: &str) -> &mut Self {
+    pub fn str(&mut self, v: &str) -> &mut Self {
         self.text.push('?');
         self.binds.push(Bind::Text(v.to_string()));
         self
     }
 
     /// Run as a query returning rows.
-    pub async fn fetch_all(&self, conn: &mut SqliteConnection) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
-        let mut q = sqlx::query(AssertSqlSafe(self.text.as_str()));
+    pub async fn fetch_all(&self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>> {
+        let mut q = query(self.text.as_str());
         for b in &self.binds {
             q = match b {
                 Bind::Int(v) => q.bind(*v),
@@ -61,7 +65,7 @@ impl Sql {
 }
 
 /// `%needle%` for LIKE, with `\` escaping the wildcards.
-fn like_pattern(needle: &str) -> String {
+pub fn like_pattern(needle: &str) -> String {
     let mut p = String::with_capacity(needle.len() + 2);
     p.push('%');
     for c in needle.chars() {
@@ -72,11 +76,6 @@ fn like_pattern(needle: &str) -> String {
     }
     p.push('%');
     p
-}
-
-/// An FTS5 phrase query matching `text` literally.
-fn fts_phrase(text: &str) -> String {
-    format!("\"{}\"", text.replace('"', "\"\""))
 }
 
 /// Which table a search runs over.
@@ -91,6 +90,7 @@ pub enum Over {
 /// their matches once (`IN`, box-scoped index range).
 #[derive(Clone, Copy)]
 struct Mode {
+    engine: Engine,
     over: Over,
     box_id: i64,
     probe: bool,
@@ -101,7 +101,7 @@ fn filter_sql(sql: &mut Sql, m: Mode, f: &Filter) -> Result<()> {
     let over = m.over;
     match f {
         Filter::All(list) | Filter::Any(list) if list.is_empty() => {
-            sql.push(if matches!(f, Filter::All(_)) { "1" } else { "0" });
+            sql.push(if matches!(f, Filter::All(_)) { "TRUE" } else { "FALSE" });
         }
         Filter::All(list) | Filter::Any(list) => {
             let op = if matches!(f, Filter::All(_)) { " AND " } else { " OR " };
@@ -121,7 +121,7 @@ fn filter_sql(sql: &mut Sql, m: Mode, f: &Filter) -> Result<()> {
         }
         Filter::Stored { min_ms, max_ms } => {
             let col = if over == Over::Objects { "o.stored_at_ms" } else { "f.created_at_ms" };
-            sql.push("(1");
+            sql.push("(TRUE");
             if let Some(min) = min_ms {
                 sql.push(" AND ").push(col).push(" >= ").int(*min);
             }
@@ -157,7 +157,7 @@ fn filter_sql(sql: &mut Sql, m: Mode, f: &Filter) -> Result<()> {
             Over::Folders => match name_lc.as_str() {
                 // Derived attributes of folders.
                 "root" => {
-                    sql.push(if value.eq_ignore_ascii_case("yes") { "f.is_root = 1" } else { "0" });
+                    sql.push(if value.eq_ignore_ascii_case("yes") { "f.is_root = 1" } else { "FALSE" });
                 }
                 "name" => {
                     sql.push("f.name = ").str(value);
@@ -172,29 +172,16 @@ fn filter_sql(sql: &mut Sql, m: Mode, f: &Filter) -> Result<()> {
             },
         },
         Filter::Text { needle } => match over {
-            // The trigram index answers needles of three characters or more; shorter ones
-            // are rare and scan the (indexed) text table.
-            Over::Objects if needle.chars().count() >= 3 => {
-                sql.push("o.id IN (SELECT rowid FROM object_text WHERE object_text MATCH ").str(&fts_phrase(needle));
-                sql.push(")");
-            }
-            Over::Objects => {
-                sql.push("o.id IN (SELECT id FROM object_search WHERE body LIKE ")
-                    .str(&like_pattern(needle))
-                    .push(" ESCAPE '\\')");
-            }
+            Over::Objects => m.engine.text_filter(sql, needle),
             Over::Folders => {
                 let p = like_pattern(needle);
-                sql.push("(f.name LIKE ").str(&p).push(" ESCAPE '\\'");
-                sql.push(" OR f.id IN (SELECT folder_id FROM folder_attributes WHERE value LIKE ")
-                    .str(&p)
-                    .push(" ESCAPE '\\'))");
+                let like = m.engine.like_ascii_ci();
+                sql.push("(f.name ").push(like).push(" ").str(&p).push(" ESCAPE '\\'");
+                sql.push(" OR f.id IN (SELECT folder_id FROM folder_attributes WHERE value ").push(like).push(" ");
+                sql.str(&p).push(" ESCAPE '\\'))");
             }
         },
-        Filter::Word { word } if over == Over::Objects => {
-            sql.push("o.id IN (SELECT rowid FROM object_words WHERE object_words MATCH ").str(&fts_phrase(word));
-            sql.push(")");
-        }
+        Filter::Word { word } if over == Over::Objects => m.engine.word_filter(sql, word),
         Filter::Flag { flag_lc, set: true } if over == Over::Objects && !m.probe => {
             sql.push("o.id IN (SELECT object_id FROM object_flags WHERE box_id = ")
                 .int(m.box_id)
@@ -216,7 +203,7 @@ fn filter_sql(sql: &mut Sql, m: Mode, f: &Filter) -> Result<()> {
             sql.push("o.creation_seq > ").int(*seq);
         }
         Filter::Vanished => {
-            sql.push("0");
+            sql.push("FALSE");
         }
         other => return Err(Error::internal(format!("filter {other:?} does not apply to folders"))),
     }
@@ -302,31 +289,33 @@ fn scope_sql(sql: &mut Sql, over: Over, folder_col: &str, scope: &Scope) {
 }
 
 /// A page in id order read from the driving leaf's index (`CROSS JOIN` keeps that order).
-fn driven_page_sql(b: &BoxRow, q: &SearchQuery, driver: &Filter, rest: Option<&Filter>, limit: u32) -> Result<Sql> {
+fn driven_page_sql(
+    engine: Engine,
+    b: &BoxRow,
+    q: &SearchQuery,
+    driver: &Filter,
+    rest: Option<&Filter>,
+    limit: u32,
+) -> Result<Sql> {
     let mut sql = Sql::default();
     let (cmp, dir) = if q.sort.descending { ("<", "DESC") } else { (">", "ASC") };
     let key = match driver {
         Filter::Attribute { name_lc, value } => {
-            sql.push("SELECT DISTINCT o.id AS id, o.id AS k FROM object_attributes d CROSS JOIN objects o ON o.id = d.object_id");
+            sql.push("SELECT DISTINCT d.object_id AS id, d.object_id AS k FROM object_attributes d ");
+            sql.push(engine.ordered_join());
+            sql.push(" objects o ON o.id = d.object_id");
             sql.push(" WHERE d.box_id = ").int(b.id).push(" AND d.name_lc = ").str(name_lc);
             sql.push(" AND d.value = ").str(value);
             "d.object_id"
         }
         Filter::Flag { flag_lc, .. } => {
-            sql.push("SELECT o.id AS id, o.id AS k FROM object_flags d CROSS JOIN objects o ON o.id = d.object_id");
+            sql.push("SELECT o.id AS id, o.id AS k FROM object_flags d ").push(engine.ordered_join());
+            sql.push(" objects o ON o.id = d.object_id");
             sql.push(" WHERE d.box_id = ").int(b.id).push(" AND d.flag_lc = ").str(flag_lc);
             "d.object_id"
         }
-        Filter::Text { needle } => {
-            sql.push("SELECT o.id AS id, o.id AS k FROM object_text d CROSS JOIN objects o ON o.id = d.rowid");
-            sql.push(" WHERE object_text MATCH ").str(&fts_phrase(needle));
-            "d.rowid"
-        }
-        Filter::Word { word } => {
-            sql.push("SELECT o.id AS id, o.id AS k FROM object_words d CROSS JOIN objects o ON o.id = d.rowid");
-            sql.push(" WHERE object_words MATCH ").str(&fts_phrase(word));
-            "d.rowid"
-        }
+        Filter::Text { needle } => engine.text_source(&mut sql, needle),
+        Filter::Word { word } => engine.word_source(&mut sql, word),
         other => return Err(Error::internal(format!("{other:?} cannot drive a page"))),
     };
     if let Some(after) = &q.after {
@@ -338,7 +327,7 @@ fn driven_page_sql(b: &BoxRow, q: &SearchQuery, driver: &Filter, rest: Option<&F
     }
     if let Some(rest) = rest {
         sql.push(" AND ");
-        filter_sql(&mut sql, Mode { over: Over::Objects, box_id: b.id, probe: true }, rest)?;
+        filter_sql(&mut sql, Mode { engine, over: Over::Objects, box_id: b.id, probe: true }, rest)?;
     }
     sql.push(" ORDER BY ").push(key).push(" ").push(dir).push(" LIMIT ").int(i64::from(limit) + 1);
     Ok(sql)
@@ -346,12 +335,12 @@ fn driven_page_sql(b: &BoxRow, q: &SearchQuery, driver: &Filter, rest: Option<&F
 
 /// `SELECT id, k FROM ... WHERE <box, scope, filter> [AND (k, id) after] ORDER BY k, id LIMIT n`:
 /// the ids (and sort values) of one page plus one row to tell whether more follow.
-pub fn page_sql(b: &BoxRow, over: Over, q: &SearchQuery, limit: u32) -> Result<(Sql, bool)> {
+pub fn page_sql(engine: Engine, b: &BoxRow, over: Over, q: &SearchQuery, limit: u32) -> Result<(Sql, bool)> {
     if over == Over::Objects
         && q.sort.key == SortKey::Id
         && let Some((driver, rest)) = q.filter.as_ref().and_then(pick_driver)
     {
-        return Ok((driven_page_sql(b, q, driver, rest.as_ref(), limit)?, true));
+        return Ok((driven_page_sql(engine, b, q, driver, rest.as_ref(), limit)?, true));
     }
     let (table, alias, folder_col) = match over {
         Over::Objects => ("objects", "o", "o.folder_id"),
@@ -366,9 +355,9 @@ pub fn page_sql(b: &BoxRow, over: Over, q: &SearchQuery, limit: u32) -> Result<(
     }
     if let Some(f) = &q.filter {
         sql.push(" AND ");
-        filter_sql(&mut sql, Mode { over, box_id: b.id, probe: false }, f)?;
+        filter_sql(&mut sql, Mode { engine, over, box_id: b.id, probe: false }, f)?;
     }
-    sql.push(")");
+    sql.push(") page");
     let (cmp, dir) = if q.sort.descending { ("<", "DESC") } else { (">", "ASC") };
     if let Some(after) = &q.after {
         if q.sort.key == SortKey::Id {
@@ -390,12 +379,13 @@ pub fn page_sql(b: &BoxRow, over: Over, q: &SearchQuery, limit: u32) -> Result<(
 /// Run a page query: the (id, sort value) rows, at most `limit`, and the position after the
 /// last one if more rows follow.
 pub async fn page_ids(
-    conn: &mut SqliteConnection,
+    engine: Engine,
+    conn: &mut AnyConnection,
     b: &BoxRow,
     over: Over,
     q: &SearchQuery,
 ) -> Result<(Vec<i64>, Option<SearchPosition>)> {
-    let (sql, int_key) = page_sql(b, over, q, q.limit)?;
+    let (sql, int_key) = page_sql(engine, b, over, q, q.limit)?;
     let rows = sql.fetch_all(conn).await?;
     let more = rows.len() > q.limit as usize;
     let mut ids = Vec::with_capacity(rows.len().min(q.limit as usize));
@@ -425,14 +415,14 @@ fn in_list(sql: &mut Sql, ids: &[i64]) {
 const LOAD_CHUNK: usize = 500;
 
 /// Load objects by internal id, in the order given, with four queries per 500.
-pub async fn load_objects(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<Object>> {
+pub async fn load_objects(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Object>> {
     load_objects_with(conn, ids, true, true).await
 }
 
 /// Load objects by internal id, in the order given, leaving out their attributes and/or
 /// part metadata when they are not wanted (sync events carry neither).
 pub async fn load_objects_with(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     ids: &[i64],
     attributes: bool,
     parts: bool,
@@ -445,7 +435,7 @@ pub async fn load_objects_with(
 }
 
 async fn load_object_chunk(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     ids: &[i64],
     with_attributes: bool,
     with_parts: bool,
@@ -549,7 +539,7 @@ async fn load_object_chunk(
 }
 
 /// Load folders by internal id, in the order given, with two queries per 500.
-pub async fn load_folders(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<Folder>> {
+pub async fn load_folders(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Folder>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(LOAD_CHUNK) {
         out.extend(load_folder_chunk(conn, chunk).await?);
@@ -557,7 +547,7 @@ pub async fn load_folders(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Ve
     Ok(out)
 }
 
-async fn load_folder_chunk(conn: &mut SqliteConnection, ids: &[i64]) -> Result<Vec<Folder>> {
+async fn load_folder_chunk(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Folder>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -576,7 +566,7 @@ async fn load_folder_chunk(conn: &mut SqliteConnection, ids: &[i64]) -> Result<V
                 public_id: row.try_get("public_id")?,
                 parent_public_id: row.try_get("parent_public_id")?,
                 name: row.try_get("name")?,
-                is_root: row.try_get("is_root")?,
+                is_root: row.try_get::<i64, _>("is_root")? != 0,
                 path: row.try_get("path")?,
                 attributes: Vec::new(),
                 created_at_ms: row.try_get("created_at_ms")?,
@@ -610,11 +600,6 @@ mod tests {
     }
 
     #[test]
-    fn phrases_double_quotes() {
-        assert_eq!(fts_phrase("say \"hi\""), "\"say \"\"hi\"\"\"");
-    }
-
-    #[test]
     fn pages_bind_every_value() {
         let b = BoxRow { id: 7, store: "base".into(), address: "a".into(), modseq: 0, validity: 1 };
         let q = SearchQuery {
@@ -627,7 +612,7 @@ mod tests {
             after: Some(SearchPosition { value: SortValue::Int(5), id: 9 }),
             limit: 10,
         };
-        let (sql, int_key) = page_sql(&b, Over::Objects, &q, 10).unwrap();
+        let (sql, int_key) = page_sql(Engine::Sqlite, &b, Over::Objects, &q, 10).unwrap();
         assert!(int_key);
         assert!(!sql.text.contains("DROP"), "{}", sql.text);
         assert_eq!(sql.text.matches('?').count(), sql.binds.len());
@@ -648,7 +633,7 @@ mod tests {
             after: Some(SearchPosition { value: SortValue::Int(42), id: 42 }),
             limit: 10,
         };
-        let (sql, _) = page_sql(&b, Over::Objects, &q, 10).unwrap();
+        let (sql, _) = page_sql(Engine::Sqlite, &b, Over::Objects, &q, 10).unwrap();
         assert!(sql.text.contains("FROM object_flags d CROSS JOIN objects o"), "{}", sql.text);
         assert!(sql.text.contains("d.object_id > ?"), "{}", sql.text);
         assert!(
@@ -659,11 +644,11 @@ mod tests {
         assert_eq!(sql.text.matches('?').count(), sql.binds.len());
         // Short substrings, negations and other sorts use the box's own order instead.
         q.filter = Some(Filter::Text { needle: "ab".into() });
-        assert!(!page_sql(&b, Over::Objects, &q, 10).unwrap().0.text.contains("CROSS JOIN"));
+        assert!(!page_sql(Engine::Sqlite, &b, Over::Objects, &q, 10).unwrap().0.text.contains("CROSS JOIN"));
         q.filter = Some(Filter::Not(Box::new(Filter::Flag { flag_lc: "\\seen".into(), set: true })));
-        assert!(!page_sql(&b, Over::Objects, &q, 10).unwrap().0.text.contains("CROSS JOIN"));
+        assert!(!page_sql(Engine::Sqlite, &b, Over::Objects, &q, 10).unwrap().0.text.contains("CROSS JOIN"));
         q.filter = Some(Filter::Flag { flag_lc: "\\seen".into(), set: true });
         q.sort = Sort { key: SortKey::Date, descending: true };
-        assert!(!page_sql(&b, Over::Objects, &q, 10).unwrap().0.text.contains("CROSS JOIN"));
+        assert!(!page_sql(Engine::Sqlite, &b, Over::Objects, &q, 10).unwrap().0.text.contains("CROSS JOIN"));
     }
 }

@@ -1,6 +1,10 @@
 //! Notification channels and subscriptions in SQLite (the `Store` verbs delegate here).
 
-use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use super::{query, query_as, query_scalar};
+use crate::store::engine::Engine;
 
 use crate::error::{Error, Result};
 use crate::model::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within};
@@ -12,7 +16,7 @@ const SUBSCRIPTION_COLUMNS: &str = "id, box_id, public_id, principal, channel_id
      notification_format, filter, client_correlator, duration_secs, expires_at_ms, restart_token, \
      position_validity, position_modseq, position_part, position_id, next_index";
 
-fn channel_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Channel> {
+fn channel_from_row(r: &AnyRow) -> Result<Channel> {
     let max: i64 = r.try_get("max_notifications")?;
     Ok(Channel {
         id: r.try_get("id")?,
@@ -28,7 +32,7 @@ fn channel_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Channel> {
     })
 }
 
-fn subscription_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Subscription> {
+fn subscription_from_row(r: &AnyRow) -> Result<Subscription> {
     let filter: Option<String> = r.try_get("filter")?;
     let filter = filter
         .map(|f| serde_json::from_str::<Filter>(&f))
@@ -69,8 +73,8 @@ fn filter_json(f: &Option<Filter>) -> Result<Option<String>> {
     f.as_ref().map(|f| serde_json::to_string(f).map_err(Error::internal)).transpose()
 }
 
-pub async fn create_channel(pool: &SqlitePool, c: &Channel) -> Result<Channel> {
-    let id: i64 = sqlx::query_scalar(
+pub async fn create_channel(pool: &AnyPool, c: &Channel) -> Result<Channel> {
+    let id: i64 = query_scalar(
         "INSERT INTO channels (public_id, principal, user_id, client_correlator, application_tag, lifetime_secs, \
          expires_at_ms, max_notifications, max_wait_secs, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          RETURNING id",
@@ -90,22 +94,22 @@ pub async fn create_channel(pool: &SqlitePool, c: &Channel) -> Result<Channel> {
     Ok(Channel { id, ..c.clone() })
 }
 
-pub async fn channel(pool: &SqlitePool, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
+pub async fn channel(pool: &AnyPool, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
     let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE public_id = ? AND expires_at_ms > ?");
-    let row = sqlx::query(AssertSqlSafe(sql)).bind(public_id).bind(now_ms).fetch_optional(pool).await?;
+    let row = query(sql).bind(public_id).bind(now_ms).fetch_optional(pool).await?;
     row.as_ref().map(channel_from_row).transpose()
 }
 
-pub async fn channels_of(pool: &SqlitePool, principal: &str, user_id: &str, now_ms: i64) -> Result<Vec<Channel>> {
+pub async fn channels_of(pool: &AnyPool, principal: &str, user_id: &str, now_ms: i64) -> Result<Vec<Channel>> {
     let sql = format!(
         "SELECT {CHANNEL_COLUMNS} FROM channels WHERE principal = ? AND user_id = ? AND expires_at_ms > ? ORDER BY id"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql)).bind(principal).bind(user_id).bind(now_ms).fetch_all(pool).await?;
+    let rows = query(sql).bind(principal).bind(user_id).bind(now_ms).fetch_all(pool).await?;
     rows.iter().map(channel_from_row).collect()
 }
 
-pub async fn count_channels(pool: &SqlitePool, principal: &str, now_ms: i64) -> Result<u64> {
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM channels WHERE principal = ? AND expires_at_ms > ?")
+pub async fn count_channels(pool: &AnyPool, principal: &str, now_ms: i64) -> Result<u64> {
+    let n: i64 = query_scalar("SELECT count(*) FROM channels WHERE principal = ? AND expires_at_ms > ?")
         .bind(principal)
         .bind(now_ms)
         .fetch_one(pool)
@@ -114,12 +118,12 @@ pub async fn count_channels(pool: &SqlitePool, principal: &str, now_ms: i64) -> 
 }
 
 pub async fn renew_channel(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     public_id: &str,
     lifetime_secs: i64,
     now_ms: i64,
 ) -> Result<Option<Channel>> {
-    sqlx::query("UPDATE channels SET lifetime_secs = ?, expires_at_ms = ? WHERE public_id = ? AND expires_at_ms > ?")
+    query("UPDATE channels SET lifetime_secs = ?, expires_at_ms = ? WHERE public_id = ? AND expires_at_ms > ?")
         .bind(lifetime_secs)
         .bind(now_ms.saturating_add(lifetime_secs.saturating_mul(1000)))
         .bind(public_id)
@@ -129,23 +133,19 @@ pub async fn renew_channel(
     channel(pool, public_id, now_ms).await
 }
 
-pub async fn delete_channel(pool: &SqlitePool, public_id: &str) -> Result<bool> {
-    let res = sqlx::query("DELETE FROM channels WHERE public_id = ?").bind(public_id).execute(pool).await?;
+pub async fn delete_channel(pool: &AnyPool, public_id: &str) -> Result<bool> {
+    let res = query("DELETE FROM channels WHERE public_id = ?").bind(public_id).execute(pool).await?;
     Ok(res.rows_affected() > 0)
 }
 
 /// One statement, so the count of the box's live subscriptions and the insert are atomic.
 /// (Plain `?` only: sqlx numbers anonymous parameters itself, so mixing in `?NNN` shifts
 /// them.)
-pub async fn create_subscription(
-    pool: &SqlitePool,
-    s: &Subscription,
-    max_per_box: u32,
-) -> Result<Option<Subscription>> {
+pub async fn create_subscription(pool: &AnyPool, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>> {
     let now = crate::ids::now_ms();
     if let Some(c) = &s.client_correlator {
         // An expired subscription no longer holds its correlator.
-        sqlx::query(
+        query(
             "DELETE FROM subscriptions WHERE box_id = ? AND principal = ? AND client_correlator = ? \
              AND expires_at_ms <= ?",
         )
@@ -156,7 +156,7 @@ pub async fn create_subscription(
         .execute(pool)
         .await?;
     }
-    let inserted: std::result::Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
+    let inserted: std::result::Result<Option<i64>, sqlx::Error> = query_scalar(
         "INSERT INTO subscriptions (box_id, public_id, principal, channel_id, notify_url, callback_data, \
          notification_format, filter, client_correlator, duration_secs, expires_at_ms, restart_token, \
          position_validity, position_modseq, position_part, position_id, next_index, created_at_ms) \
@@ -201,7 +201,7 @@ pub async fn create_subscription(
 
 /// The live subscription of box `box_id` matching `where_sql`, with `keys` bound in order.
 async fn one_subscription(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     box_id: i64,
     where_sql: &str,
     keys: &[&str],
@@ -210,7 +210,7 @@ async fn one_subscription(
     let sql = format!(
         "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE box_id = ? AND {where_sql} AND expires_at_ms > ?"
     );
-    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(box_id);
+    let mut q = query(sql).bind(box_id);
     for k in keys {
         q = q.bind(*k);
     }
@@ -218,12 +218,12 @@ async fn one_subscription(
     row.as_ref().map(subscription_from_row).transpose()
 }
 
-pub async fn subscription(pool: &SqlitePool, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>> {
+pub async fn subscription(pool: &AnyPool, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>> {
     one_subscription(pool, b.id, "public_id = ?", &[public_id], now_ms).await
 }
 
 pub async fn subscription_by_correlator(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     box_id: i64,
     principal: &str,
     correlator: &str,
@@ -232,31 +232,26 @@ pub async fn subscription_by_correlator(
     one_subscription(pool, box_id, "principal = ? AND client_correlator = ?", &[principal, correlator], now_ms).await
 }
 
-pub async fn subscriptions_of(
-    pool: &SqlitePool,
-    b: &BoxRow,
-    principal: &str,
-    now_ms: i64,
-) -> Result<Vec<Subscription>> {
+pub async fn subscriptions_of(pool: &AnyPool, b: &BoxRow, principal: &str, now_ms: i64) -> Result<Vec<Subscription>> {
     let sql = format!(
         "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE box_id = ? AND principal = ? AND expires_at_ms > ? \
          ORDER BY id"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql)).bind(b.id).bind(principal).bind(now_ms).fetch_all(pool).await?;
+    let rows = query(sql).bind(b.id).bind(principal).bind(now_ms).fetch_all(pool).await?;
     rows.iter().map(subscription_from_row).collect()
 }
 
-pub async fn subscriptions_of_channel(pool: &SqlitePool, channel_id: i64, now_ms: i64) -> Result<Vec<Subscription>> {
+pub async fn subscriptions_of_channel(pool: &AnyPool, channel_id: i64, now_ms: i64) -> Result<Vec<Subscription>> {
     let sql = format!(
         "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE channel_id = ? AND expires_at_ms > ? ORDER BY id"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql)).bind(channel_id).bind(now_ms).fetch_all(pool).await?;
+    let rows = query(sql).bind(channel_id).bind(now_ms).fetch_all(pool).await?;
     rows.iter().map(subscription_from_row).collect()
 }
 
-pub async fn update_subscription(pool: &SqlitePool, s: &Subscription, position: bool) -> Result<()> {
+pub async fn update_subscription(pool: &AnyPool, s: &Subscription, position: bool) -> Result<()> {
     if !position {
-        sqlx::query("UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ? WHERE id = ?")
+        query("UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ? WHERE id = ?")
             .bind(s.duration_secs)
             .bind(s.expires_at_ms)
             .bind(s.id)
@@ -264,7 +259,7 @@ pub async fn update_subscription(pool: &SqlitePool, s: &Subscription, position: 
             .await?;
         return Ok(());
     }
-    sqlx::query(
+    query(
         "UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ?, restart_token = ?, position_validity = ?, \
          position_modseq = ?, position_part = ?, position_id = ? WHERE id = ?",
     )
@@ -281,8 +276,8 @@ pub async fn update_subscription(pool: &SqlitePool, s: &Subscription, position: 
     Ok(())
 }
 
-pub async fn delete_subscription(pool: &SqlitePool, b: &BoxRow, public_id: &str) -> Result<bool> {
-    let res = sqlx::query("DELETE FROM subscriptions WHERE box_id = ? AND public_id = ?")
+pub async fn delete_subscription(pool: &AnyPool, b: &BoxRow, public_id: &str) -> Result<bool> {
+    let res = query("DELETE FROM subscriptions WHERE box_id = ? AND public_id = ?")
         .bind(b.id)
         .bind(public_id)
         .execute(pool)
@@ -293,9 +288,9 @@ pub async fn delete_subscription(pool: &SqlitePool, b: &BoxRow, public_id: &str)
 /// Move the position (and consume the index when `consume`) if the index and position are
 /// still those the list was built from; with `outbox`, queue the rendered list for its
 /// webhook in the same transaction.
-pub async fn advance(pool: &SqlitePool, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
+pub async fn advance(pool: &AnyPool, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let res = sqlx::query(
+    let res = query(
         "UPDATE subscriptions SET position_validity = ?, position_modseq = ?, position_part = ?, position_id = ?, \
          restart_token = ?, next_index = next_index + ? WHERE id = ? AND next_index = ? AND position_validity = ? \
          AND position_modseq = ? AND position_part = ? AND position_id = ?",
@@ -320,7 +315,7 @@ pub async fn advance(pool: &SqlitePool, m: &Advance, consume: bool, outbox: Opti
     }
     if let Some(body) = outbox {
         let now = crate::ids::now_ms();
-        sqlx::query(
+        query(
             "INSERT INTO webhook_outbox (subscription_id, list_index, body, due_at_ms, created_at_ms) \
              VALUES (?, ?, ?, ?, ?)",
         )
@@ -337,7 +332,7 @@ pub async fn advance(pool: &SqlitePool, m: &Advance, consume: bool, outbox: Opti
 }
 
 pub async fn webhook_candidates(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     now_ms: i64,
     boxes: Option<&[i64]>,
     limit: u32,
@@ -357,26 +352,29 @@ pub async fn webhook_candidates(
          AND NOT EXISTS (SELECT 1 FROM webhook_outbox w WHERE w.subscription_id = s.id) \
          ORDER BY s.id LIMIT ?"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql)).bind(now_ms).bind(i64::from(limit)).fetch_all(pool).await?;
+    let rows = query(sql).bind(now_ms).bind(i64::from(limit)).fetch_all(pool).await?;
     rows.iter().map(subscription_from_row).collect()
 }
 
 pub async fn claim_webhook_lists(
-    pool: &SqlitePool,
+    pool: &AnyPool,
+    engine: Engine,
     now_ms: i64,
     lease_until_ms: i64,
     limit: u32,
 ) -> Result<Vec<OutboxList>> {
-    let rows: Vec<(i64, i64, String, i64, String, i64)> = sqlx::query_as(
+    // A list leased by another node (or being claimed by one) is skipped, not waited for.
+    let rows: Vec<(i64, i64, String, i64, String, i64)> = query_as(format!(
         "UPDATE webhook_outbox SET lease_until_ms = ?1 \
          WHERE subscription_id IN (SELECT w.subscription_id FROM webhook_outbox w \
            JOIN subscriptions s ON s.id = w.subscription_id \
            WHERE w.due_at_ms <= ?2 AND w.lease_until_ms <= ?2 AND s.expires_at_ms > ?2 \
-           ORDER BY w.due_at_ms LIMIT ?3) \
+           ORDER BY w.due_at_ms LIMIT ?3{}) \
          RETURNING subscription_id, (SELECT box_id FROM subscriptions WHERE id = subscription_id), \
            (SELECT notify_url FROM subscriptions WHERE id = subscription_id), \
            list_index, body, attempts",
-    )
+        engine.skip_locked("w")
+    ))
     .bind(lease_until_ms)
     .bind(now_ms)
     .bind(i64::from(limit))
@@ -395,12 +393,13 @@ pub async fn claim_webhook_lists(
         .collect())
 }
 
-pub async fn next_webhook_due(pool: &SqlitePool) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT min(max(due_at_ms, lease_until_ms)) FROM webhook_outbox").fetch_one(pool).await?)
+pub async fn next_webhook_due(pool: &AnyPool, engine: Engine) -> Result<Option<i64>> {
+    let sql = format!("SELECT min({}(due_at_ms, lease_until_ms)) FROM webhook_outbox", engine.greatest());
+    Ok(query_scalar(sql).fetch_one(pool).await?)
 }
 
-pub async fn webhook_delivered(pool: &SqlitePool, subscription_id: i64, index: i64) -> Result<()> {
-    sqlx::query("DELETE FROM webhook_outbox WHERE subscription_id = ? AND list_index = ?")
+pub async fn webhook_delivered(pool: &AnyPool, subscription_id: i64, index: i64) -> Result<()> {
+    query("DELETE FROM webhook_outbox WHERE subscription_id = ? AND list_index = ?")
         .bind(subscription_id)
         .bind(index)
         .execute(pool)
@@ -409,13 +408,13 @@ pub async fn webhook_delivered(pool: &SqlitePool, subscription_id: i64, index: i
 }
 
 pub async fn webhook_failed(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     subscription_id: i64,
     index: i64,
     due_at_ms: i64,
     error: &str,
 ) -> Result<()> {
-    sqlx::query(
+    query(
         "UPDATE webhook_outbox SET attempts = attempts + 1, due_at_ms = ?, lease_until_ms = 0, last_error = ? \
          WHERE subscription_id = ? AND list_index = ?",
     )
@@ -428,13 +427,13 @@ pub async fn webhook_failed(
     Ok(())
 }
 
-pub async fn end_subscription(pool: &SqlitePool, subscription_id: i64) -> Result<()> {
-    sqlx::query("DELETE FROM subscriptions WHERE id = ?").bind(subscription_id).execute(pool).await?;
+pub async fn end_subscription(pool: &AnyPool, subscription_id: i64) -> Result<()> {
+    query("DELETE FROM subscriptions WHERE id = ?").bind(subscription_id).execute(pool).await?;
     Ok(())
 }
 
-pub async fn purge_expired(pool: &SqlitePool, now_ms: i64) -> Result<u64> {
-    let subs = sqlx::query("DELETE FROM subscriptions WHERE expires_at_ms <= ?").bind(now_ms).execute(pool).await?;
-    let chans = sqlx::query("DELETE FROM channels WHERE expires_at_ms <= ?").bind(now_ms).execute(pool).await?;
+pub async fn purge_expired(pool: &AnyPool, now_ms: i64) -> Result<u64> {
+    let subs = query("DELETE FROM subscriptions WHERE expires_at_ms <= ?").bind(now_ms).execute(pool).await?;
+    let chans = query("DELETE FROM channels WHERE expires_at_ms <= ?").bind(now_ms).execute(pool).await?;
     Ok(subs.rows_affected() + chans.rows_affected())
 }

@@ -1,0 +1,166 @@
+//! The SQL engines the store runs on, and what differs between them.
+//!
+//! The store's rules are written once ([`super::sql`]); an engine contributes only
+//! primitives: how to connect and migrate, how a write transaction starts and whether
+//! writers of one process queue for a single writer slot, a few statement fragments (JSON
+//! snapshots, the greater of two values, case-insensitive matching) and text search.
+//! Each engine's module ([`super::sqlite`], [`super::postgres`]) holds its part.
+
+use sqlx::AnyPool;
+
+use super::sql::Sql;
+use super::{postgres, sqlite};
+use crate::config::StorageSettings;
+use crate::error::{Error, Result};
+
+/// An SQL engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// SQLite: one file, one writer at a time; the embedded default.
+    Sqlite,
+    /// PostgreSQL: many nodes, writers of different boxes in parallel.
+    Postgres,
+}
+
+impl Engine {
+    /// The engine a database URL names.
+    pub fn of_url(url: &str) -> Result<Self> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            other => Err(Error::internal(format!(
+                "storage.database_url: unsupported scheme {other:?} (use sqlite:// or postgres://)"
+            ))),
+        }
+    }
+
+    /// A pool of connections to `url`.
+    pub async fn connect(self, url: &str, settings: &StorageSettings) -> Result<AnyPool> {
+        sqlx::any::install_default_drivers();
+        match self {
+            Self::Sqlite => sqlite::connect(url).await,
+            Self::Postgres => postgres::connect(url, settings).await,
+        }
+    }
+
+    /// Apply the engine's pending migrations.
+    pub async fn migrate(self, pool: &AnyPool) -> Result<()> {
+        match self {
+            Self::Sqlite => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Self::Postgres => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Whether the engine takes one writer at a time (writers of this process then queue
+    /// in order instead of contending for the database's lock).
+    pub fn single_writer(self) -> bool {
+        self == Self::Sqlite
+    }
+
+    /// The statement that opens a write transaction. On SQLite it takes the write lock at
+    /// once; on PostgreSQL the box row's lock, taken by the modseq bump, serializes writers
+    /// of one box.
+    pub fn begin_write(self) -> &'static str {
+        match self {
+            Self::Sqlite => "BEGIN IMMEDIATE",
+            Self::Postgres => "BEGIN",
+        }
+    }
+
+    /// The statement that opens a transaction of several reads that must see one state.
+    pub fn begin_read(self) -> &'static str {
+        match self {
+            Self::Sqlite => "BEGIN",
+            Self::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        }
+    }
+
+    /// The function giving the greater of two values.
+    pub fn greatest(self) -> &'static str {
+        match self {
+            Self::Sqlite => "max",
+            Self::Postgres => "greatest",
+        }
+    }
+
+    /// Appended to a `SELECT` over the table aliased `alias` that picks rows to claim: rows
+    /// another transaction holds are skipped instead of waited for (SQLite has one writer,
+    /// so nothing to add).
+    pub fn skip_locked(self, alias: &str) -> String {
+        match self {
+            Self::Sqlite => String::new(),
+            Self::Postgres => format!(" FOR UPDATE OF {alias} SKIP LOCKED"),
+        }
+    }
+
+    /// The join that reads its left table first, in that table's index order (a page read
+    /// from one index stops after `limit + 1` rows): SQLite's planner is told so with
+    /// `CROSS JOIN`; PostgreSQL's follows the `ORDER BY`.
+    pub fn ordered_join(self) -> &'static str {
+        match self {
+            Self::Sqlite => "CROSS JOIN",
+            Self::Postgres => "JOIN",
+        }
+    }
+
+    /// The operator matching a `LIKE` pattern with ASCII letters in either case.
+    pub fn like_ascii_ci(self) -> &'static str {
+        match self {
+            Self::Sqlite => "LIKE",
+            Self::Postgres => "ILIKE",
+        }
+    }
+
+    /// JSON text of what a tombstone of the object `objects o` keeps: `date`, `creation`,
+    /// `flags` (in order) and `attributes` (`[name, value]` pairs by name and position).
+    pub fn object_snapshot(self) -> &'static str {
+        match self {
+            Self::Sqlite => sqlite::OBJECT_SNAPSHOT,
+            Self::Postgres => postgres::OBJECT_SNAPSHOT,
+        }
+    }
+
+    /// The same for the folder `folders f`: `date`, `name` and `attributes`.
+    pub fn folder_snapshot(self) -> &'static str {
+        match self {
+            Self::Sqlite => sqlite::FOLDER_SNAPSHOT,
+            Self::Postgres => postgres::FOLDER_SNAPSHOT,
+        }
+    }
+
+    /// Append to `sql` a source of `(id, k)` rows of box objects whose searchable text
+    /// contains `needle` (any case), keyed in object-id order; returns the key column.
+    pub fn text_source(self, sql: &mut Sql, needle: &str) -> &'static str {
+        match self {
+            Self::Sqlite => sqlite::text_source(sql, needle),
+            Self::Postgres => postgres::text_source(sql, needle),
+        }
+    }
+
+    /// The same for text holding `word` as whole words.
+    pub fn word_source(self, sql: &mut Sql, word: &str) -> &'static str {
+        match self {
+            Self::Sqlite => sqlite::word_source(sql, word),
+            Self::Postgres => postgres::word_source(sql, word),
+        }
+    }
+
+    /// Append to `sql` a predicate: object `o` has searchable text containing `needle`.
+    pub fn text_filter(self, sql: &mut Sql, needle: &str) {
+        match self {
+            Self::Sqlite => sqlite::text_filter(sql, needle),
+            Self::Postgres => postgres::text_filter(sql, needle),
+        }
+    }
+
+    /// Append to `sql` a predicate: object `o` has searchable text holding `word` as whole
+    /// words.
+    pub fn word_filter(self, sql: &mut Sql, word: &str) {
+        match self {
+            Self::Sqlite => sqlite::word_filter(sql, word),
+            Self::Postgres => postgres::word_filter(sql, word),
+        }
+    }
+}

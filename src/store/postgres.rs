@@ -1,0 +1,100 @@
+//! The PostgreSQL engine: one database shared by several nodes.
+//!
+//! Writers of different boxes run in parallel; writers of one box queue on the box row,
+//! which the modseq bump (the first statement of every write) locks until the commit, so
+//! the box's lastModSeq stays unique and increasing across every node. Text columns use the
+//! "C" collation, so ordering and `lower()` are byte- and ASCII-based as on SQLite. Text
+//! search runs on `object_search`'s generated columns: `folded` (lower-cased, Unicode) for
+//! substrings and `words` (folded, accents removed, words separated by one space) for whole
+//! words, both under trigram (`pg_trgm`) indexes.
+
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+use super::sql::{Sql, like_pattern};
+use crate::config::StorageSettings;
+use crate::error::{Error, Result};
+
+/// Open a pool on `url` with the configured size, statement timeout and connect timeout.
+pub async fn connect(url: &str, settings: &StorageSettings) -> Result<AnyPool> {
+    let pg = &settings.postgres;
+    let timeout_ms = pg.statement_timeout_ms;
+    let pool = AnyPoolOptions::new()
+        .max_connections(pg.max_connections.max(1))
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(pg.acquire_timeout_secs.max(1)))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                let set = format!("SET statement_timeout = {timeout_ms}");
+                sqlx::Executor::execute(&mut *conn, sqlx::AssertSqlSafe(set)).await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .map_err(|e| Error::Unavailable { what: format!("PostgreSQL at {}: {e}", redacted(url)) })?;
+    Ok(pool)
+}
+
+/// `url` without its password.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
+/// See [`super::engine::Engine::object_snapshot`].
+pub const OBJECT_SNAPSHOT: &str = "CAST(json_build_object('date', o.stored_at_ms, 'creation', o.creation_seq, \
+     'flags', (SELECT coalesce(json_agg(flag ORDER BY rowid), '[]'::json) FROM object_flags WHERE object_id = o.id), \
+     'attributes', (SELECT coalesce(json_agg(json_build_array(name, value) ORDER BY name_lc, position), '[]'::json) \
+     FROM object_attributes WHERE object_id = o.id)) AS TEXT)";
+
+/// See [`super::engine::Engine::folder_snapshot`].
+pub const FOLDER_SNAPSHOT: &str = "CAST(json_build_object('date', f.created_at_ms, 'name', f.name, \
+     'attributes', (SELECT coalesce(json_agg(json_build_array(name, value) ORDER BY name_lc, position), '[]'::json) \
+     FROM folder_attributes WHERE folder_id = f.id)) AS TEXT)";
+
+/// `LIKE` pattern for text containing `needle`, folded as `object_search.folded` is.
+fn text_pattern(sql: &mut Sql, needle: &str) {
+    sql.push("nms_fold(").str(&like_pattern(needle)).push(") ESCAPE '\\'");
+}
+
+/// `LIKE` pattern for text holding the words of `word` in sequence, normalized as
+/// `object_search.words` is.
+fn word_pattern(sql: &mut Sql, word: &str) {
+    sql.push("'%' || nms_words(").str(word).push(") || '%'");
+}
+
+pub fn text_source(sql: &mut Sql, needle: &str) -> &'static str {
+    sql.push("SELECT o.id AS id, o.id AS k FROM object_search d JOIN objects o ON o.id = d.id");
+    sql.push(" WHERE d.folded LIKE ");
+    text_pattern(sql, needle);
+    "d.id"
+}
+
+pub fn word_source(sql: &mut Sql, word: &str) -> &'static str {
+    sql.push("SELECT o.id AS id, o.id AS k FROM object_search d JOIN objects o ON o.id = d.id");
+    sql.push(" WHERE d.words LIKE ");
+    word_pattern(sql, word);
+    "d.id"
+}
+
+pub fn text_filter(sql: &mut Sql, needle: &str) {
+    sql.push("o.id IN (SELECT id FROM object_search WHERE folded LIKE ");
+    text_pattern(sql, needle);
+    sql.push(")");
+}
+
+pub fn word_filter(sql: &mut Sql, word: &str) {
+    sql.push("o.id IN (SELECT id FROM object_search WHERE words LIKE ");
+    word_pattern(sql, word);
+    sql.push(")");
+}

@@ -1,0 +1,99 @@
+//! The SQLite engine: the embedded default, one database file under the data dir.
+//!
+//! WAL journal, full fsync, a busy timeout so writers of other processes (the command
+//! line) queue instead of failing, foreign keys on so deleting an object or folder cascades
+//! to its attributes, flags and parts. Text search runs on FTS5 tables fed from
+//! `object_search`: `object_text` (trigram) for substrings, `object_words` (unicode61,
+//! diacritics removed) for whole words.
+
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+
+use super::sql::{Sql, like_pattern};
+use crate::error::Result;
+
+/// Open a pool on `url` (`sqlite://path`), creating the file if needed.
+pub async fn connect(url: &str) -> Result<AnyPool> {
+    let url = if url.contains("mode=") {
+        url.to_string()
+    } else {
+        format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+    };
+    let busy_ms = Duration::from_secs(30).as_millis();
+    let pool = AnyPoolOptions::new()
+        .max_connections(8)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                for pragma in [
+                    "PRAGMA journal_mode = WAL".to_string(),
+                    "PRAGMA synchronous = FULL".to_string(),
+                    "PRAGMA foreign_keys = ON".to_string(),
+                    format!("PRAGMA busy_timeout = {busy_ms}"),
+                ] {
+                    sqlx::Executor::execute(&mut *conn, sqlx::AssertSqlSafe(pragma)).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    Ok(pool)
+}
+
+/// See [`super::engine::Engine::object_snapshot`].
+pub const OBJECT_SNAPSHOT: &str = "json_object('date', o.stored_at_ms, 'creation', o.creation_seq, \
+     'flags', json((SELECT json_group_array(flag) FROM object_flags WHERE object_id = o.id)), \
+     'attributes', json((SELECT json_group_array(json_array(name, value)) FROM \
+     (SELECT name, value FROM object_attributes WHERE object_id = o.id ORDER BY name_lc, position))))";
+
+/// See [`super::engine::Engine::folder_snapshot`].
+pub const FOLDER_SNAPSHOT: &str = "json_object('date', f.created_at_ms, 'name', f.name, \
+     'attributes', json((SELECT json_group_array(json_array(name, value)) FROM \
+     (SELECT name, value FROM folder_attributes WHERE folder_id = f.id ORDER BY name_lc, position))))";
+
+/// An FTS5 phrase query matching `text` literally.
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+pub fn text_source(sql: &mut Sql, needle: &str) -> &'static str {
+    sql.push("SELECT o.id AS id, o.id AS k FROM object_text d CROSS JOIN objects o ON o.id = d.rowid");
+    sql.push(" WHERE object_text MATCH ").str(&fts_phrase(needle));
+    "d.rowid"
+}
+
+pub fn word_source(sql: &mut Sql, word: &str) -> &'static str {
+    sql.push("SELECT o.id AS id, o.id AS k FROM object_words d CROSS JOIN objects o ON o.id = d.rowid");
+    sql.push(" WHERE object_words MATCH ").str(&fts_phrase(word));
+    "d.rowid"
+}
+
+pub fn text_filter(sql: &mut Sql, needle: &str) {
+    if needle.chars().count() >= 3 {
+        // The trigram index answers needles of three characters or more.
+        sql.push("o.id IN (SELECT rowid FROM object_text WHERE object_text MATCH ").str(&fts_phrase(needle));
+        sql.push(")");
+    } else {
+        // Shorter ones are rare and scan the (indexed) text table.
+        sql.push("o.id IN (SELECT id FROM object_search WHERE body LIKE ")
+            .str(&like_pattern(needle))
+            .push(" ESCAPE '\\')");
+    }
+}
+
+pub fn word_filter(sql: &mut Sql, word: &str) {
+    sql.push("o.id IN (SELECT rowid FROM object_words WHERE object_words MATCH ").str(&fts_phrase(word));
+    sql.push(")");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phrases_double_quotes() {
+        assert_eq!(fts_phrase("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+}
