@@ -968,11 +968,8 @@ async fn a_stale_digest_nonce_is_answered_with_stale_true() {
 async fn account_add_stores_digest_values_when_digest_is_on() {
     let app = spawn_app_with(|s| s.auth.digest.enabled = true).await;
     let run = |name: &str, extra: &[&str], digest_on: bool| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cpm-nms"));
-        cmd.args(["--data-dir", app.data.path().to_str().unwrap(), "account", "add", "--name", name])
-            .args(["--box", "tel:+14155550101", "--password", "pa ss"])
-            .args(extra)
-            .env_remove("NMS__AUTH__CURSOR_SECRET");
+        let mut cmd = app.cli(&["account", "add", "--name", name]);
+        cmd.args(["--box", "tel:+14155550101", "--password", "pa ss"]).args(extra);
         if digest_on {
             cmd.env("NMS__AUTH__DIGEST__ENABLED", "true");
         } else {

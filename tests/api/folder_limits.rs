@@ -147,7 +147,7 @@ async fn a_lowered_limit_keeps_existing_folders_usable() {
     let res = app.post_json(&objects, json!({"object": {"parentFolderPath": deep(10)}})).await;
     assert_eq!(res.status(), 201);
 
-    let mut s = cpm_nms::config::Settings { data_dir: app.data.path().to_path_buf(), ..Default::default() };
+    let mut s = app.settings();
     s.server.listen = "127.0.0.1:0".into();
     s.limits.max_folder_depth = 4;
     let lowered = cpm_nms::startup::Application::build(s).await.unwrap();

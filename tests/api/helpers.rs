@@ -20,6 +20,48 @@ pub struct TestApp {
     pub nms: Nms,
     pub auth: std::sync::Arc<cpm_nms::auth::Authenticator>,
     pub data: tempfile::TempDir,
+    /// The test's own PostgreSQL database, when the suite runs on PostgreSQL.
+    pub db: Option<TestDatabase>,
+}
+
+/// A fresh database for one test on the PostgreSQL server `NMS_TEST_DATABASE_URL` names
+/// (the suite then runs on the PostgreSQL engine); dropped with the test.
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// `None` when `NMS_TEST_DATABASE_URL` is not set: the test runs on SQLite.
+    pub async fn create() -> Option<Self> {
+        use sqlx::{Connection, Executor};
+        let admin_url = std::env::var("NMS_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+        let name = format!("nms_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("connect to NMS_TEST_DATABASE_URL");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create database");
+        let mut url = url::Url::parse(&admin_url).expect("NMS_TEST_DATABASE_URL");
+        url.set_path(&name);
+        Some(Self { admin_url, name, url: url.to_string() })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        use sqlx::{Connection, Executor};
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop may run inside the test's runtime: use a thread with its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+                }
+            })
+        });
+        let _ = dropped.join();
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -37,7 +79,11 @@ pub async fn spawn_app_over(
     blobs: impl FnOnce(&std::path::Path) -> Option<std::sync::Arc<dyn object_store::ObjectStore>>,
 ) -> TestApp {
     let data = tempfile::tempdir().expect("tempdir");
+    let db = TestDatabase::create().await;
     let mut s = Settings { data_dir: data.path().to_path_buf(), ..Default::default() };
+    if let Some(db) = &db {
+        s.storage.database_url = db.url.clone();
+    }
     s.server.listen = "127.0.0.1:0".into();
     s.server.workers = 2;
     tweak(&mut s);
@@ -59,7 +105,7 @@ pub async fn spawn_app_over(
     }
     tokio::spawn(app.run_until_stopped());
     let client = Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    TestApp { url, client, nms, auth, data }
+    TestApp { url, client, nms, auth, data, db }
 }
 
 /// Percent-encode a path segment the way the server emits it.
@@ -223,10 +269,31 @@ pub fn last_segment(url: &str) -> String {
 }
 
 impl TestApp {
+    /// Default settings over this app's storage: its data directory, and its database
+    /// when the suite runs on PostgreSQL.
+    pub fn settings(&self) -> Settings {
+        let mut s = Settings { data_dir: self.data.path().to_path_buf(), ..Default::default() };
+        if let Some(db) = &self.db {
+            s.storage.database_url = db.url.clone();
+        }
+        s
+    }
+
+    /// The command line (`cpm-nms --data-dir ... ARGS`) over this app's storage.
+    pub fn cli(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cpm-nms"));
+        cmd.args(["--data-dir", self.data.path().to_str().expect("utf-8 path")]).args(args);
+        cmd.env_remove("NMS__AUTH__CURSOR_SECRET").env_remove("NMS__STORAGE__DATABASE_URL");
+        if let Some(db) = &self.db {
+            cmd.env("NMS__STORAGE__DATABASE_URL", &db.url);
+        }
+        cmd
+    }
+
     /// Another server over the same data directory, as after a restart (fresh process state,
     /// same database and keys): its base URL.
     pub async fn restarted(&self) -> String {
-        let mut s = Settings { data_dir: self.data.path().to_path_buf(), ..Default::default() };
+        let mut s = self.settings();
         s.server.listen = "127.0.0.1:0".into();
         s.server.workers = 1;
         let app = Application::build(s).await.expect("build restarted app");

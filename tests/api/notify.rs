@@ -535,11 +535,7 @@ async fn a_command_line_reset_reaches_a_waiting_poll() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
     // Another process: its change reaches no hub, the poll's re-read finds it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
-        .args(["--data-dir", app.data.path().to_str().unwrap(), "box", "reset", ALICE])
-        .env_remove("NMS__AUTH__CURSOR_SECRET")
-        .output()
-        .unwrap();
+    let out = app.cli(&["box", "reset", ALICE]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (status, v) = waiting.await.unwrap();
     assert_eq!(status, 200);

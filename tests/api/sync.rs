@@ -291,11 +291,7 @@ async fn box_reset_by_the_command_line_while_the_server_runs() {
     let before = app.nms.current_token(&b).await.unwrap();
     let root = app.root().await;
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
-        .args(["--data-dir", app.data.path().to_str().unwrap(), "box", "reset", ALICE])
-        .env_remove("NMS__AUTH__CURSOR_SECRET")
-        .output()
-        .unwrap();
+    let out = app.cli(&["box", "reset", ALICE]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("reset"));
 
@@ -315,10 +311,7 @@ async fn box_reset_by_the_command_line_while_the_server_runs() {
     let (events, _) = replay_all(&app, &after, 10).await;
     assert_eq!(ids(&events), [(id(&fresh), false)].into_iter().collect());
     // Other boxes are untouched; an unknown box is an error.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
-        .args(["--data-dir", app.data.path().to_str().unwrap(), "box", "reset", "tel:+999"])
-        .output()
-        .unwrap();
+    let out = app.cli(&["box", "reset", "tel:+999"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no box"));
 }
