@@ -84,9 +84,12 @@ pub struct SweepReport {
 }
 
 impl PayloadStore {
-    /// Build from the configuration: `storage.blob_url` (with `[storage.s3]` and the
-    /// `AWS_*` environment variables for `s3://`), or `{data_dir}/blobs` on local disk.
-    pub fn from_settings(settings: &Settings, meta: Arc<dyn MetaStore>) -> Result<Self> {
+    /// Open the blob store of the configuration: `storage.blob_url` (with `[storage.s3]`
+    /// and the `AWS_*` environment variables for `s3://`), or `{data_dir}/blobs` on local
+    /// disk. The store is listed once, so that a wrong URL, a missing bucket, an endpoint
+    /// that cannot be reached or credentials it refuses stop the start with an error that
+    /// says so, rather than failing the first deposit.
+    pub async fn open(settings: &Settings, meta: Arc<dyn MetaStore>) -> Result<Self> {
         let mkdir = |dir: &std::path::Path| {
             std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))
         };
@@ -98,6 +101,9 @@ impl PayloadStore {
             (Arc::new(LocalFileSystem::new_with_prefix(&dir)?), Path::default(), Some(dir))
         } else {
             let url = url::Url::parse(blob_url).map_err(|e| bad_url(&e))?;
+            if matches!(url.scheme(), "s3" | "s3a") && url.host_str().is_none_or(str::is_empty) {
+                return Err(bad_url(&"names no bucket (s3://bucket/prefix)"));
+            }
             let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|e| bad_url(&e))?;
             match scheme {
                 ObjectStoreScheme::AmazonS3 => {
@@ -110,7 +116,10 @@ impl PayloadStore {
                     }
                     let env =
                         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-                    let store = s3::builder(&url, &settings.storage.s3, env).build().map_err(|e| bad_url(&e))?;
+                    let store = s3::builder(&url, &settings.storage.s3, env)
+                        .map_err(|e| bad_url(&e))?
+                        .build()
+                        .map_err(|e| bad_url(&e))?;
                     (Arc::new(store), prefix, None)
                 }
                 ObjectStoreScheme::Local | ObjectStoreScheme::Memory => {
@@ -125,6 +134,10 @@ impl PayloadStore {
                 _ => return Err(bad_url(&"not a file://, memory:// or s3:// URL")),
             }
         };
+        store.list_with_delimiter(Some(&prefix)).await.map_err(|e| {
+            let url = if blob_url.is_empty() { settings.blob_dir().display().to_string() } else { blob_url.clone() };
+            Error::internal(format!("blob store {url} cannot be listed: {e}"))
+        })?;
         Self::new(store, prefix, local_dir, meta, settings)
     }
 

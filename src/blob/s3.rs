@@ -11,19 +11,23 @@
 //! replaces `AWS_ENDPOINT_URL_S3` too, which object_store would otherwise prefer).
 //! Variables without the `AWS_` prefix are never read.
 
+use object_store::ClientConfigKey;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 
 use crate::config::S3Settings;
 
 /// The builder for the bucket `url` names, from `env` (the process environment, given as
-/// pairs) and `cfg`.
+/// pairs) and `cfg`; or what is wrong with them.
 pub(super) fn builder(
     url: &url::Url,
     cfg: &S3Settings,
     env: impl IntoIterator<Item = (String, String)>,
-) -> AmazonS3Builder {
+) -> Result<AmazonS3Builder, String> {
     use AmazonS3ConfigKey as K;
-    let own_credentials = !cfg.access_key_id.is_empty() || !cfg.secret_access_key.is_empty();
+    if cfg.access_key_id.is_empty() != cfg.secret_access_key.is_empty() {
+        return Err("storage.s3.access_key_id and storage.s3.secret_access_key must be given together".into());
+    }
+    let own_credentials = !cfg.access_key_id.is_empty();
     let own_endpoint = !cfg.endpoint.is_empty();
     let mut b = AmazonS3Builder::new();
     for (name, value) in env {
@@ -58,7 +62,17 @@ pub(super) fn builder(
     if let Some(virtual_hosted) = cfg.virtual_hosted_style {
         b = b.with_virtual_hosted_style_request(virtual_hosted);
     }
-    b
+    // object_store would only fail each request, with "builder error".
+    let endpoint = b.get_config_value(&K::S3Endpoint).or_else(|| b.get_config_value(&K::Endpoint));
+    let allow_http = b.get_config_value(&K::Client(ClientConfigKey::AllowHttp));
+    if let Some(endpoint) = endpoint.filter(|e| e.starts_with("http://"))
+        && allow_http.as_deref() != Some("true")
+    {
+        return Err(format!(
+            "the endpoint {endpoint} is plain HTTP: set storage.s3.allow_http = true (or AWS_ALLOW_HTTP=true) to use it"
+        ));
+    }
+    Ok(b)
 }
 
 #[cfg(test)]
@@ -73,13 +87,17 @@ mod tests {
         url::Url::parse("s3://bucket/prefix").expect("url")
     }
 
+    fn build(url: &url::Url, cfg: &S3Settings, env: Vec<(String, String)>) -> AmazonS3Builder {
+        builder(url, cfg, env).expect("a usable configuration")
+    }
+
     fn value(b: &AmazonS3Builder, key: AmazonS3ConfigKey) -> Option<String> {
         b.get_config_value(&key)
     }
 
     #[test]
     fn the_standard_aws_variables_are_read() {
-        let b = builder(
+        let b = build(
             &url(),
             &S3Settings::default(),
             env(&[
@@ -108,7 +126,7 @@ mod tests {
             [("AWS_REGION", "eu-north-1"), ("AWS_DEFAULT_REGION", "eu-west-1")],
             [("AWS_DEFAULT_REGION", "eu-west-1"), ("AWS_REGION", "eu-north-1")],
         ] {
-            let b = builder(&url(), &S3Settings::default(), env(&vars));
+            let b = build(&url(), &S3Settings::default(), env(&vars));
             assert_eq!(value(&b, AmazonS3ConfigKey::Region).as_deref(), Some("eu-north-1"), "{vars:?}");
         }
     }
@@ -117,7 +135,7 @@ mod tests {
     fn only_variables_with_the_aws_prefix_are_read() {
         // object_store's own parser also knows these bare names; a process environment
         // holding them (a shell's REGION, a CI's TOKEN) must not configure the store.
-        let b = builder(
+        let b = build(
             &url(),
             &S3Settings::default(),
             env(&[("REGION", "xx-1"), ("ENDPOINT", "http://elsewhere"), ("TOKEN", "t"), ("BUCKET", "other")]),
@@ -132,7 +150,7 @@ mod tests {
     #[test]
     fn configured_keys_win_over_the_environment() {
         let cfg = S3Settings {
-            endpoint: "http://127.0.0.1:7000".into(),
+            endpoint: "https://s3.example.test".into(),
             region: "ap-south-1".into(),
             access_key_id: "cfg-key".into(),
             secret_access_key: "cfg-secret".into(),
@@ -140,7 +158,7 @@ mod tests {
             virtual_hosted_style: Some(false),
             ..Default::default()
         };
-        let b = builder(
+        let b = build(
             &url(),
             &cfg,
             env(&[
@@ -159,9 +177,24 @@ mod tests {
         assert_eq!(value(&b, K::SecretAccessKey).as_deref(), Some("cfg-secret"));
         assert_eq!(value(&b, K::Token), None, "the environment's token belongs to its own key");
         assert_eq!(value(&b, K::Region).as_deref(), Some("ap-south-1"));
-        assert_eq!(value(&b, K::Endpoint).as_deref(), Some("http://127.0.0.1:7000"));
+        assert_eq!(value(&b, K::Endpoint).as_deref(), Some("https://s3.example.test"));
         assert_eq!(value(&b, K::S3Endpoint), None, "object_store would prefer it to the configured endpoint");
         assert_eq!(value(&b, K::Client(object_store::ClientConfigKey::AllowHttp)).as_deref(), Some("false"));
         assert_eq!(value(&b, K::VirtualHostedStyleRequest).as_deref(), Some("false"));
+    }
+
+    #[test]
+    fn half_a_key_pair_and_plain_http_without_leave_are_refused() {
+        let half = S3Settings { access_key_id: "cfg-key".into(), ..Default::default() };
+        let err = builder(&url(), &half, env(&[("AWS_SECRET_ACCESS_KEY", "env-secret")])).err();
+        assert!(err.is_some_and(|e| e.contains("storage.s3.secret_access_key")));
+        let http = S3Settings { endpoint: "http://127.0.0.1:9000".into(), ..Default::default() };
+        let err = builder(&url(), &http, env(&[])).err();
+        assert!(err.is_some_and(|e| e.contains("storage.s3.allow_http")));
+        assert!(builder(&url(), &http, env(&[("AWS_ALLOW_HTTP", "true")])).is_ok());
+        let allowed = S3Settings { allow_http: Some(true), ..http };
+        assert!(builder(&url(), &allowed, env(&[])).is_ok());
+        let err = builder(&url(), &S3Settings::default(), env(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")])).err();
+        assert!(err.is_some_and(|e| e.contains("AWS_ALLOW_HTTP")));
     }
 }
