@@ -113,7 +113,9 @@ pub struct StorageSettings {
     /// Connection settings used when `database_url` names PostgreSQL.
     pub postgres: PostgresSettings,
     /// object_store URL for payload blobs (`file:///...`, `memory:///`, `s3://bucket/prefix`);
-    /// empty means the `blobs` directory under the data dir.
+    /// empty means the `blobs` directory under the data dir. An `s3://` URL takes its
+    /// endpoint, region and credentials from `[storage.s3]` and the `AWS_*` environment
+    /// variables (see [`S3Settings`]).
     pub blob_url: String,
     /// Payload parts up to this many bytes are kept inline in the metadata store.
     pub inline_max_bytes: usize,
@@ -126,6 +128,34 @@ pub struct StorageSettings {
     /// sweep (uploads in flight); temporaries of processes that are gone are removed at once
     /// on local disk.
     pub blob_grace_secs: u64,
+    /// Connection to S3 when `blob_url` is `s3://bucket/prefix` (`[storage.s3]`).
+    pub s3: S3Settings,
+}
+
+/// Where and as whom an `s3://` blob URL is reached. Each key left empty (or unset) falls
+/// back to the standard AWS environment variable named with it; a key that is set wins over
+/// the variable. With no credentials in either, the AWS credential chain is used (web
+/// identity, container or instance role). See docs/storage.md.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct S3Settings {
+    /// Endpoint URL of an S3-compatible service (`https://minio.example:9000`); empty: AWS's
+    /// own for the region (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT`).
+    pub endpoint: String,
+    /// Region; empty: `AWS_REGION`, then `AWS_DEFAULT_REGION`, then `us-east-1`.
+    pub region: String,
+    /// Access key id (`AWS_ACCESS_KEY_ID`); needs `secret_access_key` with it.
+    pub access_key_id: String,
+    /// Secret access key (`AWS_SECRET_ACCESS_KEY`); redacted by `cpm-nms config`.
+    pub secret_access_key: String,
+    /// Session token of temporary credentials (`AWS_SESSION_TOKEN`); redacted by
+    /// `cpm-nms config`.
+    pub session_token: String,
+    /// Allow a plain `http://` endpoint (`AWS_ALLOW_HTTP`); unset: no.
+    pub allow_http: Option<bool>,
+    /// Address the bucket as `https://{bucket}.{endpoint host}` rather than
+    /// `{endpoint}/{bucket}` (`AWS_VIRTUAL_HOSTED_STYLE_REQUEST`); unset: path style.
+    pub virtual_hosted_style: Option<bool>,
 }
 
 /// The PostgreSQL connection pool of one node.
@@ -466,6 +496,7 @@ impl Default for StorageSettings {
             write_buffer_bytes: 0,
             sweep_interval_secs: 3600,
             blob_grace_secs: 24 * 3600,
+            s3: S3Settings::default(),
         }
     }
 }
@@ -571,6 +602,32 @@ impl fmt::Debug for StorageSettings {
             .field("write_buffer_bytes", &self.write_buffer_bytes)
             .field("sweep_interval_secs", &self.sweep_interval_secs)
             .field("blob_grace_secs", &self.blob_grace_secs)
+            .field("s3", &self.s3)
+            .finish()
+    }
+}
+
+impl S3Settings {
+    /// A copy with the secrets replaced by a marker (for `cpm-nms config`).
+    pub fn redacted(&self) -> Self {
+        Self {
+            secret_access_key: redact(&self.secret_access_key).to_string(),
+            session_token: redact(&self.session_token).to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+impl fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &redact(&self.secret_access_key))
+            .field("session_token", &redact(&self.session_token))
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
             .finish()
     }
 }
@@ -745,6 +802,7 @@ impl Settings {
         } else {
             shown.storage.blob_url = redact_url(&shown.storage.blob_url);
         }
+        shown.storage.s3 = self.storage.s3.redacted();
         shown.auth = self.auth.redacted();
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
@@ -765,6 +823,22 @@ mod tests {
         assert_eq!(from_text.nms.stores, ["a", "b"]);
         assert_eq!(from_text.to_redacted_toml(), from_file.to_redacted_toml());
         assert!(Settings::load_str("[nms]\nstores = []\n", &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn s3_secrets_are_redacted_and_the_rest_is_shown() {
+        let text = "[storage]\nblob_url = \"s3://bucket/prefix\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
+                    region = \"eu-west-1\"\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = \"s3-secret\"\n\
+                    session_token = \"s3-token\"\nallow_http = true\n";
+        let s = Settings::load_str(text, &Overrides::default()).expect("load");
+        assert_eq!(s.storage.s3.allow_http, Some(true));
+        assert_eq!(s.storage.s3.virtual_hosted_style, None);
+        for shown in [s.to_redacted_toml(), format!("{s:?}")] {
+            assert!(!shown.contains("s3-secret") && !shown.contains("s3-token"), "{shown}");
+            for visible in ["http://127.0.0.1:9000", "eu-west-1", "AKIDEXAMPLE", "<redacted>"] {
+                assert!(shown.contains(visible), "{visible} in {shown}");
+            }
+        }
     }
 
     #[test]

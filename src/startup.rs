@@ -75,7 +75,7 @@ async fn build_nms_over(settings: &Settings, blobs: Option<Arc<dyn ObjectStore>>
     let meta = open_store(settings).await?;
     let blobs = match blobs {
         Some(store) => PayloadStore::with_store(store, meta.clone(), settings)?,
-        None => PayloadStore::from_settings(settings, meta.clone())?,
+        None => PayloadStore::open(settings, meta.clone()).await?,
     };
     Ok(Nms::new(meta, blobs, settings.nms.clone(), settings.sync.clone(), token_key(settings)?)
         .with_cpm(settings.cpm.clone())

@@ -34,7 +34,7 @@ use futures_util::stream::BoxStream;
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, ObjectStoreScheme};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -44,6 +44,7 @@ use crate::ids::{new_id, now_ms};
 use crate::model::PartData;
 use crate::store::Store;
 
+mod s3;
 mod temp;
 
 use temp::LocalTemp;
@@ -84,25 +85,60 @@ pub struct SweepReport {
 }
 
 impl PayloadStore {
-    /// Build from the configuration: `storage.blob_url`, or `{data_dir}/blobs` on local disk.
-    pub fn from_settings(settings: &Settings, meta: Arc<dyn Store>) -> Result<Self> {
+    /// Open the blob store of the configuration: `storage.blob_url` (with `[storage.s3]`
+    /// and the `AWS_*` environment variables for `s3://`), or `{data_dir}/blobs` on local
+    /// disk. The store is listed once, so that a wrong URL, a missing bucket, an endpoint
+    /// that cannot be reached or credentials it refuses stop the start with an error that
+    /// says so, rather than failing the first deposit.
+    pub async fn open(settings: &Settings, meta: Arc<dyn Store>) -> Result<Self> {
         let mkdir = |dir: &std::path::Path| {
             std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))
         };
-        let (store, prefix, local_dir): (Arc<dyn ObjectStore>, Path, _) = if settings.storage.blob_url.is_empty() {
+        let blob_url = &settings.storage.blob_url;
+        let bad_url = |e: &dyn std::fmt::Display| Error::internal(format!("storage.blob_url {blob_url}: {e}"));
+        let (store, prefix, local_dir): (Arc<dyn ObjectStore>, Path, _) = if blob_url.is_empty() {
             let dir = settings.blob_dir();
             mkdir(&dir)?;
             (Arc::new(LocalFileSystem::new_with_prefix(&dir)?), Path::default(), Some(dir))
         } else {
-            let url = url::Url::parse(&settings.storage.blob_url)
-                .map_err(|e| Error::internal(format!("storage.blob_url: {e}")))?;
-            let local_dir = if url.scheme() == "file" { url.to_file_path().ok() } else { None };
-            if let Some(dir) = &local_dir {
-                mkdir(dir)?;
+            let url = url::Url::parse(blob_url).map_err(|e| bad_url(&e))?;
+            if matches!(url.scheme(), "s3" | "s3a") && url.host_str().is_none_or(str::is_empty) {
+                return Err(bad_url(&"names no bucket (s3://bucket/prefix)"));
             }
-            let (store, prefix) = object_store::parse_url_opts(&url, std::env::vars())?;
-            (Arc::from(store), prefix, local_dir)
+            let (scheme, prefix) = ObjectStoreScheme::parse(&url).map_err(|e| bad_url(&e))?;
+            match scheme {
+                ObjectStoreScheme::AmazonS3 => {
+                    let buffer = settings.storage.write_buffer_bytes;
+                    if buffer != 0 && buffer < REMOTE_WRITE_BUFFER {
+                        return Err(Error::internal(format!(
+                            "storage.write_buffer_bytes = {buffer} is below the S3 minimum part size \
+                             ({REMOTE_WRITE_BUFFER}): every payload part larger than it would fail"
+                        )));
+                    }
+                    let env =
+                        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+                    let store = s3::builder(&url, &settings.storage.s3, env)
+                        .map_err(|e| bad_url(&e))?
+                        .build()
+                        .map_err(|e| bad_url(&e))?;
+                    (Arc::new(store), prefix, None)
+                }
+                ObjectStoreScheme::Local | ObjectStoreScheme::Memory => {
+                    let local_dir = if scheme == ObjectStoreScheme::Local { url.to_file_path().ok() } else { None };
+                    if let Some(dir) = &local_dir {
+                        mkdir(dir)?;
+                    }
+                    let (store, prefix) = object_store::parse_url_opts(&url, std::iter::empty::<(&str, &str)>())
+                        .map_err(|e| bad_url(&e))?;
+                    (Arc::from(store), prefix, local_dir)
+                }
+                _ => return Err(bad_url(&"not a file://, memory:// or s3:// URL")),
+            }
         };
+        store.list_with_delimiter(Some(&prefix)).await.map_err(|e| {
+            let url = if blob_url.is_empty() { settings.blob_dir().display().to_string() } else { blob_url.clone() };
+            Error::internal(format!("blob store {url} cannot be listed: {e}"))
+        })?;
         Self::new(store, prefix, local_dir, meta, settings)
     }
 

@@ -22,6 +22,7 @@ mod objects;
 mod paths;
 mod payload;
 mod relocate;
+mod s3;
 mod search;
 mod storage;
 mod sync;
