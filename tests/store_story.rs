@@ -21,13 +21,14 @@ use std::sync::Arc;
 
 use cpm_nms::config::Settings;
 use cpm_nms::error::Error;
+use cpm_nms::model::*;
 use cpm_nms::startup::open_store;
 use cpm_nms::store::*;
 use futures_util::FutureExt;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 /// The store as the server holds it.
-type Db = Arc<dyn MetaStore>;
+type Db = Arc<dyn Store>;
 
 // ---------------------------------------------------------------------------------------
 // Harness: a fresh, empty store per engine

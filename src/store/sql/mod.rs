@@ -1679,23 +1679,25 @@ impl Objects for SqlStore {
                 out.push(Relocated::Done { public_id: public_id.clone(), path: new_path });
                 continue;
             }
+            // Writers of the box are serialized, so the name stays free until the update.
+            let taken: Option<i64> = query_scalar("SELECT id FROM folders WHERE parent_id = ? AND name = ?")
+                .bind(target.id)
+                .bind(&name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if taken.is_some() {
+                out.push(Relocated::NameTaken { name });
+                continue;
+            }
             let new_ancestry = format!("{}{}/", target.ancestry, source.id);
-            let res = query("UPDATE folders SET parent_id = ?, path = ?, ancestry = ?, last_mod_seq = ? WHERE id = ?")
+            query("UPDATE folders SET parent_id = ?, path = ?, ancestry = ?, last_mod_seq = ? WHERE id = ?")
                 .bind(target.id)
                 .bind(&new_path)
                 .bind(&new_ancestry)
                 .bind(seq)
                 .bind(source.id)
                 .execute(&mut *tx)
-                .await;
-            match res {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => {
-                    out.push(Relocated::NameTaken { name });
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            }
+                .await?;
             // The subtree follows: paths and ancestries re-derived, not a change to them.
             query(
                 "UPDATE folders SET path = ? || substr(path, length(?) + 1), ancestry = ? || substr(ancestry, CAST(? AS INTEGER)) \
