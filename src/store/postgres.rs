@@ -10,21 +10,33 @@
 
 use std::time::Duration;
 
-use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Connection};
 
 use super::sql::{Sql, like_pattern};
 use crate::config::StorageSettings;
 use crate::error::{Error, Result};
 
 /// Open a pool on `url` with the configured size, statement timeout and connect timeout.
+/// One connection is made first, so that a server that cannot be reached (or refuses the
+/// credentials) stops the start with its own error; later connections are made as needed,
+/// and a database that went away is reconnected to without a restart.
 pub async fn connect(url: &str, settings: &StorageSettings) -> Result<AnyPool> {
     let pg = &settings.postgres;
+    let acquire = Duration::from_secs(pg.acquire_timeout_secs.max(1));
+    let unreachable = |e: String| Error::Unavailable {
+        what: format!("storage.database_url: PostgreSQL at {} cannot be used: {e}", redacted(url)),
+    };
+    match tokio::time::timeout(acquire, sqlx::AnyConnection::connect(url)).await {
+        Ok(Ok(conn)) => conn.close().await.map_err(|e| unreachable(e.to_string()))?,
+        Ok(Err(e)) => return Err(unreachable(e.to_string())),
+        Err(_) => return Err(unreachable(format!("no answer within {} s", acquire.as_secs()))),
+    }
     let timeout_ms = pg.statement_timeout_ms;
     let pool = AnyPoolOptions::new()
         .max_connections(pg.max_connections.max(1))
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(pg.acquire_timeout_secs.max(1)))
+        .acquire_timeout(acquire)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 let set = format!("SET statement_timeout = {timeout_ms}");
@@ -32,9 +44,8 @@ pub async fn connect(url: &str, settings: &StorageSettings) -> Result<AnyPool> {
                 Ok(())
             })
         })
-        .connect(url)
-        .await
-        .map_err(|e| Error::Unavailable { what: format!("PostgreSQL at {}: {e}", redacted(url)) })?;
+        .connect_lazy(url)
+        .map_err(|e| unreachable(e.to_string()))?;
     Ok(pool)
 }
 

@@ -1,0 +1,184 @@
+//! The PostgreSQL engine when its server misbehaves: one that cannot be reached stops the
+//! start with an error that says so; one that goes away while the server runs makes requests
+//! fail quickly with 503 and an OMA body, and the server recovers by itself when it returns.
+//! And the command line works on PostgreSQL as on SQLite.
+//!
+//! The outage tests need their own PostgreSQL cluster (they stop it): they run when
+//! `NMS_TEST_DATABASE_URL` is set (the suite's PostgreSQL pass) and make one with
+//! `.ci/postgres`; without it they print a note and pass.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use cpm_nms::auth::hash_password;
+use cpm_nms::config::Settings;
+use cpm_nms::startup::Application;
+use serde_json::{Value, json};
+
+const ALICE: &str = "tel:+12125551212";
+
+/// A private PostgreSQL cluster made by `.ci/postgres`, removed when dropped.
+struct Cluster {
+    dir: String,
+    url: String,
+}
+
+impl Cluster {
+    /// `None` (with a note) when the suite does not run on PostgreSQL.
+    fn start() -> Option<Self> {
+        if std::env::var("NMS_TEST_DATABASE_URL").map_or(true, |u| u.is_empty()) {
+            eprintln!("note: NMS_TEST_DATABASE_URL is not set; PostgreSQL outage test skipped");
+            return None;
+        }
+        let out = script(&[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let exports = String::from_utf8_lossy(&out.stdout).into_owned();
+        let var = |name: &str| {
+            exports
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("{name} in {exports}"))
+                .to_string()
+        };
+        Some(Self { dir: var("NMS_TEST_PG_DIR"), url: var("NMS_TEST_DATABASE_URL") })
+    }
+
+    fn pause(&self) {
+        assert!(script(&["pause", &self.dir]).status.success());
+    }
+
+    fn resume(&self) {
+        assert!(script(&["resume", &self.dir]).status.success());
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = script(&["stop", &self.dir]);
+    }
+}
+
+fn script(args: &[&str]) -> Output {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/postgres");
+    Command::new(path).args(args).output().expect("run .ci/postgres")
+}
+
+fn cpm(dir: &Path, database_url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .args(args)
+        .env_remove("NMS__AUTH__CURSOR_SECRET")
+        .env("NMS__STORAGE__DATABASE_URL", database_url)
+        .env("NMS__STORAGE__POSTGRES__ACQUIRE_TIMEOUT_SECS", "2")
+        .output()
+        .expect("run cpm-nms")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn a_database_that_cannot_be_reached_stops_the_start_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1; the password stays out of the message.
+    let out = cpm(dir.path(), "postgres://nms:hunter2@127.0.0.1:1/nms", &["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(msg.contains("storage.database_url") && msg.contains("Connection refused"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+}
+
+#[test]
+fn the_command_line_works_on_postgresql() {
+    let Some(pg) = Cluster::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = cpm(dir.path(), &pg.url, &["migrate"]);
+        assert!(out.status.success(), "migrations apply, then again as a no-op: {}", text(&out));
+    }
+    let add = ["account", "add", "--name", "alice", "--box", ALICE, "--password", "pw"];
+    let out = cpm(dir.path(), &pg.url, &add);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&cpm(dir.path(), &pg.url, &["account", "list"])).contains("alice"));
+    let out = cpm(dir.path(), &pg.url, &["box", "reset", ALICE]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cpm(dir.path(), &pg.url, &["sweep"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = cpm(dir.path(), &pg.url, &["account", "remove", "--name", "alice"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&cpm(dir.path(), &pg.url, &["account", "list"])).contains("alice"));
+}
+
+#[tokio::test]
+async fn a_database_lost_mid_run_is_503_and_recovered_without_a_restart() {
+    let Some(pg) = Cluster::start() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let mut s = Settings { data_dir: data.path().to_path_buf(), ..Default::default() };
+    s.storage.database_url = pg.url.clone();
+    s.storage.postgres.acquire_timeout_secs = 2;
+    s.server.listen = "127.0.0.1:0".into();
+    s.server.workers = 2;
+    let app = Application::build(s).await.unwrap();
+    let url = app.public_url().to_string();
+    let nms = app.nms().clone();
+    nms.provision_box("base", ALICE).await.unwrap();
+    let boxes = vec![("base".to_string(), ALICE.to_string())];
+    nms.meta.create_account("alice", &hash_password("pw").unwrap(), false, &boxes).await.unwrap();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let base = format!(
+        "{url}/nms/v1/base/{}",
+        percent_encoding::utf8_percent_encode(ALICE, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let deposit = || async {
+        client
+            .post(format!("{base}/objects"))
+            .basic_auth("alice", Some("pw"))
+            .json(&json!({"object": {"parentFolderPath": "/outage",
+                "attributes": {"attribute": [{"name": "Subject", "value": ["kept"]}]}}}))
+            .send()
+            .await
+    };
+    let search = || async {
+        client
+            .post(format!("{base}/objects/operations/search"))
+            .basic_auth("alice", Some("pw"))
+            .json(&json!({"selectionCriteria": {"maxEntries": 10}}))
+            .send()
+            .await
+    };
+    let before = deposit().await.unwrap();
+    assert_eq!(before.status(), 201);
+    let kept = before.json::<Value>().await.unwrap()["reference"]["resourceURL"].as_str().unwrap().to_string();
+
+    pg.pause();
+    // Logins are cached, so these reach the store: each is answered (no hang) with 503 and
+    // an OMA body, and says when to retry.
+    for res in [deposit().await.unwrap(), search().await.unwrap()] {
+        assert_eq!(res.status(), 503);
+        assert!(res.headers().contains_key("retry-after"));
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["requestError"]["serviceException"]["messageId"], "SVC0001", "{body}");
+    }
+
+    pg.resume();
+    // The pool reconnects on its own: the same process serves again, with what it had.
+    let started = Instant::now();
+    let after = loop {
+        let res = deposit().await.unwrap();
+        if res.status() == 201 || started.elapsed() > Duration::from_secs(30) {
+            break res;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(after.status(), 201, "recovered without a restart");
+    let res = client.get(&kept).basic_auth("alice", Some("pw")).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the object deposited before the outage");
+    let found: Value = search().await.unwrap().json().await.unwrap();
+    assert_eq!(found["objectList"]["object"].as_array().unwrap().len(), 2, "{found}");
+}
