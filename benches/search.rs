@@ -12,7 +12,8 @@
 //! Run with `cargo bench --bench search` (release build). `NMS_BENCH_OBJECTS` sets the
 //! number of objects (default 100000), `NMS_BENCH_REQUESTS` the requests per latency
 //! case (default 200); with `NMS_BENCH_KEEP` set the data directory is kept (for
-//! `sqlite3 .../nms.db`) and its path printed.
+//! `sqlite3 .../nms.db`) and its path printed. `NMS_BENCH_DATABASE_URL` (a fresh, empty
+//! database) runs it on that engine, e.g. PostgreSQL.
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error;
@@ -244,6 +245,11 @@ async fn main() -> Res<()> {
     // Kept: the directory outlives the run; otherwise it is removed when `_tmp` drops.
     let (data_dir, _tmp) = if keep { (tmp.keep(), None) } else { (tmp.path().to_path_buf(), Some(tmp)) };
     let mut s = Settings { data_dir: data_dir.clone(), ..Default::default() };
+    // `NMS_BENCH_DATABASE_URL` (a fresh, empty database, e.g. `postgres://...`) runs the
+    // bench on that engine; the default is SQLite in the data dir.
+    if let Ok(url) = std::env::var("NMS_BENCH_DATABASE_URL") {
+        s.storage.database_url = url;
+    }
     s.server.listen = "127.0.0.1:0".into();
     // Measure search, not the periodic argon2 re-verification of the Basic credential.
     s.auth.cache_ttl_secs = 3600;

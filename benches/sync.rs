@@ -363,6 +363,11 @@ async fn main() -> Res<()> {
     let attributes = env("NMS_BENCH_ATTRIBUTES", 5).min(5);
     let tmp = tempfile::tempdir()?;
     let mut s = Settings { data_dir: tmp.path().to_path_buf(), ..Default::default() };
+    // `NMS_BENCH_DATABASE_URL` (a fresh, empty database, e.g. `postgres://...`) runs the
+    // bench on that engine; the default is SQLite in the data dir.
+    if let Ok(url) = std::env::var("NMS_BENCH_DATABASE_URL") {
+        s.storage.database_url = url;
+    }
     s.server.listen = "127.0.0.1:0".into();
     // Measure notifications, not the periodic argon2 re-verification of the Basic credential.
     s.auth.cache_ttl_secs = 3600;
