@@ -304,3 +304,69 @@ async fn a_database_lost_mid_run_is_503_and_recovered_without_a_restart() {
     let found: Value = search().await.unwrap().json().await.unwrap();
     assert_eq!(found["objectList"]["object"].as_array().unwrap().len(), 2, "{found}");
 }
+
+/// The store of a server on `database_url`, as a second node would open it.
+async fn node_store(database_url: &str) -> (std::sync::Arc<dyn cpm_nms::store::Store>, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let mut s = Settings { data_dir: data.path().to_path_buf(), ..Default::default() };
+    s.storage.database_url = database_url.to_string();
+    (cpm_nms::startup::open_store(&s).await.unwrap(), data)
+}
+
+#[tokio::test]
+async fn nodes_provisioning_one_box_at_once_get_the_same_box() {
+    let Some(db) = fresh_database().await else { return };
+    let (a, _da) = node_store(&db).await;
+    let (b, _db) = node_store(&db).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { store.provision_box("base", "tel:+15550001", &format!("root{i}"), 1).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap().expect("every provisioning succeeds").id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one box: {ids:?}");
+}
+
+#[tokio::test]
+async fn the_subscription_limit_holds_against_creators_on_two_nodes() {
+    use cpm_nms::model::Subscription;
+    let Some(db) = fresh_database().await else { return };
+    let (a, _da) = node_store(&db).await;
+    let (b, _db) = node_store(&db).await;
+    let bx = a.provision_box("base", ALICE, "root", 1).await.unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let s = Subscription {
+                id: 0,
+                box_id: bx.id,
+                public_id: format!("sub{i}"),
+                principal: "alice".into(),
+                channel_id: None,
+                notify_url: "https://example.com/hook".into(),
+                callback_data: None,
+                notification_format: None,
+                filter: None,
+                client_correlator: None,
+                duration_secs: 3600,
+                expires_at_ms: i64::MAX / 2,
+                restart_token: String::new(),
+                position_validity: bx.validity,
+                position_modseq: bx.modseq,
+                position_within: None,
+                next_index: 1,
+            };
+            tokio::spawn(async move { store.create_subscription(&s, 3).await.unwrap() })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(t.await.unwrap().is_some());
+    }
+    assert_eq!(created, 3, "max_per_box holds across nodes");
+}

@@ -77,6 +77,24 @@ impl Engine {
         }
     }
 
+    /// A statement holding the box row `?` (an id) until the transaction ends; `None`
+    /// where the write transaction holds every box already (SQLite).
+    pub fn lock_box(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("SELECT id FROM boxes WHERE id = ? FOR UPDATE"),
+        }
+    }
+
+    /// A statement holding the text key `?` until the transaction ends (an advisory lock on
+    /// its hash, one row); `None` where the write transaction holds everything already.
+    pub fn lock_key(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended(?, 0))) AS held"),
+        }
+    }
+
     /// The function giving the greater of two values.
     pub fn greatest(self) -> &'static str {
         match self {

@@ -166,6 +166,25 @@ impl SqlStore {
     }
 }
 
+/// Hold box `box_id` until the transaction ends, for a write that does not bump its modseq
+/// but must not interleave with another writer of the box (on SQLite the writer slot holds
+/// every box already).
+async fn lock_box(engine: Engine, tx: &mut Tx<'_>, box_id: i64) -> Result<()> {
+    if let Some(sql) = engine.lock_box() {
+        query_scalar::<i64>(sql).bind(box_id).fetch_optional(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Hold the blob key `key` until the transaction ends: pins and deletion marks of one key
+/// are decided one at a time on every node.
+async fn lock_blob_key(engine: Engine, tx: &mut Tx<'_>, key: &str) -> Result<()> {
+    if let Some(sql) = engine.lock_key() {
+        query_scalar::<i64>(sql).bind(key).fetch_one(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// First statement of every mutating transaction: bump and return the box modseq.
 async fn bump(tx: &mut Tx<'_>, b: &BoxRow) -> Result<i64> {
     let seq: i64 = query_scalar("UPDATE boxes SET modseq = modseq + 1 WHERE id = ? RETURNING modseq")
@@ -1139,15 +1158,21 @@ impl Boxes for SqlStore {
             tx.rollback().await?;
             return Ok(BoxRow { id, store: store.into(), address: address.into(), modseq, validity });
         }
-        let id: i64 = query_scalar(
-            "INSERT INTO boxes (store, address, modseq, validity, created_at_ms) VALUES (?, ?, 1, ?, ?) RETURNING id",
+        // Another node may provision the same box meanwhile: its box is the answer.
+        let id: Option<i64> = query_scalar(
+            "INSERT INTO boxes (store, address, modseq, validity, created_at_ms) VALUES (?, ?, 1, ?, ?) \
+             ON CONFLICT (store, address) DO NOTHING RETURNING id",
         )
         .bind(store)
         .bind(address)
         .bind(now_ms)
         .bind(now_ms)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(id) = id else {
+            tx.rollback().await?;
+            return self.find_box(store, address).await?.ok_or_else(|| Error::internal("a provisioned box vanished"));
+        };
         let fid: i64 = query_scalar(
             "INSERT INTO folders (box_id, public_id, parent_id, name, is_root, ancestry, path, created_at_ms, last_mod_seq) \
              VALUES (?, ?, NULL, '', 1, '', '', ?, 1) RETURNING id",
@@ -2105,7 +2130,22 @@ impl Subscriptions for SqlStore {
         subscriptions::delete_channel(&self.pool, public_id).await
     }
     async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>> {
-        subscriptions::create_subscription(&self.pool, s, max_per_box).await
+        let (_slot, mut tx) = self.begin_write().await?;
+        lock_box(self.engine, &mut tx, s.box_id).await?;
+        match subscriptions::create_subscription(&mut tx, s, max_per_box).await {
+            Ok(created) => {
+                tx.commit().await?;
+                Ok(created)
+            }
+            // The same correlator is live already: that subscription is the answer.
+            Err(None) => {
+                tx.rollback().await?;
+                let correlator = s.client_correlator.as_deref().unwrap_or_default();
+                let now = crate::ids::now_ms();
+                subscriptions::subscription_by_correlator(&self.pool, s.box_id, &s.principal, correlator, now).await
+            }
+            Err(Some(e)) => Err(e),
+        }
     }
     async fn subscription(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>> {
         subscriptions::subscription(&self.pool, b, public_id, now_ms).await
@@ -2164,6 +2204,7 @@ impl Subscriptions for SqlStore {
 impl BlobRefs for SqlStore {
     async fn pin_blob(&self, key: &str, token: &str, now_ms: i64) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
+        lock_blob_key(self.engine, &mut tx, key).await?;
         // A deletion mark older than a minute belongs to a crashed collector: ignore it.
         query("DELETE FROM blob_deleting WHERE blob_key = ? AND started_at_ms < ?")
             .bind(key)
@@ -2195,6 +2236,7 @@ impl BlobRefs for SqlStore {
     }
     async fn begin_blob_delete(&self, key: &str, now_ms: i64) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
+        lock_blob_key(self.engine, &mut tx, key).await?;
         let used: Option<i64> = query_scalar(
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM payload_parts WHERE blob_key = ?1) \
              OR EXISTS (SELECT 1 FROM blob_pins WHERE blob_key = ?1) \

@@ -1,7 +1,7 @@
 //! Notification channels and subscriptions in SQLite (the `Store` verbs delegate here).
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::{query, query_as, query_scalar};
 use crate::store::engine::Engine;
@@ -138,10 +138,15 @@ pub async fn delete_channel(pool: &AnyPool, public_id: &str) -> Result<bool> {
     Ok(res.rows_affected() > 0)
 }
 
-/// One statement, so the count of the box's live subscriptions and the insert are atomic.
-/// (Plain `?` only: sqlx numbers anonymous parameters itself, so mixing in `?NNN` shifts
-/// them.)
-pub async fn create_subscription(pool: &AnyPool, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>> {
+/// Insert `s` unless its box holds `max_per_box` live subscriptions already: run in a write
+/// transaction that holds the box (see [`super::lock_box`]), so the count and the insert
+/// are atomic against other creators on every node.
+/// `Err(None)`: a live subscription of the same login holds the client correlator.
+pub async fn create_subscription(
+    conn: &mut AnyConnection,
+    s: &Subscription,
+    max_per_box: u32,
+) -> std::result::Result<Option<Subscription>, Option<Error>> {
     let now = crate::ids::now_ms();
     if let Some(c) = &s.client_correlator {
         // An expired subscription no longer holds its correlator.
@@ -153,8 +158,9 @@ pub async fn create_subscription(pool: &AnyPool, s: &Subscription, max_per_box: 
         .bind(&s.principal)
         .bind(c)
         .bind(now)
-        .execute(pool)
-        .await?;
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| Some(e.into()))?;
     }
     let inserted: std::result::Result<Option<i64>, sqlx::Error> = query_scalar(
         "INSERT INTO subscriptions (box_id, public_id, principal, channel_id, notify_url, callback_data, \
@@ -171,7 +177,7 @@ pub async fn create_subscription(pool: &AnyPool, s: &Subscription, max_per_box: 
     .bind(&s.notify_url)
     .bind(&s.callback_data)
     .bind(&s.notification_format)
-    .bind(filter_json(&s.filter)?)
+    .bind(filter_json(&s.filter).map_err(Some)?)
     .bind(&s.client_correlator)
     .bind(s.duration_secs)
     .bind(s.expires_at_ms)
@@ -186,16 +192,12 @@ pub async fn create_subscription(pool: &AnyPool, s: &Subscription, max_per_box: 
     .bind(s.box_id)
     .bind(now)
     .bind(i64::from(max_per_box))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await;
     match inserted {
         Ok(id) => Ok(id.map(|id| Subscription { id, ..s.clone() })),
-        // The same correlator created concurrently: that subscription is the answer.
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-            let correlator = s.client_correlator.as_deref().unwrap_or_default();
-            subscription_by_correlator(pool, s.box_id, &s.principal, correlator, now).await
-        }
-        Err(e) => Err(e.into()),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(None),
+        Err(e) => Err(Some(e.into())),
     }
 }
 
