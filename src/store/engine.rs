@@ -95,6 +95,13 @@ impl Engine {
         }
     }
 
+    /// Whether a search page's statement may be kept prepared with one plan for every value.
+    /// PostgreSQL's plan for a kept statement does not know how selective a value is (a rare
+    /// word and a common one get the same plan), so its pages are planned per request.
+    pub fn cache_search_plans(self) -> bool {
+        self == Self::Sqlite
+    }
+
     /// The function giving the greater of two values.
     pub fn greatest(self) -> &'static str {
         match self {

@@ -53,7 +53,13 @@ impl Sql {
 
     /// Run as a query returning rows.
     pub async fn fetch_all(&self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>> {
-        let mut q = query(self.text.as_str());
+        self.fetch_all_planned(conn, true).await
+    }
+
+    /// Run as a query returning rows; with `cache_plan` false the statement is planned for
+    /// these very values (not kept prepared with a plan for any value).
+    pub async fn fetch_all_planned(&self, conn: &mut AnyConnection, cache_plan: bool) -> Result<Vec<AnyRow>> {
+        let mut q = query(self.text.as_str()).persistent(cache_plan);
         for b in &self.binds {
             q = match b {
                 Bind::Int(v) => q.bind(*v),
@@ -386,7 +392,7 @@ pub async fn page_ids(
     q: &SearchQuery,
 ) -> Result<(Vec<i64>, Option<SearchPosition>)> {
     let (sql, int_key) = page_sql(engine, b, over, q, q.limit)?;
-    let rows = sql.fetch_all(conn).await?;
+    let rows = sql.fetch_all_planned(conn, engine.cache_search_plans()).await?;
     let more = rows.len() > q.limit as usize;
     let mut ids = Vec::with_capacity(rows.len().min(q.limit as usize));
     let mut last = None;
