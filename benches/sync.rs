@@ -197,7 +197,8 @@ async fn seed(nms: &cpm_nms::nms::Nms, b: &BoxRow, n: usize, attributes: usize) 
     let doomed: Vec<String> = order.iter().step_by(DELETE_EVERY).cloned().collect();
     let mut deleted = HashSet::with_capacity(doomed.len());
     for chunk in doomed.chunks(BATCH) {
-        let (items, _) = nms.meta.bulk_delete(b, &Targets::Ids(chunk.to_vec()), now_ms()).await?;
+        let (items, _) =
+            nms.meta.bulk_delete(b, &Targets::Ids(chunk.to_vec()), now_ms(), &cpm_nms::cpm::Departures).await?;
         for item in items {
             if item.outcome.is_none() {
                 return Err(fail(format!("could not delete {}", item.public_id)));

@@ -20,6 +20,7 @@ use std::panic::{AssertUnwindSafe, resume_unwind};
 use std::sync::Arc;
 
 use cpm_nms::config::Settings;
+use cpm_nms::cpm::Departures;
 use cpm_nms::error::Error;
 use cpm_nms::model::*;
 use cpm_nms::startup::open_store;
@@ -543,7 +544,7 @@ async fn boxes_are_provisioned_once_found_and_reset_to_a_new_validity() {
         ledger.wrote(&[folder("root-1")]).await;
         s.create_object(&b, message("o-2", at("/A"), 2_000)).await.unwrap();
         ledger.wrote(&[object("o-2")]).await;
-        s.delete_object(&b, "o-2", 3_000).await.unwrap();
+        s.delete_object(&b, "o-2", 3_000, &Departures).await.unwrap();
         ledger.wrote(&[deleted(object("o-2"))]).await;
 
         let (after, released) = s.reset_box(&b).await.unwrap();
@@ -788,11 +789,11 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
         ledger.wrote(&[object("o-2")]).await;
         assert_eq!((in_root.folder_public_id.as_str(), in_root.folder_path.as_str()), ("root", ""));
 
-        let released = s.delete_object(&b, "o-1", 6_000).await.unwrap().expect("it existed");
+        let released = s.delete_object(&b, "o-1", 6_000, &Departures).await.unwrap().expect("it existed");
         assert_eq!(released.blob_keys, ids(&["blob-1"]));
         ledger.wrote(&[deleted(object("o-1"))]).await;
         assert!(s.get_object(&b, "o-1").await.unwrap().is_none());
-        assert!(s.delete_object(&b, "o-1", 6_000).await.unwrap().is_none(), "already gone");
+        assert!(s.delete_object(&b, "o-1", 6_000, &Departures).await.unwrap().is_none(), "already gone");
         ledger.unchanged().await;
         assert_eq!(s.vanished_objects(&b, 10).await.unwrap(), ids(&["o-1"]));
 
@@ -896,7 +897,7 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
 
         // Move: ids stay; the moved items change, their children only follow.
         let sources = Sources { folders: ids(&["f-a"]), objects: ids(&["o-3"]) };
-        let out = s.move_to_folder(&b, "f-c", &sources).await.unwrap().expect("the target exists");
+        let out = s.move_to_folder(&b, "f-c", &sources, &Departures).await.unwrap().expect("the target exists");
         let done: Vec<(String, String)> = out
             .iter()
             .map(|r| match r {
@@ -912,20 +913,21 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
         assert!(s.object_by_path(&b, "/C/A/Sub", "o-s1").await.unwrap().is_some());
         assert_eq!(s.get_object(&b, "o-3").await.unwrap().expect("o-3").folder_path, "/C");
 
-        let out = s.move_to_folder(&b, "f-c", &sources).await.unwrap().expect("target");
+        let out = s.move_to_folder(&b, "f-c", &sources, &Departures).await.unwrap().expect("target");
         assert!(out.iter().all(|r| matches!(r, Relocated::Done { .. })), "already there: {out:?}");
         ledger.unchanged().await;
         let cycles = Sources { folders: ids(&["root", "f-c"]), objects: vec![] };
-        let out = s.move_to_folder(&b, "f-sub", &cycles).await.unwrap().expect("target");
+        let out = s.move_to_folder(&b, "f-sub", &cycles, &Departures).await.unwrap().expect("target");
         assert!(matches!(&out[..], [Relocated::Cycle, Relocated::Cycle]), "{out:?}");
         let clash = Sources { folders: ids(&[&a_copy]), objects: ids(&["no-such"]) };
-        let out = s.move_to_folder(&b, "f-c", &clash).await.unwrap().expect("target");
+        let out = s.move_to_folder(&b, "f-c", &clash, &Departures).await.unwrap().expect("target");
         assert!(matches!(&out[..], [Relocated::NameTaken { name }, Relocated::NoSource] if name == "A"), "{out:?}");
-        assert!(s.move_to_folder(&b, "no-such", &sources).await.unwrap().is_none());
+        assert!(s.move_to_folder(&b, "no-such", &sources, &Departures).await.unwrap().is_none());
         ledger.unchanged().await;
 
         // Bulk deletion, by name and by query.
-        let (items, released) = s.bulk_delete(&b, &Targets::Ids(ids(&["o-3", "no-such", "o-3"])), 9_000).await.unwrap();
+        let (items, released) =
+            s.bulk_delete(&b, &Targets::Ids(ids(&["o-3", "no-such", "o-3"])), 9_000, &Departures).await.unwrap();
         let outcomes: Vec<_> = items.iter().map(|i| (i.public_id.as_str(), i.outcome, i.refusal.clone())).collect();
         assert_eq!(outcomes, vec![("o-3", Some(true), None), ("no-such", None, None), ("o-3", None, None)]);
         assert!(released.blob_keys.is_empty());
@@ -933,11 +935,12 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
 
         let b_folder = s.get_folder(&b, "f-b").await.unwrap().expect("f-b");
         let in_b = |limit| within(sorted_by(SortKey::Id, false, None, limit), b_folder.id, true);
-        let too_many = s.bulk_delete(&b, &Targets::Matching { query: in_b(2), refuse_beyond: true }, 9_000).await;
+        let too_many =
+            s.bulk_delete(&b, &Targets::Matching { query: in_b(2), refuse_beyond: true }, 9_000, &Departures).await;
         assert!(matches!(too_many, Err(Error::LimitExceeded { .. })), "{too_many:?}");
         ledger.unchanged().await;
         let targets = Targets::Matching { query: in_b(10), refuse_beyond: true };
-        let (items, released) = s.bulk_delete(&b, &targets, 9_000).await.unwrap();
+        let (items, released) = s.bulk_delete(&b, &targets, 9_000, &Departures).await.unwrap();
         assert_eq!(
             sorted(items.iter().map(|i| (i.public_id.clone(), i.outcome))),
             sorted([&a1_copy[0], &s1_copy[0], &o3_copy].map(|id| (id.clone(), Some(true))))
@@ -945,6 +948,74 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
         assert_eq!(released.blob_keys, ids(&["blob-a"]));
         ledger.wrote(&[deleted(object(&a1_copy[0])), deleted(object(&s1_copy[0])), deleted(object(&o3_copy))]).await;
         assert!(s.get_object(&b, "o-a1").await.unwrap().is_some(), "the original stays");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Departures: the domain's policy, asked inside the write
+// ---------------------------------------------------------------------------------------
+
+/// An object of CPM kind `context` (its `Message-Context`), with `correlation_id`.
+fn cpm_object(public_id: &str, parent: ParentRef, context: &str, correlation_id: Option<&str>) -> NewObject {
+    NewObject {
+        attributes: attrs(&[("Message-Context", context)]),
+        correlation_id: correlation_id.map(str::to_string),
+        ..message(public_id, parent, 2_000)
+    }
+}
+
+/// An IMDN object about the message whose correlationId is `about`.
+fn imdn_object(public_id: &str, parent: ParentRef, about: &str) -> NewObject {
+    NewObject {
+        attributes: attrs(&[("Message-Context", "imdn-message"), ("DispositionOriginalMessageID", about)]),
+        ..message(public_id, parent, 2_000)
+    }
+}
+
+#[tokio::test]
+async fn objects_leave_with_their_companions_unless_the_departure_policy_keeps_them() {
+    story(async |s| {
+        let (b, mut ledger) = fresh_box_with_inbox(&s).await;
+        let made = [
+            cpm_object("info", at("/Inbox"), "Session-Info-Message", None),
+            cpm_object("chat", at("/Inbox"), "chat-message", Some("m-1")),
+            imdn_object("imdn-1", at("/Inbox"), "m-1"),
+            imdn_object("imdn-2", ParentRef::Root, "m-1"),
+            imdn_object("imdn-x", at("/Inbox"), "m-2"),
+            NewObject {
+                payload_type: Some("Application/Conference-Info+XML".into()),
+                ..message("conf", at("/Inbox"), 2_000)
+            },
+        ];
+        for o in made {
+            let id = o.public_id.clone();
+            s.create_object(&b, o).await.unwrap();
+            ledger.wrote(&[object(&id)]).await;
+        }
+
+        // Content remains: the session info and the conference info stay, and nothing changes.
+        for kept in ["info", "conf"] {
+            let refused = s.delete_object(&b, kept, 3_000, &Departures).await;
+            assert!(matches!(refused, Err(Error::Forbidden { .. })), "{kept}: {refused:?}");
+            ledger.unchanged().await;
+        }
+        let info = Sources { folders: vec![], objects: ids(&["info"]) };
+        let out = s.move_to_folder(&b, "root", &info, &Departures).await.unwrap().expect("target");
+        assert!(matches!(&out[..], [Relocated::Refused { .. }]), "{out:?}");
+        ledger.unchanged().await;
+
+        // The message goes, and the IMDNs about it (wherever they are) with it, in one write.
+        s.delete_object(&b, "chat", 3_000, &Departures).await.unwrap().expect("chat");
+        ledger.wrote(&[deleted(object("chat")), deleted(object("imdn-1")), deleted(object("imdn-2"))]).await;
+        assert!(s.get_object(&b, "imdn-x").await.unwrap().is_some(), "an IMDN about another message stays");
+
+        // One request taking the content too lets the session objects go.
+        let all = Targets::Ids(ids(&["info", "conf", "imdn-x"]));
+        let (items, _) = s.bulk_delete(&b, &all, 4_000, &Departures).await.unwrap();
+        assert!(items.iter().all(|i| i.outcome == Some(true) && i.refusal.is_none()), "{items:?}");
+        ledger.wrote(&[deleted(object("info")), deleted(object("conf")), deleted(object("imdn-x"))]).await;
+        ledger.replay_matches().await;
     })
     .await;
 }
@@ -1186,9 +1257,9 @@ async fn sync_replays_every_kind_of_change_in_modseq_order_and_pruning_raises_th
         ledger.wrote(&[folder("f-a")]).await;
         s.create_folder(&b, new_folder("f-b", ParentRef::Root, "B")).await.unwrap();
         ledger.wrote(&[folder("f-b")]).await;
-        s.move_to_folder(&b, "f-b", &Sources { folders: vec![], objects: ids(&["o-2"]) }).await.unwrap();
+        s.move_to_folder(&b, "f-b", &Sources { folders: vec![], objects: ids(&["o-2"]) }, &Departures).await.unwrap();
         ledger.wrote(&[object("o-2")]).await;
-        s.delete_object(&b, "o-1", 10_000).await.unwrap();
+        s.delete_object(&b, "o-1", 10_000, &Departures).await.unwrap();
         let o1_gone = ledger.wrote(&[deleted(object("o-1"))]).await;
         let before_bulk = ledger.seq;
         let bulk = vec![Ok(message("o-3", at("/B"), 3_000)), Ok(message("o-4", at("/B"), 4_000))];
@@ -1210,15 +1281,19 @@ async fn sync_replays_every_kind_of_change_in_modseq_order_and_pruning_raises_th
         ledger.wrote(&[object(&copy)]).await;
 
         // Expiry: by age, then beyond the newest few, oldest first, at most `limit`.
-        let (n, _) = s.expire_objects(&b, Some(2_500), None, 30_000, 10).await.unwrap();
+        let (n, _) = s.expire_objects(&b, Some(2_500), None, 30_000, 10, &Departures).await.unwrap();
         assert_eq!(n, 1);
         ledger.wrote(&[expired(object("o-2"))]).await;
-        let (n, _) = s.expire_objects(&b, None, Some(1), 31_000, 1).await.unwrap();
+        let (n, _) = s.expire_objects(&b, None, Some(1), 31_000, 1, &Departures).await.unwrap();
         assert_eq!(n, 1, "o-3 and o-4 are beyond the newest one; the limit takes o-3");
         ledger.wrote(&[expired(object("o-3"))]).await;
-        assert_eq!(s.expire_objects(&b, None, None, 32_000, 10).await.unwrap().0, 0, "no rule, nothing expires");
+        assert_eq!(
+            s.expire_objects(&b, None, None, 32_000, 10, &Departures).await.unwrap().0,
+            0,
+            "no rule, nothing expires"
+        );
         ledger.unchanged().await;
-        assert_eq!(s.expire_objects(&b, Some(0), Some(100), 32_000, 10).await.unwrap().0, 0);
+        assert_eq!(s.expire_objects(&b, Some(0), Some(100), 32_000, 10, &Departures).await.unwrap().0, 0);
         ledger.unchanged().await;
 
         // Replay from every modseq the box has had, whole and in pages.
@@ -1270,7 +1345,7 @@ async fn sync_replays_every_kind_of_change_in_modseq_order_and_pruning_raises_th
         // Pruning: by age, then beyond the newest per box; the replay floor rises to the newest dropped.
         let other = s.provision_box("base", "tel:+15550009", "root-9", 1_000).await.unwrap();
         s.create_object(&other, message("x-1", ParentRef::Root, 1_000)).await.unwrap();
-        s.delete_object(&other, "x-1", 50_000).await.unwrap();
+        s.delete_object(&other, "x-1", 50_000, &Departures).await.unwrap();
         assert_eq!(s.prune_tombstones(0, 100).await.unwrap(), 0);
         assert_eq!(s.sync_state(&b).await.unwrap().2, 0);
         assert_eq!(s.prune_tombstones(15_000, 100).await.unwrap(), 1, "o-1 went before 15 s");
@@ -1490,7 +1565,7 @@ async fn blobs_are_pinned_referenced_marked_for_deletion_and_stale_marks_expire(
         s.create_object(&b, o).await.unwrap();
         ledger.wrote(&[object("o-1")]).await;
         assert!(!s.begin_blob_delete("k-used", 3_000).await.unwrap(), "referenced");
-        let released = s.delete_object(&b, "o-1", 3_000).await.unwrap().expect("o-1");
+        let released = s.delete_object(&b, "o-1", 3_000, &Departures).await.unwrap().expect("o-1");
         assert_eq!(released.blob_keys, ids(&["k-used"]));
         ledger.wrote(&[deleted(object("o-1"))]).await;
         assert!(s.begin_blob_delete("k-used", 3_000).await.unwrap());

@@ -6,6 +6,7 @@
 
 use super::search::SelectionInput;
 use super::{Actor, Deposit, Nms, ObjectInput};
+use crate::cpm::Departures;
 use crate::error::{Error, Result};
 use crate::ids::now_ms;
 use crate::model::{BoxRow, BulkItem, Object, ParentRef, Relocated, Sources, Targets};
@@ -70,7 +71,7 @@ impl Nms {
     /// `bulkDelete`: delete many objects, then the blobs nothing references any more.
     pub async fn bulk_delete(&self, b: &BoxRow, targets: &BulkTargets) -> Result<Vec<BulkItem>> {
         let targets = self.targets(b, targets).await?;
-        let (items, released) = self.meta.bulk_delete(b, &targets, now_ms()).await?;
+        let (items, released) = self.meta.bulk_delete(b, &targets, now_ms(), &Departures).await?;
         self.blobs.release(&released.blob_keys).await;
         Ok(items)
     }
@@ -154,6 +155,9 @@ impl Nms {
         sources: &Sources,
     ) -> Result<Vec<Relocated>> {
         self.check_relocation(b, actor, target, sources).await?;
-        self.meta.move_to_folder(b, target, sources).await?.ok_or_else(|| Error::invalid(format!("targetRef {target}")))
+        self.meta
+            .move_to_folder(b, target, sources, &Departures)
+            .await?
+            .ok_or_else(|| Error::invalid(format!("targetRef {target}")))
     }
 }

@@ -731,7 +731,7 @@ impl Nms {
 
     /// Delete an object and, after the commit, its unreferenced blobs.
     pub async fn delete_object(&self, b: &BoxRow, id: &str, uri: &str) -> Result<()> {
-        let released = self.meta.delete_object(b, id, now_ms()).await?.or_not_found(uri)?;
+        let released = self.meta.delete_object(b, id, now_ms(), &crate::cpm::Departures).await?.or_not_found(uri)?;
         self.blobs.release(&released.blob_keys).await;
         Ok(())
     }

@@ -170,7 +170,8 @@ impl Nms {
             for b in self.meta.boxes_of_store(store).await? {
                 // In bounded transactions, so writers are never held up for long.
                 loop {
-                    let (n, released) = self.meta.expire_objects(&b, before, keep, now_ms(), 1000).await?;
+                    let (n, released) =
+                        self.meta.expire_objects(&b, before, keep, now_ms(), 1000, &crate::cpm::Departures).await?;
                     if n > 0 {
                         self.announce(&b).await?;
                     }

@@ -6,12 +6,15 @@
 //! tombstones. A verb that turns out to change nothing rolls back, so the modseq only moves
 //! when something really changed.
 
+pub mod departures;
 pub mod engine;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
+
+pub use departures::{Class, Departing, Departure, DepartureJudge, DeparturePolicy, Facts, ObjectFacts};
 
 use crate::error::Result;
 use crate::model::*;
@@ -88,11 +91,25 @@ pub trait Objects: Send + Sync {
     async fn object_by_path(&self, b: &BoxRow, folder_path: &str, public_id: &str) -> Result<Option<Object>>;
     /// Inline bytes of one payload part.
     async fn inline_part_data(&self, b: &BoxRow, object_public_id: &str, part_id: &str) -> Result<Option<Vec<u8>>>;
-    /// Delete an object; `None` if it does not exist.
-    async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>>;
-    /// Delete the targets in one transaction with one modseq (tombstones as for single
-    /// deletions); returns the per-object outcome and the released blob keys.
-    async fn bulk_delete(&self, b: &BoxRow, targets: &Targets, now_ms: i64) -> Result<(Vec<BulkItem>, Released)>;
+    /// Delete an object and its companions (as `policy` names them); `None` if it does not
+    /// exist, `Forbidden` if `policy` keeps it.
+    async fn delete_object(
+        &self,
+        b: &BoxRow,
+        public_id: &str,
+        now_ms: i64,
+        policy: &dyn DeparturePolicy,
+    ) -> Result<Option<Released>>;
+    /// Delete the targets and their companions in one transaction with one modseq
+    /// (tombstones as for single deletions); a target `policy` keeps is answered with its
+    /// refusal. Returns the per-object outcome and the released blob keys.
+    async fn bulk_delete(
+        &self,
+        b: &BoxRow,
+        targets: &Targets,
+        now_ms: i64,
+        policy: &dyn DeparturePolicy,
+    ) -> Result<(Vec<BulkItem>, Released)>;
     /// Copy the sources (folders recursively) into the target folder, one transaction, one
     /// modseq; copies get new ids (`new_id` makes them) and share blobs. `None`: no target.
     async fn copy_to_folder(
@@ -103,12 +120,19 @@ pub trait Objects: Send + Sync {
         now_ms: i64,
     ) -> Result<Option<Vec<Relocated>>>;
     /// Move the sources into the target folder, one transaction, one modseq; ids stay, a
-    /// moved item changes, its children do not. `None`: no target.
-    async fn move_to_folder(&self, b: &BoxRow, target: &str, sources: &Sources) -> Result<Option<Vec<Relocated>>>;
+    /// moved item changes, its children do not; an object `policy` keeps in its folder is
+    /// answered with its refusal. `None`: no target.
+    async fn move_to_folder(
+        &self,
+        b: &BoxRow,
+        target: &str,
+        sources: &Sources,
+        policy: &dyn DeparturePolicy,
+    ) -> Result<Option<Vec<Relocated>>>;
     /// Expire objects of a box stored before `stored_before_ms` or beyond its newest
-    /// `keep_newest` (by stored date): at most `limit` of them, oldest first, in one
-    /// transaction with one modseq, leaving `expired` tombstones. Returns how many expired
-    /// and the released blob keys.
+    /// `keep_newest` (by stored date): at most `limit` of them, oldest first, with their
+    /// companions, in one transaction with one modseq, leaving `expired` tombstones (those
+    /// `policy` keeps stay). Returns how many of them expired and the released blob keys.
     async fn expire_objects(
         &self,
         b: &BoxRow,
@@ -116,6 +140,7 @@ pub trait Objects: Send + Sync {
         keep_newest: Option<u32>,
         now_ms: i64,
         limit: u32,
+        policy: &dyn DeparturePolicy,
     ) -> Result<(u64, Released)>;
 }
 

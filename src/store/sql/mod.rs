@@ -1,10 +1,13 @@
 //! The SQL store: every storage rule, written once over sqlx's `Any` driver, for each
 //! engine ([`Engine`]: SQLite embedded, PostgreSQL for several nodes).
 //!
-//! What lives here is policy: the modseq bumped first in every write, tombstones with their
-//! snapshot, subtree rewrites of copy, move and rename, huge-group slicing. What differs
-//! between the engines (connecting, locking, text search, JSON, byte lengths) is asked of
-//! [`Engine`], whose two modules hold no rule. Statements are written with `?`
+//! What lives here is storage policy: the modseq bumped first in every write, tombstones
+//! with their snapshot, subtree rewrites of copy, move and rename, huge-group slicing. The
+//! domain's rules on objects leaving their folders come in as a
+//! [`DeparturePolicy`](crate::store::DeparturePolicy), answered from [`facts`] inside the
+//! write's transaction; no domain rule is written here. What differs between the engines
+//! (connecting, locking, text search, JSON, byte lengths) is asked of [`Engine`], whose two
+//! modules hold no rule. Statements are written with `?`
 //! placeholders; [`numbered`] turns them into `$1, $2, ...`, which both engines read.
 //! Runtime queries with `.bind()`: no database is needed to build.
 
@@ -19,6 +22,7 @@ macro_rules! sql {
     ($($t:tt)*) => { format!($($t)*) };
 }
 
+mod facts;
 mod query;
 mod subscriptions;
 
@@ -26,7 +30,9 @@ use super::*;
 use crate::error::{Error, Result};
 use crate::ids::new_id;
 use crate::model::*;
+use crate::store::departures::{Departing, Departure, DeparturePolicy};
 use crate::store::engine::Engine;
+use facts::TxFacts;
 use query::{Over, load_folders, load_objects, load_objects_with, page_ids};
 pub(crate) use query::{Sql, like_pattern};
 
@@ -479,40 +485,42 @@ struct ObjectRow {
     correlation_tag: Option<String>,
 }
 
-async fn object_row(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Option<ObjectRow>> {
-    let row: Option<(i64, Option<String>, Option<String>)> =
-        query_as("SELECT id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?")
-            .bind(b.id)
-            .bind(public_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    Ok(row.map(|(id, correlation_id, correlation_tag)| ObjectRow {
-        id,
-        public_id: public_id.to_string(),
-        correlation_id,
-        correlation_tag,
-    }))
-}
-
-/// Delete one object, leaving its tombstone stamped `seq` with `reason` (`deleted` or
-/// `expired`); returns the blob keys its parts used (`None`: no such object).
-async fn remove_object(
-    engine: Engine,
-    tx: &mut Tx<'_>,
-    b: &BoxRow,
-    public_id: &str,
-    seq: i64,
-    now_ms: i64,
-    reason: &str,
-) -> Result<Option<Vec<String>>> {
-    match object_row(tx, b, public_id).await? {
-        Some(row) => remove_row(engine, tx, b, &row, seq, now_ms, reason).await,
-        None => Ok(None),
+impl ObjectRow {
+    /// The object as a departure policy sees it.
+    fn departing(&self) -> Departing {
+        Departing { id: self.id, correlation_id: self.correlation_id.clone() }
     }
 }
 
-/// [`remove_object`] for a row already read (`None`: it went meanwhile, earlier in the same
-/// request).
+type ObjectRowTuple = (i64, String, Option<String>, Option<String>);
+
+fn object_row_of((id, public_id, correlation_id, correlation_tag): ObjectRowTuple) -> ObjectRow {
+    ObjectRow { id, public_id, correlation_id, correlation_tag }
+}
+
+async fn object_row(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Option<ObjectRow>> {
+    let row: Option<ObjectRowTuple> = query_as(
+        "SELECT id, public_id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?",
+    )
+    .bind(b.id)
+    .bind(public_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(object_row_of))
+}
+
+async fn object_row_by_id(tx: &mut Tx<'_>, id: i64) -> Result<Option<ObjectRow>> {
+    let row: Option<ObjectRowTuple> =
+        query_as("SELECT id, public_id, correlation_id, correlation_tag FROM objects WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(row.map(object_row_of))
+}
+
+/// Delete one object (a row already read), leaving its tombstone stamped `seq` with
+/// `reason` (`deleted` or `expired`); returns the blob keys its parts used (`None`: it went
+/// meanwhile, earlier in the same request).
 async fn remove_row(
     engine: Engine,
     tx: &mut Tx<'_>,
@@ -549,170 +557,75 @@ async fn remove_row(
     Ok(Some(keys))
 }
 
-/// The lower-cased `Message-Context` of the object aliased `o` in SQL.
-fn context_of(o: &str) -> String {
-    format!(
-        "(SELECT lower(a.value) FROM object_attributes a \
-         WHERE a.object_id = {o}.id AND a.name_lc = 'message-context' ORDER BY a.position LIMIT 1)"
-    )
-}
-
-/// Whether the object aliased `o` holds session metadata: a session info or group state
-/// object, or conference info.
-fn session_metadata(o: &str) -> String {
-    format!(
-        "(coalesce({}, '') IN ('session-info-message', 'group-state-message') \
-         OR lower(coalesce({o}.payload_type, '')) LIKE 'application/conference-info+xml%')",
-        context_of(o)
-    )
-}
-
 /// An id list for SQL (integers only, so listed inline).
 fn id_list(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// What the session-object rule needs of one object: its folder, lower-cased
-/// `Message-Context` and payload type. One primary-key lookup (plus the attribute's primary
-/// key), whatever the folder holds.
-fn session_facts_sql() -> String {
-    format!(
-        "SELECT o.folder_id, {} AS ctx, lower(coalesce(o.payload_type, '')) AS ty \
-         FROM objects o WHERE o.id = ?",
-        context_of("o")
-    )
+/// An object a request takes out of its folder, with what the departure policy said of it.
+struct Judged {
+    row: ObjectRow,
+    /// The objects that go with it.
+    companions: Vec<i64>,
+    /// Why it stays, if it does.
+    refusal: Option<String>,
 }
 
-/// The latest group state object of a folder (storage order): its id. Asked only about
-/// group state objects, once per folder and request.
-fn latest_group_state_sql() -> String {
-    format!(
-        "SELECT o2.id FROM objects o2 WHERE o2.folder_id = ? AND {} = 'group-state-message' \
-         ORDER BY o2.stored_at_ms DESC, o2.id DESC LIMIT 1",
-        context_of("o2")
-    )
-}
-
-/// Whether the folder holds an object that is not session metadata and that the request
-/// does not take out (`leaving`, an [`id_list`]). Asked only about session metadata objects,
-/// once per folder and request.
-fn folder_keeps_content_sql(leaving: &str) -> String {
-    format!(
-        "SELECT 1 FROM objects o WHERE o.folder_id = ? AND o.id NOT IN ({leaving}) AND NOT {} LIMIT 1",
-        session_metadata("o")
-    )
-}
-
-/// The CPM session-object rule (CPM binding 6.4.1.4, 6.4.1.5, 7.3.3.5): a session info
-/// object, the latest group state object or a conference info object stays in its folder
-/// (its session history folder: the binding keeps session objects in one) while messages,
-/// IMDNs or media objects remain there. Moving or deleting the whole folder is not subject
-/// to it.
-///
-/// One rule per request: `leaving` are the objects the same request removes or moves
-/// (they do not hold a session object back). An ordinary message costs one indexed lookup;
-/// only session metadata objects probe their folder, each folder at most twice per request
-/// (for its latest group state object, and for content that stays).
-struct SessionRule {
-    leaving: String,
-    /// Per folder: whether content outside `leaving` remains there.
-    keeps_content: std::collections::HashMap<i64, bool>,
-    /// Per folder: its latest group state object, as the request found it.
-    latest_group_state: std::collections::HashMap<i64, Option<i64>>,
-    /// Folder probes made (each folder at most twice).
-    probes: usize,
-}
-
-impl SessionRule {
-    fn new(leaving: &[i64]) -> Self {
-        Self {
-            leaving: id_list(leaving),
-            keeps_content: Default::default(),
-            latest_group_state: Default::default(),
-            probes: 0,
-        }
-    }
-
-    /// Why the object may not leave its folder, if it may not.
-    async fn refusal(&mut self, tx: &mut Tx<'_>, object_id: i64) -> Result<Option<String>> {
-        let row: Option<(i64, Option<String>, String)> =
-            query_as(session_facts_sql()).bind(object_id).fetch_optional(&mut **tx).await?;
-        let Some((folder, ctx, ty)) = row else { return Ok(None) };
-        let kind = match ctx.as_deref() {
-            Some("session-info-message") => "session info object",
-            Some("group-state-message") => {
-                let latest = match self.latest_group_state.get(&folder) {
-                    Some(latest) => *latest,
-                    None => {
-                        self.probes += 1;
-                        let latest: Option<i64> =
-                            query_scalar(latest_group_state_sql()).bind(folder).fetch_optional(&mut **tx).await?;
-                        self.latest_group_state.insert(folder, latest);
-                        latest
-                    }
-                };
-                if latest != Some(object_id) {
-                    return Ok(None);
-                }
-                "latest group state object"
+/// Ask `policy` about the objects a request removes `how` (`None`s stay `None`, the order
+/// is kept): first each one's companions, then, with everything leaving known, the judge's
+/// refusal of each. All inside the request's transaction.
+async fn judge_removals(
+    tx: &mut Tx<'_>,
+    b: &BoxRow,
+    rows: Vec<Option<ObjectRow>>,
+    policy: &dyn DeparturePolicy,
+    how: Departure,
+) -> Result<Vec<Option<Judged>>> {
+    let mut with = Vec::with_capacity(rows.len());
+    for row in rows {
+        with.push(match row {
+            Some(row) => {
+                let companions = policy.companions(&mut TxFacts::new(tx, b), &row.departing(), how).await?;
+                Some((row, companions))
             }
-            _ if ty.starts_with("application/conference-info+xml") => "conference info object",
-            _ => return Ok(None),
-        };
-        let blocked = match self.keeps_content.get(&folder) {
-            Some(b) => *b,
-            None => {
-                self.probes += 1;
-                let found: Option<i64> = query_scalar(folder_keeps_content_sql(&self.leaving))
-                    .bind(folder)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                self.keeps_content.insert(folder, found.is_some());
-                found.is_some()
-            }
-        };
-        Ok(blocked.then(|| {
-            format!(
-                "CPM session rule: the {kind} stays in its session history folder while messages, IMDNs or media \
-                 of the session remain there (CPM binding 6.4.1.4); move or delete the whole folder"
-            )
-        }))
+            None => None,
+        });
     }
+    let leaving: Vec<i64> =
+        with.iter().flatten().flat_map(|(row, companions)| std::iter::once(row.id).chain(companions.clone())).collect();
+    let mut judge = policy.judge(how, &leaving);
+    let mut out = Vec::with_capacity(with.len());
+    for item in with {
+        out.push(match item {
+            Some((row, companions)) => {
+                let refusal = judge.refusal(&mut TxFacts::new(tx, b), row.id).await?;
+                Some(Judged { row, companions, refusal })
+            }
+            None => None,
+        });
+    }
+    Ok(out)
 }
 
-/// Remove an object and the IMDN objects about it (CPM binding 7.3.3.5/7.3.3.6: those
-/// whose `DispositionOriginalMessageID` is its correlationId, as [`imdns_of`] found them),
-/// each leaving a tombstone stamped `seq` with `reason`; the blob keys they used (`None`:
-/// the object was gone).
-#[allow(clippy::too_many_arguments)]
-async fn remove_with_imdns(
+/// Remove an object the policy let go and its companions, each leaving a tombstone stamped
+/// `seq` with `reason`; the blob keys they used (`None`: the object was gone).
+async fn remove_judged(
     engine: Engine,
     tx: &mut Tx<'_>,
     b: &BoxRow,
-    row: &ObjectRow,
-    imdns: &[(i64, String)],
+    j: &Judged,
     seq: i64,
     now_ms: i64,
     reason: &str,
 ) -> Result<Option<Vec<String>>> {
-    let Some(mut keys) = remove_row(engine, tx, b, row, seq, now_ms, reason).await? else { return Ok(None) };
-    for (_, public_id) in imdns {
-        keys.extend(remove_object(engine, tx, b, public_id, seq, now_ms, reason).await?.unwrap_or_default());
+    let Some(mut keys) = remove_row(engine, tx, b, &j.row, seq, now_ms, reason).await? else { return Ok(None) };
+    for id in &j.companions {
+        // A companion another object of the request took along is gone already.
+        if let Some(companion) = object_row_by_id(tx, *id).await? {
+            keys.extend(remove_row(engine, tx, b, &companion, seq, now_ms, reason).await?.unwrap_or_default());
+        }
     }
     Ok(Some(keys))
-}
-
-/// The IMDN objects about the message whose IMDN Message-ID is `message_id`: (internal id,
-/// public id).
-async fn imdns_of(tx: &mut Tx<'_>, b: &BoxRow, message_id: Option<&str>) -> Result<Vec<(i64, String)>> {
-    let Some(message_id) = message_id else { return Ok(Vec::new()) };
-    let sql = format!(
-        "SELECT o.id, o.public_id FROM object_attributes d JOIN objects o ON o.id = d.object_id \
-         WHERE d.box_id = ? AND d.name_lc = 'dispositionoriginalmessageid' AND d.value = ? \
-         AND {} = 'imdn-message'",
-        context_of("o")
-    );
-    Ok(query_as(sql).bind(b.id).bind(message_id).fetch_all(&mut **tx).await?)
 }
 
 /// The objects a bulk operation names: (public id, internal id if it exists in this box), in
@@ -1529,59 +1442,64 @@ impl Objects for SqlStore {
         .await?;
         Ok(data.flatten())
     }
-    async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
+    async fn delete_object(
+        &self,
+        b: &BoxRow,
+        public_id: &str,
+        now_ms: i64,
+        policy: &dyn DeparturePolicy,
+    ) -> Result<Option<Released>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(row) = object_row(&mut tx, b, public_id).await? else {
             tx.rollback().await?;
             return Ok(None);
         };
-        if let Some(reason) = SessionRule::new(&[row.id]).refusal(&mut tx, row.id).await? {
+        let judged = judge_removals(&mut tx, b, vec![Some(row)], policy, Departure::Deleted).await?;
+        let Some(j) = judged.into_iter().flatten().next() else {
+            return Err(Error::internal("the object to delete vanished from its own request"));
+        };
+        if let Some(reason) = j.refusal {
             tx.rollback().await?;
             return Err(Error::Forbidden { reason });
         }
-        let imdns = imdns_of(&mut tx, b, row.correlation_id.as_deref()).await?;
-        let keys =
-            remove_with_imdns(self.engine, &mut tx, b, &row, &imdns, seq, now_ms, "deleted").await?.unwrap_or_default();
+        let keys = remove_judged(self.engine, &mut tx, b, &j, seq, now_ms, "deleted").await?.unwrap_or_default();
         tx.commit().await?;
         Ok(Some(Released { blob_keys: keys }))
     }
-    async fn bulk_delete(&self, b: &BoxRow, targets: &Targets, now_ms: i64) -> Result<(Vec<BulkItem>, Released)> {
+    async fn bulk_delete(
+        &self,
+        b: &BoxRow,
+        targets: &Targets,
+        now_ms: i64,
+        policy: &dyn DeparturePolicy,
+    ) -> Result<(Vec<BulkItem>, Released)> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let mut out = Vec::new();
         let mut released = Released::default();
-        // Each target read once, with the IMDNs that go with it.
+        // Each target read once; the policy learns of them all before it judges one.
+        let mut names = Vec::new();
         let mut rows = Vec::new();
         for (public_id, id) in resolve_targets(self.engine, &mut tx, b, targets).await? {
-            let row = match id {
-                Some(_) => object_row(&mut tx, b, &public_id).await?,
+            rows.push(match id {
+                Some(id) => object_row_by_id(&mut tx, id).await?,
                 None => None,
-            };
-            let imdns = match &row {
-                Some(r) => imdns_of(&mut tx, b, r.correlation_id.as_deref()).await?,
-                None => Vec::new(),
-            };
-            rows.push((public_id, row, imdns));
+            });
+            names.push(public_id);
         }
-        // What the request takes out: the targets and their IMDNs.
-        let leaving: Vec<i64> = rows
-            .iter()
-            .filter_map(|(_, row, imdns)| row.as_ref().map(|r| (r.id, imdns)))
-            .flat_map(|(id, imdns)| std::iter::once(id).chain(imdns.iter().map(|(i, _)| *i)))
-            .collect();
-        let mut rule = SessionRule::new(&leaving);
-        for (public_id, row, imdns) in rows {
-            let Some(row) = row else {
+        let judged = judge_removals(&mut tx, b, rows, policy, Departure::Deleted).await?;
+        for (public_id, j) in names.into_iter().zip(judged) {
+            let Some(j) = j else {
                 out.push(BulkItem { public_id, outcome: None, refusal: None });
                 continue;
             };
-            if let Some(reason) = rule.refusal(&mut tx, row.id).await? {
+            if let Some(reason) = j.refusal {
                 out.push(BulkItem { public_id, outcome: None, refusal: Some(reason) });
                 continue;
             }
-            // Named twice in one request (or an IMDN an earlier target took): already gone.
-            let removed = remove_with_imdns(self.engine, &mut tx, b, &row, &imdns, seq, now_ms, "deleted").await?;
+            // Named twice in one request (or a companion an earlier target took): already gone.
+            let removed = remove_judged(self.engine, &mut tx, b, &j, seq, now_ms, "deleted").await?;
             let found = removed.is_some();
             released.blob_keys.extend(removed.unwrap_or_default());
             out.push(BulkItem { public_id, outcome: found.then_some(true), refusal: None });
@@ -1653,7 +1571,13 @@ impl Objects for SqlStore {
         }
         Ok(Some(out))
     }
-    async fn move_to_folder(&self, b: &BoxRow, target: &str, sources: &Sources) -> Result<Option<Vec<Relocated>>> {
+    async fn move_to_folder(
+        &self,
+        b: &BoxRow,
+        target: &str,
+        sources: &Sources,
+        policy: &dyn DeparturePolicy,
+    ) -> Result<Option<Vec<Relocated>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(target) = folder_key_by_public(&mut tx, b, target).await? else {
@@ -1727,14 +1651,14 @@ impl Objects for SqlStore {
                     .await?,
             );
         }
-        let mut rule = SessionRule::new(&found.iter().flatten().map(|(id, _)| *id).collect::<Vec<_>>());
+        let mut judge = policy.judge(Departure::Moved, &found.iter().flatten().map(|(id, _)| *id).collect::<Vec<_>>());
         for (public_id, row) in sources.objects.iter().zip(found) {
             let Some((id, folder)) = row else {
                 out.push(Relocated::NoSource);
                 continue;
             };
             if folder != target.id
-                && let Some(reason) = rule.refusal(&mut tx, id).await?
+                && let Some(reason) = judge.refusal(&mut TxFacts::new(&mut tx, b), id).await?
             {
                 out.push(Relocated::Refused { reason });
                 continue;
@@ -1764,6 +1688,7 @@ impl Objects for SqlStore {
         keep_newest: Option<u32>,
         now_ms: i64,
         limit: u32,
+        policy: &dyn DeparturePolicy,
     ) -> Result<(u64, Released)> {
         if stored_before_ms.is_none() && keep_newest.is_none() {
             return Ok((0, Released::default()));
@@ -1786,18 +1711,29 @@ impl Objects for SqlStore {
             tx.rollback().await?;
             return Ok((0, Released::default()));
         }
-        let mut released = Released::default();
+        // Each read once; the policy learns of them all before it judges one.
+        let mut rows = Vec::with_capacity(doomed.len());
         for public_id in &doomed {
-            // Its IMDNs go with it (CPM binding 7.3.3.5), expired as well.
-            let Some(row) = object_row(&mut tx, b, public_id).await? else { continue };
-            let imdns = imdns_of(&mut tx, b, row.correlation_id.as_deref()).await?;
-            let removed = remove_with_imdns(self.engine, &mut tx, b, &row, &imdns, seq, now_ms, "expired").await?;
+            rows.push(object_row(&mut tx, b, public_id).await?);
+        }
+        let mut released = Released::default();
+        let mut expired = 0u64;
+        for j in judge_removals(&mut tx, b, rows, policy, Departure::Expired).await?.into_iter().flatten() {
+            if j.refusal.is_some() {
+                continue;
+            }
+            expired += 1;
+            let removed = remove_judged(self.engine, &mut tx, b, &j, seq, now_ms, "expired").await?;
             released.blob_keys.extend(removed.unwrap_or_default());
+        }
+        if expired == 0 {
+            tx.rollback().await?;
+            return Ok((0, Released::default()));
         }
         tx.commit().await?;
         released.blob_keys.sort();
         released.blob_keys.dedup();
-        Ok((doomed.len() as u64, released))
+        Ok((expired, released))
     }
 }
 
@@ -2236,6 +2172,19 @@ impl Store for SqlStore {
     }
 }
 
+/// A scratch store for unit tests: a fresh SQLite database in a temporary directory (kept
+/// while the directory lives), with one box.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) async fn scratch() -> (tempfile::TempDir, SqlStore, BoxRow) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("nms.db").display());
+    let store = SqlStore::connect(&url, &Default::default()).await.unwrap();
+    store.migrate().await.unwrap();
+    let b = store.provision_box("base", "tel:+1", "root", 1).await.unwrap();
+    (dir, store, b)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -2251,94 +2200,31 @@ mod tests {
         assert_eq!(numbered("'it''s?' || ?"), "'it''s?' || $1");
     }
 
-    async fn store() -> (tempfile::TempDir, SqlStore, BoxRow) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("nms.db").display());
-        let store = SqlStore::connect(&url, &Default::default()).await.unwrap();
-        store.migrate().await.unwrap();
-        let b = store.provision_box("base", "tel:+1", "root", 1).await.unwrap();
-        (dir, store, b)
-    }
-
-    fn object(path: &str, context: &str) -> NewObject {
-        NewObject {
-            public_id: new_id(),
-            parent: ParentRef::Path { path: path.into(), create_missing: true },
-            attributes: vec![Attribute { name: "Message-Context".into(), values: vec![context.into()] }],
-            flags: Vec::new(),
-            correlation_id: None,
-            correlation_tag: None,
-            payload_type: None,
-            parts: Vec::new(),
-            text: String::new(),
-            now_ms: 1,
-        }
-    }
-
-    /// The plan SQLite chooses for `sql`, one line per step.
-    async fn plan(store: &SqlStore, sql: &str) -> Vec<String> {
-        let rows: Vec<(i64, i64, i64, String)> =
-            query_as(format!("EXPLAIN QUERY PLAN {sql}")).bind(1).fetch_all(&store.pool).await.unwrap();
+    /// The plan SQLite chooses for `sql` (its parameters bound to `binds`), one line per
+    /// step.
+    async fn plan(store: &SqlStore, sql: &str, binds: (&str, i64)) -> Vec<String> {
+        let rows: Vec<(i64, i64, i64, String)> = query_as(format!("EXPLAIN QUERY PLAN {sql}"))
+            .bind(binds.0)
+            .bind(binds.1)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
         rows.into_iter().map(|r| r.3).collect()
     }
 
-    /// Deleting or moving an ordinary message asks one row by primary key (and its
-    /// Message-Context by the attributes' primary key), never its folder: its cost does not
-    /// grow with the folder.
+    /// What a departure policy asks of each object (its folder, the first value of one
+    /// attribute, its payload type) is one row by primary key, and the attribute by the
+    /// attributes' primary key, never its folder: deleting or moving an ordinary message
+    /// costs the same however full its folder is.
     #[tokio::test]
-    async fn the_session_rule_reads_one_row_for_an_ordinary_object() {
-        let (_dir, store, _) = store().await;
-        let steps = plan(&store, &session_facts_sql()).await;
+    async fn the_facts_of_an_object_are_read_by_primary_key() {
+        let (_dir, store, _) = scratch().await;
+        let steps = plan(&store, &facts::object_sql(), ("subject", 1)).await;
         assert!(!steps.is_empty());
         for step in steps.iter().filter(|s| s.starts_with("SEARCH") || s.starts_with("SCAN")) {
             let by_key = step.contains("INTEGER PRIMARY KEY") || step.contains("sqlite_autoindex_object_attributes_1");
             assert!(by_key, "every lookup is by a primary key: {steps:?}");
             assert!(!step.contains("folder"), "no folder probe: {steps:?}");
         }
-    }
-
-    /// A bulk delete of many session objects of one folder probes that folder once; ordinary
-    /// messages never probe it.
-    #[tokio::test]
-    async fn a_bulk_request_probes_each_folder_once() {
-        let (_dir, store, b) = store().await;
-        let mut infos = Vec::new();
-        for _ in 0..50 {
-            infos.push(store.create_object(&b, object("/s", "session-info-message")).await.unwrap().id);
-        }
-        let chat = store.create_object(&b, object("/s", "chat-message")).await.unwrap().id;
-        let mut states = Vec::new();
-        for _ in 0..50 {
-            states.push(store.create_object(&b, object("/g", "group-state-message")).await.unwrap().id);
-        }
-        store.create_object(&b, object("/g", "chat-message")).await.unwrap();
-        let mut tx = store.pool.begin().await.unwrap();
-
-        let mut rule = SessionRule::new(&infos);
-        for id in &infos {
-            let refusal = rule.refusal(&mut tx, *id).await.unwrap();
-            assert!(refusal.is_some(), "the chat message stays, so the session objects do");
-        }
-        assert_eq!(rule.probes, 1);
-
-        let mut rule = SessionRule::new(&[chat]);
-        assert!(rule.refusal(&mut tx, chat).await.unwrap().is_none());
-        assert_eq!(rule.probes, 0, "an ordinary message never probes its folder");
-
-        // Group state objects: the folder's latest one is looked up once, whatever their number.
-        let mut rule = SessionRule::new(&states);
-        let mut refused = 0;
-        for id in &states {
-            refused += usize::from(rule.refusal(&mut tx, *id).await.unwrap().is_some());
-        }
-        assert_eq!(refused, 1, "only the latest group state object stays");
-        assert_eq!(rule.probes, 2, "one probe for the latest, one for the content");
-
-        let everything: Vec<i64> = infos.iter().copied().chain([chat]).collect();
-        let mut rule = SessionRule::new(&everything);
-        for id in &infos {
-            assert!(rule.refusal(&mut tx, *id).await.unwrap().is_none(), "all leave together");
-        }
-        assert_eq!(rule.probes, 1);
     }
 }
