@@ -199,29 +199,29 @@ mod tests {
         let policy = Probed::default();
         let mut infos = Vec::new();
         for _ in 0..50 {
-            infos.push(store.create_object(&b, object("/s", "session-info-message")).await.unwrap().public_id);
+            infos.push(store.create_object(&b, object("/s", "session-info-message")).await.unwrap().value.public_id);
         }
-        let chat = store.create_object(&b, object("/s", "chat-message")).await.unwrap().public_id;
+        let chat = store.create_object(&b, object("/s", "chat-message")).await.unwrap().value.public_id;
         let mut states = Vec::new();
         for _ in 0..50 {
-            states.push(store.create_object(&b, object("/g", "group-state-message")).await.unwrap().public_id);
+            states.push(store.create_object(&b, object("/g", "group-state-message")).await.unwrap().value.public_id);
         }
-        let other_chat = store.create_object(&b, object("/g", "chat-message")).await.unwrap().public_id;
+        let other_chat = store.create_object(&b, object("/g", "chat-message")).await.unwrap().value.public_id;
 
-        let (items, _) = store.bulk_delete(&b, &Targets::Ids(infos.clone()), 2, &policy).await.unwrap();
+        let (items, _) = store.bulk_delete(&b, &Targets::Ids(infos.clone()), 2, &policy).await.unwrap().value;
         assert_eq!(refused(&items), 50, "the chat message stays, so the session objects do");
         assert_eq!(policy.take(), 1);
 
         // Group state objects: the folder's latest one is looked up once, whatever their number.
-        let (items, _) = store.bulk_delete(&b, &Targets::Ids(states.clone()), 2, &policy).await.unwrap();
+        let (items, _) = store.bulk_delete(&b, &Targets::Ids(states.clone()), 2, &policy).await.unwrap().value;
         assert_eq!((refused(&items), deleted(&items)), (1, 49), "only the latest group state object stays");
         assert_eq!(policy.take(), 2, "one probe for the latest, one for the content");
 
-        assert!(store.delete_object(&b, &other_chat, 2, &policy).await.unwrap().is_some());
+        assert!(store.delete_object(&b, &other_chat, 2, &policy).await.unwrap().value.is_some());
         assert_eq!(policy.take(), 0, "an ordinary message never probes its folder");
 
         let everything: Vec<String> = infos.iter().cloned().chain([chat]).collect();
-        let (items, _) = store.bulk_delete(&b, &Targets::Ids(everything), 2, &policy).await.unwrap();
+        let (items, _) = store.bulk_delete(&b, &Targets::Ids(everything), 2, &policy).await.unwrap().value;
         assert_eq!((refused(&items), deleted(&items)), (0, 51), "all leave together");
         assert_eq!(policy.take(), 1);
     }
@@ -231,9 +231,9 @@ mod tests {
     async fn expiry_is_not_subject_to_the_rule() {
         let (_dir, store, b) = scratch().await;
         let policy = Probed::default();
-        let info = store.create_object(&b, object("/s", "session-info-message")).await.unwrap().public_id;
-        store.create_object(&b, object("/s", "chat-message")).await.unwrap();
-        let (n, _) = store.expire_objects(&b, None, Some(1), 2, 10, &policy).await.unwrap();
+        let info = store.create_object(&b, object("/s", "session-info-message")).await.unwrap().value.public_id;
+        let _chat = store.create_object(&b, object("/s", "chat-message")).await.unwrap().value;
+        let (n, _) = store.expire_objects(&b, None, Some(1), 2, 10, &policy).await.unwrap().value;
         assert_eq!(n, 1);
         assert!(store.get_object(&b, &info).await.unwrap().is_none(), "the oldest went, a session object");
         assert_eq!(policy.take(), 0);

@@ -181,6 +181,18 @@ async fn bump(tx: &mut Tx<'_>, b: &BoxRow) -> Result<i64> {
     Ok(seq)
 }
 
+/// End a write whose modseq is `seq`: commit it when it `changed` something, else roll it
+/// back (the modseq bump with it); `value` is its answer.
+async fn settle<T>(tx: Tx<'_>, b: &BoxRow, seq: i64, changed: bool, value: T) -> Result<Written<T>> {
+    if changed {
+        tx.commit().await?;
+        Ok(Written::committed(value, b.id, seq))
+    } else {
+        tx.rollback().await?;
+        Ok(Written::unchanged(value))
+    }
+}
+
 /// The exclusive upper bound of an ancestry prefix range (`'/1/7/'` -> `'/1/70'`).
 fn ancestry_end(prefix: &str) -> String {
     // '/' + 1 == '0', so every string starting with `prefix` sorts below this bound.
@@ -1111,7 +1123,7 @@ impl Boxes for SqlStore {
             .map(|(id, address, modseq, validity)| BoxRow { id, store: store.to_string(), address, modseq, validity })
             .collect())
     }
-    async fn reset_box(&self, b: &BoxRow) -> Result<(BoxRow, Released)> {
+    async fn reset_box(&self, b: &BoxRow) -> Result<Written<(BoxRow, Released)>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let keys: Vec<String> = query_scalar(
@@ -1142,9 +1154,8 @@ impl Boxes for SqlStore {
         .bind(b.id)
         .fetch_one(&mut *tx)
         .await?;
-        tx.commit().await?;
         let now = BoxRow { id: b.id, store: b.store.clone(), address: b.address.clone(), modseq: seq, validity };
-        Ok((now, Released { blob_keys: keys }))
+        settle(tx, b, seq, true, (now, Released { blob_keys: keys })).await
     }
 }
 
@@ -1172,7 +1183,7 @@ impl Folders for SqlStore {
         .fetch_optional(&self.pool)
         .await?)
     }
-    async fn create_folder(&self, b: &BoxRow, f: NewFolder) -> Result<Folder> {
+    async fn create_folder(&self, b: &BoxRow, f: NewFolder) -> Result<Written<Folder>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let parent = resolve_parent(&mut tx, b, self.folder_limits, &f.parent, seq, f.now_ms).await?;
@@ -1182,8 +1193,7 @@ impl Folders for SqlStore {
         };
         let key = insert_folder(&mut tx, b, self.folder_limits, &parent, &f.public_id, &name, seq, f.now_ms).await?;
         insert_attributes(&mut tx, "folder_attributes", key.id, b, &f.attributes).await?;
-        tx.commit().await?;
-        Ok(Folder {
+        let folder = Folder {
             id: key.id,
             public_id: key.public_id,
             parent_public_id: Some(parent.public_id),
@@ -1193,15 +1203,17 @@ impl Folders for SqlStore {
             attributes: f.attributes,
             created_at_ms: f.now_ms,
             last_mod_seq: seq,
-        })
+        };
+        settle(tx, b, seq, true, folder).await
     }
-    async fn rename_folder(&self, b: &BoxRow, public_id: &str, name: &str) -> Result<Folder> {
+    async fn rename_folder(&self, b: &BoxRow, public_id: &str, name: &str) -> Result<Written<Folder>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let key = folder_key_by_public(&mut tx, b, public_id).await?.ok_or_else(|| Error::not_found(public_id))?;
         let current: String =
             query_scalar("SELECT name FROM folders WHERE id = ?").bind(key.id).fetch_one(&mut *tx).await?;
-        if current != name {
+        let changed = current != name;
+        if changed {
             let parent_path = key.path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
             let new_path = if key.is_root { String::new() } else { format!("{parent_path}/{name}") };
             let res = query("UPDATE folders SET name = ?, path = ?, last_mod_seq = ? WHERE id = ?")
@@ -1232,18 +1244,16 @@ impl Folders for SqlStore {
                 .await?;
             }
             check_subtree(&mut tx, b, self.folder_limits, &key.ancestry).await?;
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
         }
-        self.get_folder(b, public_id).await?.ok_or_else(|| Error::not_found(public_id))
+        // Read inside the write: the answer is the folder as this write left it.
+        let folder = load_folders(&mut tx, &[key.id]).await?.pop().ok_or_else(|| Error::not_found(public_id))?;
+        settle(tx, b, seq, changed, folder).await
     }
-    async fn delete_folder(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>> {
+    async fn delete_folder(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Written<Option<Released>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(key) = folder_key_by_public(&mut tx, b, public_id).await? else {
-            tx.rollback().await?;
-            return Ok(None);
+            return settle(tx, b, seq, false, None).await;
         };
         if key.is_root {
             return Err(Error::Forbidden { reason: "the root folder cannot be deleted".into() });
@@ -1299,8 +1309,7 @@ impl Folders for SqlStore {
             .bind(&hi)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(Some(Released { blob_keys: keys }))
+        settle(tx, b, seq, true, Some(Released { blob_keys: keys })).await
     }
     async fn folder_children(
         &self,
@@ -1384,14 +1393,17 @@ impl Folders for SqlStore {
 
 #[async_trait]
 impl Objects for SqlStore {
-    async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Object> {
+    async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Written<Object>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let created = insert_object(&mut tx, b, self.folder_limits, o, seq).await?;
-        tx.commit().await?;
-        Ok(created)
+        settle(tx, b, seq, true, created).await
     }
-    async fn create_objects(&self, b: &BoxRow, objects: Vec<Result<NewObject>>) -> Result<Vec<Result<Object>>> {
+    async fn create_objects(
+        &self,
+        b: &BoxRow,
+        objects: Vec<Result<NewObject>>,
+    ) -> Result<Written<Vec<Result<Object>>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let mut out = Vec::with_capacity(objects.len());
@@ -1417,12 +1429,8 @@ impl Objects for SqlStore {
                 }
             }
         }
-        if out.iter().any(Result::is_ok) {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(out)
+        let changed = out.iter().any(Result::is_ok);
+        settle(tx, b, seq, changed, out).await
     }
     async fn get_object(&self, b: &BoxRow, public_id: &str) -> Result<Option<Object>> {
         self.load_object("o.public_id = ?", b, &[public_id]).await
@@ -1448,12 +1456,11 @@ impl Objects for SqlStore {
         public_id: &str,
         now_ms: i64,
         policy: &dyn DeparturePolicy,
-    ) -> Result<Option<Released>> {
+    ) -> Result<Written<Option<Released>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(row) = object_row(&mut tx, b, public_id).await? else {
-            tx.rollback().await?;
-            return Ok(None);
+            return settle(tx, b, seq, false, None).await;
         };
         let judged = judge_removals(&mut tx, b, vec![Some(row)], policy, Departure::Deleted).await?;
         let Some(j) = judged.into_iter().flatten().next() else {
@@ -1464,8 +1471,7 @@ impl Objects for SqlStore {
             return Err(Error::Forbidden { reason });
         }
         let keys = remove_judged(self.engine, &mut tx, b, &j, seq, now_ms, "deleted").await?.unwrap_or_default();
-        tx.commit().await?;
-        Ok(Some(Released { blob_keys: keys }))
+        settle(tx, b, seq, true, Some(Released { blob_keys: keys })).await
     }
     async fn bulk_delete(
         &self,
@@ -1473,7 +1479,7 @@ impl Objects for SqlStore {
         targets: &Targets,
         now_ms: i64,
         policy: &dyn DeparturePolicy,
-    ) -> Result<(Vec<BulkItem>, Released)> {
+    ) -> Result<Written<(Vec<BulkItem>, Released)>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let mut out = Vec::new();
@@ -1504,14 +1510,10 @@ impl Objects for SqlStore {
             released.blob_keys.extend(removed.unwrap_or_default());
             out.push(BulkItem { public_id, outcome: found.then_some(true), refusal: None });
         }
-        if out.iter().any(|i| i.outcome.is_some()) {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
         released.blob_keys.sort();
         released.blob_keys.dedup();
-        Ok((out, released))
+        let changed = out.iter().any(|i| i.outcome.is_some());
+        settle(tx, b, seq, changed, (out, released)).await
     }
     async fn copy_to_folder(
         &self,
@@ -1519,12 +1521,11 @@ impl Objects for SqlStore {
         target: &str,
         sources: &Sources,
         now_ms: i64,
-    ) -> Result<Option<Vec<Relocated>>> {
+    ) -> Result<Written<Option<Vec<Relocated>>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(target) = folder_key_by_public(&mut tx, b, target).await? else {
-            tx.rollback().await?;
-            return Ok(None);
+            return settle(tx, b, seq, false, None).await;
         };
         let mut out = Vec::with_capacity(sources.folders.len() + sources.objects.len());
         for public_id in &sources.folders {
@@ -1564,12 +1565,8 @@ impl Objects for SqlStore {
                 None => out.push(Relocated::NoSource),
             }
         }
-        if out.iter().any(|r| matches!(r, Relocated::Done { .. })) {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(Some(out))
+        let changed = out.iter().any(|r| matches!(r, Relocated::Done { .. }));
+        settle(tx, b, seq, changed, Some(out)).await
     }
     async fn move_to_folder(
         &self,
@@ -1577,12 +1574,11 @@ impl Objects for SqlStore {
         target: &str,
         sources: &Sources,
         policy: &dyn DeparturePolicy,
-    ) -> Result<Option<Vec<Relocated>>> {
+    ) -> Result<Written<Option<Vec<Relocated>>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(target) = folder_key_by_public(&mut tx, b, target).await? else {
-            tx.rollback().await?;
-            return Ok(None);
+            return settle(tx, b, seq, false, None).await;
         };
         let mut out = Vec::with_capacity(sources.folders.len() + sources.objects.len());
         let mut changed = false;
@@ -1674,12 +1670,7 @@ impl Objects for SqlStore {
             }
             out.push(Relocated::Done { public_id: public_id.clone(), path: format!("{}/{public_id}", target.path) });
         }
-        if changed {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(Some(out))
+        settle(tx, b, seq, changed, Some(out)).await
     }
     async fn expire_objects(
         &self,
@@ -1689,9 +1680,9 @@ impl Objects for SqlStore {
         now_ms: i64,
         limit: u32,
         policy: &dyn DeparturePolicy,
-    ) -> Result<(u64, Released)> {
+    ) -> Result<Written<(u64, Released)>> {
         if stored_before_ms.is_none() && keep_newest.is_none() {
-            return Ok((0, Released::default()));
+            return Ok(Written::unchanged((0, Released::default())));
         }
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
@@ -1708,8 +1699,7 @@ impl Objects for SqlStore {
         .fetch_all(&mut *tx)
         .await?;
         if doomed.is_empty() {
-            tx.rollback().await?;
-            return Ok((0, Released::default()));
+            return settle(tx, b, seq, false, (0, Released::default())).await;
         }
         // Each read once; the policy learns of them all before it judges one.
         let mut rows = Vec::with_capacity(doomed.len());
@@ -1727,13 +1717,11 @@ impl Objects for SqlStore {
             released.blob_keys.extend(removed.unwrap_or_default());
         }
         if expired == 0 {
-            tx.rollback().await?;
-            return Ok((0, Released::default()));
+            return settle(tx, b, seq, false, (0, Released::default())).await;
         }
-        tx.commit().await?;
         released.blob_keys.sort();
         released.blob_keys.dedup();
-        Ok((expired, released))
+        settle(tx, b, seq, true, (expired, released)).await
     }
 }
 
@@ -1751,20 +1739,18 @@ impl Flags for SqlStore {
             None => Ok(None),
         }
     }
-    async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String]) -> Result<Option<Vec<String>>> {
+    async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String]) -> Result<Written<Option<Vec<String>>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(owner) = item_id(&mut tx, b, t).await? else {
-            tx.rollback().await?;
-            return Ok(None);
+            return settle(tx, b, seq, false, None).await;
         };
         let current = read_flags(&mut *tx, t, owner).await?;
         let wanted = dedup_flags(flags);
         let same =
             current.len() == wanted.len() && wanted.iter().all(|w| current.iter().any(|c| c.eq_ignore_ascii_case(w)));
         if same {
-            tx.rollback().await?;
-            return Ok(Some(current));
+            return settle(tx, b, seq, false, Some(current)).await;
         }
         let (table, col, _, _) = flag_tables(t);
         query(sql!("DELETE FROM {table} WHERE {col} = ?")).bind(owner).execute(&mut *tx).await?;
@@ -1772,15 +1758,19 @@ impl Flags for SqlStore {
             insert_flag(&mut tx, b, t, owner, f).await?;
         }
         stamp(&mut tx, t, owner, seq).await?;
-        tx.commit().await?;
-        Ok(Some(wanted))
+        settle(tx, b, seq, true, Some(wanted)).await
     }
-    async fn change_flag(&self, b: &BoxRow, t: FlagTarget<'_>, flag: &str, on: bool) -> Result<Option<FlagChange>> {
+    async fn change_flag(
+        &self,
+        b: &BoxRow,
+        t: FlagTarget<'_>,
+        flag: &str,
+        on: bool,
+    ) -> Result<Written<Option<FlagChange>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(owner) = item_id(&mut tx, b, t).await? else {
-            tx.rollback().await?;
-            return Ok(None);
+            return settle(tx, b, seq, false, None).await;
         };
         let (table, col, _, _) = flag_tables(t);
         let present: Option<i64> = query_scalar(sql!("SELECT 1 FROM {table} WHERE {col} = ? AND flag_lc = ?"))
@@ -1789,8 +1779,7 @@ impl Flags for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
         if present.is_some() == on {
-            tx.rollback().await?;
-            return Ok(Some(FlagChange::Unchanged));
+            return settle(tx, b, seq, false, Some(FlagChange::Unchanged)).await;
         }
         if on {
             insert_flag(&mut tx, b, t, owner, flag).await?;
@@ -1802,10 +1791,15 @@ impl Flags for SqlStore {
                 .await?;
         }
         stamp(&mut tx, t, owner, seq).await?;
-        tx.commit().await?;
-        Ok(Some(FlagChange::Changed))
+        settle(tx, b, seq, true, Some(FlagChange::Changed)).await
     }
-    async fn bulk_flags(&self, b: &BoxRow, targets: &Targets, flags: &[String], on: bool) -> Result<Vec<BulkItem>> {
+    async fn bulk_flags(
+        &self,
+        b: &BoxRow,
+        targets: &Targets,
+        flags: &[String],
+        on: bool,
+    ) -> Result<Written<Vec<BulkItem>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let flags = dedup_flags(flags);
@@ -1844,12 +1838,7 @@ impl Flags for SqlStore {
             out.push(BulkItem { public_id, outcome: Some(changed), refusal: None });
         }
         // Nothing changed: the box modseq does not move either.
-        if any {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(out)
+        settle(tx, b, seq, any, out).await
     }
 }
 
@@ -2040,7 +2029,7 @@ impl Subscriptions for SqlStore {
     async fn delete_channel(&self, public_id: &str) -> Result<bool> {
         subscriptions::delete_channel(&self.pool, public_id).await
     }
-    async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>> {
+    async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Written<Option<Subscription>>> {
         subscriptions::create_subscription(&self.pool, s, max_per_box).await
     }
     async fn subscription(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>> {
@@ -2061,7 +2050,7 @@ impl Subscriptions for SqlStore {
     async fn subscriptions_of_channel(&self, channel_id: i64, now_ms: i64) -> Result<Vec<Subscription>> {
         subscriptions::subscriptions_of_channel(&self.pool, channel_id, now_ms).await
     }
-    async fn update_subscription(&self, s: &Subscription, position: bool) -> Result<()> {
+    async fn update_subscription(&self, s: &Subscription, position: bool) -> Result<Written<()>> {
         subscriptions::update_subscription(&self.pool, s, position).await
     }
     async fn delete_subscription(&self, b: &BoxRow, public_id: &str) -> Result<bool> {

@@ -7,7 +7,7 @@ use super::{query, query_as, query_scalar};
 use crate::store::engine::Engine;
 
 use crate::error::{Error, Result};
-use crate::model::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within};
+use crate::model::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within, Written};
 
 const CHANNEL_COLUMNS: &str = "id, public_id, principal, user_id, client_correlator, application_tag, \
      lifetime_secs, expires_at_ms, max_notifications, max_wait_secs";
@@ -141,7 +141,17 @@ pub async fn delete_channel(pool: &AnyPool, public_id: &str) -> Result<bool> {
 /// One statement, so the count of the box's live subscriptions and the insert are atomic.
 /// (Plain `?` only: sqlx numbers anonymous parameters itself, so mixing in `?NNN` shifts
 /// them.)
-pub async fn create_subscription(pool: &AnyPool, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>> {
+/// The box's modseq now: what a write that moves none but changes what the box's waiters
+/// would find commits at.
+async fn current_modseq(pool: &AnyPool, box_id: i64) -> Result<i64> {
+    Ok(query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(box_id).fetch_one(pool).await?)
+}
+
+pub async fn create_subscription(
+    pool: &AnyPool,
+    s: &Subscription,
+    max_per_box: u32,
+) -> Result<Written<Option<Subscription>>> {
     let now = crate::ids::now_ms();
     if let Some(c) = &s.client_correlator {
         // An expired subscription no longer holds its correlator.
@@ -189,11 +199,16 @@ pub async fn create_subscription(pool: &AnyPool, s: &Subscription, max_per_box: 
     .fetch_optional(pool)
     .await;
     match inserted {
-        Ok(id) => Ok(id.map(|id| Subscription { id, ..s.clone() })),
+        // Changes after its position may be pending at once.
+        Ok(Some(id)) => {
+            let modseq = current_modseq(pool, s.box_id).await?;
+            Ok(Written::committed(Some(Subscription { id, ..s.clone() }), s.box_id, modseq))
+        }
+        Ok(None) => Ok(Written::unchanged(None)),
         // The same correlator created concurrently: that subscription is the answer.
         Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
             let correlator = s.client_correlator.as_deref().unwrap_or_default();
-            subscription_by_correlator(pool, s.box_id, &s.principal, correlator, now).await
+            Ok(Written::unchanged(subscription_by_correlator(pool, s.box_id, &s.principal, correlator, now).await?))
         }
         Err(e) => Err(e.into()),
     }
@@ -249,7 +264,7 @@ pub async fn subscriptions_of_channel(pool: &AnyPool, channel_id: i64, now_ms: i
     rows.iter().map(subscription_from_row).collect()
 }
 
-pub async fn update_subscription(pool: &AnyPool, s: &Subscription, position: bool) -> Result<()> {
+pub async fn update_subscription(pool: &AnyPool, s: &Subscription, position: bool) -> Result<Written<()>> {
     if !position {
         query("UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ? WHERE id = ?")
             .bind(s.duration_secs)
@@ -257,7 +272,7 @@ pub async fn update_subscription(pool: &AnyPool, s: &Subscription, position: boo
             .bind(s.id)
             .execute(pool)
             .await?;
-        return Ok(());
+        return Ok(Written::unchanged(()));
     }
     query(
         "UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ?, restart_token = ?, position_validity = ?, \
@@ -273,7 +288,8 @@ pub async fn update_subscription(pool: &AnyPool, s: &Subscription, position: boo
     .bind(s.id)
     .execute(pool)
     .await?;
-    Ok(())
+    // Replay restarts from the new position: its changes may be pending at once.
+    Ok(Written::committed((), s.box_id, current_modseq(pool, s.box_id).await?))
 }
 
 pub async fn delete_subscription(pool: &AnyPool, b: &BoxRow, public_id: &str) -> Result<bool> {
