@@ -17,6 +17,37 @@ pub struct BoxRow {
     pub validity: i64,
 }
 
+/// A change a store write committed to a box: the box, and the modseq it stands at after
+/// the write (the write's own modseq, or, for a write that moves no modseq but changes what
+/// the box's waiters would find, such as a new subscription, the modseq as it was).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Commit {
+    pub box_id: i64,
+    pub modseq: i64,
+}
+
+/// What a write verb of the store returns: its answer, and the change it committed
+/// (`None`: it changed nothing and rolled back). The domain publishes the commit to the
+/// box's waiters right after the call (`Nms::published`); nothing re-reads the box for it.
+#[must_use = "a committed change is to be published"]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written<T> {
+    pub value: T,
+    pub commit: Option<Commit>,
+}
+
+impl<T> Written<T> {
+    /// `value`, from a write that committed box `box_id` at `modseq`.
+    pub fn committed(value: T, box_id: i64, modseq: i64) -> Self {
+        Self { value, commit: Some(Commit { box_id, modseq }) }
+    }
+
+    /// `value`, from a write that changed nothing.
+    pub fn unchanged(value: T) -> Self {
+        Self { value, commit: None }
+    }
+}
+
 /// A folder as stored.
 #[derive(Clone, Debug)]
 pub struct Folder {

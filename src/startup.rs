@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, Service};
-use actix_web::{App, HttpMessage, HttpServer, web};
+use actix_web::{App, HttpServer, web};
 use object_store::ObjectStore;
 
 use crate::api::{self, AppState};
@@ -147,16 +147,6 @@ impl Application {
                         let mut res = fut.await?;
                         // Clients look response headers up case-sensitively: send `Location`, not `location`.
                         res.response_mut().head_mut().set_camel_case_headers(true);
-                        // A change to a box (the transaction has committed): wake its long polls.
-                        if res.status().is_success() {
-                            let touched = res.request().extensions().get::<api::TouchedBox>().cloned();
-                            if let (Some(api::TouchedBox(b)), Some(state)) =
-                                (touched, res.request().app_data::<web::Data<AppState>>())
-                                && let Err(e) = state.nms.announce(&b).await
-                            {
-                                tracing::warn!(error = %e, box_id = b.id, "announcing a change failed");
-                            }
-                        }
                         Ok(res)
                     }
                 })

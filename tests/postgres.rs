@@ -366,7 +366,7 @@ async fn the_subscription_limit_holds_against_creators_on_two_nodes() {
         .collect();
     let mut created = 0;
     for t in tasks {
-        created += usize::from(t.await.unwrap().is_some());
+        created += usize::from(t.await.unwrap().value.is_some());
     }
     assert_eq!(created, 3, "max_per_box holds across nodes");
 }

@@ -9,9 +9,10 @@
 //! every engine is held to the same contract.
 //!
 //! After every write the [`Ledger`] checks what sync relies on: the box modseq rose by
-//! exactly one, every item the write changed carries that modseq, and `changes_since` the
-//! previous modseq returns exactly those items. A step that changes nothing leaves the
-//! modseq where it was.
+//! exactly one, every item the write changed carries that modseq, `changes_since` the
+//! previous modseq returns exactly those items, and the write reported that commit (box and
+//! modseq) for the domain to publish. A step that changes nothing leaves the modseq where it
+//! was and reports no commit.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,6 +21,7 @@ use std::panic::{AssertUnwindSafe, resume_unwind};
 use std::sync::Arc;
 
 use cpm_nms::config::Settings;
+use cpm_nms::cpm::Departures;
 use cpm_nms::error::Error;
 use cpm_nms::model::*;
 use cpm_nms::startup::open_store;
@@ -197,6 +199,8 @@ struct Ledger {
     items: BTreeMap<String, (i64, String)>,
     /// Every modseq the box has had (0 before it existed), oldest first.
     history: Vec<i64>,
+    /// What the last write taken through [`Ledger::took`] reported committing, until checked.
+    reported: Option<Option<Commit>>,
 }
 
 impl Ledger {
@@ -204,7 +208,24 @@ impl Ledger {
         let (seq, _, _) = store.sync_state(b).await.unwrap();
         let page = store.changes_since(b, 0, None, 10_000, false).await.unwrap();
         let items = page.changes.iter().map(|c| (item_of(&key_of(c)), (c.last_mod_seq(), key_of(c)))).collect();
-        Self { store: store.clone(), b: b.clone(), seq, items, history: (0..=seq).collect() }
+        Self { store: store.clone(), b: b.clone(), seq, items, history: (0..=seq).collect(), reported: None }
+    }
+
+    /// A write's answer; what it reported committing is checked by the next [`Ledger::wrote`],
+    /// [`Ledger::unchanged`] or [`Ledger::announced`].
+    fn took<T>(&mut self, w: Written<T>) -> T {
+        assert!(!matches!(self.reported, Some(Some(_))), "the previous write's commit was checked");
+        self.reported = Some(w.commit);
+        w.value
+    }
+
+    /// The write just taken changed no item but what the box's waiters would find (a
+    /// subscription's position): it reported a commit at the box's modseq, which stayed.
+    async fn announced(&mut self) {
+        let (modseq, _, _) = self.store.sync_state(&self.b).await.unwrap();
+        assert_eq!(modseq, self.seq, "the modseq stays");
+        let reported = self.reported.take();
+        assert_eq!(reported, Some(Some(Commit { box_id: self.b.id, modseq })), "the write reports the box as it is");
     }
 
     /// The step just taken was one write: it moved the modseq by exactly one, stamped every
@@ -213,6 +234,8 @@ impl Ledger {
     async fn wrote(&mut self, expected: &[String]) -> i64 {
         let (modseq, _, _) = self.store.sync_state(&self.b).await.unwrap();
         assert_eq!(modseq, self.seq + 1, "one write moves the modseq by exactly one");
+        let reported = self.reported.take();
+        assert_eq!(reported, Some(Some(Commit { box_id: self.b.id, modseq })), "the write reports its commit");
         let page = self.store.changes_since(&self.b, self.seq, None, 10_000, false).await.unwrap();
         assert_eq!((page.through, page.more, page.modseq), (modseq, false, modseq));
         for c in &page.changes {
@@ -232,8 +255,11 @@ impl Ledger {
         modseq
     }
 
-    /// The step just taken changed nothing: the modseq stayed, and nothing replays since.
-    async fn unchanged(&self) {
+    /// The step just taken changed nothing: the modseq stayed, nothing replays since, and it
+    /// reported no commit (or failed).
+    async fn unchanged(&mut self) {
+        let reported = self.reported.take();
+        assert!(matches!(reported, None | Some(None)), "a step that changes nothing reports no commit: {reported:?}");
         let (modseq, _, _) = self.store.sync_state(&self.b).await.unwrap();
         assert_eq!(modseq, self.seq, "a step that changes nothing leaves the modseq alone");
         let page = self.store.changes_since(&self.b, self.seq, None, 10_000, false).await.unwrap();
@@ -302,7 +328,7 @@ async fn fresh_box(s: &Db) -> (BoxRow, Ledger) {
 /// [`fresh_box`] with a folder `/Inbox` (`f-inbox`) made in its first write.
 async fn fresh_box_with_inbox(s: &Db) -> (BoxRow, Ledger) {
     let (b, mut ledger) = fresh_box(s).await;
-    s.create_folder(&b, new_folder("f-inbox", ParentRef::Root, "Inbox")).await.unwrap();
+    ledger.took(s.create_folder(&b, new_folder("f-inbox", ParentRef::Root, "Inbox")).await.unwrap());
     ledger.wrote(&[folder("f-inbox")]).await;
     (b, ledger)
 }
@@ -534,19 +560,19 @@ async fn boxes_are_provisioned_once_found_and_reset_to_a_new_validity() {
         assert_eq!(s.sync_state(&b).await.unwrap(), (1, 1_000, 0), "modseq 1, its validity, nothing pruned");
 
         // Some content: a folder, an object with a blob, a flag on the root, a tombstone.
-        s.create_folder(&b, new_folder("f-a", ParentRef::Root, "A")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-a", ParentRef::Root, "A")).await.unwrap());
         ledger.wrote(&[folder("f-a")]).await;
         let o = NewObject { parts: vec![blob("1", "image/png", "blob-1", 4_096)], ..message("o-1", at("/A"), 2_000) };
-        s.create_object(&b, o).await.unwrap();
+        ledger.took(s.create_object(&b, o).await.unwrap());
         ledger.wrote(&[object("o-1")]).await;
-        s.change_flag(&b, FlagTarget::Folder("root-1"), "$Pinned", true).await.unwrap();
+        ledger.took(s.change_flag(&b, FlagTarget::Folder("root-1"), "$Pinned", true).await.unwrap());
         ledger.wrote(&[folder("root-1")]).await;
-        s.create_object(&b, message("o-2", at("/A"), 2_000)).await.unwrap();
+        ledger.took(s.create_object(&b, message("o-2", at("/A"), 2_000)).await.unwrap());
         ledger.wrote(&[object("o-2")]).await;
-        s.delete_object(&b, "o-2", 3_000).await.unwrap();
+        ledger.took(s.delete_object(&b, "o-2", 3_000, &Departures).await.unwrap());
         ledger.wrote(&[deleted(object("o-2"))]).await;
 
-        let (after, released) = s.reset_box(&b).await.unwrap();
+        let (after, released) = ledger.took(s.reset_box(&b).await.unwrap());
         assert_eq!((after.id, after.modseq), (b.id, ledger.seq + 1));
         assert!(after.validity > b.validity, "a new validity: {} after {}", after.validity, b.validity);
         assert_eq!(released.blob_keys, ids(&["blob-1"]));
@@ -567,7 +593,7 @@ async fn boxes_are_provisioned_once_found_and_reset_to_a_new_validity() {
         assert_eq!(s.sync_state(&other).await.unwrap(), (1, 1_000, 0), "other boxes are untouched");
 
         // The box is usable again at once.
-        s.create_folder(&b, new_folder("f-a", ParentRef::Root, "A")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-a", ParentRef::Root, "A")).await.unwrap());
         ledger.wrote(&[folder("f-a")]).await;
     })
     .await;
@@ -587,7 +613,7 @@ async fn folders_are_created_renamed_paged_counted_and_deleted_with_their_subtre
 
         let inbox =
             NewFolder { attributes: attrs(&[("Color", "blue")]), ..new_folder("f-inbox", ParentRef::Root, "Inbox") };
-        let inbox = s.create_folder(&b, inbox).await.unwrap();
+        let inbox = ledger.took(s.create_folder(&b, inbox).await.unwrap());
         let seq = ledger.wrote(&[folder("f-inbox")]).await;
         assert_eq!((inbox.name.as_str(), inbox.path.as_str(), inbox.is_root), ("Inbox", "/Inbox", false));
         assert_eq!(
@@ -596,12 +622,12 @@ async fn folders_are_created_renamed_paged_counted_and_deleted_with_their_subtre
         );
         assert_eq!(inbox.attributes, attrs(&[("Color", "blue")]));
 
-        let work = s.create_folder(&b, new_folder("f-work", at("/Inbox"), "Work")).await.unwrap();
+        let work = ledger.took(s.create_folder(&b, new_folder("f-work", at("/Inbox"), "Work")).await.unwrap());
         ledger.wrote(&[folder("f-work")]).await;
         assert_eq!((work.path.as_str(), work.parent_public_id.as_deref()), ("/Inbox/Work", Some("f-inbox")));
 
         // Missing folders on the way are made in the same write.
-        let q1 = s.create_folder(&b, new_folder("f-q1", making("/Archive/2024"), "Q1")).await.unwrap();
+        let q1 = ledger.took(s.create_folder(&b, new_folder("f-q1", making("/Archive/2024"), "Q1")).await.unwrap());
         assert_eq!(q1.path, "/Archive/2024/Q1");
         let archive = s.folder_by_path(&b, "/Archive").await.unwrap().expect("made on the way");
         let year = s.folder_by_path(&b, "/Archive/2024").await.unwrap().expect("made on the way");
@@ -609,7 +635,7 @@ async fn folders_are_created_renamed_paged_counted_and_deleted_with_their_subtre
         ledger.wrote(&[folder(&archive.public_id), folder(&year.public_id), folder("f-q1")]).await;
 
         let unnamed = NewFolder { name: None, ..new_folder("f-unnamed", under("f-inbox"), "") };
-        let unnamed = s.create_folder(&b, unnamed).await.unwrap();
+        let unnamed = ledger.took(s.create_folder(&b, unnamed).await.unwrap());
         assert_eq!((unnamed.name.as_str(), unnamed.path.as_str()), ("f-unnamed", "/Inbox/f-unnamed"));
         ledger.wrote(&[folder("f-unnamed")]).await;
 
@@ -636,13 +662,17 @@ async fn folders_are_created_renamed_paged_counted_and_deleted_with_their_subtre
         assert!(s.folder_by_path(&b, "/Nope").await.unwrap().is_none());
 
         // A rename changes the folder; its descendants' paths follow without changing them.
-        let mail = s.rename_folder(&b, "f-inbox", "Mail").await.unwrap();
+        let mail = ledger.took(s.rename_folder(&b, "f-inbox", "Mail").await.unwrap());
         ledger.wrote(&[folder("f-inbox")]).await;
         assert_eq!((mail.name.as_str(), mail.path.as_str()), ("Mail", "/Mail"));
         let moved = s.folder_by_path(&b, "/Mail/Work").await.unwrap().expect("the child follows");
         assert_eq!((moved.public_id.as_str(), moved.last_mod_seq), ("f-work", work.last_mod_seq));
         assert!(s.folder_by_path(&b, "/Inbox/Work").await.unwrap().is_none());
-        assert_eq!(s.rename_folder(&b, "f-inbox", "Mail").await.unwrap().path, "/Mail", "same name: no change");
+        assert_eq!(
+            ledger.took(s.rename_folder(&b, "f-inbox", "Mail").await.unwrap()).path,
+            "/Mail",
+            "same name: no change"
+        );
         ledger.unchanged().await;
         let clash = s.rename_folder(&b, "f-work", "f-unnamed").await;
         assert!(matches!(&clash, Err(Error::DuplicateName { name }) if name == "f-unnamed"), "{clash:?}");
@@ -657,16 +687,24 @@ async fn folders_are_created_renamed_paged_counted_and_deleted_with_their_subtre
             parts,
             ..message(id, under(parent), 2_000)
         };
-        s.create_object(&b, seen("o-1", vec![inline("1", "text/plain", b"0123456789")], "f-inbox")).await.unwrap();
+        ledger.took(
+            s.create_object(&b, seen("o-1", vec![inline("1", "text/plain", b"0123456789")], "f-inbox")).await.unwrap(),
+        );
         ledger.wrote(&[object("o-1")]).await;
         let o2 =
             NewObject { parts: vec![blob("1", "image/png", "blob-2", 20)], ..message("o-2", under("f-inbox"), 2_000) };
-        s.create_object(&b, o2).await.unwrap();
+        ledger.took(s.create_object(&b, o2).await.unwrap());
         ledger.wrote(&[object("o-2")]).await;
         let two_parts = vec![inline("1", "text/plain", b"12345"), inline("2", "text/plain", b"1234567")];
-        s.create_object(&b, NewObject { parts: two_parts, ..message("o-3", under("f-inbox"), 2_000) }).await.unwrap();
+        ledger.took(
+            s.create_object(&b, NewObject { parts: two_parts, ..message("o-3", under("f-inbox"), 2_000) })
+                .await
+                .unwrap(),
+        );
         ledger.wrote(&[object("o-3")]).await;
-        s.create_object(&b, seen("o-4", vec![blob("1", "video/mp4", "blob-4", 100)], "f-work")).await.unwrap();
+        ledger.took(
+            s.create_object(&b, seen("o-4", vec![blob("1", "video/mp4", "blob-4", 100)], "f-work")).await.unwrap(),
+        );
         ledger.wrote(&[object("o-4")]).await;
 
         // Children: folders first, then objects, each in storage order, across pages.
@@ -688,7 +726,7 @@ async fn folders_are_created_renamed_paged_counted_and_deleted_with_their_subtre
         assert_eq!(stats(s.folder_stats(&b, &root, true).await.unwrap()), (4, 2, 142));
 
         // Deleting a folder takes its subtree, each item leaving a tombstone.
-        let released = s.delete_folder(&b, "f-inbox", 9_000).await.unwrap().expect("it existed");
+        let released = ledger.took(s.delete_folder(&b, "f-inbox", 9_000).await.unwrap()).expect("it existed");
         assert_eq!(sorted(released.blob_keys), ids(&["blob-2", "blob-4"]));
         let before = ledger.seq;
         let gone = [
@@ -714,7 +752,7 @@ async fn folders_are_created_renamed_paged_counted_and_deleted_with_their_subtre
         assert!(s.folder_by_path(&b, "/Mail/Work").await.unwrap().is_none());
         assert_eq!(child_pages(&s, &b, &root, (true, true), 10).await, vec![(ids(&[&archive.public_id]), vec![])]);
 
-        assert!(s.delete_folder(&b, "f-inbox", 9_000).await.unwrap().is_none(), "already gone");
+        assert!(ledger.took(s.delete_folder(&b, "f-inbox", 9_000).await.unwrap()).is_none(), "already gone");
         ledger.unchanged().await;
         let the_root = s.delete_folder(&b, "root", 9_000).await;
         assert!(matches!(the_root, Err(Error::Forbidden { .. })), "{the_root:?}");
@@ -753,7 +791,7 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
             text: "Lunch\nhello".into(),
             ..message("o-1", at("/Inbox"), 5_000)
         };
-        let created = s.create_object(&b, new).await.unwrap();
+        let created = ledger.took(s.create_object(&b, new).await.unwrap());
         let seq = ledger.wrote(&[object("o-1")]).await;
         assert_eq!((created.last_mod_seq, created.creation_seq, created.stored_at_ms), (seq, seq, 5_000));
         assert_eq!((created.folder_public_id.as_str(), created.folder_path.as_str()), ("f-inbox", "/Inbox"));
@@ -784,21 +822,21 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
         let orphan = s.create_object(&b, message("o-x", under("no-such"), 5_000)).await;
         assert!(matches!(orphan, Err(Error::InvalidInput { .. })), "{orphan:?}");
         ledger.unchanged().await;
-        let in_root = s.create_object(&b, message("o-2", ParentRef::Root, 5_000)).await.unwrap();
+        let in_root = ledger.took(s.create_object(&b, message("o-2", ParentRef::Root, 5_000)).await.unwrap());
         ledger.wrote(&[object("o-2")]).await;
         assert_eq!((in_root.folder_public_id.as_str(), in_root.folder_path.as_str()), ("root", ""));
 
-        let released = s.delete_object(&b, "o-1", 6_000).await.unwrap().expect("it existed");
+        let released = ledger.took(s.delete_object(&b, "o-1", 6_000, &Departures).await.unwrap()).expect("it existed");
         assert_eq!(released.blob_keys, ids(&["blob-1"]));
         ledger.wrote(&[deleted(object("o-1"))]).await;
         assert!(s.get_object(&b, "o-1").await.unwrap().is_none());
-        assert!(s.delete_object(&b, "o-1", 6_000).await.unwrap().is_none(), "already gone");
+        assert!(ledger.took(s.delete_object(&b, "o-1", 6_000, &Departures).await.unwrap()).is_none(), "already gone");
         ledger.unchanged().await;
         assert_eq!(s.vanished_objects(&b, 10).await.unwrap(), ids(&["o-1"]));
 
         // Bulk creation: one write; a failed item is answered alone, the others are made.
-        let results = s
-            .create_objects(
+        let results = ledger.took(
+            s.create_objects(
                 &b,
                 vec![
                     Ok(message("o-3", at("/Inbox"), 7_000)),
@@ -808,7 +846,8 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
                 ],
             )
             .await
-            .unwrap();
+            .unwrap(),
+        );
         assert_eq!(results.len(), 4);
         let (o3, o5) = match (&results[0], &results[3]) {
             (Ok(o3), Ok(o5)) => (o3, o5),
@@ -821,17 +860,18 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
         let seq = ledger.wrote(&[object("o-3"), object("o-5"), folder(&new_folder_id), folder(&deep_id)]).await;
         assert_eq!((o3.last_mod_seq, o5.last_mod_seq, o5.folder_path.as_str()), (seq, seq, "/New/Deep"));
         assert!(s.get_object(&b, "o-4").await.unwrap().is_none());
-        let none_made = s
-            .create_objects(&b, vec![Err(Error::invalid("x")), Ok(message("o-6", under("no-such"), 7_000))])
-            .await
-            .unwrap();
+        let none_made = ledger.took(
+            s.create_objects(&b, vec![Err(Error::invalid("x")), Ok(message("o-6", under("no-such"), 7_000))])
+                .await
+                .unwrap(),
+        );
         assert!(none_made.iter().all(Result::is_err));
         ledger.unchanged().await;
 
         // A tree to copy and move: /A (o-a1, with a blob), /A/Sub (o-s1), and /B, /C.
-        s.create_folder(&b, new_folder("f-a", ParentRef::Root, "A")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-a", ParentRef::Root, "A")).await.unwrap());
         ledger.wrote(&[folder("f-a")]).await;
-        s.create_folder(&b, new_folder("f-sub", under("f-a"), "Sub")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-sub", under("f-a"), "Sub")).await.unwrap());
         ledger.wrote(&[folder("f-sub")]).await;
         let a1 = NewObject {
             attributes: attrs(&[("Subject", "kept")]),
@@ -839,18 +879,18 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
             parts: vec![blob("1", "image/png", "blob-a", 64)],
             ..message("o-a1", under("f-a"), 7_000)
         };
-        s.create_object(&b, a1).await.unwrap();
+        ledger.took(s.create_object(&b, a1).await.unwrap());
         ledger.wrote(&[object("o-a1")]).await;
-        s.create_object(&b, message("o-s1", under("f-sub"), 7_000)).await.unwrap();
+        ledger.took(s.create_object(&b, message("o-s1", under("f-sub"), 7_000)).await.unwrap());
         ledger.wrote(&[object("o-s1")]).await;
-        s.create_folder(&b, new_folder("f-b", ParentRef::Root, "B")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-b", ParentRef::Root, "B")).await.unwrap());
         ledger.wrote(&[folder("f-b")]).await;
-        s.create_folder(&b, new_folder("f-c", ParentRef::Root, "C")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-c", ParentRef::Root, "C")).await.unwrap());
         ledger.wrote(&[folder("f-c")]).await;
 
         // Copy: new ids for the folder, its subtree and the objects, one write.
         let sources = Sources { folders: ids(&["f-a", "no-such", "f-b"]), objects: ids(&["o-3", "no-such"]) };
-        let out = s.copy_to_folder(&b, "f-b", &sources, 8_000).await.unwrap().expect("the target exists");
+        let out = ledger.took(s.copy_to_folder(&b, "f-b", &sources, 8_000).await.unwrap()).expect("the target exists");
         assert_eq!(out.len(), 5);
         let a_copy = match &out[0] {
             Relocated::Done { public_id, path } if path == "/B/A" => public_id.clone(),
@@ -885,18 +925,19 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
         assert!(original.last_mod_seq < seq, "the original is not changed");
 
         let again = s.copy_to_folder(&b, "f-b", &Sources { folders: ids(&["f-a"]), objects: vec![] }, 8_000).await;
-        let again = again.unwrap().expect("the target exists");
+        let again = ledger.took(again.unwrap()).expect("the target exists");
         assert!(matches!(&again[..], [Relocated::NameTaken { name }] if name == "A"), "{again:?}");
         ledger.unchanged().await;
         let into_itself = Sources { folders: ids(&["f-a"]), objects: vec![] };
-        let cycle = s.copy_to_folder(&b, "f-sub", &into_itself, 8_000).await.unwrap().expect("target");
+        let cycle = ledger.took(s.copy_to_folder(&b, "f-sub", &into_itself, 8_000).await.unwrap()).expect("target");
         assert!(matches!(&cycle[..], [Relocated::Cycle]), "{cycle:?}");
-        assert!(s.copy_to_folder(&b, "no-such", &into_itself, 8_000).await.unwrap().is_none());
+        assert!(ledger.took(s.copy_to_folder(&b, "no-such", &into_itself, 8_000).await.unwrap()).is_none());
         ledger.unchanged().await;
 
         // Move: ids stay; the moved items change, their children only follow.
         let sources = Sources { folders: ids(&["f-a"]), objects: ids(&["o-3"]) };
-        let out = s.move_to_folder(&b, "f-c", &sources).await.unwrap().expect("the target exists");
+        let out =
+            ledger.took(s.move_to_folder(&b, "f-c", &sources, &Departures).await.unwrap()).expect("the target exists");
         let done: Vec<(String, String)> = out
             .iter()
             .map(|r| match r {
@@ -912,20 +953,21 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
         assert!(s.object_by_path(&b, "/C/A/Sub", "o-s1").await.unwrap().is_some());
         assert_eq!(s.get_object(&b, "o-3").await.unwrap().expect("o-3").folder_path, "/C");
 
-        let out = s.move_to_folder(&b, "f-c", &sources).await.unwrap().expect("target");
+        let out = ledger.took(s.move_to_folder(&b, "f-c", &sources, &Departures).await.unwrap()).expect("target");
         assert!(out.iter().all(|r| matches!(r, Relocated::Done { .. })), "already there: {out:?}");
         ledger.unchanged().await;
         let cycles = Sources { folders: ids(&["root", "f-c"]), objects: vec![] };
-        let out = s.move_to_folder(&b, "f-sub", &cycles).await.unwrap().expect("target");
+        let out = ledger.took(s.move_to_folder(&b, "f-sub", &cycles, &Departures).await.unwrap()).expect("target");
         assert!(matches!(&out[..], [Relocated::Cycle, Relocated::Cycle]), "{out:?}");
         let clash = Sources { folders: ids(&[&a_copy]), objects: ids(&["no-such"]) };
-        let out = s.move_to_folder(&b, "f-c", &clash).await.unwrap().expect("target");
+        let out = ledger.took(s.move_to_folder(&b, "f-c", &clash, &Departures).await.unwrap()).expect("target");
         assert!(matches!(&out[..], [Relocated::NameTaken { name }, Relocated::NoSource] if name == "A"), "{out:?}");
-        assert!(s.move_to_folder(&b, "no-such", &sources).await.unwrap().is_none());
+        assert!(ledger.took(s.move_to_folder(&b, "no-such", &sources, &Departures).await.unwrap()).is_none());
         ledger.unchanged().await;
 
         // Bulk deletion, by name and by query.
-        let (items, released) = s.bulk_delete(&b, &Targets::Ids(ids(&["o-3", "no-such", "o-3"])), 9_000).await.unwrap();
+        let (items, released) = ledger
+            .took(s.bulk_delete(&b, &Targets::Ids(ids(&["o-3", "no-such", "o-3"])), 9_000, &Departures).await.unwrap());
         let outcomes: Vec<_> = items.iter().map(|i| (i.public_id.as_str(), i.outcome, i.refusal.clone())).collect();
         assert_eq!(outcomes, vec![("o-3", Some(true), None), ("no-such", None, None), ("o-3", None, None)]);
         assert!(released.blob_keys.is_empty());
@@ -933,11 +975,12 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
 
         let b_folder = s.get_folder(&b, "f-b").await.unwrap().expect("f-b");
         let in_b = |limit| within(sorted_by(SortKey::Id, false, None, limit), b_folder.id, true);
-        let too_many = s.bulk_delete(&b, &Targets::Matching { query: in_b(2), refuse_beyond: true }, 9_000).await;
+        let too_many =
+            s.bulk_delete(&b, &Targets::Matching { query: in_b(2), refuse_beyond: true }, 9_000, &Departures).await;
         assert!(matches!(too_many, Err(Error::LimitExceeded { .. })), "{too_many:?}");
         ledger.unchanged().await;
         let targets = Targets::Matching { query: in_b(10), refuse_beyond: true };
-        let (items, released) = s.bulk_delete(&b, &targets, 9_000).await.unwrap();
+        let (items, released) = ledger.took(s.bulk_delete(&b, &targets, 9_000, &Departures).await.unwrap());
         assert_eq!(
             sorted(items.iter().map(|i| (i.public_id.clone(), i.outcome))),
             sorted([&a1_copy[0], &s1_copy[0], &o3_copy].map(|id| (id.clone(), Some(true))))
@@ -945,6 +988,74 @@ async fn objects_are_stored_read_deleted_created_in_bulk_copied_and_moved() {
         assert_eq!(released.blob_keys, ids(&["blob-a"]));
         ledger.wrote(&[deleted(object(&a1_copy[0])), deleted(object(&s1_copy[0])), deleted(object(&o3_copy))]).await;
         assert!(s.get_object(&b, "o-a1").await.unwrap().is_some(), "the original stays");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Departures: the domain's policy, asked inside the write
+// ---------------------------------------------------------------------------------------
+
+/// An object of CPM kind `context` (its `Message-Context`), with `correlation_id`.
+fn cpm_object(public_id: &str, parent: ParentRef, context: &str, correlation_id: Option<&str>) -> NewObject {
+    NewObject {
+        attributes: attrs(&[("Message-Context", context)]),
+        correlation_id: correlation_id.map(str::to_string),
+        ..message(public_id, parent, 2_000)
+    }
+}
+
+/// An IMDN object about the message whose correlationId is `about`.
+fn imdn_object(public_id: &str, parent: ParentRef, about: &str) -> NewObject {
+    NewObject {
+        attributes: attrs(&[("Message-Context", "imdn-message"), ("DispositionOriginalMessageID", about)]),
+        ..message(public_id, parent, 2_000)
+    }
+}
+
+#[tokio::test]
+async fn objects_leave_with_their_companions_unless_the_departure_policy_keeps_them() {
+    story(async |s| {
+        let (b, mut ledger) = fresh_box_with_inbox(&s).await;
+        let made = [
+            cpm_object("info", at("/Inbox"), "Session-Info-Message", None),
+            cpm_object("chat", at("/Inbox"), "chat-message", Some("m-1")),
+            imdn_object("imdn-1", at("/Inbox"), "m-1"),
+            imdn_object("imdn-2", ParentRef::Root, "m-1"),
+            imdn_object("imdn-x", at("/Inbox"), "m-2"),
+            NewObject {
+                payload_type: Some("Application/Conference-Info+XML".into()),
+                ..message("conf", at("/Inbox"), 2_000)
+            },
+        ];
+        for o in made {
+            let id = o.public_id.clone();
+            ledger.took(s.create_object(&b, o).await.unwrap());
+            ledger.wrote(&[object(&id)]).await;
+        }
+
+        // Content remains: the session info and the conference info stay, and nothing changes.
+        for kept in ["info", "conf"] {
+            let refused = s.delete_object(&b, kept, 3_000, &Departures).await;
+            assert!(matches!(refused, Err(Error::Forbidden { .. })), "{kept}: {refused:?}");
+            ledger.unchanged().await;
+        }
+        let info = Sources { folders: vec![], objects: ids(&["info"]) };
+        let out = ledger.took(s.move_to_folder(&b, "root", &info, &Departures).await.unwrap()).expect("target");
+        assert!(matches!(&out[..], [Relocated::Refused { .. }]), "{out:?}");
+        ledger.unchanged().await;
+
+        // The message goes, and the IMDNs about it (wherever they are) with it, in one write.
+        ledger.took(s.delete_object(&b, "chat", 3_000, &Departures).await.unwrap()).expect("chat");
+        ledger.wrote(&[deleted(object("chat")), deleted(object("imdn-1")), deleted(object("imdn-2"))]).await;
+        assert!(s.get_object(&b, "imdn-x").await.unwrap().is_some(), "an IMDN about another message stays");
+
+        // One request taking the content too lets the session objects go.
+        let all = Targets::Ids(ids(&["info", "conf", "imdn-x"]));
+        let (items, _) = ledger.took(s.bulk_delete(&b, &all, 4_000, &Departures).await.unwrap());
+        assert!(items.iter().all(|i| i.outcome == Some(true) && i.refusal.is_none()), "{items:?}");
+        ledger.wrote(&[deleted(object("info")), deleted(object("conf")), deleted(object("imdn-x"))]).await;
+        ledger.replay_matches().await;
     })
     .await;
 }
@@ -959,7 +1070,7 @@ async fn flags_are_read_replaced_changed_and_changed_in_bulk() {
         let (b, mut ledger) = fresh_box_with_inbox(&s).await;
         for id in ["o-1", "o-2", "o-3"] {
             let flags = if id == "o-1" { strings(&["\\Seen"]) } else { vec![] };
-            s.create_object(&b, NewObject { flags, ..message(id, at("/Inbox"), 1_000) }).await.unwrap();
+            ledger.took(s.create_object(&b, NewObject { flags, ..message(id, at("/Inbox"), 1_000) }).await.unwrap());
             ledger.wrote(&[object(id)]).await;
         }
 
@@ -970,42 +1081,43 @@ async fn flags_are_read_replaced_changed_and_changed_in_bulk() {
 
         // Replacing the whole list.
         let set = s.set_flags(&b, FlagTarget::Object("o-2"), &strings(&["\\Flagged", "$Work", "\\flagged"])).await;
-        assert_eq!(set.unwrap(), Some(strings(&["\\Flagged", "$Work"])));
+        assert_eq!(ledger.took(set.unwrap()), Some(strings(&["\\Flagged", "$Work"])));
         ledger.wrote(&[object("o-2")]).await;
-        let same = s.set_flags(&b, FlagTarget::Object("o-2"), &strings(&["$work", "\\FLAGGED"])).await.unwrap();
+        let same =
+            ledger.took(s.set_flags(&b, FlagTarget::Object("o-2"), &strings(&["$work", "\\FLAGGED"])).await.unwrap());
         assert_eq!(same, Some(strings(&["\\Flagged", "$Work"])), "the same set: the list as it stands");
         ledger.unchanged().await;
-        assert_eq!(s.set_flags(&b, FlagTarget::Object("no-such"), &strings(&["$X"])).await.unwrap(), None);
+        assert_eq!(ledger.took(s.set_flags(&b, FlagTarget::Object("no-such"), &strings(&["$X"])).await.unwrap()), None);
         ledger.unchanged().await;
-        let pinned = s.set_flags(&b, FlagTarget::Folder("f-inbox"), &strings(&["$Pinned"])).await.unwrap();
+        let pinned = ledger.took(s.set_flags(&b, FlagTarget::Folder("f-inbox"), &strings(&["$Pinned"])).await.unwrap());
         assert_eq!(pinned, Some(strings(&["$Pinned"])));
         ledger.wrote(&[folder("f-inbox")]).await;
 
         // One flag at a time.
-        let flagged = s.change_flag(&b, FlagTarget::Object("o-1"), "\\Flagged", true).await.unwrap();
+        let flagged = ledger.took(s.change_flag(&b, FlagTarget::Object("o-1"), "\\Flagged", true).await.unwrap());
         assert_eq!(flagged, Some(FlagChange::Changed));
         ledger.wrote(&[object("o-1")]).await;
         assert_eq!(s.get_flags(&b, FlagTarget::Object("o-1")).await.unwrap(), Some(strings(&["\\Seen", "\\Flagged"])));
-        let again = s.change_flag(&b, FlagTarget::Object("o-1"), "\\flagged", true).await.unwrap();
+        let again = ledger.took(s.change_flag(&b, FlagTarget::Object("o-1"), "\\flagged", true).await.unwrap());
         assert_eq!(again, Some(FlagChange::Unchanged));
         ledger.unchanged().await;
-        let unseen = s.change_flag(&b, FlagTarget::Object("o-1"), "\\seen", false).await.unwrap();
+        let unseen = ledger.took(s.change_flag(&b, FlagTarget::Object("o-1"), "\\seen", false).await.unwrap());
         assert_eq!(unseen, Some(FlagChange::Changed));
         ledger.wrote(&[object("o-1")]).await;
         assert_eq!(s.get_flags(&b, FlagTarget::Object("o-1")).await.unwrap(), Some(strings(&["\\Flagged"])));
-        let off = s.change_flag(&b, FlagTarget::Folder("f-inbox"), "$Pinned", false).await.unwrap();
+        let off = ledger.took(s.change_flag(&b, FlagTarget::Folder("f-inbox"), "$Pinned", false).await.unwrap());
         assert_eq!(off, Some(FlagChange::Changed));
         ledger.wrote(&[folder("f-inbox")]).await;
-        assert_eq!(s.change_flag(&b, FlagTarget::Object("no-such"), "$X", true).await.unwrap(), None);
+        assert_eq!(ledger.took(s.change_flag(&b, FlagTarget::Object("no-such"), "$X", true).await.unwrap()), None);
         ledger.unchanged().await;
 
         // In bulk: one write; an object whose flags do not change keeps its modseq.
         let named = Targets::Ids(ids(&["o-1", "o-2", "o-3", "no-such"]));
-        let items = s.bulk_flags(&b, &named, &strings(&["\\Flagged"]), true).await.unwrap();
+        let items = ledger.took(s.bulk_flags(&b, &named, &strings(&["\\Flagged"]), true).await.unwrap());
         let outcomes: Vec<_> = items.iter().map(|i| (i.public_id.as_str(), i.outcome)).collect();
         assert_eq!(outcomes, vec![("o-1", Some(false)), ("o-2", Some(false)), ("o-3", Some(true)), ("no-such", None)]);
         ledger.wrote(&[object("o-3")]).await;
-        let items = s.bulk_flags(&b, &named, &strings(&["\\Flagged"]), true).await.unwrap();
+        let items = ledger.took(s.bulk_flags(&b, &named, &strings(&["\\Flagged"]), true).await.unwrap());
         assert!(items.iter().all(|i| i.outcome != Some(true)), "{items:?}");
         ledger.unchanged().await;
 
@@ -1016,7 +1128,8 @@ async fn flags_are_read_replaced_changed_and_changed_in_bulk() {
         let refused = s.bulk_flags(&b, &flagged(2, true), &strings(&["\\Flagged"]), false).await;
         assert!(matches!(refused, Err(Error::LimitExceeded { .. })), "{refused:?}");
         ledger.unchanged().await;
-        let items = s.bulk_flags(&b, &flagged(10, true), &strings(&["\\Flagged", "$Work"]), false).await.unwrap();
+        let items =
+            ledger.took(s.bulk_flags(&b, &flagged(10, true), &strings(&["\\Flagged", "$Work"]), false).await.unwrap());
         let outcomes: Vec<_> = items.iter().map(|i| (i.public_id.as_str(), i.outcome)).collect();
         assert_eq!(outcomes, vec![("o-1", Some(true)), ("o-2", Some(true)), ("o-3", Some(true))]);
         ledger.wrote(&[object("o-1"), object("o-2"), object("o-3")]).await;
@@ -1037,11 +1150,11 @@ async fn search_finds_by_attribute_flag_text_and_word_and_pages_in_every_order()
         let (b, mut ledger) = fresh_box(&s).await;
         let inbox =
             NewFolder { attributes: attrs(&[("Color", "blue")]), ..new_folder("f-inbox", ParentRef::Root, "Inbox") };
-        let inbox = s.create_folder(&b, inbox).await.unwrap();
+        let inbox = ledger.took(s.create_folder(&b, inbox).await.unwrap());
         ledger.wrote(&[folder("f-inbox")]).await;
-        s.create_folder(&b, new_folder("f-old", under("f-inbox"), "Old")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-old", under("f-inbox"), "Old")).await.unwrap());
         ledger.wrote(&[folder("f-old")]).await;
-        s.create_folder(&b, new_folder("f-sent", ParentRef::Root, "Sent")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-sent", ParentRef::Root, "Sent")).await.unwrap());
         ledger.wrote(&[folder("f-sent")]).await;
 
         let messages: [Sample; 6] = [
@@ -1060,7 +1173,7 @@ async fn search_finds_by_attribute_flag_text_and_word_and_pages_in_every_order()
                 text: format!("{from}\n{subject}\n{body}"),
                 ..message(id, under(parent), stored)
             };
-            creation.insert(id, s.create_object(&b, new).await.unwrap().creation_seq);
+            creation.insert(id, ledger.took(s.create_object(&b, new).await.unwrap()).creation_seq);
             ledger.wrote(&[object(id)]).await;
         }
 
@@ -1173,52 +1286,60 @@ async fn sync_replays_every_kind_of_change_in_modseq_order_and_pruning_raises_th
         let (b, mut ledger) = fresh_box(&s).await;
         assert_eq!(s.sync_state(&b).await.unwrap(), (1, 1_000, 0));
 
-        s.create_folder(&b, new_folder("f-a", ParentRef::Root, "A")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-a", ParentRef::Root, "A")).await.unwrap());
         ledger.wrote(&[folder("f-a")]).await;
         let o1 = NewObject { attributes: attrs(&[("Subject", "first")]), ..message("o-1", at("/A"), 1_000) };
-        let o1_created = s.create_object(&b, o1).await.unwrap().creation_seq;
+        let o1_created = ledger.took(s.create_object(&b, o1).await.unwrap()).creation_seq;
         ledger.wrote(&[object("o-1")]).await;
-        s.create_object(&b, message("o-2", at("/A"), 2_000)).await.unwrap();
+        ledger.took(s.create_object(&b, message("o-2", at("/A"), 2_000)).await.unwrap());
         ledger.wrote(&[object("o-2")]).await;
-        s.change_flag(&b, FlagTarget::Object("o-1"), "\\Seen", true).await.unwrap();
+        ledger.took(s.change_flag(&b, FlagTarget::Object("o-1"), "\\Seen", true).await.unwrap());
         ledger.wrote(&[object("o-1")]).await;
-        s.rename_folder(&b, "f-a", "Alpha").await.unwrap();
+        ledger.took(s.rename_folder(&b, "f-a", "Alpha").await.unwrap());
         ledger.wrote(&[folder("f-a")]).await;
-        s.create_folder(&b, new_folder("f-b", ParentRef::Root, "B")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-b", ParentRef::Root, "B")).await.unwrap());
         ledger.wrote(&[folder("f-b")]).await;
-        s.move_to_folder(&b, "f-b", &Sources { folders: vec![], objects: ids(&["o-2"]) }).await.unwrap();
+        ledger.took(
+            s.move_to_folder(&b, "f-b", &Sources { folders: vec![], objects: ids(&["o-2"]) }, &Departures)
+                .await
+                .unwrap(),
+        );
         ledger.wrote(&[object("o-2")]).await;
-        s.delete_object(&b, "o-1", 10_000).await.unwrap();
+        ledger.took(s.delete_object(&b, "o-1", 10_000, &Departures).await.unwrap());
         let o1_gone = ledger.wrote(&[deleted(object("o-1"))]).await;
         let before_bulk = ledger.seq;
         let bulk = vec![Ok(message("o-3", at("/B"), 3_000)), Ok(message("o-4", at("/B"), 4_000))];
-        s.create_objects(&b, bulk).await.unwrap();
+        ledger.took(s.create_objects(&b, bulk).await.unwrap());
         ledger.wrote(&[object("o-3"), object("o-4")]).await;
-        s.set_flags(&b, FlagTarget::Folder("f-b"), &strings(&["$Pinned"])).await.unwrap();
+        ledger.took(s.set_flags(&b, FlagTarget::Folder("f-b"), &strings(&["$Pinned"])).await.unwrap());
         ledger.wrote(&[folder("f-b")]).await;
-        s.create_folder(&b, new_folder("f-c", ParentRef::Root, "C")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-c", ParentRef::Root, "C")).await.unwrap());
         ledger.wrote(&[folder("f-c")]).await;
-        s.create_object(&b, message("o-5", at("/C"), 5_000)).await.unwrap();
+        ledger.took(s.create_object(&b, message("o-5", at("/C"), 5_000)).await.unwrap());
         ledger.wrote(&[object("o-5")]).await;
-        s.delete_folder(&b, "f-c", 20_000).await.unwrap();
+        ledger.took(s.delete_folder(&b, "f-c", 20_000).await.unwrap());
         let c_gone = ledger.wrote(&[deleted(folder("f-c")), deleted(object("o-5"))]).await;
         let copied = s.copy_to_folder(&b, "root", &Sources { folders: vec![], objects: ids(&["o-2"]) }, 7_000).await;
-        let copy = match &copied.unwrap().expect("the root")[..] {
+        let copy = match &ledger.took(copied.unwrap()).expect("the root")[..] {
             [Relocated::Done { public_id, .. }] => public_id.clone(),
             other => panic!("copied: {other:?}"),
         };
         ledger.wrote(&[object(&copy)]).await;
 
         // Expiry: by age, then beyond the newest few, oldest first, at most `limit`.
-        let (n, _) = s.expire_objects(&b, Some(2_500), None, 30_000, 10).await.unwrap();
+        let (n, _) = ledger.took(s.expire_objects(&b, Some(2_500), None, 30_000, 10, &Departures).await.unwrap());
         assert_eq!(n, 1);
         ledger.wrote(&[expired(object("o-2"))]).await;
-        let (n, _) = s.expire_objects(&b, None, Some(1), 31_000, 1).await.unwrap();
+        let (n, _) = ledger.took(s.expire_objects(&b, None, Some(1), 31_000, 1, &Departures).await.unwrap());
         assert_eq!(n, 1, "o-3 and o-4 are beyond the newest one; the limit takes o-3");
         ledger.wrote(&[expired(object("o-3"))]).await;
-        assert_eq!(s.expire_objects(&b, None, None, 32_000, 10).await.unwrap().0, 0, "no rule, nothing expires");
+        assert_eq!(
+            ledger.took(s.expire_objects(&b, None, None, 32_000, 10, &Departures).await.unwrap()).0,
+            0,
+            "no rule, nothing expires"
+        );
         ledger.unchanged().await;
-        assert_eq!(s.expire_objects(&b, Some(0), Some(100), 32_000, 10).await.unwrap().0, 0);
+        assert_eq!(ledger.took(s.expire_objects(&b, Some(0), Some(100), 32_000, 10, &Departures).await.unwrap()).0, 0);
         ledger.unchanged().await;
 
         // Replay from every modseq the box has had, whole and in pages.
@@ -1269,8 +1390,10 @@ async fn sync_replays_every_kind_of_change_in_modseq_order_and_pruning_raises_th
 
         // Pruning: by age, then beyond the newest per box; the replay floor rises to the newest dropped.
         let other = s.provision_box("base", "tel:+15550009", "root-9", 1_000).await.unwrap();
-        s.create_object(&other, message("x-1", ParentRef::Root, 1_000)).await.unwrap();
-        s.delete_object(&other, "x-1", 50_000).await.unwrap();
+        let made = s.create_object(&other, message("x-1", ParentRef::Root, 1_000)).await.unwrap();
+        assert_eq!(made.commit.map(|c| c.box_id), Some(other.id), "the other box's write");
+        let gone = s.delete_object(&other, "x-1", 50_000, &Departures).await.unwrap();
+        assert_eq!(gone.commit.map(|c| c.box_id), Some(other.id));
         assert_eq!(s.prune_tombstones(0, 100).await.unwrap(), 0);
         assert_eq!(s.sync_state(&b).await.unwrap().2, 0);
         assert_eq!(s.prune_tombstones(15_000, 100).await.unwrap(), 1, "o-1 went before 15 s");
@@ -1347,13 +1470,20 @@ async fn channels_and_subscriptions_live_advance_deliver_and_are_purged() {
             position_within: None,
             next_index: 1,
         };
-        let s1 = s.create_subscription(&subscription("s-1", Some(ch1.id)), 3).await.unwrap().expect("s-1");
+        // A new subscription may have changes due at once: it reports the box as it stands.
+        let s1 = ledger.took(s.create_subscription(&subscription("s-1", Some(ch1.id)), 3).await.unwrap()).expect("s-1");
+        ledger.announced().await;
         assert_eq!(s1, Subscription { id: s1.id, ..subscription("s-1", Some(ch1.id)) });
         let with_correlator = Subscription { client_correlator: Some("corr".into()), ..subscription("s-2", None) };
-        let s2 = s.create_subscription(&with_correlator, 3).await.unwrap().expect("s-2");
-        let s3 = s.create_subscription(&subscription("s-3", None), 3).await.unwrap().expect("s-3");
-        assert_eq!(s.create_subscription(&subscription("s-x", None), 3).await.unwrap(), None, "three per box");
-        let s4 = s.create_subscription(&subscription("s-4", None), 0).await.unwrap().expect("0: no limit");
+        let s2 = ledger.took(s.create_subscription(&with_correlator, 3).await.unwrap()).expect("s-2");
+        ledger.announced().await;
+        let s3 = ledger.took(s.create_subscription(&subscription("s-3", None), 3).await.unwrap()).expect("s-3");
+        ledger.announced().await;
+        let refused = ledger.took(s.create_subscription(&subscription("s-x", None), 3).await.unwrap());
+        assert_eq!(refused, None, "three per box");
+        ledger.unchanged().await;
+        let s4 = ledger.took(s.create_subscription(&subscription("s-4", None), 0).await.unwrap()).expect("0: no limit");
+        ledger.announced().await;
 
         assert_eq!(s.subscription(&b, "s-1", now).await.unwrap(), Some(s1.clone()));
         assert_eq!(s.subscription(&other, "s-1", now).await.unwrap(), None, "another box's");
@@ -1374,11 +1504,13 @@ async fn channels_and_subscriptions_live_advance_deliver_and_are_purged() {
             position_modseq: 99,
             ..s2.clone()
         };
-        s.update_subscription(&longer, false).await.unwrap();
+        ledger.took(s.update_subscription(&longer, false).await.unwrap());
+        ledger.unchanged().await;
         let stored = Subscription { duration_secs: 7_200, expires_at_ms: now + 7_200_000, ..s2.clone() };
         assert_eq!(s.subscription(&b, "s-2", now).await.unwrap(), Some(stored.clone()));
         let restarted = Subscription { restart_token: "tok-1".into(), position_modseq: 0, ..stored };
-        s.update_subscription(&restarted, true).await.unwrap();
+        ledger.took(s.update_subscription(&restarted, true).await.unwrap());
+        ledger.announced().await;
         assert_eq!(s.subscription(&b, "s-2", now).await.unwrap(), Some(restarted.clone()));
 
         // Webhook candidates: behind the box, with no list in flight.
@@ -1387,7 +1519,7 @@ async fn channels_and_subscriptions_live_advance_deliver_and_are_purged() {
         };
         assert_eq!(candidates(None).await, ids(&["s-2"]), "only s-2 is behind");
         ledger.unchanged().await;
-        s.create_folder(&b, new_folder("f-a", ParentRef::Root, "A")).await.unwrap();
+        ledger.took(s.create_folder(&b, new_folder("f-a", ParentRef::Root, "A")).await.unwrap());
         let seq = ledger.wrote(&[folder("f-a")]).await;
         assert_eq!(candidates(None).await, ids(&["s-2", "s-3", "s-4"]), "a channel's subscription is not one");
         assert_eq!(candidates(Some(&[b.id])).await, ids(&["s-2", "s-3", "s-4"]));
@@ -1487,10 +1619,10 @@ async fn blobs_are_pinned_referenced_marked_for_deletion_and_stale_marks_expire(
         // A part referencing a key holds it until the object goes.
         let o =
             NewObject { parts: vec![blob("1", "image/png", "k-used", 10)], ..message("o-1", ParentRef::Root, 1_000) };
-        s.create_object(&b, o).await.unwrap();
+        ledger.took(s.create_object(&b, o).await.unwrap());
         ledger.wrote(&[object("o-1")]).await;
         assert!(!s.begin_blob_delete("k-used", 3_000).await.unwrap(), "referenced");
-        let released = s.delete_object(&b, "o-1", 3_000).await.unwrap().expect("o-1");
+        let released = ledger.took(s.delete_object(&b, "o-1", 3_000, &Departures).await.unwrap()).expect("o-1");
         assert_eq!(released.blob_keys, ids(&["k-used"]));
         ledger.wrote(&[deleted(object("o-1"))]).await;
         assert!(s.begin_blob_delete("k-used", 3_000).await.unwrap());

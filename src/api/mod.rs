@@ -19,14 +19,14 @@ pub mod wire;
 
 use actix_web::dev::Payload;
 use actix_web::http::Method;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, Scope, authorize};
+use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, authorize};
 use crate::config::LimitSettings;
 use crate::error::{Error, Result};
 use crate::model::BoxRow;
@@ -145,11 +145,6 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
     Err(Error::not_found(req.path().to_string()))
 }
 
-/// The box a request acted on (request extension), so that a successful change can wake
-/// the box's long polls once the response is ready (see `startup`).
-#[derive(Clone, Debug)]
-pub struct TouchedBox(pub BoxRow);
-
 /// An authenticated, authorised request on one box.
 pub struct Access {
     pub op: Operation,
@@ -229,11 +224,6 @@ impl FromRequest for Access {
             };
             tracing::debug!(op = op.name(), principal = %principal.name, box_id = %address, "access granted");
             let urls = BoxUrls::new(&state.public_url, &store, &address);
-            // Operations that write (scope create or modify) change the box; the box reset
-            // publishes its change itself.
-            if matches!(op.scope(), Scope::Create | Scope::Modify) && op != Operation::BoxReset {
-                req.extensions_mut().insert(TouchedBox(b.clone()));
-            }
             Ok(Access { op, principal, b, urls, uri })
         })
     }

@@ -4,8 +4,9 @@
 //! `DispositionOriginalMessageID` and `DispositionOriginalTo`, all mandatory.
 //!
 //! This module reads the RFC 5438 `message/imdn+xml` document, checks the status against
-//! the disposition type, maps a notification onto those attributes, and checks the
-//! attributes of an IMDN object deposited directly.
+//! the disposition type, maps a notification onto those attributes, checks the attributes
+//! of an IMDN object deposited directly, and finds the IMDN objects about a message (they
+//! are deleted or expired with it, CPM binding 7.3.3.5/7.3.3.6).
 //!
 //! Case: NMS §5.3.2.5 makes attribute values case-sensitive unless stated otherwise, and
 //! neither CPM §5.3.10 nor RFC 5438 (whose values are XML element names, case-sensitive by
@@ -19,6 +20,7 @@ use quick_xml::reader::NsReader;
 
 use crate::error::{Error, Result};
 use crate::model::Attribute;
+use crate::store::{Class, Facts};
 
 /// The RFC 5438 XML namespace.
 pub const IMDN_NS: &str = "urn:ietf:params:xml:ns:imdn";
@@ -309,6 +311,16 @@ fn close(mut node: Node, stack: &mut [Node], root: &mut Option<Node>) {
         Some(parent) => parent.children.push(node),
         None => *root = Some(node),
     }
+}
+
+/// IMDN objects.
+const IMDN_OBJECTS: Class<'static> =
+    Class { attribute: "message-context", values: &[MESSAGE_CONTEXT], payload_types: &[] };
+
+/// The IMDN objects about the message whose IMDN Message-ID (its correlationId) is
+/// `message_id`: those whose `DispositionOriginalMessageID` it is.
+pub async fn about(facts: &mut dyn Facts, message_id: &str) -> Result<Vec<i64>> {
+    facts.having("DispositionOriginalMessageID", message_id, &IMDN_OBJECTS).await
 }
 
 #[cfg(test)]

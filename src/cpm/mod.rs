@@ -1,17 +1,21 @@
 //! CPM semantics over the message store (OMA CPM Message Storage using RESTful API):
 //! mapping CPIM, IMDN, call-log, SMS and MMS deposits onto NMS attributes, correlation,
-//! folder placement and the session-object rules. See docs/cpm.md.
+//! folder placement, and what happens when objects leave their folders (the session-object
+//! rule, IMDNs going with their messages). See docs/cpm.md.
 
 pub mod calllog;
 pub mod correlation;
 pub mod cpim;
 pub mod imdn;
+pub mod session_rule;
 
+use async_trait::async_trait;
 use base64::Engine;
 
 use crate::config::CpmSettings;
 use crate::error::{Error, Result};
 use crate::model::{Attribute, PayloadPart};
+use crate::store::{Departing, Departure, DepartureJudge, DeparturePolicy, Facts};
 
 /// `Message-Context` values of the CPM binding (5.3, Appendices C-H) and of NMS Appendix I.
 pub const MESSAGE_CONTEXTS: &[&str] = &[
@@ -269,6 +273,27 @@ pub fn placement(attrs: &[Attribute]) -> Placement {
     match (context.as_str(), nonempty("DispositionOriginalMessageID")) {
         ("imdn-message", Some(message_id)) => Placement::BesideMessage { message_id, fallback: Box::new(main) },
         _ => main,
+    }
+}
+
+/// The CPM rules on objects leaving their folders, which the store applies inside the
+/// deleting, expiring or moving transaction: a deleted or expired message takes the IMDN
+/// objects about it along ([`imdn::about`]), and session objects stay while their session
+/// has content ([`session_rule::SessionRule`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Departures;
+
+#[async_trait]
+impl DeparturePolicy for Departures {
+    async fn companions(&self, facts: &mut dyn Facts, object: &Departing, how: Departure) -> Result<Vec<i64>> {
+        match (how, &object.correlation_id) {
+            (Departure::Deleted | Departure::Expired, Some(message_id)) => imdn::about(facts, message_id).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn judge(&self, how: Departure, leaving: &[i64]) -> Box<dyn DepartureJudge> {
+        Box::new(session_rule::SessionRule::new(how, leaving))
     }
 }
 

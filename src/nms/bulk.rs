@@ -6,6 +6,7 @@
 
 use super::search::SelectionInput;
 use super::{Actor, Deposit, Nms, ObjectInput};
+use crate::cpm::Departures;
 use crate::error::{Error, Result};
 use crate::ids::now_ms;
 use crate::model::{BoxRow, BulkItem, Object, ParentRef, Relocated, Sources, Targets};
@@ -64,13 +65,13 @@ impl Nms {
             super::validate_flag(f)?;
         }
         let targets = self.targets(b, targets).await?;
-        self.meta.bulk_flags(b, &targets, flags, op == FlagOperation::AddFlag).await
+        Ok(self.published(self.meta.bulk_flags(b, &targets, flags, op == FlagOperation::AddFlag).await?))
     }
 
     /// `bulkDelete`: delete many objects, then the blobs nothing references any more.
     pub async fn bulk_delete(&self, b: &BoxRow, targets: &BulkTargets) -> Result<Vec<BulkItem>> {
         let targets = self.targets(b, targets).await?;
-        let (items, released) = self.meta.bulk_delete(b, &targets, now_ms()).await?;
+        let (items, released) = self.published(self.meta.bulk_delete(b, &targets, now_ms(), &Departures).await?);
         self.blobs.release(&released.blob_keys).await;
         Ok(items)
     }
@@ -103,7 +104,7 @@ impl Nms {
             deposits.push(deposit);
         }
         let results = match self.meta.create_objects(b, prepared).await {
-            Ok(r) => r,
+            Ok(r) => self.published(r),
             Err(e) => {
                 for d in deposits {
                     d.abandon().await;
@@ -139,10 +140,8 @@ impl Nms {
         sources: &Sources,
     ) -> Result<Vec<Relocated>> {
         self.check_relocation(b, actor, target, sources).await?;
-        self.meta
-            .copy_to_folder(b, target, sources, now_ms())
-            .await?
-            .ok_or_else(|| Error::invalid(format!("targetRef {target}")))
+        let copied = self.meta.copy_to_folder(b, target, sources, now_ms()).await?;
+        self.published(copied).ok_or_else(|| Error::invalid(format!("targetRef {target}")))
     }
 
     /// `moveToFolder`: ids stay, the location changes.
@@ -154,6 +153,7 @@ impl Nms {
         sources: &Sources,
     ) -> Result<Vec<Relocated>> {
         self.check_relocation(b, actor, target, sources).await?;
-        self.meta.move_to_folder(b, target, sources).await?.ok_or_else(|| Error::invalid(format!("targetRef {target}")))
+        let moved = self.meta.move_to_folder(b, target, sources, &Departures).await?;
+        self.published(moved).ok_or_else(|| Error::invalid(format!("targetRef {target}")))
     }
 }

@@ -278,6 +278,16 @@ impl Nms {
         }
     }
 
+    /// Publish what a store write committed (the box's waiters, here and through the relay,
+    /// learn of it at once), and answer the write's value. Every write goes through here
+    /// right after the store call.
+    pub fn published<T>(&self, w: Written<T>) -> T {
+        if let Some(c) = w.commit {
+            self.hub.publish(c.box_id, c.modseq);
+        }
+        w.value
+    }
+
     /// The same service with these CPM policies.
     pub fn with_cpm(mut self, cpm: CpmSettings) -> Self {
         self.cpm = cpm;
@@ -409,7 +419,8 @@ impl Nms {
                 return Err(Error::invalid(format!("attribute {reserved}")));
             }
         }
-        self.meta
+        let made = self
+            .meta
             .create_folder(
                 b,
                 NewFolder {
@@ -420,7 +431,8 @@ impl Nms {
                     now_ms: now_ms(),
                 },
             )
-            .await
+            .await?;
+        Ok(self.published(made))
     }
 
     pub async fn folder(&self, b: &BoxRow, id: &str, uri: &str) -> Result<Folder> {
@@ -493,7 +505,7 @@ impl Nms {
         if !(f.is_root && name.is_empty()) {
             validate_name(name)?;
         }
-        self.meta.rename_folder(b, id, name).await
+        Ok(self.published(self.meta.rename_folder(b, id, name).await?))
     }
 
     /// Delete a folder recursively, then the blobs nothing references any more.
@@ -501,7 +513,7 @@ impl Nms {
         if actor != Actor::Service && !self.policy.service_only_folders.is_empty() {
             self.check_system_folder(actor, &self.folder(b, id, uri).await?)?;
         }
-        let released = self.meta.delete_folder(b, id, now_ms()).await?.or_not_found(uri)?;
+        let released = self.published(self.meta.delete_folder(b, id, now_ms()).await?).or_not_found(uri)?;
         self.blobs.release(&released.blob_keys).await;
         Ok(())
     }
@@ -558,7 +570,7 @@ impl Nms {
         deposit: &Deposit,
     ) -> Result<Object> {
         let o = self.prepare_object(b, actor, input, deposit, now_ms()).await?;
-        self.meta.create_object(b, o).await
+        Ok(self.published(self.meta.create_object(b, o).await?))
     }
 
     /// Validate a deposit and complete it into the object to store: the parent resolved to
@@ -714,7 +726,8 @@ impl Nms {
                     now_ms: now_ms(),
                 },
             )
-            .await;
+            .await
+            .map(|w| self.published(w));
         match made {
             Err(Error::DuplicateName { .. }) => self
                 .meta
@@ -731,7 +744,8 @@ impl Nms {
 
     /// Delete an object and, after the commit, its unreferenced blobs.
     pub async fn delete_object(&self, b: &BoxRow, id: &str, uri: &str) -> Result<()> {
-        let released = self.meta.delete_object(b, id, now_ms()).await?.or_not_found(uri)?;
+        let deleted = self.meta.delete_object(b, id, now_ms(), &crate::cpm::Departures).await?;
+        let released = self.published(deleted).or_not_found(uri)?;
         self.blobs.release(&released.blob_keys).await;
         Ok(())
     }
@@ -768,7 +782,7 @@ impl Nms {
         for f in flags {
             validate_flag(f)?;
         }
-        self.meta.set_flags(b, t, flags).await?.or_not_found(uri)
+        self.published(self.meta.set_flags(b, t, flags).await?).or_not_found(uri)
     }
 
     /// Whether the item carries `flag` (case-insensitive).
@@ -787,7 +801,7 @@ impl Nms {
         uri: &str,
     ) -> Result<FlagChange> {
         validate_flag(flag)?;
-        self.meta.change_flag(b, t, flag, on).await?.or_not_found(uri)
+        self.published(self.meta.change_flag(b, t, flag, on).await?).or_not_found(uri)
     }
 }
 

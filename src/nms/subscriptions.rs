@@ -358,15 +358,13 @@ impl Nms {
                 },
                 max,
             )
-            .await?
-            .ok_or_else(|| Error::LimitExceeded {
-                what: "live subscriptions per box".into(),
-                key: "limits.max_subscriptions_per_box",
-                limit: u64::from(max),
-            })?;
-        // Its changes since a restart token may be pending at once: wake the box's polls.
-        self.announce(b).await?;
-        Ok(created)
+            .await?;
+        // Its changes since a restart token may be pending at once: the box's polls wake.
+        self.published(created).ok_or_else(|| Error::LimitExceeded {
+            what: "live subscriptions per box".into(),
+            key: "limits.max_subscriptions_per_box",
+            limit: u64::from(max),
+        })
     }
 
     /// A live subscription of `principal` on box `b` (404 `uri` otherwise).
@@ -405,11 +403,9 @@ impl Nms {
             s.duration_secs = granted(duration);
         }
         s.expires_at_ms = now_ms().saturating_add(s.duration_secs.saturating_mul(1000));
-        self.meta.update_subscription(&s, position).await?;
-        if position {
-            // Replay restarts from the token: its changes may be pending at once.
-            self.announce(b).await?;
-        }
+        // With a restart token, replay restarts from it: its changes may be pending at once,
+        // and the box's polls wake.
+        self.published(self.meta.update_subscription(&s, position).await?);
         if !position {
             // The position may have moved since it was read: answer it as it stands.
             return self.subscription(b, principal, id, uri).await;

@@ -170,10 +170,9 @@ impl Nms {
             for b in self.meta.boxes_of_store(store).await? {
                 // In bounded transactions, so writers are never held up for long.
                 loop {
-                    let (n, released) = self.meta.expire_objects(&b, before, keep, now_ms(), 1000).await?;
-                    if n > 0 {
-                        self.announce(&b).await?;
-                    }
+                    let expired =
+                        self.meta.expire_objects(&b, before, keep, now_ms(), 1000, &crate::cpm::Departures).await?;
+                    let (n, released) = self.published(expired);
                     self.blobs.release(&released.blob_keys).await;
                     total += n;
                     if n == 0 {
@@ -185,18 +184,10 @@ impl Nms {
         Ok(total)
     }
 
-    /// Tell the hub box `b` changed (after the commit), with the modseq it is at now.
-    pub async fn announce(&self, b: &BoxRow) -> Result<()> {
-        let (modseq, _, _) = self.meta.sync_state(b).await?;
-        self.hub.publish(b.id, modseq);
-        Ok(())
-    }
-
     /// Empty box `b` and give it a new validity: every restart token of it now replays as
     /// `resetBox`. Blobs nothing references any more are removed.
     pub async fn reset_box(&self, b: &BoxRow) -> Result<BoxRow> {
-        let (now, released) = self.meta.reset_box(b).await?;
-        self.hub.publish(b.id, now.modseq);
+        let (now, released) = self.published(self.meta.reset_box(b).await?);
         self.blobs.release(&released.blob_keys).await;
         Ok(now)
     }

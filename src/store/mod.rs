@@ -5,13 +5,23 @@
 //! every item it changes is stamped with that value (`lastModSeq`), and deletions leave
 //! tombstones. A verb that turns out to change nothing rolls back, so the modseq only moves
 //! when something really changed.
+//!
+//! Every verb that changes what a box's waiters would find (its folders, objects and flags,
+//! its validity, the position a subscription replays from) answers [`Written`]: its value,
+//! and the [`Commit`] it made (`None`: it changed nothing). The domain publishes that commit
+//! right after the call; nobody re-reads the box to learn it. Provisioning a box (nobody can
+//! wait on a box before it exists) and the writes no box waiter reads (accounts, channels,
+//! delivery positions, the webhook outbox, blob marks) answer plainly.
 
+pub mod departures;
 pub mod engine;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
+
+pub use departures::{Class, Departing, Departure, DepartureJudge, DeparturePolicy, Facts, ObjectFacts};
 
 use crate::error::Result;
 use crate::model::*;
@@ -49,7 +59,7 @@ pub trait Boxes: Send + Sync {
     /// Empty a box (every object and folder but the root, every tombstone) and give it a new
     /// validity, so every restart token of it is stale. Returns the box as it is now and
     /// the released blob keys.
-    async fn reset_box(&self, b: &BoxRow) -> Result<(BoxRow, Released)>;
+    async fn reset_box(&self, b: &BoxRow) -> Result<Written<(BoxRow, Released)>>;
 }
 
 /// Folders: lookup by id and path, creation, rename, deletion, children and stats.
@@ -61,11 +71,11 @@ pub trait Folders: Send + Sync {
     /// The public id of the folder holding the (first stored) object with this
     /// correlationId.
     async fn folder_of_correlation_id(&self, b: &BoxRow, correlation_id: &str) -> Result<Option<String>>;
-    async fn create_folder(&self, b: &BoxRow, f: NewFolder) -> Result<Folder>;
+    async fn create_folder(&self, b: &BoxRow, f: NewFolder) -> Result<Written<Folder>>;
     /// Rename; returns the folder as it stands afterwards.
-    async fn rename_folder(&self, b: &BoxRow, public_id: &str, name: &str) -> Result<Folder>;
+    async fn rename_folder(&self, b: &BoxRow, public_id: &str, name: &str) -> Result<Written<Folder>>;
     /// Delete a folder and everything under it; `None` if it does not exist.
-    async fn delete_folder(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>>;
+    async fn delete_folder(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Written<Option<Released>>>;
     async fn folder_children(
         &self,
         b: &BoxRow,
@@ -80,19 +90,34 @@ pub trait Folders: Send + Sync {
 /// Objects: creation (single and bulk), lookup, payload bytes, deletion, copy, move and expiry.
 #[async_trait]
 pub trait Objects: Send + Sync {
-    async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Object>;
+    async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Written<Object>>;
     /// Create several objects in one transaction with one modseq; each is all-or-nothing
     /// (a failing one is answered with its error, the others are created).
-    async fn create_objects(&self, b: &BoxRow, objects: Vec<Result<NewObject>>) -> Result<Vec<Result<Object>>>;
+    async fn create_objects(&self, b: &BoxRow, objects: Vec<Result<NewObject>>)
+    -> Result<Written<Vec<Result<Object>>>>;
     async fn get_object(&self, b: &BoxRow, public_id: &str) -> Result<Option<Object>>;
     async fn object_by_path(&self, b: &BoxRow, folder_path: &str, public_id: &str) -> Result<Option<Object>>;
     /// Inline bytes of one payload part.
     async fn inline_part_data(&self, b: &BoxRow, object_public_id: &str, part_id: &str) -> Result<Option<Vec<u8>>>;
-    /// Delete an object; `None` if it does not exist.
-    async fn delete_object(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Released>>;
-    /// Delete the targets in one transaction with one modseq (tombstones as for single
-    /// deletions); returns the per-object outcome and the released blob keys.
-    async fn bulk_delete(&self, b: &BoxRow, targets: &Targets, now_ms: i64) -> Result<(Vec<BulkItem>, Released)>;
+    /// Delete an object and its companions (as `policy` names them); `None` if it does not
+    /// exist, `Forbidden` if `policy` keeps it.
+    async fn delete_object(
+        &self,
+        b: &BoxRow,
+        public_id: &str,
+        now_ms: i64,
+        policy: &dyn DeparturePolicy,
+    ) -> Result<Written<Option<Released>>>;
+    /// Delete the targets and their companions in one transaction with one modseq
+    /// (tombstones as for single deletions); a target `policy` keeps is answered with its
+    /// refusal. Returns the per-object outcome and the released blob keys.
+    async fn bulk_delete(
+        &self,
+        b: &BoxRow,
+        targets: &Targets,
+        now_ms: i64,
+        policy: &dyn DeparturePolicy,
+    ) -> Result<Written<(Vec<BulkItem>, Released)>>;
     /// Copy the sources (folders recursively) into the target folder, one transaction, one
     /// modseq; copies get new ids (`new_id` makes them) and share blobs. `None`: no target.
     async fn copy_to_folder(
@@ -101,14 +126,21 @@ pub trait Objects: Send + Sync {
         target: &str,
         sources: &Sources,
         now_ms: i64,
-    ) -> Result<Option<Vec<Relocated>>>;
+    ) -> Result<Written<Option<Vec<Relocated>>>>;
     /// Move the sources into the target folder, one transaction, one modseq; ids stay, a
-    /// moved item changes, its children do not. `None`: no target.
-    async fn move_to_folder(&self, b: &BoxRow, target: &str, sources: &Sources) -> Result<Option<Vec<Relocated>>>;
+    /// moved item changes, its children do not; an object `policy` keeps in its folder is
+    /// answered with its refusal. `None`: no target.
+    async fn move_to_folder(
+        &self,
+        b: &BoxRow,
+        target: &str,
+        sources: &Sources,
+        policy: &dyn DeparturePolicy,
+    ) -> Result<Written<Option<Vec<Relocated>>>>;
     /// Expire objects of a box stored before `stored_before_ms` or beyond its newest
-    /// `keep_newest` (by stored date): at most `limit` of them, oldest first, in one
-    /// transaction with one modseq, leaving `expired` tombstones. Returns how many expired
-    /// and the released blob keys.
+    /// `keep_newest` (by stored date): at most `limit` of them, oldest first, with their
+    /// companions, in one transaction with one modseq, leaving `expired` tombstones (those
+    /// `policy` keeps stay). Returns how many of them expired and the released blob keys.
     async fn expire_objects(
         &self,
         b: &BoxRow,
@@ -116,7 +148,8 @@ pub trait Objects: Send + Sync {
         keep_newest: Option<u32>,
         now_ms: i64,
         limit: u32,
-    ) -> Result<(u64, Released)>;
+        policy: &dyn DeparturePolicy,
+    ) -> Result<Written<(u64, Released)>>;
 }
 
 /// Flags of objects and folders.
@@ -124,12 +157,24 @@ pub trait Objects: Send + Sync {
 pub trait Flags: Send + Sync {
     async fn get_flags(&self, b: &BoxRow, t: FlagTarget<'_>) -> Result<Option<Vec<String>>>;
     /// Replace the whole flag list; returns the list afterwards (`None`: no such item).
-    async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String]) -> Result<Option<Vec<String>>>;
+    async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String]) -> Result<Written<Option<Vec<String>>>>;
     /// Add (`on`) or remove one flag (`None`: no such item).
-    async fn change_flag(&self, b: &BoxRow, t: FlagTarget<'_>, flag: &str, on: bool) -> Result<Option<FlagChange>>;
+    async fn change_flag(
+        &self,
+        b: &BoxRow,
+        t: FlagTarget<'_>,
+        flag: &str,
+        on: bool,
+    ) -> Result<Written<Option<FlagChange>>>;
     /// Add (`on`) or remove flags on the targets in one transaction with one modseq; an
     /// object whose flags do not change keeps its lastModSeq.
-    async fn bulk_flags(&self, b: &BoxRow, targets: &Targets, flags: &[String], on: bool) -> Result<Vec<BulkItem>>;
+    async fn bulk_flags(
+        &self,
+        b: &BoxRow,
+        targets: &Targets,
+        flags: &[String],
+        on: bool,
+    ) -> Result<Written<Vec<BulkItem>>>;
 }
 
 /// Searches over objects and folders, paged by keyset.
@@ -185,8 +230,9 @@ pub trait Subscriptions: Send + Sync {
     async fn delete_channel(&self, public_id: &str) -> Result<bool>;
     /// Store a new subscription (its `id` is assigned), unless its box already has
     /// `max_per_box` live subscriptions (0: no limit): then `None`. The count and the insert
-    /// are one atomic step, so concurrent creations cannot overshoot the limit.
-    async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>>;
+    /// are one atomic step, so concurrent creations cannot overshoot the limit. A creation
+    /// commits at the box's modseq as it stands (its pending changes may be due at once).
+    async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Written<Option<Subscription>>>;
     /// A live subscription of box `b`, by id or by the creating login's client correlator.
     async fn subscription(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>>;
     async fn subscription_by_correlator(
@@ -202,8 +248,10 @@ pub trait Subscriptions: Send + Sync {
     async fn subscriptions_of_channel(&self, channel_id: i64, now_ms: i64) -> Result<Vec<Subscription>>;
     /// Store a subscription's new duration, expiry and (when given) restart point.
     /// With `position`, also its restart point and token (an update with a restartToken);
-    /// without, only the duration (a delivery moving the position meanwhile is kept).
-    async fn update_subscription(&self, s: &Subscription, position: bool) -> Result<()>;
+    /// without, only the duration (a delivery moving the position meanwhile is kept). A new
+    /// position commits at the box's modseq as it stands; a new duration commits nothing a
+    /// waiter reads.
+    async fn update_subscription(&self, s: &Subscription, position: bool) -> Result<Written<()>>;
     async fn delete_subscription(&self, b: &BoxRow, public_id: &str) -> Result<bool>;
     /// Move a subscription's position `m.from -> m.to` and consume index `m.index`, if
     /// nobody else did (compare-and-set on the index and the position); `false` when it lost

@@ -21,6 +21,7 @@ mod notify;
 mod objects;
 mod paths;
 mod payload;
+mod publish;
 mod relocate;
 mod s3;
 mod search;

@@ -7,7 +7,7 @@ use super::{query, query_as, query_scalar};
 use crate::store::engine::Engine;
 
 use crate::error::{Error, Result};
-use crate::model::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within};
+use crate::model::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within, Written};
 
 const CHANNEL_COLUMNS: &str = "id, public_id, principal, user_id, client_correlator, application_tag, \
      lifetime_secs, expires_at_ms, max_notifications, max_wait_secs";
@@ -138,6 +138,12 @@ pub async fn delete_channel(pool: &AnyPool, public_id: &str) -> Result<bool> {
     Ok(res.rows_affected() > 0)
 }
 
+/// The box's modseq now: what a write that moves none but changes what the box's waiters
+/// would find commits at.
+async fn current_modseq(pool: &AnyPool, box_id: i64) -> Result<i64> {
+    Ok(query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(box_id).fetch_one(pool).await?)
+}
+
 /// Insert `s` unless its box holds `max_per_box` live subscriptions already: run in a write
 /// transaction that holds the box (see [`super::lock_box`]), so the count and the insert
 /// are atomic against other creators on every node.
@@ -251,7 +257,7 @@ pub async fn subscriptions_of_channel(pool: &AnyPool, channel_id: i64, now_ms: i
     rows.iter().map(subscription_from_row).collect()
 }
 
-pub async fn update_subscription(pool: &AnyPool, s: &Subscription, position: bool) -> Result<()> {
+pub async fn update_subscription(pool: &AnyPool, s: &Subscription, position: bool) -> Result<Written<()>> {
     if !position {
         query("UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ? WHERE id = ?")
             .bind(s.duration_secs)
@@ -259,7 +265,7 @@ pub async fn update_subscription(pool: &AnyPool, s: &Subscription, position: boo
             .bind(s.id)
             .execute(pool)
             .await?;
-        return Ok(());
+        return Ok(Written::unchanged(()));
     }
     query(
         "UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ?, restart_token = ?, position_validity = ?, \
@@ -275,7 +281,8 @@ pub async fn update_subscription(pool: &AnyPool, s: &Subscription, position: boo
     .bind(s.id)
     .execute(pool)
     .await?;
-    Ok(())
+    // Replay restarts from the new position: its changes may be pending at once.
+    Ok(Written::committed((), s.box_id, current_modseq(pool, s.box_id).await?))
 }
 
 pub async fn delete_subscription(pool: &AnyPool, b: &BoxRow, public_id: &str) -> Result<bool> {
@@ -291,7 +298,7 @@ pub async fn delete_subscription(pool: &AnyPool, b: &BoxRow, public_id: &str) ->
 /// still those the list was built from; with `outbox`, queue the rendered list for its
 /// webhook in the same transaction.
 pub async fn advance(pool: &AnyPool, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
-    let mut tx = pool.begin().await?;
+    let mut tx = super::begin(pool, "BEGIN").await?;
     let res = query(
         "UPDATE subscriptions SET position_validity = ?, position_modseq = ?, position_part = ?, position_id = ?, \
          restart_token = ?, next_index = next_index + ? WHERE id = ? AND next_index = ? AND position_validity = ? \
