@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::model::FolderLimits;
 use crate::nms::{Nms, TokenKey};
 use crate::store::Store;
+use crate::store::engine::Engine;
 use crate::store::sql::SqlStore;
 
 /// Open the metadata store named by the configuration and apply migrations.
@@ -35,10 +36,18 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-/// The cursor key: from the configuration, or generated once and kept in the data dir.
+/// The cursor key: from the configuration, or generated once and kept in the data dir. A
+/// database several nodes share needs it configured: a key in one node's data dir would
+/// make that node's cursors, restart tokens and Digest nonces fail on every other node.
 pub fn token_key(settings: &Settings) -> Result<TokenKey> {
     if !settings.auth.cursor_secret.is_empty() {
         return Ok(TokenKey::new(settings.auth.cursor_secret.as_bytes().to_vec()));
+    }
+    if Engine::of_url(&settings.database_url())?.shared_by_nodes() {
+        return Err(Error::internal(
+            "auth.cursor_secret is required with a PostgreSQL database: every node serving it must seal \
+             cursors and tokens with the same key (set the same secret on each node)",
+        ));
     }
     let path = settings.data_dir.join("cursor.key");
     match std::fs::read_to_string(&path) {
@@ -286,5 +295,39 @@ async fn sweep_loop(blobs: PayloadStore, every: Duration, grace: Duration) {
             ),
             Err(e) => tracing::warn!(error = %e, "blob sweep failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// Two nodes of one PostgreSQL database open each other's tokens only with one
+    /// configured key; a key of its own in each data dir would make every cursor, restart
+    /// token and Digest nonce a stranger on the other node, so the start is refused.
+    #[test]
+    fn a_database_shared_by_nodes_takes_the_cursor_key_from_the_configuration_only() {
+        let node = |dir: &tempfile::TempDir, secret: &str| {
+            let mut s = Settings { data_dir: dir.path().to_path_buf(), ..Default::default() };
+            s.storage.database_url = "postgres://nms@127.0.0.1:1/nms".into();
+            s.auth.cursor_secret = secret.into();
+            s
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let refused = token_key(&node(&a, "")).unwrap_err().to_string();
+        assert!(refused.contains("auth.cursor_secret"), "{refused}");
+        assert!(!a.path().join("cursor.key").exists(), "no key of its own in the data dir");
+
+        let sealed = token_key(&node(&a, "shared")).unwrap().seal("restart:1", b"token");
+        let opened = token_key(&node(&b, "shared")).unwrap().open("restart:1", &sealed);
+        assert_eq!(opened.as_deref(), Some(&b"token"[..]));
+
+        // SQLite serves one node: its key is generated into the data dir and kept.
+        let single = Settings { data_dir: a.path().to_path_buf(), ..Default::default() };
+        let sealed = token_key(&single).unwrap().seal("restart:1", b"token");
+        assert!(a.path().join("cursor.key").exists());
+        assert!(token_key(&single).unwrap().open("restart:1", &sealed).is_some());
     }
 }

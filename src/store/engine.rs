@@ -53,6 +53,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether several nodes may serve one database of this engine. What they must agree
+    /// on (the key sealing cursors and tokens) then comes from the configuration every
+    /// node reads, never from one node's data dir.
+    pub fn shared_by_nodes(self) -> bool {
+        self == Self::Postgres
+    }
+
     /// Whether the engine takes one writer at a time (writers of this process then queue
     /// in order instead of contending for the database's lock).
     pub fn single_writer(self) -> bool {
