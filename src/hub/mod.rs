@@ -30,8 +30,9 @@ pub struct Hub {
     any: Arc<Notify>,
     /// ... and the boxes changed since it last looked (`None`: too many; look at all).
     changed: std::sync::Mutex<Option<std::collections::HashSet<i64>>>,
-    /// Per channel: the generation of its current poll and the signal ending older ones.
-    polls: DashMap<i64, (u64, Arc<Notify>)>,
+    /// Per channel: the signal its open poll waits on besides its boxes' (a newer poll
+    /// began, the channel was deleted, a subscription into it was made or moved).
+    polls: DashMap<i64, Arc<Notify>>,
     relay: std::sync::OnceLock<Relay>,
 }
 
@@ -120,18 +121,18 @@ impl Hub {
         self.boxes.entry(box_id).or_default().clone()
     }
 
-    /// A new poll of channel `channel_id` begins: it supersedes the open one (woken now).
-    /// Returns the new poll's generation and the channel's signal.
-    pub fn begin_poll(&self, channel_id: i64) -> (u64, Arc<Notify>) {
-        let mut e = self.polls.entry(channel_id).or_insert_with(|| (0, Arc::new(Notify::new())));
-        e.0 += 1;
-        e.1.notify_waiters();
-        (e.0, e.1.clone())
+    /// The signal of channel `channel_id`'s poll.
+    pub fn channel_signal(&self, channel_id: i64) -> Arc<Notify> {
+        self.polls.entry(channel_id).or_default().clone()
     }
 
-    /// Whether poll `generation` is still the channel's current one.
-    pub fn is_current_poll(&self, channel_id: i64, generation: u64) -> bool {
-        self.polls.get(&channel_id).is_some_and(|e| e.0 == generation)
+    /// Something the open poll of channel `channel_id` must see changed in the database (a
+    /// newer poll began, the channel was deleted, a subscription into it was made or moved
+    /// to another position): wake it to read the channel again.
+    pub fn wake_channel(&self, channel_id: i64) {
+        if let Some(n) = self.polls.get(&channel_id) {
+            n.notify_waiters();
+        }
     }
 
     /// Forget the signals nobody waits on (housekeeping): a box's signal held by no poll,
@@ -139,14 +140,7 @@ impl Hub {
     pub fn sweep(&self) {
         self.boxes.retain(|_, n| Arc::strong_count(n) > 1);
         self.latest.retain(|b, _| self.boxes.contains_key(b));
-        self.polls.retain(|_, (_, n)| Arc::strong_count(n) > 1);
-    }
-
-    /// The channel was deleted: wake its open poll (which then finds the channel gone).
-    pub fn end_channel(&self, channel_id: i64) {
-        if let Some((_, (_, n))) = self.polls.remove(&channel_id) {
-            n.notify_waiters();
-        }
+        self.polls.retain(|_, n| Arc::strong_count(n) > 1);
     }
 }
 
@@ -196,8 +190,8 @@ mod tests {
         let hub = Hub::default();
         let held = hub.box_signal(1);
         drop(hub.box_signal(2));
-        let (_, poll) = hub.begin_poll(9);
-        hub.begin_poll(8);
+        let poll = hub.channel_signal(9);
+        drop(hub.channel_signal(8));
         hub.sweep();
         assert_eq!(hub.boxes.len(), 1);
         assert!(hub.boxes.contains_key(&1) && hub.polls.contains_key(&9) && !hub.polls.contains_key(&8));

@@ -2101,6 +2101,9 @@ impl Subscriptions for SqlStore {
     async fn renew_channel(&self, public_id: &str, lifetime_secs: i64, now_ms: i64) -> Result<Option<Channel>> {
         subscriptions::renew_channel(&self.pool, public_id, lifetime_secs, now_ms).await
     }
+    async fn begin_poll(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
+        subscriptions::begin_poll(&self.pool, public_id, now_ms).await
+    }
     async fn delete_channel(&self, public_id: &str) -> Result<bool> {
         subscriptions::delete_channel(&self.pool, public_id).await
     }
