@@ -2,7 +2,8 @@
 //! remove the temporaries crashed processes left in it), the token key; bind the listener
 //! (port 0 allowed; HTTPS when `server.tls_cert` and `server.tls_key` are set) and expose
 //! the port, so tests run the real server; start the background blob sweep, housekeeping
-//! (expiry, tombstone pruning) and webhook delivery.
+//! (expiry, tombstone pruning), webhook delivery, and on a database that announces commits
+//! (PostgreSQL) the listener that wakes this node for every process's changes.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -18,10 +19,12 @@ use crate::auth::Authenticator;
 use crate::blob::PayloadStore;
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::hub::Hub;
 use crate::model::FolderLimits;
 use crate::nms::{Nms, TokenKey};
 use crate::store::Store;
 use crate::store::engine::Engine;
+use crate::store::listen::{Listener, Notice};
 use crate::store::sql::SqlStore;
 
 /// Open the metadata store named by the configuration and apply migrations.
@@ -100,6 +103,8 @@ pub struct Application {
     auth: Arc<Authenticator>,
     sweep_every: Duration,
     grace: Duration,
+    /// The listener of the database's announcements, when it makes them.
+    feed: Option<Listener>,
 }
 
 impl Application {
@@ -122,6 +127,13 @@ impl Application {
             _ => return Err(Error::internal("server.tls_cert and server.tls_key must be given together")),
         };
         let nms = build_nms_over(&settings, blobs).await?;
+        // What other processes commit reaches this node's waiters from the database, if it
+        // announces it; then they wait without re-reading on a timer.
+        let url = settings.database_url();
+        let feed = Engine::of_url(&url)?.listener(&url);
+        if feed.is_some() {
+            nms.hub.set_remote_feed();
+        }
         // Temporaries a crashed process left behind go now, not after the grace period.
         let grace = Duration::from_secs(settings.storage.blob_grace_secs);
         match nms.blobs.sweep_temporaries(grace).await {
@@ -196,6 +208,7 @@ impl Application {
             auth,
             sweep_every: Duration::from_secs(settings.storage.sweep_interval_secs.max(1)),
             grace,
+            feed,
         })
     }
 
@@ -223,6 +236,7 @@ impl Application {
         let sweeper = tokio::spawn(sweep_loop(self.nms.blobs.clone(), self.sweep_every, self.grace));
         let pruner = tokio::spawn(housekeeping_loop(self.nms.clone()));
         let webhooks = tokio::spawn(api::webhooks::run(self.nms.clone(), self.public_url.clone()));
+        let follower = self.feed.map(|l| tokio::spawn(follow_database(l, self.nms.hub.clone())));
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
@@ -233,7 +247,22 @@ impl Application {
         pruner.abort();
         webhooks.abort();
         stopper.abort();
+        if let Some(f) = follower {
+            f.abort();
+        }
         res
+    }
+}
+
+/// Wake this node's waiters for what the database announces: the commits of every process
+/// (this one's included, which the hub tells from news by their modseq).
+async fn follow_database(mut listener: Listener, hub: Arc<Hub>) {
+    loop {
+        match listener.next().await {
+            Notice::Box { id, modseq } => hub.deliver(id, modseq),
+            Notice::Channel(id) => hub.wake_channel(id),
+            Notice::Resumed => hub.wake_all(),
+        }
     }
 }
 

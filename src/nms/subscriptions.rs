@@ -564,8 +564,8 @@ impl Nms {
             if let Some(t0) = first_seen {
                 until = until.min(t0 + Duration::from_secs(u64::from(c.max_wait_secs)));
             }
-            // Re-read at least every second: writers in other processes do not reach the hub.
-            let nap = until.saturating_duration_since(now).min(Duration::from_secs(1));
+            // Without a remote feed, re-read every second: other processes' writes wake nobody.
+            let nap = self.hub.re_read_within(until.saturating_duration_since(now));
             if waits.is_empty() {
                 tokio::select! {
                     _ = ended => {}

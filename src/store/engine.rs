@@ -8,6 +8,7 @@
 
 use sqlx::AnyPool;
 
+use super::listen::Listener;
 use super::sql::Sql;
 use super::{postgres, sqlite};
 use crate::config::StorageSettings;
@@ -58,6 +59,16 @@ impl Engine {
     /// node reads, never from one node's data dir.
     pub fn shared_by_nodes(self) -> bool {
         self == Self::Postgres
+    }
+
+    /// The feed of what other processes commit to the database at `url`, for the engines
+    /// that have one (PostgreSQL). `None`: nothing tells this process of other processes'
+    /// writes (SQLite serves one node; the command line's writes are found by re-reading).
+    pub fn listener(self, url: &str) -> Option<Listener> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some(Listener::new(url)),
+        }
     }
 
     /// Whether the engine takes one writer at a time (writers of this process then queue

@@ -7,6 +7,7 @@
 //! when something really changed.
 
 pub mod engine;
+pub mod listen;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
