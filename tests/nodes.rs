@@ -21,8 +21,13 @@ mod serve;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cpm_nms::config::Settings;
+use cpm_nms::ids::now_ms;
+use cpm_nms::startup::open_store;
+use cpm_nms::store::Store;
 use reqwest::Method;
 use serde_json::{Value, json};
 use serve::Served;
@@ -41,50 +46,88 @@ const PATIENCE: Duration = Duration::from_secs(20);
 // The cluster: a database, a bucket prefix, a configuration every node and command reads
 // ---------------------------------------------------------------------------------------
 
-/// Where the services the tests need run.
-struct Services {
-    pg_admin_url: String,
-    s3_endpoint: String,
-    bucket: String,
+/// The PostgreSQL server of the tests, as its administrator's URL (`None`: not set).
+fn pg_server() -> Option<String> {
+    let url = std::env::var("NMS_TEST_DATABASE_URL").ok().filter(|v| !v.is_empty());
+    if url.is_none() {
+        eprintln!(
+            "note: NMS_TEST_DATABASE_URL is not set, multi-node test skipped (eval \"$(.ci/postgres)\" starts one)"
+        );
+    }
+    url
 }
 
-impl Services {
-    fn from_env() -> Option<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        match (var("NMS_TEST_DATABASE_URL"), var("NMS_TEST_S3_ENDPOINT")) {
-            (Some(pg_admin_url), Some(s3_endpoint)) => Some(Self {
-                pg_admin_url,
-                s3_endpoint,
-                bucket: var("NMS_TEST_S3_BUCKET").unwrap_or_else(|| "nms-test".into()),
-            }),
-            _ => {
-                eprintln!(
-                    "note: NMS_TEST_DATABASE_URL and NMS_TEST_S3_ENDPOINT are not both set, multi-node test skipped \
-                     (eval \"$(.ci/postgres)\"; eval \"$(.ci/moto)\" start them)"
-                );
-                None
-            }
-        }
+/// The S3 endpoint of the tests and its bucket (`None`: not set).
+fn s3_endpoint() -> Option<(String, String)> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let Some(endpoint) = var("NMS_TEST_S3_ENDPOINT") else {
+        eprintln!("note: NMS_TEST_S3_ENDPOINT is not set, multi-node test skipped (eval \"$(.ci/moto)\" starts one)");
+        return None;
+    };
+    Some((endpoint, var("NMS_TEST_S3_BUCKET").unwrap_or_else(|| "nms-test".into())))
+}
+
+/// A fresh database of its own on the PostgreSQL server, dropped with it.
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create() -> Option<Self> {
+        let admin_url = pg_server()?;
+        let name = format!("nms_nodes_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+        admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&name);
+        Some(Self { admin_url, name, url: url.to_string() })
+    }
+
+    /// A connection to the server, as its administrator.
+    async fn admin(&self) -> PgConnection {
+        PgConnection::connect(&self.admin_url).await.unwrap()
+    }
+
+    /// The store over this database as a node opens it (migrated), with a pool of its own:
+    /// two of them are two nodes.
+    async fn store(&self) -> Arc<dyn Store> {
+        let mut settings = Settings::default();
+        settings.storage.database_url = self.url.clone();
+        open_store(&settings).await.unwrap()
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop may run inside the test's runtime: use a thread with its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
+                    let _ = conn.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
+                }
+            })
+        });
+        let _ = dropped.join();
     }
 }
 
 /// A fresh database and bucket prefix, and the configuration file naming them.
 struct Cluster {
-    admin_url: String,
-    db_name: String,
     dir: tempfile::TempDir,
     config: PathBuf,
+    db: Database,
 }
 
 impl Cluster {
-    /// A cluster whose configuration is the common one plus `extra` (TOML tables).
-    async fn new(services: &Services, extra: &str) -> Self {
-        let db_name = format!("nms_nodes_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&services.pg_admin_url).await.unwrap();
-        admin.execute(AssertSqlSafe(format!("CREATE DATABASE {db_name}"))).await.unwrap();
-        let mut url = url::Url::parse(&services.pg_admin_url).unwrap();
-        url.set_path(&db_name);
-        let db_url = url.to_string();
+    /// A cluster whose configuration is the common one plus `extra` (TOML tables); `None`
+    /// when the services it needs are not there.
+    async fn new(extra: &str) -> Option<Self> {
+        let (endpoint, bucket) = s3_endpoint()?;
+        let db = Database::create().await?;
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("nms.toml");
         let prefix = format!("nodes-{}", uuid::Uuid::new_v4().simple());
@@ -109,14 +152,13 @@ long_poll_secs = {LONG_POLL_SECS}
 webhook_private_networks = true
 {extra}
 "#,
-            bucket = services.bucket,
-            endpoint = services.s3_endpoint,
+            db_url = db.url,
         );
         std::fs::write(&config, toml).unwrap();
-        let cluster = Self { admin_url: services.pg_admin_url.clone(), db_name, dir, config };
+        let cluster = Self { dir, config, db };
         cluster.cli(&["account", "add", "--name", "alice", "--box", ALICE, "--password", PW]);
         cluster.cli(&["account", "add", "--name", "pf", "--service", "--box", ALICE, "--password", PW]);
-        cluster
+        Some(cluster)
     }
 
     /// `cpm-nms --config ... ARGS` with a data dir of its own; fails the test unless it
@@ -144,18 +186,12 @@ webhook_private_networks = true
         node.listening();
         node
     }
-
-    /// A connection to the cluster's database, as its administrator.
-    async fn admin(&self) -> PgConnection {
-        PgConnection::connect(&self.admin_url).await.unwrap()
-    }
 }
 
 /// A fresh cluster (common configuration plus `extra`) and two nodes of it; `None` when
 /// the services are not there (the test then passes).
 async fn two_nodes(extra: &str) -> Option<(Cluster, Node, Node)> {
-    let services = Services::from_env()?;
-    let cluster = Cluster::new(&services, extra).await;
+    let cluster = Cluster::new(extra).await?;
     let (a, b) = (cluster.node("a"), cluster.node("b"));
     Some((cluster, a, b))
 }
@@ -163,22 +199,6 @@ async fn two_nodes(extra: &str) -> Option<(Cluster, Node, Node)> {
 /// Tests share the machine (held for reading), but for the one that measures latency
 /// (held for writing): it runs alone.
 static MACHINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.db_name.clone());
-        // Drop may run inside the test's runtime: use a thread with its own.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
-                    let _ = conn.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
-                }
-            })
-        });
-        let _ = dropped.join();
-    }
-}
 
 /// A command without the `NMS__*` variables of the test's environment (the configuration
 /// file says everything).
@@ -383,8 +403,8 @@ async fn a_listener_that_lost_its_connection_wakes_every_waiter_when_it_listens_
 
     let mut poll = spawn_poll(&poll_url);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut admin = cluster.admin().await;
-    let db = &cluster.db_name;
+    let mut admin = cluster.db.admin().await;
+    let db = &cluster.db.name;
     admin.execute(AssertSqlSafe(format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))).await.unwrap();
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -449,4 +469,28 @@ async fn a_poll_on_one_node_answers_a_deposit_through_the_other_within_50_ms_p99
         ms(max)
     );
     assert!(p99 < Duration::from_millis(50), "p99 {:.1} ms", ms(p99));
+}
+
+// ---------------------------------------------------------------------------------------
+// Work every node does: blob bookkeeping
+// ---------------------------------------------------------------------------------------
+
+/// An upload pins its blob key while a collector on another node starts deleting the same
+/// key: each takes the key's lock, so one of them sees the other and steps back. Were both
+/// to win, the upload would rename its bytes onto a key being deleted and lose them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pin_and_a_deletion_of_one_blob_key_on_two_nodes_never_both_win() {
+    let _machine = MACHINE.read().await;
+    let Some(db) = Database::create().await else { return };
+    let (one, two) = (db.store().await, db.store().await);
+    let mut both = 0;
+    for i in 0..200 {
+        let key = format!("blobs/{:02x}/{i:062}", i % 256);
+        let now = now_ms();
+        let (pinned, deleting) = tokio::join!(one.pin_blob(&key, "upload", now), two.begin_blob_delete(&key, now));
+        if pinned.unwrap() && deleting.unwrap() {
+            both += 1;
+        }
+    }
+    assert_eq!(both, 0, "a pin and a deletion of the same key both went ahead");
 }

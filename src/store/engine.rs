@@ -14,6 +14,29 @@ use super::{postgres, sqlite};
 use crate::config::StorageSettings;
 use crate::error::{Error, Result};
 
+/// What a lock of [`Engine::lock`] keeps to one transaction at a time, whichever node runs
+/// it.
+#[derive(Clone, Copy, Debug)]
+pub enum Lock<'a> {
+    /// The bookkeeping of one blob key: a pin for an upload and the start of a deletion
+    /// must see each other, or an upload could land on a key being deleted.
+    Blob(&'a str),
+}
+
+impl Lock<'_> {
+    /// The lock's number: its kind in the high half, for a blob a hash of its key in the
+    /// low half (a shared hash only makes two keys wait for each other).
+    pub fn key(self) -> i64 {
+        match self {
+            Self::Blob(key) => {
+                use sha2::Digest;
+                let h = sha2::Sha256::digest(key.as_bytes());
+                (2 << 32) | i64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]))
+            }
+        }
+    }
+}
+
 /// An SQL engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
@@ -84,6 +107,17 @@ impl Engine {
         match self {
             Self::Sqlite => "BEGIN IMMEDIATE",
             Self::Postgres => "BEGIN",
+        }
+    }
+
+    /// The statement that, inside a write transaction, waits for the lock its one
+    /// parameter names (a [`Lock`] key) and holds it until the transaction ends; `None`
+    /// where a write transaction already excludes every other writer (SQLite).
+    pub fn lock(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            // count(*) makes the lock be taken, and answers a value every driver reads.
+            Self::Postgres => Some("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(?)) l"),
         }
     }
 

@@ -26,7 +26,7 @@ use super::*;
 use crate::error::{Error, Result};
 use crate::ids::new_id;
 use crate::model::*;
-use crate::store::engine::Engine;
+use crate::store::engine::{Engine, Lock};
 use query::{Over, load_folders, load_objects, load_objects_with, page_ids};
 pub(crate) use query::{Sql, like_pattern};
 
@@ -164,6 +164,15 @@ impl SqlStore {
         };
         Ok((slot, self.pool.begin_with(self.engine.begin_write()).await?))
     }
+}
+
+/// Hold `lock` until the transaction ends, waiting for it (engines whose write
+/// transactions exclude every other writer need nothing).
+async fn lock(engine: Engine, tx: &mut Tx<'_>, lock: Lock<'_>) -> Result<()> {
+    if let Some(sql) = engine.lock() {
+        query(sql).bind(lock.key()).execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// First statement of every mutating transaction: bump and return the box modseq.
@@ -2167,6 +2176,7 @@ impl Subscriptions for SqlStore {
 impl BlobRefs for SqlStore {
     async fn pin_blob(&self, key: &str, token: &str, now_ms: i64) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
+        lock(self.engine, &mut tx, Lock::Blob(key)).await?;
         // A deletion mark older than a minute belongs to a crashed collector: ignore it.
         query("DELETE FROM blob_deleting WHERE blob_key = ? AND started_at_ms < ?")
             .bind(key)
@@ -2198,6 +2208,7 @@ impl BlobRefs for SqlStore {
     }
     async fn begin_blob_delete(&self, key: &str, now_ms: i64) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
+        lock(self.engine, &mut tx, Lock::Blob(key)).await?;
         let used: Option<i64> = query_scalar(
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM payload_parts WHERE blob_key = ?1) \
              OR EXISTS (SELECT 1 FROM blob_pins WHERE blob_key = ?1) \
