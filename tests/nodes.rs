@@ -26,8 +26,10 @@ use std::time::{Duration, Instant};
 
 use cpm_nms::config::Settings;
 use cpm_nms::ids::now_ms;
+use cpm_nms::model::{BoxRow, NewObject, ParentRef, Subscription};
 use cpm_nms::startup::open_store;
 use cpm_nms::store::Store;
+use cpm_nms::store::engine::Lock;
 use reqwest::Method;
 use serde_json::{Value, json};
 use serve::Served;
@@ -472,8 +474,34 @@ async fn a_poll_on_one_node_answers_a_deposit_through_the_other_within_50_ms_p99
 }
 
 // ---------------------------------------------------------------------------------------
-// Work every node does: blob bookkeeping
+// Work every node does: housekeeping, blob bookkeeping
 // ---------------------------------------------------------------------------------------
+
+/// An object for the store directly, in folder `path`, stored at `stored_at_ms`.
+fn message(path: &str, stored_at_ms: i64) -> NewObject {
+    NewObject {
+        public_id: uuid::Uuid::new_v4().simple().to_string(),
+        parent: ParentRef::Path { path: path.into(), create_missing: true },
+        attributes: Vec::new(),
+        flags: Vec::new(),
+        correlation_id: None,
+        correlation_tag: None,
+        payload_type: None,
+        parts: Vec::new(),
+        text: String::new(),
+        now_ms: stored_at_ms,
+    }
+}
+
+/// A box with `n` objects stored one millisecond apart; their public ids, oldest first.
+async fn box_with(store: &Arc<dyn Store>, n: usize) -> (BoxRow, Vec<String>) {
+    let b = store.provision_box("base", ALICE, "root", 1).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(store.create_object(&b, message("/inbox", 1_000 + i as i64)).await.unwrap().public_id);
+    }
+    (b, ids)
+}
 
 /// An upload pins its blob key while a collector on another node starts deleting the same
 /// key: each takes the key's lock, so one of them sees the other and steps back. Were both
@@ -493,4 +521,94 @@ async fn a_pin_and_a_deletion_of_one_blob_key_on_two_nodes_never_both_win() {
         }
     }
     assert_eq!(both, 0, "a pin and a deletion of the same key both went ahead");
+}
+
+/// Every node prunes tombstones on its schedule; while one prunes (it holds the pruning
+/// lock), another skips its round instead of doing the same work against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_node_prunes_tombstones_at_a_time() {
+    let _machine = MACHINE.read().await;
+    let Some(db) = Database::create().await else { return };
+    let store = db.store().await;
+    let (b, ids) = box_with(&store, 5).await;
+    for id in &ids {
+        store.delete_object(&b, id, now_ms()).await.unwrap();
+    }
+    let mut other_node = PgConnection::connect(&db.url).await.unwrap();
+    let mut pruning = other_node.begin().await.unwrap();
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) l")
+        .bind(Lock::Pruning.key())
+        .fetch_one(&mut *pruning)
+        .await
+        .unwrap();
+    assert_eq!(held, 1);
+    assert_eq!(store.prune_tombstones(i64::MAX, 0).await.unwrap(), 0, "another node prunes now");
+    assert_eq!(store.tombstones_since(&b, 0).await.unwrap().len(), 5);
+    pruning.rollback().await.unwrap();
+    assert_eq!(store.prune_tombstones(i64::MAX, 0).await.unwrap(), 5);
+    assert_eq!(store.tombstones_since(&b, 0).await.unwrap().len(), 0);
+}
+
+/// Two nodes run their housekeeping at the same moment: expiry in bounded batches over
+/// the same box, tombstone pruning, the purge of expired channels and subscriptions. Each
+/// object expires once (one tombstone each), the newest stay, every tombstone is pruned
+/// once, every expired subscription is purged once, and nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn housekeeping_of_two_nodes_at_once_does_each_thing_once() {
+    let _machine = MACHINE.read().await;
+    let Some(db) = Database::create().await else { return };
+    let (one, two) = (db.store().await, db.store().await);
+    let (b, ids) = box_with(&one, 40).await;
+    let expire = async |store: &Arc<dyn Store>| {
+        let mut expired = 0;
+        loop {
+            let (n, _) = store.expire_objects(&b, None, Some(10), now_ms(), 3).await.unwrap();
+            if n == 0 {
+                return expired;
+            }
+            expired += n;
+        }
+    };
+    let (x, y) = tokio::join!(expire(&one), expire(&two));
+    assert_eq!(x + y, 30, "each expired once: {x} + {y}");
+    let tombstones = one.tombstones_since(&b, 0).await.unwrap();
+    let mut gone: Vec<String> = tombstones.iter().map(|t| t.public_id.clone()).collect();
+    gone.sort();
+    let mut oldest: Vec<String> = ids[..30].to_vec();
+    oldest.sort();
+    assert_eq!(gone, oldest, "the 30 oldest expired, one tombstone each");
+
+    let (x, y) = tokio::join!(one.prune_tombstones(i64::MAX, 0), two.prune_tombstones(i64::MAX, 0));
+    assert_eq!(x.unwrap() + y.unwrap(), 30);
+    assert!(one.tombstones_since(&b, 0).await.unwrap().is_empty());
+
+    let now = now_ms();
+    for i in 0..6 {
+        one.create_subscription(&webhook(&b, &format!("s-{i}"), now - 1), 0).await.unwrap().unwrap();
+    }
+    let (x, y) = tokio::join!(one.purge_expired_subscriptions(now), two.purge_expired_subscriptions(now));
+    assert_eq!(x.unwrap() + y.unwrap(), 6);
+}
+
+/// A webhook subscription of box `b`, live until `expires_at_ms`, at the box's start.
+fn webhook(b: &BoxRow, public_id: &str, expires_at_ms: i64) -> Subscription {
+    Subscription {
+        id: 0,
+        box_id: b.id,
+        public_id: public_id.into(),
+        principal: "alice".into(),
+        channel_id: None,
+        notify_url: "http://receiver.example/hook".into(),
+        callback_data: None,
+        notification_format: None,
+        filter: None,
+        client_correlator: None,
+        duration_secs: 3600,
+        expires_at_ms,
+        restart_token: "start".into(),
+        position_validity: b.validity,
+        position_modseq: 0,
+        position_within: None,
+        next_index: 1,
+    }
 }

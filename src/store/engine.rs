@@ -14,10 +14,12 @@ use super::{postgres, sqlite};
 use crate::config::StorageSettings;
 use crate::error::{Error, Result};
 
-/// What a lock of [`Engine::lock`] keeps to one transaction at a time, whichever node runs
-/// it.
+/// What a lock of [`Engine::lock`] or [`Engine::try_lock`] keeps to one transaction at a
+/// time, whichever node runs it.
 #[derive(Clone, Copy, Debug)]
 pub enum Lock<'a> {
+    /// Tombstone pruning: one node prunes, the others skip the round.
+    Pruning,
     /// The bookkeeping of one blob key: a pin for an upload and the start of a deletion
     /// must see each other, or an upload could land on a key being deleted.
     Blob(&'a str),
@@ -28,6 +30,7 @@ impl Lock<'_> {
     /// low half (a shared hash only makes two keys wait for each other).
     pub fn key(self) -> i64 {
         match self {
+            Self::Pruning => 1 << 32,
             Self::Blob(key) => {
                 use sha2::Digest;
                 let h = sha2::Sha256::digest(key.as_bytes());
@@ -118,6 +121,15 @@ impl Engine {
             Self::Sqlite => None,
             // count(*) makes the lock be taken, and answers a value every driver reads.
             Self::Postgres => Some("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(?)) l"),
+        }
+    }
+
+    /// The same without waiting: it answers 1 when the lock is now held until the
+    /// transaction ends, 0 when another transaction holds it.
+    pub fn try_lock(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("SELECT CAST(CASE WHEN pg_try_advisory_xact_lock(?) THEN 1 ELSE 0 END AS BIGINT)"),
         }
     }
 

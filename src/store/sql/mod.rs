@@ -175,6 +175,14 @@ async fn lock(engine: Engine, tx: &mut Tx<'_>, lock: Lock<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Hold `lock` until the transaction ends if nobody else holds it; `false`: someone does.
+async fn try_lock(engine: Engine, tx: &mut Tx<'_>, lock: Lock<'_>) -> Result<bool> {
+    match engine.try_lock() {
+        Some(sql) => Ok(query_scalar::<i64>(sql).bind(lock.key()).fetch_one(&mut **tx).await? == 1),
+        None => Ok(true),
+    }
+}
+
 /// First statement of every mutating transaction: bump and return the box modseq.
 async fn bump(tx: &mut Tx<'_>, b: &BoxRow) -> Result<i64> {
     let seq: i64 = query_scalar("UPDATE boxes SET modseq = modseq + 1 WHERE id = ? RETURNING modseq")
@@ -2047,6 +2055,11 @@ impl Changes for SqlStore {
     }
     async fn prune_tombstones(&self, before_ms: i64, keep_per_box: u32) -> Result<u64> {
         let (_slot, mut tx) = self.begin_write().await?;
+        // Every node prunes on its own schedule: one at a time does the work.
+        if !try_lock(self.engine, &mut tx, Lock::Pruning).await? {
+            tx.rollback().await?;
+            return Ok(0);
+        }
         // Ranking passes over all tombstones, newest first per box, a batch of the doomed at
         // a time: each box's replay floor rises to the newest modseq dropped from it, and
         // exactly the tombstones read are dropped (any written meanwhile stay).
