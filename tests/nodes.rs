@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use cpm_nms::config::Settings;
 use cpm_nms::ids::now_ms;
-use cpm_nms::model::{BoxRow, NewObject, ParentRef, Subscription};
+use cpm_nms::model::{Advance, BoxRow, NewObject, ParentRef, Subscription};
 use cpm_nms::startup::open_store;
 use cpm_nms::store::Store;
 use cpm_nms::store::engine::Lock;
@@ -474,7 +474,7 @@ async fn a_poll_on_one_node_answers_a_deposit_through_the_other_within_50_ms_p99
 }
 
 // ---------------------------------------------------------------------------------------
-// Work every node does: housekeeping, blob bookkeeping
+// Work every node does: housekeeping, blob bookkeeping, webhook claims
 // ---------------------------------------------------------------------------------------
 
 /// An object for the store directly, in folder `path`, stored at `stored_at_ms`.
@@ -611,4 +611,39 @@ fn webhook(b: &BoxRow, public_id: &str, expires_at_ms: i64) -> Subscription {
         position_within: None,
         next_index: 1,
     }
+}
+
+/// A webhook list is delivered by one node at a time: of two nodes claiming at once, one
+/// gets it; the other cannot claim it while the lease holds, and takes it over when the
+/// lease runs out (the first node died); the next list of the subscription is built only
+/// once this one is delivered, so lists go out in index order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webhook_list_is_leased_to_one_node_until_it_is_delivered_or_the_lease_runs_out() {
+    let _machine = MACHINE.read().await;
+    let Some(db) = Database::create().await else { return };
+    let (one, two) = (db.store().await, db.store().await);
+    let (b, _) = box_with(&one, 2).await;
+    let s = one.create_subscription(&webhook(&b, "hook", now_ms() + 3_600_000), 0).await.unwrap().unwrap();
+    let first =
+        Advance { id: s.id, index: 1, from: (b.validity, 0, None), to: (b.validity, 1, None), token: "t1".into() };
+    assert!(one.advance_subscription(&first, Some("list 1")).await.unwrap());
+    let now = now_ms();
+    let candidates = one.webhook_candidates(now, None, 10).await.unwrap();
+    assert!(candidates.is_empty(), "no next list while one is queued: {candidates:?}");
+
+    let lease = now + 6_000;
+    let (x, y) = tokio::join!(one.claim_webhook_lists(now, lease, 10), two.claim_webhook_lists(now, lease, 10));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.len() + y.len(), 1, "one node claims the list: {x:?} {y:?}");
+    let (holder, other) = if x.len() == 1 { (&one, &two) } else { (&two, &one) };
+    assert!(other.claim_webhook_lists(now + 5_000, now + 11_000, 10).await.unwrap().is_empty(), "leased");
+    assert!(holder.claim_webhook_lists(now + 5_000, now + 11_000, 10).await.unwrap().is_empty(), "leased");
+
+    // The holder died: once the lease runs out, the other node sends the same list.
+    let taken = other.claim_webhook_lists(lease, lease + 6_000, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!((taken[0].index, taken[0].body.as_str()), (1, "list 1"));
+    other.webhook_delivered(s.id, 1).await.unwrap();
+    let next = one.webhook_candidates(now, None, 10).await.unwrap();
+    assert_eq!(next.iter().map(|c| c.next_index).collect::<Vec<_>>(), vec![2], "then list 2 is built");
 }
