@@ -19,6 +19,7 @@
 #[path = "support/serve.rs"]
 mod serve;
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -30,6 +31,9 @@ use cpm_nms::model::{Advance, BoxRow, NewObject, ParentRef, Subscription};
 use cpm_nms::startup::open_store;
 use cpm_nms::store::Store;
 use cpm_nms::store::engine::Lock;
+use nms_conformance::http::Multipart;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use reqwest::Method;
 use serde_json::{Value, json};
 use serve::Served;
@@ -471,6 +475,325 @@ async fn a_poll_on_one_node_answers_a_deposit_through_the_other_within_50_ms_p99
         ms(max)
     );
     assert!(p99 < Duration::from_millis(50), "p99 {:.1} ms", ms(p99));
+}
+
+// ---------------------------------------------------------------------------------------
+// A mirror kept through one node while another writes
+// ---------------------------------------------------------------------------------------
+
+/// Payload contents deposits choose from: larger than `storage.inline_max_bytes`, so each is
+/// a blob in the bucket, and shared by several objects (blobs are keyed by content), so
+/// deletions through one node meet uploads of the same content through the other.
+fn contents() -> Vec<Vec<u8>> {
+    (0..4u8).map(|k| (0..20_000u32).map(|i| (i.wrapping_mul(31) as u8) ^ k).collect()).collect()
+}
+
+/// What a client knows of the box, by id: objects (parent, flags, lastModSeq) and folders
+/// (parent, name, lastModSeq).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Mirror {
+    objects: BTreeMap<String, (String, BTreeSet<String>, i64)>,
+    folders: BTreeMap<String, (Option<String>, String, i64)>,
+}
+
+fn last_segment(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+fn object_of(v: &Value) -> (String, BTreeSet<String>, i64) {
+    let flags = v["flags"]["flag"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    (last_segment(v["parentFolder"].as_str().unwrap()), flags, v["lastModSeq"].as_i64().unwrap())
+}
+
+fn folder_of(v: &Value) -> (Option<String>, String, i64) {
+    let parent = v["parentFolder"].as_str().map(last_segment);
+    (parent, v["name"].as_str().unwrap().to_string(), v["lastModSeq"].as_i64().unwrap())
+}
+
+/// A strict-sync client: a mirror kept by events applied by `lastModSeq` (what is not newer
+/// than what it holds, for the item or its deletion, is dropped), the index contract
+/// checked.
+#[derive(Default)]
+struct Client {
+    mirror: Mirror,
+    /// Deleted items with the lastModSeq of their deletion.
+    gone: HashMap<String, i64>,
+    /// The subscription's restart token after the last list, and the next list's index.
+    token: String,
+    index: i64,
+}
+
+impl Client {
+    fn seq_of(&self, id: &str) -> Option<i64> {
+        let o = self.mirror.objects.get(id).map(|o| o.2);
+        o.or_else(|| self.mirror.folders.get(id).map(|f| f.2)).or_else(|| self.gone.get(id).copied())
+    }
+
+    fn newer(&self, id: &str, seq: i64) -> bool {
+        self.seq_of(id).is_none_or(|held| held < seq)
+    }
+
+    /// First sync: what a full search found, merged by the same rule as events.
+    fn merge(&mut self, found: Mirror) {
+        for (id, o) in found.objects {
+            if self.newer(&id, o.2) {
+                self.mirror.objects.insert(id, o);
+            }
+        }
+        for (id, f) in found.folders {
+            if self.newer(&id, f.2) {
+                self.mirror.folders.insert(id, f);
+            }
+        }
+    }
+
+    fn apply(&mut self, kind: &str, v: &Value) {
+        let id = last_segment(v["resourceURL"].as_str().unwrap());
+        let seq = v["lastModSeq"].as_i64().unwrap();
+        if !self.newer(&id, seq) {
+            return;
+        }
+        match kind {
+            "changedObject" => {
+                self.mirror.objects.insert(id, object_of(v));
+            }
+            "changedFolder" => {
+                self.mirror.folders.insert(id, folder_of(v));
+            }
+            "deletedObject" | "expiredObject" | "deletedFolder" | "expiredFolder" => {
+                self.mirror.objects.remove(&id);
+                self.mirror.folders.remove(&id);
+                self.gone.insert(id, seq);
+            }
+            other => panic!("unexpected event {other}: {v}"),
+        }
+    }
+
+    /// Take a poll's answer: lists in index order.
+    fn accept(&mut self, status: u16, body: &Value) {
+        assert_eq!(status, 200, "{body}");
+        for list in body["notificationList"].as_array().unwrap() {
+            let list = &list["nmsEventList"];
+            assert_eq!(list["index"].as_i64(), Some(self.index), "the next index: {list}");
+            self.index += 1;
+            for e in list["nmsEvent"].as_array().unwrap() {
+                let (kind, v) = e.as_object().unwrap().iter().next().unwrap();
+                self.apply(kind, v);
+            }
+            self.token = list["restartToken"].as_str().unwrap().to_string();
+        }
+    }
+}
+
+/// The box as a full search sees it, page by page, each page through the next of `nodes`
+/// in turn: a cursor one node made is followed on the other.
+async fn walk(nodes: &[&Node]) -> Mirror {
+    let mut m = Mirror::default();
+    let mut turn = 0;
+    for (what, page) in [("objects", 5), ("folders", 3)] {
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut selection = json!({ "maxEntries": page });
+            if let Some(c) = &cursor {
+                selection["fromCursor"] = json!(c);
+            }
+            let url = format!("{}/{what}/operations/search", nodes[turn % nodes.len()].base());
+            turn += 1;
+            let (status, v) = call("alice", Method::POST, &url, Some(json!({ "selectionCriteria": selection }))).await;
+            if status == 204 {
+                break;
+            }
+            assert_eq!(status, 200, "{what} search: {v}");
+            let (list, key) =
+                if what == "objects" { (&v["objectList"], "object") } else { (&v["folderList"], "folder") };
+            for item in list[key].as_array().cloned().unwrap_or_default() {
+                let id = last_segment(item["resourceURL"].as_str().unwrap());
+                if what == "objects" {
+                    m.objects.insert(id, object_of(&item));
+                } else {
+                    m.folders.insert(id, folder_of(&item));
+                }
+            }
+            match list["cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+    }
+    m
+}
+
+/// The writer: the service account changes the box through one node, in a seeded random
+/// sequence of deposits (a blob part each), flag changes, moves and deletions.
+struct Writer {
+    rng: StdRng,
+    base: String,
+    /// Live objects: URL, the index of their content, the flags set.
+    objects: Vec<(String, usize, BTreeSet<&'static str>)>,
+    /// Folders by path, once they exist.
+    folders: BTreeMap<String, String>,
+}
+
+impl Writer {
+    async fn run(mut self, steps: usize) -> Self {
+        let contents = contents();
+        for _ in 0..steps {
+            let pick = self.rng.gen_range(0..100);
+            if self.objects.is_empty() || pick < 40 {
+                let path = format!("/f{}", self.rng.gen_range(0..3));
+                let k = self.rng.gen_range(0..contents.len());
+                let (ct, body) = Multipart::new("nodes-outer")
+                    .root_fields(&json!({ "parentFolderPath": path }))
+                    .part(
+                        &[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "image/png")],
+                        &contents[k],
+                    )
+                    .finish("multipart/form-data");
+                let res = http()
+                    .post(format!("{}/objects", self.base))
+                    .basic_auth("pf", Some(PW))
+                    .header("Content-Type", ct)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201);
+                let v: Value = res.json().await.unwrap();
+                self.objects.push((v["reference"]["resourceURL"].as_str().unwrap().to_string(), k, BTreeSet::new()));
+                if !self.folders.contains_key(&path) {
+                    let url = format!("{}/folders/operations/pathToId?path={}", self.base, enc(&path));
+                    let (status, v) = call("pf", Method::GET, &url, None).await;
+                    assert_eq!(status, 200, "{v}");
+                    self.folders.insert(path, v["reference"]["resourceURL"].as_str().unwrap().to_string());
+                }
+                continue;
+            }
+            let i = self.rng.gen_range(0..self.objects.len());
+            let object = self.objects[i].0.clone();
+            if pick < 65 {
+                let flag = ["%5CSeen", "%5CFlagged"][self.rng.gen_range(0..2)];
+                let flags = &mut self.objects[i].2;
+                let (method, expected) = if flags.remove(flag) {
+                    (Method::DELETE, 204)
+                } else {
+                    flags.insert(flag);
+                    (Method::PUT, 201)
+                };
+                let (status, v) = call("pf", method, &format!("{object}/flags/{flag}"), None).await;
+                assert_eq!(status, expected, "{v}");
+            } else if pick < 85 {
+                let targets: Vec<&String> = self.folders.values().collect();
+                let target = targets[self.rng.gen_range(0..targets.len())].clone();
+                let body = json!({"targetSourceRef": {"targetRef": {"resourceURL": target},
+                    "sourceRefs": {"objects": {"objectReference": [{"resourceURL": object}]}}}});
+                let url = format!("{}/folders/operations/moveToFolder", self.base);
+                let (status, v) = call("pf", Method::POST, &url, Some(body)).await;
+                assert_eq!(status, 200, "{v}");
+            } else {
+                let (status, v) = call("pf", Method::DELETE, &object, None).await;
+                assert_eq!(status, 204, "{v}");
+                self.objects.remove(i);
+            }
+        }
+        self
+    }
+}
+
+/// A subscription's restart token for the box as it stands, through a channel nobody polls.
+async fn current_token(node: &Node, probe_callback: &str) -> String {
+    let (subscription, token) = subscribe(node, probe_callback, None).await;
+    let (status, v) = call("alice", Method::DELETE, &subscription, None).await;
+    assert_eq!(status, 204, "{v}");
+    token
+}
+
+/// Poll `poll_url` and apply what comes while `writer` writes; once it is done, until the
+/// client holds the box's current token.
+async fn follow(
+    client: &mut Client,
+    poll_url: &str,
+    writer: tokio::task::JoinHandle<Writer>,
+    probe: (&Node, &str),
+) -> Writer {
+    let mut writer = writer;
+    let mut done: Option<(Writer, String)> = None;
+    loop {
+        if let Some((_, current)) = &done
+            && client.token == *current
+        {
+            return done.unwrap().0;
+        }
+        let mut poll = spawn_poll(poll_url);
+        let (status, v) = loop {
+            if done.is_some() {
+                break answer(poll).await;
+            }
+            tokio::select! {
+                answered = &mut poll => break answered.unwrap(),
+                finished = &mut writer => {
+                    let w = finished.unwrap();
+                    let current = current_token(probe.0, probe.1).await;
+                    if client.token == current {
+                        // Nothing is pending, so the open poll holds no list.
+                        poll.abort();
+                        return w;
+                    }
+                    done = Some((w, current));
+                }
+            }
+        };
+        client.accept(status, &v);
+    }
+}
+
+/// The two-node test: a client mirrors a box through node A (a subscription and
+/// long polls of a notification channel) while the service account writes through node B
+/// (deposits with a payload part, flag changes, moves, deletions); the mirror ends equal to
+/// the box. Then the client resumes on B with the restart token A gave it (a new
+/// subscription made through B into the channel A made, the old one deleted through B, the
+/// channel polled through B) while the writer goes on through A; the mirror ends equal
+/// again. Full searches follow cursors across nodes, and every object's payload, stored in
+/// the bucket through one node, reads back through the other, while both nodes sweep the
+/// bucket every second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_box_mirrored_through_one_node_follows_writes_through_the_other() {
+    let _machine = MACHINE.read().await;
+    let extra = "storage.sweep_interval_secs = 1\nstorage.blob_grace_secs = 5\n";
+    let Some((_cluster, a, b)) = two_nodes(extra).await else { return };
+    let seed: u64 = std::env::var("NMS_NODES_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    eprintln!("NMS_NODES_SEED={seed}");
+    let (_, poll_url, callback) = channel(&a).await;
+    let (_, _, probe) = channel(&b).await;
+    let (subscription, token) = subscribe(&a, &callback, None).await;
+    let mut client = Client { token, index: 1, ..Default::default() };
+    client.merge(walk(&[&a, &b]).await);
+
+    let writer =
+        Writer { rng: StdRng::seed_from_u64(seed), base: b.base(), objects: Vec::new(), folders: BTreeMap::new() };
+    let writer = follow(&mut client, &poll_url, tokio::spawn(writer.run(60)), (&b, &probe)).await;
+    assert_eq!(client.mirror, walk(&[&b, &a]).await, "the mirror kept through A equals the box (seed {seed})");
+
+    // On to B with the token A gave: the subscription there, the old one gone, the channel
+    // polled through B; the writer goes on through A.
+    let (status, v) = call("alice", Method::DELETE, &b.at(&subscription), None).await;
+    assert_eq!(status, 204, "{v}");
+    let (_, echoed) = subscribe(&b, &callback, Some(&client.token)).await;
+    assert_eq!(echoed, client.token);
+    client.index = 1;
+    let writer = Writer { base: a.base(), ..writer };
+    let writer = follow(&mut client, &b.at(&poll_url), tokio::spawn(writer.run(60)), (&a, &probe)).await;
+    assert_eq!(client.mirror, walk(&[&a, &b]).await, "the mirror kept through B equals the box (seed {seed})");
+    assert!(client.mirror.objects.len() >= 5, "a box worth comparing: {:?}", client.mirror);
+
+    let contents = contents();
+    for (url, k, _) in &writer.objects {
+        let (status, o) = call("alice", Method::GET, &b.at(url), None).await;
+        assert_eq!(status, 200, "{o}");
+        let part = a.at(o["object"]["payloadPart"][0]["href"].as_str().unwrap());
+        let res = http().get(&part).basic_auth("alice", Some(PW)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{part}");
+        assert!(res.bytes().await.unwrap()[..] == contents[*k][..], "the payload of {url} reads back");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
