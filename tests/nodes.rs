@@ -826,14 +826,20 @@ async fn box_with(store: &Arc<dyn Store>, n: usize) -> (BoxRow, Vec<String>) {
     (b, ids)
 }
 
+/// A fresh database and the store over it as two nodes open it (pools of their own).
+async fn two_stores() -> Option<(Database, Arc<dyn Store>, Arc<dyn Store>)> {
+    let db = Database::create().await?;
+    let (one, two) = (db.store().await, db.store().await);
+    Some((db, one, two))
+}
+
 /// An upload pins its blob key while a collector on another node starts deleting the same
 /// key: each takes the key's lock, so one of them sees the other and steps back. Were both
 /// to win, the upload would rename its bytes onto a key being deleted and lose them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pin_and_a_deletion_of_one_blob_key_on_two_nodes_never_both_win() {
     let _machine = MACHINE.read().await;
-    let Some(db) = Database::create().await else { return };
-    let (one, two) = (db.store().await, db.store().await);
+    let Some((_db, one, two)) = two_stores().await else { return };
     let mut both = 0;
     for i in 0..200 {
         let key = format!("blobs/{:02x}/{i:062}", i % 256);
@@ -879,8 +885,7 @@ async fn one_node_prunes_tombstones_at_a_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn housekeeping_of_two_nodes_at_once_does_each_thing_once() {
     let _machine = MACHINE.read().await;
-    let Some(db) = Database::create().await else { return };
-    let (one, two) = (db.store().await, db.store().await);
+    let Some((_db, one, two)) = two_stores().await else { return };
     let (b, ids) = box_with(&one, 40).await;
     let expire = async |store: &Arc<dyn Store>| {
         let mut expired = 0;
@@ -943,8 +948,7 @@ fn webhook(b: &BoxRow, public_id: &str, expires_at_ms: i64) -> Subscription {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_webhook_list_is_leased_to_one_node_until_it_is_delivered_or_the_lease_runs_out() {
     let _machine = MACHINE.read().await;
-    let Some(db) = Database::create().await else { return };
-    let (one, two) = (db.store().await, db.store().await);
+    let Some((_db, one, two)) = two_stores().await else { return };
     let (b, _) = box_with(&one, 2).await;
     let s = one.create_subscription(&webhook(&b, "hook", now_ms() + 3_600_000), 0).await.unwrap().unwrap();
     let first =
