@@ -918,6 +918,23 @@ async fn housekeeping_of_two_nodes_at_once_does_each_thing_once() {
     assert_eq!(x.unwrap() + y.unwrap(), 6);
 }
 
+/// Subscriptions made through two nodes at once never exceed the box's limit: the count
+/// and the insert hold the box's subscription lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscriptions_made_through_two_nodes_at_once_stay_within_the_box_limit() {
+    let _machine = MACHINE.read().await;
+    let Some((_db, one, two)) = two_stores().await else { return };
+    let (b, _) = box_with(&one, 0).await;
+    let later = now_ms() + 3_600_000;
+    let make = |store: Arc<dyn Store>, i: usize| {
+        let s = webhook(&b, &format!("s-{i}"), later);
+        async move { store.create_subscription(&s, 5).await.unwrap().is_some() }
+    };
+    let attempts = (0..20).map(|i| make(if i % 2 == 0 { one.clone() } else { two.clone() }, i));
+    let made = futures_util::future::join_all(attempts).await.into_iter().filter(|m| *m).count();
+    assert_eq!(made, 5, "the limit holds across nodes");
+}
+
 /// A webhook subscription of box `b`, live until `expires_at_ms`, at the box's start.
 fn webhook(b: &BoxRow, public_id: &str, expires_at_ms: i64) -> Subscription {
     Subscription {

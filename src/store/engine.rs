@@ -23,6 +23,9 @@ pub enum Lock<'a> {
     /// The bookkeeping of one blob key: a pin for an upload and the start of a deletion
     /// must see each other, or an upload could land on a key being deleted.
     Blob(&'a str),
+    /// The subscriptions of one box: counting them against the box's limit and adding one
+    /// are one step.
+    Subscriptions(i64),
 }
 
 impl Lock<'_> {
@@ -36,6 +39,7 @@ impl Lock<'_> {
                 let h = sha2::Sha256::digest(key.as_bytes());
                 (2 << 32) | i64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]))
             }
+            Self::Subscriptions(box_id) => (3 << 32) | (box_id & 0xffff_ffff),
         }
     }
 }

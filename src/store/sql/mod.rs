@@ -2130,7 +2130,7 @@ impl Subscriptions for SqlStore {
         subscriptions::delete_channel(&self.pool, public_id).await
     }
     async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>> {
-        subscriptions::create_subscription(&self.pool, s, max_per_box).await
+        subscriptions::create_subscription(&self.pool, self.engine, s, max_per_box).await
     }
     async fn subscription(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>> {
         subscriptions::subscription(&self.pool, b, public_id, now_ms).await

@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use super::{query, query_as, query_scalar};
-use crate::store::engine::Engine;
+use crate::store::engine::{Engine, Lock};
 
 use crate::error::{Error, Result};
 use crate::model::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within};
@@ -150,11 +150,20 @@ pub async fn delete_channel(pool: &AnyPool, public_id: &str) -> Result<bool> {
     Ok(res.rows_affected() > 0)
 }
 
-/// One statement, so the count of the box's live subscriptions and the insert are atomic.
-/// (Plain `?` only: sqlx numbers anonymous parameters itself, so mixing in `?NNN` shifts
-/// them.)
-pub async fn create_subscription(pool: &AnyPool, s: &Subscription, max_per_box: u32) -> Result<Option<Subscription>> {
+/// The count of the box's live subscriptions and the insert are one statement, under the
+/// box's subscription lock: a PostgreSQL statement sees only what was committed when it
+/// began, so without the lock two creations at once (on any nodes) would each count
+/// without the other and overshoot the limit. (Plain `?` only: sqlx numbers anonymous
+/// parameters itself, so mixing in `?NNN` shifts them.)
+pub async fn create_subscription(
+    pool: &AnyPool,
+    engine: Engine,
+    s: &Subscription,
+    max_per_box: u32,
+) -> Result<Option<Subscription>> {
     let now = crate::ids::now_ms();
+    let mut tx = pool.begin().await?;
+    super::lock(engine, &mut tx, Lock::Subscriptions(s.box_id)).await?;
     if let Some(c) = &s.client_correlator {
         // An expired subscription no longer holds its correlator.
         query(
@@ -165,7 +174,7 @@ pub async fn create_subscription(pool: &AnyPool, s: &Subscription, max_per_box: 
         .bind(&s.principal)
         .bind(c)
         .bind(now)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
     }
     let inserted: std::result::Result<Option<i64>, sqlx::Error> = query_scalar(
@@ -198,12 +207,16 @@ pub async fn create_subscription(pool: &AnyPool, s: &Subscription, max_per_box: 
     .bind(s.box_id)
     .bind(now)
     .bind(i64::from(max_per_box))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await;
     match inserted {
-        Ok(id) => Ok(id.map(|id| Subscription { id, ..s.clone() })),
+        Ok(id) => {
+            tx.commit().await?;
+            Ok(id.map(|id| Subscription { id, ..s.clone() }))
+        }
         // The same correlator created concurrently: that subscription is the answer.
         Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            tx.rollback().await?;
             let correlator = s.client_correlator.as_deref().unwrap_or_default();
             subscription_by_correlator(pool, s.box_id, &s.principal, correlator, now).await
         }
