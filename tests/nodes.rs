@@ -129,7 +129,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// A cluster whose configuration is the common one plus `extra` (TOML tables); `None`
+    /// A cluster whose configuration is the common one plus `extra` (TOML dotted keys); `None`
     /// when the services it needs are not there.
     async fn new(extra: &str) -> Option<Self> {
         let (endpoint, bucket) = s3_endpoint()?;
@@ -137,25 +137,19 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("nms.toml");
         let prefix = format!("nodes-{}", uuid::Uuid::new_v4().simple());
+        // Dotted keys only, so that `extra` may add to any table.
         let toml = format!(
             r#"
-[storage]
-database_url = "{db_url}"
-blob_url = "s3://{bucket}/{prefix}"
-
-[storage.s3]
-endpoint = "{endpoint}"
-region = "us-east-1"
-access_key_id = "test"
-secret_access_key = "test"
-allow_http = true
-
-[auth]
-cursor_secret = "{SECRET}"
-
-[sync]
-long_poll_secs = {LONG_POLL_SECS}
-webhook_private_networks = true
+storage.database_url = "{db_url}"
+storage.blob_url = "s3://{bucket}/{prefix}"
+storage.s3.endpoint = "{endpoint}"
+storage.s3.region = "us-east-1"
+storage.s3.access_key_id = "test"
+storage.s3.secret_access_key = "test"
+storage.s3.allow_http = true
+auth.cursor_secret = "{SECRET}"
+sync.long_poll_secs = {LONG_POLL_SECS}
+sync.webhook_private_networks = true
 {extra}
 "#,
             db_url = db.url,
@@ -794,6 +788,89 @@ async fn a_box_mirrored_through_one_node_follows_writes_through_the_other() {
         assert_eq!(res.status(), 200, "{part}");
         assert!(res.bytes().await.unwrap()[..] == contents[*k][..], "the payload of {url} reads back");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Webhooks sent by whichever node, one list at a time
+// ---------------------------------------------------------------------------------------
+
+/// A list a webhook receiver got: when, its index and body, and the way to answer it.
+struct Arrival {
+    at: Instant,
+    index: i64,
+    list: Value,
+    answer: tokio::sync::oneshot::Sender<u16>,
+}
+
+/// A webhook receiver on loopback: every list POSTed to `/hook` reaches the test, which
+/// answers it with a status, or holds it (its sender dropped: 503 to whoever still waits).
+async fn receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Arrival>) {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    type Arrivals = tokio::sync::mpsc::UnboundedSender<Arrival>;
+    async fn hook(arrivals: web::Data<Arrivals>, body: web::Json<Value>) -> HttpResponse {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let list = body.into_inner()["nmsEventList"].clone();
+        let index = list["index"].as_i64().unwrap();
+        arrivals.send(Arrival { at: Instant::now(), index, list, answer }).unwrap();
+        let status = answered.await.unwrap_or(503);
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let tx = web::Data::new(tx);
+    let server = HttpServer::new(move || App::new().app_data(tx.clone()).route("/hook", web::post().to(hook)))
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+    let url = format!("http://{}/hook", server.addrs()[0]);
+    tokio::spawn(server.run());
+    (url, rx)
+}
+
+async fn next_arrival(arrivals: &mut tokio::sync::mpsc::UnboundedReceiver<Arrival>, patience: Duration) -> Arrival {
+    tokio::time::timeout(patience, arrivals.recv()).await.expect("a webhook list arrives").unwrap()
+}
+
+/// Every node sends webhook lists; each list goes out once, in index order, whichever node
+/// the change came through. The node holding a list in flight dies (with every other
+/// node): a node started afterwards sends the same list again once its lease has run out
+/// (`sync.webhook_timeout_secs` + 5 s), not before, and delivery goes on in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_lists_go_out_once_in_order_and_survive_the_death_of_their_sender() {
+    let _machine = MACHINE.read().await;
+    let extra = "sync.webhook_timeout_secs = 2\nsync.webhook_retry_initial_ms = 100\n";
+    let Some((cluster, mut a, mut b)) = two_nodes(extra).await else { return };
+    let (hook, mut arrivals) = receiver().await;
+    let sub = json!({"nmsSubscription": {"callbackReference": {"notifyURL": hook}, "duration": 3600}});
+    let (status, v) = call("alice", Method::POST, &format!("{}/subscriptions", a.base()), Some(sub)).await;
+    assert_eq!(status, 201, "{v}");
+
+    for index in 1..=4 {
+        create_object(if index % 2 == 1 { &a } else { &b }, "/hooked").await;
+        let arrival = next_arrival(&mut arrivals, PATIENCE).await;
+        assert_eq!(arrival.index, index, "{}", arrival.list);
+        arrival.answer.send(204).unwrap();
+    }
+
+    // The next list is held in flight; its sender, and every other node, die.
+    create_object(&b, "/hooked").await;
+    let held = next_arrival(&mut arrivals, PATIENCE).await;
+    assert_eq!(held.index, 5);
+    a.0.kill();
+    b.0.kill();
+    drop(held.answer);
+    let c = cluster.node("c");
+    let again = next_arrival(&mut arrivals, PATIENCE).await;
+    assert_eq!((again.index, &again.list), (5, &held.list), "the same list again");
+    let waited = again.at.duration_since(held.at);
+    assert!(waited >= Duration::from_secs(6), "not before the 7 s lease ran out: {waited:?}");
+    again.answer.send(204).unwrap();
+
+    create_object(&c, "/hooked").await;
+    let next = next_arrival(&mut arrivals, PATIENCE).await;
+    assert_eq!(next.index, 6, "{}", next.list);
+    next.answer.send(204).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(arrivals.try_recv().is_err(), "nothing sent twice");
 }
 
 // ---------------------------------------------------------------------------------------
