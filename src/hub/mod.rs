@@ -27,7 +27,7 @@ pub const RE_READ: std::time::Duration = std::time::Duration::from_secs(1);
 /// The wakeup hub.
 pub struct Hub {
     boxes: DashMap<i64, Arc<Notify>>,
-    /// The newest modseq published or delivered per box (relayed news older than it is
+    /// The newest modseq published or delivered per box (announced news older than it is
     /// dropped).
     latest: DashMap<i64, i64>,
     /// Signalled on every change of any box (the webhook deliverer waits on it) ...
@@ -190,7 +190,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn relayed_news_wakes_only_when_it_is_news() {
+    async fn announced_news_wakes_only_when_it_is_news() {
         let hub = Hub::default();
         hub.publish(5, 10);
         let signal = hub.box_signal(5);
