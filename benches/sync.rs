@@ -369,6 +369,7 @@ async fn main() -> Res<()> {
     // bench on that engine; the default is SQLite in the data dir.
     if let Ok(url) = std::env::var("NMS_BENCH_DATABASE_URL") {
         s.storage.database_url = url;
+        s.auth.cursor_secret = "bench".into();
     }
     s.server.listen = "127.0.0.1:0".into();
     // Measure notifications, not the periodic argon2 re-verification of the Basic credential.

@@ -349,8 +349,9 @@ pub struct AuthSettings {
     pub realm: String,
     /// How long a successful password verification is remembered, in seconds.
     pub cache_ttl_secs: u64,
-    /// Key for the MAC on cursors (hex). Empty: a key generated once and kept in the data dir.
-    /// It also seals Digest nonces, so every node of a deployment must share it.
+    /// Key for the MAC on cursors (hex). Empty: a key generated once and kept in the data dir
+    /// (SQLite only). It also seals restart tokens and Digest nonces, so every node of a
+    /// deployment must share it: with a PostgreSQL database it is required.
     pub cursor_secret: String,
     /// HTTP Digest (RFC 7616) for accounts; off by default.
     pub digest: DigestSettings,

@@ -15,7 +15,7 @@
 //! most every [`SWEEP_EVERY`]; memory is bounded by the keys active in that window.
 //!
 //! The counts are per process: with several nodes behind a load balancer each node allows
-//! its own rate and its own polls.
+//! its own rate and its own polls (docs/deployment.md says what follows and what to do).
 
 use std::net::IpAddr;
 use std::sync::Arc;

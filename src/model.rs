@@ -548,6 +548,9 @@ pub struct Channel {
     /// How long a poll may hold pending lists, counted from when it first sees one, hoping
     /// for `max_notifications` of them (0: answer at once).
     pub max_wait_secs: u32,
+    /// The generation of its current poll: each poll that begins raises it, which ends the
+    /// older poll, whichever node holds it.
+    pub poll_generation: i64,
 }
 
 /// A subscription to a box's changes, delivered into a channel or to a webhook.

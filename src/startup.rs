@@ -2,7 +2,8 @@
 //! remove the temporaries crashed processes left in it), the token key; bind the listener
 //! (port 0 allowed; HTTPS when `server.tls_cert` and `server.tls_key` are set) and expose
 //! the port, so tests run the real server; start the background blob sweep, housekeeping
-//! (expiry, tombstone pruning) and webhook delivery.
+//! (expiry, tombstone pruning), webhook delivery, and on a database that announces commits
+//! (PostgreSQL) the listener that wakes this node for every process's changes.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -18,9 +19,12 @@ use crate::auth::Authenticator;
 use crate::blob::PayloadStore;
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::hub::Hub;
 use crate::model::FolderLimits;
 use crate::nms::{Nms, TokenKey};
 use crate::store::Store;
+use crate::store::engine::Engine;
+use crate::store::listen::{Listener, Notice};
 use crate::store::sql::SqlStore;
 
 /// Open the metadata store named by the configuration and apply migrations.
@@ -35,10 +39,18 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-/// The cursor key: from the configuration, or generated once and kept in the data dir.
+/// The cursor key: from the configuration, or generated once and kept in the data dir. A
+/// database several nodes share needs it configured: a key in one node's data dir would
+/// make that node's cursors, restart tokens and Digest nonces fail on every other node.
 pub fn token_key(settings: &Settings) -> Result<TokenKey> {
     if !settings.auth.cursor_secret.is_empty() {
         return Ok(TokenKey::new(settings.auth.cursor_secret.as_bytes().to_vec()));
+    }
+    if Engine::of_url(&settings.database_url())?.shared_by_nodes() {
+        return Err(Error::internal(
+            "auth.cursor_secret is required with a PostgreSQL database: every node serving it must seal \
+             cursors and tokens with the same key (set the same secret on each node)",
+        ));
     }
     let path = settings.data_dir.join("cursor.key");
     match std::fs::read_to_string(&path) {
@@ -91,6 +103,8 @@ pub struct Application {
     auth: Arc<Authenticator>,
     sweep_every: Duration,
     grace: Duration,
+    /// The listener of the database's announcements, when it makes them.
+    feed: Option<Listener>,
 }
 
 impl Application {
@@ -113,6 +127,13 @@ impl Application {
             _ => return Err(Error::internal("server.tls_cert and server.tls_key must be given together")),
         };
         let nms = build_nms_over(&settings, blobs).await?;
+        // What other processes commit reaches this node's waiters from the database, if it
+        // announces it; then they wait without re-reading on a timer.
+        let url = settings.database_url();
+        let feed = Engine::of_url(&url)?.listener(&url);
+        if feed.is_some() {
+            nms.hub.set_remote_feed();
+        }
         // Temporaries a crashed process left behind go now, not after the grace period.
         let grace = Duration::from_secs(settings.storage.blob_grace_secs);
         match nms.blobs.sweep_temporaries(grace).await {
@@ -177,6 +198,7 @@ impl Application {
             auth,
             sweep_every: Duration::from_secs(settings.storage.sweep_interval_secs.max(1)),
             grace,
+            feed,
         })
     }
 
@@ -204,6 +226,7 @@ impl Application {
         let sweeper = tokio::spawn(sweep_loop(self.nms.blobs.clone(), self.sweep_every, self.grace));
         let pruner = tokio::spawn(housekeeping_loop(self.nms.clone()));
         let webhooks = tokio::spawn(api::webhooks::run(self.nms.clone(), self.public_url.clone()));
+        let follower = self.feed.map(|l| tokio::spawn(follow_database(l, self.nms.hub.clone())));
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
@@ -214,7 +237,22 @@ impl Application {
         pruner.abort();
         webhooks.abort();
         stopper.abort();
+        if let Some(f) = follower {
+            f.abort();
+        }
         res
+    }
+}
+
+/// Wake this node's waiters for what the database announces: the commits of every process
+/// (this one's included, which the hub tells from news by their modseq).
+async fn follow_database(mut listener: Listener, hub: Arc<Hub>) {
+    loop {
+        match listener.next().await {
+            Notice::Box { id, modseq } => hub.deliver(id, modseq),
+            Notice::Channel(id) => hub.wake_channel(id),
+            Notice::Resumed => hub.wake_all(),
+        }
     }
 }
 
@@ -276,5 +314,39 @@ async fn sweep_loop(blobs: PayloadStore, every: Duration, grace: Duration) {
             ),
             Err(e) => tracing::warn!(error = %e, "blob sweep failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// Two nodes of one PostgreSQL database open each other's tokens only with one
+    /// configured key; a key of its own in each data dir would make every cursor, restart
+    /// token and Digest nonce a stranger on the other node, so the start is refused.
+    #[test]
+    fn a_database_shared_by_nodes_takes_the_cursor_key_from_the_configuration_only() {
+        let node = |dir: &tempfile::TempDir, secret: &str| {
+            let mut s = Settings { data_dir: dir.path().to_path_buf(), ..Default::default() };
+            s.storage.database_url = "postgres://nms@127.0.0.1:1/nms".into();
+            s.auth.cursor_secret = secret.into();
+            s
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let refused = token_key(&node(&a, "")).unwrap_err().to_string();
+        assert!(refused.contains("auth.cursor_secret"), "{refused}");
+        assert!(!a.path().join("cursor.key").exists(), "no key of its own in the data dir");
+
+        let sealed = token_key(&node(&a, "shared")).unwrap().seal("restart:1", b"token");
+        let opened = token_key(&node(&b, "shared")).unwrap().open("restart:1", &sealed);
+        assert_eq!(opened.as_deref(), Some(&b"token"[..]));
+
+        // SQLite serves one node: its key is generated into the data dir and kept.
+        let single = Settings { data_dir: a.path().to_path_buf(), ..Default::default() };
+        let sealed = token_key(&single).unwrap().seal("restart:1", b"token");
+        assert!(a.path().join("cursor.key").exists());
+        assert!(token_key(&single).unwrap().open("restart:1", &sealed).is_some());
     }
 }

@@ -8,10 +8,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/serve.rs"]
+mod serve;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +23,7 @@ use futures_util::StreamExt;
 use nms_conformance::http::Multipart;
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
+use serve::Served;
 use sha2::{Digest, Sha256};
 
 const BOX: &str = "tel%3A%2B12125551212";
@@ -40,56 +43,26 @@ fn cpm(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// `cpm-nms serve` on a free port, as a child process.
-struct Server {
-    child: Child,
-    url: String,
-}
+/// `cpm-nms serve` over `dir` on a free port, as a child process.
+struct Server(Served);
 
 impl Server {
     fn start(dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
-            .args(["--data-dir", dir.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
-            .env_remove("NMS__AUTH__CURSOR_SECRET")
-            .env("NMS_LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The log line that says where it listens; the rest of the log is drained so the
-        // server never blocks on a full pipe.
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["fields"]["message"] == "cpm-nms listening"
-                {
-                    tx.send(v["fields"]["url"].as_str().unwrap().to_string()).ok();
-                }
-            }
-        });
-        let url = rx.recv().expect("the server starts and says where it listens");
-        Self { child, url }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cpm-nms"));
+        cmd.args(["--data-dir", dir.to_str().unwrap()]).env_remove("NMS__AUTH__CURSOR_SECRET");
+        Self(Served::start(cmd))
+    }
+
+    fn url(&self) -> &str {
+        &self.0.url
     }
 
     fn base(&self) -> String {
-        format!("{}/nms/v1/base/{BOX}", self.url)
+        format!("{}/nms/v1/base/{BOX}", self.url())
     }
 
     fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
+        self.0.kill();
     }
 }
 
@@ -246,7 +219,7 @@ async fn a_server_killed_mid_deposit_restarts_with_every_acknowledged_change() {
         .collect();
     until("the writers have deposits acknowledged", || acked.load(Ordering::SeqCst) >= ACKNOWLEDGED_BEFORE_KILL).await;
     server.kill();
-    let before = server.url.clone();
+    let before = server.url().to_string();
     for w in writers {
         w.await.unwrap();
     }
@@ -286,7 +259,7 @@ async fn a_server_killed_mid_deposit_restarts_with_every_acknowledged_change() {
     assert!(ledger.kept.len() + ledger.deleted.len() + WRITERS >= ACKNOWLEDGED_BEFORE_KILL);
     assert!(!ledger.deleted.is_empty());
     // (The server listens on another port now.)
-    let now = |url: &str| url.replacen(&before, &server.url, 1);
+    let now = |url: &str| url.replacen(&before, server.url(), 1);
     for (url, want) in &ledger.kept {
         let url = &now(url);
         let o: Value = req(&client, Method::GET, url).send().await.unwrap().json().await.unwrap();

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 
 const ALICE: &str = "tel:+12125551212";
 const BOB: &str = "tel:+13105550000";
+/// The cursor secret every node of one database shares.
+const SECRET: &str = "a secret the nodes of one database share";
 
 /// A private PostgreSQL cluster made by `.ci/postgres`, removed when dropped.
 struct Cluster {
@@ -85,6 +87,7 @@ async fn serve(database_url: &str, accounts: bool) -> (String, tempfile::TempDir
     let data = tempfile::tempdir().unwrap();
     let mut s = Settings { data_dir: data.path().to_path_buf(), ..Default::default() };
     s.storage.database_url = database_url.to_string();
+    s.auth.cursor_secret = SECRET.into();
     s.server.listen = "127.0.0.1:0".into();
     s.server.workers = 2;
     let app = Application::build(s).await.unwrap();
@@ -192,7 +195,7 @@ fn cpm(dir: &Path, database_url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
         .args(["--data-dir", dir.to_str().unwrap()])
         .args(args)
-        .env_remove("NMS__AUTH__CURSOR_SECRET")
+        .env("NMS__AUTH__CURSOR_SECRET", SECRET)
         .env("NMS__STORAGE__DATABASE_URL", database_url)
         .env("NMS__STORAGE__POSTGRES__ACQUIRE_TIMEOUT_SECS", "2")
         .output()
@@ -242,6 +245,7 @@ async fn a_database_lost_mid_run_is_503_and_recovered_without_a_restart() {
     let data = tempfile::tempdir().unwrap();
     let mut s = Settings { data_dir: data.path().to_path_buf(), ..Default::default() };
     s.storage.database_url = pg.url.clone();
+    s.auth.cursor_secret = SECRET.into();
     s.storage.postgres.acquire_timeout_secs = 2;
     s.server.listen = "127.0.0.1:0".into();
     s.server.workers = 2;
@@ -310,6 +314,7 @@ async fn node_store(database_url: &str) -> (std::sync::Arc<dyn cpm_nms::store::S
     let data = tempfile::tempdir().unwrap();
     let mut s = Settings { data_dir: data.path().to_path_buf(), ..Default::default() };
     s.storage.database_url = database_url.to_string();
+    s.auth.cursor_secret = SECRET.into();
     (cpm_nms::startup::open_store(&s).await.unwrap(), data)
 }
 

@@ -1435,6 +1435,7 @@ async fn channels_and_subscriptions_live_advance_deliver_and_are_purged() {
             expires_at_ms: now + 60_000,
             max_notifications: 5,
             max_wait_secs: 0,
+            poll_generation: 0,
         };
         let ch1 = s.create_channel(&channel("ch-1", "alice", "tel:+15550001")).await.unwrap();
         assert_eq!(ch1, Channel { id: ch1.id, ..channel("ch-1", "alice", "tel:+15550001") });
@@ -1450,6 +1451,16 @@ async fn channels_and_subscriptions_live_advance_deliver_and_are_purged() {
         assert_eq!(renewed, Some(Channel { lifetime_secs: 600, expires_at_ms: now + 601_000, ..ch1.clone() }));
         assert_eq!(s.renew_channel("no-such", 600, now).await.unwrap(), None);
         assert_eq!(s.renew_channel("ch-2", 600, now + 60_000).await.unwrap(), None, "an expired channel stays so");
+        // A poll begins: the channel lives its lifetime again from then, one generation on,
+        // so the poll open before (on whichever node) knows it is superseded.
+        let polled = s.begin_poll("ch-1", now + 2_000).await.unwrap();
+        let renewed = renewed.unwrap();
+        assert_eq!(polled, Some(Channel { expires_at_ms: now + 602_000, poll_generation: 1, ..renewed.clone() }));
+        let again = s.begin_poll("ch-1", now + 3_000).await.unwrap().unwrap();
+        assert_eq!((again.poll_generation, again.expires_at_ms), (2, now + 603_000));
+        assert_eq!(s.channel("ch-1", now).await.unwrap(), Some(again));
+        assert_eq!(s.begin_poll("no-such", now).await.unwrap(), None);
+        assert_eq!(s.begin_poll("ch-2", now + 60_000).await.unwrap(), None, "an expired channel is not polled");
 
         let subscription = |public_id: &str, channel_id: Option<i64>| Subscription {
             id: 0,

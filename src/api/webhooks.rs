@@ -25,6 +25,9 @@ use crate::nms::subscriptions::{Delivery, EventList};
 const CONCURRENCY: usize = 32;
 /// Lists claimed per round.
 const CLAIM: u32 = 64;
+/// With a remote feed, how long the deliverer sleeps at most when nothing wakes it: a list
+/// queued by a node that died before it claimed it is found then.
+const IDLE_ROUND: Duration = Duration::from_secs(60);
 
 /// Deliver webhook notifications until the task is dropped.
 pub async fn run(nms: Nms, public_url: String) {
@@ -58,9 +61,10 @@ pub async fn run(nms: Nms, public_url: String) {
         finished.as_mut().enable();
 
         // The boxes that changed (or had a list delivered) since the last round; all of
-        // them every second, for writers in other processes.
+        // them now and then (every second without a remote feed, for writers in other
+        // processes).
         let mut boxes = nms.hub.take_changed();
-        if last_full.elapsed() >= Duration::from_secs(1) {
+        if last_full.elapsed() >= nms.hub.re_read_within(IDLE_ROUND) {
             boxes = None;
         }
         if boxes.is_none() {
@@ -100,9 +104,9 @@ pub async fn run(nms: Nms, public_url: String) {
             // What was queued is due now: claim it.
             continue;
         }
-        // Sleep until a box changes, an attempt ends, a retry falls due, or a second has
-        // passed (changes made by other processes reach no hub).
-        let mut nap = Duration::from_secs(1);
+        // Sleep until a box changes, an attempt ends, a retry falls due, or the idle round
+        // is due (without a remote feed: a second, as other processes' changes wake nobody).
+        let mut nap = nms.hub.re_read_within(IDLE_ROUND);
         if let Ok(Some(due)) = nms.next_webhook_due().await {
             let wait = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
             nap = nap.min(Duration::from_millis(wait));

@@ -1,38 +1,44 @@
 //! In-process wakeups: writers publish `(box, modseq)` after their commit; long polls and
 //! the webhook deliverer wait for it. A waiter registers (enables its `Notified`) *before*
 //! it reads the database, so a change committed between its read and its wait still wakes
-//! it. What changed is always read from the database; the modseq only tells a relayed
-//! wakeup that is news from one that is not. Between nodes, a bridge carries the same
-//! signal: installed with [`Hub::set_relay`], it receives every local `publish` (to send,
-//! for example, a PostgreSQL `NOTIFY` with `box:modseq`), and feeds what it hears from other
-//! nodes to [`Hub::deliver`], which drops what this node has already seen; neither writers
-//! nor waiters change. Waiters also re-read on a short timer, which covers writers in other
-//! processes (the command line's `box reset`).
+//! it. What changed is always read from the database; the modseq only tells news from
+//! what this node has already seen.
+//!
+//! Other processes' commits reach the hub when the database announces them (PostgreSQL:
+//! see `store::listen`): [`Hub::deliver`] wakes the box's waiters unless this node has
+//! already seen the box at that modseq, [`Hub::wake_channel`] a channel's open poll, and
+//! [`Hub::wake_all`] every waiter when announcements may have been missed (the listening
+//! connection was lost and made again). Such a hub is marked [`Hub::set_remote_feed`]:
+//! its waiters then wait for a wakeup only. Without a feed (SQLite: one server, and the
+//! command line's `box reset` writing beside it), waiters also re-read on a short timer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
-/// Where local changes `(box, modseq)` go besides this node's waiters (other nodes' hubs).
-pub type Relay = Box<dyn Fn(i64, i64) + Send + Sync>;
-
 /// Boxes remembered for the webhook deliverer before it is told to look at all of them.
 const MAX_CHANGED: usize = 10_000;
+
+/// Without a remote feed, how often waiters read the database again.
+pub const RE_READ: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The wakeup hub.
 pub struct Hub {
     boxes: DashMap<i64, Arc<Notify>>,
-    /// The newest modseq published or delivered per box (relayed news older than it is
+    /// The newest modseq published or delivered per box (announced news older than it is
     /// dropped).
     latest: DashMap<i64, i64>,
     /// Signalled on every change of any box (the webhook deliverer waits on it) ...
     any: Arc<Notify>,
     /// ... and the boxes changed since it last looked (`None`: too many; look at all).
     changed: std::sync::Mutex<Option<std::collections::HashSet<i64>>>,
-    /// Per channel: the generation of its current poll and the signal ending older ones.
-    polls: DashMap<i64, (u64, Arc<Notify>)>,
-    relay: std::sync::OnceLock<Relay>,
+    /// Per channel: the signal its open poll waits on besides its boxes' (a newer poll
+    /// began, the channel was deleted, a subscription into it was made or moved).
+    polls: DashMap<i64, Arc<Notify>>,
+    /// Other processes' commits are delivered (waiters need no timer).
+    remote_feed: AtomicBool,
 }
 
 impl Default for Hub {
@@ -44,24 +50,21 @@ impl Default for Hub {
             // Nothing is known of the time before: look at everything first.
             changed: std::sync::Mutex::new(None),
             polls: DashMap::new(),
-            relay: std::sync::OnceLock::new(),
+            remote_feed: AtomicBool::new(false),
         }
     }
 }
 
 impl Hub {
     /// Box `box_id` changed, now at `modseq` (call after the commit): wake this node's
-    /// waiters, and tell the relay.
+    /// waiters.
     pub fn publish(&self, box_id: i64, modseq: i64) {
         self.note(box_id, modseq);
         self.wake(box_id);
-        if let Some(relay) = self.relay.get() {
-            relay(box_id, modseq);
-        }
     }
 
-    /// A change another node published: wake this node's waiters, unless this node has
-    /// already seen the box at `modseq` or later.
+    /// A change the database announced (committed by any process): wake this node's
+    /// waiters, unless this node has already seen the box at `modseq` or later.
     pub fn deliver(&self, box_id: i64, modseq: i64) {
         if self.note(box_id, modseq) {
             self.wake(box_id);
@@ -105,9 +108,32 @@ impl Hub {
         Some(set.into_iter().collect())
     }
 
-    /// Install the relay to other nodes (once; later calls are refused with `false`).
-    pub fn set_relay(&self, relay: Relay) -> bool {
-        self.relay.set(relay).is_ok()
+    /// Announcements may have been missed: wake every waiter (each reads the database
+    /// again), and have the webhook deliverer look at every box.
+    pub fn wake_all(&self) {
+        for n in self.boxes.iter() {
+            n.notify_waiters();
+        }
+        for n in self.polls.iter() {
+            n.notify_waiters();
+        }
+        if let Ok(mut changed) = self.changed.lock() {
+            *changed = None;
+        }
+        self.any.notify_waiters();
+    }
+
+    /// Other processes' commits reach this hub from now on ([`Hub::deliver`],
+    /// [`Hub::wake_channel`], [`Hub::wake_all`]).
+    pub fn set_remote_feed(&self) {
+        self.remote_feed.store(true, Ordering::Relaxed);
+    }
+
+    /// How long a waiter may wait without reading the database again: without a remote
+    /// feed, at most `RE_READ` (other processes' writes wake nobody); with one, as long as
+    /// it likes.
+    pub fn re_read_within(&self, wait: std::time::Duration) -> std::time::Duration {
+        if self.remote_feed.load(Ordering::Relaxed) { wait } else { wait.min(RE_READ) }
     }
 
     /// The signal of any box changing.
@@ -120,18 +146,18 @@ impl Hub {
         self.boxes.entry(box_id).or_default().clone()
     }
 
-    /// A new poll of channel `channel_id` begins: it supersedes the open one (woken now).
-    /// Returns the new poll's generation and the channel's signal.
-    pub fn begin_poll(&self, channel_id: i64) -> (u64, Arc<Notify>) {
-        let mut e = self.polls.entry(channel_id).or_insert_with(|| (0, Arc::new(Notify::new())));
-        e.0 += 1;
-        e.1.notify_waiters();
-        (e.0, e.1.clone())
+    /// The signal of channel `channel_id`'s poll.
+    pub fn channel_signal(&self, channel_id: i64) -> Arc<Notify> {
+        self.polls.entry(channel_id).or_default().clone()
     }
 
-    /// Whether poll `generation` is still the channel's current one.
-    pub fn is_current_poll(&self, channel_id: i64, generation: u64) -> bool {
-        self.polls.get(&channel_id).is_some_and(|e| e.0 == generation)
+    /// Something the open poll of channel `channel_id` must see changed in the database (a
+    /// newer poll began, the channel was deleted, a subscription into it was made or moved
+    /// to another position): wake it to read the channel again.
+    pub fn wake_channel(&self, channel_id: i64) {
+        if let Some(n) = self.polls.get(&channel_id) {
+            n.notify_waiters();
+        }
     }
 
     /// Forget the signals nobody waits on (housekeeping): a box's signal held by no poll,
@@ -139,30 +165,19 @@ impl Hub {
     pub fn sweep(&self) {
         self.boxes.retain(|_, n| Arc::strong_count(n) > 1);
         self.latest.retain(|b, _| self.boxes.contains_key(b));
-        self.polls.retain(|_, (_, n)| Arc::strong_count(n) > 1);
-    }
-
-    /// The channel was deleted: wake its open poll (which then finds the channel gone).
-    pub fn end_channel(&self, channel_id: i64) {
-        if let Some((_, (_, n))) = self.polls.remove(&channel_id) {
-            n.notify_waiters();
-        }
+        self.polls.retain(|_, n| Arc::strong_count(n) > 1);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
+
     use super::*;
-    use std::sync::Mutex;
 
     #[tokio::test]
-    async fn publish_wakes_registered_waiters_and_the_relay_but_deliver_does_not_echo() {
+    async fn publish_wakes_registered_waiters_and_the_webhook_deliverer() {
         let hub = Hub::default();
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let s = sent.clone();
-        assert!(hub.set_relay(Box::new(move |b, m| s.lock().unwrap().push((b, m)))));
-        assert!(!hub.set_relay(Box::new(|_, _| {})));
-
         let signal = hub.box_signal(7);
         let any = hub.any_signal();
         let mut waiter = Box::pin(signal.notified());
@@ -172,12 +187,10 @@ mod tests {
         hub.publish(7, 41);
         tokio::time::timeout(std::time::Duration::from_secs(1), waiter).await.unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(1), any_waiter).await.unwrap();
-        hub.deliver(7, 42);
-        assert_eq!(*sent.lock().unwrap(), vec![(7, 41)]);
     }
 
     #[tokio::test]
-    async fn relayed_news_wakes_only_when_it_is_news() {
+    async fn announced_news_wakes_only_when_it_is_news() {
         let hub = Hub::default();
         hub.publish(5, 10);
         let signal = hub.box_signal(5);
@@ -191,13 +204,54 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), stale).await.unwrap();
     }
 
+    /// After announcements may have been lost, every box's and every channel's waiter
+    /// reads again, and the webhook deliverer looks at every box.
+    #[test]
+    fn waking_all_wakes_every_waiter() {
+        let hub = Hub::default();
+        assert_eq!(hub.take_changed(), None);
+        let (one, two, poll, any) = (hub.box_signal(1), hub.box_signal(2), hub.channel_signal(3), hub.any_signal());
+        let mut waiters: Vec<_> = [&one, &two, &poll, &any].iter().map(|n| Box::pin(n.notified())).collect();
+        for w in &mut waiters {
+            w.as_mut().enable();
+        }
+        hub.touch(1);
+        hub.wake_all();
+        for w in waiters {
+            assert!(w.now_or_never().is_some());
+        }
+        assert_eq!(hub.take_changed(), None, "look at every box");
+    }
+
+    #[test]
+    fn a_channel_is_woken_alone() {
+        let hub = Hub::default();
+        let (mine, other) = (hub.channel_signal(3), hub.channel_signal(4));
+        let (mut woken, mut idle) = (Box::pin(mine.notified()), Box::pin(other.notified()));
+        woken.as_mut().enable();
+        idle.as_mut().enable();
+        hub.wake_channel(3);
+        assert!(woken.now_or_never().is_some());
+        assert!(idle.now_or_never().is_none());
+    }
+
+    #[test]
+    fn only_a_hub_without_a_remote_feed_re_reads_on_a_timer() {
+        let hub = Hub::default();
+        let long = std::time::Duration::from_secs(30);
+        assert_eq!(hub.re_read_within(long), RE_READ);
+        assert_eq!(hub.re_read_within(std::time::Duration::from_millis(10)), std::time::Duration::from_millis(10));
+        hub.set_remote_feed();
+        assert_eq!(hub.re_read_within(long), long);
+    }
+
     #[test]
     fn sweeping_forgets_only_unheld_signals() {
         let hub = Hub::default();
         let held = hub.box_signal(1);
         drop(hub.box_signal(2));
-        let (_, poll) = hub.begin_poll(9);
-        hub.begin_poll(8);
+        let poll = hub.channel_signal(9);
+        drop(hub.channel_signal(8));
         hub.sweep();
         assert_eq!(hub.boxes.len(), 1);
         assert!(hub.boxes.contains_key(&1) && hub.polls.contains_key(&9) && !hub.polls.contains_key(&8));

@@ -255,6 +255,7 @@ impl Nms {
                 max_notifications: max,
                 // Longer than any poll is the same as the poll's timeout.
                 max_wait_secs: input.max_wait_time.unwrap_or(0).min(MAX_WAIT_SECS) as u32,
+                poll_generation: 0,
             })
             .await
     }
@@ -280,7 +281,7 @@ impl Nms {
     pub async fn delete_channel(&self, principal: &str, id: &str, uri: &str) -> Result<()> {
         let c = self.channel(principal, id, uri).await?;
         self.meta.delete_channel(id).await?;
-        self.hub.end_channel(c.id);
+        self.hub.wake_channel(c.id);
         Ok(())
     }
 
@@ -505,9 +506,11 @@ impl Nms {
     /// `timeout` passes; a newer poll on the same channel ends this one (`Superseded`), and
     /// so does deleting the channel (404). Each poll renews the channel's lifetime.
     pub async fn poll(&self, principal: &str, id: &str, timeout: Duration, uri: &str) -> Result<PollOutcome> {
-        let c = self.channel(principal, id, uri).await?;
-        self.meta.renew_channel(id, c.lifetime_secs, now_ms()).await?;
-        let (generation, channel_signal) = self.hub.begin_poll(c.id);
+        self.channel(principal, id, uri).await?;
+        // The poll open before (on this node or another) finds the generation raised.
+        let c = self.meta.begin_poll(id, now_ms()).await?.ok_or_else(|| Error::not_found(uri))?;
+        self.hub.wake_channel(c.id);
+        let channel_signal = self.hub.channel_signal(c.id);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut first_seen: Option<tokio::time::Instant> = None;
         loop {
@@ -524,11 +527,10 @@ impl Nms {
             let mut ended = Box::pin(channel_signal.notified());
             ended.as_mut().enable();
 
-            if self.meta.channel(id, now_ms()).await?.is_none() {
-                return Err(Error::not_found(uri));
-            }
-            if !self.hub.is_current_poll(c.id, generation) {
-                return Ok(PollOutcome::Superseded);
+            match self.meta.channel(id, now_ms()).await? {
+                None => return Err(Error::not_found(uri)),
+                Some(now) if now.poll_generation != c.poll_generation => return Ok(PollOutcome::Superseded),
+                Some(_) => {}
             }
             let now = tokio::time::Instant::now();
             // maxWaitTime: hold pending lists (from when this poll first sees them) hoping
@@ -558,8 +560,8 @@ impl Nms {
             if let Some(t0) = first_seen {
                 until = until.min(t0 + Duration::from_secs(u64::from(c.max_wait_secs)));
             }
-            // Re-read at least every second: writers in other processes do not reach the hub.
-            let nap = until.saturating_duration_since(now).min(Duration::from_secs(1));
+            // Without a remote feed, re-read every second: other processes' writes wake nobody.
+            let nap = self.hub.re_read_within(until.saturating_duration_since(now));
             if waits.is_empty() {
                 tokio::select! {
                     _ = ended => {}

@@ -8,10 +8,41 @@
 
 use sqlx::AnyPool;
 
+use super::listen::Listener;
 use super::sql::Sql;
 use super::{postgres, sqlite};
 use crate::config::StorageSettings;
 use crate::error::{Error, Result};
+
+/// What a lock of [`Engine::lock`] or [`Engine::try_lock`] keeps to one transaction at a
+/// time, whichever node runs it.
+#[derive(Clone, Copy, Debug)]
+pub enum Lock<'a> {
+    /// Tombstone pruning: one node prunes, the others skip the round.
+    Pruning,
+    /// The bookkeeping of one blob key: a pin for an upload and the start of a deletion
+    /// must see each other, or an upload could land on a key being deleted.
+    Blob(&'a str),
+    /// The subscriptions of one box: counting them against the box's limit and adding one
+    /// are one step.
+    Subscriptions(i64),
+}
+
+impl Lock<'_> {
+    /// The lock's number: its kind in the high half, for a blob a hash of its key in the
+    /// low half (a shared hash only makes two keys wait for each other).
+    pub fn key(self) -> i64 {
+        match self {
+            Self::Pruning => 1 << 32,
+            Self::Blob(key) => {
+                use sha2::Digest;
+                let h = sha2::Sha256::digest(key.as_bytes());
+                (2 << 32) | i64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]))
+            }
+            Self::Subscriptions(box_id) => (3 << 32) | (box_id & 0xffff_ffff),
+        }
+    }
+}
 
 /// An SQL engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +84,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether several nodes may serve one database of this engine. What they must agree
+    /// on (the key sealing cursors and tokens) then comes from the configuration every
+    /// node reads, never from one node's data dir.
+    pub fn shared_by_nodes(self) -> bool {
+        self == Self::Postgres
+    }
+
+    /// The feed of what other processes commit to the database at `url`, for the engines
+    /// that have one (PostgreSQL). `None`: nothing tells this process of other processes'
+    /// writes (SQLite serves one node; the command line's writes are found by re-reading).
+    pub fn listener(self, url: &str) -> Option<Listener> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some(Listener::new(url)),
+        }
+    }
+
     /// Whether the engine takes one writer at a time (writers of this process then queue
     /// in order instead of contending for the database's lock).
     pub fn single_writer(self) -> bool {
@@ -69,29 +117,31 @@ impl Engine {
         }
     }
 
+    /// The statement that, inside a write transaction, waits for the lock its one
+    /// parameter names (a [`Lock`] key) and holds it until the transaction ends; `None`
+    /// where a write transaction already excludes every other writer (SQLite).
+    pub fn lock(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            // count(*) makes the lock be taken, and answers a value every driver reads.
+            Self::Postgres => Some("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(?)) l"),
+        }
+    }
+
+    /// The same without waiting: it answers 1 when the lock is now held until the
+    /// transaction ends, 0 when another transaction holds it.
+    pub fn try_lock(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("SELECT CAST(CASE WHEN pg_try_advisory_xact_lock(?) THEN 1 ELSE 0 END AS BIGINT)"),
+        }
+    }
+
     /// The statement that opens a transaction of several reads that must see one state.
     pub fn begin_read(self) -> &'static str {
         match self {
             Self::Sqlite => "BEGIN",
             Self::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-        }
-    }
-
-    /// A statement holding the box row `?` (an id) until the transaction ends; `None`
-    /// where the write transaction holds every box already (SQLite).
-    pub fn lock_box(self) -> Option<&'static str> {
-        match self {
-            Self::Sqlite => None,
-            Self::Postgres => Some("SELECT id FROM boxes WHERE id = ? FOR UPDATE"),
-        }
-    }
-
-    /// A statement holding the text key `?` until the transaction ends (an advisory lock on
-    /// its hash, one row); `None` where the write transaction holds everything already.
-    pub fn lock_key(self) -> Option<&'static str> {
-        match self {
-            Self::Sqlite => None,
-            Self::Postgres => Some("SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended(?, 0))) AS held"),
         }
     }
 

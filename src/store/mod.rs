@@ -15,6 +15,7 @@
 
 pub mod departures;
 pub mod engine;
+pub mod listen;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -226,6 +227,10 @@ pub trait Subscriptions: Send + Sync {
     async fn count_channels(&self, principal: &str, now_ms: i64) -> Result<u64>;
     /// Set a channel's lifetime from `now_ms`; `None` if there is no live channel.
     async fn renew_channel(&self, public_id: &str, lifetime_secs: i64, now_ms: i64) -> Result<Option<Channel>>;
+    /// A poll of a live channel begins: its lifetime is renewed from `now_ms` and its poll
+    /// generation rises (ending the poll open before, on any node). Returns the channel as
+    /// it is now; `None` if there is no live channel.
+    async fn begin_poll(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>>;
     /// Delete a channel and the subscriptions delivering into it; `false` if none.
     async fn delete_channel(&self, public_id: &str) -> Result<bool>;
     /// Store a new subscription (its `id` is assigned), unless its box already has

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 pub const ALICE: &str = "tel:+12125551212";
 pub const BOB: &str = "tel:+13105550000";
 pub const PW: &str = "pw";
+/// The cursor key of a run on PostgreSQL, which takes it from the configuration only.
+const PG_CURSOR_SECRET: &str = "test-cursor-secret";
 
 pub struct TestApp {
     pub url: String,
@@ -83,6 +85,7 @@ pub async fn spawn_app_over(
     let mut s = Settings { data_dir: data.path().to_path_buf(), ..Default::default() };
     if let Some(db) = &db {
         s.storage.database_url = db.url.clone();
+        s.auth.cursor_secret = PG_CURSOR_SECRET.into();
     }
     s.server.listen = "127.0.0.1:0".into();
     s.server.workers = 2;
@@ -275,6 +278,7 @@ impl TestApp {
         let mut s = Settings { data_dir: self.data.path().to_path_buf(), ..Default::default() };
         if let Some(db) = &self.db {
             s.storage.database_url = db.url.clone();
+            s.auth.cursor_secret = PG_CURSOR_SECRET.into();
         }
         s
     }
@@ -285,7 +289,7 @@ impl TestApp {
         cmd.args(["--data-dir", self.data.path().to_str().expect("utf-8 path")]).args(args);
         cmd.env_remove("NMS__AUTH__CURSOR_SECRET").env_remove("NMS__STORAGE__DATABASE_URL");
         if let Some(db) = &self.db {
-            cmd.env("NMS__STORAGE__DATABASE_URL", &db.url);
+            cmd.env("NMS__STORAGE__DATABASE_URL", &db.url).env("NMS__AUTH__CURSOR_SECRET", PG_CURSOR_SECRET);
         }
         cmd
     }

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::ids::new_id;
 use crate::model::*;
 use crate::store::departures::{Departing, Departure, DeparturePolicy};
-use crate::store::engine::Engine;
+use crate::store::engine::{Engine, Lock};
 use facts::TxFacts;
 use query::{Over, load_folders, load_objects, load_objects_with, page_ids};
 pub(crate) use query::{Sql, like_pattern};
@@ -191,23 +191,21 @@ pub(super) async fn begin(pool: &AnyPool, statement: &'static str) -> Result<Tx<
     }
 }
 
-/// Hold box `box_id` until the transaction ends, for a write that does not bump its modseq
-/// but must not interleave with another writer of the box (on SQLite the writer slot holds
-/// every box already).
-async fn lock_box(engine: Engine, tx: &mut Tx<'_>, box_id: i64) -> Result<()> {
-    if let Some(sql) = engine.lock_box() {
-        query_scalar::<i64>(sql).bind(box_id).fetch_optional(&mut **tx).await?;
+/// Hold `lock` until the transaction ends, waiting for it (engines whose write
+/// transactions exclude every other writer need nothing).
+async fn lock(engine: Engine, tx: &mut Tx<'_>, lock: Lock<'_>) -> Result<()> {
+    if let Some(sql) = engine.lock() {
+        query(sql).bind(lock.key()).execute(&mut **tx).await?;
     }
     Ok(())
 }
 
-/// Hold the blob key `key` until the transaction ends: pins and deletion marks of one key
-/// are decided one at a time on every node.
-async fn lock_blob_key(engine: Engine, tx: &mut Tx<'_>, key: &str) -> Result<()> {
-    if let Some(sql) = engine.lock_key() {
-        query_scalar::<i64>(sql).bind(key).fetch_one(&mut **tx).await?;
+/// Hold `lock` until the transaction ends if nobody else holds it; `false`: someone does.
+async fn try_lock(engine: Engine, tx: &mut Tx<'_>, lock: Lock<'_>) -> Result<bool> {
+    match engine.try_lock() {
+        Some(sql) => Ok(query_scalar::<i64>(sql).bind(lock.key()).fetch_one(&mut **tx).await? == 1),
+        None => Ok(true),
     }
-    Ok(())
 }
 
 /// First statement of every mutating transaction: bump and return the box modseq.
@@ -2007,6 +2005,11 @@ impl Changes for SqlStore {
     }
     async fn prune_tombstones(&self, before_ms: i64, keep_per_box: u32) -> Result<u64> {
         let (_slot, mut tx) = self.begin_write().await?;
+        // Every node prunes on its own schedule: one at a time does the work.
+        if !try_lock(self.engine, &mut tx, Lock::Pruning).await? {
+            tx.rollback().await?;
+            return Ok(0);
+        }
         // Ranking passes over all tombstones, newest first per box, a batch of the doomed at
         // a time: each box's replay floor rises to the newest modseq dropped from it, and
         // exactly the tombstones read are dropped (any written meanwhile stay).
@@ -2070,12 +2073,15 @@ impl Subscriptions for SqlStore {
     async fn renew_channel(&self, public_id: &str, lifetime_secs: i64, now_ms: i64) -> Result<Option<Channel>> {
         subscriptions::renew_channel(&self.pool, public_id, lifetime_secs, now_ms).await
     }
+    async fn begin_poll(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
+        subscriptions::begin_poll(&self.pool, public_id, now_ms).await
+    }
     async fn delete_channel(&self, public_id: &str) -> Result<bool> {
         subscriptions::delete_channel(&self.pool, public_id).await
     }
     async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Written<Option<Subscription>>> {
         let (_slot, mut tx) = self.begin_write().await?;
-        lock_box(self.engine, &mut tx, s.box_id).await?;
+        lock(self.engine, &mut tx, Lock::Subscriptions(s.box_id)).await?;
         match subscriptions::create_subscription(&mut tx, s, max_per_box).await {
             // Changes after its position may be pending at once: the box as it stands.
             Ok(Some(created)) => {
@@ -2158,7 +2164,7 @@ impl Subscriptions for SqlStore {
 impl BlobRefs for SqlStore {
     async fn pin_blob(&self, key: &str, token: &str, now_ms: i64) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
-        lock_blob_key(self.engine, &mut tx, key).await?;
+        lock(self.engine, &mut tx, Lock::Blob(key)).await?;
         // A deletion mark older than a minute belongs to a crashed collector: ignore it.
         query("DELETE FROM blob_deleting WHERE blob_key = ? AND started_at_ms < ?")
             .bind(key)
@@ -2190,7 +2196,7 @@ impl BlobRefs for SqlStore {
     }
     async fn begin_blob_delete(&self, key: &str, now_ms: i64) -> Result<bool> {
         let (_slot, mut tx) = self.begin_write().await?;
-        lock_blob_key(self.engine, &mut tx, key).await?;
+        lock(self.engine, &mut tx, Lock::Blob(key)).await?;
         let used: Option<i64> = query_scalar(
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM payload_parts WHERE blob_key = ?1) \
              OR EXISTS (SELECT 1 FROM blob_pins WHERE blob_key = ?1) \

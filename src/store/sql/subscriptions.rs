@@ -1,4 +1,4 @@
-//! Notification channels and subscriptions in SQLite (the `Store` verbs delegate here).
+//! Notification channels and subscriptions (the `Store` verbs delegate here).
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within, Written};
 
 const CHANNEL_COLUMNS: &str = "id, public_id, principal, user_id, client_correlator, application_tag, \
-     lifetime_secs, expires_at_ms, max_notifications, max_wait_secs";
+     lifetime_secs, expires_at_ms, max_notifications, max_wait_secs, poll_generation";
 
 const SUBSCRIPTION_COLUMNS: &str = "id, box_id, public_id, principal, channel_id, notify_url, callback_data, \
      notification_format, filter, client_correlator, duration_secs, expires_at_ms, restart_token, \
@@ -29,6 +29,7 @@ fn channel_from_row(r: &AnyRow) -> Result<Channel> {
         expires_at_ms: r.try_get("expires_at_ms")?,
         max_notifications: u32::try_from(max).unwrap_or(1),
         max_wait_secs: u32::try_from(r.try_get::<i64, _>("max_wait_secs")?).unwrap_or(0),
+        poll_generation: r.try_get("poll_generation")?,
     })
 }
 
@@ -76,8 +77,8 @@ fn filter_json(f: &Option<Filter>) -> Result<Option<String>> {
 pub async fn create_channel(pool: &AnyPool, c: &Channel) -> Result<Channel> {
     let id: i64 = query_scalar(
         "INSERT INTO channels (public_id, principal, user_id, client_correlator, application_tag, lifetime_secs, \
-         expires_at_ms, max_notifications, max_wait_secs, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         RETURNING id",
+         expires_at_ms, max_notifications, max_wait_secs, poll_generation, created_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(&c.public_id)
     .bind(&c.principal)
@@ -88,6 +89,7 @@ pub async fn create_channel(pool: &AnyPool, c: &Channel) -> Result<Channel> {
     .bind(c.expires_at_ms)
     .bind(i64::from(c.max_notifications))
     .bind(i64::from(c.max_wait_secs))
+    .bind(c.poll_generation)
     .bind(crate::ids::now_ms())
     .fetch_one(pool)
     .await?;
@@ -133,6 +135,16 @@ pub async fn renew_channel(
     channel(pool, public_id, now_ms).await
 }
 
+/// Renew the channel's lifetime (its own, from `now_ms`) and raise its poll generation.
+pub async fn begin_poll(pool: &AnyPool, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
+    let sql = format!(
+        "UPDATE channels SET expires_at_ms = ? + lifetime_secs * 1000, poll_generation = poll_generation + 1 \
+         WHERE public_id = ? AND expires_at_ms > ? RETURNING {CHANNEL_COLUMNS}"
+    );
+    let row = query(sql).bind(now_ms).bind(public_id).bind(now_ms).fetch_optional(pool).await?;
+    row.as_ref().map(channel_from_row).transpose()
+}
+
 pub async fn delete_channel(pool: &AnyPool, public_id: &str) -> Result<bool> {
     let res = query("DELETE FROM channels WHERE public_id = ?").bind(public_id).execute(pool).await?;
     Ok(res.rows_affected() > 0)
@@ -145,8 +157,8 @@ async fn current_modseq(pool: &AnyPool, box_id: i64) -> Result<i64> {
 }
 
 /// Insert `s` unless its box holds `max_per_box` live subscriptions already: run in a write
-/// transaction that holds the box (see [`super::lock_box`]), so the count and the insert
-/// are atomic against other creators on every node.
+/// transaction that holds the box's subscription lock (`Lock::Subscriptions`), so the
+/// count and the insert are atomic against other creators on every node.
 /// `Err(None)`: a live subscription of the same login holds the client correlator.
 pub async fn create_subscription(
     conn: &mut AnyConnection,
