@@ -10,7 +10,7 @@ use cpm_nms::api::urls::BoxUrls;
 use cpm_nms::config::Settings;
 use cpm_nms::error::Error;
 use cpm_nms::nms::{Actor, Nms, ObjectInput, Parent};
-use cpm_nms::store::{Attribute, BoxRow, Folder};
+use cpm_nms::model::{Attribute, BoxRow, Folder};
 
 /// The system allocator, counting the bytes held and their peak.
 pub struct Meter;
