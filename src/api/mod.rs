@@ -202,6 +202,11 @@ impl FromRequest for Access {
             state.throttle.admit(&principal)?;
             let store = param(&req, "store")?;
             let uri = req.path().to_string();
+            // No stored name or id holds NUL (no engine keeps it in text alike): a path
+            // naming one names nothing.
+            if req.match_info().iter().any(|(_, v)| v.contains('\0')) {
+                return Err(Error::not_found(uri));
+            }
             if !state.nms.is_store(&store) {
                 return Err(Error::not_found(uri));
             }

@@ -360,7 +360,8 @@ impl Authenticator {
             return Ok(principal);
         }
         let slot = self.checks.clone().acquire_owned().await.map_err(Error::internal)?;
-        let account = self.meta.find_account(user).await?;
+        // No account name holds NUL (the store could not even look one up alike).
+        let account = if user.contains('\0') { None } else { self.meta.find_account(user).await? };
         attempt.checking();
         // An unknown user costs the same argon2 run, so timing does not reveal user names.
         let hash = match &account {
@@ -392,6 +393,9 @@ impl Authenticator {
             && entry.1 > Instant::now()
         {
             return Ok(Some(entry.0.clone()));
+        }
+        if user.contains('\0') {
+            return Ok(None);
         }
         let Some(account) = self.meta.find_account(user).await? else { return Ok(None) };
         let a = DigestAccount {

@@ -202,7 +202,11 @@ pub fn validate_path(path: &str) -> Result<String> {
     if path.is_empty() || path == "/" {
         return Ok(String::new());
     }
-    if !path.starts_with('/') || path.ends_with('/') || path[1..].split('/').any(|s| s.is_empty()) {
+    if !path.starts_with('/')
+        || path.ends_with('/')
+        || path[1..].split('/').any(|s| s.is_empty())
+        || path.chars().any(char::is_control)
+    {
         return Err(Error::invalid(path.to_string()));
     }
     Ok(path.to_string())

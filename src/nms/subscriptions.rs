@@ -224,6 +224,14 @@ fn passes(filter: &Option<Filter>, e: &SyncEvent) -> bool {
     subject.matches(f)
 }
 
+/// A client's text the store keeps may not hold NUL (no engine keeps it alike).
+fn refuse_nul(what: &str, value: &Option<String>) -> Result<()> {
+    match value {
+        Some(v) if v.contains('\0') => Err(Error::invalid(format!("{what} (holds NUL)"))),
+        _ => Ok(()),
+    }
+}
+
 impl Nms {
     // ---------------- channels ----------------
 
@@ -232,6 +240,8 @@ impl Nms {
         if !input.channel_type.eq_ignore_ascii_case("LongPolling") {
             return Err(Error::ChannelTypeUnsupported { channel_type: input.channel_type });
         }
+        refuse_nul("clientCorrelator", &input.client_correlator)?;
+        refuse_nul("applicationTag", &input.application_tag)?;
         let cap = self.limits.max_channels_per_principal;
         if cap > 0 && self.meta.count_channels(principal, now_ms()).await? >= u64::from(cap) {
             return Err(Error::LimitExceeded {
@@ -295,6 +305,8 @@ impl Nms {
         input: SubscriptionInput,
     ) -> Result<Subscription> {
         let now = now_ms();
+        refuse_nul("clientCorrelator", &input.client_correlator)?;
+        refuse_nul("callbackData", &input.callback_data)?;
         // An empty clientCorrelator (deployed clients send `""`) correlates nothing.
         let mut input = input;
         input.client_correlator = input.client_correlator.filter(|c| !c.trim().is_empty());

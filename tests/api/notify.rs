@@ -582,3 +582,34 @@ async fn a_huge_change_comes_in_bounded_lists() {
     assert_eq!(seen.len(), 2101, "the folder and every object, once");
     assert!(index >= 5, "in {index} lists");
 }
+
+#[tokio::test]
+async fn nul_in_what_a_client_names_or_sends_is_a_4xx_on_every_engine() {
+    let app = spawn_app().await;
+    // A path naming an object, a folder or a flag with NUL names nothing.
+    for rel in ["/objects/a%00b", "/folders/a%00b", "/objects/a%00b/flags"] {
+        let res = app.get(&format!("{}{rel}", app.base(ALICE))).await;
+        assert_eq!(res.status(), 404, "{rel}");
+    }
+    let res = app.get(&format!("{}/folders/operations/pathToId?path=%2Fa%00b", app.base(ALICE))).await;
+    assert_eq!(res.status(), 400);
+    // A login name with NUL is no login.
+    let url = format!("{}/folders/operations/pathToId", app.base(ALICE));
+    let res = app.client.get(&url).basic_auth("ali\0ce", Some(PW)).send().await;
+    assert_eq!(res.unwrap().status(), 401);
+    // Subscriptions and channels keep the client's strings: none may hold NUL.
+    let (status, v) = subscribe(
+        &app,
+        "http://127.0.0.1:9/x",
+        json!({"callbackReference": {
+        "notifyURL": "http://127.0.0.1:9/x", "callbackData": "c\u{0}b"}}),
+    )
+    .await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0002"), "{v}");
+    let (status, v) = subscribe(&app, "http://127.0.0.1:9/x", json!({"clientCorrelator": "k\u{0}"})).await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0002"), "{v}");
+    let body = json!({"notificationChannel": {"channelType": "LongPolling", "channelLifetime": 60,
+        "applicationTag": "t\u{0}"}});
+    let (status, v) = send(&app, Method::POST, &nc(&app), Some(body)).await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0002"), "{v}");
+}
