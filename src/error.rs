@@ -119,16 +119,20 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::Database(d) if is_unavailable_code(d.code().as_deref()) => {
                 Error::Unavailable { what: format!("database: {e}") }
             }
+            // Text the database cannot hold (PostgreSQL refuses NUL): the input is at fault.
+            sqlx::Error::Database(d) if d.code().as_deref() == Some("22021") => {
+                Error::invalid("text holding a character the store cannot keep (NUL)")
+            }
             _ => Error::Internal(format!("database: {e}")),
         }
     }
 }
 
-/// SQLSTATE classes of a database that is shutting down, starting or out of connections
-/// (`08` connection exception, `57P0x` operator intervention, `53300` too many
-/// connections).
+/// SQLSTATE classes of a database that is shutting down, starting, out of connections or
+/// too slow (`08` connection exception, `57P0x` operator intervention, `53300` too many
+/// connections, `57014` a statement cancelled by `statement_timeout`).
 fn is_unavailable_code(code: Option<&str>) -> bool {
-    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P0") || c == "53300")
+    code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P0") || c == "53300" || c == "57014")
 }
 
 impl From<sqlx::migrate::MigrateError> for Error {

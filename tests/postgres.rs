@@ -84,8 +84,17 @@ async fn fresh_database() -> Option<String> {
 /// A server on `database_url` with alice (her box) and bob (his), in this process: its base
 /// URL for each box.
 async fn serve(database_url: &str, accounts: bool) -> (String, tempfile::TempDir) {
+    serve_with(database_url, accounts, |_| {}).await
+}
+
+async fn serve_with(
+    database_url: &str,
+    accounts: bool,
+    tweak: impl FnOnce(&mut Settings),
+) -> (String, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let mut s = Settings { data_dir: data.path().to_path_buf(), ..Default::default() };
+    tweak(&mut s);
     s.storage.database_url = database_url.to_string();
     s.auth.cursor_secret = SECRET.into();
     s.server.listen = "127.0.0.1:0".into();
@@ -148,6 +157,27 @@ async fn writers_of_one_box_queue_on_its_row_while_other_boxes_go_on() {
     assert!(!alice.is_finished(), "alice's deposit waits for her box row");
     holder.execute("COMMIT").await.unwrap();
     assert_eq!(alice.await.unwrap(), 201);
+}
+
+#[tokio::test]
+async fn a_statement_past_its_timeout_is_503_and_the_box_serves_again() {
+    use sqlx::{Connection, Executor};
+    let Some(db) = fresh_database().await else { return };
+    let (server, _data) = serve_with(&db, true, |s| s.storage.postgres.statement_timeout_ms = 300).await;
+    let client = reqwest::Client::new();
+    let base = box_url(&server, ALICE);
+    assert_eq!(deposit_into(&client, &base, "alice").await.status(), 201);
+    // A long write to alice's box holds its row past the statement timeout.
+    let mut holder = sqlx::PgConnection::connect(&db).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT id FROM boxes WHERE address = $1 FOR UPDATE").bind(ALICE).execute(&mut holder).await.unwrap();
+    let res = deposit_into(&client, &base, "alice").await;
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["requestError"]["serviceException"]["messageId"], "SVC0001", "{body}");
+    holder.execute("COMMIT").await.unwrap();
+    assert_eq!(deposit_into(&client, &base, "alice").await.status(), 201);
 }
 
 #[tokio::test]

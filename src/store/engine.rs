@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 pub enum Lock<'a> {
     /// Tombstone pruning: one node prunes, the others skip the round.
     Pruning,
+    /// Purging expired channels and subscriptions: one node purges, the others skip.
+    Purging,
     /// The bookkeeping of one blob key: a pin for an upload and the start of a deletion
     /// must see each other, or an upload could land on a key being deleted.
     Blob(&'a str),
@@ -40,6 +42,7 @@ impl Lock<'_> {
                 (2 << 32) | i64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]))
             }
             Self::Subscriptions(box_id) => (3 << 32) | (box_id & 0xffff_ffff),
+            Self::Purging => 4 << 32,
         }
     }
 }
@@ -113,7 +116,9 @@ impl Engine {
     pub fn begin_write(self) -> &'static str {
         match self {
             Self::Sqlite => "BEGIN IMMEDIATE",
-            Self::Postgres => "BEGIN",
+            // Pinned, whatever the server's default: the box row's lock is what serializes
+            // writers of a box, and stricter levels would fail them instead of queueing.
+            Self::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
         }
     }
 

@@ -2004,31 +2004,33 @@ impl Changes for SqlStore {
         tombstones_between(&mut conn, b, after, i64::MAX, true).await
     }
     async fn prune_tombstones(&self, before_ms: i64, keep_per_box: u32) -> Result<u64> {
-        let (_slot, mut tx) = self.begin_write().await?;
-        // Every node prunes on its own schedule: one at a time does the work.
-        if !try_lock(self.engine, &mut tx, Lock::Pruning).await? {
-            tx.rollback().await?;
-            return Ok(0);
-        }
-        // Ranking passes over all tombstones, newest first per box, a batch of the doomed at
-        // a time: each box's replay floor rises to the newest modseq dropped from it, and
-        // exactly the tombstones read are dropped (any written meanwhile stay).
-        const BATCH: i64 = 5_000;
+        // One ranking pass over all tombstones, newest first per box, picks what goes (at
+        // most `ROUND` a round; the next round goes on); then a chunk at a time, each its own
+        // short write, raises each box's replay floor to the newest modseq dropped from it
+        // and drops exactly the tombstones picked (any written meanwhile stay). Box rows are
+        // taken before tombstone rows, in id order, as every writer takes its box first.
+        const ROUND: i64 = 50_000;
+        let doomed: Vec<(i64, i64, i64)> = query_as(
+            "SELECT id, box_id, last_mod_seq FROM \
+             (SELECT id, box_id, last_mod_seq, deleted_at_ms, \
+              row_number() OVER (PARTITION BY box_id ORDER BY id DESC) AS rank FROM tombstones) ranked \
+             WHERE deleted_at_ms < ? OR rank > ? ORDER BY id LIMIT ?",
+        )
+        .bind(before_ms)
+        .bind(i64::from(keep_per_box))
+        .bind(ROUND)
+        .fetch_all(&self.pool)
+        .await?;
         let mut dropped = 0u64;
-        loop {
-            let doomed: Vec<(i64, i64, i64)> = query_as(
-                "SELECT id, box_id, last_mod_seq FROM \
-                 (SELECT id, box_id, last_mod_seq, deleted_at_ms, \
-                  row_number() OVER (PARTITION BY box_id ORDER BY id DESC) AS rank FROM tombstones) ranked \
-                 WHERE deleted_at_ms < ? OR rank > ? ORDER BY id LIMIT ?",
-            )
-            .bind(before_ms)
-            .bind(i64::from(keep_per_box))
-            .bind(BATCH)
-            .fetch_all(&mut *tx)
-            .await?;
+        for chunk in doomed.chunks(500) {
+            let (_slot, mut tx) = self.begin_write().await?;
+            // Every node prunes on its own schedule: one at a time does the work.
+            if !try_lock(self.engine, &mut tx, Lock::Pruning).await? {
+                tx.rollback().await?;
+                break;
+            }
             let mut floors: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
-            for (_, box_id, seq) in &doomed {
+            for (_, box_id, seq) in chunk {
                 let floor = floors.entry(*box_id).or_insert(*seq);
                 *floor = (*floor).max(*seq);
             }
@@ -2042,16 +2044,11 @@ impl Changes for SqlStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            for chunk in doomed.chunks(500) {
-                let ids = id_list(&chunk.iter().map(|d| d.0).collect::<Vec<_>>());
-                let res = query(sql!("DELETE FROM tombstones WHERE id IN ({ids})")).execute(&mut *tx).await?;
-                dropped += res.rows_affected();
-            }
-            if (doomed.len() as i64) < BATCH {
-                break;
-            }
+            let ids = id_list(&chunk.iter().map(|d| d.0).collect::<Vec<_>>());
+            let res = query(sql!("DELETE FROM tombstones WHERE id IN ({ids})")).execute(&mut *tx).await?;
+            dropped += res.rows_affected();
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(dropped)
     }
 }
@@ -2132,10 +2129,10 @@ impl Subscriptions for SqlStore {
         subscriptions::delete_subscription(&self.pool, b, public_id).await
     }
     async fn advance_subscription(&self, m: &Advance, outbox: Option<&str>) -> Result<bool> {
-        subscriptions::advance(&self.pool, m, true, outbox).await
+        subscriptions::advance(&self.pool, self.engine, m, true, outbox).await
     }
     async fn skip_subscription(&self, m: &Advance) -> Result<bool> {
-        subscriptions::advance(&self.pool, m, false, None).await
+        subscriptions::advance(&self.pool, self.engine, m, false, None).await
     }
     async fn webhook_candidates(&self, now_ms: i64, boxes: Option<&[i64]>, limit: u32) -> Result<Vec<Subscription>> {
         subscriptions::webhook_candidates(&self.pool, now_ms, boxes, limit).await
@@ -2156,7 +2153,16 @@ impl Subscriptions for SqlStore {
         subscriptions::end_subscription(&self.pool, subscription_id).await
     }
     async fn purge_expired_subscriptions(&self, now_ms: i64) -> Result<u64> {
-        subscriptions::purge_expired(&self.pool, now_ms).await
+        // One node at a time: two purges at once could take the same subscription rows in
+        // opposite orders (one deleting subscriptions, the other channels cascading to them).
+        let (_slot, mut tx) = self.begin_write().await?;
+        if !try_lock(self.engine, &mut tx, Lock::Purging).await? {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let purged = subscriptions::purge_expired(&mut tx, now_ms).await?;
+        tx.commit().await?;
+        Ok(purged)
     }
 }
 

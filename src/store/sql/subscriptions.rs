@@ -309,8 +309,8 @@ pub async fn delete_subscription(pool: &AnyPool, b: &BoxRow, public_id: &str) ->
 /// Move the position (and consume the index when `consume`) if the index and position are
 /// still those the list was built from; with `outbox`, queue the rendered list for its
 /// webhook in the same transaction.
-pub async fn advance(pool: &AnyPool, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
-    let mut tx = super::begin(pool, "BEGIN").await?;
+pub async fn advance(pool: &AnyPool, engine: Engine, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
+    let mut tx = super::begin(pool, engine.begin_write()).await?;
     let res = query(
         "UPDATE subscriptions SET position_validity = ?, position_modseq = ?, position_part = ?, position_id = ?, \
          restart_token = ?, next_index = next_index + ? WHERE id = ? AND next_index = ? AND position_validity = ? \
@@ -453,8 +453,10 @@ pub async fn end_subscription(pool: &AnyPool, subscription_id: i64) -> Result<()
     Ok(())
 }
 
-pub async fn purge_expired(pool: &AnyPool, now_ms: i64) -> Result<u64> {
-    let subs = query("DELETE FROM subscriptions WHERE expires_at_ms <= ?").bind(now_ms).execute(pool).await?;
-    let chans = query("DELETE FROM channels WHERE expires_at_ms <= ?").bind(now_ms).execute(pool).await?;
+/// Drop expired subscriptions, then expired channels (with what still delivers into them),
+/// in the transaction `conn` is in.
+pub async fn purge_expired(conn: &mut AnyConnection, now_ms: i64) -> Result<u64> {
+    let subs = query("DELETE FROM subscriptions WHERE expires_at_ms <= ?").bind(now_ms).execute(&mut *conn).await?;
+    let chans = query("DELETE FROM channels WHERE expires_at_ms <= ?").bind(now_ms).execute(&mut *conn).await?;
     Ok(subs.rows_affected() + chans.rows_affected())
 }
