@@ -84,6 +84,7 @@ fn word_pattern(sql: &mut Sql, word: &str) {
     sql.push("'%' || nms_words(").str(word).push(") || '%'");
 }
 
+/// See [`super::engine::Engine::text_source`].
 pub fn text_source(sql: &mut Sql, needle: &str) -> &'static str {
     sql.push("SELECT o.id AS id, o.id AS k FROM object_search d JOIN objects o ON o.id = d.id");
     sql.push(" WHERE d.folded LIKE ");
@@ -91,6 +92,7 @@ pub fn text_source(sql: &mut Sql, needle: &str) -> &'static str {
     "d.id"
 }
 
+/// See [`super::engine::Engine::word_source`].
 pub fn word_source(sql: &mut Sql, word: &str) -> &'static str {
     sql.push("SELECT o.id AS id, o.id AS k FROM object_search d JOIN objects o ON o.id = d.id");
     sql.push(" WHERE d.words LIKE ");
@@ -98,12 +100,14 @@ pub fn word_source(sql: &mut Sql, word: &str) -> &'static str {
     "d.id"
 }
 
+/// See [`super::engine::Engine::text_filter`].
 pub fn text_filter(sql: &mut Sql, needle: &str) {
     sql.push("o.id IN (SELECT id FROM object_search WHERE folded LIKE ");
     text_pattern(sql, needle);
     sql.push(")");
 }
 
+/// See [`super::engine::Engine::word_filter`].
 pub fn word_filter(sql: &mut Sql, word: &str) {
     sql.push("o.id IN (SELECT id FROM object_search WHERE words LIKE ");
     word_pattern(sql, word);

@@ -44,7 +44,8 @@ pub async fn connect(url: &str) -> Result<AnyPool> {
 
 /// See [`super::engine::Engine::object_snapshot`].
 pub const OBJECT_SNAPSHOT: &str = "json_object('date', o.stored_at_ms, 'creation', o.creation_seq, \
-     'flags', json((SELECT json_group_array(flag) FROM object_flags WHERE object_id = o.id)), \
+     'flags', json((SELECT json_group_array(flag) FROM \
+     (SELECT flag FROM object_flags WHERE object_id = o.id ORDER BY rowid))), \
      'attributes', json((SELECT json_group_array(json_array(name, value)) FROM \
      (SELECT name, value FROM object_attributes WHERE object_id = o.id ORDER BY name_lc, position))))";
 
@@ -58,18 +59,21 @@ fn fts_phrase(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))
 }
 
+/// See [`super::engine::Engine::text_source`].
 pub fn text_source(sql: &mut Sql, needle: &str) -> &'static str {
     sql.push("SELECT o.id AS id, o.id AS k FROM object_text d CROSS JOIN objects o ON o.id = d.rowid");
     sql.push(" WHERE object_text MATCH ").str(&fts_phrase(needle));
     "d.rowid"
 }
 
+/// See [`super::engine::Engine::word_source`].
 pub fn word_source(sql: &mut Sql, word: &str) -> &'static str {
     sql.push("SELECT o.id AS id, o.id AS k FROM object_words d CROSS JOIN objects o ON o.id = d.rowid");
     sql.push(" WHERE object_words MATCH ").str(&fts_phrase(word));
     "d.rowid"
 }
 
+/// See [`super::engine::Engine::text_filter`].
 pub fn text_filter(sql: &mut Sql, needle: &str) {
     if needle.chars().count() >= 3 {
         // The trigram index answers needles of three characters or more.
@@ -83,6 +87,7 @@ pub fn text_filter(sql: &mut Sql, needle: &str) {
     }
 }
 
+/// See [`super::engine::Engine::word_filter`].
 pub fn word_filter(sql: &mut Sql, word: &str) {
     sql.push("o.id IN (SELECT rowid FROM object_words WHERE object_words MATCH ").str(&fts_phrase(word));
     sql.push(")");

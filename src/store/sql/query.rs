@@ -1,10 +1,11 @@
-//! Search SQL for the SQLite store: filters compiled to `WHERE` expressions over `objects o`
-//! or `folders f`, keyset paging on (sort value, id), and batched loading of result pages.
+//! Search SQL, the same on both engines: filters compiled to `WHERE` expressions over
+//! `objects o` or `folders f`, keyset paging on (sort value, id), and batched loading of
+//! result pages.
 //!
 //! Every criterion is an index lookup: attributes through `object_attributes(name_lc,
-//! value)`, flags through `object_flags(flag_lc, object_id)`, text through the FTS5 tables
-//! over `object_search`, fed at deposit time (`object_text`, trigram, for substrings;
-//! `object_words` for whole words), dates and creation order through `objects(box_id, stored_at_ms | creation_seq)`.
+//! value)`, flags through `object_flags(flag_lc, object_id)`, text through the engine's text
+//! indexes over `object_search`, fed at deposit time (asked of [`Engine`]: FTS5 on SQLite,
+//! trigram indexes on PostgreSQL), dates and creation order through `objects(box_id, stored_at_ms | creation_seq)`.
 //! Only constant fragments are spliced into the SQL; every value is bound.
 
 use std::collections::HashMap;
@@ -34,17 +35,20 @@ pub struct Sql {
 }
 
 impl Sql {
+    /// Append constant SQL.
     pub fn push(&mut self, s: &str) -> &mut Self {
         self.text.push_str(s);
         self
     }
 
+    /// Append a placeholder bound to `v`.
     pub fn int(&mut self, v: i64) -> &mut Self {
         self.text.push('?');
         self.binds.push(Bind::Int(v));
         self
     }
 
+    /// Append a placeholder bound to `v`.
     pub fn str(&mut self, v: &str) -> &mut Self {
         self.text.push('?');
         self.binds.push(Bind::Text(v.to_string()));
