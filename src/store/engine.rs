@@ -193,21 +193,30 @@ impl Engine {
         }
     }
 
-    /// JSON text of what a tombstone of the object `objects o` keeps: `date`, `creation`,
-    /// `flags` (in order) and `attributes` (`[name, value]` pairs by name and position).
-    pub fn object_snapshot(self) -> &'static str {
+    /// SQL giving the JSON text of an object whose `fields` are (name, SQL expression: a
+    /// scalar, or JSON from [`Engine::json_rows`]).
+    pub fn json_object(self, fields: &[(&str, String)]) -> String {
+        let pairs: Vec<String> = fields.iter().map(|(name, expr)| format!("'{name}', {expr}")).collect();
         match self {
-            Self::Sqlite => sqlite::OBJECT_SNAPSHOT,
-            Self::Postgres => postgres::OBJECT_SNAPSHOT,
+            Self::Sqlite => sqlite::json_object(&pairs.join(", ")),
+            Self::Postgres => postgres::json_object(&pairs.join(", ")),
         }
     }
 
-    /// The same for the folder `folders f`: `date`, `name` and `attributes`.
-    pub fn folder_snapshot(self) -> &'static str {
+    /// SQL giving a JSON array with one item per row of `SELECT columns FROM from_where ORDER
+    /// BY order`: the value itself for one column, an array of the values for several; `[]`
+    /// for no row.
+    pub fn json_rows(self, columns: &[&str], from_where: &str, order: &str) -> String {
         match self {
-            Self::Sqlite => sqlite::FOLDER_SNAPSHOT,
-            Self::Postgres => postgres::FOLDER_SNAPSHOT,
+            Self::Sqlite => sqlite::json_rows(columns, from_where, order),
+            Self::Postgres => postgres::json_rows(columns, from_where, order),
         }
+    }
+
+    /// The shortest substring the text index answers from the index itself (a trigram
+    /// index needs three characters); a shorter one is not read in index order.
+    pub fn text_index_min_chars(self) -> usize {
+        3
     }
 
     /// Append to `sql` a source of `(id, k)` rows of box objects whose searchable text

@@ -62,16 +62,17 @@ fn redacted(url: &str) -> String {
     }
 }
 
-/// See [`super::engine::Engine::object_snapshot`].
-pub const OBJECT_SNAPSHOT: &str = "CAST(json_build_object('date', o.stored_at_ms, 'creation', o.creation_seq, \
-     'flags', (SELECT coalesce(json_agg(flag ORDER BY rowid), '[]'::json) FROM object_flags WHERE object_id = o.id), \
-     'attributes', (SELECT coalesce(json_agg(json_build_array(name, value) ORDER BY name_lc, position), '[]'::json) \
-     FROM object_attributes WHERE object_id = o.id)) AS TEXT)";
+/// See [`super::engine::Engine::json_object`]: `pairs` are `'name', expr, ...`.
+pub fn json_object(pairs: &str) -> String {
+    format!("CAST(json_build_object({pairs}) AS TEXT)")
+}
 
-/// See [`super::engine::Engine::folder_snapshot`].
-pub const FOLDER_SNAPSHOT: &str = "CAST(json_build_object('date', f.created_at_ms, 'name', f.name, \
-     'attributes', (SELECT coalesce(json_agg(json_build_array(name, value) ORDER BY name_lc, position), '[]'::json) \
-     FROM folder_attributes WHERE folder_id = f.id)) AS TEXT)";
+/// See [`super::engine::Engine::json_rows`].
+pub fn json_rows(columns: &[&str], from_where: &str, order: &str) -> String {
+    let list = columns.join(", ");
+    let item = if columns.len() == 1 { list } else { format!("json_build_array({list})") };
+    format!("(SELECT coalesce(json_agg({item} ORDER BY {order}), '[]'::json) FROM {from_where})")
+}
 
 /// `LIKE` pattern for text containing `needle`, folded as `object_search.folded` is.
 fn text_pattern(sql: &mut Sql, needle: &str) {

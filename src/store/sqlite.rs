@@ -42,17 +42,17 @@ pub async fn connect(url: &str) -> Result<AnyPool> {
     Ok(pool)
 }
 
-/// See [`super::engine::Engine::object_snapshot`].
-pub const OBJECT_SNAPSHOT: &str = "json_object('date', o.stored_at_ms, 'creation', o.creation_seq, \
-     'flags', json((SELECT json_group_array(flag) FROM \
-     (SELECT flag FROM object_flags WHERE object_id = o.id ORDER BY rowid))), \
-     'attributes', json((SELECT json_group_array(json_array(name, value)) FROM \
-     (SELECT name, value FROM object_attributes WHERE object_id = o.id ORDER BY name_lc, position))))";
+/// See [`super::engine::Engine::json_object`]: `pairs` are `'name', expr, ...`.
+pub fn json_object(pairs: &str) -> String {
+    format!("json_object({pairs})")
+}
 
-/// See [`super::engine::Engine::folder_snapshot`].
-pub const FOLDER_SNAPSHOT: &str = "json_object('date', f.created_at_ms, 'name', f.name, \
-     'attributes', json((SELECT json_group_array(json_array(name, value)) FROM \
-     (SELECT name, value FROM folder_attributes WHERE folder_id = f.id ORDER BY name_lc, position))))";
+/// See [`super::engine::Engine::json_rows`].
+pub fn json_rows(columns: &[&str], from_where: &str, order: &str) -> String {
+    let list = columns.join(", ");
+    let item = if columns.len() == 1 { list.clone() } else { format!("json_array({list})") };
+    format!("json((SELECT json_group_array({item}) FROM (SELECT {list} FROM {from_where} ORDER BY {order})))")
+}
 
 /// An FTS5 phrase query matching `text` literally.
 fn fts_phrase(text: &str) -> String {

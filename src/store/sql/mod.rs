@@ -525,12 +525,10 @@ async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, limits: FolderLimits, o: New
     })
 }
 
-/// What removing an object needs of it: ids and correlation ids, read once.
+/// What removing an object needs of it: its id and correlation id, read once.
 struct ObjectRow {
     id: i64,
-    public_id: String,
     correlation_id: Option<String>,
-    correlation_tag: Option<String>,
 }
 
 impl ObjectRow {
@@ -540,29 +538,25 @@ impl ObjectRow {
     }
 }
 
-type ObjectRowTuple = (i64, String, Option<String>, Option<String>);
+type ObjectRowTuple = (i64, Option<String>);
 
-fn object_row_of((id, public_id, correlation_id, correlation_tag): ObjectRowTuple) -> ObjectRow {
-    ObjectRow { id, public_id, correlation_id, correlation_tag }
+fn object_row_of((id, correlation_id): ObjectRowTuple) -> ObjectRow {
+    ObjectRow { id, correlation_id }
 }
 
 async fn object_row(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Option<ObjectRow>> {
-    let row: Option<ObjectRowTuple> = query_as(
-        "SELECT id, public_id, correlation_id, correlation_tag FROM objects WHERE box_id = ? AND public_id = ?",
-    )
-    .bind(b.id)
-    .bind(public_id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let row: Option<ObjectRowTuple> =
+        query_as("SELECT id, correlation_id FROM objects WHERE box_id = ? AND public_id = ?")
+            .bind(b.id)
+            .bind(public_id)
+            .fetch_optional(&mut **tx)
+            .await?;
     Ok(row.map(object_row_of))
 }
 
 async fn object_row_by_id(tx: &mut Tx<'_>, id: i64) -> Result<Option<ObjectRow>> {
     let row: Option<ObjectRowTuple> =
-        query_as("SELECT id, public_id, correlation_id, correlation_tag FROM objects WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?;
+        query_as("SELECT id, correlation_id FROM objects WHERE id = ?").bind(id).fetch_optional(&mut **tx).await?;
     Ok(row.map(object_row_of))
 }
 
@@ -583,26 +577,39 @@ async fn remove_row(
             .bind(row.id)
             .fetch_all(&mut **tx)
             .await?;
-    let marked = query(sql!(
-        "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, \
-         deleted_at_ms, snapshot) SELECT ?, 'object', ?, ?, ?, ?, ?, ?, {snapshot} FROM objects o WHERE o.id = ?",
-        snapshot = engine.object_snapshot()
-    ))
-    .bind(b.id)
-    .bind(&row.public_id)
-    .bind(reason)
-    .bind(seq)
-    .bind(&row.correlation_id)
-    .bind(&row.correlation_tag)
-    .bind(now_ms)
-    .bind(row.id)
-    .execute(&mut **tx)
-    .await?;
-    if marked.rows_affected() == 0 {
+    let mut only = Sql::default();
+    only.push("o.id = ").int(row.id);
+    let marked = tombstone_objects(engine, tx, b, seq, now_ms, reason, only).await?;
+    if marked == 0 {
         return Ok(None);
     }
     query("DELETE FROM objects WHERE id = ?").bind(row.id).execute(&mut **tx).await?;
     Ok(Some(keys))
+}
+
+/// Leave a tombstone stamped `seq` with `reason` (`deleted` or `expired`), with its snapshot,
+/// for every object of box `b` that `filter` (over `objects o`) selects; how many. The one
+/// place objects become tombstones.
+#[allow(clippy::too_many_arguments)]
+async fn tombstone_objects(
+    engine: Engine,
+    tx: &mut Tx<'_>,
+    b: &BoxRow,
+    seq: i64,
+    now_ms: i64,
+    reason: &str,
+    filter: Sql,
+) -> Result<u64> {
+    let mut sql = Sql::default();
+    sql.push(
+        "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, \
+         deleted_at_ms, snapshot) SELECT ",
+    );
+    sql.int(b.id).push(", 'object', o.public_id, ").str(reason).push(", ").int(seq);
+    sql.push(", o.correlation_id, o.correlation_tag, ").int(now_ms).push(", ").push(&object_snapshot(engine));
+    sql.push(" FROM objects o WHERE ").push(&filter.text);
+    sql.binds.extend(filter.binds);
+    sql.execute(tx).await
 }
 
 /// An id list for SQL (integers only, so listed inline).
@@ -931,6 +938,34 @@ fn tombstone_from(r: TombstoneRow, with_snapshots: bool) -> Tombstone {
     }
 }
 
+/// What a tombstone of an object (`objects o`) keeps for subscription filters, as SQL giving
+/// JSON text: `date`, `creation`, `flags` (in order) and `attributes` (`[name, value]` pairs
+/// by name and position). Read back by [`parse_snapshot`].
+fn object_snapshot(engine: Engine) -> String {
+    engine.json_object(&[
+        ("date", "o.stored_at_ms".into()),
+        ("creation", "o.creation_seq".into()),
+        ("flags", engine.json_rows(&["flag"], "object_flags WHERE object_id = o.id", "rowid")),
+        (
+            "attributes",
+            engine.json_rows(&["name", "value"], "object_attributes WHERE object_id = o.id", "name_lc, position"),
+        ),
+    ])
+}
+
+/// The same for a folder (`folders f`): `date`, `name` and `attributes`.
+fn folder_snapshot(engine: Engine) -> String {
+    engine.json_object(&[
+        ("date", "f.created_at_ms".into()),
+        ("name", "f.name".into()),
+        (
+            "attributes",
+            engine.json_rows(&["name", "value"], "folder_attributes WHERE folder_id = f.id", "name_lc, position"),
+        ),
+    ])
+}
+
+/// A tombstone's snapshot as stored (see [`object_snapshot`]).
 #[derive(serde::Deserialize)]
 struct SnapshotJson {
     date: i64,
@@ -1311,25 +1346,15 @@ impl Folders for SqlStore {
         .bind(&hi)
         .fetch_all(&mut *tx)
         .await?;
-        query(sql!(
-            "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, \
-             deleted_at_ms, snapshot) SELECT ?, 'object', o.public_id, 'deleted', ?, o.correlation_id, o.correlation_tag, ?, \
-             {snapshot} FROM objects o WHERE o.folder_id IN ({subtree})",
-            snapshot = self.engine.object_snapshot()
-        ))
-        .bind(b.id)
-        .bind(seq)
-        .bind(now_ms)
-        .bind(b.id)
-        .bind(&lo)
-        .bind(&hi)
-        .execute(&mut *tx)
-        .await?;
+        let mut in_subtree = Sql::default();
+        in_subtree.push("o.folder_id IN (SELECT id FROM folders WHERE box_id = ").int(b.id);
+        in_subtree.push(" AND ancestry >= ").str(&lo).push(" AND ancestry < ").str(&hi).push(")");
+        tombstone_objects(self.engine, &mut tx, b, seq, now_ms, "deleted", in_subtree).await?;
         query(sql!(
             "INSERT INTO tombstones (box_id, kind, public_id, reason, last_mod_seq, deleted_at_ms, snapshot) \
              SELECT ?, 'folder', f.public_id, 'deleted', ?, ?, {snapshot} FROM folders f \
              WHERE f.box_id = ? AND f.ancestry >= ? AND f.ancestry < ?",
-            snapshot = self.engine.folder_snapshot()
+            snapshot = folder_snapshot(self.engine)
         ))
         .bind(b.id)
         .bind(seq)

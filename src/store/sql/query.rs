@@ -55,6 +55,23 @@ impl Sql {
         self
     }
 
+    /// The statement with its values bound.
+    fn bound(&self) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+        let mut q = query(self.text.as_str());
+        for b in &self.binds {
+            q = match b {
+                Bind::Int(v) => q.bind(*v),
+                Bind::Text(v) => q.bind(v.clone()),
+            };
+        }
+        q
+    }
+
+    /// Run as a statement; how many rows it changed.
+    pub async fn execute(&self, conn: &mut AnyConnection) -> Result<u64> {
+        Ok(self.bound().execute(conn).await?.rows_affected())
+    }
+
     /// Run as a query returning rows.
     pub async fn fetch_all(&self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>> {
         self.fetch_all_planned(conn, true).await
@@ -63,14 +80,7 @@ impl Sql {
     /// Run as a query returning rows; with `cache_plan` false the statement is planned for
     /// these very values (not kept prepared with a plan for any value).
     pub async fn fetch_all_planned(&self, conn: &mut AnyConnection, cache_plan: bool) -> Result<Vec<AnyRow>> {
-        let mut q = query(self.text.as_str()).persistent(cache_plan);
-        for b in &self.binds {
-            q = match b {
-                Bind::Int(v) => q.bind(*v),
-                Bind::Text(v) => q.bind(v.as_str()),
-            };
-        }
-        Ok(q.fetch_all(conn).await?)
+        Ok(self.bound().persistent(cache_plan).fetch_all(conn).await?)
     }
 }
 
@@ -259,22 +269,22 @@ fn sort_sql(sql: &mut Sql, over: Over, key: &SortKey) -> bool {
 }
 
 /// A leaf whose own index can produce matches in object-id order.
-fn drives(f: &Filter) -> bool {
+fn drives(engine: Engine, f: &Filter) -> bool {
     match f {
         Filter::Attribute { name_lc, .. } => !matches!(name_lc.as_str(), "correlationid" | "correlationtag"),
         Filter::Flag { set: true, .. } | Filter::Word { .. } => true,
-        Filter::Text { needle } => needle.chars().count() >= 3,
+        Filter::Text { needle } => needle.chars().count() >= engine.text_index_min_chars(),
         _ => false,
     }
 }
 
 /// For a page in id order: the leaf to read matches from (in id order, so the page stops
 /// after `limit + 1` rows instead of gathering every match) and the rest of the filter.
-fn pick_driver(f: &Filter) -> Option<(&Filter, Option<Filter>)> {
+fn pick_driver(engine: Engine, f: &Filter) -> Option<(&Filter, Option<Filter>)> {
     match f {
-        f if drives(f) => Some((f, None)),
+        f if drives(engine, f) => Some((f, None)),
         Filter::All(list) => {
-            let i = list.iter().position(drives)?;
+            let i = list.iter().position(|f| drives(engine, f))?;
             let rest: Vec<Filter> = list.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, x)| x.clone()).collect();
             Some((&list[i], (!rest.is_empty()).then_some(Filter::All(rest))))
         }
@@ -348,7 +358,7 @@ fn driven_page_sql(
 pub fn page_sql(engine: Engine, b: &BoxRow, over: Over, q: &SearchQuery, limit: u32) -> Result<(Sql, bool)> {
     if over == Over::Objects
         && q.sort.key == SortKey::Id
-        && let Some((driver, rest)) = q.filter.as_ref().and_then(pick_driver)
+        && let Some((driver, rest)) = q.filter.as_ref().and_then(|f| pick_driver(engine, f))
     {
         return Ok((driven_page_sql(engine, b, q, driver, rest.as_ref(), limit)?, true));
     }
