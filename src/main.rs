@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use cpm_nms::auth::{digest, digest_algorithms, hash_password};
 use cpm_nms::config::{Overrides, Settings};
 use cpm_nms::error::Error;
-use cpm_nms::startup::{Application, build_nms, open_store};
+use cpm_nms::startup::{Application, build_admin_nms, open_store};
 
 #[derive(Parser)]
 #[command(name = "cpm-nms", version, about = "CPM Network Message Store (OMA REST NMS)")]
@@ -152,7 +152,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("migrations applied to {}", settings.database_url());
         }
         Command::Sweep { grace_secs } => {
-            let nms = build_nms(&settings).await?;
+            let nms = build_admin_nms(&settings).await?;
             let grace = std::time::Duration::from_secs(grace_secs.unwrap_or(settings.storage.blob_grace_secs));
             let r = nms.blobs.sweep(grace).await?;
             println!(
@@ -162,7 +162,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Account(cmd) => account(cmd, &settings).await?,
         Command::Box(BoxCommand::Reset { address, store }) => {
-            let nms = build_nms(&settings).await?;
+            let nms = build_admin_nms(&settings).await?;
             let store = store.or_else(|| settings.nms.stores.first().cloned()).unwrap_or_default();
             let Some(b) = nms.find_box(&store, &address).await? else {
                 return Err(format!("no box {address} in store {store}").into());
@@ -175,7 +175,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn account(cmd: AccountCommand, settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
-    let nms = build_nms(settings).await?;
+    let nms = build_admin_nms(settings).await?;
     match cmd {
         AccountCommand::Add(args) => {
             let password = match (args.password, args.password_stdin) {

@@ -81,15 +81,32 @@ pub async fn build_nms(settings: &Settings) -> Result<Nms> {
     build_nms_over(settings, None).await
 }
 
+/// The domain service for the command line's administration (accounts, box reset, sweep).
+/// It seals nothing a client keeps, so on a shared database it also runs without
+/// `auth.cursor_secret` (with a key of its own), as it does on SQLite.
+pub async fn build_admin_nms(settings: &Settings) -> Result<Nms> {
+    let key = if settings.auth.cursor_secret.is_empty() && Engine::of_url(&settings.database_url())?.shared_by_nodes() {
+        let key: [u8; 32] = rand::random();
+        TokenKey::new(key.to_vec())
+    } else {
+        token_key(settings)?
+    };
+    build_nms_keyed(settings, None, key).await
+}
+
 /// The domain service over the configured metadata store and `blobs`, or the configured
 /// blob store.
 async fn build_nms_over(settings: &Settings, blobs: Option<Arc<dyn ObjectStore>>) -> Result<Nms> {
+    build_nms_keyed(settings, blobs, token_key(settings)?).await
+}
+
+async fn build_nms_keyed(settings: &Settings, blobs: Option<Arc<dyn ObjectStore>>, key: TokenKey) -> Result<Nms> {
     let meta = open_store(settings).await?;
     let blobs = match blobs {
         Some(store) => PayloadStore::with_store(store, meta.clone(), settings)?,
         None => PayloadStore::open(settings, meta.clone()).await?,
     };
-    Ok(Nms::new(meta, blobs, settings.nms.clone(), settings.sync.clone(), token_key(settings)?)
+    Ok(Nms::new(meta, blobs, settings.nms.clone(), settings.sync.clone(), key)
         .with_cpm(settings.cpm.clone())
         .with_limits(settings.limits.clone()))
 }

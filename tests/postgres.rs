@@ -225,7 +225,8 @@ fn cpm(dir: &Path, database_url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
         .args(["--data-dir", dir.to_str().unwrap()])
         .args(args)
-        .env("NMS__AUTH__CURSOR_SECRET", SECRET)
+        // The command line's administration seals nothing: it needs no shared secret.
+        .env_remove("NMS__AUTH__CURSOR_SECRET")
         .env("NMS__STORAGE__DATABASE_URL", database_url)
         .env("NMS__STORAGE__POSTGRES__ACQUIRE_TIMEOUT_SECS", "2")
         .output()
@@ -240,7 +241,12 @@ fn text(o: &Output) -> String {
 fn a_database_that_cannot_be_reached_stops_the_start_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on port 1; the password stays out of the message.
-    let out = cpm(dir.path(), "postgres://nms:hunter2@127.0.0.1:1/nms", &["serve", "--listen", "127.0.0.1:0"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_cpm-nms"))
+        .args(["--data-dir", dir.path().to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .env("NMS__AUTH__CURSOR_SECRET", SECRET)
+        .env("NMS__STORAGE__DATABASE_URL", "postgres://nms:hunter2@127.0.0.1:1/nms")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let msg = text(&out);
     assert!(msg.contains("storage.database_url") && msg.contains("Connection refused"), "{msg}");
