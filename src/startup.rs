@@ -68,6 +68,9 @@ pub fn token_key(settings: &Settings) -> Result<TokenKey> {
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("{}: {e}", dir.display())))?;
+    }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

@@ -182,3 +182,12 @@ fn limits_and_tls_settings_load_and_are_validated() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("tls_key"));
 }
+
+#[test]
+fn the_first_command_makes_the_data_dir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("not-yet");
+    let out = cpm(&data, &["account", "add", "--name", "alice", "--box", "tel:+1", "--password", "pw"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(data.join("cursor.key").exists() && data.join("nms.db").exists());
+}
