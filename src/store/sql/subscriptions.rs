@@ -3,8 +3,12 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::{query, query_as, query_scalar};
+use async_trait::async_trait;
+
+use super::{SqlStore, lock, query, query_as, query_scalar, try_lock};
+use crate::store::Subscriptions;
 use crate::store::engine::Engine;
+use crate::store::engine::Lock;
 
 use crate::error::{Error, Result};
 use crate::model::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within, Written};
@@ -459,4 +463,115 @@ pub async fn purge_expired(conn: &mut AnyConnection, now_ms: i64) -> Result<u64>
     let subs = query("DELETE FROM subscriptions WHERE expires_at_ms <= ?").bind(now_ms).execute(&mut *conn).await?;
     let chans = query("DELETE FROM channels WHERE expires_at_ms <= ?").bind(now_ms).execute(&mut *conn).await?;
     Ok(subs.rows_affected() + chans.rows_affected())
+}
+
+#[async_trait]
+impl Subscriptions for SqlStore {
+    async fn create_channel(&self, c: &Channel) -> Result<Channel> {
+        create_channel(&self.pool, c).await
+    }
+    async fn channel(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
+        channel(&self.pool, public_id, now_ms).await
+    }
+    async fn channels_of(&self, principal: &str, user_id: &str, now_ms: i64) -> Result<Vec<Channel>> {
+        channels_of(&self.pool, principal, user_id, now_ms).await
+    }
+    async fn count_channels(&self, principal: &str, now_ms: i64) -> Result<u64> {
+        count_channels(&self.pool, principal, now_ms).await
+    }
+    async fn renew_channel(&self, public_id: &str, lifetime_secs: i64, now_ms: i64) -> Result<Option<Channel>> {
+        renew_channel(&self.pool, public_id, lifetime_secs, now_ms).await
+    }
+    async fn begin_poll(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
+        begin_poll(&self.pool, public_id, now_ms).await
+    }
+    async fn delete_channel(&self, public_id: &str) -> Result<bool> {
+        delete_channel(&self.pool, public_id).await
+    }
+    async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Written<Option<Subscription>>> {
+        let (_slot, mut tx) = self.begin_write().await?;
+        lock(self.engine, &mut tx, Lock::Subscriptions(s.box_id)).await?;
+        match create_subscription(&mut tx, s, max_per_box).await {
+            // Changes after its position may be pending at once: the box as it stands.
+            Ok(Some(created)) => {
+                let modseq: i64 =
+                    query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(s.box_id).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(Written::committed(Some(created), s.box_id, modseq))
+            }
+            Ok(None) => {
+                tx.rollback().await?;
+                Ok(Written::unchanged(None))
+            }
+            // The same correlator is live already: that subscription is the answer.
+            Err(None) => {
+                tx.rollback().await?;
+                let correlator = s.client_correlator.as_deref().unwrap_or_default();
+                let now = crate::ids::now_ms();
+                let existing = subscription_by_correlator(&self.pool, s.box_id, &s.principal, correlator, now).await?;
+                Ok(Written::unchanged(existing))
+            }
+            Err(Some(e)) => Err(e),
+        }
+    }
+    async fn subscription(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Option<Subscription>> {
+        subscription(&self.pool, b, public_id, now_ms).await
+    }
+    async fn subscription_by_correlator(
+        &self,
+        b: &BoxRow,
+        principal: &str,
+        correlator: &str,
+        now_ms: i64,
+    ) -> Result<Option<Subscription>> {
+        subscription_by_correlator(&self.pool, b.id, principal, correlator, now_ms).await
+    }
+    async fn subscriptions_of(&self, b: &BoxRow, principal: &str, now_ms: i64) -> Result<Vec<Subscription>> {
+        subscriptions_of(&self.pool, b, principal, now_ms).await
+    }
+    async fn subscriptions_of_channel(&self, channel_id: i64, now_ms: i64) -> Result<Vec<Subscription>> {
+        subscriptions_of_channel(&self.pool, channel_id, now_ms).await
+    }
+    async fn update_subscription(&self, s: &Subscription, position: bool) -> Result<Written<()>> {
+        update_subscription(&self.pool, s, position).await
+    }
+    async fn delete_subscription(&self, b: &BoxRow, public_id: &str) -> Result<bool> {
+        delete_subscription(&self.pool, b, public_id).await
+    }
+    async fn advance_subscription(&self, m: &Advance, outbox: Option<&str>) -> Result<bool> {
+        advance(&self.pool, self.engine, m, true, outbox).await
+    }
+    async fn skip_subscription(&self, m: &Advance) -> Result<bool> {
+        advance(&self.pool, self.engine, m, false, None).await
+    }
+    async fn webhook_candidates(&self, now_ms: i64, boxes: Option<&[i64]>, limit: u32) -> Result<Vec<Subscription>> {
+        webhook_candidates(&self.pool, now_ms, boxes, limit).await
+    }
+    async fn claim_webhook_lists(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxList>> {
+        claim_webhook_lists(&self.pool, self.engine, now_ms, lease_until_ms, limit).await
+    }
+    async fn next_webhook_due(&self) -> Result<Option<i64>> {
+        next_webhook_due(&self.pool, self.engine).await
+    }
+    async fn webhook_delivered(&self, subscription_id: i64, index: i64) -> Result<()> {
+        webhook_delivered(&self.pool, subscription_id, index).await
+    }
+    async fn webhook_failed(&self, subscription_id: i64, index: i64, due_at_ms: i64, error: &str) -> Result<()> {
+        webhook_failed(&self.pool, subscription_id, index, due_at_ms, error).await
+    }
+    async fn end_subscription(&self, subscription_id: i64) -> Result<()> {
+        end_subscription(&self.pool, subscription_id).await
+    }
+    async fn purge_expired_subscriptions(&self, now_ms: i64) -> Result<u64> {
+        // One node at a time: two purges at once could take the same subscription rows in
+        // opposite orders (one deleting subscriptions, the other channels cascading to them).
+        let (_slot, mut tx) = self.begin_write().await?;
+        if !try_lock(self.engine, &mut tx, Lock::Purging).await? {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let purged = purge_expired(&mut tx, now_ms).await?;
+        tx.commit().await?;
+        Ok(purged)
+    }
 }
