@@ -664,7 +664,8 @@ fn redact(s: &str) -> &'static str {
 }
 
 /// Hide a password embedded in a URL (`postgres://user:secret@host/db`).
-fn redact_url(s: &str) -> String {
+/// `s` with its password (if it is a URL with one) redacted.
+pub(crate) fn redact_url(s: &str) -> String {
     match url::Url::parse(s) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("redacted"));

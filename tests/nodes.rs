@@ -16,6 +16,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/database.rs"]
+mod database;
+use database::TestDatabase;
 #[path = "support/serve.rs"]
 mod serve;
 
@@ -54,13 +57,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The PostgreSQL server of the tests, as its administrator's URL (`None`: not set).
 fn pg_server() -> Option<String> {
-    let url = std::env::var("NMS_TEST_DATABASE_URL").ok().filter(|v| !v.is_empty());
-    if url.is_none() {
-        eprintln!(
-            "note: NMS_TEST_DATABASE_URL is not set, multi-node test skipped (eval \"$(.ci/postgres)\" starts one)"
-        );
-    }
-    url
+    TestDatabase::server("multi-node test")
 }
 
 /// The S3 endpoint of the tests and its bucket (`None`: not set).
@@ -74,50 +71,25 @@ fn s3_endpoint() -> Option<(String, String)> {
 }
 
 /// A fresh database of its own on the PostgreSQL server, dropped with it.
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
+struct Database(TestDatabase);
 
 impl Database {
     async fn create() -> Option<Self> {
         let admin_url = pg_server()?;
-        let name = format!("nms_nodes_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-        admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&name);
-        Some(Self { admin_url, name, url: url.to_string() })
+        Some(Self(TestDatabase::create_on(&admin_url, "nms_nodes").await))
     }
 
     /// A connection to the server, as its administrator.
     async fn admin(&self) -> PgConnection {
-        PgConnection::connect(&self.admin_url).await.unwrap()
+        self.0.admin().await
     }
 
     /// The store over this database as a node opens it (migrated), with a pool of its own:
     /// two of them are two nodes.
     async fn store(&self) -> Arc<dyn Store> {
         let mut settings = Settings::default();
-        settings.storage.database_url = self.url.clone();
+        settings.storage.database_url = self.0.url.clone();
         open_store(&settings).await.unwrap()
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop may run inside the test's runtime: use a thread with its own.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
-                    let _ = conn.execute(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
-                }
-            })
-        });
-        let _ = dropped.join();
     }
 }
 
@@ -152,7 +124,7 @@ sync.long_poll_secs = {LONG_POLL_SECS}
 sync.webhook_private_networks = true
 {extra}
 "#,
-            db_url = db.url,
+            db_url = db.0.url,
         );
         std::fs::write(&config, toml).unwrap();
         let cluster = Self { dir, config, db };
@@ -404,7 +376,7 @@ async fn a_listener_that_lost_its_connection_wakes_every_waiter_when_it_listens_
     let mut poll = spawn_poll(&poll_url);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut admin = cluster.db.admin().await;
-    let db = &cluster.db.name;
+    let db = cluster.db.0.name();
     admin.execute(AssertSqlSafe(format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))).await.unwrap();
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -940,7 +912,7 @@ async fn one_node_prunes_tombstones_at_a_time() {
     for id in &ids {
         let _ = store.delete_object(&b, id, now_ms(), &cpm_nms::cpm::Departures).await.unwrap();
     }
-    let mut other_node = PgConnection::connect(&db.url).await.unwrap();
+    let mut other_node = PgConnection::connect(&db.0.url).await.unwrap();
     let mut pruning = other_node.begin().await.unwrap();
     let held: i64 = sqlx::query_scalar("SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) l")
         .bind(Lock::Pruning.key())

@@ -20,6 +20,10 @@ use cpm_nms::config::Settings;
 use cpm_nms::startup::Application;
 use serde_json::{Value, json};
 
+#[path = "support/database.rs"]
+mod database;
+use database::TestDatabase;
+
 const ALICE: &str = "tel:+12125551212";
 const BOB: &str = "tel:+13105550000";
 /// The cursor secret every node of one database shares.
@@ -64,21 +68,6 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = script(&["stop", &self.dir]);
     }
-}
-
-/// A fresh database on the suite's PostgreSQL server (`NMS_TEST_DATABASE_URL`): its URL.
-async fn fresh_database() -> Option<String> {
-    use sqlx::{Connection, Executor};
-    let Some(admin) = std::env::var("NMS_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("note: NMS_TEST_DATABASE_URL is not set; PostgreSQL test skipped");
-        return None;
-    };
-    let name = format!("nms_pg_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
-    let mut url = url::Url::parse(&admin).unwrap();
-    url.set_path(&name);
-    Some(url.to_string())
 }
 
 /// A server on `database_url` with alice (her box) and bob (his), in this process: its base
@@ -130,15 +119,15 @@ async fn deposit_into(client: &reqwest::Client, base: &str, user: &str) -> reqwe
 #[tokio::test]
 async fn writers_of_one_box_queue_on_its_row_while_other_boxes_go_on() {
     use sqlx::{Connection, Executor};
-    let Some(db) = fresh_database().await else { return };
-    let (server, _data) = serve(&db, true).await;
+    let Some(db) = TestDatabase::create("nms_pg").await else { return };
+    let (server, _data) = serve(&db.url, true).await;
     let client = reqwest::Client::new();
     // Warm the login cache and make the folder, so the writes below only wait for rows.
     for (user, addr) in [("alice", ALICE), ("bob", BOB)] {
         assert_eq!(deposit_into(&client, &box_url(&server, addr), user).await.status(), 201);
     }
     // Another session holds alice's box row, as a long write to her box would.
-    let mut holder = sqlx::PgConnection::connect(&db).await.unwrap();
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
     holder.execute("BEGIN").await.unwrap();
     let address: String = sqlx::query_scalar("SELECT address FROM boxes WHERE address = $1 FOR UPDATE")
         .bind(ALICE)
@@ -162,13 +151,13 @@ async fn writers_of_one_box_queue_on_its_row_while_other_boxes_go_on() {
 #[tokio::test]
 async fn a_statement_past_its_timeout_is_503_and_the_box_serves_again() {
     use sqlx::{Connection, Executor};
-    let Some(db) = fresh_database().await else { return };
-    let (server, _data) = serve_with(&db, true, |s| s.storage.postgres.statement_timeout_ms = 300).await;
+    let Some(db) = TestDatabase::create("nms_pg").await else { return };
+    let (server, _data) = serve_with(&db.url, true, |s| s.storage.postgres.statement_timeout_ms = 300).await;
     let client = reqwest::Client::new();
     let base = box_url(&server, ALICE);
     assert_eq!(deposit_into(&client, &base, "alice").await.status(), 201);
     // A long write to alice's box holds its row past the statement timeout.
-    let mut holder = sqlx::PgConnection::connect(&db).await.unwrap();
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
     holder.execute("BEGIN").await.unwrap();
     sqlx::query("SELECT id FROM boxes WHERE address = $1 FOR UPDATE").bind(ALICE).execute(&mut holder).await.unwrap();
     let res = deposit_into(&client, &base, "alice").await;
@@ -182,9 +171,9 @@ async fn a_statement_past_its_timeout_is_503_and_the_box_serves_again() {
 
 #[tokio::test]
 async fn concurrent_writers_on_two_servers_get_unique_increasing_modseqs() {
-    let Some(db) = fresh_database().await else { return };
-    let (a, _da) = serve(&db, true).await;
-    let (b, _db) = serve(&db, false).await;
+    let Some(db) = TestDatabase::create("nms_pg").await else { return };
+    let (a, _da) = serve(&db.url, true).await;
+    let (b, _datab) = serve(&db.url, false).await;
     let client = reqwest::Client::new();
     let writers: Vec<_> = (0..16)
         .map(|i| {
@@ -356,9 +345,9 @@ async fn node_store(database_url: &str) -> (std::sync::Arc<dyn cpm_nms::store::S
 
 #[tokio::test]
 async fn nodes_provisioning_one_box_at_once_get_the_same_box() {
-    let Some(db) = fresh_database().await else { return };
-    let (a, _da) = node_store(&db).await;
-    let (b, _db) = node_store(&db).await;
+    let Some(db) = TestDatabase::create("nms_pg").await else { return };
+    let (a, _da) = node_store(&db.url).await;
+    let (b, _datab) = node_store(&db.url).await;
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -376,9 +365,9 @@ async fn nodes_provisioning_one_box_at_once_get_the_same_box() {
 #[tokio::test]
 async fn the_subscription_limit_holds_against_creators_on_two_nodes() {
     use cpm_nms::model::Subscription;
-    let Some(db) = fresh_database().await else { return };
-    let (a, _da) = node_store(&db).await;
-    let (b, _db) = node_store(&db).await;
+    let Some(db) = TestDatabase::create("nms_pg").await else { return };
+    let (a, _da) = node_store(&db.url).await;
+    let (b, _datab) = node_store(&db.url).await;
     let bx = a.provision_box("base", ALICE, "root", 1).await.unwrap();
     let tasks: Vec<_> = (0..12)
         .map(|i| {

@@ -20,6 +20,10 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, resume_unwind};
 use std::sync::Arc;
 
+#[path = "support/database.rs"]
+mod database;
+use database::TestDatabase;
+
 use cpm_nms::config::Settings;
 use cpm_nms::cpm::Departures;
 use cpm_nms::error::Error;
@@ -27,7 +31,6 @@ use cpm_nms::model::*;
 use cpm_nms::startup::open_store;
 use cpm_nms::store::*;
 use futures_util::FutureExt;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 /// The store as the server holds it.
 type Db = Arc<dyn Store>;
@@ -83,7 +86,7 @@ async fn story(run: impl AsyncFn(Db)) {
 struct Fresh {
     store: Db,
     _dir: tempfile::TempDir,
-    scratch: Option<Scratch>,
+    _scratch: Option<TestDatabase>,
 }
 
 impl Fresh {
@@ -92,60 +95,21 @@ impl Fresh {
         let mut settings = Settings { data_dir: dir.path().to_path_buf(), ..Settings::default() };
         let scratch = match engine {
             Engine::Sqlite => None,
-            Engine::Postgres { server_url } => Some(Scratch::create(server_url).await),
+            Engine::Postgres { server_url } => Some(TestDatabase::create_on(server_url, "nms_story").await),
         };
         if let Some(s) = &scratch {
             settings.storage.database_url = s.url.clone();
         }
         match open_store(&settings).await {
-            Ok(store) => Self { store, _dir: dir, scratch },
-            Err(e) => {
-                if let Some(s) = scratch {
-                    s.drop_database().await;
-                }
-                panic!("open a store on {engine}: {e}");
-            }
+            Ok(store) => Self { store, _dir: dir, _scratch: scratch },
+            // The scratch database is dropped on the way out.
+            Err(e) => panic!("open a store on {engine}: {e}"),
         }
     }
 
     async fn close(self) {
+        // The store's connections go first; the scratch database is dropped after them.
         drop(self.store);
-        if let Some(s) = self.scratch {
-            s.drop_database().await;
-        }
-    }
-}
-
-/// A database of its own on the PostgreSQL server, for one run of one story.
-struct Scratch {
-    server_url: String,
-    name: String,
-    /// The server URL with the scratch database in place of the one it named.
-    url: String,
-}
-
-impl Scratch {
-    async fn create(server_url: &str) -> Self {
-        let name = format!("nms_story_{}", uuid::Uuid::new_v4().simple());
-        let mut url = url::Url::parse(server_url).expect("NMS_TEST_DATABASE_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        let mut admin = PgConnection::connect(server_url).await.expect("connect to NMS_TEST_DATABASE_URL");
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .expect("create the scratch database");
-        admin.close().await.expect("close the admin connection");
-        Self { server_url: server_url.to_string(), name, url: url.to_string() }
-    }
-
-    /// Drop the database, with whatever connections the store still holds to it.
-    async fn drop_database(self) {
-        let mut admin = PgConnection::connect(&self.server_url).await.expect("connect to NMS_TEST_DATABASE_URL");
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)))
-            .execute(&mut admin)
-            .await
-            .expect("drop the scratch database");
-        admin.close().await.expect("close the admin connection");
     }
 }
 

@@ -25,7 +25,7 @@ pub async fn connect(url: &str, settings: &StorageSettings) -> Result<AnyPool> {
     let pg = &settings.postgres;
     let acquire = Duration::from_secs(pg.acquire_timeout_secs.max(1));
     let unreachable = |e: String| Error::Unavailable {
-        what: format!("storage.database_url: PostgreSQL at {} cannot be used: {e}", redacted(url)),
+        what: format!("storage.database_url: PostgreSQL at {} cannot be used: {e}", crate::config::redact_url(url)),
     };
     match tokio::time::timeout(acquire, sqlx::AnyConnection::connect(url)).await {
         Ok(Ok(conn)) => conn.close().await.map_err(|e| unreachable(e.to_string()))?,
@@ -47,19 +47,6 @@ pub async fn connect(url: &str, settings: &StorageSettings) -> Result<AnyPool> {
         .connect_lazy(url)
         .map_err(|e| unreachable(e.to_string()))?;
     Ok(pool)
-}
-
-/// `url` without its password.
-fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "(unparsable URL)".into(),
-    }
 }
 
 /// See [`super::engine::Engine::json_object`]: `pairs` are `'name', expr, ...`.

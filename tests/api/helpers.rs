@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub use crate::database::TestDatabase;
 use cpm_nms::auth::hash_password;
 use cpm_nms::config::Settings;
 use cpm_nms::nms::Nms;
@@ -26,46 +27,6 @@ pub struct TestApp {
     pub db: Option<TestDatabase>,
 }
 
-/// A fresh database for one test on the PostgreSQL server `NMS_TEST_DATABASE_URL` names
-/// (the suite then runs on the PostgreSQL engine); dropped with the test.
-pub struct TestDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl TestDatabase {
-    /// `None` when `NMS_TEST_DATABASE_URL` is not set: the test runs on SQLite.
-    pub async fn create() -> Option<Self> {
-        use sqlx::{Connection, Executor};
-        let admin_url = std::env::var("NMS_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
-        let name = format!("nms_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("connect to NMS_TEST_DATABASE_URL");
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create database");
-        let mut url = url::Url::parse(&admin_url).expect("NMS_TEST_DATABASE_URL");
-        url.set_path(&name);
-        Some(Self { admin_url, name, url: url.to_string() })
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        use sqlx::{Connection, Executor};
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop may run inside the test's runtime: use a thread with its own.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
-                }
-            })
-        });
-        let _ = dropped.join();
-    }
-}
-
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -81,7 +42,7 @@ pub async fn spawn_app_over(
     blobs: impl FnOnce(&std::path::Path) -> Option<std::sync::Arc<dyn object_store::ObjectStore>>,
 ) -> TestApp {
     let data = tempfile::tempdir().expect("tempdir");
-    let db = TestDatabase::create().await;
+    let db = TestDatabase::create("nms_test").await;
     let mut s = Settings { data_dir: data.path().to_path_buf(), ..Default::default() };
     if let Some(db) = &db {
         s.storage.database_url = db.url.clone();

@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../support/database.rs"]
+mod database;
+
 mod auth;
 mod auth_bearer;
 mod bulk;

@@ -216,6 +216,12 @@ async fn try_lock(engine: Engine, tx: &mut Tx<'_>, lock: Lock<'_>) -> Result<boo
     }
 }
 
+/// The box's modseq as it stands (what a write that moves none, but changes what the box's
+/// waiters would find, commits at; what a read's snapshot is at).
+async fn current_modseq<'e>(conn: impl sqlx::Executor<'e, Database = sqlx::Any>, box_id: i64) -> Result<i64> {
+    Ok(query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(box_id).fetch_one(conn).await?)
+}
+
 /// First statement of every mutating transaction: bump and return the box modseq.
 async fn bump(tx: &mut Tx<'_>, b: &BoxRow) -> Result<i64> {
     let seq: i64 = query_scalar("UPDATE boxes SET modseq = modseq + 1 WHERE id = ? RETURNING modseq")

@@ -7,7 +7,7 @@ impl Search for SqlStore {
     async fn search_objects(&self, b: &BoxRow, q: &SearchQuery) -> Result<ObjectPage> {
         // One read transaction: the page and the box modseq come from the same snapshot.
         let mut tx = self.begin_read().await?;
-        let modseq: i64 = query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(b.id).fetch_one(&mut *tx).await?;
+        let modseq = current_modseq(&mut *tx, b.id).await?;
         let (ids, next) = page_ids(self.engine, &mut tx, b, Over::Objects, q).await?;
         let objects = load_objects(&mut tx, &ids).await?;
         tx.commit().await?;

@@ -5,7 +5,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use async_trait::async_trait;
 
-use super::{SqlStore, lock, query, query_as, query_scalar, try_lock};
+use super::{SqlStore, current_modseq, lock, query, query_as, query_scalar, try_lock};
 use crate::store::Subscriptions;
 use crate::store::engine::Engine;
 use crate::store::engine::Lock;
@@ -152,12 +152,6 @@ pub async fn begin_poll(pool: &AnyPool, public_id: &str, now_ms: i64) -> Result<
 pub async fn delete_channel(pool: &AnyPool, public_id: &str) -> Result<bool> {
     let res = query("DELETE FROM channels WHERE public_id = ?").bind(public_id).execute(pool).await?;
     Ok(res.rows_affected() > 0)
-}
-
-/// The box's modseq now: what a write that moves none but changes what the box's waiters
-/// would find commits at.
-async fn current_modseq(pool: &AnyPool, box_id: i64) -> Result<i64> {
-    Ok(query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(box_id).fetch_one(pool).await?)
 }
 
 /// Insert `s` unless its box holds `max_per_box` live subscriptions already: run in a write
@@ -494,8 +488,7 @@ impl Subscriptions for SqlStore {
         match create_subscription(&mut tx, s, max_per_box).await {
             // Changes after its position may be pending at once: the box as it stands.
             Ok(Some(created)) => {
-                let modseq: i64 =
-                    query_scalar("SELECT modseq FROM boxes WHERE id = ?").bind(s.box_id).fetch_one(&mut *tx).await?;
+                let modseq = current_modseq(&mut *tx, s.box_id).await?;
                 tx.commit().await?;
                 Ok(Written::committed(Some(created), s.box_id, modseq))
             }
