@@ -24,6 +24,9 @@ pub async fn connect(url: &str) -> Result<AnyPool> {
     let busy_ms = Duration::from_secs(30).as_millis();
     let pool = AnyPoolOptions::new()
         .max_connections(8)
+        // A connection to a local file does not go stale between uses: checking it before
+        // every use would only add a round trip to the connection's thread.
+        .test_before_acquire(false)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 for pragma in [
