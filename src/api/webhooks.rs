@@ -53,6 +53,10 @@ pub async fn run(nms: Nms, public_url: String) {
     // A claim outlives the attempt's timeout, so no other deliverer sends it meanwhile.
     let lease = timeout + Duration::from_secs(5);
     let mut last_full = tokio::time::Instant::now();
+    // Whether queued lists may exist (here or by other nodes) and the outbox needs reading:
+    // not after a round found it empty, until something is queued, an attempt ends, or the
+    // round looks at every box.
+    let mut outstanding = true;
     loop {
         let any = nms.hub.any_signal();
         let mut changed = Box::pin(any.notified());
@@ -69,6 +73,7 @@ pub async fn run(nms: Nms, public_url: String) {
         }
         if boxes.is_none() {
             last_full = tokio::time::Instant::now();
+            outstanding = true;
         }
         let queued = match nms.queue_webhook_lists(boxes.as_deref(), &render).await {
             Ok(n) => n,
@@ -77,6 +82,17 @@ pub async fn run(nms: Nms, public_url: String) {
                 0
             }
         };
+        outstanding |= queued > 0;
+        if !outstanding {
+            // Nothing queued anywhere: wait for a change of a box with webhooks.
+            let nap = nms.hub.re_read_within(IDLE_ROUND).saturating_sub(last_full.elapsed());
+            tokio::select! {
+                _ = changed => {}
+                _ = finished => outstanding = true,
+                _ = tokio::time::sleep(nap) => {}
+            }
+            continue;
+        }
         let free = u32::try_from(slots.available_permits()).unwrap_or(0).min(CLAIM);
         let claimed = if free == 0 {
             Vec::new()
@@ -107,13 +123,17 @@ pub async fn run(nms: Nms, public_url: String) {
         // Sleep until a box changes, an attempt ends, a retry falls due, or the idle round
         // is due (without a remote feed: a second, as other processes' changes wake nobody).
         let mut nap = nms.hub.re_read_within(IDLE_ROUND);
-        if let Ok(Some(due)) = nms.next_webhook_due().await {
-            let wait = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
-            nap = nap.min(Duration::from_millis(wait));
+        match nms.next_webhook_due().await {
+            Ok(Some(due)) => {
+                nap = nap.min(Duration::from_millis(u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0)));
+            }
+            // Nothing queued, nothing in flight: nothing to read until something is queued.
+            Ok(None) => outstanding = slots.available_permits() < CONCURRENCY,
+            Err(e) => tracing::warn!(error = %e, "reading when webhook notifications fall due failed"),
         }
         tokio::select! {
             _ = changed => {}
-            _ = finished => {}
+            _ = finished => outstanding = true,
             _ = tokio::time::sleep(nap) => {}
         }
     }

@@ -24,6 +24,14 @@ const MAX_CHANGED: usize = 10_000;
 /// Without a remote feed, how often waiters read the database again.
 pub const RE_READ: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// See [`Hub::watch_webhooks`].
+#[derive(Default)]
+struct WebhookBoxes {
+    boxes: Option<std::collections::HashSet<i64>>,
+    /// Boxes added by [`Hub::watch_webhook_box`] so far.
+    added: u64,
+}
+
 /// The wakeup hub.
 pub struct Hub {
     boxes: DashMap<i64, Arc<Notify>>,
@@ -34,6 +42,10 @@ pub struct Hub {
     any: Arc<Notify>,
     /// ... and the boxes changed since it last looked (`None`: too many; look at all).
     changed: std::sync::Mutex<Option<std::collections::HashSet<i64>>>,
+    /// The boxes with webhook subscriptions, as last read from the database plus those
+    /// made here since (`None`: not known; every box counts). Changes of other boxes give
+    /// the webhook deliverer nothing to do, so they do not wake it.
+    webhook_boxes: std::sync::Mutex<WebhookBoxes>,
     /// Per channel: the signal its open poll waits on besides its boxes' (a newer poll
     /// began, the channel was deleted, a subscription into it was made or moved).
     polls: DashMap<i64, Arc<Notify>>,
@@ -49,6 +61,7 @@ impl Default for Hub {
             any: Arc::new(Notify::new()),
             // Nothing is known of the time before: look at everything first.
             changed: std::sync::Mutex::new(None),
+            webhook_boxes: std::sync::Mutex::new(WebhookBoxes::default()),
             polls: DashMap::new(),
             remote_feed: AtomicBool::new(false),
         }
@@ -87,8 +100,14 @@ impl Hub {
     }
 
     /// Have the webhook deliverer look at box `box_id` (it changed, or a list of it was
-    /// delivered and the next may be due).
+    /// delivered and the next may be due), if the box may have webhook subscriptions.
     pub fn touch(&self, box_id: i64) {
+        if let Ok(watched) = self.webhook_boxes.lock()
+            && let Some(boxes) = &watched.boxes
+            && !boxes.contains(&box_id)
+        {
+            return;
+        }
         if let Ok(mut changed) = self.changed.lock()
             && let Some(set) = changed.as_mut()
         {
@@ -98,6 +117,35 @@ impl Hub {
             }
         }
         self.any.notify_waiters();
+    }
+
+    /// Box `box_id` has a webhook subscription now (made by this node): its changes wake
+    /// the webhook deliverer from now on.
+    pub fn watch_webhook_box(&self, box_id: i64) {
+        if let Ok(mut watched) = self.webhook_boxes.lock() {
+            watched.added += 1;
+            if let Some(boxes) = &mut watched.boxes {
+                boxes.insert(box_id);
+            }
+        }
+    }
+
+    /// The count of [`Hub::watch_webhook_box`] calls so far: taken before the database is
+    /// read for [`Hub::watch_webhooks`].
+    pub fn webhook_watch_mark(&self) -> u64 {
+        self.webhook_boxes.lock().map(|w| w.added).unwrap_or(0)
+    }
+
+    /// The boxes with webhook subscriptions, read from the database after `mark` was
+    /// taken. Boxes added here meanwhile (their subscription may have committed after the
+    /// read) are kept.
+    pub fn watch_webhooks(&self, boxes: std::collections::HashSet<i64>, mark: u64) {
+        if let Ok(mut watched) = self.webhook_boxes.lock() {
+            let keep = if watched.added == mark { None } else { watched.boxes.take() };
+            let mut boxes = boxes;
+            boxes.extend(keep.into_iter().flatten());
+            watched.boxes = Some(boxes);
+        }
     }
 
     /// The boxes touched since the last call (`None`: too many to list, or unknown; look at
@@ -271,5 +319,34 @@ mod tests {
             hub.touch(b);
         }
         assert_eq!(hub.take_changed(), None);
+    }
+
+    #[test]
+    fn only_boxes_with_webhooks_wake_the_deliverer_once_they_are_known() {
+        let hub = Hub::default();
+        hub.take_changed();
+        let any = hub.any_signal();
+        let mark = hub.webhook_watch_mark();
+        hub.watch_webhooks([1].into(), mark);
+        let mut woken = Box::pin(any.notified());
+        woken.as_mut().enable();
+        hub.touch(2);
+        assert!(woken.as_mut().now_or_never().is_none(), "box 2 has no webhook");
+        assert_eq!(hub.take_changed(), Some(vec![]));
+        hub.touch(1);
+        assert!(woken.as_mut().now_or_never().is_some());
+        assert_eq!(hub.take_changed(), Some(vec![1]));
+
+        // A subscription made while the database was read is not forgotten.
+        let mark = hub.webhook_watch_mark();
+        hub.watch_webhook_box(3);
+        hub.watch_webhooks([1].into(), mark);
+        hub.touch(3);
+        assert_eq!(hub.take_changed(), Some(vec![3]));
+        // Without one meanwhile, the database's answer is the set.
+        let mark = hub.webhook_watch_mark();
+        hub.watch_webhooks([1].into(), mark);
+        hub.touch(3);
+        assert_eq!(hub.take_changed(), Some(vec![]));
     }
 }

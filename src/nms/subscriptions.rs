@@ -372,6 +372,9 @@ impl Nms {
                 max,
             )
             .await?;
+        if channel_id.is_none() {
+            self.hub.watch_webhook_box(b.id);
+        }
         // Its changes since a restart token may be pending at once: the box's polls wake.
         self.published(created).ok_or_else(|| Error::LimitExceeded {
             what: "live subscriptions per box".into(),
@@ -416,6 +419,9 @@ impl Nms {
             s.duration_secs = granted(duration);
         }
         s.expires_at_ms = now_ms().saturating_add(s.duration_secs.saturating_mul(1000));
+        if s.channel_id.is_none() {
+            self.hub.watch_webhook_box(b.id);
+        }
         // With a restart token, replay restarts from it: its changes may be pending at once,
         // and the box's polls wake.
         self.published(self.meta.update_subscription(&s, position).await?);
@@ -597,6 +603,12 @@ impl Nms {
     /// order); returns how many were queued.
     pub async fn queue_webhook_lists(&self, boxes: Option<&[i64]>, render: &Render) -> Result<usize> {
         const PAGE: u32 = 100;
+        if boxes.is_none() {
+            // A look at every box also learns again which boxes have webhooks.
+            let mark = self.hub.webhook_watch_mark();
+            let watched = self.meta.webhook_boxes(now_ms()).await?;
+            self.hub.watch_webhooks(watched.into_iter().collect(), mark);
+        }
         let mut queued = 0;
         // Queued subscriptions drop out of the candidates; a bounded number of pages keeps a
         // subscription that keeps losing its compare-and-set from holding the loop.

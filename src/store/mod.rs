@@ -270,6 +270,8 @@ pub trait Subscriptions: Send + Sync {
     async fn webhook_candidates(&self, now_ms: i64, boxes: Option<&[i64]>, limit: u32) -> Result<Vec<Subscription>>;
     /// Claim due webhook lists for delivery until `lease_until_ms`.
     async fn claim_webhook_lists(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxList>>;
+    /// The boxes with live webhook subscriptions.
+    async fn webhook_boxes(&self, now_ms: i64) -> Result<Vec<i64>>;
     /// The earliest time a queued webhook list falls due (leases included).
     async fn next_webhook_due(&self) -> Result<Option<i64>>;
     /// A webhook list was delivered: drop it, so the subscription's next list can be built.

@@ -543,6 +543,12 @@ impl Subscriptions for SqlStore {
     async fn claim_webhook_lists(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxList>> {
         claim_webhook_lists(&self.pool, self.engine, now_ms, lease_until_ms, limit).await
     }
+    async fn webhook_boxes(&self, now_ms: i64) -> Result<Vec<i64>> {
+        Ok(query_scalar("SELECT DISTINCT box_id FROM subscriptions WHERE channel_id IS NULL AND expires_at_ms > ?")
+            .bind(now_ms)
+            .fetch_all(&self.pool)
+            .await?)
+    }
     async fn next_webhook_due(&self) -> Result<Option<i64>> {
         next_webhook_due(&self.pool, self.engine).await
     }
