@@ -46,16 +46,21 @@ impl Flags for SqlStore {
     ) -> Result<Written<Option<FlagChange>>> {
         let (_slot, mut tx) = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
-        let Some(owner) = item_id(&mut tx, b, t).await? else {
+        let (table, col, items, public_id) = flag_tables(t);
+        // The item and whether it has the flag, in one statement.
+        let found: Option<(i64, i64)> = query_as(sql!(
+            "SELECT i.id, CASE WHEN EXISTS (SELECT 1 FROM {table} f WHERE f.{col} = i.id AND f.flag_lc = ?) \
+             THEN 1 ELSE 0 END FROM {items} i WHERE i.box_id = ? AND i.public_id = ?"
+        ))
+        .bind(flag.to_ascii_lowercase())
+        .bind(b.id)
+        .bind(public_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((owner, present)) = found else {
             return settle(tx, b, seq, false, None).await;
         };
-        let (table, col, _, _) = flag_tables(t);
-        let present: Option<i64> = query_scalar(sql!("SELECT 1 FROM {table} WHERE {col} = ? AND flag_lc = ?"))
-            .bind(owner)
-            .bind(flag.to_ascii_lowercase())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if present.is_some() == on {
+        if (present == 1) == on {
             return settle(tx, b, seq, false, Some(FlagChange::Unchanged)).await;
         }
         if on {
