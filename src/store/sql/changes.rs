@@ -28,7 +28,7 @@ impl Changes for SqlStore {
         let limit = i64::from(limit.max(1));
         // A page of one group, from `cursor` (`None`: its start).
         let slice = async |mut tx: Tx<'_>, seq: i64, cursor: Within| -> Result<ChangePage> {
-            let (changes, within) = group_slice(&mut tx, b, seq, cursor, limit, with_attributes).await?;
+            let (changes, within) = group_slice(self.engine, &mut tx, b, seq, cursor, limit, with_attributes).await?;
             let more = within.is_some() || changes_beyond(&mut tx, b, seq).await?;
             tx.commit().await?;
             Ok(ChangePage { changes, through: seq, through_within: within, more, modseq, validity, replay_floor })
@@ -79,7 +79,7 @@ impl Changes for SqlStore {
         let folder_ids = ids("folders").fetch_all(&mut *tx).await?;
         let mut changes: Vec<Change> = Vec::new();
         changes.extend(load_folders(&mut tx, &folder_ids).await?.into_iter().map(Change::Folder));
-        let objects = load_objects_with(&mut tx, &object_ids, with_attributes, false).await?;
+        let objects = load_objects_with(self.engine, &mut tx, &object_ids, with_attributes, false).await?;
         changes.extend(objects.into_iter().map(Change::Object));
         let gone = tombstones_between(&mut tx, b, after, through, with_attributes).await?;
         changes.extend(gone.into_iter().map(Change::Gone));

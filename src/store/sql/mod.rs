@@ -935,6 +935,7 @@ async fn group_size(conn: &mut AnyConnection, b: &BoxRow, seq: i64, cap: i64) ->
 /// Up to `limit` changes of group `seq` after `cursor` (in part, then id order), and the
 /// position after them (`None`: the group is done).
 async fn group_slice(
+    engine: Engine,
     conn: &mut AnyConnection,
     b: &BoxRow,
     seq: i64,
@@ -966,8 +967,9 @@ async fn group_slice(
     let of = |p: u8| picked.iter().filter(|(x, _)| *x == p).map(|(_, id)| *id).collect::<Vec<_>>();
     let mut changes: Vec<Change> = Vec::with_capacity(picked.len());
     changes.extend(load_folders(&mut *conn, &of(0)).await?.into_iter().map(Change::Folder));
-    changes
-        .extend(load_objects_with(&mut *conn, &of(1), with_attributes, false).await?.into_iter().map(Change::Object));
+    changes.extend(
+        load_objects_with(engine, &mut *conn, &of(1), with_attributes, false).await?.into_iter().map(Change::Object),
+    );
     changes.extend(tombstones_by_id(&mut *conn, &of(2), with_attributes).await?.into_iter().map(Change::Gone));
     Ok((changes, within))
 }
@@ -1090,7 +1092,7 @@ impl SqlStore {
         }
         let Some(id) = q.fetch_optional(&self.pool).await? else { return Ok(None) };
         let mut conn = self.pool.acquire().await?;
-        Ok(load_objects(&mut conn, &[id]).await?.pop())
+        Ok(load_objects(self.engine, &mut conn, &[id]).await?.pop())
     }
 }
 

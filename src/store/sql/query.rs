@@ -434,14 +434,15 @@ fn in_list(sql: &mut Sql, ids: &[i64]) {
 /// Ids per batched load: well inside SQLite's bound-variable limit.
 const LOAD_CHUNK: usize = 500;
 
-/// Load objects by internal id, in the order given, with four queries per 500.
-pub async fn load_objects(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Object>> {
-    load_objects_with(conn, ids, true, true).await
+/// Load objects by internal id, in the order given, with one query per 500.
+pub async fn load_objects(engine: Engine, conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Object>> {
+    load_objects_with(engine, conn, ids, true, true).await
 }
 
 /// Load objects by internal id, in the order given, leaving out their attributes and/or
 /// part metadata when they are not wanted (sync events carry neither).
 pub async fn load_objects_with(
+    engine: Engine,
     conn: &mut AnyConnection,
     ids: &[i64],
     attributes: bool,
@@ -449,12 +450,29 @@ pub async fn load_objects_with(
 ) -> Result<Vec<Object>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(LOAD_CHUNK) {
-        out.extend(load_object_chunk(conn, chunk, attributes, parts).await?);
+        out.extend(load_object_chunk(engine, conn, chunk, attributes, parts).await?);
     }
     Ok(out)
 }
 
+/// A part's metadata as [`load_object_chunk`] reads it: part id, content type,
+/// disposition, id, location, encoding, file icon, size, blob key.
+type PartColumns = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
+/// One row per object: its attributes, flags and parts come along as JSON arrays, so a
+/// page of objects is one statement and one row each instead of a row per value.
 async fn load_object_chunk(
+    engine: Engine,
     conn: &mut AnyConnection,
     ids: &[i64],
     with_attributes: bool,
@@ -463,99 +481,99 @@ async fn load_object_chunk(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let nested = |columns: &[&str], table: &str, order: &str| {
+        format!("CAST({} AS TEXT)", engine.json_rows(columns, &format!("{table} WHERE object_id = o.id"), order))
+    };
+    let attributes =
+        if with_attributes { nested(&["name", "value"], "object_attributes", "rowid") } else { "NULL".into() };
+    let flags = nested(&["flag"], "object_flags", "rowid");
+    let parts = if with_parts {
+        nested(
+            &[
+                "part_id",
+                "content_type",
+                "content_disposition",
+                "content_id",
+                "content_location",
+                "content_encoding",
+                "file_icon",
+                "size",
+                "blob_key",
+            ],
+            "payload_parts",
+            "ordinal",
+        )
+    } else {
+        "NULL".into()
+    };
     let mut sql = Sql::default();
-    sql.push(
-        "SELECT o.id, o.public_id, f.public_id AS folder_public_id, f.path AS folder_path, \
-         o.correlation_id, o.correlation_tag, o.payload_type, o.stored_at_ms, o.last_mod_seq, o.creation_seq \
-         FROM objects o JOIN folders f ON f.id = o.folder_id WHERE o.id IN ",
-    );
+    sql.push(&format!(
+        "SELECT o.id, o.public_id, f.public_id, f.path, o.correlation_id, o.correlation_tag, o.payload_type, \
+         o.stored_at_ms, o.last_mod_seq, o.creation_seq, {attributes}, {flags}, {parts} \
+         FROM objects o JOIN folders f ON f.id = o.folder_id WHERE o.id IN "
+    ));
     in_list(&mut sql, ids);
     let mut by_id: HashMap<i64, Object> = HashMap::with_capacity(ids.len());
     for row in sql.fetch_all(&mut *conn).await? {
-        let id: i64 = row.try_get("id")?;
+        let id: i64 = row.try_get(0)?;
+        let attributes: Option<String> = row.try_get(10)?;
+        let flags: Option<String> = row.try_get(11)?;
+        let parts: Option<String> = row.try_get(12)?;
+        let attributes = match attributes {
+            Some(json) => group_attributes(nested_rows::<(String, String)>(&json)?),
+            None => Vec::new(),
+        };
+        let parts = match parts {
+            Some(json) => nested_rows::<PartColumns>(&json)?.into_iter().map(part_of).collect(),
+            None => Vec::new(),
+        };
         by_id.insert(
             id,
             Object {
                 id,
-                public_id: row.try_get("public_id")?,
-                folder_public_id: row.try_get("folder_public_id")?,
-                folder_path: row.try_get("folder_path")?,
-                attributes: Vec::new(),
-                flags: Vec::new(),
-                correlation_id: row.try_get("correlation_id")?,
-                correlation_tag: row.try_get("correlation_tag")?,
-                payload_type: row.try_get("payload_type")?,
-                parts: Vec::new(),
-                stored_at_ms: row.try_get("stored_at_ms")?,
-                last_mod_seq: row.try_get("last_mod_seq")?,
-                creation_seq: row.try_get("creation_seq")?,
+                public_id: row.try_get(1)?,
+                folder_public_id: row.try_get(2)?,
+                folder_path: row.try_get(3)?,
+                attributes,
+                flags: match flags {
+                    Some(json) => nested_rows(&json)?,
+                    None => Vec::new(),
+                },
+                correlation_id: row.try_get(4)?,
+                correlation_tag: row.try_get(5)?,
+                payload_type: row.try_get(6)?,
+                parts,
+                stored_at_ms: row.try_get(7)?,
+                last_mod_seq: row.try_get(8)?,
+                creation_seq: row.try_get(9)?,
             },
         );
     }
-
-    let mut sql = Sql::default();
-    sql.push("SELECT object_id, name, value FROM object_attributes WHERE object_id IN ");
-    in_list(&mut sql, ids);
-    sql.push(" ORDER BY object_id, rowid");
-    let mut pending: Vec<(String, String)> = Vec::new();
-    let mut current: Option<i64> = None;
-    let rows = if with_attributes { sql.fetch_all(&mut *conn).await? } else { Vec::new() };
-    for row in rows {
-        let oid: i64 = row.try_get(0)?;
-        if current != Some(oid) {
-            if let Some(prev) = current.and_then(|c| by_id.get_mut(&c)) {
-                prev.attributes = group_attributes(std::mem::take(&mut pending));
-            }
-            pending.clear();
-            current = Some(oid);
-        }
-        pending.push((row.try_get(1)?, row.try_get(2)?));
-    }
-    if let Some(prev) = current.and_then(|c| by_id.get_mut(&c)) {
-        prev.attributes = group_attributes(pending);
-    }
-
-    let mut sql = Sql::default();
-    sql.push("SELECT object_id, flag FROM object_flags WHERE object_id IN ");
-    in_list(&mut sql, ids);
-    sql.push(" ORDER BY object_id, rowid");
-    for row in sql.fetch_all(&mut *conn).await? {
-        let oid: i64 = row.try_get(0)?;
-        if let Some(o) = by_id.get_mut(&oid) {
-            o.flags.push(row.try_get(1)?);
-        }
-    }
-
-    let mut sql = Sql::default();
-    sql.push(
-        "SELECT object_id, part_id, content_type, content_disposition, content_id, content_location, \
-         content_encoding, file_icon, size, blob_key FROM payload_parts WHERE object_id IN ",
-    );
-    in_list(&mut sql, ids);
-    sql.push(" ORDER BY object_id, ordinal");
-    let rows = if with_parts { sql.fetch_all(&mut *conn).await? } else { Vec::new() };
-    for r in rows {
-        let oid: i64 = r.try_get(0)?;
-        let key: Option<String> = r.try_get("blob_key")?;
-        let size: i64 = r.try_get("size")?;
-        if let Some(o) = by_id.get_mut(&oid) {
-            o.parts.push(PayloadPart {
-                part_id: r.try_get("part_id")?,
-                content_type: r.try_get("content_type")?,
-                content_disposition: r.try_get("content_disposition")?,
-                content_id: r.try_get("content_id")?,
-                content_location: r.try_get("content_location")?,
-                content_encoding: r.try_get("content_encoding")?,
-                file_icon: r.try_get("file_icon")?,
-                size: size.max(0) as u64,
-                data: match key {
-                    Some(key) => PartData::Blob { key },
-                    None => PartData::Inline(Vec::new()),
-                },
-            });
-        }
-    }
     Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
+/// The rows of a nested JSON array the database built.
+fn nested_rows<T: serde::de::DeserializeOwned>(json: &str) -> Result<Vec<T>> {
+    serde_json::from_str(json).map_err(|e| Error::internal(format!("reading stored rows: {e}")))
+}
+
+fn part_of(
+    (part_id, content_type, content_disposition, content_id, content_location, content_encoding, file_icon, size, key): PartColumns,
+) -> PayloadPart {
+    PayloadPart {
+        part_id,
+        content_type,
+        content_disposition,
+        content_id,
+        content_location,
+        content_encoding,
+        file_icon,
+        size: size.max(0) as u64,
+        data: match key {
+            Some(key) => PartData::Blob { key },
+            None => PartData::Inline(Vec::new()),
+        },
+    }
 }
 
 /// Load folders by internal id, in the order given, with two queries per 500.

@@ -9,7 +9,7 @@ impl Search for SqlStore {
         let mut tx = self.begin_read().await?;
         let modseq = current_modseq(&mut *tx, b.id).await?;
         let (ids, next) = page_ids(self.engine, &mut tx, b, Over::Objects, q).await?;
-        let objects = load_objects(&mut tx, &ids).await?;
+        let objects = load_objects(self.engine, &mut tx, &ids).await?;
         tx.commit().await?;
         Ok(ObjectPage { objects, next, modseq })
     }
