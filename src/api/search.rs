@@ -70,6 +70,13 @@ async fn read_selection(
     selection_input(&access.urls, env.selection_criteria)
 }
 
+/// `{"objectList": ..}`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectListEnvelopeW {
+    object_list: ObjectListW,
+}
+
 /// `POST objects/operations/search`.
 pub async fn objects(
     req: HttpRequest,
@@ -81,7 +88,9 @@ pub async fn objects(
     Ok(match state.nms.search_objects(&access.b, &input).await? {
         ObjectResult::Objects { objects, cursor, creation_cursor } => {
             let object = objects.iter().map(|o| render_object(&access.urls, o)).collect();
-            ok_json(json!({ "objectList": ObjectListW { object, cursor, creation_cursor } }))
+            // Typed all the way: a page of whole objects is the largest answer there is.
+            HttpResponse::Ok()
+                .json(ObjectListEnvelopeW { object_list: ObjectListW { object, cursor, creation_cursor } })
         }
         ObjectResult::Vanished(ids) => {
             let object_reference =
