@@ -151,9 +151,9 @@ impl Application {
         // announces it; then they wait without re-reading on a timer.
         let url = settings.database_url();
         let feed = Engine::of_url(&url)?.listener(&url);
-        if feed.is_some() {
-            nms.hub.set_remote_feed();
-        }
+        // Without one, the server watches the database for other connections' commits
+        // (`Nms::watch_other_writers`): either way waiters need no timer.
+        nms.hub.set_remote_feed();
         // Temporaries a crashed process left behind go now, not after the grace period.
         let grace = Duration::from_secs(settings.storage.blob_grace_secs);
         match nms.blobs.sweep_temporaries(grace).await {
@@ -246,7 +246,13 @@ impl Application {
         let sweeper = tokio::spawn(sweep_loop(self.nms.blobs.clone(), self.sweep_every, self.grace));
         let pruner = tokio::spawn(housekeeping_loop(self.nms.clone()));
         let webhooks = tokio::spawn(api::webhooks::run(self.nms.clone(), self.public_url.clone()));
-        let follower = self.feed.map(|l| tokio::spawn(follow_database(l, self.nms.hub.clone())));
+        let follower = match self.feed {
+            Some(l) => tokio::spawn(follow_database(l, self.nms.hub.clone())),
+            None => {
+                let nms = self.nms.clone();
+                tokio::spawn(async move { nms.watch_other_writers(crate::hub::RE_READ).await })
+            }
+        };
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
@@ -257,9 +263,7 @@ impl Application {
         pruner.abort();
         webhooks.abort();
         stopper.abort();
-        if let Some(f) = follower {
-            f.abort();
-        }
+        follower.abort();
         res
     }
 }

@@ -8,9 +8,12 @@
 //! see `store::listen`): [`Hub::deliver`] wakes the box's waiters unless this node has
 //! already seen the box at that modseq, [`Hub::wake_channel`] a channel's open poll, and
 //! [`Hub::wake_all`] every waiter when announcements may have been missed (the listening
-//! connection was lost and made again). Such a hub is marked [`Hub::set_remote_feed`]:
-//! its waiters then wait for a wakeup only. Without a feed (SQLite: one server, and the
-//! command line's `box reset` writing beside it), waiters also re-read on a short timer.
+//! connection was lost and made again). On SQLite, which announces nothing, the server
+//! itself watches the database for other connections' commits (the command line writing
+//! beside it, see `Nms::watch_other_writers`) and delivers them the same way. A hub fed
+//! either way is marked [`Hub::set_remote_feed`]: its waiters then wait for a wakeup only.
+//! Without a feed (a service built without a server around it), waiters also re-read on a
+//! short timer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -206,6 +209,20 @@ impl Hub {
         if let Some(n) = self.polls.get(&channel_id) {
             n.notify_waiters();
         }
+    }
+
+    /// The boxes someone here waits on: held by a poll, or with webhook subscriptions.
+    pub fn waited_on(&self) -> Vec<i64> {
+        let mut out: Vec<i64> =
+            self.boxes.iter().filter(|e| Arc::strong_count(e.value()) > 1).map(|e| *e.key()).collect();
+        if let Ok(watched) = self.webhook_boxes.lock()
+            && let Some(boxes) = &watched.boxes
+        {
+            out.extend(boxes.iter().copied());
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Forget the signals nobody waits on (housekeeping): a box's signal held by no poll,

@@ -292,6 +292,40 @@ impl Nms {
         w.value
     }
 
+    /// On a database that does not announce commits (SQLite), find the commits of other
+    /// connections (the command line beside this server) once every `every`, and wake the
+    /// waiters of the boxes they moved: waiters then need no timer of their own. Returns
+    /// at once on a database that announces commits.
+    pub async fn watch_other_writers(&self, every: std::time::Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match self.meta.committed_elsewhere().await {
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => continue,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking for other writers' commits failed");
+                    self.hub.wake_all();
+                    continue;
+                }
+            }
+            // The hub tells this node's own commits (already published) from news.
+            match self.meta.box_modseqs(&self.hub.waited_on()).await {
+                Ok(moved) => {
+                    for (id, modseq) in moved {
+                        self.hub.deliver(id, modseq);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the boxes other writers changed failed");
+                    self.hub.wake_all();
+                }
+            }
+        }
+    }
+
     /// The same service with these CPM policies.
     pub fn with_cpm(mut self, cpm: CpmSettings) -> Self {
         self.cpm = cpm;

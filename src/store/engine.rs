@@ -104,6 +104,16 @@ impl Engine {
         }
     }
 
+    /// A statement answering a number that changes whenever another connection commits
+    /// to the database, for engines without an announcement feed (SQLite's
+    /// `PRAGMA data_version`); `None` where commits are announced instead.
+    pub fn commit_counter(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => Some("PRAGMA data_version"),
+            Self::Postgres => None,
+        }
+    }
+
     /// Whether the engine takes one writer at a time (writers of this process then queue
     /// in order instead of contending for the database's lock).
     pub fn single_writer(self) -> bool {

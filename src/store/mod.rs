@@ -61,6 +61,11 @@ pub trait Boxes: Send + Sync {
     /// validity, so every restart token of it is stale. Returns the box as it is now and
     /// the released blob keys.
     async fn reset_box(&self, b: &BoxRow) -> Result<Written<(BoxRow, Released)>>;
+    /// The modseq of each of these boxes that exists, as `(id, modseq)`.
+    async fn box_modseqs(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>>;
+    /// Whether any other connection (of this process or another) committed since the last
+    /// call; `None`: the engine announces commits instead and cannot tell this way.
+    async fn committed_elsewhere(&self) -> Result<Option<bool>>;
 }
 
 /// Folders: lookup by id and path, creation, rename, deletion, children and stats.

@@ -534,7 +534,7 @@ async fn a_command_line_reset_reaches_a_waiting_poll() {
     let waiting = spawn_poll(&app, &channel_url);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start = Instant::now();
-    // Another process: its change reaches no hub, the poll's re-read finds it.
+    // Another process: the server finds its commit by watching the database, and wakes the poll.
     let out = app.cli(&["box", "reset", ALICE]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (status, v) = waiting.await.unwrap();

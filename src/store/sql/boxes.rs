@@ -115,4 +115,43 @@ impl Boxes for SqlStore {
         let now = BoxRow { id: b.id, store: b.store.clone(), address: b.address.clone(), modseq: seq, validity };
         settle(tx, b, seq, true, (now, Released { blob_keys: keys })).await
     }
+    async fn box_modseqs(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            if chunk.is_empty() {
+                continue;
+            }
+            let mut sql = query::Sql::default();
+            sql.push("SELECT id, modseq FROM boxes WHERE id IN ");
+            query::in_list(&mut sql, chunk);
+            for row in sql.fetch_all(&mut *self.pool.acquire().await?).await? {
+                out.push((row.try_get(0)?, row.try_get(1)?));
+            }
+        }
+        Ok(out)
+    }
+    async fn committed_elsewhere(&self) -> Result<Option<bool>> {
+        let Some(counter) = self.engine.commit_counter() else { return Ok(None) };
+        let mut watch = self.watch.lock().await;
+        // Its own connection: the counter tells one connection of the others' commits.
+        if watch.is_none() {
+            let mut conn = self.pool.acquire().await?.detach();
+            let now: i64 = query_scalar(counter).fetch_one(&mut conn).await?;
+            *watch = Some((conn, now));
+            return Ok(Some(false));
+        }
+        let Some((conn, last)) = watch.as_mut() else { return Ok(None) };
+        match query_scalar::<i64>(counter).fetch_one(&mut *conn).await {
+            Ok(now) => {
+                let changed = now != *last;
+                *last = now;
+                Ok(Some(changed))
+            }
+            Err(e) => {
+                // Made again next time; meanwhile anything may have changed.
+                *watch = None;
+                Err(e.into())
+            }
+        }
+    }
 }

@@ -126,6 +126,8 @@ pub struct SqlStore {
     write_lock: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
     /// Every folder path this store computes is checked against these, inside the write.
     folder_limits: FolderLimits,
+    /// The connection [`Boxes::committed_elsewhere`] asks, and its last answer.
+    watch: std::sync::Arc<tokio::sync::Mutex<Option<(AnyConnection, i64)>>>,
 }
 
 /// Internal view of a folder used while resolving parents.
@@ -160,7 +162,7 @@ impl SqlStore {
         let engine = Engine::of_url(url)?;
         let pool = engine.connect(url, settings).await?;
         let write_lock = engine.single_writer().then(Default::default);
-        Ok(Self { pool, engine, write_lock, folder_limits: FolderLimits::default() })
+        Ok(Self { pool, engine, write_lock, folder_limits: FolderLimits::default(), watch: Default::default() })
     }
 
     /// Bound the folder paths the store makes (none by default).

@@ -420,7 +420,7 @@ pub async fn page_ids(
 }
 
 /// `?, ?, ?` with the ids bound.
-fn in_list(sql: &mut Sql, ids: &[i64]) {
+pub(super) fn in_list(sql: &mut Sql, ids: &[i64]) {
     sql.push("(");
     for (i, id) in ids.iter().enumerate() {
         if i > 0 {
