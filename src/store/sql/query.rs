@@ -197,7 +197,11 @@ fn filter_sql(sql: &mut Sql, m: Mode, f: &Filter) -> Result<()> {
                 let p = like_pattern(needle);
                 let like = m.engine.like_ascii_ci();
                 sql.push("(f.name ").push(like).push(" ").str(&p).push(" ESCAPE '\\'");
-                sql.push(" OR f.id IN (SELECT folder_id FROM folder_attributes WHERE value ").push(like).push(" ");
+                // Per folder of the scope, by its key: never the folder attributes of the
+                // whole store.
+                sql.push(" OR EXISTS (SELECT 1 FROM folder_attributes fa WHERE fa.folder_id = f.id AND fa.value ")
+                    .push(like)
+                    .push(" ");
                 sql.str(&p).push(" ESCAPE '\\'))");
             }
         },
