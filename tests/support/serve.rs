@@ -19,11 +19,17 @@ pub struct Served {
 impl Served {
     /// Run `cpm-nms ARGS serve --listen 127.0.0.1:0` as `cmd` (the binary, its arguments
     /// before `serve`, its environment), and wait until it says where it listens.
-    pub fn start(mut cmd: Command) -> Self {
+    #[allow(dead_code)]
+    pub fn start(cmd: Command) -> Self {
+        Self::start_logging(cmd, "info")
+    }
+
+    /// [`Served::start`] with the log filter `filter` (`RUST_LOG`).
+    pub fn start_logging(mut cmd: Command, filter: &str) -> Self {
         let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("NMS_LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -61,6 +67,12 @@ impl Served {
                 Err(_) => panic!("the server at {} never logged {message:?}", self.url),
             }
         }
+    }
+
+    /// The log records received so far and not yet read: (message, fields).
+    #[allow(dead_code)]
+    pub fn take_log(&mut self) -> Vec<(String, Value)> {
+        self.log.try_iter().collect()
     }
 
     /// Kill it (SIGKILL) and wait until it is gone.
