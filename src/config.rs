@@ -217,6 +217,9 @@ pub struct SyncSettings {
     pub prune_interval_secs: u64,
     /// How long a long poll with nothing to deliver waits before answering an empty list.
     pub long_poll_secs: u64,
+    /// Changes per notification list when that many are pending (a list holds whole
+    /// modseq groups, so it may hold more; a group too large is sliced to this size).
+    pub list_max_events: u32,
     /// Whether subscriptions may name webhooks (any http(s) `notifyURL` that is not one of
     /// this server's notification channels).
     pub webhooks: bool,
@@ -241,6 +244,7 @@ impl Default for SyncSettings {
             tombstone_max_per_box: 100_000,
             prune_interval_secs: 3600,
             long_poll_secs: 30,
+            list_max_events: 5000,
             webhooks: true,
             webhook_private_networks: false,
             webhook_timeout_secs: 10,
@@ -738,6 +742,9 @@ impl Settings {
             if !matches!(u.scheme(), "http" | "https") {
                 return Err(ConfigError("server.public_url must be http or https".into()));
             }
+        }
+        if self.sync.list_max_events == 0 {
+            return Err(ConfigError("sync.list_max_events must be positive".into()));
         }
         if self.nms.folder_page_default == 0 || self.nms.folder_page_max == 0 {
             return Err(ConfigError("folder page sizes must be positive".into()));

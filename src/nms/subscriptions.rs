@@ -96,11 +96,6 @@ pub enum Delivery {
     Failed { error: String, retry_after: Option<Duration> },
 }
 
-/// Changes per notification list (at least; a list holds whole modseq groups). One answer
-/// carries at most one list per subscription: deployed clients read the index and restart
-/// token of the first list only.
-const LIST_EVENTS: u32 = 500;
-
 /// The longest `maxWaitTime` kept (a poll answers by its own timeout anyway).
 const MAX_WAIT_SECS: u64 = 3600;
 
@@ -447,7 +442,10 @@ impl Nms {
         loop {
             let from =
                 RestartPoint { validity: s.position_validity, modseq: s.position_modseq, within: s.position_within };
-            let page = self.replay_with(b, from, LIST_EVENTS, s.filter.is_some()).await?;
+            // `sync.list_max_events` changes a list (whole modseq groups). One answer carries
+            // at most one list per subscription: deployed clients read the index and restart
+            // token of the first list only.
+            let page = self.replay_with(b, from, self.sync.list_max_events, s.filter.is_some()).await?;
             let moved = page.point != from;
             let events: Vec<SyncEvent> = page.events.into_iter().filter(|e| passes(&s.filter, e)).collect();
             let m = Advance {

@@ -549,7 +549,11 @@ async fn a_command_line_reset_reaches_a_waiting_poll() {
 
 #[tokio::test]
 async fn a_huge_change_comes_in_bounded_lists() {
-    let app = spawn_app_with(|s| s.sync.long_poll_secs = 1).await;
+    let app = spawn_app_with(|s| {
+        s.sync.long_poll_secs = 1;
+        s.sync.list_max_events = 500;
+    })
+    .await;
     for _ in 0..3 {
         let objects: Vec<Value> = (0..700).map(|_| json!({"parentFolderPath": "/huge"})).collect();
         let (status, _) =
