@@ -11,7 +11,7 @@ impl Accounts for SqlStore {
         is_service: bool,
         boxes: &[(String, String)],
     ) -> Result<Account> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let res = query_scalar::<i64>(
             "INSERT INTO accounts (name, password_hash, is_service, created_at_ms) VALUES (?, ?, ?, ?) RETURNING id",
         )
@@ -45,7 +45,7 @@ impl Accounts for SqlStore {
         })
     }
     async fn set_account_digest(&self, name: &str, digest: Option<&DigestSecrets>) -> Result<bool> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let res =
             query("UPDATE accounts SET digest_realm = ?, digest_ha1_sha256 = ?, digest_ha1_md5 = ? WHERE name = ?")
                 .bind(digest.map(|d| d.realm.as_str()))
@@ -87,7 +87,10 @@ impl Accounts for SqlStore {
         Ok(out)
     }
     async fn remove_account(&self, name: &str) -> Result<bool> {
-        let res = query("DELETE FROM accounts WHERE name = ?").bind(name).execute(&self.pool).await?;
-        Ok(res.rows_affected() > 0)
+        self.write(async |conn| {
+            let res = query("DELETE FROM accounts WHERE name = ?").bind(name).execute(conn).await?;
+            Ok(res.rows_affected() > 0)
+        })
+        .await
     }
 }

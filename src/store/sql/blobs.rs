@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl BlobRefs for SqlStore {
     async fn pin_blob(&self, key: &str, token: &str, now_ms: i64) -> Result<bool> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         lock(self.engine, &mut tx, Lock::Blob(key)).await?;
         // A deletion mark older than a minute belongs to a crashed collector: ignore it.
         query("DELETE FROM blob_deleting WHERE blob_key = ? AND started_at_ms < ?")
@@ -29,15 +29,14 @@ impl BlobRefs for SqlStore {
         Ok(true)
     }
     async fn unpin_blob(&self, key: &str, token: &str) -> Result<()> {
-        query("DELETE FROM blob_pins WHERE blob_key = ? AND token = ?")
-            .bind(key)
-            .bind(token)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.write(async |conn| {
+            query("DELETE FROM blob_pins WHERE blob_key = ? AND token = ?").bind(key).bind(token).execute(conn).await?;
+            Ok(())
+        })
+        .await
     }
     async fn begin_blob_delete(&self, key: &str, now_ms: i64) -> Result<bool> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         lock(self.engine, &mut tx, Lock::Blob(key)).await?;
         let used: Option<i64> = query_scalar(
             "SELECT 1 WHERE EXISTS (SELECT 1 FROM payload_parts WHERE blob_key = ?1) \
@@ -60,11 +59,14 @@ impl BlobRefs for SqlStore {
         Ok(true)
     }
     async fn finish_blob_delete(&self, key: &str) -> Result<()> {
-        query("DELETE FROM blob_deleting WHERE blob_key = ?").bind(key).execute(&self.pool).await?;
-        Ok(())
+        self.write(async |conn| {
+            query("DELETE FROM blob_deleting WHERE blob_key = ?").bind(key).execute(conn).await?;
+            Ok(())
+        })
+        .await
     }
     async fn expire_blob_marks(&self, before_ms: i64) -> Result<u64> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let pins = query("DELETE FROM blob_pins WHERE created_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;
         let marks =
             query("DELETE FROM blob_deleting WHERE started_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;

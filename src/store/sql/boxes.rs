@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl Boxes for SqlStore {
     async fn provision_box(&self, store: &str, address: &str, root_id: &str, now_ms: i64) -> Result<BoxRow> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let existing =
             query_as::<(i64, i64, i64)>("SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?")
                 .bind(store)
@@ -82,7 +82,7 @@ impl Boxes for SqlStore {
             .collect())
     }
     async fn reset_box(&self, b: &BoxRow) -> Result<Written<(BoxRow, Released)>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let keys: Vec<String> = query_scalar(
             "SELECT DISTINCT p.blob_key FROM payload_parts p JOIN objects o ON o.id = p.object_id \

@@ -27,7 +27,7 @@ impl Changes for SqlStore {
                 .await?;
         let limit = i64::from(limit.max(1));
         // A page of one group, from `cursor` (`None`: its start).
-        let slice = async |mut tx: Tx<'_>, seq: i64, cursor: Within| -> Result<ChangePage> {
+        let slice = async |mut tx: ReadTx<'_>, seq: i64, cursor: Within| -> Result<ChangePage> {
             let (changes, within) = group_slice(self.engine, &mut tx, b, seq, cursor, limit, with_attributes).await?;
             let more = within.is_some() || changes_beyond(&mut tx, b, seq).await?;
             tx.commit().await?;
@@ -112,7 +112,7 @@ impl Changes for SqlStore {
         .await?;
         let mut dropped = 0u64;
         for chunk in doomed.chunks(500) {
-            let (_slot, mut tx) = self.begin_write().await?;
+            let mut tx = self.begin_write().await?;
             // Every node prunes on its own schedule: one at a time does the work.
             if !try_lock(self.engine, &mut tx, Lock::Pruning).await? {
                 tx.rollback().await?;

@@ -17,7 +17,7 @@ impl Flags for SqlStore {
         }
     }
     async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String]) -> Result<Written<Option<Vec<String>>>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(owner) = item_id(&mut tx, b, t).await? else {
             return settle(tx, b, seq, false, None).await;
@@ -44,7 +44,7 @@ impl Flags for SqlStore {
         flag: &str,
         on: bool,
     ) -> Result<Written<Option<FlagChange>>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let (table, col, items, public_id) = flag_tables(t);
         // The item and whether it has the flag, in one statement.
@@ -82,7 +82,7 @@ impl Flags for SqlStore {
         flags: &[String],
         on: bool,
     ) -> Result<Written<Vec<BulkItem>>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let flags = dedup_flags(flags);
         let mut out = Vec::new();

@@ -27,7 +27,7 @@ impl Folders for SqlStore {
         .await?)
     }
     async fn create_folder(&self, b: &BoxRow, f: NewFolder) -> Result<Written<Folder>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let parent = resolve_parent(&mut tx, b, self.folder_limits, &f.parent, seq, f.now_ms).await?;
         let name = match f.name {
@@ -50,7 +50,7 @@ impl Folders for SqlStore {
         settle(tx, b, seq, true, folder).await
     }
     async fn rename_folder(&self, b: &BoxRow, public_id: &str, name: &str) -> Result<Written<Folder>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let key = folder_key_by_public(&mut tx, b, public_id).await?.ok_or_else(|| Error::not_found(public_id))?;
         let current: String =
@@ -93,7 +93,7 @@ impl Folders for SqlStore {
         settle(tx, b, seq, changed, folder).await
     }
     async fn delete_folder(&self, b: &BoxRow, public_id: &str, now_ms: i64) -> Result<Written<Option<Released>>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(key) = folder_key_by_public(&mut tx, b, public_id).await? else {
             return settle(tx, b, seq, false, None).await;

@@ -29,6 +29,7 @@ mod changes;
 mod facts;
 mod flags;
 mod folders;
+mod group;
 mod objects;
 mod query;
 mod search;
@@ -44,7 +45,9 @@ use facts::TxFacts;
 use query::{Over, load_folders, load_objects, load_objects_with, page_ids};
 pub(crate) use query::{Sql, like_pattern};
 
-type Tx<'a> = Transaction<'a, Any>;
+/// A transaction of reads that see one state.
+type ReadTx<'a> = Transaction<'a, Any>;
+use group::{Tx, Writer};
 
 /// SQL text: the store's statements, constant or assembled from constant fragments.
 trait SqlText {
@@ -120,10 +123,10 @@ where
 pub struct SqlStore {
     pool: AnyPool,
     engine: Engine,
-    /// Writers of this process queue here (FIFO) when the engine has one writer at a time
-    /// (SQLite), instead of polling its file lock; other processes (the CLI) still meet the
-    /// busy timeout.
-    write_lock: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// Where the engine has one writer at a time (SQLite), the writes of this process
+    /// queue for it in order and are committed in groups (see [`group`]), instead of
+    /// polling the file lock; other processes (the CLI) still meet the busy timeout.
+    writer: Option<std::sync::Arc<Writer>>,
     /// Every folder path this store computes is checked against these, inside the write.
     folder_limits: FolderLimits,
     /// The connection [`Boxes::committed_elsewhere`] asks, and its last answer.
@@ -161,8 +164,8 @@ impl SqlStore {
     pub async fn connect(url: &str, settings: &crate::config::StorageSettings) -> Result<Self> {
         let engine = Engine::of_url(url)?;
         let pool = engine.connect(url, settings).await?;
-        let write_lock = engine.single_writer().then(Default::default);
-        Ok(Self { pool, engine, write_lock, folder_limits: FolderLimits::default(), watch: Default::default() })
+        let writer = engine.single_writer().then(|| Writer::new(pool.clone(), engine.begin_write()));
+        Ok(Self { pool, engine, writer, folder_limits: FolderLimits::default(), watch: Default::default() })
     }
 
     /// Bound the folder paths the store makes (none by default).
@@ -171,18 +174,26 @@ impl SqlStore {
         self
     }
 
-    /// A write transaction, with this process's writer slot held where the engine has
-    /// one writer at a time.
-    async fn begin_write(&self) -> Result<(Option<tokio::sync::OwnedMutexGuard<()>>, Tx<'static>)> {
-        let slot = match &self.write_lock {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
-        };
-        Ok((slot, begin(&self.pool, self.engine.begin_write()).await?))
+    /// A write transaction: a member of the writer's group where the engine has one writer
+    /// at a time, a transaction of its own otherwise.
+    async fn begin_write(&self) -> Result<Tx<'static>> {
+        match &self.writer {
+            Some(writer) => writer.join().await,
+            None => Tx::own(&self.pool, self.engine.begin_write()).await,
+        }
+    }
+
+    /// `f` as one write transaction of its own (see [`SqlStore::begin_write`]), committed
+    /// when it succeeds.
+    async fn write<T>(&self, f: impl AsyncFnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        let mut tx = self.begin_write().await?;
+        let value = f(&mut tx).await?;
+        tx.commit().await?;
+        Ok(value)
     }
 
     /// A transaction of several reads that see one state.
-    async fn begin_read(&self) -> Result<Tx<'static>> {
+    async fn begin_read(&self) -> Result<ReadTx<'static>> {
         begin(&self.pool, self.engine.begin_read()).await
     }
 }
@@ -192,7 +203,7 @@ impl SqlStore {
 /// transaction nobody owns (the next user's statements would run in it). The opening runs
 /// in its own task; if the caller is gone by then, the transaction is dropped there, which
 /// rolls it back before the connection is reused.
-pub(super) async fn begin(pool: &AnyPool, statement: &'static str) -> Result<Tx<'static>> {
+pub(super) async fn begin(pool: &AnyPool, statement: &'static str) -> Result<ReadTx<'static>> {
     let pool = pool.clone();
     let opening = tokio::spawn(async move { pool.begin_with(statement).await });
     match opening.await {

@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl Objects for SqlStore {
     async fn create_object(&self, b: &BoxRow, o: NewObject) -> Result<Written<Object>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let created = insert_object(&mut tx, b, self.folder_limits, o, seq).await?;
         settle(tx, b, seq, true, created).await
@@ -15,7 +15,7 @@ impl Objects for SqlStore {
         b: &BoxRow,
         objects: Vec<Result<NewObject>>,
     ) -> Result<Written<Vec<Result<Object>>>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let mut out = Vec::with_capacity(objects.len());
         for o in objects {
@@ -68,7 +68,7 @@ impl Objects for SqlStore {
         now_ms: i64,
         policy: &dyn DeparturePolicy,
     ) -> Result<Written<Option<Released>>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(row) = object_row(&mut tx, b, public_id).await? else {
             return settle(tx, b, seq, false, None).await;
@@ -91,7 +91,7 @@ impl Objects for SqlStore {
         now_ms: i64,
         policy: &dyn DeparturePolicy,
     ) -> Result<Written<(Vec<BulkItem>, Released)>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let mut out = Vec::new();
         let mut released = Released::default();
@@ -133,7 +133,7 @@ impl Objects for SqlStore {
         sources: &Sources,
         now_ms: i64,
     ) -> Result<Written<Option<Vec<Relocated>>>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(target) = folder_key_by_public(&mut tx, b, target).await? else {
             return settle(tx, b, seq, false, None).await;
@@ -186,7 +186,7 @@ impl Objects for SqlStore {
         sources: &Sources,
         policy: &dyn DeparturePolicy,
     ) -> Result<Written<Option<Vec<Relocated>>>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         let Some(target) = folder_key_by_public(&mut tx, b, target).await? else {
             return settle(tx, b, seq, false, None).await;
@@ -295,7 +295,7 @@ impl Objects for SqlStore {
         if stored_before_ms.is_none() && keep_newest.is_none() {
             return Ok(Written::unchanged((0, Released::default())));
         }
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let seq = bump(&mut tx, b).await?;
         // Past the age, or beyond the newest `keep_newest` (by stored date).
         let doomed: Vec<String> = query_scalar(

@@ -78,7 +78,7 @@ fn filter_json(f: &Option<Filter>) -> Result<Option<String>> {
     f.as_ref().map(|f| serde_json::to_string(f).map_err(Error::internal)).transpose()
 }
 
-pub async fn create_channel(pool: &AnyPool, c: &Channel) -> Result<Channel> {
+pub async fn create_channel(conn: &mut AnyConnection, c: &Channel) -> Result<Channel> {
     let id: i64 = query_scalar(
         "INSERT INTO channels (public_id, principal, user_id, client_correlator, application_tag, lifetime_secs, \
          expires_at_ms, max_notifications, max_wait_secs, poll_generation, created_at_ms) \
@@ -95,7 +95,7 @@ pub async fn create_channel(pool: &AnyPool, c: &Channel) -> Result<Channel> {
     .bind(i64::from(c.max_wait_secs))
     .bind(c.poll_generation)
     .bind(crate::ids::now_ms())
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(Channel { id, ..c.clone() })
 }
@@ -124,7 +124,7 @@ pub async fn count_channels(pool: &AnyPool, principal: &str, now_ms: i64) -> Res
 }
 
 pub async fn renew_channel(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     public_id: &str,
     lifetime_secs: i64,
     now_ms: i64,
@@ -134,23 +134,25 @@ pub async fn renew_channel(
         .bind(now_ms.saturating_add(lifetime_secs.saturating_mul(1000)))
         .bind(public_id)
         .bind(now_ms)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
-    channel(pool, public_id, now_ms).await
+    let sql = format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE public_id = ? AND expires_at_ms > ?");
+    let row = query(sql).bind(public_id).bind(now_ms).fetch_optional(&mut *conn).await?;
+    row.as_ref().map(channel_from_row).transpose()
 }
 
 /// Renew the channel's lifetime (its own, from `now_ms`) and raise its poll generation.
-pub async fn begin_poll(pool: &AnyPool, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
+pub async fn begin_poll(conn: &mut AnyConnection, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
     let sql = format!(
         "UPDATE channels SET expires_at_ms = ? + lifetime_secs * 1000, poll_generation = poll_generation + 1 \
          WHERE public_id = ? AND expires_at_ms > ? RETURNING {CHANNEL_COLUMNS}"
     );
-    let row = query(sql).bind(now_ms).bind(public_id).bind(now_ms).fetch_optional(pool).await?;
+    let row = query(sql).bind(now_ms).bind(public_id).bind(now_ms).fetch_optional(&mut *conn).await?;
     row.as_ref().map(channel_from_row).transpose()
 }
 
-pub async fn delete_channel(pool: &AnyPool, public_id: &str) -> Result<bool> {
-    let res = query("DELETE FROM channels WHERE public_id = ?").bind(public_id).execute(pool).await?;
+pub async fn delete_channel(conn: &mut AnyConnection, public_id: &str) -> Result<bool> {
+    let res = query("DELETE FROM channels WHERE public_id = ?").bind(public_id).execute(&mut *conn).await?;
     Ok(res.rows_affected() > 0)
 }
 
@@ -218,8 +220,8 @@ pub async fn create_subscription(
 }
 
 /// The live subscription of box `box_id` matching `where_sql`, with `keys` bound in order.
-async fn one_subscription(
-    pool: &AnyPool,
+async fn one_subscription<'e>(
+    conn: impl sqlx::Executor<'e, Database = sqlx::Any>,
     box_id: i64,
     where_sql: &str,
     keys: &[&str],
@@ -232,7 +234,7 @@ async fn one_subscription(
     for k in keys {
         q = q.bind(*k);
     }
-    let row = q.bind(now_ms).fetch_optional(pool).await?;
+    let row = q.bind(now_ms).fetch_optional(conn).await?;
     row.as_ref().map(subscription_from_row).transpose()
 }
 
@@ -240,14 +242,14 @@ pub async fn subscription(pool: &AnyPool, b: &BoxRow, public_id: &str, now_ms: i
     one_subscription(pool, b.id, "public_id = ?", &[public_id], now_ms).await
 }
 
-pub async fn subscription_by_correlator(
-    pool: &AnyPool,
+pub async fn subscription_by_correlator<'e>(
+    conn: impl sqlx::Executor<'e, Database = sqlx::Any>,
     box_id: i64,
     principal: &str,
     correlator: &str,
     now_ms: i64,
 ) -> Result<Option<Subscription>> {
-    one_subscription(pool, box_id, "principal = ? AND client_correlator = ?", &[principal, correlator], now_ms).await
+    one_subscription(conn, box_id, "principal = ? AND client_correlator = ?", &[principal, correlator], now_ms).await
 }
 
 pub async fn subscriptions_of(pool: &AnyPool, b: &BoxRow, principal: &str, now_ms: i64) -> Result<Vec<Subscription>> {
@@ -267,13 +269,13 @@ pub async fn subscriptions_of_channel(pool: &AnyPool, channel_id: i64, now_ms: i
     rows.iter().map(subscription_from_row).collect()
 }
 
-pub async fn update_subscription(pool: &AnyPool, s: &Subscription, position: bool) -> Result<Written<()>> {
+pub async fn update_subscription(conn: &mut AnyConnection, s: &Subscription, position: bool) -> Result<Written<()>> {
     if !position {
         query("UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ? WHERE id = ?")
             .bind(s.duration_secs)
             .bind(s.expires_at_ms)
             .bind(s.id)
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
         return Ok(Written::unchanged(()));
     }
@@ -289,26 +291,25 @@ pub async fn update_subscription(pool: &AnyPool, s: &Subscription, position: boo
     .bind(within_cols(s.position_within).0)
     .bind(within_cols(s.position_within).1)
     .bind(s.id)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     // Replay restarts from the new position: its changes may be pending at once.
-    Ok(Written::committed((), s.box_id, current_modseq(pool, s.box_id).await?))
+    Ok(Written::committed((), s.box_id, current_modseq(&mut *conn, s.box_id).await?))
 }
 
-pub async fn delete_subscription(pool: &AnyPool, b: &BoxRow, public_id: &str) -> Result<bool> {
+pub async fn delete_subscription(conn: &mut AnyConnection, b: &BoxRow, public_id: &str) -> Result<bool> {
     let res = query("DELETE FROM subscriptions WHERE box_id = ? AND public_id = ?")
         .bind(b.id)
         .bind(public_id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(res.rows_affected() > 0)
 }
 
 /// Move the position (and consume the index when `consume`) if the index and position are
 /// still those the list was built from; with `outbox`, queue the rendered list for its
-/// webhook in the same transaction.
-pub async fn advance(pool: &AnyPool, engine: Engine, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
-    let mut tx = super::begin(pool, engine.begin_write()).await?;
+/// webhook in the same transaction (the caller's, `conn`).
+pub async fn advance(conn: &mut AnyConnection, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
     let res = query(
         "UPDATE subscriptions SET position_validity = ?, position_modseq = ?, position_part = ?, position_id = ?, \
          restart_token = ?, next_index = next_index + ? WHERE id = ? AND next_index = ? AND position_validity = ? \
@@ -326,10 +327,9 @@ pub async fn advance(pool: &AnyPool, engine: Engine, m: &Advance, consume: bool,
     .bind(m.from.1)
     .bind(within_cols(m.from.2).0)
     .bind(within_cols(m.from.2).1)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     if res.rows_affected() == 0 {
-        tx.rollback().await?;
         return Ok(false);
     }
     if let Some(body) = outbox {
@@ -343,10 +343,9 @@ pub async fn advance(pool: &AnyPool, engine: Engine, m: &Advance, consume: bool,
         .bind(body)
         .bind(now)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     }
-    tx.commit().await?;
     Ok(true)
 }
 
@@ -376,7 +375,7 @@ pub async fn webhook_candidates(
 }
 
 pub async fn claim_webhook_lists(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     engine: Engine,
     now_ms: i64,
     lease_until_ms: i64,
@@ -397,7 +396,7 @@ pub async fn claim_webhook_lists(
     .bind(lease_until_ms)
     .bind(now_ms)
     .bind(i64::from(limit))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(rows
         .into_iter()
@@ -417,17 +416,17 @@ pub async fn next_webhook_due(pool: &AnyPool, engine: Engine) -> Result<Option<i
     Ok(query_scalar(sql).fetch_one(pool).await?)
 }
 
-pub async fn webhook_delivered(pool: &AnyPool, subscription_id: i64, index: i64) -> Result<()> {
+pub async fn webhook_delivered(conn: &mut AnyConnection, subscription_id: i64, index: i64) -> Result<()> {
     query("DELETE FROM webhook_outbox WHERE subscription_id = ? AND list_index = ?")
         .bind(subscription_id)
         .bind(index)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
 pub async fn webhook_failed(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     subscription_id: i64,
     index: i64,
     due_at_ms: i64,
@@ -441,13 +440,13 @@ pub async fn webhook_failed(
     .bind(error)
     .bind(subscription_id)
     .bind(index)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-pub async fn end_subscription(pool: &AnyPool, subscription_id: i64) -> Result<()> {
-    query("DELETE FROM subscriptions WHERE id = ?").bind(subscription_id).execute(pool).await?;
+pub async fn end_subscription(conn: &mut AnyConnection, subscription_id: i64) -> Result<()> {
+    query("DELETE FROM subscriptions WHERE id = ?").bind(subscription_id).execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -462,7 +461,7 @@ pub async fn purge_expired(conn: &mut AnyConnection, now_ms: i64) -> Result<u64>
 #[async_trait]
 impl Subscriptions for SqlStore {
     async fn create_channel(&self, c: &Channel) -> Result<Channel> {
-        create_channel(&self.pool, c).await
+        self.write(async |conn| create_channel(conn, c).await).await
     }
     async fn channel(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
         channel(&self.pool, public_id, now_ms).await
@@ -474,16 +473,16 @@ impl Subscriptions for SqlStore {
         count_channels(&self.pool, principal, now_ms).await
     }
     async fn renew_channel(&self, public_id: &str, lifetime_secs: i64, now_ms: i64) -> Result<Option<Channel>> {
-        renew_channel(&self.pool, public_id, lifetime_secs, now_ms).await
+        self.write(async |conn| renew_channel(conn, public_id, lifetime_secs, now_ms).await).await
     }
     async fn begin_poll(&self, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
-        begin_poll(&self.pool, public_id, now_ms).await
+        self.write(async |conn| begin_poll(conn, public_id, now_ms).await).await
     }
     async fn delete_channel(&self, public_id: &str) -> Result<bool> {
-        delete_channel(&self.pool, public_id).await
+        self.write(async |conn| delete_channel(conn, public_id).await).await
     }
     async fn create_subscription(&self, s: &Subscription, max_per_box: u32) -> Result<Written<Option<Subscription>>> {
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         lock(self.engine, &mut tx, Lock::Subscriptions(s.box_id)).await?;
         match create_subscription(&mut tx, s, max_per_box).await {
             // Changes after its position may be pending at once: the box as it stands.
@@ -498,10 +497,11 @@ impl Subscriptions for SqlStore {
             }
             // The same correlator is live already: that subscription is the answer.
             Err(None) => {
-                tx.rollback().await?;
+                // Read in this transaction: the holder may be a write of the same group.
                 let correlator = s.client_correlator.as_deref().unwrap_or_default();
                 let now = crate::ids::now_ms();
-                let existing = subscription_by_correlator(&self.pool, s.box_id, &s.principal, correlator, now).await?;
+                let existing = subscription_by_correlator(&mut *tx, s.box_id, &s.principal, correlator, now).await?;
+                tx.rollback().await?;
                 Ok(Written::unchanged(existing))
             }
             Err(Some(e)) => Err(e),
@@ -526,22 +526,23 @@ impl Subscriptions for SqlStore {
         subscriptions_of_channel(&self.pool, channel_id, now_ms).await
     }
     async fn update_subscription(&self, s: &Subscription, position: bool) -> Result<Written<()>> {
-        update_subscription(&self.pool, s, position).await
+        self.write(async |conn| update_subscription(conn, s, position).await).await
     }
     async fn delete_subscription(&self, b: &BoxRow, public_id: &str) -> Result<bool> {
-        delete_subscription(&self.pool, b, public_id).await
+        self.write(async |conn| delete_subscription(conn, b, public_id).await).await
     }
     async fn advance_subscription(&self, m: &Advance, outbox: Option<&str>) -> Result<bool> {
-        advance(&self.pool, self.engine, m, true, outbox).await
+        self.advance(m, true, outbox).await
     }
     async fn skip_subscription(&self, m: &Advance) -> Result<bool> {
-        advance(&self.pool, self.engine, m, false, None).await
+        self.advance(m, false, None).await
     }
     async fn webhook_candidates(&self, now_ms: i64, boxes: Option<&[i64]>, limit: u32) -> Result<Vec<Subscription>> {
         webhook_candidates(&self.pool, now_ms, boxes, limit).await
     }
     async fn claim_webhook_lists(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxList>> {
-        claim_webhook_lists(&self.pool, self.engine, now_ms, lease_until_ms, limit).await
+        let engine = self.engine;
+        self.write(async |conn| claim_webhook_lists(conn, engine, now_ms, lease_until_ms, limit).await).await
     }
     async fn webhook_boxes(&self, now_ms: i64) -> Result<Vec<i64>> {
         Ok(query_scalar("SELECT DISTINCT box_id FROM subscriptions WHERE channel_id IS NULL AND expires_at_ms > ?")
@@ -553,18 +554,18 @@ impl Subscriptions for SqlStore {
         next_webhook_due(&self.pool, self.engine).await
     }
     async fn webhook_delivered(&self, subscription_id: i64, index: i64) -> Result<()> {
-        webhook_delivered(&self.pool, subscription_id, index).await
+        self.write(async |conn| webhook_delivered(conn, subscription_id, index).await).await
     }
     async fn webhook_failed(&self, subscription_id: i64, index: i64, due_at_ms: i64, error: &str) -> Result<()> {
-        webhook_failed(&self.pool, subscription_id, index, due_at_ms, error).await
+        self.write(async |conn| webhook_failed(conn, subscription_id, index, due_at_ms, error).await).await
     }
     async fn end_subscription(&self, subscription_id: i64) -> Result<()> {
-        end_subscription(&self.pool, subscription_id).await
+        self.write(async |conn| end_subscription(conn, subscription_id).await).await
     }
     async fn purge_expired_subscriptions(&self, now_ms: i64) -> Result<u64> {
         // One node at a time: two purges at once could take the same subscription rows in
         // opposite orders (one deleting subscriptions, the other channels cascading to them).
-        let (_slot, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         if !try_lock(self.engine, &mut tx, Lock::Purging).await? {
             tx.rollback().await?;
             return Ok(0);
@@ -572,5 +573,19 @@ impl Subscriptions for SqlStore {
         let purged = purge_expired(&mut tx, now_ms).await?;
         tx.commit().await?;
         Ok(purged)
+    }
+}
+
+impl SqlStore {
+    /// Move a subscription's position: a write of its own, kept only if it moved.
+    async fn advance(&self, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let moved = advance(&mut tx, m, consume, outbox).await?;
+        if moved {
+            tx.commit().await?
+        } else {
+            tx.rollback().await?
+        }
+        Ok(moved)
     }
 }

@@ -1,0 +1,445 @@
+//! Write transactions, and group commit on engines with one writer at a time (SQLite).
+//!
+//! On SQLite every write of this process runs on one connection, one at a time. A write
+//! is a *member* of the open *group* transaction: it runs inside a savepoint of its own,
+//! which it releases (keeps) or rolls back when it is done. The group commits when no
+//! other write is waiting to join it (or when it is large); members that joined meanwhile
+//! wait for that commit, so a write answers only once it is durable. Under concurrent
+//! writes the cost of a commit (the pages of the write-ahead log, the search index's
+//! segment, the sync) is shared by the group instead of paid by each write; a lone write
+//! commits at once, as before.
+//!
+//! Cancellation: the steps that change the group's state (joining, leaving) run in tasks
+//! of their own, which finish whatever happens to the request. A member dropped before it
+//! is done (its request went away, or it returned an error) is rolled back to its
+//! savepoint by a task it leaves behind, which then commits the group if nobody else is
+//! waiting: the members before it are never left waiting.
+//!
+//! Other engines (PostgreSQL) run each write as its own transaction.
+
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use tokio::sync::{OwnedMutexGuard, watch};
+
+use crate::error::{Error, Result};
+
+/// Members at most in one group: a steady stream of writes still commits regularly.
+const MAX_MEMBERS: u32 = 64;
+
+/// What members waiting for their group's commit are told: `None` until it is decided.
+type Outcome = Option<std::result::Result<(), String>>;
+
+/// The one writer of a single-writer database.
+pub(super) struct Writer {
+    pool: AnyPool,
+    /// The statement that opens a group.
+    begin: &'static str,
+    state: Arc<tokio::sync::Mutex<Group>>,
+    /// Writes waiting to join the group (or, after a commit, to open the next).
+    queued: AtomicUsize,
+    /// Groups committed so far.
+    commits: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Group {
+    /// The writer's connection (kept from group to group; made again after an error).
+    conn: Option<PoolConnection<Any>>,
+    /// A group transaction is open.
+    open: bool,
+    /// A member's savepoint is open.
+    member: bool,
+    /// Members whose work is in the open group, waiting for its commit.
+    members: u32,
+    /// Where the open group's outcome is told.
+    outcome: Option<watch::Sender<Outcome>>,
+}
+
+impl Writer {
+    pub(super) fn new(pool: AnyPool, begin: &'static str) -> Arc<Self> {
+        Arc::new(Self {
+            pool,
+            begin,
+            state: Default::default(),
+            queued: AtomicUsize::new(0),
+            commits: Default::default(),
+        })
+    }
+
+    /// Groups committed so far.
+    #[cfg(test)]
+    fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Join the group (opening one if none is open) and begin a member.
+    pub(super) async fn join(self: &Arc<Self>) -> Result<Tx<'static>> {
+        let writer = self.clone();
+        // In a task of its own: a request that goes away meanwhile leaves a member behind,
+        // which its drop rolls back.
+        let joining = tokio::spawn(async move {
+            writer.queued.fetch_add(1, Ordering::SeqCst);
+            let guard = writer.state.clone().lock_owned().await;
+            writer.queued.fetch_sub(1, Ordering::SeqCst);
+            let mut held = Held { writer: writer.clone(), guard: Some(guard) };
+            held.prepare().await?;
+            Ok::<_, Error>(held)
+        });
+        match joining.await {
+            Ok(held) => Ok(Tx { kind: Kind::Member(held?), _life: PhantomData }),
+            Err(e) => Err(Error::internal(format!("opening a write: {e}"))),
+        }
+    }
+}
+
+/// The group's lock, held by one member (or by the task settling after one).
+struct Held {
+    writer: Arc<Writer>,
+    guard: Option<OwnedMutexGuard<Group>>,
+}
+
+impl Held {
+    fn group(&mut self) -> Result<&mut Group> {
+        self.guard.as_deref_mut().ok_or_else(|| Error::internal("write group lock already given up"))
+    }
+
+    fn conn(&mut self) -> Result<&mut PoolConnection<Any>> {
+        self.group()?.conn.as_mut().ok_or_else(|| Error::internal("the writer has no connection"))
+    }
+
+    async fn run(&mut self, sql: &'static str) -> Result<()> {
+        let conn: &mut AnyConnection = self.conn()?;
+        super::query(sql).execute(conn).await?;
+        Ok(())
+    }
+
+    /// Roll back what an unfinished member left, open a group if none is, begin a member.
+    async fn prepare(&mut self) -> Result<()> {
+        let g = self.group()?;
+        if g.conn.is_none() {
+            let conn = self.writer.pool.acquire().await?;
+            self.group()?.conn = Some(conn);
+        }
+        if self.group()?.member {
+            self.abandon_member().await?;
+        }
+        if !self.group()?.open {
+            // Marked first: if this task stopped halfway, the next would still close it.
+            self.group()?.open = true;
+            if let Err(e) = self.run(self.writer.begin).await {
+                return Err(self.fail(e).await);
+            }
+        }
+        self.group()?.member = true;
+        if let Err(e) = self.run("SAVEPOINT member").await {
+            return Err(self.fail(e).await);
+        }
+        Ok(())
+    }
+
+    /// Roll back the open member's work, keeping the group's.
+    async fn abandon_member(&mut self) -> Result<()> {
+        let undone = self.run("ROLLBACK TO member").await;
+        let released = match undone {
+            Ok(()) => self.run("RELEASE member").await,
+            Err(e) => Err(e),
+        };
+        self.group()?.member = false;
+        if let Err(e) = released {
+            return Err(self.fail(e).await);
+        }
+        Ok(())
+    }
+
+    /// The group cannot go on (`e`): roll it back, tell its members, start afresh with a
+    /// new connection. Answers the error for the caller.
+    async fn fail(&mut self, e: Error) -> Error {
+        let open = self.group().map(|g| g.open).unwrap_or(false);
+        let rolled_back = open && self.run("ROLLBACK").await.is_ok();
+        if let Ok(g) = self.group() {
+            g.open = false;
+            g.member = false;
+            g.members = 0;
+            if let Some(tx) = g.outcome.take() {
+                tx.send_replace(Some(Err(e.to_string())));
+            }
+            // A connection that failed may be broken, or still inside the transaction: it
+            // is closed, never handed back to the pool; the next group takes another.
+            if !rolled_back && let Some(conn) = g.conn.take() {
+                drop(conn.detach());
+            }
+        }
+        e
+    }
+
+    /// Commit the group and tell its members.
+    async fn commit_group(&mut self) -> Result<()> {
+        match self.run("COMMIT").await {
+            Ok(()) => {
+                self.writer.commits.fetch_add(1, Ordering::Relaxed);
+                let g = self.group()?;
+                g.open = false;
+                g.members = 0;
+                if let Some(tx) = g.outcome.take() {
+                    tx.send_replace(Some(Ok(())));
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e).await),
+        }
+    }
+
+    /// Whether the group should commit now: nobody waits to join it, or it is full.
+    fn commit_now(&mut self) -> Result<bool> {
+        let queued = self.writer.queued.load(Ordering::SeqCst);
+        Ok(queued == 0 || self.group()?.members >= MAX_MEMBERS)
+    }
+
+    /// End the member: keep its work (and wait until the group holding it is committed)
+    /// or roll it back. The group commits now if nobody waits to join it: it never stays
+    /// open, holding the database's write lock, with nobody to close it.
+    async fn finish(mut self, keep: bool) -> Result<()> {
+        let mut told = None;
+        if keep {
+            if let Err(e) = self.run("RELEASE member").await {
+                return Err(self.fail(e).await);
+            }
+            let g = self.group()?;
+            g.member = false;
+            g.members += 1;
+            told = Some(g.outcome.get_or_insert_with(|| watch::channel(None).0).subscribe());
+        } else {
+            self.abandon_member().await?;
+        }
+        if self.commit_now()? {
+            return self.commit_group().await;
+        }
+        let Some(mut told) = told else { return Ok(()) };
+        // A write waiting to join commits the group (or the one after it does).
+        drop(self.guard.take());
+        match told.wait_for(Option::is_some).await {
+            Ok(outcome) => match outcome.as_ref() {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(Error::internal(format!("committing a write group: {e}"))),
+                None => Err(Error::internal("a write group ended undecided")),
+            },
+            Err(_) => Err(Error::internal("a write group ended undecided")),
+        }
+    }
+}
+
+impl Drop for Held {
+    /// A member dropped before it was done: roll it back, and commit the group if nobody
+    /// waits to join it, in a task of its own.
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else { return };
+        // Nothing to settle, or a write waiting to join does it: the lock just goes.
+        let queued = self.writer.queued.load(Ordering::SeqCst);
+        if !(guard.member || guard.open && queued == 0) {
+            return;
+        }
+        let writer = self.writer.clone();
+        let settle = async move {
+            let mut held = Held { writer, guard: Some(guard) };
+            let member = held.group().map(|g| g.member).unwrap_or(false);
+            if member && held.abandon_member().await.is_err() {
+                return;
+            }
+            let open = held.group().map(|g| g.open).unwrap_or(false);
+            if open && held.commit_now().unwrap_or(true) {
+                let _ = held.commit_group().await;
+            }
+            // Settled: the lock goes without another round of this.
+            drop(held.guard.take());
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(settle);
+        }
+    }
+}
+
+/// A write transaction: a member of the writer's group, or a transaction of its own.
+pub(super) struct Tx<'a> {
+    kind: Kind,
+    _life: PhantomData<&'a ()>,
+}
+
+enum Kind {
+    Own(Transaction<'static, Any>),
+    Member(Held),
+}
+
+impl<'a> Tx<'a> {
+    /// A transaction of its own, opened with `statement` (see [`super::begin`]).
+    pub(super) async fn own(pool: &AnyPool, statement: &'static str) -> Result<Self> {
+        Ok(Self { kind: Kind::Own(super::begin(pool, statement).await?), _life: PhantomData })
+    }
+
+    /// Make the write durable: answers once it is committed.
+    pub(super) async fn commit(self) -> Result<()> {
+        self.end(true).await
+    }
+
+    /// Undo the write.
+    pub(super) async fn rollback(self) -> Result<()> {
+        self.end(false).await
+    }
+
+    async fn end(self, keep: bool) -> Result<()> {
+        match self.kind {
+            Kind::Own(tx) => {
+                if keep {
+                    tx.commit().await?
+                } else {
+                    tx.rollback().await?
+                }
+                Ok(())
+            }
+            // In a task of its own, so that the group's state is settled whatever happens
+            // to the request meanwhile.
+            Kind::Member(held) => match tokio::spawn(held.finish(keep)).await {
+                Ok(r) => r,
+                Err(e) => Err(Error::internal(format!("ending a write: {e}"))),
+            },
+        }
+    }
+}
+
+impl Deref for Tx<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match &self.kind {
+            Kind::Own(tx) => tx,
+            Kind::Member(held) => held_conn(held),
+        }
+    }
+}
+
+impl DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match &mut self.kind {
+            Kind::Own(tx) => tx,
+            Kind::Member(held) => held_conn_mut(held),
+        }
+    }
+}
+
+// A member holds the lock and the connection from `join` until it ends: both are there.
+#[allow(clippy::expect_used)]
+fn held_conn(held: &Held) -> &AnyConnection {
+    held.guard.as_ref().and_then(|g| g.conn.as_deref()).expect("a member holds the writer's connection")
+}
+
+#[allow(clippy::expect_used)]
+fn held_conn_mut(held: &mut Held) -> &mut AnyConnection {
+    held.guard.as_mut().and_then(|g| g.conn.as_deref_mut()).expect("a member holds the writer's connection")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use sqlx::Connection;
+
+    use super::*;
+
+    async fn writer() -> (tempfile::TempDir, AnyPool, Arc<Writer>) {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let pool = crate::store::sqlite::connect(&url).await.unwrap();
+        super::super::query("CREATE TABLE t (v INTEGER PRIMARY KEY)").execute(&pool).await.unwrap();
+        let writer = Writer::new(pool.clone(), "BEGIN IMMEDIATE");
+        (dir, pool, writer)
+    }
+
+    async fn insert(writer: &Arc<Writer>, v: i64) -> Result<()> {
+        let mut tx = writer.join().await?;
+        super::super::query("INSERT INTO t (v) VALUES (?)").bind(v).execute(&mut *tx).await?;
+        tx.commit().await
+    }
+
+    async fn values(pool: &AnyPool) -> Vec<i64> {
+        sqlx::query_scalar("SELECT v FROM t ORDER BY v").fetch_all(pool).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits_and_each_is_durable_when_it_answers() {
+        let (_dir, pool, writer) = writer().await;
+        let tasks: Vec<_> = (0..32)
+            .map(|v| {
+                let (writer, pool) = (writer.clone(), pool.clone());
+                tokio::spawn(async move {
+                    insert(&writer, v).await.unwrap();
+                    // Answered: committed, so another connection sees it.
+                    let seen: Option<i64> =
+                        sqlx::query_scalar("SELECT v FROM t WHERE v = ?").bind(v).fetch_optional(&pool).await.unwrap();
+                    assert_eq!(seen, Some(v));
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(values(&pool).await, (0..32).collect::<Vec<_>>());
+        assert!(writer.commits() < 32, "{} commits for 32 writes", writer.commits());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rolled_back_or_abandoned_member_takes_only_its_own_work_and_releases_the_database() {
+        let (dir, pool, writer) = writer().await;
+        // A member that keeps its work, one that rolls it back, one whose request goes
+        // away in the middle of its write: they share the group.
+        let first = writer.join().await.unwrap();
+        let kept = tokio::spawn({
+            let writer = writer.clone();
+            async move { insert(&writer, 1).await }
+        });
+        let mut first = first;
+        super::super::query("INSERT INTO t (v) VALUES (0)").execute(&mut *first).await.unwrap();
+        let undone = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                let mut tx = writer.join().await?;
+                super::super::query("INSERT INTO t (v) VALUES (2)").execute(&mut *tx).await?;
+                tx.rollback().await
+            }
+        });
+        let abandoned = tokio::spawn({
+            let writer = writer.clone();
+            async move {
+                let mut tx = writer.join().await.unwrap();
+                super::super::query("INSERT INTO t (v) VALUES (3)").execute(&mut *tx).await.unwrap();
+                std::future::pending::<()>().await;
+            }
+        });
+        // The first member's answer waits for the group's commit, which waits for the
+        // members after it: the abandoned one holds the group until its request goes.
+        let first = tokio::spawn(first.commit());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        abandoned.abort();
+        let _ = abandoned.await;
+        first.await.unwrap().unwrap();
+        kept.await.unwrap().unwrap();
+        undone.await.unwrap().unwrap();
+        // The abandoned member's leftover settles in the background; a later write is not
+        // held up by it.
+        tokio::time::timeout(Duration::from_secs(5), insert(&writer, 4)).await.unwrap().unwrap();
+        assert_eq!(values(&pool).await, [0, 1, 4]);
+        // Nobody holds the database's write lock once nobody writes: another process's
+        // writer gets it at once.
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let mut other = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("PRAGMA busy_timeout = 0").execute(&mut other).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    }
+}
