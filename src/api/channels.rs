@@ -15,14 +15,10 @@ use serde_json::{Value, json};
 use super::subscriptions::render_list;
 use super::urls::encode_segment;
 use super::wire::{Scalar, number};
-use super::{AppState, auth_request, json_body, param, read_limited};
-use crate::auth::{ACR_AUTH, Principal, Scope};
+use super::{AppState, ChannelAccess, json_body, param, read_limited};
 use crate::error::{Error, Result};
 use crate::model::Channel;
 use crate::nms::subscriptions::{ChannelInput, PollOutcome};
-
-/// The channel resources' path prefix.
-pub const NC_SCOPE: &str = "/notificationchannel/v1/{userId}";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -61,37 +57,6 @@ struct LifetimeEnvelope {
     notification_channel_lifetime: LifetimeIn,
 }
 
-fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>> {
-    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| Error::internal("application state missing"))
-}
-
-/// Authenticate, and resolve `{userId}` to an address the principal may use.
-async fn caller(req: &HttpRequest, state: &AppState) -> Result<(Principal, String)> {
-    let principal = state.auth.authenticate(&auth_request(req)).await?;
-    state.throttle.admit(&principal)?;
-    let user = param(req, "userId")?;
-    let user = if user == ACR_AUTH {
-        // The same address in several stores is one user.
-        let mut own: Vec<&String> = principal.boxes.iter().map(|(_, a)| a).collect();
-        own.sort();
-        own.dedup();
-        match own.as_slice() {
-            [a] => (*a).clone(),
-            _ => return Err(Error::invalid("userId acr:auth (no single box for this principal)")),
-        }
-    } else {
-        user
-    };
-    if !principal.is_service && !principal.boxes.iter().any(|(_, a)| *a == user) {
-        return Err(Error::Forbidden { reason: format!("no access to {user}") });
-    }
-    // Channels exist to carry subscriptions' notifications: the same scope.
-    if !principal.scopes.iter().any(|s| matches!(s, Scope::Subscription | Scope::All)) {
-        return Err(principal.missing(Scope::Subscription));
-    }
-    Ok((principal, user))
-}
-
 fn urls(state: &AppState, c: &Channel) -> (String, String, String) {
     let base =
         format!("{}/notificationchannel/v1/{}/channels/{}", state.public_url, encode_segment(&c.user_id), c.public_id);
@@ -122,9 +87,12 @@ fn render(state: &AppState, c: &Channel) -> Value {
 }
 
 /// `POST channels`: 201 + `Location`.
-pub async fn create(req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, user) = caller(&req, &state).await?;
+pub async fn create(
+    req: HttpRequest,
+    access: ChannelAccess,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
     let env: ChannelEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "notificationChannel").await?;
     let c = env.notification_channel;
     let input = ChannelInput {
@@ -135,7 +103,7 @@ pub async fn create(req: HttpRequest, payload: web::Payload) -> Result<HttpRespo
         max_notifications: number(c.channel_data.max_notifications, "maxNotifications")?,
         max_wait_time: number(c.channel_data.max_wait_time, "maxWaitTime")?,
     };
-    let channel = state.nms.create_channel(&principal.name, &user, input).await?;
+    let channel = state.nms.create_channel(&access.principal()?.name, &access.user, input).await?;
     let (resource_url, _, _) = urls(&state, &channel);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, resource_url))
@@ -143,12 +111,10 @@ pub async fn create(req: HttpRequest, payload: web::Payload) -> Result<HttpRespo
 }
 
 /// `GET channels`: an array of `{notificationChannel, resourceURL}`.
-pub async fn list(req: HttpRequest) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, user) = caller(&req, &state).await?;
+pub async fn list(access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
     let list: Vec<Value> = state
         .nms
-        .channels(&principal.name, &user)
+        .channels(&access.principal()?.name, &access.user)
         .await?
         .iter()
         .map(|c| json!({ "notificationChannel": render(&state, c), "resourceURL": urls(&state, c).0 }))
@@ -157,37 +123,34 @@ pub async fn list(req: HttpRequest) -> Result<HttpResponse> {
 }
 
 /// `GET channels/{id}`.
-pub async fn get(req: HttpRequest) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, _) = caller(&req, &state).await?;
-    let c = state.nms.channel(&principal.name, &param(&req, "channelId")?, req.path()).await?;
+pub async fn get(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let c = state.nms.channel(&access.principal()?.name, &param(&req, "channelId")?, req.path()).await?;
     Ok(HttpResponse::Ok().json(json!({ "notificationChannel": render(&state, &c) })))
 }
 
 /// `DELETE channels/{id}`: 204; an open poll answers 404.
-pub async fn delete(req: HttpRequest) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, _) = caller(&req, &state).await?;
-    state.nms.delete_channel(&principal.name, &param(&req, "channelId")?, req.path()).await?;
+pub async fn delete(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
+    state.nms.delete_channel(&access.principal()?.name, &param(&req, "channelId")?, req.path()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET channels/{id}/channelLifetime`.
-pub async fn get_lifetime(req: HttpRequest) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, _) = caller(&req, &state).await?;
-    let c = state.nms.channel(&principal.name, &param(&req, "channelId")?, req.path()).await?;
+pub async fn get_lifetime(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let c = state.nms.channel(&access.principal()?.name, &param(&req, "channelId")?, req.path()).await?;
     let remaining = super::remaining_secs(c.expires_at_ms);
     Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": remaining } })))
 }
 
 /// `PUT channels/{id}/channelLifetime`: renew. Deployed clients send it without
 /// credentials; the unguessable channel id is then the capability.
-pub async fn put_lifetime(req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
+pub async fn put_lifetime(
+    req: HttpRequest,
+    access: ChannelAccess,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
     let id = param(&req, "channelId")?;
-    if req.headers().contains_key(header::AUTHORIZATION) {
-        let (principal, _) = caller(&req, &state).await?;
+    if let Some(principal) = access.principal_if_any() {
         state.nms.channel(&principal.name, &id, req.path()).await?;
     }
     let env: LifetimeEnvelope =
@@ -209,12 +172,16 @@ struct NotificationListW<'a> {
 /// takes over; 404 when the channel is deleted meanwhile; 429 when the principal already
 /// polls `limits.max_polls_per_principal` other channels. A poll counts once against the
 /// rate limit, when it starts.
-pub async fn poll(req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, _) = caller(&req, &state).await?;
+pub async fn poll(
+    req: HttpRequest,
+    access: ChannelAccess,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let principal = access.principal()?;
     let channel = param(&req, "channelId")?;
     // Held until the poll answers, or its client goes away (the future is dropped).
-    let _slot = state.throttle.open_poll(&principal, &channel)?;
+    let _slot = state.throttle.open_poll(principal, &channel)?;
     // The body carries nothing the server needs; it is read (bounded) and ignored.
     read_limited(payload, state.limits.max_json_bytes).await?;
     let timeout = Duration::from_secs(state.nms.sync.long_poll_secs.max(1));

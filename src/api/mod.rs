@@ -26,15 +26,13 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, authorize};
+use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, Target, authorize};
+pub use crate::auth::{BOX_SCOPE, NC_SCOPE};
 use crate::config::LimitSettings;
 use crate::error::{Error, Result};
 use crate::model::BoxRow;
 use crate::nms::{Actor, Nms};
 pub use urls::BoxUrls;
-
-/// Path prefix of every box resource.
-pub const BOX_SCOPE: &str = "/nms/v1/{store}/{box}";
 
 /// Shared state of the HTTP layer.
 pub struct AppState {
@@ -53,48 +51,23 @@ pub struct AppState {
 /// for other methods on a known path, and an OMA 404 for unknown paths.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health));
-    // The Notification Channel API (outside the box tree; its handlers authenticate).
-    let nc = channels::NC_SCOPE;
-    let not_allowed = |allow: &'static str| move || async move { error::method_not_allowed(allow) };
-    cfg.service(
-        web::resource(format!("{nc}/channels"))
-            .route(web::get().to(channels::list))
-            .route(web::post().to(channels::create))
-            .default_service(web::to(not_allowed("GET, POST"))),
-    );
-    cfg.service(
-        web::resource(format!("{nc}/channels/{{channelId}}"))
-            .route(web::get().to(channels::get))
-            .route(web::delete().to(channels::delete))
-            .default_service(web::to(not_allowed("GET, DELETE"))),
-    );
-    cfg.service(
-        web::resource(format!("{nc}/channels/{{channelId}}/channelLifetime"))
-            .route(web::get().to(channels::get_lifetime))
-            .route(web::put().to(channels::put_lifetime))
-            .default_service(web::to(not_allowed("GET, PUT"))),
-    );
-    cfg.service(
-        web::resource(format!("{nc}/channels/{{channelId}}/poll"))
-            .route(web::post().to(channels::poll))
-            .default_service(web::to(not_allowed("POST"))),
-    );
-    let mut seen: Vec<&'static str> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for op in Operation::ALL {
-        if seen.contains(&op.path()) {
+        let pattern = op.pattern();
+        if seen.contains(&pattern) {
             continue;
         }
-        seen.push(op.path());
-        let mut resource = web::resource(format!("{BOX_SCOPE}{}", op.path()));
-        for same in Operation::ALL.iter().filter(|o| o.path() == op.path()) {
+        let mut resource = web::resource(pattern.as_str());
+        for same in Operation::ALL.iter().filter(|o| o.pattern() == pattern) {
             resource = resource.route(route_for(*same));
         }
-        let allow = Operation::allowed_methods(op.path()).join(", ");
+        let allow = Operation::allowed_methods(&pattern).join(", ");
         resource = resource.default_service(web::to(move || {
             let allow = allow.clone();
             async move { error::method_not_allowed(&allow) }
         }));
         cfg.service(resource);
+        seen.push(pattern);
     }
 }
 
@@ -133,6 +106,13 @@ fn route_for(op: Operation) -> actix_web::Route {
         Operation::SubscriptionUpdate => r.to(subscriptions::update),
         Operation::SubscriptionDelete => r.to(subscriptions::delete),
         Operation::BoxReset => r.to(subscriptions::reset_box),
+        Operation::ChannelList => r.to(channels::list),
+        Operation::ChannelCreate => r.to(channels::create),
+        Operation::ChannelGet => r.to(channels::get),
+        Operation::ChannelDelete => r.to(channels::delete),
+        Operation::ChannelLifetimeGet => r.to(channels::get_lifetime),
+        Operation::ChannelLifetimePut => r.to(channels::put_lifetime),
+        Operation::ChannelPoll => r.to(channels::poll),
     }
 }
 
@@ -183,6 +163,23 @@ pub fn param(req: &HttpRequest, name: &str) -> Result<String> {
         .map_err(|_| Error::invalid(name.to_string()))
 }
 
+/// The application state and the operation a routed request belongs to.
+fn routed(req: &HttpRequest) -> Result<(web::Data<AppState>, Operation)> {
+    let state =
+        req.app_data::<web::Data<AppState>>().ok_or_else(|| Error::internal("application state missing"))?.clone();
+    let pattern = req.match_pattern().unwrap_or_default();
+    let op = Operation::resolve(req.method().as_str(), &pattern)
+        .ok_or_else(|| Error::internal(format!("no operation for {} {pattern}", req.method())))?;
+    Ok((state, op))
+}
+
+/// Authenticate the request and count it against the principal's rate.
+async fn caller(req: &HttpRequest, state: &AppState) -> Result<Principal> {
+    let principal = state.auth.authenticate(&auth_request(req)).await?;
+    state.throttle.admit(&principal)?;
+    Ok(principal)
+}
+
 impl FromRequest for Access {
     type Error = Error;
     type Future = LocalBoxFuture<'static, Result<Self>>;
@@ -190,16 +187,8 @@ impl FromRequest for Access {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| Error::internal("application state missing"))?
-                .clone();
-            let pattern = req.match_pattern().unwrap_or_default();
-            let rel = pattern.strip_prefix(BOX_SCOPE).unwrap_or_default();
-            let op = Operation::resolve(req.method().as_str(), rel)
-                .ok_or_else(|| Error::internal(format!("no operation for {} {pattern}", req.method())))?;
-            let principal = state.auth.authenticate(&auth_request(&req)).await?;
-            state.throttle.admit(&principal)?;
+            let (state, op) = routed(&req)?;
+            let principal = caller(&req, &state).await?;
             let store = param(&req, "store")?;
             let uri = req.path().to_string();
             // No stored name or id holds NUL (no engine keeps it in text alike): a path
@@ -217,7 +206,7 @@ impl FromRequest for Access {
                     .ok_or_else(|| Error::invalid("boxId acr:auth (no single box for this principal)"))?
                     .to_string();
             }
-            authorize(&principal, op, &store, &address)?;
+            authorize(&principal, op, Target::Box { store: &store, address: &address })?;
             let b = match state.nms.find_box(&store, &address).await? {
                 Some(b) => b,
                 // A bearer subscriber's own box is created on its first access.
@@ -230,6 +219,59 @@ impl FromRequest for Access {
             tracing::debug!(op = op.name(), principal = %principal.name, box_id = %address, "access granted");
             let urls = BoxUrls::new(&state.public_url, &store, &address);
             Ok(Access { op, principal, b, urls, uri })
+        })
+    }
+}
+
+/// An authenticated, authorised request on a user's notification channels.
+pub struct ChannelAccess {
+    pub op: Operation,
+    /// `None` only for an operation whose credentials are optional, sent without them.
+    principal: Option<Principal>,
+    /// The user (`{userId}`, `acr:auth` resolved) the channels belong to.
+    pub user: String,
+}
+
+impl ChannelAccess {
+    /// The authenticated caller.
+    pub fn principal(&self) -> Result<&Principal> {
+        self.principal.as_ref().ok_or_else(|| Error::internal("channel operation without a principal"))
+    }
+
+    /// The authenticated caller, if credentials were sent.
+    pub fn principal_if_any(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+}
+
+impl FromRequest for ChannelAccess {
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let (state, op) = routed(&req)?;
+            let user = param(&req, "userId")?;
+            if op.credentials_optional() && !req.headers().contains_key(actix_web::http::header::AUTHORIZATION) {
+                return Ok(ChannelAccess { op, principal: None, user });
+            }
+            let principal = caller(&req, &state).await?;
+            let user = if user == ACR_AUTH {
+                // The same address in several stores is one user.
+                let mut own: Vec<&String> = principal.boxes.iter().map(|(_, a)| a).collect();
+                own.sort();
+                own.dedup();
+                match own.as_slice() {
+                    [a] => (*a).clone(),
+                    _ => return Err(Error::invalid("userId acr:auth (no single box for this principal)")),
+                }
+            } else {
+                user
+            };
+            authorize(&principal, op, Target::User(&user))?;
+            tracing::debug!(op = op.name(), principal = %principal.name, user = %user, "access granted");
+            Ok(ChannelAccess { op, principal: Some(principal), user })
         })
     }
 }
