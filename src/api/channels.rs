@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::subscriptions::render_list;
 use super::urls::encode_segment;
 use super::wire::{Scalar, number};
-use super::{AppState, ChannelAccess, json_body, param, read_limited};
+use super::{AppState, ChannelAccess, Oma, OmaBody, param, read_limited};
 use crate::error::{Error, Result};
 use crate::model::Channel;
 use crate::nms::subscriptions::{ChannelInput, PollOutcome};
@@ -40,8 +40,12 @@ struct ChannelIn {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ChannelEnvelope {
+pub struct ChannelEnvelope {
     notification_channel: ChannelIn,
+}
+
+impl OmaBody for ChannelEnvelope {
+    const ROOT: &'static str = "notificationChannel";
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,8 +57,12 @@ struct LifetimeIn {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct LifetimeEnvelope {
+pub struct LifetimeEnvelope {
     notification_channel_lifetime: LifetimeIn,
+}
+
+impl OmaBody for LifetimeEnvelope {
+    const ROOT: &'static str = "notificationChannelLifetime";
 }
 
 fn urls(state: &AppState, c: &Channel) -> (String, String, String) {
@@ -87,14 +95,8 @@ fn render(state: &AppState, c: &Channel) -> Value {
 }
 
 /// `POST channels`: 201 + `Location`.
-pub async fn create(
-    req: HttpRequest,
-    access: ChannelAccess,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let env: ChannelEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "notificationChannel").await?;
-    let c = env.notification_channel;
+pub async fn create(oma: Oma<ChannelEnvelope, ChannelAccess>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, c) = (oma.access, oma.body.notification_channel);
     let input = ChannelInput {
         channel_type: c.channel_type,
         client_correlator: c.client_correlator,
@@ -145,16 +147,14 @@ pub async fn get_lifetime(req: HttpRequest, access: ChannelAccess, state: web::D
 /// credentials; the unguessable channel id is then the capability.
 pub async fn put_lifetime(
     req: HttpRequest,
-    access: ChannelAccess,
-    payload: web::Payload,
+    oma: Oma<LifetimeEnvelope, ChannelAccess>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
     let id = param(&req, "channelId")?;
-    if let Some(principal) = access.principal_if_any() {
+    if let Some(principal) = oma.access.principal_if_any() {
         state.nms.channel(&principal.name, &id, req.path()).await?;
     }
-    let env: LifetimeEnvelope =
-        json_body(&req, payload, state.limits.max_json_bytes, "notificationChannelLifetime").await?;
+    let env = oma.body;
     let asked = number(env.notification_channel_lifetime.channel_lifetime, "channelLifetime")?;
     let c = state.nms.renew_channel(&id, asked, req.path()).await?;
     Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": c.lifetime_secs } })))

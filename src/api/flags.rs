@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::urls::encode_segment;
 use super::wire::{FlagListEnvelope, FlagListW};
-use super::{Access, AppState, json_body, param, read_limited};
+use super::{Access, AppState, Oma, param, read_limited};
 use crate::auth::Operation;
 use crate::error::Result;
 use crate::model::{FlagChange, FlagTarget};
@@ -56,12 +56,11 @@ pub async fn get_list(req: HttpRequest, access: Access, state: web::Data<AppStat
 /// `PUT .../flags`: replace the whole list; answers the list as it now stands.
 pub async fn put_list(
     req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
+    oma: Oma<FlagListEnvelope>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
+    let (access, env) = (oma.access, oma.body);
     let (is_folder, id, url) = target(&req, &access)?;
-    let env: FlagListEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "flagList").await?;
     let flags = state.nms.set_flags(&access.b, flag_target(is_folder, &id), &env.flag_list.flag, &access.uri).await?;
     Ok(flag_list(flags, url))
 }

@@ -7,20 +7,14 @@ use serde_json::json;
 use super::wire::{
     AttributeListW, FolderEnvelope, FolderReferenceListW, FolderW, NameEnvelope, ObjectReferenceListW, ReferenceW,
 };
-use super::{Access, AppState, BoxUrls, json_body, param};
+use super::{Access, AppState, BoxUrls, Oma, param};
 use crate::error::{Error, Result};
 use crate::model::{Attribute, ChildPosition, Folder};
 use crate::nms::{ListFilter, Nms};
 
 /// `POST /folders`: 201 + `Location` + `reference`.
-pub async fn create(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let env: FolderEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "folder").await?;
-    let f = env.folder;
+pub async fn create(oma: Oma<FolderEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, f) = (oma.access, oma.body.folder);
     let parent = access.urls.parent(f.parent_folder, f.parent_folder_path)?;
     let attributes = f.attributes.unwrap_or_default().into_domain();
     let folder = state.nms.create_folder(&access.b, access.actor(), parent, f.name, attributes).await?;
@@ -150,14 +144,9 @@ pub async fn get_name(req: HttpRequest, access: Access, state: web::Data<AppStat
 }
 
 /// `PUT /folders/{id}/folderName`.
-pub async fn put_name(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
+pub async fn put_name(req: HttpRequest, oma: Oma<NameEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, env) = (oma.access, oma.body);
     let id = param(&req, "folderId")?;
-    let env: NameEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "name").await?;
     let f = state.nms.rename_folder(&access.b, access.actor(), &id, &env.name, &access.uri).await?;
     Ok(HttpResponse::Ok().json(json!({ "name": f.name })))
 }

@@ -305,20 +305,50 @@ pub fn media_type(req: &HttpRequest) -> Option<mime::Mime> {
         .and_then(|s| s.parse::<mime::Mime>().ok())
 }
 
-/// Parse a JSON body wrapped in its root element (`root` names it in errors).
-pub async fn json_body<T: DeserializeOwned>(
-    req: &HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-    root: &str,
-) -> Result<T> {
+/// A request document: the structure under its root element, which refusals name.
+pub trait OmaBody: DeserializeOwned {
+    /// The root element (`folder`, `selectionCriteria`, ...).
+    const ROOT: &'static str;
+}
+
+/// Read and decode a request document (at most `limits.max_json_bytes`). Its format is
+/// decided here, from the request's `Content-Type`: JSON is the one binding offered; any
+/// other type is refused (415).
+pub async fn oma_body<T: OmaBody>(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<T> {
     if !is_json(req) {
         let got =
             req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
         return Err(Error::UnsupportedMediaType { media_type: got.to_string() });
     }
-    let body = read_limited(payload, limit).await?;
-    parse_json(&body, root)
+    let body = read_limited(payload, state.limits.max_json_bytes).await?;
+    parse_json(&body, T::ROOT)
+}
+
+/// An authorised request (`A`: [`Access`], or [`ChannelAccess`]) and its document `T`. The
+/// body is read only once the request is authorised.
+pub struct Oma<T, A = Access> {
+    pub access: A,
+    pub body: T,
+}
+
+impl<T: OmaBody + 'static, A: FromRequest<Error = Error> + 'static> FromRequest for Oma<T, A> {
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let body = web::Payload::from_request(&req, payload).into_inner();
+        Box::pin(async move {
+            let access = A::from_request(&req, &mut Payload::None).await?;
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| Error::internal("application state missing"))?
+                .clone();
+            let payload = body.map_err(|_| Error::invalid("body"))?;
+            let body = oma_body(&req, payload, &state).await?;
+            Ok(Oma { access, body })
+        })
+    }
 }
 
 /// Parse JSON, naming the root element and the problem on failure (400 SVC0002).

@@ -12,7 +12,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde_json::json;
 
 use super::wire::{AttributeListW, FlagListW, ObjectEnvelope, ObjectIn, ObjectW, PayloadPartW, ReferenceW};
-use super::{Access, AppState, BoxUrls, json_body, media_type, multipart, param};
+use super::{Access, AppState, BoxUrls, media_type, multipart, oma_body, param};
 use crate::error::{Error, Result};
 use crate::model::{BoxRow, Object, PartData, PayloadPart};
 use crate::nms::{Nms, ObjectInput};
@@ -74,7 +74,7 @@ pub async fn create(
     let (input, deposit) = match mt {
         Some(m) if multipart::is_deposit(&m) => multipart::read_deposit(&req, payload, &state).await?,
         _ => {
-            let env: ObjectEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "object").await?;
+            let env: ObjectEnvelope = oma_body(&req, payload, &state).await?;
             (env.object, state.nms.begin_deposit())
         }
     };

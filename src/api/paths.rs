@@ -8,7 +8,7 @@ use serde_json::json;
 use super::bulk::response_list;
 use super::objects::object_path;
 use super::wire::{PathListEnvelope, ReferenceW};
-use super::{Access, AppState, json_body};
+use super::{Access, AppState, Oma};
 use crate::auth::Operation;
 use crate::error::{Error, Result};
 
@@ -47,13 +47,8 @@ pub async fn folder_get(req: HttpRequest, access: Access, state: web::Data<AppSt
 }
 
 /// POST `pathList` (objects or folders): one lookup per path, answered in request order.
-pub async fn post(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let env: PathListEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "pathList").await?;
+pub async fn post(oma: Oma<PathListEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, env) = (oma.access, oma.body);
     let objects = access.op == Operation::ObjectPathToIdPost;
     let mut results = Vec::with_capacity(env.path_list.path.len());
     for p in &env.path_list.path {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::search::criteria_input;
 use super::wire::{FlagListW, Scalar, SearchCriteriaW, number};
-use super::{Access, AppState, BoxUrls, json_body, ok_json, param};
+use super::{Access, AppState, BoxUrls, Oma, OmaBody, ok_json, param};
 use crate::error::{Error, Result};
 use crate::model::{Change, Subscription};
 use crate::nms::subscriptions::{EventList, SubscriptionInput};
@@ -35,8 +35,12 @@ struct SubscriptionIn {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SubscriptionEnvelope {
+pub struct SubscriptionEnvelope {
     nms_subscription: SubscriptionIn,
+}
+
+impl OmaBody for SubscriptionEnvelope {
+    const ROOT: &'static str = "nmsSubscription";
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,8 +52,12 @@ struct UpdateIn {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct UpdateEnvelope {
+pub struct UpdateEnvelope {
     nms_subscription_update: UpdateIn,
+}
+
+impl OmaBody for UpdateEnvelope {
+    const ROOT: &'static str = "nmsSubscriptionUpdate";
 }
 
 /// The channel a `notifyURL` names when it is a notification channel `callbackURL` of this
@@ -104,14 +112,8 @@ pub async fn list(access: Access, state: web::Data<AppState>) -> Result<HttpResp
 
 /// `POST /subscriptions`: 201 + `Location`; a repeated `clientCorrelator` answers the
 /// existing subscription.
-pub async fn create(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let env: SubscriptionEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "nmsSubscription").await?;
-    let s = env.nms_subscription;
+pub async fn create(oma: Oma<SubscriptionEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, s) = (oma.access, oma.body.nms_subscription);
     let channel = channel_of(&state, &s.callback_reference.notify_url)?;
     let input = SubscriptionInput {
         notify_url: s.callback_reference.notify_url,
@@ -138,15 +140,9 @@ pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -
 }
 
 /// `POST /subscriptions/{id}` with `nmsSubscriptionUpdate`: 200 with the subscription.
-pub async fn update(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
+pub async fn update(req: HttpRequest, oma: Oma<UpdateEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, u) = (oma.access, oma.body.nms_subscription_update);
     let id = param(&req, "subscriptionId")?;
-    let env: UpdateEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "nmsSubscriptionUpdate").await?;
-    let u = env.nms_subscription_update;
     let duration = number(u.duration, "duration")?;
     let s = state
         .nms

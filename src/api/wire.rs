@@ -409,6 +409,28 @@ pub struct BulkResponseListW {
     pub response: Vec<ResponseW>,
 }
 
+/// The root element of each request document.
+macro_rules! roots {
+    ($($t:ty => $root:literal,)*) => {
+        $(impl super::OmaBody for $t {
+            const ROOT: &'static str = $root;
+        })*
+    };
+}
+
+roots! {
+    ObjectEnvelope => "object",
+    FolderEnvelope => "folder",
+    NameEnvelope => "name",
+    FlagListEnvelope => "flagList",
+    PathListEnvelope => "pathList",
+    SelectionEnvelope => "selectionCriteria",
+    ObjectListEnvelope => "objectList",
+    BulkUpdateEnvelope => "bulkUpdate",
+    BulkDeleteEnvelope => "bulkDelete",
+    TargetSourceRefEnvelope => "targetSourceRef",
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
