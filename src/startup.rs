@@ -21,11 +21,13 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::model::FolderLimits;
+use crate::nms::subscriptions::EventList;
 use crate::nms::{Nms, TokenKey};
 use crate::store::Store;
 use crate::store::engine::Engine;
 use crate::store::listen::{Listener, Notice};
 use crate::store::sql::SqlStore;
+use crate::webhooks;
 
 /// Open the metadata store named by the configuration and apply migrations.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
@@ -245,7 +247,9 @@ impl Application {
         let handle = self.server.handle();
         let sweeper = tokio::spawn(sweep_loop(self.nms.blobs.clone(), self.sweep_every, self.grace));
         let pruner = tokio::spawn(housekeeping_loop(self.nms.clone()));
-        let webhooks = tokio::spawn(api::webhooks::run(self.nms.clone(), self.public_url.clone()));
+        let public_url = self.public_url.clone();
+        let render = move |l: &EventList| api::webhook_body(&public_url, l);
+        let webhooks = tokio::spawn(webhooks::run(self.nms.clone(), render));
         let follower = self.feed.map(|l| tokio::spawn(follow_database(l, self.nms.hub.clone())));
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;

@@ -9,61 +9,15 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::subscriptions::render_list;
 use super::urls::encode_segment;
-use super::wire::{Scalar, number};
-use super::{AppState, ChannelAccess, Oma, OmaBody, param, read_limited};
+use super::wire::{ChannelEnvelope, LifetimeEnvelope, NotificationListW, number};
+use super::{AppState, ChannelAccess, Oma, param, read_limited};
 use crate::error::{Error, Result};
 use crate::model::Channel;
 use crate::nms::subscriptions::{ChannelInput, PollOutcome};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChannelDataW {
-    max_notifications: Option<Scalar>,
-    max_wait_time: Option<Scalar>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChannelIn {
-    client_correlator: Option<String>,
-    application_tag: Option<String>,
-    channel_type: String,
-    #[serde(default)]
-    channel_data: ChannelDataW,
-    channel_lifetime: Option<Scalar>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChannelEnvelope {
-    notification_channel: ChannelIn,
-}
-
-impl OmaBody for ChannelEnvelope {
-    const ROOT: &'static str = "notificationChannel";
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LifetimeIn {
-    /// Absent: the server's default (NC 5.2.2.14).
-    channel_lifetime: Option<Scalar>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LifetimeEnvelope {
-    notification_channel_lifetime: LifetimeIn,
-}
-
-impl OmaBody for LifetimeEnvelope {
-    const ROOT: &'static str = "notificationChannelLifetime";
-}
 
 fn urls(state: &AppState, c: &Channel) -> (String, String, String) {
     let base =
@@ -158,13 +112,6 @@ pub async fn put_lifetime(
     let asked = number(env.notification_channel_lifetime.channel_lifetime, "channelLifetime")?;
     let c = state.nms.renew_channel(&id, asked, req.path()).await?;
     Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": c.lifetime_secs } })))
-}
-
-/// A long poll's answer.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct NotificationListW<'a> {
-    notification_list: Vec<super::subscriptions::EventListEnvelope<'a>>,
 }
 
 /// `POST channelURL` with `{"longPollingRequestParameters": null}`: 200 with the pending

@@ -14,7 +14,6 @@ mod paths;
 pub mod search;
 mod subscriptions;
 pub mod urls;
-pub mod webhooks;
 pub mod wire;
 
 use actix_web::dev::Payload;
@@ -354,6 +353,11 @@ impl<T: OmaBody + 'static, A: FromRequest<Error = Error> + 'static> FromRequest 
 /// Parse JSON, naming the root element and the problem on failure (400 SVC0002).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8], root: &str) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| Error::invalid(format!("{root} ({e})")))
+}
+
+/// The document a webhook receives for one notification list (`{"nmsEventList": ..}`).
+pub fn webhook_body(public_url: &str, l: &crate::nms::subscriptions::EventList) -> String {
+    serde_json::to_string(&subscriptions::render_list(public_url, l)).unwrap_or_default()
 }
 
 /// 200 with a JSON body.

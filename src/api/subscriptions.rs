@@ -3,62 +3,18 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::search::criteria_input;
-use super::wire::{FlagListW, Scalar, SearchCriteriaW, number};
-use super::{Access, AppState, BoxUrls, Oma, OmaBody, ok_json, param};
+use super::wire::{
+    ChangedFolderW, ChangedObjectW, Empty, EventListEnvelope, EventListW, EventW, FlagListW, GoneW, LinkW,
+    SubscriptionEnvelope, UpdateEnvelope, number,
+};
+use super::{Access, AppState, BoxUrls, Oma, ok_json, param};
 use crate::error::{Error, Result};
 use crate::model::{Change, Subscription};
 use crate::nms::subscriptions::{EventList, SubscriptionInput};
 use crate::nms::sync::SyncEvent;
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CallbackReferenceW {
-    #[serde(rename = "notifyURL")]
-    notify_url: String,
-    callback_data: Option<String>,
-    notification_format: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SubscriptionIn {
-    callback_reference: CallbackReferenceW,
-    duration: Option<Scalar>,
-    filter: Option<SearchCriteriaW>,
-    client_correlator: Option<String>,
-    restart_token: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SubscriptionEnvelope {
-    nms_subscription: SubscriptionIn,
-}
-
-impl OmaBody for SubscriptionEnvelope {
-    const ROOT: &'static str = "nmsSubscription";
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UpdateIn {
-    duration: Option<Scalar>,
-    restart_token: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdateEnvelope {
-    nms_subscription_update: UpdateIn,
-}
-
-impl OmaBody for UpdateEnvelope {
-    const ROOT: &'static str = "nmsSubscriptionUpdate";
-}
 
 /// The channel a `notifyURL` names when it is a notification channel `callbackURL` of this
 /// server (`.../notificationchannel/v1/{userId}/channels/{id}/callback`); `None`: a webhook.
@@ -169,60 +125,6 @@ pub async fn reset_box(access: Access, state: web::Data<AppState>) -> Result<Htt
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// An object as a notification shows it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ChangedObjectW<'a> {
-    #[serde(rename = "resourceURL")]
-    resource_url: String,
-    parent_folder: String,
-    flags: FlagListW,
-    last_mod_seq: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    correlation_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    correlation_tag: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ChangedFolderW<'a> {
-    #[serde(rename = "resourceURL")]
-    resource_url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent_folder: Option<String>,
-    name: &'a str,
-    last_mod_seq: i64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct GoneW<'a> {
-    #[serde(rename = "resourceURL")]
-    resource_url: String,
-    last_mod_seq: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    correlation_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    correlation_tag: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Empty {}
-
-/// One `nmsEvent`: an object with exactly one member naming its kind.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-enum EventW<'a> {
-    ResetBox(Empty),
-    ChangedObject(ChangedObjectW<'a>),
-    ChangedFolder(ChangedFolderW<'a>),
-    DeletedObject(GoneW<'a>),
-    ExpiredObject(GoneW<'a>),
-    DeletedFolder(GoneW<'a>),
-    ExpiredFolder(GoneW<'a>),
-}
-
 fn event<'a>(urls: &BoxUrls, e: &'a SyncEvent) -> EventW<'a> {
     match e {
         SyncEvent::ResetBox => EventW::ResetBox(Empty {}),
@@ -256,30 +158,6 @@ fn event<'a>(urls: &BoxUrls, e: &'a SyncEvent) -> EventW<'a> {
             }
         }
     }
-}
-
-#[derive(Serialize)]
-struct LinkW {
-    rel: &'static str,
-    href: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EventListW<'a> {
-    nms_event: Vec<EventW<'a>>,
-    index: i64,
-    restart_token: &'a str,
-    link: [LinkW; 1],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    callback_data: Option<&'a str>,
-}
-
-/// `{"nmsEventList": ..}` of one list, ready to serialize.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventListEnvelope<'a> {
-    nms_event_list: EventListW<'a>,
 }
 
 /// `{"nmsEventList": ..}` of one list.

@@ -409,6 +409,170 @@ pub struct BulkResponseListW {
     pub response: Vec<ResponseW>,
 }
 
+// ---------------- subscriptions and notifications ----------------
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackReferenceW {
+    #[serde(rename = "notifyURL")]
+    pub notify_url: String,
+    pub callback_data: Option<String>,
+    pub notification_format: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionIn {
+    pub callback_reference: CallbackReferenceW,
+    pub duration: Option<Scalar>,
+    pub filter: Option<SearchCriteriaW>,
+    pub client_correlator: Option<String>,
+    pub restart_token: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionEnvelope {
+    pub nms_subscription: SubscriptionIn,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateIn {
+    pub duration: Option<Scalar>,
+    pub restart_token: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateEnvelope {
+    pub nms_subscription_update: UpdateIn,
+}
+
+/// An object as a notification shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangedObjectW<'a> {
+    #[serde(rename = "resourceURL")]
+    pub resource_url: String,
+    pub parent_folder: String,
+    pub flags: FlagListW,
+    pub last_mod_seq: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_tag: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangedFolderW<'a> {
+    #[serde(rename = "resourceURL")]
+    pub resource_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_folder: Option<String>,
+    pub name: &'a str,
+    pub last_mod_seq: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GoneW<'a> {
+    #[serde(rename = "resourceURL")]
+    pub resource_url: String,
+    pub last_mod_seq: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_tag: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct Empty {}
+
+/// One `nmsEvent`: an object with exactly one member naming its kind.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EventW<'a> {
+    ResetBox(Empty),
+    ChangedObject(ChangedObjectW<'a>),
+    ChangedFolder(ChangedFolderW<'a>),
+    DeletedObject(GoneW<'a>),
+    ExpiredObject(GoneW<'a>),
+    DeletedFolder(GoneW<'a>),
+    ExpiredFolder(GoneW<'a>),
+}
+
+#[derive(Serialize)]
+pub struct LinkW {
+    pub rel: &'static str,
+    pub href: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventListW<'a> {
+    pub nms_event: Vec<EventW<'a>>,
+    pub index: i64,
+    pub restart_token: &'a str,
+    pub link: [LinkW; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_data: Option<&'a str>,
+}
+
+/// `{"nmsEventList": ..}` of one list, ready to serialize.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventListEnvelope<'a> {
+    pub nms_event_list: EventListW<'a>,
+}
+
+// ---------------- notification channels ----------------
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelDataW {
+    pub max_notifications: Option<Scalar>,
+    pub max_wait_time: Option<Scalar>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelIn {
+    pub client_correlator: Option<String>,
+    pub application_tag: Option<String>,
+    pub channel_type: String,
+    #[serde(default)]
+    pub channel_data: ChannelDataW,
+    pub channel_lifetime: Option<Scalar>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelEnvelope {
+    pub notification_channel: ChannelIn,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifetimeIn {
+    /// Absent: the server's default (NC 5.2.2.14).
+    pub channel_lifetime: Option<Scalar>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LifetimeEnvelope {
+    pub notification_channel_lifetime: LifetimeIn,
+}
+
+/// A long poll's answer.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationListW<'a> {
+    pub notification_list: Vec<EventListEnvelope<'a>>,
+}
+
 /// The root element of each request document.
 macro_rules! roots {
     ($($t:ty => $root:literal,)*) => {
@@ -429,6 +593,10 @@ roots! {
     BulkUpdateEnvelope => "bulkUpdate",
     BulkDeleteEnvelope => "bulkDelete",
     TargetSourceRefEnvelope => "targetSourceRef",
+    SubscriptionEnvelope => "nmsSubscription",
+    UpdateEnvelope => "nmsSubscriptionUpdate",
+    ChannelEnvelope => "notificationChannel",
+    LifetimeEnvelope => "notificationChannelLifetime",
 }
 
 #[cfg(test)]

@@ -8,13 +8,15 @@
 //! other answer, a timeout or a refused connection is retried with exponential backoff (or
 //! after the receiver's `Retry-After` seconds) until the subscription ends. Redirects are
 //! not followed.
+//!
+//! The deliverer is a background HTTP client, not part of the HTTP server: what a list looks
+//! like on the wire is given to it (`render`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
-use super::subscriptions::render_list;
 use crate::error::Result;
 use crate::ids::now_ms;
 use crate::model::OutboxList;
@@ -29,8 +31,8 @@ const CLAIM: u32 = 64;
 /// queued by a node that died before it claimed it is found then.
 const IDLE_ROUND: Duration = Duration::from_secs(60);
 
-/// Deliver webhook notifications until the task is dropped.
-pub async fn run(nms: Nms, public_url: String) {
+/// Deliver webhook notifications, each list as `render` writes it, until the task is dropped.
+pub async fn run(nms: Nms, render: impl Fn(&EventList) -> String + Send + Sync + 'static) {
     let timeout = Duration::from_secs(nms.sync.webhook_timeout_secs.max(1));
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
@@ -46,7 +48,6 @@ pub async fn run(nms: Nms, public_url: String) {
             return;
         }
     };
-    let render = move |l: &EventList| serde_json::to_string(&render_list(&public_url, l)).unwrap_or_default();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     // Signalled when an attempt ends (a delivered list lets the next one be built).
     let done = Arc::new(Notify::new());
