@@ -154,11 +154,11 @@ impl Application {
         let url = settings.database_url();
         let feed = Engine::of_url(&url)?.listener(&url);
         if feed.is_some() {
-            nms.hub.set_remote_feed();
+            nms.hub().set_remote_feed();
         }
         // Temporaries a crashed process left behind go now, not after the grace period.
         let grace = Duration::from_secs(settings.storage.blob_grace_secs);
-        match nms.blobs.sweep_temporaries(grace).await {
+        match nms.blobs().sweep_temporaries(grace).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(temporaries = n, "removed temporaries left by processes that are gone"),
             Err(e) => tracing::warn!(error = %e, "removing leftover temporaries failed; the sweep retries"),
@@ -168,7 +168,7 @@ impl Application {
         let addr = listener.local_addr().map_err(Error::internal)?;
         let public_url = settings.public_url_for(addr);
         let auth = Arc::new(
-            Authenticator::new(nms.meta.clone(), &settings.auth, &settings.nms.stores, nms.tokens.clone())?
+            Authenticator::new(nms.store().clone(), &settings.auth, &settings.nms.stores, nms.tokens().clone())?
                 .with_failure_limits(&settings.limits.auth_failures),
         );
         let state = web::Data::new(AppState {
@@ -245,12 +245,12 @@ impl Application {
     /// Serve until the server stops (Ctrl-C / SIGTERM), running the blob sweep meanwhile.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
-        let sweeper = tokio::spawn(sweep_loop(self.nms.blobs.clone(), self.sweep_every, self.grace));
+        let sweeper = tokio::spawn(sweep_loop(self.nms.blobs().clone(), self.sweep_every, self.grace));
         let pruner = tokio::spawn(housekeeping_loop(self.nms.clone()));
         let public_url = self.public_url.clone();
         let render = move |l: &EventList| api::webhook_body(&public_url, l);
         let webhooks = tokio::spawn(webhooks::run(self.nms.clone(), render));
-        let follower = self.feed.map(|l| tokio::spawn(follow_database(l, self.nms.hub.clone())));
+        let follower = self.feed.map(|l| tokio::spawn(follow_database(l, self.nms.hub().clone())));
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
@@ -305,7 +305,7 @@ async fn wait_for_signal() {
 /// Every `sync.prune_interval_secs`: expire objects past their store's policy, then drop
 /// tombstones past the retention.
 async fn housekeeping_loop(nms: Nms) {
-    let mut tick = tokio::time::interval(Duration::from_secs(nms.sync.prune_interval_secs.max(1)));
+    let mut tick = tokio::time::interval(Duration::from_secs(nms.sync_settings().prune_interval_secs.max(1)));
     tick.tick().await;
     loop {
         tick.tick().await;
@@ -316,7 +316,7 @@ async fn housekeeping_loop(nms: Nms) {
         if let Err(e) = nms.purge_expired_subscriptions().await {
             tracing::warn!(error = %e, "purging expired subscriptions failed");
         }
-        nms.hub.sweep();
+        nms.hub().sweep();
         match nms.prune_tombstones().await {
             Ok(n) => tracing::info!(tombstones = n, "tombstone pruning done"),
             Err(e) => tracing::warn!(error = %e, "tombstone pruning failed"),

@@ -33,12 +33,12 @@ const IDLE_ROUND: Duration = Duration::from_secs(60);
 
 /// Deliver webhook notifications, each list as `render` writes it, until the task is dropped.
 pub async fn run(nms: Nms, render: impl Fn(&EventList) -> String + Send + Sync + 'static) {
-    let timeout = Duration::from_secs(nms.sync.webhook_timeout_secs.max(1));
+    let timeout = Duration::from_secs(nms.sync_settings().webhook_timeout_secs.max(1));
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("cpm-nms/", env!("CARGO_PKG_VERSION")));
-    if !nms.sync.webhook_private_networks {
+    if !nms.sync_settings().webhook_private_networks {
         builder = builder.dns_resolver(Arc::new(PublicOnly));
     }
     let client = match builder.build() {
@@ -55,7 +55,7 @@ pub async fn run(nms: Nms, render: impl Fn(&EventList) -> String + Send + Sync +
     let lease = timeout + Duration::from_secs(5);
     let mut last_full = tokio::time::Instant::now();
     loop {
-        let any = nms.hub.any_signal();
+        let any = nms.hub().any_signal();
         let mut changed = Box::pin(any.notified());
         changed.as_mut().enable();
         let mut finished = Box::pin(done.notified());
@@ -64,8 +64,8 @@ pub async fn run(nms: Nms, render: impl Fn(&EventList) -> String + Send + Sync +
         // The boxes that changed (or had a list delivered) since the last round; all of
         // them now and then (every second without a remote feed, for writers in other
         // processes).
-        let mut boxes = nms.hub.take_changed();
-        if last_full.elapsed() >= nms.hub.re_read_within(IDLE_ROUND) {
+        let mut boxes = nms.hub().take_changed();
+        if last_full.elapsed() >= nms.hub().re_read_within(IDLE_ROUND) {
             boxes = None;
         }
         if boxes.is_none() {
@@ -97,7 +97,7 @@ pub async fn run(nms: Nms, render: impl Fn(&EventList) -> String + Send + Sync +
                 }
                 drop(permit);
                 // The subscription's next list may be due now.
-                nms.hub.touch(list.box_id);
+                nms.hub().touch(list.box_id);
                 done.notify_one();
             });
         }
@@ -107,7 +107,7 @@ pub async fn run(nms: Nms, render: impl Fn(&EventList) -> String + Send + Sync +
         }
         // Sleep until a box changes, an attempt ends, a retry falls due, or the idle round
         // is due (without a remote feed: a second, as other processes' changes wake nobody).
-        let mut nap = nms.hub.re_read_within(IDLE_ROUND);
+        let mut nap = nms.hub().re_read_within(IDLE_ROUND);
         if let Ok(Some(due)) = nms.next_webhook_due().await {
             let wait = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
             nap = nap.min(Duration::from_millis(wait));

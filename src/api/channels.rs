@@ -80,19 +80,19 @@ pub async fn list(access: ChannelAccess, state: web::Data<AppState>) -> Result<H
 
 /// `GET channels/{id}`.
 pub async fn get(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
-    let c = state.nms.channel(&access.principal()?.name, &param(&req, "channelId")?, req.path()).await?;
+    let c = state.nms.channel(&access.principal()?.name, &param(&req, "channelId")?).await?;
     Ok(HttpResponse::Ok().json(json!({ "notificationChannel": render(&state, &c) })))
 }
 
 /// `DELETE channels/{id}`: 204; an open poll answers 404.
 pub async fn delete(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
-    state.nms.delete_channel(&access.principal()?.name, &param(&req, "channelId")?, req.path()).await?;
+    state.nms.delete_channel(&access.principal()?.name, &param(&req, "channelId")?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET channels/{id}/channelLifetime`.
 pub async fn get_lifetime(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
-    let c = state.nms.channel(&access.principal()?.name, &param(&req, "channelId")?, req.path()).await?;
+    let c = state.nms.channel(&access.principal()?.name, &param(&req, "channelId")?).await?;
     let remaining = super::remaining_secs(c.expires_at_ms);
     Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": remaining } })))
 }
@@ -106,11 +106,11 @@ pub async fn put_lifetime(
 ) -> Result<HttpResponse> {
     let id = param(&req, "channelId")?;
     if let Some(principal) = oma.access.principal_if_any() {
-        state.nms.channel(&principal.name, &id, req.path()).await?;
+        state.nms.channel(&principal.name, &id).await?;
     }
     let env = oma.body;
     let asked = number(env.notification_channel_lifetime.channel_lifetime, "channelLifetime")?;
-    let c = state.nms.renew_channel(&id, asked, req.path()).await?;
+    let c = state.nms.renew_channel(&id, asked).await?;
     Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": c.lifetime_secs } })))
 }
 
@@ -131,8 +131,8 @@ pub async fn poll(
     let _slot = state.throttle.open_poll(principal, &channel)?;
     // The body carries nothing the server needs; it is read (bounded) and ignored.
     read_limited(payload, state.limits.max_json_bytes).await?;
-    let timeout = Duration::from_secs(state.nms.sync.long_poll_secs.max(1));
-    match state.nms.poll(&principal.name, &channel, timeout, req.path()).await? {
+    let timeout = Duration::from_secs(state.nms.sync_settings().long_poll_secs.max(1));
+    match state.nms.poll(&principal.name, &channel, timeout).await? {
         PollOutcome::Lists(lists) => {
             let notification_list: Vec<_> = lists.iter().map(|l| render_list(&state.public_url, l)).collect();
             Ok(HttpResponse::Ok().json(NotificationListW { notification_list }))

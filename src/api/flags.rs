@@ -49,7 +49,7 @@ fn empty() -> serde_json::Value {
 /// `GET .../flags`.
 pub async fn get_list(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let (is_folder, id, url) = target(&req, &access)?;
-    let flags = state.nms.flags(&access.b, flag_target(is_folder, &id), &access.uri).await?;
+    let flags = state.nms.flags(&access.b, flag_target(is_folder, &id)).await?;
     Ok(flag_list(flags, url))
 }
 
@@ -61,7 +61,7 @@ pub async fn put_list(
 ) -> Result<HttpResponse> {
     let (access, env) = (oma.access, oma.body);
     let (is_folder, id, url) = target(&req, &access)?;
-    let flags = state.nms.set_flags(&access.b, flag_target(is_folder, &id), &env.flag_list.flag, &access.uri).await?;
+    let flags = state.nms.set_flags(&access.b, flag_target(is_folder, &id), &env.flag_list.flag).await?;
     Ok(flag_list(flags, url))
 }
 
@@ -69,7 +69,7 @@ pub async fn put_list(
 pub async fn get_one(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let (is_folder, id, _) = target(&req, &access)?;
     let flag = param(&req, "flagName")?;
-    if state.nms.has_flag(&access.b, flag_target(is_folder, &id), &flag, &access.uri).await? {
+    if state.nms.has_flag(&access.b, flag_target(is_folder, &id), &flag).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Ok(HttpResponse::NotFound().json(empty()))
@@ -87,7 +87,7 @@ pub async fn put_one(
     let flag = param(&req, "flagName")?;
     // The body is a dummy (`Empty`); read and discard it within the JSON limit.
     read_limited(payload, state.limits.max_json_bytes).await?;
-    match state.nms.change_flag(&access.b, flag_target(is_folder, &id), &flag, true, &access.uri).await? {
+    match state.nms.change_flag(&access.b, flag_target(is_folder, &id), &flag, true).await? {
         FlagChange::Changed => Ok(HttpResponse::Created()
             .insert_header((header::LOCATION, format!("{url}/{}", encode_segment(&flag))))
             .json(empty())),
@@ -99,7 +99,7 @@ pub async fn put_one(
 pub async fn delete_one(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let (is_folder, id, _) = target(&req, &access)?;
     let flag = param(&req, "flagName")?;
-    match state.nms.change_flag(&access.b, flag_target(is_folder, &id), &flag, false, &access.uri).await? {
+    match state.nms.change_flag(&access.b, flag_target(is_folder, &id), &flag, false).await? {
         FlagChange::Changed => Ok(HttpResponse::NoContent().finish()),
         FlagChange::Unchanged => Ok(HttpResponse::NotFound().json(empty())),
     }

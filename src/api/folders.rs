@@ -114,7 +114,7 @@ pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -
     let id = param(&req, "folderId")?;
     let q = folder_query(&req)?;
     let nms = &state.nms;
-    let f = nms.folder(&access.b, &id, &access.uri).await?;
+    let f = nms.folder(&access.b, &id).await?;
     let attributes = nms.folder_attributes(&access.b, &f, &q.attr_filter).await?;
     let mut out = render_folder(&access.urls, &f, &attributes, q.path);
     if let Some(filter) = q.list {
@@ -132,14 +132,14 @@ pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -
 /// `DELETE /folders/{id}`: recursive, 204.
 pub async fn delete(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "folderId")?;
-    state.nms.delete_folder(&access.b, access.actor(), &id, &access.uri).await?;
+    state.nms.delete_folder(&access.b, access.actor(), &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /folders/{id}/folderName`.
 pub async fn get_name(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "folderId")?;
-    let f = state.nms.folder(&access.b, &id, &access.uri).await?;
+    let f = state.nms.folder(&access.b, &id).await?;
     Ok(HttpResponse::Ok().json(json!({ "name": f.name })))
 }
 
@@ -147,6 +147,6 @@ pub async fn get_name(req: HttpRequest, access: Access, state: web::Data<AppStat
 pub async fn put_name(req: HttpRequest, oma: Oma<NameEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
     let (access, env) = (oma.access, oma.body);
     let id = param(&req, "folderId")?;
-    let f = state.nms.rename_folder(&access.b, access.actor(), &id, &env.name, &access.uri).await?;
+    let f = state.nms.rename_folder(&access.b, access.actor(), &id, &env.name).await?;
     Ok(HttpResponse::Ok().json(json!({ "name": f.name })))
 }

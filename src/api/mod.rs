@@ -47,7 +47,8 @@ pub struct AppState {
 }
 
 /// The route table: every operation of [`Operation::ALL`] on its path, a 405 with `Allow`
-/// for other methods on a known path, and an OMA 404 for unknown paths.
+/// for other methods on a known path, and an OMA 404 for unknown paths. A resource the
+/// domain finds missing is named by the request's path ([`error::name_the_missing`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health));
     let mut seen: Vec<String> = Vec::new();
@@ -56,7 +57,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         if seen.contains(&pattern) {
             continue;
         }
-        let mut resource = web::resource(pattern.as_str());
+        let mut resource =
+            web::resource(pattern.as_str()).wrap(actix_web::middleware::from_fn(error::name_the_missing));
         for same in Operation::ALL.iter().filter(|o| o.pattern() == pattern) {
             resource = resource.route(route_for(*same));
         }
@@ -130,8 +132,6 @@ pub struct Access {
     pub principal: Principal,
     pub b: BoxRow,
     pub urls: BoxUrls,
-    /// The request path, used as the variable of not-found errors.
-    pub uri: String,
 }
 
 impl Access {
@@ -217,7 +217,7 @@ impl FromRequest for Access {
             };
             tracing::debug!(op = op.name(), principal = %principal.name, box_id = %address, "access granted");
             let urls = BoxUrls::new(&state.public_url, &store, &address);
-            Ok(Access { op, principal, b, urls, uri })
+            Ok(Access { op, principal, b, urls })
         })
     }
 }

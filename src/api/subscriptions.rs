@@ -91,7 +91,7 @@ pub async fn create(oma: Oma<SubscriptionEnvelope>, state: web::Data<AppState>) 
 /// `GET /subscriptions/{id}`.
 pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "subscriptionId")?;
-    let s = state.nms.subscription(&access.b, &access.principal.name, &id, &access.uri).await?;
+    let s = state.nms.subscription(&access.b, &access.principal.name, &id).await?;
     Ok(ok_json(json!({ "nmsSubscription": render(&access.urls, &s) })))
 }
 
@@ -100,17 +100,14 @@ pub async fn update(req: HttpRequest, oma: Oma<UpdateEnvelope>, state: web::Data
     let (access, u) = (oma.access, oma.body.nms_subscription_update);
     let id = param(&req, "subscriptionId")?;
     let duration = number(u.duration, "duration")?;
-    let s = state
-        .nms
-        .update_subscription(&access.b, &access.principal.name, &id, duration, u.restart_token, &access.uri)
-        .await?;
+    let s = state.nms.update_subscription(&access.b, &access.principal.name, &id, duration, u.restart_token).await?;
     Ok(ok_json(json!({ "nmsSubscription": render(&access.urls, &s) })))
 }
 
 /// `DELETE /subscriptions/{id}`: 204.
 pub async fn delete(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "subscriptionId")?;
-    state.nms.delete_subscription(&access.b, &access.principal.name, &id, &access.uri).await?;
+    state.nms.delete_subscription(&access.b, &access.principal.name, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

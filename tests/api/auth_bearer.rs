@@ -798,13 +798,13 @@ pub(crate) async fn digest_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let boxes = vec![("base".to_string(), "tel:+14155550100".to_string())];
     app.nms.provision_box("base", "tel:+14155550100").await.unwrap();
     app.nms
-        .meta
+        .store()
         .create_account("carol", &cpm_nms::auth::hash_password("s3cret").unwrap(), false, &boxes)
         .await
         .unwrap();
     let algs = [cpm_nms::auth::digest::Algorithm::Sha256, cpm_nms::auth::digest::Algorithm::Md5];
     let secrets = cpm_nms::auth::digest::secrets("carol", "cpm-nms", "s3cret", &algs);
-    assert!(app.nms.meta.set_account_digest("carol", Some(&secrets)).await.unwrap());
+    assert!(app.nms.store().set_account_digest("carol", Some(&secrets)).await.unwrap());
     app
 }
 
