@@ -178,6 +178,7 @@ impl Application {
             limits: settings.limits.clone(),
             throttle: crate::limits::Throttle::new(&settings.limits, settings.sync.long_poll_secs),
             pace: api::pacing::BodyPace::new(&settings.server),
+            openapi: AppState::openapi_document(&public_url),
         });
         let http = HttpServer::new(move || {
             App::new()

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::subscriptions::render_list;
 use super::urls::encode_segment;
-use super::wire::{ChannelEnvelope, LifetimeEnvelope, NotificationListW, number};
+use super::wire::{ChannelDataOut, ChannelEnvelope, ChannelW, LifetimeEnvelope, NotificationListW, number};
 use super::{AppState, ChannelAccess, Oma, param, read_limited};
 use crate::error::{Error, Result};
 use crate::model::Channel;
@@ -25,27 +25,21 @@ fn urls(state: &AppState, c: &Channel) -> (String, String, String) {
     (base.clone(), format!("{base}/poll"), format!("{base}/callback"))
 }
 
-fn render(state: &AppState, c: &Channel) -> Value {
+fn render(state: &AppState, c: &Channel) -> ChannelW {
     let (resource_url, channel_url, callback_url) = urls(state, c);
-    let remaining = super::remaining_secs(c.expires_at_ms);
-    let mut v = json!({
-        "channelType": "LongPolling",
-        "channelData": {
-            "channelURL": channel_url,
-            "maxNotifications": c.max_notifications,
-            "maxWaitTime": c.max_wait_secs,
+    ChannelW {
+        channel_type: "LongPolling".into(),
+        channel_data: ChannelDataOut {
+            channel_url,
+            max_notifications: c.max_notifications,
+            max_wait_time: c.max_wait_secs,
         },
-        "channelLifetime": remaining,
-        "callbackURL": callback_url,
-        "resourceURL": resource_url,
-    });
-    if let Some(x) = &c.client_correlator {
-        v["clientCorrelator"] = json!(x);
+        channel_lifetime: super::remaining_secs(c.expires_at_ms),
+        callback_url,
+        resource_url,
+        client_correlator: c.client_correlator.clone(),
+        application_tag: c.application_tag.clone(),
     }
-    if let Some(x) = &c.application_tag {
-        v["applicationTag"] = json!(x);
-    }
-    v
 }
 
 /// `POST channels`: 201 + `Location`.

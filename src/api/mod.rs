@@ -9,6 +9,7 @@ mod flags;
 mod folders;
 mod multipart;
 mod objects;
+pub mod openapi;
 pub mod pacing;
 mod paths;
 pub mod search;
@@ -44,13 +45,28 @@ pub struct AppState {
     pub throttle: crate::limits::Throttle,
     /// The pace request bodies must keep (`None`: any).
     pub pace: Option<pacing::BodyPace>,
+    /// The API description, serialized once (`GET /openapi.json`).
+    pub openapi: Bytes,
+}
+
+impl AppState {
+    /// The API description of a server at `public_url`, serialized once.
+    pub fn openapi_document(public_url: &str) -> Bytes {
+        Bytes::from(serde_json::to_vec(&openapi::document(public_url)).unwrap_or_default())
+    }
 }
 
 /// The route table: every operation of [`Operation::ALL`] on its path, a 405 with `Allow`
 /// for other methods on a known path, and an OMA 404 for unknown paths. A resource the
 /// domain finds missing is named by the request's path ([`error::name_the_missing`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health));
+    for (path, ..) in openapi::SERVICE_ROUTES {
+        match *path {
+            "/health" => cfg.route(path, web::get().to(health)),
+            "/openapi.json" => cfg.route(path, web::get().to(openapi_json)),
+            _ => cfg,
+        };
+    }
     let mut seen: Vec<String> = Vec::new();
     for op in Operation::ALL {
         let pattern = op.pattern();
@@ -119,6 +135,11 @@ fn route_for(op: Operation) -> actix_web::Route {
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// `GET /openapi.json`: the document built when the server started.
+async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(state.openapi.clone())
 }
 
 /// The answer for paths that name no resource.

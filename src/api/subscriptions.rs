@@ -3,12 +3,12 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::search::criteria_input;
 use super::wire::{
-    ChangedFolderW, ChangedObjectW, Empty, EventListEnvelope, EventListW, EventW, FlagListW, GoneW, LinkW,
-    SubscriptionEnvelope, UpdateEnvelope, number,
+    CallbackReferenceOut, ChangedFolderW, ChangedObjectW, Empty, EventListEnvelope, EventListW, EventW, FlagListW,
+    GoneW, LinkW, SubscriptionEnvelope, SubscriptionW, UpdateEnvelope, number,
 };
 use super::{Access, AppState, BoxUrls, Oma, ok_json, param};
 use crate::error::{Error, Result};
@@ -35,32 +35,25 @@ fn channel_of(state: &AppState, url: &str) -> Result<Option<String>> {
 }
 
 /// The wire form of a subscription; the remaining `duration` is computed now.
-fn render(urls: &BoxUrls, s: &Subscription) -> Value {
-    let remaining = super::remaining_secs(s.expires_at_ms);
-    let mut callback = json!({ "notifyURL": s.notify_url });
-    if let Some(d) = &s.callback_data {
-        callback["callbackData"] = json!(d);
+fn render(urls: &BoxUrls, s: &Subscription) -> SubscriptionW {
+    SubscriptionW {
+        callback_reference: CallbackReferenceOut {
+            notify_url: s.notify_url.clone(),
+            callback_data: s.callback_data.clone(),
+            notification_format: s.notification_format.clone(),
+        },
+        duration: super::remaining_secs(s.expires_at_ms),
+        resource_url: urls.subscription(&s.public_id),
+        index: s.next_index,
+        restart_token: s.restart_token.clone(),
+        client_correlator: s.client_correlator.clone(),
     }
-    if let Some(f) = &s.notification_format {
-        callback["notificationFormat"] = json!(f);
-    }
-    let mut v = json!({
-        "callbackReference": callback,
-        "duration": remaining,
-        "resourceURL": urls.subscription(&s.public_id),
-        "index": s.next_index,
-        "restartToken": s.restart_token,
-    });
-    if let Some(c) = &s.client_correlator {
-        v["clientCorrelator"] = json!(c);
-    }
-    v
 }
 
 /// `GET /subscriptions`: the caller's subscriptions on this box.
 pub async fn list(access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let subs = state.nms.subscriptions(&access.b, &access.principal.name).await?;
-    let subscription: Vec<Value> = subs.iter().map(|s| render(&access.urls, s)).collect();
+    let subscription: Vec<SubscriptionW> = subs.iter().map(|s| render(&access.urls, s)).collect();
     Ok(ok_json(
         json!({"nmsSubscriptionList": {"subscription": subscription, "resourceURL": access.urls.subscriptions()}}),
     ))
