@@ -64,6 +64,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         match *path {
             "/health" => cfg.route(path, web::get().to(health)),
             "/openapi.json" => cfg.route(path, web::get().to(openapi_json)),
+            "/docs" => cfg.route(path, web::get().to(|| async { see_other("/docs/") })),
+            "/docs/" => cfg.service(
+                utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                    .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
+            ),
             _ => cfg,
         };
     }
@@ -140,6 +145,11 @@ async fn health() -> HttpResponse {
 /// `GET /openapi.json`: the document built when the server started.
 async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(state.openapi.clone())
+}
+
+/// 308 to `location`.
+fn see_other(location: &'static str) -> HttpResponse {
+    HttpResponse::PermanentRedirect().insert_header((actix_web::http::header::LOCATION, location)).finish()
 }
 
 /// The answer for paths that name no resource.

@@ -2,7 +2,8 @@
 //! route, with its method, path parameters and scope) and the wire types (request and
 //! response documents, the OMA error body), with the security schemes the authenticator
 //! accepts and examples taken from `fixtures/`. It is built once, when the server starts,
-//! and served as bytes (`GET /openapi.json`).
+//! and served as bytes (`GET /openapi.json`); `GET /docs` renders it with Swagger UI, which
+//! the binary carries (no network access needed to show it).
 
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::example::ExampleBuilder;
@@ -25,6 +26,8 @@ use crate::auth::{Family, Operation};
 pub const SERVICE_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("/health", "Liveness: 200 while the process serves", "200", "application/json"),
     ("/openapi.json", "This API description (OpenAPI 3.1)", "200", "application/json"),
+    ("/docs", "Redirects to /docs/", "308", ""),
+    ("/docs/", "This API description as a browsable page (Swagger UI)", "200", "text/html"),
 ];
 
 /// Every schema the document names; the ones they refer to come along.

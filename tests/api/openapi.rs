@@ -1,6 +1,7 @@
-//! `GET /openapi.json`: the document covers exactly the routes the server serves (both lists
-//! taken from the code: the operation table and the service routes the route table
-//! registers), and every documented route is answered by its handler.
+//! `GET /openapi.json` and `GET /docs`: the document covers exactly the routes the server
+//! serves (both lists taken from the code: the operation table and the service routes the
+//! route table registers), every documented route is answered by its handler, and the page
+//! renders the document in a real browser.
 
 use std::collections::BTreeSet;
 
@@ -125,4 +126,42 @@ async fn the_document_describes_bodies_errors_and_credentials() {
     assert!(renew.as_array().unwrap().iter().any(|r| r == &json!({})), "{renew}");
     assert!(doc["paths"][Operation::ObjectGet.pattern()]["get"]["security"].is_null());
     assert_eq!(doc["security"].as_array().unwrap().len(), 3);
+}
+
+/// The first Chromium of Debian's packages on this machine.
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+#[tokio::test]
+async fn the_docs_page_renders_the_operations_in_a_browser() {
+    let Some(browser) = chromium() else {
+        eprintln!("SKIPPED: no chromium on this machine (apt-get install chromium); .ci/run installs it");
+        return;
+    };
+    let app = spawn_app().await;
+    let res = app.client.get(format!("{}/docs", app.url)).send().await.unwrap();
+    assert_eq!(res.status(), 308);
+    assert_eq!(res.headers()["location"], "/docs/");
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("{}/docs/", app.url);
+    let out = tokio::process::Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        // Time the page's scripts may take, virtually: the DOM is dumped once they settled.
+        .args(["--virtual-time-budget=30000", "--dump-dom", &url])
+        .output()
+        .await
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(dom.contains("swagger-ui"), "not the Swagger UI page: {dom}");
+    // The document was fetched and rendered: the object operations are listed.
+    for op in [Operation::ObjectCreate, Operation::ObjectGet, Operation::ObjectSearch, Operation::ObjectPayloadGet] {
+        assert!(dom.contains(&format!("data-path=\"{}\"", op.pattern())), "{} not listed", op.name());
+    }
+    assert!(dom.contains("opblock-summary-method"), "no operation rendered");
+    assert!(dom.contains("Deposit an object"), "the object operations' summaries are missing");
 }
