@@ -687,7 +687,13 @@ macro_rules! envelopes {
 #[derive(Serialize, ToSchema)]
 pub struct EmptyEnvelope {
     /// Always `null`.
+    #[schema(required = true, schema_with = null)]
     pub empty: Option<String>,
+}
+
+/// The schema of a member that is always `null`.
+fn null() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Null).build()
 }
 
 envelopes! {

@@ -116,6 +116,13 @@ async fn the_document_describes_bodies_errors_and_credentials() {
         let responses = &doc["paths"][op.pattern()][op.method().to_ascii_lowercase()]["responses"];
         assert!(responses["4XX"].is_object() && responses["5XX"].is_object(), "{}", op.name());
     }
+    // A flag's `Empty` 404 is told apart from a `requestError` 404: `empty` is required, and
+    // null (else every error body would match both alternatives of the answer's oneOf).
+    let empty = &doc["components"]["schemas"]["EmptyEnvelope"];
+    assert_eq!(empty["required"], json!(["empty"]));
+    assert_eq!(empty["properties"]["empty"]["type"], "null");
+    let flag = &doc["paths"][Operation::ObjectFlagGet.pattern()]["get"]["responses"]["4XX"];
+    assert_eq!(flag["content"]["application/json"]["schema"]["oneOf"].as_array().unwrap().len(), 2);
     // A deposit's examples are the fixtures' root fields.
     let create = &doc["paths"][Operation::ObjectCreate.pattern()]["post"]["requestBody"]["content"];
     let sms: Value = serde_json::from_str(include_str!("../../fixtures/walkthrough/sms-root-fields.json")).unwrap();
