@@ -6,14 +6,13 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::error::describe;
 use super::objects::{object_input, object_path};
 use super::search::selection_input;
 use super::wire::{
-    BulkDeleteEnvelope, BulkResponseListW, BulkUpdateEnvelope, ObjectIn, ObjectListEnvelope, ObjectReferenceListW,
-    ReferenceW, ResponseW, SelectionCriteriaW, TargetSourceRefEnvelope,
+    BulkDeleteEnvelope, BulkResponseListOut, BulkResponseListW, BulkUpdateEnvelope, ObjectIn, ObjectListEnvelope,
+    ObjectReferenceListW, ReferenceW, ResponseW, SelectionCriteriaW, TargetSourceRefEnvelope,
 };
 use super::{Access, AppState, BoxUrls, Oma, media_type, multipart, oma_body};
 use crate::auth::Operation;
@@ -58,7 +57,7 @@ fn answer(items: Vec<Item>) -> HttpResponse {
     } else {
         StatusCode::OK
     };
-    HttpResponse::build(status).json(json!({ "bulkResponseList": list }))
+    HttpResponse::build(status).json(BulkResponseListOut { bulk_response_list: list })
 }
 
 /// The objects named by `objects` or selected by `selectionCriteria` (exactly one of them).

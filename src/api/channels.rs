@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
 
 use super::subscriptions::render_list;
 use super::urls::encode_segment;
-use super::wire::{ChannelDataOut, ChannelEnvelope, ChannelW, LifetimeEnvelope, NotificationListW, number};
+use super::wire::{
+    ChannelDataOut, ChannelEnvelope, ChannelListEntryW, ChannelListOut, ChannelOut, ChannelW, LifetimeEnvelope,
+    LifetimeOut, LifetimeOutEnvelope, NotificationListW, number,
+};
 use super::{AppState, ChannelAccess, Oma, param, read_limited};
 use crate::error::{Error, Result};
 use crate::model::Channel;
@@ -42,6 +44,11 @@ fn render(state: &AppState, c: &Channel) -> ChannelW {
     }
 }
 
+/// 200 with a `notificationChannelLifetime`.
+fn lifetime(channel_lifetime: i64) -> HttpResponse {
+    HttpResponse::Ok().json(LifetimeOutEnvelope { notification_channel_lifetime: LifetimeOut { channel_lifetime } })
+}
+
 /// `POST channels`: 201 + `Location`.
 pub async fn create(oma: Oma<ChannelEnvelope, ChannelAccess>, state: web::Data<AppState>) -> Result<HttpResponse> {
     let (access, c) = (oma.access, oma.body.notification_channel);
@@ -57,25 +64,25 @@ pub async fn create(oma: Oma<ChannelEnvelope, ChannelAccess>, state: web::Data<A
     let (resource_url, _, _) = urls(&state, &channel);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, resource_url))
-        .json(json!({ "notificationChannel": render(&state, &channel) })))
+        .json(ChannelOut { notification_channel: render(&state, &channel) }))
 }
 
 /// `GET channels`: an array of `{notificationChannel, resourceURL}`.
 pub async fn list(access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
-    let list: Vec<Value> = state
+    let list: Vec<ChannelListEntryW> = state
         .nms
         .channels(&access.principal()?.name, &access.user)
         .await?
         .iter()
-        .map(|c| json!({ "notificationChannel": render(&state, c), "resourceURL": urls(&state, c).0 }))
+        .map(|c| ChannelListEntryW { notification_channel: render(&state, c), resource_url: urls(&state, c).0 })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "notificationChannelList": list })))
+    Ok(HttpResponse::Ok().json(ChannelListOut { notification_channel_list: list }))
 }
 
 /// `GET channels/{id}`.
 pub async fn get(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
     let c = state.nms.channel(&access.principal()?.name, &param(&req, "channelId")?).await?;
-    Ok(HttpResponse::Ok().json(json!({ "notificationChannel": render(&state, &c) })))
+    Ok(HttpResponse::Ok().json(ChannelOut { notification_channel: render(&state, &c) }))
 }
 
 /// `DELETE channels/{id}`: 204; an open poll answers 404.
@@ -88,7 +95,7 @@ pub async fn delete(req: HttpRequest, access: ChannelAccess, state: web::Data<Ap
 pub async fn get_lifetime(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
     let c = state.nms.channel(&access.principal()?.name, &param(&req, "channelId")?).await?;
     let remaining = super::remaining_secs(c.expires_at_ms);
-    Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": remaining } })))
+    Ok(lifetime(remaining))
 }
 
 /// `PUT channels/{id}/channelLifetime`: renew. Deployed clients send it without
@@ -105,7 +112,7 @@ pub async fn put_lifetime(
     let env = oma.body;
     let asked = number(env.notification_channel_lifetime.channel_lifetime, "channelLifetime")?;
     let c = state.nms.renew_channel(&id, asked).await?;
-    Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": c.lifetime_secs } })))
+    Ok(lifetime(c.lifetime_secs))
 }
 
 /// `POST channelURL` with `{"longPollingRequestParameters": null}`: 200 with the pending

@@ -3,10 +3,9 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::urls::encode_segment;
-use super::wire::{FlagListEnvelope, FlagListW};
+use super::wire::{EmptyEnvelope, FlagListEnvelope, FlagListOut, FlagListW};
 use super::{Access, AppState, Oma, param, read_limited};
 use crate::auth::Operation;
 use crate::error::Result;
@@ -38,12 +37,12 @@ fn flag_target(is_folder: bool, id: &str) -> FlagTarget<'_> {
 }
 
 fn flag_list(flags: Vec<String>, url: String) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "flagList": FlagListW { flag: flags, resource_url: Some(url) } }))
+    HttpResponse::Ok().json(FlagListOut { flag_list: FlagListW { flag: flags, resource_url: Some(url) } })
 }
 
 /// The `Empty` dummy body of expected 404s and of a 201 flag creation.
-fn empty() -> serde_json::Value {
-    json!({ "empty": null })
+fn empty() -> EmptyEnvelope {
+    EmptyEnvelope { empty: None }
 }
 
 /// `GET .../flags`.

@@ -2,10 +2,10 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::wire::{
-    AttributeListW, FolderEnvelope, FolderReferenceListW, FolderW, NameEnvelope, ObjectReferenceListW, ReferenceW,
+    AttributeListW, FolderEnvelope, FolderOut, FolderReferenceListW, FolderW, NameEnvelope, NameOut,
+    ObjectReferenceListW, ReferenceOut, ReferenceW,
 };
 use super::{Access, AppState, BoxUrls, Oma, param};
 use crate::error::{Error, Result};
@@ -21,7 +21,7 @@ pub async fn create(oma: Oma<FolderEnvelope>, state: web::Data<AppState>) -> Res
     let url = access.urls.folder(&folder.public_id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, url.clone()))
-        .json(json!({ "reference": ReferenceW { resource_url: url, path: Some(folder.path) } })))
+        .json(ReferenceOut { reference: ReferenceW { resource_url: url, path: Some(folder.path) } }))
 }
 
 /// Query parameters of `GET /folders/{id}` (repeatable `attrFilter`).
@@ -126,7 +126,7 @@ pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -
     } else if q.from_cursor.is_some() {
         return Err(Error::invalid("fromCursor (requires listFilter)"));
     }
-    Ok(HttpResponse::Ok().json(json!({ "folder": out })))
+    Ok(HttpResponse::Ok().json(FolderOut { folder: out }))
 }
 
 /// `DELETE /folders/{id}`: recursive, 204.
@@ -140,7 +140,7 @@ pub async fn delete(req: HttpRequest, access: Access, state: web::Data<AppState>
 pub async fn get_name(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "folderId")?;
     let f = state.nms.folder(&access.b, &id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "name": f.name })))
+    Ok(HttpResponse::Ok().json(NameOut { name: f.name }))
 }
 
 /// `PUT /folders/{id}/folderName`.
@@ -148,5 +148,5 @@ pub async fn put_name(req: HttpRequest, oma: Oma<NameEnvelope>, state: web::Data
     let (access, env) = (oma.access, oma.body);
     let id = param(&req, "folderId")?;
     let f = state.nms.rename_folder(&access.b, access.actor(), &id, &env.name).await?;
-    Ok(HttpResponse::Ok().json(json!({ "name": f.name })))
+    Ok(HttpResponse::Ok().json(NameOut { name: f.name }))
 }

@@ -392,7 +392,7 @@ pub fn webhook_body(public_url: &str, l: &crate::nms::subscriptions::EventList) 
 }
 
 /// 200 with a JSON body.
-pub fn ok_json(body: serde_json::Value) -> HttpResponse {
+pub fn ok_json(body: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 

@@ -9,9 +9,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, TryStreamExt};
-use serde_json::json;
 
-use super::wire::{AttributeListW, FlagListW, ObjectEnvelope, ObjectIn, ObjectW, PayloadPartW, ReferenceW};
+use super::wire::{
+    AttributeListW, FlagListW, ObjectEnvelope, ObjectIn, ObjectOut, ObjectW, PayloadPartW, ReferenceOut, ReferenceW,
+};
 use super::{Access, AppState, BoxUrls, media_type, multipart, oma_body, param};
 use crate::error::{Error, Result};
 use crate::model::{Object, PayloadPart};
@@ -89,14 +90,14 @@ pub async fn create(
     let url = access.urls.object(&o.public_id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, url.clone()))
-        .json(json!({ "reference": ReferenceW { resource_url: url, path: Some(object_path(&o)) } })))
+        .json(ReferenceOut { reference: ReferenceW { resource_url: url, path: Some(object_path(&o)) } }))
 }
 
 /// `GET /objects/{id}`.
 pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "objectId")?;
     let o = state.nms.object(&access.b, &id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "object": render_object(&access.urls, &o) })))
+    Ok(HttpResponse::Ok().json(ObjectOut { object: render_object(&access.urls, &o) }))
 }
 
 /// `DELETE /objects/{id}`: 204, payload gone.

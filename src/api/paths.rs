@@ -3,11 +3,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::bulk::response_list;
 use super::objects::object_path;
-use super::wire::{PathListEnvelope, ReferenceW};
+use super::wire::{BulkResponseListOut, PathListEnvelope, ReferenceOut, ReferenceW};
 use super::{Access, AppState, Oma};
 use crate::auth::Operation;
 use crate::error::{Error, Result};
@@ -30,20 +29,20 @@ async fn folder_ref(access: &Access, state: &AppState, path: Option<&str>) -> Re
 fn bulk(results: Vec<Result<ReferenceW>>) -> HttpResponse {
     let (list, _) =
         response_list(results.into_iter().map(|r| r.map(|reference| (StatusCode::OK, reference))).collect());
-    HttpResponse::Ok().json(json!({ "bulkResponseList": list }))
+    HttpResponse::Ok().json(BulkResponseListOut { bulk_response_list: list })
 }
 
 pub async fn object_get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let path = query_path(&req).ok_or_else(|| Error::invalid("path"))?;
     let r = object_ref(&access, &state, &path).await?;
-    Ok(HttpResponse::Ok().json(json!({ "reference": r })))
+    Ok(HttpResponse::Ok().json(ReferenceOut { reference: r }))
 }
 
 /// Without `path`, the box's root folder (how clients discover it).
 pub async fn folder_get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let path = query_path(&req);
     let r = folder_ref(&access, &state, path.as_deref()).await?;
-    Ok(HttpResponse::Ok().json(json!({ "reference": r })))
+    Ok(HttpResponse::Ok().json(ReferenceOut { reference: r }))
 }
 
 /// POST `pathList` (objects or folders): one lookup per path, answered in request order.

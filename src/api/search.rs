@@ -2,15 +2,14 @@
 //! `objectList` / `objectReferenceList` / `folderList` out.
 
 use actix_web::{HttpResponse, web};
-use serde_json::json;
 
 use super::folders::{list_children, render_folder};
 use super::objects::render_object;
 use super::wire::{
-    CriterionW, FolderListW, ObjectListW, ObjectReferenceListW, ReferenceW, SearchCriteriaW, SelectionCriteriaW,
-    SelectionEnvelope,
+    CriterionW, FolderListOut, FolderListW, ObjectListOut, ObjectListW, ObjectReferenceListOut, ObjectReferenceListW,
+    ReferenceW, SearchCriteriaW, SelectionCriteriaW, SelectionEnvelope,
 };
-use super::{AppState, BoxUrls, Oma, ok_json};
+use super::{AppState, BoxUrls, Oma};
 use crate::error::{Error, Result};
 use crate::nms::ListFilter;
 use crate::nms::search::{CriteriaInput, CriterionInput, ObjectResult, SelectionInput, SortInput};
@@ -66,12 +65,13 @@ pub async fn objects(oma: Oma<SelectionEnvelope>, state: web::Data<AppState>) ->
     Ok(match state.nms.search_objects(&access.b, &input).await? {
         ObjectResult::Objects { objects, cursor, creation_cursor } => {
             let object = objects.iter().map(|o| render_object(&access.urls, o)).collect();
-            ok_json(json!({ "objectList": ObjectListW { object, cursor, creation_cursor } }))
+            HttpResponse::Ok().json(ObjectListOut { object_list: ObjectListW { object, cursor, creation_cursor } })
         }
         ObjectResult::Vanished(ids) => {
             let object_reference =
                 ids.iter().map(|id| ReferenceW { resource_url: access.urls.object(id), path: None }).collect();
-            ok_json(json!({ "objectReferenceList": ObjectReferenceListW { object_reference } }))
+            HttpResponse::Ok()
+                .json(ObjectReferenceListOut { object_reference_list: ObjectReferenceListW { object_reference } })
         }
     })
 }
@@ -92,5 +92,5 @@ pub async fn folders(oma: Oma<SelectionEnvelope>, state: web::Data<AppState>) ->
         }
         folder.push(w);
     }
-    Ok(ok_json(json!({ "folderList": FolderListW { folder, cursor: result.cursor } })))
+    Ok(HttpResponse::Ok().json(FolderListOut { folder_list: FolderListW { folder, cursor: result.cursor } }))
 }

@@ -3,12 +3,12 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::search::criteria_input;
 use super::wire::{
     CallbackReferenceOut, ChangedFolderW, ChangedObjectW, Empty, EventListEnvelope, EventListW, EventW, FlagListW,
-    GoneW, LinkW, SubscriptionEnvelope, SubscriptionW, UpdateEnvelope, number,
+    GoneW, LinkW, SubscriptionEnvelope, SubscriptionListOut, SubscriptionListW, SubscriptionOut, SubscriptionW,
+    UpdateEnvelope, number,
 };
 use super::{Access, AppState, BoxUrls, Oma, ok_json, param};
 use crate::error::{Error, Result};
@@ -54,9 +54,9 @@ fn render(urls: &BoxUrls, s: &Subscription) -> SubscriptionW {
 pub async fn list(access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let subs = state.nms.subscriptions(&access.b, &access.principal.name).await?;
     let subscription: Vec<SubscriptionW> = subs.iter().map(|s| render(&access.urls, s)).collect();
-    Ok(ok_json(
-        json!({"nmsSubscriptionList": {"subscription": subscription, "resourceURL": access.urls.subscriptions()}}),
-    ))
+    Ok(ok_json(SubscriptionListOut {
+        nms_subscription_list: SubscriptionListW { subscription, resource_url: access.urls.subscriptions() },
+    }))
 }
 
 /// `POST /subscriptions`: 201 + `Location`; a repeated `clientCorrelator` answers the
@@ -78,14 +78,14 @@ pub async fn create(oma: Oma<SubscriptionEnvelope>, state: web::Data<AppState>) 
     let url = access.urls.subscription(&sub.public_id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, url))
-        .json(json!({ "nmsSubscription": render(&access.urls, &sub) })))
+        .json(SubscriptionOut { nms_subscription: render(&access.urls, &sub) }))
 }
 
 /// `GET /subscriptions/{id}`.
 pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "subscriptionId")?;
     let s = state.nms.subscription(&access.b, &access.principal.name, &id).await?;
-    Ok(ok_json(json!({ "nmsSubscription": render(&access.urls, &s) })))
+    Ok(ok_json(SubscriptionOut { nms_subscription: render(&access.urls, &s) }))
 }
 
 /// `POST /subscriptions/{id}` with `nmsSubscriptionUpdate`: 200 with the subscription.
@@ -94,7 +94,7 @@ pub async fn update(req: HttpRequest, oma: Oma<UpdateEnvelope>, state: web::Data
     let id = param(&req, "subscriptionId")?;
     let duration = number(u.duration, "duration")?;
     let s = state.nms.update_subscription(&access.b, &access.principal.name, &id, duration, u.restart_token).await?;
-    Ok(ok_json(json!({ "nmsSubscription": render(&access.urls, &s) })))
+    Ok(ok_json(SubscriptionOut { nms_subscription: render(&access.urls, &s) }))
 }
 
 /// `DELETE /subscriptions/{id}`: 204.

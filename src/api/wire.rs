@@ -590,8 +590,8 @@ pub struct NotificationListW<'a> {
 
 // ---------------- response documents ----------------
 //
-// The documents the server answers with, each under its root element. Handlers build them
-// (some through `json!` with the same members); the API description shows them.
+// The documents the server answers with, each under its root element: what handlers send and
+// what the API description shows.
 
 /// `CallbackReference` as the server returns it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
