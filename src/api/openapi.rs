@@ -7,6 +7,7 @@
 
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::header::Header;
 use utoipa::openapi::info::InfoBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem, PathsBuilder};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -145,7 +146,7 @@ fn describe(op: Operation) -> Described {
     use Operation::*;
     let d = |summary, body, answers, query| Described { summary, body, answers, query, client_errors: None };
     let ok = |s| vec![(Answer::Json("200", Box::new(s)), "OK")];
-    let created = |s| vec![(Answer::Json("201", Box::new(s)), "Created (Location names it)")];
+    let created = |s| vec![(Answer::Json("201", Box::new(s)), "Created (`Location` names it)")];
     let bulk = || Described {
         summary: "",
         body: Body::None,
@@ -367,13 +368,17 @@ fn operation(op: Operation) -> utoipa::openapi::path::Operation {
         .description(Some(format!("Needs the scope `{}` (or `oma_rest_nms.all_v1`).", op.scope().as_str())))
         .tag(tag);
     for name in path_parameters(&pattern) {
+        let schema = match name {
+            "flagName" => <FlagName as utoipa::PartialSchema>::schema(),
+            _ => ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).into(),
+        };
         b = b.parameter(
             ParameterBuilder::new()
                 .name(name)
                 .parameter_in(ParameterIn::Path)
                 .required(Required::True)
                 .description(Some(path_parameter(name)))
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)))),
+                .schema(Some(schema)),
         );
     }
     for (name, schema, required, description) in described.query {
@@ -411,10 +416,14 @@ fn operation(op: Operation) -> utoipa::openapi::path::Operation {
     let mut responses = ResponsesBuilder::new();
     for (answer, description) in described.answers {
         responses = match answer {
-            Answer::Json(status, schema) => responses.response(
-                status,
-                ResponseBuilder::new().description(description).content("application/json", json(*schema, vec![])),
-            ),
+            Answer::Json(status, schema) => {
+                let mut answer =
+                    ResponseBuilder::new().description(description).content("application/json", json(*schema, vec![]));
+                if status == "201" {
+                    answer = answer.header("Location", Header::new(string()));
+                }
+                responses.response(status, answer)
+            }
             Answer::NoContent => responses.response("204", ResponseBuilder::new().description(description)),
             Answer::Bytes(status) => responses.response(
                 status,

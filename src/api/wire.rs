@@ -94,10 +94,46 @@ impl AttributeListW {
     }
 }
 
+/// A flag's name as the domain accepts it (`nms::validate_flag`): an optional leading
+/// backslash, then IMAP atom characters, at most 255 bytes (`\Seen`, `$Label`).
+pub struct FlagName;
+
+/// The characters of a flag's name after its optional backslash.
+const FLAG_PATTERN: &str = r"^\\?[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+$";
+
+impl utoipa::PartialSchema for FlagName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(FLAG_PATTERN))
+            .max_length(Some(255))
+            .description(Some("A flag: an optional leading backslash, then IMAP atom characters"))
+            .into()
+    }
+}
+
+impl ToSchema for FlagName {}
+
+/// A string schema allowing only `values`.
+fn one_of_strings(values: &[&str]) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.iter().copied())).build()
+}
+
+fn flag_operations() -> utoipa::openapi::schema::Object {
+    one_of_strings(&["AddFlag", "RemoveFlag"])
+}
+
+fn channel_types() -> utoipa::openapi::schema::Object {
+    one_of_strings(&["LongPolling"])
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FlagListW {
     #[serde(default)]
+    #[schema(value_type = Vec<FlagName>)]
     pub flag: Vec<String>,
     #[serde(rename = "resourceURL", skip_serializing_if = "Option::is_none")]
     pub resource_url: Option<String>,
@@ -210,6 +246,8 @@ pub struct FolderW {
 pub struct FolderIn {
     pub parent_folder: Option<String>,
     pub parent_folder_path: Option<String>,
+    /// No `/` and no control character, at most 255 bytes.
+    #[schema(pattern = r"^[^/\u0000-\u001f\u007f-\u009f]+$", max_length = 255)]
     pub name: Option<String>,
     pub attributes: Option<AttributeListW>,
 }
@@ -341,6 +379,7 @@ pub struct ObjectListEnvelope {
 pub struct BulkUpdateW {
     pub objects: Option<ObjectReferenceListW>,
     pub selection_criteria: Option<SelectionCriteriaW>,
+    #[schema(schema_with = flag_operations)]
     pub operation: Option<String>,
     pub flags: Option<FlagListW>,
 }
@@ -429,7 +468,9 @@ pub struct BulkResponseListW {
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallbackReferenceW {
+    /// A notification channel's `callbackURL`, or a webhook (`sync.webhooks`).
     #[serde(rename = "notifyURL")]
+    #[schema(format = "uri")]
     pub notify_url: String,
     pub callback_data: Option<String>,
     pub notification_format: Option<String>,
@@ -556,6 +597,7 @@ pub struct ChannelDataW {
 pub struct ChannelIn {
     pub client_correlator: Option<String>,
     pub application_tag: Option<String>,
+    #[schema(schema_with = channel_types)]
     pub channel_type: String,
     #[serde(default)]
     pub channel_data: ChannelDataW,
