@@ -75,7 +75,7 @@ async fn main() {
     let nms = app.nms().clone();
     nms.provision_box("base", "tel:+12125551212").await.expect("box");
     let hash = hash_password("pw").expect("hash");
-    nms.meta
+    nms.store()
         .create_account("bench", &hash, false, &[("base".into(), "tel:+12125551212".into())])
         .await
         .expect("account");

@@ -189,7 +189,7 @@ async fn grow(nms: &Nms, s: &mut Subject, target: usize) -> Res<()> {
         let now = now_ms();
         let first = s.next;
         let batch = (first..first + n).map(|i| Ok(new_object(&s.address, i, now))).collect();
-        let created = nms.published(nms.meta.create_objects(&s.b, batch).await?);
+        let created = nms.published(nms.store().create_objects(&s.b, batch).await?);
         for (i, r) in (first..).zip(created) {
             s.add(r?.public_id, i);
         }
@@ -455,7 +455,7 @@ async fn start(
 
 async fn account(nms: &Nms, address: &str) -> Res<()> {
     let hash = hash_password(PASSWORD)?;
-    nms.meta.create_account(USER, &hash, false, &[("base".into(), address.into())]).await?;
+    nms.store().create_account(USER, &hash, false, &[("base".into(), address.into())]).await?;
     Ok(())
 }
 

@@ -259,7 +259,7 @@ async fn main() -> Res<()> {
     let nms = app.nms().clone();
     nms.provision_box("base", ADDRESS).await?;
     let hash = hash_password(PASSWORD)?;
-    nms.meta.create_account(USER, &hash, false, &[("base".into(), ADDRESS.into())]).await?;
+    nms.store().create_account(USER, &hash, false, &[("base".into(), ADDRESS.into())]).await?;
     tokio::spawn(app.run_until_stopped());
     let client = Client { http: reqwest::Client::new(), base: format!("{url}/nms/v1/base/{BOX}") };
     println!("cpm-nms search bench: {n} objects in one box, {requests} requests per latency case");

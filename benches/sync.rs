@@ -188,7 +188,7 @@ async fn seed(nms: &cpm_nms::nms::Nms, b: &BoxRow, n: usize, attributes: usize) 
                 })
             })
             .collect();
-        for r in nms.published(nms.meta.create_objects(b, batch).await?) {
+        for r in nms.published(nms.store().create_objects(b, batch).await?) {
             let o = r?;
             alive.insert(o.public_id.clone());
             order.push(o.public_id);
@@ -198,7 +198,7 @@ async fn seed(nms: &cpm_nms::nms::Nms, b: &BoxRow, n: usize, attributes: usize) 
     let mut deleted = HashSet::with_capacity(doomed.len());
     for chunk in doomed.chunks(BATCH) {
         let deleted_now =
-            nms.meta.bulk_delete(b, &Targets::Ids(chunk.to_vec()), now_ms(), &cpm_nms::cpm::Departures).await?;
+            nms.store().bulk_delete(b, &Targets::Ids(chunk.to_vec()), now_ms(), &cpm_nms::cpm::Departures).await?;
         let (items, _) = nms.published(deleted_now);
         for item in items {
             if item.outcome.is_none() {
@@ -296,7 +296,7 @@ async fn drain_domain(nms: &cpm_nms::nms::Nms, channel: &str, current: &str) -> 
     let mut d = Drain::default();
     loop {
         let t = Instant::now();
-        let PollOutcome::Lists(lists) = nms.poll(USER, channel, Duration::from_secs(5), "/poll").await? else {
+        let PollOutcome::Lists(lists) = nms.poll(USER, channel, Duration::from_secs(5)).await? else {
             return Err(fail("superseded".into()));
         };
         d.poll_ms.push(ms(t.elapsed()));
@@ -331,7 +331,7 @@ async fn drain_store(nms: &cpm_nms::nms::Nms, b: &BoxRow, after: i64) -> Res<(us
     let t = Instant::now();
     let (mut events, mut pages, mut at, mut within) = (0, 0, after, None);
     loop {
-        let page = nms.meta.changes_since(b, at, within, 100, false).await?;
+        let page = nms.store().changes_since(b, at, within, 100, false).await?;
         events += page.changes.len();
         pages += 1;
         if !page.more {
@@ -379,7 +379,7 @@ async fn main() -> Res<()> {
     let nms = app.nms().clone();
     let b = nms.provision_box("base", ADDRESS).await?;
     let hash = hash_password(PASSWORD)?;
-    nms.meta.create_account(USER, &hash, false, &[("base".into(), ADDRESS.into())]).await?;
+    nms.store().create_account(USER, &hash, false, &[("base".into(), ADDRESS.into())]).await?;
     tokio::spawn(app.run_until_stopped());
     let http = Http { client: reqwest::Client::new(), base: format!("{url}/nms/v1/base/{BOX}"), url };
     println!(

@@ -16,6 +16,10 @@ pub enum Error {
     /// The addressed resource does not exist (404 SVC0004, `what` is the Request-URI or path).
     #[error("not found: {what}")]
     NotFound { what: String },
+    /// The resource a request addresses does not exist (404 SVC0004); the HTTP layer names
+    /// it by the request's URI, which the domain does not know.
+    #[error("the addressed resource does not exist")]
+    Missing,
     /// A path names nothing (404 SVC0004, also inside bulk answers).
     #[error("unknown path {path}")]
     UnknownPath { path: String },
@@ -180,13 +184,13 @@ fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// `.or_not_found(what)` on optional lookups keeps handlers short.
-pub trait OrNotFound<T> {
-    fn or_not_found(self, what: impl Into<String>) -> Result<T>;
+/// `.or_missing()` on lookups of the addressed resource keeps the domain short.
+pub trait OrMissing<T> {
+    fn or_missing(self) -> Result<T>;
 }
 
-impl<T> OrNotFound<T> for Option<T> {
-    fn or_not_found(self, what: impl Into<String>) -> Result<T> {
-        self.ok_or_else(|| Error::not_found(what))
+impl<T> OrMissing<T> for Option<T> {
+    fn or_missing(self) -> Result<T> {
+        self.ok_or(Error::Missing)
     }
 }

@@ -154,7 +154,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Sweep { grace_secs } => {
             let nms = build_admin_nms(&settings).await?;
             let grace = std::time::Duration::from_secs(grace_secs.unwrap_or(settings.storage.blob_grace_secs));
-            let r = nms.blobs.sweep(grace).await?;
+            let r = nms.blobs().sweep(grace).await?;
             println!(
                 "deleted {} blobs and {} temporaries; dropped {} stale pins and deletion marks",
                 r.blobs_deleted, r.temporaries_deleted, r.stale_marks_dropped
@@ -205,11 +205,11 @@ async fn account(cmd: AccountCommand, settings: &Settings) -> Result<(), Box<dyn
             } else {
                 Vec::new()
             };
-            match nms.meta.create_account(&args.name, &hash, args.service, &pairs).await {
+            match nms.store().create_account(&args.name, &hash, args.service, &pairs).await {
                 Ok(a) => {
                     if !digest_algs.is_empty() {
                         let secrets = digest::secrets(&a.name, &settings.auth.realm, &password, &digest_algs);
-                        nms.meta.set_account_digest(&a.name, Some(&secrets)).await?;
+                        nms.store().set_account_digest(&a.name, Some(&secrets)).await?;
                     }
                     println!(
                         "account {} created{} with boxes: {}{}",
@@ -224,13 +224,13 @@ async fn account(cmd: AccountCommand, settings: &Settings) -> Result<(), Box<dyn
             }
         }
         AccountCommand::List => {
-            for a in nms.meta.list_accounts().await? {
+            for a in nms.store().list_accounts().await? {
                 let boxes: Vec<String> = a.boxes.iter().map(|(s, b)| format!("{s}/{b}")).collect();
                 println!("{}\t{}\t{}", a.name, if a.is_service { "service" } else { "user" }, boxes.join(","));
             }
         }
         AccountCommand::Remove { name } => {
-            if nms.meta.remove_account(&name).await? {
+            if nms.store().remove_account(&name).await? {
                 println!("account {name} removed");
             } else {
                 return Err(format!("no account named {name}").into());

@@ -21,11 +21,13 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::model::FolderLimits;
+use crate::nms::subscriptions::EventList;
 use crate::nms::{Nms, TokenKey};
 use crate::store::Store;
 use crate::store::engine::Engine;
 use crate::store::listen::{Listener, Notice};
 use crate::store::sql::SqlStore;
+use crate::webhooks;
 
 /// Open the metadata store named by the configuration and apply migrations.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
@@ -153,10 +155,10 @@ impl Application {
         let feed = Engine::of_url(&url)?.listener(&url);
         // Without one, the server watches the database for other connections' commits
         // (`Nms::watch_other_writers`): either way waiters need no timer.
-        nms.hub.set_remote_feed();
+        nms.hub().set_remote_feed();
         // Temporaries a crashed process left behind go now, not after the grace period.
         let grace = Duration::from_secs(settings.storage.blob_grace_secs);
-        match nms.blobs.sweep_temporaries(grace).await {
+        match nms.blobs().sweep_temporaries(grace).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(temporaries = n, "removed temporaries left by processes that are gone"),
             Err(e) => tracing::warn!(error = %e, "removing leftover temporaries failed; the sweep retries"),
@@ -166,7 +168,7 @@ impl Application {
         let addr = listener.local_addr().map_err(Error::internal)?;
         let public_url = settings.public_url_for(addr);
         let auth = Arc::new(
-            Authenticator::new(nms.meta.clone(), &settings.auth, &settings.nms.stores, nms.tokens.clone())?
+            Authenticator::new(nms.store().clone(), &settings.auth, &settings.nms.stores, nms.tokens().clone())?
                 .with_failure_limits(&settings.limits.auth_failures),
         );
         let state = web::Data::new(AppState {
@@ -176,6 +178,7 @@ impl Application {
             limits: settings.limits.clone(),
             throttle: crate::limits::Throttle::new(&settings.limits, settings.sync.long_poll_secs),
             pace: api::pacing::BodyPace::new(&settings.server),
+            openapi: AppState::openapi_document(&public_url),
         });
         let http = HttpServer::new(move || {
             App::new()
@@ -243,11 +246,13 @@ impl Application {
     /// Serve until the server stops (Ctrl-C / SIGTERM), running the blob sweep meanwhile.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
-        let sweeper = tokio::spawn(sweep_loop(self.nms.blobs.clone(), self.sweep_every, self.grace));
+        let sweeper = tokio::spawn(sweep_loop(self.nms.blobs().clone(), self.sweep_every, self.grace));
         let pruner = tokio::spawn(housekeeping_loop(self.nms.clone()));
-        let webhooks = tokio::spawn(api::webhooks::run(self.nms.clone(), self.public_url.clone()));
+        let public_url = self.public_url.clone();
+        let render = move |l: &EventList| api::webhook_body(&public_url, l);
+        let webhooks = tokio::spawn(webhooks::run(self.nms.clone(), render));
         let follower = match self.feed {
-            Some(l) => tokio::spawn(follow_database(l, self.nms.hub.clone())),
+            Some(l) => tokio::spawn(follow_database(l, self.nms.hub().clone())),
             None => {
                 let nms = self.nms.clone();
                 tokio::spawn(async move { nms.watch_other_writers(crate::hub::RE_READ).await })
@@ -305,7 +310,7 @@ async fn wait_for_signal() {
 /// Every `sync.prune_interval_secs`: expire objects past their store's policy, then drop
 /// tombstones past the retention.
 async fn housekeeping_loop(nms: Nms) {
-    let mut tick = tokio::time::interval(Duration::from_secs(nms.sync.prune_interval_secs.max(1)));
+    let mut tick = tokio::time::interval(Duration::from_secs(nms.sync_settings().prune_interval_secs.max(1)));
     tick.tick().await;
     loop {
         tick.tick().await;
@@ -316,7 +321,7 @@ async fn housekeeping_loop(nms: Nms) {
         if let Err(e) = nms.purge_expired_subscriptions().await {
             tracing::warn!(error = %e, "purging expired subscriptions failed");
         }
-        nms.hub.sweep();
+        nms.hub().sweep();
         match nms.prune_tombstones().await {
             Ok(n) => tracing::info!(tombstones = n, "tombstone pruning done"),
             Err(e) => tracing::warn!(error = %e, "tombstone pruning failed"),

@@ -95,7 +95,7 @@ async fn serve_with(
         for (name, addr) in [("alice", ALICE), ("bob", BOB)] {
             nms.provision_box("base", addr).await.unwrap();
             let boxes = vec![("base".to_string(), addr.to_string())];
-            nms.meta.create_account(name, &hash_password("pw").unwrap(), false, &boxes).await.unwrap();
+            nms.store().create_account(name, &hash_password("pw").unwrap(), false, &boxes).await.unwrap();
         }
     }
     tokio::spawn(app.run_until_stopped());
@@ -279,7 +279,7 @@ async fn a_database_lost_mid_run_is_503_and_recovered_without_a_restart() {
     let nms = app.nms().clone();
     nms.provision_box("base", ALICE).await.unwrap();
     let boxes = vec![("base".to_string(), ALICE.to_string())];
-    nms.meta.create_account("alice", &hash_password("pw").unwrap(), false, &boxes).await.unwrap();
+    nms.store().create_account("alice", &hash_password("pw").unwrap(), false, &boxes).await.unwrap();
     tokio::spawn(app.run_until_stopped());
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let base = format!(

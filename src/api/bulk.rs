@@ -6,16 +6,15 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::error::describe;
 use super::objects::{object_input, object_path};
 use super::search::selection_input;
 use super::wire::{
-    BulkDeleteEnvelope, BulkResponseListW, BulkUpdateEnvelope, ObjectIn, ObjectListEnvelope, ObjectReferenceListW,
-    ReferenceW, ResponseW, SelectionCriteriaW, TargetSourceRefEnvelope,
+    BulkDeleteEnvelope, BulkResponseListOut, BulkResponseListW, BulkUpdateEnvelope, ObjectIn, ObjectListEnvelope,
+    ObjectReferenceListW, ReferenceW, ResponseW, SelectionCriteriaW, TargetSourceRefEnvelope,
 };
-use super::{Access, AppState, BoxUrls, json_body, media_type, multipart};
+use super::{Access, AppState, BoxUrls, Oma, media_type, multipart, oma_body};
 use crate::auth::Operation;
 use crate::error::{Error, Result};
 use crate::model::{BulkItem, Relocated, Sources};
@@ -58,7 +57,7 @@ fn answer(items: Vec<Item>) -> HttpResponse {
     } else {
         StatusCode::OK
     };
-    HttpResponse::build(status).json(json!({ "bulkResponseList": list }))
+    HttpResponse::build(status).json(BulkResponseListOut { bulk_response_list: list })
 }
 
 /// The objects named by `objects` or selected by `selectionCriteria` (exactly one of them).
@@ -116,14 +115,8 @@ fn merge(urls: &BoxUrls, named: Vec<Result<String>>, done: Vec<BulkItem>) -> Vec
 }
 
 /// `objects/operations/bulkUpdate` (POST, or DELETE with a body).
-pub async fn update(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let env: BulkUpdateEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "bulkUpdate").await?;
-    let u = env.bulk_update;
+pub async fn update(oma: Oma<BulkUpdateEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, u) = (oma.access, oma.body.bulk_update);
     let op = match u.operation.as_deref().map(str::trim) {
         Some(o) if o.eq_ignore_ascii_case("AddFlag") => FlagOperation::AddFlag,
         Some(o) if o.eq_ignore_ascii_case("RemoveFlag") => FlagOperation::RemoveFlag,
@@ -136,14 +129,8 @@ pub async fn update(
 }
 
 /// `objects/operations/bulkDelete` (DELETE with a body, or POST).
-pub async fn delete(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let env: BulkDeleteEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "bulkDelete").await?;
-    let d = env.bulk_delete;
+pub async fn delete(oma: Oma<BulkDeleteEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, d) = (oma.access, oma.body.bulk_delete);
     let (t, named) = targets(&access.urls, d.objects, d.selection_criteria)?;
     let done = state.nms.bulk_delete(&access.b, &t).await?;
     Ok(answer(merge(&access.urls, named, done)))
@@ -160,7 +147,7 @@ pub async fn create(
     let items = match media_type(&req) {
         Some(m) if multipart::is_deposit(&m) => multipart::read_bulk_deposit(&req, payload, &state).await?,
         _ => {
-            let env: ObjectListEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "objectList").await?;
+            let env: ObjectListEnvelope = oma_body(&req, payload, &state).await?;
             env.object_list.object.into_iter().map(|o| (o, state.nms.begin_deposit())).collect()
         }
     };
@@ -189,14 +176,8 @@ pub async fn create(
 
 /// `folders/operations/copyToFolder` and `moveToFolder`: the directly named sources are
 /// answered, folders first, then objects, each in request order.
-pub async fn relocate(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let env: TargetSourceRefEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "targetSourceRef").await?;
-    let t = env.target_source_ref;
+pub async fn relocate(oma: Oma<TargetSourceRefEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, t) = (oma.access, oma.body.target_source_ref);
     let urls = &access.urls;
     let target = urls.folder_id_from_url(&t.target_ref.resource_url, "targetRef")?;
     // (URL, kind, id or refusal) of every named source, in answer order.

@@ -9,88 +9,17 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::subscriptions::render_list;
 use super::urls::encode_segment;
-use super::wire::{Scalar, number};
-use super::{AppState, auth_request, json_body, param, read_limited};
-use crate::auth::{ACR_AUTH, Principal, Scope};
+use super::wire::{
+    ChannelDataOut, ChannelEnvelope, ChannelListEntryW, ChannelListOut, ChannelOut, ChannelW, LifetimeEnvelope,
+    LifetimeOut, LifetimeOutEnvelope, NotificationListW, number,
+};
+use super::{AppState, ChannelAccess, Oma, param, read_limited};
 use crate::error::{Error, Result};
 use crate::model::Channel;
 use crate::nms::subscriptions::{ChannelInput, PollOutcome};
-
-/// The channel resources' path prefix.
-pub const NC_SCOPE: &str = "/notificationchannel/v1/{userId}";
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChannelDataW {
-    max_notifications: Option<Scalar>,
-    max_wait_time: Option<Scalar>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChannelIn {
-    client_correlator: Option<String>,
-    application_tag: Option<String>,
-    channel_type: String,
-    #[serde(default)]
-    channel_data: ChannelDataW,
-    channel_lifetime: Option<Scalar>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ChannelEnvelope {
-    notification_channel: ChannelIn,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LifetimeIn {
-    /// Absent: the server's default (NC 5.2.2.14).
-    channel_lifetime: Option<Scalar>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LifetimeEnvelope {
-    notification_channel_lifetime: LifetimeIn,
-}
-
-fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>> {
-    req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| Error::internal("application state missing"))
-}
-
-/// Authenticate, and resolve `{userId}` to an address the principal may use.
-async fn caller(req: &HttpRequest, state: &AppState) -> Result<(Principal, String)> {
-    let principal = state.auth.authenticate(&auth_request(req)).await?;
-    state.throttle.admit(&principal)?;
-    let user = param(req, "userId")?;
-    let user = if user == ACR_AUTH {
-        // The same address in several stores is one user.
-        let mut own: Vec<&String> = principal.boxes.iter().map(|(_, a)| a).collect();
-        own.sort();
-        own.dedup();
-        match own.as_slice() {
-            [a] => (*a).clone(),
-            _ => return Err(Error::invalid("userId acr:auth (no single box for this principal)")),
-        }
-    } else {
-        user
-    };
-    if !principal.is_service && !principal.boxes.iter().any(|(_, a)| *a == user) {
-        return Err(Error::Forbidden { reason: format!("no access to {user}") });
-    }
-    // Channels exist to carry subscriptions' notifications: the same scope.
-    if !principal.scopes.iter().any(|s| matches!(s, Scope::Subscription | Scope::All)) {
-        return Err(principal.missing(Scope::Subscription));
-    }
-    Ok((principal, user))
-}
 
 fn urls(state: &AppState, c: &Channel) -> (String, String, String) {
     let base =
@@ -98,35 +27,31 @@ fn urls(state: &AppState, c: &Channel) -> (String, String, String) {
     (base.clone(), format!("{base}/poll"), format!("{base}/callback"))
 }
 
-fn render(state: &AppState, c: &Channel) -> Value {
+fn render(state: &AppState, c: &Channel) -> ChannelW {
     let (resource_url, channel_url, callback_url) = urls(state, c);
-    let remaining = super::remaining_secs(c.expires_at_ms);
-    let mut v = json!({
-        "channelType": "LongPolling",
-        "channelData": {
-            "channelURL": channel_url,
-            "maxNotifications": c.max_notifications,
-            "maxWaitTime": c.max_wait_secs,
+    ChannelW {
+        channel_type: "LongPolling".into(),
+        channel_data: ChannelDataOut {
+            channel_url,
+            max_notifications: c.max_notifications,
+            max_wait_time: c.max_wait_secs,
         },
-        "channelLifetime": remaining,
-        "callbackURL": callback_url,
-        "resourceURL": resource_url,
-    });
-    if let Some(x) = &c.client_correlator {
-        v["clientCorrelator"] = json!(x);
+        channel_lifetime: super::remaining_secs(c.expires_at_ms),
+        callback_url,
+        resource_url,
+        client_correlator: c.client_correlator.clone(),
+        application_tag: c.application_tag.clone(),
     }
-    if let Some(x) = &c.application_tag {
-        v["applicationTag"] = json!(x);
-    }
-    v
+}
+
+/// 200 with a `notificationChannelLifetime`.
+fn lifetime(channel_lifetime: i64) -> HttpResponse {
+    HttpResponse::Ok().json(LifetimeOutEnvelope { notification_channel_lifetime: LifetimeOut { channel_lifetime } })
 }
 
 /// `POST channels`: 201 + `Location`.
-pub async fn create(req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, user) = caller(&req, &state).await?;
-    let env: ChannelEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "notificationChannel").await?;
-    let c = env.notification_channel;
+pub async fn create(oma: Oma<ChannelEnvelope, ChannelAccess>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, c) = (oma.access, oma.body.notification_channel);
     let input = ChannelInput {
         channel_type: c.channel_type,
         client_correlator: c.client_correlator,
@@ -135,73 +60,59 @@ pub async fn create(req: HttpRequest, payload: web::Payload) -> Result<HttpRespo
         max_notifications: number(c.channel_data.max_notifications, "maxNotifications")?,
         max_wait_time: number(c.channel_data.max_wait_time, "maxWaitTime")?,
     };
-    let channel = state.nms.create_channel(&principal.name, &user, input).await?;
+    let channel = state.nms.create_channel(&access.principal()?.name, &access.user, input).await?;
     let (resource_url, _, _) = urls(&state, &channel);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, resource_url))
-        .json(json!({ "notificationChannel": render(&state, &channel) })))
+        .json(ChannelOut { notification_channel: render(&state, &channel) }))
 }
 
 /// `GET channels`: an array of `{notificationChannel, resourceURL}`.
-pub async fn list(req: HttpRequest) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, user) = caller(&req, &state).await?;
-    let list: Vec<Value> = state
+pub async fn list(access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let list: Vec<ChannelListEntryW> = state
         .nms
-        .channels(&principal.name, &user)
+        .channels(&access.principal()?.name, &access.user)
         .await?
         .iter()
-        .map(|c| json!({ "notificationChannel": render(&state, c), "resourceURL": urls(&state, c).0 }))
+        .map(|c| ChannelListEntryW { notification_channel: render(&state, c), resource_url: urls(&state, c).0 })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "notificationChannelList": list })))
+    Ok(HttpResponse::Ok().json(ChannelListOut { notification_channel_list: list }))
 }
 
 /// `GET channels/{id}`.
-pub async fn get(req: HttpRequest) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, _) = caller(&req, &state).await?;
-    let c = state.nms.channel(&principal.name, &param(&req, "channelId")?, req.path()).await?;
-    Ok(HttpResponse::Ok().json(json!({ "notificationChannel": render(&state, &c) })))
+pub async fn get(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let c = state.nms.channel(&access.principal()?.name, &param(&req, "channelId")?).await?;
+    Ok(HttpResponse::Ok().json(ChannelOut { notification_channel: render(&state, &c) }))
 }
 
 /// `DELETE channels/{id}`: 204; an open poll answers 404.
-pub async fn delete(req: HttpRequest) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, _) = caller(&req, &state).await?;
-    state.nms.delete_channel(&principal.name, &param(&req, "channelId")?, req.path()).await?;
+pub async fn delete(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
+    state.nms.delete_channel(&access.principal()?.name, &param(&req, "channelId")?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET channels/{id}/channelLifetime`.
-pub async fn get_lifetime(req: HttpRequest) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, _) = caller(&req, &state).await?;
-    let c = state.nms.channel(&principal.name, &param(&req, "channelId")?, req.path()).await?;
+pub async fn get_lifetime(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let c = state.nms.channel(&access.principal()?.name, &param(&req, "channelId")?).await?;
     let remaining = super::remaining_secs(c.expires_at_ms);
-    Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": remaining } })))
+    Ok(lifetime(remaining))
 }
 
 /// `PUT channels/{id}/channelLifetime`: renew. Deployed clients send it without
 /// credentials; the unguessable channel id is then the capability.
-pub async fn put_lifetime(req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
+pub async fn put_lifetime(
+    req: HttpRequest,
+    oma: Oma<LifetimeEnvelope, ChannelAccess>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
     let id = param(&req, "channelId")?;
-    if req.headers().contains_key(header::AUTHORIZATION) {
-        let (principal, _) = caller(&req, &state).await?;
-        state.nms.channel(&principal.name, &id, req.path()).await?;
+    if let Some(principal) = oma.access.principal_if_any() {
+        state.nms.channel(&principal.name, &id).await?;
     }
-    let env: LifetimeEnvelope =
-        json_body(&req, payload, state.limits.max_json_bytes, "notificationChannelLifetime").await?;
+    let env = oma.body;
     let asked = number(env.notification_channel_lifetime.channel_lifetime, "channelLifetime")?;
-    let c = state.nms.renew_channel(&id, asked, req.path()).await?;
-    Ok(HttpResponse::Ok().json(json!({ "notificationChannelLifetime": { "channelLifetime": c.lifetime_secs } })))
-}
-
-/// A long poll's answer.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct NotificationListW<'a> {
-    notification_list: Vec<super::subscriptions::EventListEnvelope<'a>>,
+    let c = state.nms.renew_channel(&id, asked).await?;
+    Ok(lifetime(c.lifetime_secs))
 }
 
 /// `POST channelURL` with `{"longPollingRequestParameters": null}`: 200 with the pending
@@ -209,16 +120,20 @@ struct NotificationListW<'a> {
 /// takes over; 404 when the channel is deleted meanwhile; 429 when the principal already
 /// polls `limits.max_polls_per_principal` other channels. A poll counts once against the
 /// rate limit, when it starts.
-pub async fn poll(req: HttpRequest, payload: web::Payload) -> Result<HttpResponse> {
-    let state = state_of(&req)?;
-    let (principal, _) = caller(&req, &state).await?;
+pub async fn poll(
+    req: HttpRequest,
+    access: ChannelAccess,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse> {
+    let principal = access.principal()?;
     let channel = param(&req, "channelId")?;
     // Held until the poll answers, or its client goes away (the future is dropped).
-    let _slot = state.throttle.open_poll(&principal, &channel)?;
+    let _slot = state.throttle.open_poll(principal, &channel)?;
     // The body carries nothing the server needs; it is read (bounded) and ignored.
     read_limited(payload, state.limits.max_json_bytes).await?;
-    let timeout = Duration::from_secs(state.nms.sync.long_poll_secs.max(1));
-    match state.nms.poll(&principal.name, &channel, timeout, req.path()).await? {
+    let timeout = Duration::from_secs(state.nms.sync_settings().long_poll_secs.max(1));
+    match state.nms.poll(&principal.name, &channel, timeout).await? {
         PollOutcome::Lists(lists) => {
             let notification_list: Vec<_> = lists.iter().map(|l| render_list(&state.public_url, l)).collect();
             Ok(HttpResponse::Ok().json(NotificationListW { notification_list }))

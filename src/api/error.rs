@@ -1,7 +1,10 @@
 //! Rendering of domain errors as OMA `requestError` bodies, in one place.
 
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
@@ -33,6 +36,10 @@ pub fn describe(e: &Error) -> (StatusCode, RequestErrorW) {
         Error::NotFound { what } => (
             StatusCode::NOT_FOUND,
             svc("SVC0004", "No valid addresses provided in message part %1", vec![what.clone()]),
+        ),
+        Error::Missing => (
+            StatusCode::NOT_FOUND,
+            svc("SVC0004", "No valid addresses provided in message part %1", vec!["the addressed resource".into()]),
         ),
         Error::UnknownPath { path } => (
             StatusCode::NOT_FOUND,
@@ -127,6 +134,23 @@ impl ResponseError for Error {
         }
         res.json(json!({ "requestError": body }))
     }
+}
+
+/// A middleware naming a missing resource by the request's URI (the domain only knows that
+/// what the request addresses is missing): `404 SVC0004` with the path as its variable.
+pub async fn name_the_missing(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let missing =
+        res.response().error().and_then(|e| e.as_error::<Error>()).is_some_and(|e| matches!(e, Error::Missing));
+    if !missing {
+        return Ok(res);
+    }
+    let path = res.request().path().to_string();
+    let (req, _) = res.into_parts();
+    Ok(ServiceResponse::new(req, Error::not_found(path).error_response()))
 }
 
 /// 405 with `Allow` listing the methods of the resource.

@@ -3,11 +3,10 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::urls::encode_segment;
-use super::wire::{FlagListEnvelope, FlagListW};
-use super::{Access, AppState, json_body, param, read_limited};
+use super::wire::{EmptyEnvelope, FlagListEnvelope, FlagListOut, FlagListW};
+use super::{Access, AppState, Oma, param, read_limited};
 use crate::auth::Operation;
 use crate::error::Result;
 use crate::model::{FlagChange, FlagTarget};
@@ -38,31 +37,30 @@ fn flag_target(is_folder: bool, id: &str) -> FlagTarget<'_> {
 }
 
 fn flag_list(flags: Vec<String>, url: String) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "flagList": FlagListW { flag: flags, resource_url: Some(url) } }))
+    HttpResponse::Ok().json(FlagListOut { flag_list: FlagListW { flag: flags, resource_url: Some(url) } })
 }
 
 /// The `Empty` dummy body of expected 404s and of a 201 flag creation.
-fn empty() -> serde_json::Value {
-    json!({ "empty": null })
+fn empty() -> EmptyEnvelope {
+    EmptyEnvelope { empty: None }
 }
 
 /// `GET .../flags`.
 pub async fn get_list(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let (is_folder, id, url) = target(&req, &access)?;
-    let flags = state.nms.flags(&access.b, flag_target(is_folder, &id), &access.uri).await?;
+    let flags = state.nms.flags(&access.b, flag_target(is_folder, &id)).await?;
     Ok(flag_list(flags, url))
 }
 
 /// `PUT .../flags`: replace the whole list; answers the list as it now stands.
 pub async fn put_list(
     req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
+    oma: Oma<FlagListEnvelope>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse> {
+    let (access, env) = (oma.access, oma.body);
     let (is_folder, id, url) = target(&req, &access)?;
-    let env: FlagListEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "flagList").await?;
-    let flags = state.nms.set_flags(&access.b, flag_target(is_folder, &id), &env.flag_list.flag, &access.uri).await?;
+    let flags = state.nms.set_flags(&access.b, flag_target(is_folder, &id), &env.flag_list.flag).await?;
     Ok(flag_list(flags, url))
 }
 
@@ -70,7 +68,7 @@ pub async fn put_list(
 pub async fn get_one(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let (is_folder, id, _) = target(&req, &access)?;
     let flag = param(&req, "flagName")?;
-    if state.nms.has_flag(&access.b, flag_target(is_folder, &id), &flag, &access.uri).await? {
+    if state.nms.has_flag(&access.b, flag_target(is_folder, &id), &flag).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Ok(HttpResponse::NotFound().json(empty()))
@@ -88,7 +86,7 @@ pub async fn put_one(
     let flag = param(&req, "flagName")?;
     // The body is a dummy (`Empty`); read and discard it within the JSON limit.
     read_limited(payload, state.limits.max_json_bytes).await?;
-    match state.nms.change_flag(&access.b, flag_target(is_folder, &id), &flag, true, &access.uri).await? {
+    match state.nms.change_flag(&access.b, flag_target(is_folder, &id), &flag, true).await? {
         FlagChange::Changed => Ok(HttpResponse::Created()
             .insert_header((header::LOCATION, format!("{url}/{}", encode_segment(&flag))))
             .json(empty())),
@@ -100,7 +98,7 @@ pub async fn put_one(
 pub async fn delete_one(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let (is_folder, id, _) = target(&req, &access)?;
     let flag = param(&req, "flagName")?;
-    match state.nms.change_flag(&access.b, flag_target(is_folder, &id), &flag, false, &access.uri).await? {
+    match state.nms.change_flag(&access.b, flag_target(is_folder, &id), &flag, false).await? {
         FlagChange::Changed => Ok(HttpResponse::NoContent().finish()),
         FlagChange::Unchanged => Ok(HttpResponse::NotFound().json(empty())),
     }

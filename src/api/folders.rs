@@ -2,32 +2,26 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::wire::{
-    AttributeListW, FolderEnvelope, FolderReferenceListW, FolderW, NameEnvelope, ObjectReferenceListW, ReferenceW,
+    AttributeListW, FolderEnvelope, FolderOut, FolderReferenceListW, FolderW, NameEnvelope, NameOut,
+    ObjectReferenceListW, ReferenceOut, ReferenceW,
 };
-use super::{Access, AppState, BoxUrls, json_body, param};
+use super::{Access, AppState, BoxUrls, Oma, param};
 use crate::error::{Error, Result};
 use crate::model::{Attribute, ChildPosition, Folder};
 use crate::nms::{ListFilter, Nms};
 
 /// `POST /folders`: 201 + `Location` + `reference`.
-pub async fn create(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let env: FolderEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "folder").await?;
-    let f = env.folder;
+pub async fn create(oma: Oma<FolderEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, f) = (oma.access, oma.body.folder);
     let parent = access.urls.parent(f.parent_folder, f.parent_folder_path)?;
     let attributes = f.attributes.unwrap_or_default().into_domain();
     let folder = state.nms.create_folder(&access.b, access.actor(), parent, f.name, attributes).await?;
     let url = access.urls.folder(&folder.public_id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, url.clone()))
-        .json(json!({ "reference": ReferenceW { resource_url: url, path: Some(folder.path) } })))
+        .json(ReferenceOut { reference: ReferenceW { resource_url: url, path: Some(folder.path) } }))
 }
 
 /// Query parameters of `GET /folders/{id}` (repeatable `attrFilter`).
@@ -120,7 +114,7 @@ pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -
     let id = param(&req, "folderId")?;
     let q = folder_query(&req)?;
     let nms = &state.nms;
-    let f = nms.folder(&access.b, &id, &access.uri).await?;
+    let f = nms.folder(&access.b, &id).await?;
     let attributes = nms.folder_attributes(&access.b, &f, &q.attr_filter).await?;
     let mut out = render_folder(&access.urls, &f, &attributes, q.path);
     if let Some(filter) = q.list {
@@ -132,32 +126,27 @@ pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -
     } else if q.from_cursor.is_some() {
         return Err(Error::invalid("fromCursor (requires listFilter)"));
     }
-    Ok(HttpResponse::Ok().json(json!({ "folder": out })))
+    Ok(HttpResponse::Ok().json(FolderOut { folder: out }))
 }
 
 /// `DELETE /folders/{id}`: recursive, 204.
 pub async fn delete(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "folderId")?;
-    state.nms.delete_folder(&access.b, access.actor(), &id, &access.uri).await?;
+    state.nms.delete_folder(&access.b, access.actor(), &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /folders/{id}/folderName`.
 pub async fn get_name(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "folderId")?;
-    let f = state.nms.folder(&access.b, &id, &access.uri).await?;
-    Ok(HttpResponse::Ok().json(json!({ "name": f.name })))
+    let f = state.nms.folder(&access.b, &id).await?;
+    Ok(HttpResponse::Ok().json(NameOut { name: f.name }))
 }
 
 /// `PUT /folders/{id}/folderName`.
-pub async fn put_name(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
+pub async fn put_name(req: HttpRequest, oma: Oma<NameEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, env) = (oma.access, oma.body);
     let id = param(&req, "folderId")?;
-    let env: NameEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "name").await?;
-    let f = state.nms.rename_folder(&access.b, access.actor(), &id, &env.name, &access.uri).await?;
-    Ok(HttpResponse::Ok().json(json!({ "name": f.name })))
+    let f = state.nms.rename_folder(&access.b, access.actor(), &id, &env.name).await?;
+    Ok(HttpResponse::Ok().json(NameOut { name: f.name }))
 }

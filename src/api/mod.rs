@@ -9,12 +9,12 @@ mod flags;
 mod folders;
 mod multipart;
 mod objects;
+pub mod openapi;
 pub mod pacing;
 mod paths;
 pub mod search;
 mod subscriptions;
 pub mod urls;
-pub mod webhooks;
 pub mod wire;
 
 use actix_web::dev::Payload;
@@ -26,15 +26,13 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, authorize};
+use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, Target, authorize};
+pub use crate::auth::{BOX_SCOPE, NC_SCOPE};
 use crate::config::LimitSettings;
 use crate::error::{Error, Result};
 use crate::model::BoxRow;
 use crate::nms::{Actor, Nms};
 pub use urls::BoxUrls;
-
-/// Path prefix of every box resource.
-pub const BOX_SCOPE: &str = "/nms/v1/{store}/{box}";
 
 /// Shared state of the HTTP layer.
 pub struct AppState {
@@ -47,54 +45,51 @@ pub struct AppState {
     pub throttle: crate::limits::Throttle,
     /// The pace request bodies must keep (`None`: any).
     pub pace: Option<pacing::BodyPace>,
+    /// The API description, serialized once (`GET /openapi.json`).
+    pub openapi: Bytes,
+}
+
+impl AppState {
+    /// The API description of a server at `public_url`, serialized once.
+    pub fn openapi_document(public_url: &str) -> Bytes {
+        Bytes::from(serde_json::to_vec(&openapi::document(public_url)).unwrap_or_default())
+    }
 }
 
 /// The route table: every operation of [`Operation::ALL`] on its path, a 405 with `Allow`
-/// for other methods on a known path, and an OMA 404 for unknown paths.
+/// for other methods on a known path, and an OMA 404 for unknown paths. A resource the
+/// domain finds missing is named by the request's path ([`error::name_the_missing`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health));
-    // The Notification Channel API (outside the box tree; its handlers authenticate).
-    let nc = channels::NC_SCOPE;
-    let not_allowed = |allow: &'static str| move || async move { error::method_not_allowed(allow) };
-    cfg.service(
-        web::resource(format!("{nc}/channels"))
-            .route(web::get().to(channels::list))
-            .route(web::post().to(channels::create))
-            .default_service(web::to(not_allowed("GET, POST"))),
-    );
-    cfg.service(
-        web::resource(format!("{nc}/channels/{{channelId}}"))
-            .route(web::get().to(channels::get))
-            .route(web::delete().to(channels::delete))
-            .default_service(web::to(not_allowed("GET, DELETE"))),
-    );
-    cfg.service(
-        web::resource(format!("{nc}/channels/{{channelId}}/channelLifetime"))
-            .route(web::get().to(channels::get_lifetime))
-            .route(web::put().to(channels::put_lifetime))
-            .default_service(web::to(not_allowed("GET, PUT"))),
-    );
-    cfg.service(
-        web::resource(format!("{nc}/channels/{{channelId}}/poll"))
-            .route(web::post().to(channels::poll))
-            .default_service(web::to(not_allowed("POST"))),
-    );
-    let mut seen: Vec<&'static str> = Vec::new();
+    for (path, ..) in openapi::SERVICE_ROUTES {
+        match *path {
+            "/health" => cfg.route(path, web::get().to(health)),
+            "/openapi.json" => cfg.route(path, web::get().to(openapi_json)),
+            "/docs" => cfg.route(path, web::get().to(|| async { see_other("/docs/") })),
+            "/docs/" => cfg.service(
+                utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                    .config(utoipa_swagger_ui::Config::new(["/openapi.json"])),
+            ),
+            _ => cfg,
+        };
+    }
+    let mut seen: Vec<String> = Vec::new();
     for op in Operation::ALL {
-        if seen.contains(&op.path()) {
+        let pattern = op.pattern();
+        if seen.contains(&pattern) {
             continue;
         }
-        seen.push(op.path());
-        let mut resource = web::resource(format!("{BOX_SCOPE}{}", op.path()));
-        for same in Operation::ALL.iter().filter(|o| o.path() == op.path()) {
+        let mut resource =
+            web::resource(pattern.as_str()).wrap(actix_web::middleware::from_fn(error::name_the_missing));
+        for same in Operation::ALL.iter().filter(|o| o.pattern() == pattern) {
             resource = resource.route(route_for(*same));
         }
-        let allow = Operation::allowed_methods(op.path()).join(", ");
+        let allow = Operation::allowed_methods(&pattern).join(", ");
         resource = resource.default_service(web::to(move || {
             let allow = allow.clone();
             async move { error::method_not_allowed(&allow) }
         }));
         cfg.service(resource);
+        seen.push(pattern);
     }
 }
 
@@ -133,11 +128,28 @@ fn route_for(op: Operation) -> actix_web::Route {
         Operation::SubscriptionUpdate => r.to(subscriptions::update),
         Operation::SubscriptionDelete => r.to(subscriptions::delete),
         Operation::BoxReset => r.to(subscriptions::reset_box),
+        Operation::ChannelList => r.to(channels::list),
+        Operation::ChannelCreate => r.to(channels::create),
+        Operation::ChannelGet => r.to(channels::get),
+        Operation::ChannelDelete => r.to(channels::delete),
+        Operation::ChannelLifetimeGet => r.to(channels::get_lifetime),
+        Operation::ChannelLifetimePut => r.to(channels::put_lifetime),
+        Operation::ChannelPoll => r.to(channels::poll),
     }
 }
 
 async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// `GET /openapi.json`: the document built when the server started.
+async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(state.openapi.clone())
+}
+
+/// 308 to `location`.
+fn see_other(location: &'static str) -> HttpResponse {
+    HttpResponse::PermanentRedirect().insert_header((actix_web::http::header::LOCATION, location)).finish()
 }
 
 /// The answer for paths that name no resource.
@@ -151,8 +163,6 @@ pub struct Access {
     pub principal: Principal,
     pub b: BoxRow,
     pub urls: BoxUrls,
-    /// The request path, used as the variable of not-found errors.
-    pub uri: String,
 }
 
 impl Access {
@@ -183,6 +193,23 @@ pub fn param(req: &HttpRequest, name: &str) -> Result<String> {
         .map_err(|_| Error::invalid(name.to_string()))
 }
 
+/// The application state and the operation a routed request belongs to.
+fn routed(req: &HttpRequest) -> Result<(web::Data<AppState>, Operation)> {
+    let state =
+        req.app_data::<web::Data<AppState>>().ok_or_else(|| Error::internal("application state missing"))?.clone();
+    let pattern = req.match_pattern().unwrap_or_default();
+    let op = Operation::resolve(req.method().as_str(), &pattern)
+        .ok_or_else(|| Error::internal(format!("no operation for {} {pattern}", req.method())))?;
+    Ok((state, op))
+}
+
+/// Authenticate the request and count it against the principal's rate.
+async fn caller(req: &HttpRequest, state: &AppState) -> Result<Principal> {
+    let principal = state.auth.authenticate(&auth_request(req)).await?;
+    state.throttle.admit(&principal)?;
+    Ok(principal)
+}
+
 impl FromRequest for Access {
     type Error = Error;
     type Future = LocalBoxFuture<'static, Result<Self>>;
@@ -190,16 +217,8 @@ impl FromRequest for Access {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| Error::internal("application state missing"))?
-                .clone();
-            let pattern = req.match_pattern().unwrap_or_default();
-            let rel = pattern.strip_prefix(BOX_SCOPE).unwrap_or_default();
-            let op = Operation::resolve(req.method().as_str(), rel)
-                .ok_or_else(|| Error::internal(format!("no operation for {} {pattern}", req.method())))?;
-            let principal = state.auth.authenticate(&auth_request(&req)).await?;
-            state.throttle.admit(&principal)?;
+            let (state, op) = routed(&req)?;
+            let principal = caller(&req, &state).await?;
             let store = param(&req, "store")?;
             let uri = req.path().to_string();
             // No stored name or id holds NUL (no engine keeps it in text alike): a path
@@ -217,7 +236,7 @@ impl FromRequest for Access {
                     .ok_or_else(|| Error::invalid("boxId acr:auth (no single box for this principal)"))?
                     .to_string();
             }
-            authorize(&principal, op, &store, &address)?;
+            authorize(&principal, op, Target::Box { store: &store, address: &address })?;
             let b = match state.nms.find_box(&store, &address).await? {
                 Some(b) => b,
                 // A bearer subscriber's own box is created on its first access.
@@ -229,7 +248,60 @@ impl FromRequest for Access {
             };
             tracing::debug!(op = op.name(), principal = %principal.name, box_id = %address, "access granted");
             let urls = BoxUrls::new(&state.public_url, &store, &address);
-            Ok(Access { op, principal, b, urls, uri })
+            Ok(Access { op, principal, b, urls })
+        })
+    }
+}
+
+/// An authenticated, authorised request on a user's notification channels.
+pub struct ChannelAccess {
+    pub op: Operation,
+    /// `None` only for an operation whose credentials are optional, sent without them.
+    principal: Option<Principal>,
+    /// The user (`{userId}`, `acr:auth` resolved) the channels belong to.
+    pub user: String,
+}
+
+impl ChannelAccess {
+    /// The authenticated caller.
+    pub fn principal(&self) -> Result<&Principal> {
+        self.principal.as_ref().ok_or_else(|| Error::internal("channel operation without a principal"))
+    }
+
+    /// The authenticated caller, if credentials were sent.
+    pub fn principal_if_any(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+}
+
+impl FromRequest for ChannelAccess {
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let (state, op) = routed(&req)?;
+            let user = param(&req, "userId")?;
+            if op.credentials_optional() && !req.headers().contains_key(actix_web::http::header::AUTHORIZATION) {
+                return Ok(ChannelAccess { op, principal: None, user });
+            }
+            let principal = caller(&req, &state).await?;
+            let user = if user == ACR_AUTH {
+                // The same address in several stores is one user.
+                let mut own: Vec<&String> = principal.boxes.iter().map(|(_, a)| a).collect();
+                own.sort();
+                own.dedup();
+                match own.as_slice() {
+                    [a] => (*a).clone(),
+                    _ => return Err(Error::invalid("userId acr:auth (no single box for this principal)")),
+                }
+            } else {
+                user
+            };
+            authorize(&principal, op, Target::User(&user))?;
+            tracing::debug!(op = op.name(), principal = %principal.name, user = %user, "access granted");
+            Ok(ChannelAccess { op, principal: Some(principal), user })
         })
     }
 }
@@ -263,20 +335,50 @@ pub fn media_type(req: &HttpRequest) -> Option<mime::Mime> {
         .and_then(|s| s.parse::<mime::Mime>().ok())
 }
 
-/// Parse a JSON body wrapped in its root element (`root` names it in errors).
-pub async fn json_body<T: DeserializeOwned>(
-    req: &HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-    root: &str,
-) -> Result<T> {
+/// A request document: the structure under its root element, which refusals name.
+pub trait OmaBody: DeserializeOwned {
+    /// The root element (`folder`, `selectionCriteria`, ...).
+    const ROOT: &'static str;
+}
+
+/// Read and decode a request document (at most `limits.max_json_bytes`). Its format is
+/// decided here, from the request's `Content-Type`: JSON is the one binding offered; any
+/// other type is refused (415).
+pub async fn oma_body<T: OmaBody>(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<T> {
     if !is_json(req) {
         let got =
             req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
         return Err(Error::UnsupportedMediaType { media_type: got.to_string() });
     }
-    let body = read_limited(payload, limit).await?;
-    parse_json(&body, root)
+    let body = read_limited(payload, state.limits.max_json_bytes).await?;
+    parse_json(&body, T::ROOT)
+}
+
+/// An authorised request (`A`: [`Access`], or [`ChannelAccess`]) and its document `T`. The
+/// body is read only once the request is authorised.
+pub struct Oma<T, A = Access> {
+    pub access: A,
+    pub body: T,
+}
+
+impl<T: OmaBody + 'static, A: FromRequest<Error = Error> + 'static> FromRequest for Oma<T, A> {
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let body = web::Payload::from_request(&req, payload).into_inner();
+        Box::pin(async move {
+            let access = A::from_request(&req, &mut Payload::None).await?;
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| Error::internal("application state missing"))?
+                .clone();
+            let payload = body.map_err(|_| Error::invalid("body"))?;
+            let body = oma_body(&req, payload, &state).await?;
+            Ok(Oma { access, body })
+        })
+    }
 }
 
 /// Parse JSON, naming the root element and the problem on failure (400 SVC0002).
@@ -284,8 +386,13 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8], root: &str) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| Error::invalid(format!("{root} ({e})")))
 }
 
+/// The document a webhook receives for one notification list (`{"nmsEventList": ..}`).
+pub fn webhook_body(public_url: &str, l: &crate::nms::subscriptions::EventList) -> String {
+    serde_json::to_string(&subscriptions::render_list(public_url, l)).unwrap_or_default()
+}
+
 /// 200 with a JSON body.
-pub fn ok_json(body: serde_json::Value) -> HttpResponse {
+pub fn ok_json(body: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 

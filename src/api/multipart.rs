@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
 use super::wire::{ObjectEnvelope, ObjectIn, ObjectListEnvelope};
-use super::{AppState, media_type, parse_json};
+use super::{AppState, OmaBody, media_type, parse_json};
 use crate::blob::PartWriter;
 use crate::cpm::cpim::{self, strip_param};
 use crate::cpm::imdn;
@@ -155,7 +155,7 @@ async fn root_fields(o: &mut Opened, state: &AppState) -> Result<Bytes> {
 pub async fn read_deposit(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<(ObjectIn, Deposit)> {
     let mut o = open(req, payload, state)?;
     let json = root_fields(&mut o, state).await?;
-    let envelope: ObjectEnvelope = parse_json(&json, "object")?;
+    let envelope: ObjectEnvelope = parse_json(&json, ObjectEnvelope::ROOT)?;
 
     let mut deposit = state.nms.begin_deposit();
     let res = async {
@@ -188,7 +188,7 @@ pub async fn read_bulk_deposit(
 ) -> Result<Vec<(serde_json::Value, Deposit)>> {
     let mut o = open(req, payload, state)?;
     let json = root_fields(&mut o, state).await?;
-    let envelope: ObjectListEnvelope = parse_json(&json, "objectList")?;
+    let envelope: ObjectListEnvelope = parse_json(&json, ObjectListEnvelope::ROOT)?;
     let objects = envelope.object_list.object;
     // Refuse an oversized request before any payload is stored.
     state.nms.check_bulk_size("objectList", objects.len())?;

@@ -9,13 +9,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
 use futures_util::{StreamExt, TryStreamExt};
-use serde_json::json;
 
-use super::wire::{AttributeListW, FlagListW, ObjectEnvelope, ObjectIn, ObjectW, PayloadPartW, ReferenceW};
-use super::{Access, AppState, BoxUrls, json_body, media_type, multipart, param};
+use super::wire::{
+    AttributeListW, FlagListW, ObjectEnvelope, ObjectIn, ObjectOut, ObjectW, PayloadPartW, ReferenceOut, ReferenceW,
+};
+use super::{Access, AppState, BoxUrls, media_type, multipart, oma_body, param};
 use crate::error::{Error, Result};
-use crate::model::{BoxRow, Object, PartData, PayloadPart};
-use crate::nms::{Nms, ObjectInput};
+use crate::model::{Object, PayloadPart};
+use crate::nms::ObjectInput;
 
 /// Convert the deposited root fields.
 pub fn object_input(urls: &BoxUrls, o: ObjectIn) -> Result<ObjectInput> {
@@ -74,7 +75,7 @@ pub async fn create(
     let (input, deposit) = match mt {
         Some(m) if multipart::is_deposit(&m) => multipart::read_deposit(&req, payload, &state).await?,
         _ => {
-            let env: ObjectEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "object").await?;
+            let env: ObjectEnvelope = oma_body(&req, payload, &state).await?;
             (env.object, state.nms.begin_deposit())
         }
     };
@@ -89,45 +90,24 @@ pub async fn create(
     let url = access.urls.object(&o.public_id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, url.clone()))
-        .json(json!({ "reference": ReferenceW { resource_url: url, path: Some(object_path(&o)) } })))
+        .json(ReferenceOut { reference: ReferenceW { resource_url: url, path: Some(object_path(&o)) } }))
 }
 
 /// `GET /objects/{id}`.
 pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "objectId")?;
-    let o = state.nms.object(&access.b, &id, &access.uri).await?;
-    Ok(HttpResponse::Ok().json(json!({ "object": render_object(&access.urls, &o) })))
+    let o = state.nms.object(&access.b, &id).await?;
+    Ok(HttpResponse::Ok().json(ObjectOut { object: render_object(&access.urls, &o) }))
 }
 
 /// `DELETE /objects/{id}`: 204, payload gone.
 pub async fn delete(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "objectId")?;
-    state.nms.delete_object(&access.b, &id, &access.uri).await?;
+    state.nms.delete_object(&access.b, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 type ByteStream = BoxStream<'static, Result<Bytes, Error>>;
-
-/// A stream over one part's bytes (or a range of them).
-async fn part_stream(
-    nms: &Nms,
-    b: &BoxRow,
-    o: &Object,
-    part: &PayloadPart,
-    range: Option<Range<u64>>,
-) -> Result<ByteStream> {
-    match &part.data {
-        PartData::Blob { key } => nms.blobs.get(key, range).await,
-        PartData::Inline(_) => {
-            let bytes = nms.part_bytes(b, o, part).await?.unwrap_or_default();
-            let bytes = match range {
-                Some(r) => bytes.get(r.start as usize..r.end as usize).unwrap_or_default().to_vec(),
-                None => bytes,
-            };
-            Ok(stream::once(async move { Ok(Bytes::from(bytes)) }).boxed())
-        }
-    }
-}
 
 fn into_body(len: u64, s: ByteStream) -> SizedStream<BoxStream<'static, Result<Bytes, actix_web::Error>>> {
     SizedStream::new(len, s.map_err(actix_web::Error::from).boxed())
@@ -170,10 +150,10 @@ fn parse_range(req: &HttpRequest, size: u64) -> Result<Option<Range<u64>>> {
 pub async fn payload_part(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "objectId")?;
     let part_id = param(&req, "partId")?;
-    let o = state.nms.object(&access.b, &id, &access.uri).await?;
-    let part = o.parts.iter().find(|p| p.part_id == part_id).ok_or_else(|| Error::not_found(access.uri.clone()))?;
+    let o = state.nms.object(&access.b, &id).await?;
+    let part = o.parts.iter().find(|p| p.part_id == part_id).ok_or(Error::Missing)?;
     let range = parse_range(&req, part.size)?;
-    let stream = part_stream(&state.nms, &access.b, &o, part, range.clone()).await?;
+    let stream = state.nms.part_stream(&access.b, &o, part, range.clone()).await?;
     let mut res = match &range {
         Some(r) => {
             let mut b = HttpResponse::build(StatusCode::PARTIAL_CONTENT);
@@ -194,12 +174,12 @@ pub async fn payload_part(req: HttpRequest, access: Access, state: web::Data<App
 /// `GET /objects/{id}/payload`: one part as itself, several as a MIME multipart.
 pub async fn payload(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "objectId")?;
-    let o = state.nms.object(&access.b, &id, &access.uri).await?;
+    let o = state.nms.object(&access.b, &id).await?;
     match o.parts.len() {
-        0 => Err(Error::not_found(access.uri.clone())),
+        0 => Err(Error::Missing),
         1 => {
             let part = &o.parts[0];
-            let stream = part_stream(&state.nms, &access.b, &o, part, None).await?;
+            let stream = state.nms.part_stream(&access.b, &o, part, None).await?;
             let mut res = HttpResponse::Ok();
             res.insert_header((header::CONTENT_TYPE, part.content_type.clone()));
             if let Some(d) = &part.content_disposition {
@@ -249,7 +229,7 @@ pub async fn payload(req: HttpRequest, access: Access, state: web::Data<AppState
                         let head_stream: ByteStream = stream::once(async move { Ok(head) }).boxed();
                         match part {
                             None => head_stream,
-                            Some(p) => match part_stream(&nms, &b, &obj, &p, None).await {
+                            Some(p) => match nms.part_stream(&b, &obj, &p, None).await {
                                 Ok(s) => head_stream.chain(s).boxed(),
                                 Err(e) => stream::once(async move { Err(e) }).boxed(),
                             },

@@ -3,12 +3,11 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
 
 use super::bulk::response_list;
 use super::objects::object_path;
-use super::wire::{PathListEnvelope, ReferenceW};
-use super::{Access, AppState, json_body};
+use super::wire::{BulkResponseListOut, PathListEnvelope, ReferenceOut, ReferenceW};
+use super::{Access, AppState, Oma};
 use crate::auth::Operation;
 use crate::error::{Error, Result};
 
@@ -30,30 +29,25 @@ async fn folder_ref(access: &Access, state: &AppState, path: Option<&str>) -> Re
 fn bulk(results: Vec<Result<ReferenceW>>) -> HttpResponse {
     let (list, _) =
         response_list(results.into_iter().map(|r| r.map(|reference| (StatusCode::OK, reference))).collect());
-    HttpResponse::Ok().json(json!({ "bulkResponseList": list }))
+    HttpResponse::Ok().json(BulkResponseListOut { bulk_response_list: list })
 }
 
 pub async fn object_get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let path = query_path(&req).ok_or_else(|| Error::invalid("path"))?;
     let r = object_ref(&access, &state, &path).await?;
-    Ok(HttpResponse::Ok().json(json!({ "reference": r })))
+    Ok(HttpResponse::Ok().json(ReferenceOut { reference: r }))
 }
 
 /// Without `path`, the box's root folder (how clients discover it).
 pub async fn folder_get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let path = query_path(&req);
     let r = folder_ref(&access, &state, path.as_deref()).await?;
-    Ok(HttpResponse::Ok().json(json!({ "reference": r })))
+    Ok(HttpResponse::Ok().json(ReferenceOut { reference: r }))
 }
 
 /// POST `pathList` (objects or folders): one lookup per path, answered in request order.
-pub async fn post(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let env: PathListEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "pathList").await?;
+pub async fn post(oma: Oma<PathListEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, env) = (oma.access, oma.body);
     let objects = access.op == Operation::ObjectPathToIdPost;
     let mut results = Vec::with_capacity(env.path_list.path.len());
     for p in &env.path_list.path {

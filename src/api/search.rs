@@ -1,16 +1,15 @@
 //! `objects/operations/search` and `folders/operations/search`: selection criteria in,
 //! `objectList` / `objectReferenceList` / `folderList` out.
 
-use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
+use actix_web::{HttpResponse, web};
 
 use super::folders::{list_children, render_folder};
 use super::objects::render_object;
 use super::wire::{
-    CriterionW, FolderListW, ObjectListW, ObjectReferenceListW, ReferenceW, SearchCriteriaW, SelectionCriteriaW,
-    SelectionEnvelope,
+    CriterionW, FolderListOut, FolderListW, ObjectListOut, ObjectListW, ObjectReferenceListOut, ObjectReferenceListW,
+    ReferenceW, SearchCriteriaW, SelectionCriteriaW, SelectionEnvelope,
 };
-use super::{Access, AppState, BoxUrls, json_body, ok_json};
+use super::{AppState, BoxUrls, Oma};
 use crate::error::{Error, Result};
 use crate::nms::ListFilter;
 use crate::nms::search::{CriteriaInput, CriterionInput, ObjectResult, SelectionInput, SortInput};
@@ -59,56 +58,29 @@ pub fn selection_input(urls: &BoxUrls, s: SelectionCriteriaW) -> Result<Selectio
     })
 }
 
-/// The `{"selectionCriteria": ..}` body of a search.
-async fn read_selection(
-    req: &HttpRequest,
-    access: &Access,
-    payload: web::Payload,
-    state: &AppState,
-) -> Result<SelectionInput> {
-    let env: SelectionEnvelope = json_body(req, payload, state.limits.max_json_bytes, "selectionCriteria").await?;
-    selection_input(&access.urls, env.selection_criteria)
-}
-
-/// `{"objectList": ..}`.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ObjectListEnvelopeW {
-    object_list: ObjectListW,
-}
-
 /// `POST objects/operations/search`.
-pub async fn objects(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let input = read_selection(&req, &access, payload, &state).await?;
+pub async fn objects(oma: Oma<SelectionEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let access = oma.access;
+    let input = selection_input(&access.urls, oma.body.selection_criteria)?;
     Ok(match state.nms.search_objects(&access.b, &input).await? {
         ObjectResult::Objects { objects, cursor, creation_cursor } => {
             let object = objects.iter().map(|o| render_object(&access.urls, o)).collect();
-            // Typed all the way: a page of whole objects is the largest answer there is.
-            HttpResponse::Ok()
-                .json(ObjectListEnvelopeW { object_list: ObjectListW { object, cursor, creation_cursor } })
+            HttpResponse::Ok().json(ObjectListOut { object_list: ObjectListW { object, cursor, creation_cursor } })
         }
         ObjectResult::Vanished(ids) => {
             let object_reference =
                 ids.iter().map(|id| ReferenceW { resource_url: access.urls.object(id), path: None }).collect();
-            ok_json(json!({ "objectReferenceList": ObjectReferenceListW { object_reference } }))
+            HttpResponse::Ok()
+                .json(ObjectReferenceListOut { object_reference_list: ObjectReferenceListW { object_reference } })
         }
     })
 }
 
 /// `POST folders/operations/search`. Root folders come with their first page of children
 /// (NMS 5.3.2.8: a search for root folders includes `subFolders` and `objects`).
-pub async fn folders(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let input = read_selection(&req, &access, payload, &state).await?;
+pub async fn folders(oma: Oma<SelectionEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let access = oma.access;
+    let input = selection_input(&access.urls, oma.body.selection_criteria)?;
     let nms = &state.nms;
     let result = nms.search_folders(&access.b, &input).await?;
     let mut folder = Vec::with_capacity(result.folders.len());
@@ -120,5 +92,5 @@ pub async fn folders(
         }
         folder.push(w);
     }
-    Ok(ok_json(json!({ "folderList": FolderListW { folder, cursor: result.cursor } })))
+    Ok(HttpResponse::Ok().json(FolderListOut { folder_list: FolderListW { folder, cursor: result.cursor } }))
 }

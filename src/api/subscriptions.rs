@@ -3,54 +3,18 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::search::criteria_input;
-use super::wire::{FlagListW, Scalar, SearchCriteriaW, number};
-use super::{Access, AppState, BoxUrls, json_body, ok_json, param};
+use super::wire::{
+    CallbackReferenceOut, ChangedFolderW, ChangedObjectW, Empty, EventListEnvelope, EventListW, EventW, FlagListW,
+    GoneW, LinkW, SubscriptionEnvelope, SubscriptionListOut, SubscriptionListW, SubscriptionOut, SubscriptionW,
+    UpdateEnvelope, number,
+};
+use super::{Access, AppState, BoxUrls, Oma, ok_json, param};
 use crate::error::{Error, Result};
 use crate::model::{Change, Subscription};
 use crate::nms::subscriptions::{EventList, SubscriptionInput};
 use crate::nms::sync::SyncEvent;
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CallbackReferenceW {
-    #[serde(rename = "notifyURL")]
-    notify_url: String,
-    callback_data: Option<String>,
-    notification_format: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SubscriptionIn {
-    callback_reference: CallbackReferenceW,
-    duration: Option<Scalar>,
-    filter: Option<SearchCriteriaW>,
-    client_correlator: Option<String>,
-    restart_token: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SubscriptionEnvelope {
-    nms_subscription: SubscriptionIn,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UpdateIn {
-    duration: Option<Scalar>,
-    restart_token: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UpdateEnvelope {
-    nms_subscription_update: UpdateIn,
-}
 
 /// The channel a `notifyURL` names when it is a notification channel `callbackURL` of this
 /// server (`.../notificationchannel/v1/{userId}/channels/{id}/callback`); `None`: a webhook.
@@ -71,47 +35,34 @@ fn channel_of(state: &AppState, url: &str) -> Result<Option<String>> {
 }
 
 /// The wire form of a subscription; the remaining `duration` is computed now.
-fn render(urls: &BoxUrls, s: &Subscription) -> Value {
-    let remaining = super::remaining_secs(s.expires_at_ms);
-    let mut callback = json!({ "notifyURL": s.notify_url });
-    if let Some(d) = &s.callback_data {
-        callback["callbackData"] = json!(d);
+fn render(urls: &BoxUrls, s: &Subscription) -> SubscriptionW {
+    SubscriptionW {
+        callback_reference: CallbackReferenceOut {
+            notify_url: s.notify_url.clone(),
+            callback_data: s.callback_data.clone(),
+            notification_format: s.notification_format.clone(),
+        },
+        duration: super::remaining_secs(s.expires_at_ms),
+        resource_url: urls.subscription(&s.public_id),
+        index: s.next_index,
+        restart_token: s.restart_token.clone(),
+        client_correlator: s.client_correlator.clone(),
     }
-    if let Some(f) = &s.notification_format {
-        callback["notificationFormat"] = json!(f);
-    }
-    let mut v = json!({
-        "callbackReference": callback,
-        "duration": remaining,
-        "resourceURL": urls.subscription(&s.public_id),
-        "index": s.next_index,
-        "restartToken": s.restart_token,
-    });
-    if let Some(c) = &s.client_correlator {
-        v["clientCorrelator"] = json!(c);
-    }
-    v
 }
 
 /// `GET /subscriptions`: the caller's subscriptions on this box.
 pub async fn list(access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let subs = state.nms.subscriptions(&access.b, &access.principal.name).await?;
-    let subscription: Vec<Value> = subs.iter().map(|s| render(&access.urls, s)).collect();
-    Ok(ok_json(
-        json!({"nmsSubscriptionList": {"subscription": subscription, "resourceURL": access.urls.subscriptions()}}),
-    ))
+    let subscription: Vec<SubscriptionW> = subs.iter().map(|s| render(&access.urls, s)).collect();
+    Ok(ok_json(SubscriptionListOut {
+        nms_subscription_list: SubscriptionListW { subscription, resource_url: access.urls.subscriptions() },
+    }))
 }
 
 /// `POST /subscriptions`: 201 + `Location`; a repeated `clientCorrelator` answers the
 /// existing subscription.
-pub async fn create(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
-    let env: SubscriptionEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "nmsSubscription").await?;
-    let s = env.nms_subscription;
+pub async fn create(oma: Oma<SubscriptionEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, s) = (oma.access, oma.body.nms_subscription);
     let channel = channel_of(&state, &s.callback_reference.notify_url)?;
     let input = SubscriptionInput {
         notify_url: s.callback_reference.notify_url,
@@ -127,38 +78,29 @@ pub async fn create(
     let url = access.urls.subscription(&sub.public_id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, url))
-        .json(json!({ "nmsSubscription": render(&access.urls, &sub) })))
+        .json(SubscriptionOut { nms_subscription: render(&access.urls, &sub) }))
 }
 
 /// `GET /subscriptions/{id}`.
 pub async fn get(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "subscriptionId")?;
-    let s = state.nms.subscription(&access.b, &access.principal.name, &id, &access.uri).await?;
-    Ok(ok_json(json!({ "nmsSubscription": render(&access.urls, &s) })))
+    let s = state.nms.subscription(&access.b, &access.principal.name, &id).await?;
+    Ok(ok_json(SubscriptionOut { nms_subscription: render(&access.urls, &s) }))
 }
 
 /// `POST /subscriptions/{id}` with `nmsSubscriptionUpdate`: 200 with the subscription.
-pub async fn update(
-    req: HttpRequest,
-    access: Access,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse> {
+pub async fn update(req: HttpRequest, oma: Oma<UpdateEnvelope>, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let (access, u) = (oma.access, oma.body.nms_subscription_update);
     let id = param(&req, "subscriptionId")?;
-    let env: UpdateEnvelope = json_body(&req, payload, state.limits.max_json_bytes, "nmsSubscriptionUpdate").await?;
-    let u = env.nms_subscription_update;
     let duration = number(u.duration, "duration")?;
-    let s = state
-        .nms
-        .update_subscription(&access.b, &access.principal.name, &id, duration, u.restart_token, &access.uri)
-        .await?;
-    Ok(ok_json(json!({ "nmsSubscription": render(&access.urls, &s) })))
+    let s = state.nms.update_subscription(&access.b, &access.principal.name, &id, duration, u.restart_token).await?;
+    Ok(ok_json(SubscriptionOut { nms_subscription: render(&access.urls, &s) }))
 }
 
 /// `DELETE /subscriptions/{id}`: 204.
 pub async fn delete(req: HttpRequest, access: Access, state: web::Data<AppState>) -> Result<HttpResponse> {
     let id = param(&req, "subscriptionId")?;
-    state.nms.delete_subscription(&access.b, &access.principal.name, &id, &access.uri).await?;
+    state.nms.delete_subscription(&access.b, &access.principal.name, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -171,60 +113,6 @@ pub async fn reset_box(access: Access, state: web::Data<AppState>) -> Result<Htt
     let b = state.nms.reset_box(&access.b).await?;
     tracing::info!(principal = %access.principal.name, box_id = b.id, validity = b.validity, "box reset");
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// An object as a notification shows it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ChangedObjectW<'a> {
-    #[serde(rename = "resourceURL")]
-    resource_url: String,
-    parent_folder: String,
-    flags: FlagListW,
-    last_mod_seq: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    correlation_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    correlation_tag: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ChangedFolderW<'a> {
-    #[serde(rename = "resourceURL")]
-    resource_url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent_folder: Option<String>,
-    name: &'a str,
-    last_mod_seq: i64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct GoneW<'a> {
-    #[serde(rename = "resourceURL")]
-    resource_url: String,
-    last_mod_seq: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    correlation_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    correlation_tag: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Empty {}
-
-/// One `nmsEvent`: an object with exactly one member naming its kind.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-enum EventW<'a> {
-    ResetBox(Empty),
-    ChangedObject(ChangedObjectW<'a>),
-    ChangedFolder(ChangedFolderW<'a>),
-    DeletedObject(GoneW<'a>),
-    ExpiredObject(GoneW<'a>),
-    DeletedFolder(GoneW<'a>),
-    ExpiredFolder(GoneW<'a>),
 }
 
 fn event<'a>(urls: &BoxUrls, e: &'a SyncEvent) -> EventW<'a> {
@@ -260,30 +148,6 @@ fn event<'a>(urls: &BoxUrls, e: &'a SyncEvent) -> EventW<'a> {
             }
         }
     }
-}
-
-#[derive(Serialize)]
-struct LinkW {
-    rel: &'static str,
-    href: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EventListW<'a> {
-    nms_event: Vec<EventW<'a>>,
-    index: i64,
-    restart_token: &'a str,
-    link: [LinkW; 1],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    callback_data: Option<&'a str>,
-}
-
-/// `{"nmsEventList": ..}` of one list, ready to serialize.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventListEnvelope<'a> {
-    nms_event_list: EventListW<'a>,
 }
 
 /// `{"nmsEventList": ..}` of one list.

@@ -49,7 +49,7 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
 pub use bearer::{BearerVerifier, TokenError};
-pub use operation::{Operation, Scope};
+pub use operation::{BOX_SCOPE, Family, NC_SCOPE, Operation, Scope};
 
 use crate::config::{AuthFailureSettings, AuthSettings};
 use crate::error::{Error, Result};
@@ -117,18 +117,40 @@ impl Principal {
     }
 }
 
-/// The one authorisation decision: scope, then box ownership or service role. A missing
-/// scope is named in the refusal (403 POL0001 `missing scope oma_rest_nms.modify`).
-pub fn authorize(p: &Principal, op: Operation, store: &str, address: &str) -> Result<()> {
+/// What an operation acts on.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// One box (the box API).
+    Box { store: &'a str, address: &'a str },
+    /// A user's notification channels, under one of the user's addresses in any store.
+    User(&'a str),
+}
+
+/// The one authorisation decision: scope, then box (or user) ownership or service role. A
+/// missing scope is named in the refusal (403 POL0001 `missing scope oma_rest_nms.modify`).
+/// Service accounts may act for any user; on boxes, in their stores only.
+pub fn authorize(p: &Principal, op: Operation, target: Target<'_>) -> Result<()> {
     let needed = op.scope();
     if !p.scopes.iter().any(|s| *s == needed || *s == Scope::All) {
         return Err(p.missing(needed));
     }
-    let service_here = p.is_service && (p.service_stores.is_empty() || p.service_stores.iter().any(|s| s == store));
-    if service_here || p.owns(store, address) {
-        Ok(())
-    } else {
-        Err(Error::Forbidden { reason: format!("no access to box {address}") })
+    match target {
+        Target::Box { store, address } => {
+            let service_here =
+                p.is_service && (p.service_stores.is_empty() || p.service_stores.iter().any(|s| s == store));
+            if service_here || p.owns(store, address) {
+                Ok(())
+            } else {
+                Err(Error::Forbidden { reason: format!("no access to box {address}") })
+            }
+        }
+        Target::User(user) => {
+            if p.is_service || p.boxes.iter().any(|(_, a)| a == user) {
+                Ok(())
+            } else {
+                Err(Error::Forbidden { reason: format!("no access to {user}") })
+            }
+        }
     }
 }
 
@@ -520,17 +542,17 @@ mod tests {
     #[test]
     fn owner_reads_own_box_only() {
         let p = principal(false);
-        assert!(authorize(&p, Operation::ObjectGet, "base", "tel:+1").is_ok());
-        assert!(authorize(&p, Operation::ObjectGet, "base", "tel:+2").is_err());
-        assert!(authorize(&p, Operation::ObjectGet, "other", "tel:+1").is_err());
+        assert!(authorize(&p, Operation::ObjectGet, Target::Box { store: "base", address: "tel:+1" }).is_ok());
+        assert!(authorize(&p, Operation::ObjectGet, Target::Box { store: "base", address: "tel:+2" }).is_err());
+        assert!(authorize(&p, Operation::ObjectGet, Target::Box { store: "other", address: "tel:+1" }).is_err());
     }
 
     #[test]
     fn scope_is_checked_before_box() {
         let p = principal(true);
-        assert!(authorize(&p, Operation::ObjectGet, "base", "tel:+9").is_ok());
+        assert!(authorize(&p, Operation::ObjectGet, Target::Box { store: "base", address: "tel:+9" }).is_ok());
         assert!(matches!(
-            authorize(&p, Operation::ObjectDelete, "base", "tel:+1"),
+            authorize(&p, Operation::ObjectDelete, Target::Box { store: "base", address: "tel:+1" }),
             Err(Error::Forbidden { reason }) if reason.contains("oma_rest_nms.modify")
         ));
     }

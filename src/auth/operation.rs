@@ -1,6 +1,22 @@
-//! The operation table: every route of the box API, its method, its path pattern (relative
-//! to `/nms/v1/{store}/{box}`) and the scope it needs (NMS Appendix G). The HTTP route
-//! table is generated from [`Operation::ALL`], so no route can escape authorisation.
+//! The operation table: every route of the box API and of the Notification Channel API,
+//! its method, its path pattern (relative to its family's prefix, [`BOX_SCOPE`] or
+//! [`NC_SCOPE`]) and the scope it needs (NMS Appendix G). The HTTP route table is generated
+//! from [`Operation::ALL`], so no route can escape authorisation.
+
+/// Path prefix of every box resource.
+pub const BOX_SCOPE: &str = "/nms/v1/{store}/{box}";
+
+/// Path prefix of the Notification Channel resources.
+pub const NC_SCOPE: &str = "/notificationchannel/v1/{userId}";
+
+/// The resource family an operation belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Below `/nms/v1/{store}/{box}`: acts on one box.
+    Box,
+    /// Below `/notificationchannel/v1/{userId}`: acts on a user's notification channels.
+    Channel,
+}
 
 /// OAuth scopes of NMS (Appendix G).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +50,7 @@ impl Scope {
 
 macro_rules! operations {
     ($($variant:ident => ($method:literal, $path:literal, $scope:ident),)*) => {
-        /// One operation of the box API.
+        /// One operation of the box API or the Notification Channel API.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Operation { $($variant,)* }
 
@@ -47,7 +63,7 @@ macro_rules! operations {
                 match self { $(Operation::$variant => $method,)* }
             }
 
-            /// Path pattern below `/nms/v1/{store}/{box}`.
+            /// Path pattern below the family's prefix.
             pub fn path(self) -> &'static str {
                 match self { $(Operation::$variant => $path,)* }
             }
@@ -106,17 +122,65 @@ operations! {
     SubscriptionDelete => ("DELETE", "/subscriptions/{subscriptionId}", Subscription),
     // Administration (service accounts only): empty the box and change its validity.
     BoxReset => ("POST", "/operations/resetBox", Modify),
+    // The Notification Channel API: channels carry subscriptions' notifications, so they
+    // need the same scope.
+    ChannelList => ("GET", "/channels", Subscription),
+    ChannelCreate => ("POST", "/channels", Subscription),
+    ChannelGet => ("GET", "/channels/{channelId}", Subscription),
+    ChannelDelete => ("DELETE", "/channels/{channelId}", Subscription),
+    ChannelLifetimeGet => ("GET", "/channels/{channelId}/channelLifetime", Subscription),
+    ChannelLifetimePut => ("PUT", "/channels/{channelId}/channelLifetime", Subscription),
+    ChannelPoll => ("POST", "/channels/{channelId}/poll", Subscription),
 }
 
 impl Operation {
-    /// The operation a (method, relative path pattern) pair belongs to.
-    pub fn resolve(method: &str, path: &str) -> Option<Operation> {
-        Operation::ALL.iter().copied().find(|op| op.method() == method && op.path() == path)
+    /// The family of resources the operation acts on.
+    pub fn family(self) -> Family {
+        match self {
+            Operation::ChannelList
+            | Operation::ChannelCreate
+            | Operation::ChannelGet
+            | Operation::ChannelDelete
+            | Operation::ChannelLifetimeGet
+            | Operation::ChannelLifetimePut
+            | Operation::ChannelPoll => Family::Channel,
+            _ => Family::Box,
+        }
     }
 
-    /// The methods allowed on a path pattern, for `Allow` headers.
-    pub fn allowed_methods(path: &str) -> Vec<&'static str> {
-        Operation::ALL.iter().filter(|op| op.path() == path).map(|op| op.method()).collect()
+    /// The path prefix of the operation's family.
+    pub fn prefix(self) -> &'static str {
+        match self.family() {
+            Family::Box => BOX_SCOPE,
+            Family::Channel => NC_SCOPE,
+        }
+    }
+
+    /// The whole route pattern (prefix and path).
+    pub fn pattern(self) -> String {
+        format!("{}{}", self.prefix(), self.path())
+    }
+
+    /// Whether a request without credentials may reach the operation: renewing a channel's
+    /// lifetime, which deployed clients send without them (the unguessable channel id is
+    /// then the capability).
+    pub fn credentials_optional(self) -> bool {
+        self == Operation::ChannelLifetimePut
+    }
+
+    /// Whether `pattern` is this operation's whole route pattern.
+    fn is_at(self, pattern: &str) -> bool {
+        pattern.strip_prefix(self.prefix()) == Some(self.path())
+    }
+
+    /// The operation a (method, whole route pattern) pair belongs to.
+    pub fn resolve(method: &str, pattern: &str) -> Option<Operation> {
+        Operation::ALL.iter().copied().find(|op| op.method() == method && op.is_at(pattern))
+    }
+
+    /// The methods allowed on a whole route pattern, for `Allow` headers.
+    pub fn allowed_methods(pattern: &str) -> Vec<&'static str> {
+        Operation::ALL.iter().filter(|op| op.is_at(pattern)).map(|op| op.method()).collect()
     }
 }
 
@@ -138,7 +202,7 @@ mod tests {
         assert_eq!(Operation::FolderCreate.scope(), Scope::Modify);
         assert_eq!(Operation::ObjectFlagPut.scope(), Scope::Modify);
         for op in Operation::ALL {
-            if op.path().starts_with("/subscriptions") {
+            if op.path().starts_with("/subscriptions") || op.family() == Family::Channel {
                 assert_eq!(op.scope(), Scope::Subscription, "{}", op.name());
             } else if op.method() == "GET" {
                 assert_eq!(op.scope(), Scope::Read, "{}", op.name());
@@ -149,8 +213,12 @@ mod tests {
     #[test]
     fn every_pair_resolves_to_itself() {
         for op in Operation::ALL {
-            assert_eq!(Operation::resolve(op.method(), op.path()), Some(*op));
+            assert_eq!(Operation::resolve(op.method(), &op.pattern()), Some(*op));
         }
-        assert_eq!(Operation::allowed_methods("/objects/{objectId}"), vec!["GET", "DELETE"]);
+        assert_eq!(Operation::allowed_methods("/nms/v1/{store}/{box}/objects/{objectId}"), vec!["GET", "DELETE"]);
+        assert_eq!(
+            Operation::allowed_methods("/notificationchannel/v1/{userId}/channels/{channelId}"),
+            vec!["GET", "DELETE"]
+        );
     }
 }

@@ -17,7 +17,7 @@ pub use token::TokenKey;
 
 use crate::blob::{PartWriter, PayloadStore, UploadGuard};
 use crate::config::{CpmSettings, LimitSettings, NmsSettings, SyncSettings};
-use crate::error::{Error, OrNotFound, Result};
+use crate::error::{Error, OrMissing, Result};
 use crate::hub::Hub;
 use crate::ids::{new_id, nms_date, now_ms};
 use crate::model::*;
@@ -176,16 +176,16 @@ pub enum ListFilter {
 /// The message store service.
 #[derive(Clone)]
 pub struct Nms {
-    pub meta: Arc<dyn Store>,
-    pub blobs: PayloadStore,
-    pub policy: NmsSettings,
-    pub sync: SyncSettings,
-    pub cpm: CpmSettings,
+    meta: Arc<dyn Store>,
+    blobs: PayloadStore,
+    policy: NmsSettings,
+    sync: SyncSettings,
+    cpm: CpmSettings,
     /// Limits the domain enforces (criteria per search, subscriptions per box).
-    pub limits: LimitSettings,
-    pub tokens: TokenKey,
+    limits: LimitSettings,
+    tokens: TokenKey,
     /// Wakeups for long polls: every change is published here after its commit.
-    pub hub: Arc<Hub>,
+    hub: Arc<Hub>,
 }
 
 /// Whether `name` is a legal flag: an optional leading `\` and then IMAP atom characters.
@@ -322,6 +322,53 @@ impl Nms {
                     tracing::warn!(error = %e, "reading the boxes other writers changed failed");
                     self.hub.wake_all();
                 }
+            }
+        }
+    }
+
+    /// The storage the service writes through (administration: accounts, housekeeping).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.meta
+    }
+
+    /// The payload store (its sweeps run beside the service).
+    pub fn blobs(&self) -> &PayloadStore {
+        &self.blobs
+    }
+
+    /// The wakeups every committed change is published to.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The synchronisation settings (long polls, webhooks, housekeeping).
+    pub fn sync_settings(&self) -> &SyncSettings {
+        &self.sync
+    }
+
+    /// The key sealing cursors and restart tokens.
+    pub fn tokens(&self) -> &TokenKey {
+        &self.tokens
+    }
+
+    /// A stream over one payload part's bytes, or a range of them.
+    pub async fn part_stream(
+        &self,
+        b: &BoxRow,
+        o: &Object,
+        part: &PayloadPart,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<bytes::Bytes>>> {
+        use futures_util::StreamExt;
+        match &part.data {
+            PartData::Blob { key } => self.blobs.get(key, range).await,
+            PartData::Inline(_) => {
+                let bytes = self.part_bytes(b, o, part).await?.unwrap_or_default();
+                let bytes = match range {
+                    Some(r) => bytes.get(r.start as usize..r.end as usize).unwrap_or_default().to_vec(),
+                    None => bytes,
+                };
+                Ok(futures_util::stream::once(async move { Ok(bytes::Bytes::from(bytes)) }).boxed())
             }
         }
     }
@@ -473,8 +520,8 @@ impl Nms {
         Ok(self.published(made))
     }
 
-    pub async fn folder(&self, b: &BoxRow, id: &str, uri: &str) -> Result<Folder> {
-        self.meta.get_folder(b, id).await?.or_not_found(uri)
+    pub async fn folder(&self, b: &BoxRow, id: &str) -> Result<Folder> {
+        self.meta.get_folder(b, id).await?.or_missing()
     }
 
     pub async fn root_folder(&self, b: &BoxRow) -> Result<Folder> {
@@ -534,8 +581,8 @@ impl Nms {
     }
 
     /// Rename (`PUT folderName`). Renaming the root is refused by policy (POL1030).
-    pub async fn rename_folder(&self, b: &BoxRow, actor: Actor, id: &str, name: &str, uri: &str) -> Result<Folder> {
-        let f = self.folder(b, id, uri).await?;
+    pub async fn rename_folder(&self, b: &BoxRow, actor: Actor, id: &str, name: &str) -> Result<Folder> {
+        let f = self.folder(b, id).await?;
         if f.is_root && self.policy.forbid_root_rename {
             return Err(Error::RenameForbidden);
         }
@@ -547,11 +594,11 @@ impl Nms {
     }
 
     /// Delete a folder recursively, then the blobs nothing references any more.
-    pub async fn delete_folder(&self, b: &BoxRow, actor: Actor, id: &str, uri: &str) -> Result<()> {
+    pub async fn delete_folder(&self, b: &BoxRow, actor: Actor, id: &str) -> Result<()> {
         if actor != Actor::Service && !self.policy.service_only_folders.is_empty() {
-            self.check_system_folder(actor, &self.folder(b, id, uri).await?)?;
+            self.check_system_folder(actor, &self.folder(b, id).await?)?;
         }
-        let released = self.published(self.meta.delete_folder(b, id, now_ms()).await?).or_not_found(uri)?;
+        let released = self.published(self.meta.delete_folder(b, id, now_ms()).await?).or_missing()?;
         self.blobs.release(&released.blob_keys).await;
         Ok(())
     }
@@ -776,14 +823,14 @@ impl Nms {
         }
     }
 
-    pub async fn object(&self, b: &BoxRow, id: &str, uri: &str) -> Result<Object> {
-        self.meta.get_object(b, id).await?.or_not_found(uri)
+    pub async fn object(&self, b: &BoxRow, id: &str) -> Result<Object> {
+        self.meta.get_object(b, id).await?.or_missing()
     }
 
     /// Delete an object and, after the commit, its unreferenced blobs.
-    pub async fn delete_object(&self, b: &BoxRow, id: &str, uri: &str) -> Result<()> {
+    pub async fn delete_object(&self, b: &BoxRow, id: &str) -> Result<()> {
         let deleted = self.meta.delete_object(b, id, now_ms(), &crate::cpm::Departures).await?;
-        let released = self.published(deleted).or_not_found(uri)?;
+        let released = self.published(deleted).or_missing()?;
         self.blobs.release(&released.blob_keys).await;
         Ok(())
     }
@@ -812,34 +859,27 @@ impl Nms {
 
     // ---------------- flags ----------------
 
-    pub async fn flags(&self, b: &BoxRow, t: FlagTarget<'_>, uri: &str) -> Result<Vec<String>> {
-        self.meta.get_flags(b, t).await?.or_not_found(uri)
+    pub async fn flags(&self, b: &BoxRow, t: FlagTarget<'_>) -> Result<Vec<String>> {
+        self.meta.get_flags(b, t).await?.or_missing()
     }
 
-    pub async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String], uri: &str) -> Result<Vec<String>> {
+    pub async fn set_flags(&self, b: &BoxRow, t: FlagTarget<'_>, flags: &[String]) -> Result<Vec<String>> {
         for f in flags {
             validate_flag(f)?;
         }
-        self.published(self.meta.set_flags(b, t, flags).await?).or_not_found(uri)
+        self.published(self.meta.set_flags(b, t, flags).await?).or_missing()
     }
 
     /// Whether the item carries `flag` (case-insensitive).
-    pub async fn has_flag(&self, b: &BoxRow, t: FlagTarget<'_>, flag: &str, uri: &str) -> Result<bool> {
+    pub async fn has_flag(&self, b: &BoxRow, t: FlagTarget<'_>, flag: &str) -> Result<bool> {
         validate_flag(flag)?;
-        let flags = self.flags(b, t, uri).await?;
+        let flags = self.flags(b, t).await?;
         Ok(flags.iter().any(|f| f.eq_ignore_ascii_case(flag)))
     }
 
-    pub async fn change_flag(
-        &self,
-        b: &BoxRow,
-        t: FlagTarget<'_>,
-        flag: &str,
-        on: bool,
-        uri: &str,
-    ) -> Result<FlagChange> {
+    pub async fn change_flag(&self, b: &BoxRow, t: FlagTarget<'_>, flag: &str, on: bool) -> Result<FlagChange> {
         validate_flag(flag)?;
-        self.published(self.meta.change_flag(b, t, flag, on).await?).or_not_found(uri)
+        self.published(self.meta.change_flag(b, t, flag, on).await?).or_missing()
     }
 }
 

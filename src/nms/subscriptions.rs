@@ -16,7 +16,7 @@ use super::Nms;
 use super::search::CriteriaInput;
 use super::sync::{RestartPoint, SyncEvent};
 use crate::config::SyncSettings;
-use crate::error::{Error, Result};
+use crate::error::{Error, OrMissing, Result};
 use crate::ids::{new_id, now_ms, random_id};
 use crate::model::{Advance, Attribute, BoxRow, Change, Channel, Filter, OutboxList, Subscription};
 
@@ -265,11 +265,11 @@ impl Nms {
             .await
     }
 
-    /// A live channel of `principal` (anyone else's, or none: 404 `uri`).
-    pub async fn channel(&self, principal: &str, id: &str, uri: &str) -> Result<Channel> {
+    /// A live channel of `principal` (anyone else's, or none: missing).
+    pub async fn channel(&self, principal: &str, id: &str) -> Result<Channel> {
         match self.meta.channel(id, now_ms()).await? {
             Some(c) if c.principal == principal => Ok(c),
-            _ => Err(Error::not_found(uri)),
+            _ => Err(Error::Missing),
         }
     }
 
@@ -278,13 +278,13 @@ impl Nms {
     }
 
     /// Set a channel's lifetime (absent: the default; the server may grant less); 404 if it is gone.
-    pub async fn renew_channel(&self, id: &str, lifetime: Option<u64>, uri: &str) -> Result<Channel> {
-        self.meta.renew_channel(id, granted(lifetime), now_ms()).await?.ok_or_else(|| Error::not_found(uri))
+    pub async fn renew_channel(&self, id: &str, lifetime: Option<u64>) -> Result<Channel> {
+        self.meta.renew_channel(id, granted(lifetime), now_ms()).await?.or_missing()
     }
 
     /// Delete a channel (and what delivers into it); an open poll on it answers 404.
-    pub async fn delete_channel(&self, principal: &str, id: &str, uri: &str) -> Result<()> {
-        let c = self.channel(principal, id, uri).await?;
+    pub async fn delete_channel(&self, principal: &str, id: &str) -> Result<()> {
+        let c = self.channel(principal, id).await?;
         self.meta.delete_channel(id).await?;
         self.hub.wake_channel(c.id);
         Ok(())
@@ -378,11 +378,11 @@ impl Nms {
         })
     }
 
-    /// A live subscription of `principal` on box `b` (404 `uri` otherwise).
-    pub async fn subscription(&self, b: &BoxRow, principal: &str, id: &str, uri: &str) -> Result<Subscription> {
+    /// A live subscription of `principal` on box `b` (missing otherwise).
+    pub async fn subscription(&self, b: &BoxRow, principal: &str, id: &str) -> Result<Subscription> {
         match self.meta.subscription(b, id, now_ms()).await? {
             Some(s) if s.principal == principal => Ok(s),
-            _ => Err(Error::not_found(uri)),
+            _ => Err(Error::Missing),
         }
     }
 
@@ -399,9 +399,8 @@ impl Nms {
         id: &str,
         duration: Option<u64>,
         restart_token: Option<String>,
-        uri: &str,
     ) -> Result<Subscription> {
-        let mut s = self.subscription(b, principal, id, uri).await?;
+        let mut s = self.subscription(b, principal, id).await?;
         let position = restart_token.is_some();
         if let Some(t) = restart_token {
             let p = self.open_restart_token(b, &t)?;
@@ -422,13 +421,13 @@ impl Nms {
         self.published(self.meta.update_subscription(&s, position).await?);
         if !position {
             // The position may have moved since it was read: answer it as it stands.
-            return self.subscription(b, principal, id, uri).await;
+            return self.subscription(b, principal, id).await;
         }
         Ok(s)
     }
 
-    pub async fn delete_subscription(&self, b: &BoxRow, principal: &str, id: &str, uri: &str) -> Result<()> {
-        self.subscription(b, principal, id, uri).await?;
+    pub async fn delete_subscription(&self, b: &BoxRow, principal: &str, id: &str) -> Result<()> {
+        self.subscription(b, principal, id).await?;
         self.meta.delete_subscription(b, id).await?;
         Ok(())
     }
@@ -521,10 +520,10 @@ impl Nms {
     /// A long poll on channel `id`: answers as soon as lists are pending, or with none when
     /// `timeout` passes; a newer poll on the same channel ends this one (`Superseded`), and
     /// so does deleting the channel (404). Each poll renews the channel's lifetime.
-    pub async fn poll(&self, principal: &str, id: &str, timeout: Duration, uri: &str) -> Result<PollOutcome> {
-        self.channel(principal, id, uri).await?;
+    pub async fn poll(&self, principal: &str, id: &str, timeout: Duration) -> Result<PollOutcome> {
+        self.channel(principal, id).await?;
         // The poll open before (on this node or another) finds the generation raised.
-        let c = self.meta.begin_poll(id, now_ms()).await?.ok_or_else(|| Error::not_found(uri))?;
+        let c = self.meta.begin_poll(id, now_ms()).await?.or_missing()?;
         self.hub.wake_channel(c.id);
         let channel_signal = self.hub.channel_signal(c.id);
         let deadline = tokio::time::Instant::now() + timeout;
@@ -544,7 +543,7 @@ impl Nms {
             ended.as_mut().enable();
 
             match self.meta.channel(id, now_ms()).await? {
-                None => return Err(Error::not_found(uri)),
+                None => return Err(Error::Missing),
                 Some(now) if now.poll_generation != c.poll_generation => return Ok(PollOutcome::Superseded),
                 Some(_) => {}
             }

@@ -798,13 +798,13 @@ pub(crate) async fn digest_app(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let boxes = vec![("base".to_string(), "tel:+14155550100".to_string())];
     app.nms.provision_box("base", "tel:+14155550100").await.unwrap();
     app.nms
-        .meta
+        .store()
         .create_account("carol", &cpm_nms::auth::hash_password("s3cret").unwrap(), false, &boxes)
         .await
         .unwrap();
     let algs = [cpm_nms::auth::digest::Algorithm::Sha256, cpm_nms::auth::digest::Algorithm::Md5];
     let secrets = cpm_nms::auth::digest::secrets("carol", "cpm-nms", "s3cret", &algs);
-    assert!(app.nms.meta.set_account_digest("carol", Some(&secrets)).await.unwrap());
+    assert!(app.nms.store().set_account_digest("carol", Some(&secrets)).await.unwrap());
     app
 }
 
@@ -1013,13 +1013,17 @@ fn every_route(app: &TestApp, addr: &str) -> Vec<(cpm_nms::auth::Operation, Meth
         .iter()
         .map(|op| {
             let path = op
-                .path()
+                .pattern()
+                .replace("{store}", "base")
+                .replace("{box}", &enc(addr))
+                .replace("{userId}", &enc(addr))
                 .replace("{objectId}", "o1")
                 .replace("{folderId}", "f1")
                 .replace("{flagName}", "%5CSeen")
                 .replace("{partId}", "1")
-                .replace("{subscriptionId}", "s1");
-            (*op, Method::from_bytes(op.method().as_bytes()).unwrap(), format!("{}{path}", app.base(addr)))
+                .replace("{subscriptionId}", "s1")
+                .replace("{channelId}", "c1");
+            (*op, Method::from_bytes(op.method().as_bytes()).unwrap(), format!("{}{path}", app.url))
         })
         .collect()
 }
@@ -1031,9 +1035,13 @@ async fn every_route_refuses_another_box_and_a_missing_scope() {
     let app = app_trusting(&idp, |_| {}).await;
     let all_scopes = ec.sign(&claims(&idp.url, ALICE, "oma_rest_nms.all_v1"));
     let scopes = ["oma_rest_nms.create", "oma_rest_nms.read", "oma_rest_nms.modify", "oma_rest_nms.subscription"];
-    for (_, method, url) in every_route(&app, BOB) {
+    for (op, method, url) in every_route(&app, BOB) {
         let res = app.with_token(method.clone(), &url, &all_scopes).json(&json!({})).send().await.unwrap();
-        assert_forbidden(res, &format!("no access to box {BOB}")).await;
+        let refused = match op.family() {
+            cpm_nms::auth::Family::Box => format!("no access to box {BOB}"),
+            cpm_nms::auth::Family::Channel => format!("no access to {BOB}"),
+        };
+        assert_forbidden(res, &refused).await;
     }
     for (op, method, url) in every_route(&app, ALICE) {
         let needed = op.scope().as_str();

@@ -287,7 +287,7 @@ async fn bulk_delete_removes_objects_with_tombstones_and_blobs() {
     }
     assert_eq!(app.get(&keep).await.status(), 200);
     assert!(app.blob_files().is_empty(), "the blob went with its last object");
-    let t = app.nms.meta.tombstones_since(&b, b.modseq).await.unwrap();
+    let t = app.nms.store().tombstones_since(&b, b.modseq).await.unwrap();
     assert_eq!(t.len(), 2);
     assert_eq!(t[0].last_mod_seq, t[1].last_mod_seq, "one request, one modseq");
     assert!(t.iter().any(|x| x.correlation_id.as_deref() == Some("c-9")));

@@ -456,7 +456,7 @@ async fn a_blob_directory_that_cannot_be_written_is_an_oma_error_and_leaves_noth
     let original = stored(&app, &kept).await;
     let target = app.create_folder(json!({"parentFolderPath": "/", "name": "copies"})).await;
     let before = snapshot(&app).await;
-    let temp = app.nms.blobs.local_temp_dir().expect("local blob store").to_path_buf();
+    let temp = app.nms.blobs().local_temp_dir().expect("local blob store").to_path_buf();
     for size in SIZES {
         let broken = NotADirectory::new(&temp);
         let (ct, body) = one_part_deposit(&content(size, 8));
@@ -508,7 +508,7 @@ async fn a_deposit_abandoned_mid_upload_aborts_its_upload_and_leaves_no_temporar
 async fn a_part_dropped_during_its_last_write_leaves_no_temporary() {
     let (app, faults) = spawn_faulty_app().await;
     faults.hold_puts.store(true, Ordering::SeqCst);
-    let blobs = &app.nms.blobs;
+    let blobs = &app.nms.blobs();
     let mut part = blobs.part_writer();
     // Above the inline limit, below the write buffer: the last write is one `put`.
     part.write(&content(100 * 1024, 14)).await.unwrap();

@@ -65,7 +65,7 @@ pub async fn spawn_app_over(
             nms.provision_box("base", a).await.expect("provision");
             boxes.push(("base".to_string(), a.to_string()));
         }
-        nms.meta.create_account(name, &hash, service, &boxes).await.expect("account");
+        nms.store().create_account(name, &hash, service, &boxes).await.expect("account");
     }
     tokio::spawn(app.run_until_stopped());
     let client = Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");

@@ -18,7 +18,7 @@ use crate::helpers::*;
 /// Run `write` with a waiter on box `b` registered first (as a long poll registers before
 /// it reads); its output, and whether the waiter had been woken when it returned.
 async fn woken<T>(app: &TestApp, b: &BoxRow, write: impl Future<Output = T>) -> (T, bool) {
-    let signal = app.nms.hub.box_signal(b.id);
+    let signal = app.nms.hub().box_signal(b.id);
     let mut waiter = std::pin::pin!(signal.notified());
     waiter.as_mut().enable();
     let out = write.await;
@@ -54,20 +54,20 @@ async fn every_write_through_the_domain_wakes_the_boxs_waiters_as_it_returns() {
     let o = o.unwrap();
     assert!(woke, "an object deposited");
     let target = FlagTarget::Object(&o.public_id);
-    let (_, woke) = woken(&app, &b, nms.change_flag(&b, target, "\\Seen", true, "u")).await;
+    let (_, woke) = woken(&app, &b, nms.change_flag(&b, target, "\\Seen", true)).await;
     assert!(woke, "a flag set");
-    let (_, woke) = woken(&app, &b, nms.change_flag(&b, target, "\\Seen", true, "u")).await;
+    let (_, woke) = woken(&app, &b, nms.change_flag(&b, target, "\\Seen", true)).await;
     assert!(!woke, "a flag set already");
-    let (_, woke) = woken(&app, &b, nms.set_flags(&b, target, &["\\seen".into()], "u")).await;
+    let (_, woke) = woken(&app, &b, nms.set_flags(&b, target, &["\\seen".into()])).await;
     assert!(!woke, "the same flags");
-    let (_, woke) = woken(&app, &b, nms.set_flags(&b, target, &["$Keep".into()], "u")).await;
+    let (_, woke) = woken(&app, &b, nms.set_flags(&b, target, &["$Keep".into()])).await;
     assert!(woke, "other flags");
     let named = BulkTargets::Objects(vec![o.public_id.clone()]);
     let (_, woke) = woken(&app, &b, nms.bulk_update(&b, &named, FlagOperation::AddFlag, &["$Keep".into()])).await;
     assert!(!woke, "a bulk update changing nothing");
-    let (_, woke) = woken(&app, &b, nms.rename_folder(&b, svc, &work.public_id, "Work", "u")).await;
+    let (_, woke) = woken(&app, &b, nms.rename_folder(&b, svc, &work.public_id, "Work")).await;
     assert!(!woke, "the same name");
-    let (_, woke) = woken(&app, &b, nms.rename_folder(&b, svc, &work.public_id, "Job", "u")).await;
+    let (_, woke) = woken(&app, &b, nms.rename_folder(&b, svc, &work.public_id, "Job")).await;
     assert!(woke, "a rename");
 
     let root = nms.root_folder(&b).await.unwrap();
@@ -78,11 +78,11 @@ async fn every_write_through_the_domain_wakes_the_boxs_waiters_as_it_returns() {
     assert!(woke, "a move");
     let (_, woke) = woken(&app, &b, nms.move_to_folder(&b, svc, &root.public_id, &objects)).await;
     assert!(!woke, "a move to where it is");
-    let (gone, woke) = woken(&app, &b, nms.delete_object(&b, "no-such", "u")).await;
+    let (gone, woke) = woken(&app, &b, nms.delete_object(&b, "no-such")).await;
     assert!(gone.is_err() && !woke, "a deletion of nothing");
     let (_, woke) = woken(&app, &b, nms.bulk_delete(&b, &named)).await;
     assert!(woke, "a bulk deletion");
-    let (_, woke) = woken(&app, &b, nms.delete_folder(&b, svc, &work.public_id, "u")).await;
+    let (_, woke) = woken(&app, &b, nms.delete_folder(&b, svc, &work.public_id)).await;
     assert!(woke, "a folder deleted");
 
     // A new subscription, and one restarted from a token, may have changes due at once.
@@ -98,9 +98,9 @@ async fn every_write_through_the_domain_wakes_the_boxs_waiters_as_it_returns() {
     let (sub, woke) = woken(&app, &b, nms.create_subscription(&b, "alice", sub)).await;
     let sub = sub.unwrap();
     assert!(woke, "a subscription made");
-    let (_, woke) = woken(&app, &b, nms.update_subscription(&b, "alice", &sub.public_id, Some(600), None, "u")).await;
+    let (_, woke) = woken(&app, &b, nms.update_subscription(&b, "alice", &sub.public_id, Some(600), None)).await;
     assert!(!woke, "a new duration");
-    let (_, woke) = woken(&app, &b, nms.update_subscription(&b, "alice", &sub.public_id, None, Some(token), "u")).await;
+    let (_, woke) = woken(&app, &b, nms.update_subscription(&b, "alice", &sub.public_id, None, Some(token))).await;
     assert!(woke, "a new restart point");
 
     let (_, woke) = woken(&app, &b, nms.reset_box(&b)).await;

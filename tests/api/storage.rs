@@ -65,7 +65,7 @@ async fn mutations_stamp_modseq_and_deletions_leave_tombstones() {
     assert_eq!(app.delete(&url).await.status(), 204);
     let folder = app.create_folder(json!({"parentFolderPath": "/", "name": "gone"})).await;
     app.delete(&folder).await;
-    let t = app.nms.meta.tombstones_since(&b, created).await.expect("tombstones");
+    let t = app.nms.store().tombstones_since(&b, created).await.expect("tombstones");
     assert_eq!(t.len(), 2);
     assert_eq!(t[0].kind, "object");
     assert_eq!(t[0].public_id, last_segment(&url));
@@ -89,10 +89,10 @@ async fn sweep_removes_orphans_but_not_referenced_blobs() {
     std::fs::write(app.data.path().join("blobs/tmp/stale"), b"half an upload").expect("write");
     assert_eq!(app.blob_files().len(), 3);
     // Within the grace period nothing is touched.
-    let r = app.nms.blobs.sweep(Duration::from_secs(3600)).await.expect("sweep");
+    let r = app.nms.blobs().sweep(Duration::from_secs(3600)).await.expect("sweep");
     assert_eq!((r.blobs_deleted, r.temporaries_deleted), (0, 0));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let r = app.nms.blobs.sweep(Duration::from_secs(1)).await.expect("sweep");
+    let r = app.nms.blobs().sweep(Duration::from_secs(1)).await.expect("sweep");
     assert_eq!((r.blobs_deleted, r.temporaries_deleted), (1, 1));
     assert_eq!(app.blob_files().len(), 1);
     let o: Value = app.get(&url).await.json().await.expect("json");
@@ -110,20 +110,20 @@ async fn sweep_drops_pins_and_deletion_marks_left_by_a_crash() {
     std::fs::write(dir.join("cd01"), b"pinned by a crashed upload").expect("write");
     std::fs::write(dir.join("cd02"), b"marked by a crashed collector").expect("write");
     let long_ago = 1_000;
-    assert!(app.nms.meta.pin_blob("blobs/cd/cd01", "crashed-request", long_ago).await.expect("pin"));
-    assert!(app.nms.meta.begin_blob_delete("blobs/cd/cd02", long_ago).await.expect("mark"));
+    assert!(app.nms.store().pin_blob("blobs/cd/cd01", "crashed-request", long_ago).await.expect("pin"));
+    assert!(app.nms.store().begin_blob_delete("blobs/cd/cd02", long_ago).await.expect("mark"));
     std::fs::write(dir.join("cd03"), b"upload in flight").expect("write");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // A fresh pin (an upload in flight) is kept, and protects its (old) blob.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    assert!(app.nms.meta.pin_blob("blobs/cd/cd03", "live-request", now).await.expect("pin"));
-    let r = app.nms.blobs.sweep(Duration::from_secs(1)).await.expect("sweep");
+    assert!(app.nms.store().pin_blob("blobs/cd/cd03", "live-request", now).await.expect("pin"));
+    let r = app.nms.blobs().sweep(Duration::from_secs(1)).await.expect("sweep");
     assert_eq!(r.stale_marks_dropped, 2);
     assert_eq!(r.blobs_deleted, 2);
     let left: Vec<_> = app.blob_files().iter().filter_map(|p| p.file_name()?.to_str().map(String::from)).collect();
     assert_eq!(left, ["cd03"]);
     // The live pin still holds.
-    assert!(!app.nms.meta.begin_blob_delete("blobs/cd/cd03", now).await.expect("check"));
+    assert!(!app.nms.store().begin_blob_delete("blobs/cd/cd03", now).await.expect("check"));
 }
 
 async fn seq_of(app: &TestApp, url: &str) -> i64 {
@@ -166,7 +166,7 @@ async fn deleting_a_tree_leaves_a_tombstone_for_every_item_in_it() {
     let before = app.nms.find_box("base", ALICE).await.expect("db").expect("box").modseq;
     assert!(before > b.modseq);
     assert_eq!(app.delete(&top).await.status(), 204);
-    let t = app.nms.meta.tombstones_since(&b, before).await.expect("tombstones");
+    let t = app.nms.store().tombstones_since(&b, before).await.expect("tombstones");
     let mut got: Vec<(String, String, Option<String>)> =
         t.iter().map(|t| (t.kind.clone(), t.public_id.clone(), t.correlation_id.clone())).collect();
     got.sort();
@@ -212,13 +212,13 @@ async fn temporaries_of_a_process_that_is_gone_are_removed_at_start_up() {
     std::fs::write(tmp.join("gone/upload"), b"half").expect("write");
     std::fs::write(tmp.join("gone/upload#1"), b"staged").expect("write");
     // The running server's temporaries are its own, however young or old.
-    let live = app.nms.blobs.local_temp_dir().expect("local disk").join("upload#1");
+    let live = app.nms.blobs().local_temp_dir().expect("local disk").join("upload#1");
     std::fs::write(&live, b"in flight").expect("write");
     app.restarted().await;
     assert!(!tmp.join("gone").exists() && !tmp.join("gone.lock").exists(), "{:?}", app.blob_files());
     assert!(live.exists(), "a live process's temporary is kept");
     // The sweep removes nothing of a live process within the grace period either.
-    let r = app.nms.blobs.sweep(Duration::from_secs(3600)).await.expect("sweep");
+    let r = app.nms.blobs().sweep(Duration::from_secs(3600)).await.expect("sweep");
     assert_eq!(r.temporaries_deleted, 0);
     assert_eq!(app.blob_files(), [live]);
 }

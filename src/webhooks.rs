@@ -8,13 +8,15 @@
 //! other answer, a timeout or a refused connection is retried with exponential backoff (or
 //! after the receiver's `Retry-After` seconds) until the subscription ends. Redirects are
 //! not followed.
+//!
+//! The deliverer is a background HTTP client, not part of the HTTP server: what a list looks
+//! like on the wire is given to it (`render`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
 
-use super::subscriptions::render_list;
 use crate::error::Result;
 use crate::ids::now_ms;
 use crate::model::OutboxList;
@@ -29,14 +31,14 @@ const CLAIM: u32 = 64;
 /// queued by a node that died before it claimed it is found then.
 const IDLE_ROUND: Duration = Duration::from_secs(60);
 
-/// Deliver webhook notifications until the task is dropped.
-pub async fn run(nms: Nms, public_url: String) {
-    let timeout = Duration::from_secs(nms.sync.webhook_timeout_secs.max(1));
+/// Deliver webhook notifications, each list as `render` writes it, until the task is dropped.
+pub async fn run(nms: Nms, render: impl Fn(&EventList) -> String + Send + Sync + 'static) {
+    let timeout = Duration::from_secs(nms.sync_settings().webhook_timeout_secs.max(1));
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("cpm-nms/", env!("CARGO_PKG_VERSION")));
-    if !nms.sync.webhook_private_networks {
+    if !nms.sync_settings().webhook_private_networks {
         builder = builder.dns_resolver(Arc::new(PublicOnly));
     }
     let client = match builder.build() {
@@ -46,7 +48,6 @@ pub async fn run(nms: Nms, public_url: String) {
             return;
         }
     };
-    let render = move |l: &EventList| serde_json::to_string(&render_list(&public_url, l)).unwrap_or_default();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     // Signalled when an attempt ends (a delivered list lets the next one be built).
     let done = Arc::new(Notify::new());
@@ -58,7 +59,7 @@ pub async fn run(nms: Nms, public_url: String) {
     // round looks at every box.
     let mut outstanding = true;
     loop {
-        let any = nms.hub.any_signal();
+        let any = nms.hub().any_signal();
         let mut changed = Box::pin(any.notified());
         changed.as_mut().enable();
         let mut finished = Box::pin(done.notified());
@@ -67,8 +68,8 @@ pub async fn run(nms: Nms, public_url: String) {
         // The boxes that changed (or had a list delivered) since the last round; all of
         // them now and then (every second without a remote feed, for writers in other
         // processes).
-        let mut boxes = nms.hub.take_changed();
-        if last_full.elapsed() >= nms.hub.re_read_within(IDLE_ROUND) {
+        let mut boxes = nms.hub().take_changed();
+        if last_full.elapsed() >= nms.hub().re_read_within(IDLE_ROUND) {
             boxes = None;
         }
         if boxes.is_none() {
@@ -85,7 +86,7 @@ pub async fn run(nms: Nms, public_url: String) {
         outstanding |= queued > 0;
         if !outstanding {
             // Nothing queued anywhere: wait for a change of a box with webhooks.
-            let nap = nms.hub.re_read_within(IDLE_ROUND).saturating_sub(last_full.elapsed());
+            let nap = nms.hub().re_read_within(IDLE_ROUND).saturating_sub(last_full.elapsed());
             tokio::select! {
                 _ = changed => {}
                 _ = finished => outstanding = true,
@@ -112,7 +113,7 @@ pub async fn run(nms: Nms, public_url: String) {
                 }
                 drop(permit);
                 // The subscription's next list may be due now.
-                nms.hub.touch(list.box_id);
+                nms.hub().touch(list.box_id);
                 done.notify_one();
             });
         }
@@ -122,7 +123,7 @@ pub async fn run(nms: Nms, public_url: String) {
         }
         // Sleep until a box changes, an attempt ends, a retry falls due, or the idle round
         // is due (without a remote feed: a second, as other processes' changes wake nobody).
-        let mut nap = nms.hub.re_read_within(IDLE_ROUND);
+        let mut nap = nms.hub().re_read_within(IDLE_ROUND);
         match nms.next_webhook_due().await {
             Ok(Some(due)) => {
                 nap = nap.min(Duration::from_millis(u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0)));
