@@ -143,7 +143,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Serve { .. } => {
             let app = Application::build(settings).await?;
-            tracing::info!(url = %app.public_url(), port = app.port(), "cpm-nms listening");
+            tracing::info!(
+                url = %app.public_url(),
+                port = app.port(),
+                metrics_port = app.metrics_port(),
+                "cpm-nms listening"
+            );
             app.run_until_stopped().await?;
         }
         Command::Config => print!("{}", settings.to_redacted_toml()),

@@ -68,6 +68,7 @@ fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>> {
 /// Authenticate, and resolve `{userId}` to an address the principal may use.
 async fn caller(req: &HttpRequest, state: &AppState) -> Result<(Principal, String)> {
     let principal = state.auth.authenticate(&auth_request(req)).await?;
+    super::access::tag_principal(req, &principal);
     state.throttle.admit(&principal)?;
     let user = param(req, "userId")?;
     let user = if user == ACR_AUTH {

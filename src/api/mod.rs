@@ -2,11 +2,13 @@
 //! extractor (authentication + authorisation + box lookup), body helpers, and the
 //! conversions between wire structures and domain types.
 
+pub mod access;
 mod bulk;
 mod channels;
 pub mod error;
 mod flags;
 mod folders;
+pub mod health;
 mod multipart;
 mod objects;
 pub mod pacing;
@@ -24,7 +26,6 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, authorize};
 use crate::config::LimitSettings;
@@ -52,7 +53,7 @@ pub struct AppState {
 /// The route table: every operation of [`Operation::ALL`] on its path, a 405 with `Allow`
 /// for other methods on a known path, and an OMA 404 for unknown paths.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health));
+    health::configure(cfg);
     // The Notification Channel API (outside the box tree; its handlers authenticate).
     let nc = channels::NC_SCOPE;
     let not_allowed = |allow: &'static str| move || async move { error::method_not_allowed(allow) };
@@ -136,10 +137,6 @@ fn route_for(op: Operation) -> actix_web::Route {
     }
 }
 
-async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
-}
-
 /// The answer for paths that name no resource.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse> {
     Err(Error::not_found(req.path().to_string()))
@@ -198,7 +195,9 @@ impl FromRequest for Access {
             let rel = pattern.strip_prefix(BOX_SCOPE).unwrap_or_default();
             let op = Operation::resolve(req.method().as_str(), rel)
                 .ok_or_else(|| Error::internal(format!("no operation for {} {pattern}", req.method())))?;
+            access::tag_operation(&req, op);
             let principal = state.auth.authenticate(&auth_request(&req)).await?;
+            access::tag_principal(&req, &principal);
             state.throttle.admit(&principal)?;
             let store = param(&req, "store")?;
             let uri = req.path().to_string();

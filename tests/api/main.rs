@@ -22,6 +22,7 @@ mod mirror;
 mod multipart_input;
 mod notify;
 mod objects;
+mod ops;
 mod paths;
 mod payload;
 mod publish;

@@ -128,6 +128,13 @@ pub struct SqlStore {
     folder_limits: FolderLimits,
 }
 
+/// A write in progress: this process's writer slot (where the engine has one writer at a
+/// time) and the timer of the transaction's span.
+struct WriteSlot {
+    _lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _timer: crate::metrics::WriteTransaction,
+}
+
 /// Internal view of a folder used while resolving parents.
 #[derive(Clone, Debug)]
 struct FolderKey {
@@ -171,11 +178,13 @@ impl SqlStore {
 
     /// A write transaction, with this process's writer slot held where the engine has
     /// one writer at a time.
-    async fn begin_write(&self) -> Result<(Option<tokio::sync::OwnedMutexGuard<()>>, Tx<'static>)> {
-        let slot = match &self.write_lock {
+    /// The slot, held by the caller until the transaction ends, also times it.
+    async fn begin_write(&self) -> Result<(WriteSlot, Tx<'static>)> {
+        let lock = match &self.write_lock {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
+        let slot = WriteSlot { _lock: lock, _timer: crate::metrics::WriteTransaction::begin() };
         Ok((slot, begin(&self.pool, self.engine.begin_write()).await?))
     }
 
@@ -1049,6 +1058,21 @@ impl SqlStore {
 impl Store for SqlStore {
     async fn migrate(&self) -> Result<()> {
         self.engine.migrate(&self.pool).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        query_scalar::<i64>("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolStats { in_use: self.pool.size().saturating_sub(idle), idle }
+    }
+
+    async fn webhook_backlog(&self) -> Result<u64> {
+        let n: i64 = query_scalar("SELECT COUNT(*) FROM webhook_outbox").fetch_one(&self.pool).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }
 
