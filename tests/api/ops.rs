@@ -237,3 +237,25 @@ async fn open_long_polls_and_the_notifications_they_deliver_are_counted() {
     let channel = "nms_http_requests_total{operation=\"NotificationChannel\",status=\"2xx\"}";
     assert!(value(&after, channel) - value(&before, channel) >= 1.0, "{channel}");
 }
+
+/// Every metric the Grafana dashboard charts is one the server records.
+#[test]
+fn the_dashboard_charts_only_metrics_the_server_records() {
+    let dashboard: Value = serde_json::from_str(include_str!("../../docker/grafana-dashboard.json")).unwrap();
+    let recorded = include_str!("../../src/metrics.rs");
+    let mut charted = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("nms_") {
+                let name: String = expr[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                charted.push(name);
+            }
+        }
+    }
+    assert!(charted.len() >= 15, "{charted:?}");
+    for name in charted {
+        let base = ["_bucket", "_count", "_sum"].iter().fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+        assert!(recorded.contains(&format!("\"{base}\"")), "the dashboard charts {name}, which nothing records");
+    }
+}
