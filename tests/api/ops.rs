@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 /// `/metrics` as the service principal reads it.
-async fn metrics(app: &TestApp) -> String {
+pub(crate) async fn metrics(app: &TestApp) -> String {
     let res = app.req_as("pf", Method::GET, &format!("{}/metrics", app.url)).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let ct = res.headers()["content-type"].to_str().unwrap().to_string();
@@ -23,7 +23,7 @@ async fn metrics(app: &TestApp) -> String {
 }
 
 /// The value of one series (`name{labels}` exactly as exported), 0 when absent.
-fn value(text: &str, series: &str) -> f64 {
+pub(crate) fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .map_or(0.0, |v| v.trim().parse().unwrap())
