@@ -94,7 +94,8 @@ async fn metrics_on_the_public_listener_are_for_service_principals_only() {
     assert_error(subscriber, 403, "POL0001").await;
     let text = metrics(&app).await;
     assert!(text.contains("# TYPE nms_http_requests_total counter"), "{text}");
-    assert_eq!(value(&text, "nms_build_info{version=\"0.1.0\"}"), 1.0);
+    let build = format!("nms_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(value(&text, &build), 1.0);
 }
 
 #[tokio::test]
