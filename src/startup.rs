@@ -281,12 +281,13 @@ impl Application {
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
-            // Open long polls answer now; requests in flight get the grace period.
+            // Readiness fails and open long polls answer now; requests in flight get the
+            // grace period. The metrics listener serves until they are done.
             hub.close();
+            handle.stop(true).await;
             if let Some(h) = metrics_handle {
                 h.stop(true).await;
             }
-            handle.stop(true).await;
         });
         let res = self.server.await;
         sweeper.abort();

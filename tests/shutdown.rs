@@ -99,11 +99,27 @@ async fn wait_for_upload(dir: &Path) {
 #[tokio::test]
 async fn a_request_in_flight_at_sigterm_finishes_within_the_grace_period() {
     let dir = data_dir();
-    let mut server = serve(dir.path(), &[("NMS__SERVER__SHUTDOWN_GRACE_SECS", "600")]);
+    let mut server = serve(
+        dir.path(),
+        &[("NMS__SERVER__SHUTDOWN_GRACE_SECS", "600"), ("NMS__SERVER__METRICS_LISTEN", "127.0.0.1:0")],
+    );
+    let ready = format!("http://127.0.0.1:{}/readyz", server.listening["metrics_port"]);
+    assert_eq!(Client::new().get(&ready).send().await.unwrap().status(), 200);
     let (pending, tx, rest) = split_deposit(&server.url).await;
     wait_for_upload(dir.path()).await;
     server.terminate();
     server.wait_log("shutting down", PATIENCE);
+    // While it drains, it is not ready (a load balancer sends nothing more).
+    let mut answer = (0, Value::Null);
+    for _ in 0..600 {
+        let res = Client::new().get(&ready).send().await.unwrap();
+        answer = (res.status().as_u16(), res.json::<Value>().await.unwrap());
+        if answer.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answer, (503, json!({"status": "stopping"})));
     tx.send(rest).await.unwrap();
     drop(tx);
     let res = pending.await.unwrap().unwrap();

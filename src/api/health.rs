@@ -56,8 +56,12 @@ async fn healthz() -> HttpResponse {
 }
 
 /// 200 when the database and the payload store answer in time; else 503 naming each
-/// dependency that did not.
+/// dependency that did not. 503 `stopping` once a shutdown has begun, so that load
+/// balancers send nothing more while requests in flight finish.
 async fn readyz(state: web::Data<AppState>, ops: web::Data<Ops>) -> HttpResponse {
+    if state.nms.is_stopping() {
+        return no_store(HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(json!({"status": "stopping"})));
+    }
     let results = state.nms.readiness(ops.readiness_timeout).await;
     let mut checks = Map::new();
     let mut failed = Vec::new();

@@ -34,6 +34,11 @@ pub enum Unready {
 }
 
 impl Nms {
+    /// Whether the server is shutting down (it then answers no readiness check).
+    pub fn is_stopping(&self) -> bool {
+        self.hub.is_closing()
+    }
+
     /// Ask the database and the payload store, at once, each to answer within `timeout`.
     pub async fn readiness(&self, timeout: Duration) -> Vec<(Dependency, Result<(), Unready>)> {
         let judge = |dep: Dependency, res: Result<crate::error::Result<()>, tokio::time::error::Elapsed>| match res {
