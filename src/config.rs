@@ -93,6 +93,18 @@ pub struct ServerSettings {
     /// The most the server waits for one request body in all, whatever its rate earned; 0:
     /// no cap.
     pub body_max_secs: u64,
+    /// On SIGTERM (or Ctrl-C) the server stops accepting connections, answers its open long
+    /// polls, and gives the requests in flight this many seconds to finish before it drops
+    /// them and exits; 0: drop them at once.
+    pub shutdown_grace_secs: u64,
+    /// A second listener (`host:port`) that serves `/metrics`, `/healthz` and `/readyz`
+    /// without credentials, for a scraper on a private network; the public listener then
+    /// answers `/metrics` with 404. Unset: `/metrics` is on the public listener, for
+    /// service principals only.
+    pub metrics_listen: Option<String>,
+    /// `/readyz` fails a check (the database, the payload store) that has not answered
+    /// within this many milliseconds.
+    pub readiness_timeout_ms: u64,
 }
 
 impl ServerSettings {
@@ -487,6 +499,9 @@ impl Default for ServerSettings {
             body_timeout_secs: 20,
             body_min_rate_bytes_per_sec: 500,
             body_max_secs: 3600,
+            shutdown_grace_secs: 30,
+            metrics_listen: None,
+            readiness_timeout_ms: 2000,
         }
     }
 }

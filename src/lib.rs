@@ -11,6 +11,7 @@ pub mod error;
 pub mod hub;
 pub mod ids;
 pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod multipart;
 pub mod nms;

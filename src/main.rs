@@ -55,6 +55,13 @@ enum Command {
     /// Administer boxes.
     #[command(subcommand, name = "box")]
     Box(BoxCommand),
+    /// Ask a running server whether it is ready (its `/readyz`); exit 0 if it answers 200
+    /// within 5 seconds. For container health checks: the image has no curl.
+    Ready {
+        /// The readiness URL.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -143,7 +150,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Serve { .. } => {
             let app = Application::build(settings).await?;
-            tracing::info!(url = %app.public_url(), port = app.port(), "cpm-nms listening");
+            tracing::info!(
+                url = %app.public_url(),
+                port = app.port(),
+                metrics_port = app.metrics_port(),
+                "cpm-nms listening"
+            );
             app.run_until_stopped().await?;
         }
         Command::Config => print!("{}", settings.to_redacted_toml()),
@@ -161,6 +173,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
         Command::Account(cmd) => account(cmd, &settings).await?,
+        Command::Ready { url } => ready(&url).await?,
         Command::Box(BoxCommand::Reset { address, store }) => {
             let nms = build_admin_nms(&settings).await?;
             let store = store.or_else(|| settings.nms.stores.first().cloned()).unwrap_or_default();
@@ -171,6 +184,18 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("box {address} in store {store} reset (validity {}, modseq {})", b.validity, b.modseq);
         }
     }
+    Ok(())
+}
+
+async fn ready(url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+    let res = client.get(url).send().await?;
+    let status = res.status();
+    let body = res.text().await.unwrap_or_default();
+    if status != reqwest::StatusCode::OK {
+        return Err(format!("{url} answered {status}: {body}").into());
+    }
+    println!("{body}");
     Ok(())
 }
 

@@ -127,6 +127,8 @@ pub struct Application {
     grace: Duration,
     /// The listener of the database's announcements, when it makes them.
     feed: Option<Listener>,
+    /// The server of `server.metrics_listen`, and its port.
+    metrics: Option<(Server, u16)>,
 }
 
 impl Application {
@@ -167,6 +169,7 @@ impl Application {
             .map_err(|e| Error::internal(format!("cannot listen on {}: {e}", settings.server.listen)))?;
         let addr = listener.local_addr().map_err(Error::internal)?;
         let public_url = settings.public_url_for(addr);
+        crate::metrics::install();
         let auth = Arc::new(
             Authenticator::new(nms.store().clone(), &settings.auth, &settings.nms.stores, nms.tokens().clone())?
                 .with_failure_limits(&settings.limits.auth_failures),
@@ -180,11 +183,23 @@ impl Application {
             pace: api::pacing::BodyPace::new(&settings.server),
             openapi: AppState::openapi_document(&public_url),
         });
+        let shutdown_grace = Duration::from_secs(settings.server.shutdown_grace_secs);
+        let ops = api::health::Ops {
+            private: false,
+            metrics_elsewhere: settings.server.metrics_listen.is_some(),
+            readiness_timeout: Duration::from_millis(settings.server.readiness_timeout_ms.max(1)),
+        };
+        let metrics = match &settings.server.metrics_listen {
+            Some(addr) => Some(metrics_server(addr, state.clone(), ops, shutdown_grace)?),
+            None => None,
+        };
+        let ops = web::Data::new(ops);
         let http = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(ops.clone())
                 .wrap(actix_web::middleware::from_fn(api::pacing::pace_bodies))
-                .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms"))
+                .wrap(actix_web::middleware::from_fn(api::access::observe))
                 .wrap_fn(|req, srv| {
                     let fut = srv.call(req);
                     async move {
@@ -212,7 +227,7 @@ impl Application {
         if settings.server.workers > 0 {
             http = http.workers(settings.server.workers);
         }
-        let server = http.disable_signals().run();
+        let server = http.shutdown_timeout(shutdown_grace.as_secs()).disable_signals().run();
         Ok(Self {
             server,
             port: addr.port(),
@@ -222,7 +237,13 @@ impl Application {
             sweep_every: Duration::from_secs(settings.storage.sweep_interval_secs.max(1)),
             grace,
             feed,
+            metrics,
         })
+    }
+
+    /// The port of `server.metrics_listen`, when set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
     }
 
     pub fn port(&self) -> u16 {
@@ -246,6 +267,16 @@ impl Application {
     /// Serve until the server stops (Ctrl-C / SIGTERM), running the blob sweep meanwhile.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let metrics_handle = self.metrics.as_ref().map(|(s, _)| s.handle());
+        let metrics_server = self.metrics.map(|(s, _)| tokio::spawn(s));
+        let upkeep = tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                crate::metrics::upkeep();
+            }
+        });
+        let hub = self.nms.hub().clone();
         let sweeper = tokio::spawn(sweep_loop(self.nms.blobs().clone(), self.sweep_every, self.grace));
         let pruner = tokio::spawn(housekeeping_loop(self.nms.clone()));
         let public_url = self.public_url.clone();
@@ -261,16 +292,54 @@ impl Application {
         let stopper = tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
+            // Readiness fails and open long polls answer now; requests in flight get the
+            // grace period. The metrics listener serves until they are done.
+            hub.close();
             handle.stop(true).await;
+            if let Some(h) = metrics_handle {
+                h.stop(true).await;
+            }
         });
         let res = self.server.await;
         sweeper.abort();
         pruner.abort();
+        upkeep.abort();
+        if let Some(m) = metrics_server {
+            m.abort();
+        }
         webhooks.abort();
         stopper.abort();
         follower.abort();
         res
     }
+}
+
+/// The server of `server.metrics_listen`: `/metrics`, `/healthz` and `/readyz`, without
+/// credentials (see `api::health`).
+fn metrics_server(
+    addr: &str,
+    state: web::Data<AppState>,
+    ops: api::health::Ops,
+    grace: Duration,
+) -> Result<(Server, u16)> {
+    let listener =
+        TcpListener::bind(addr).map_err(|e| Error::internal(format!("cannot listen on {addr} (metrics): {e}")))?;
+    let port = listener.local_addr().map_err(Error::internal)?.port();
+    let ops = web::Data::new(api::health::Ops { private: true, ..ops });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(ops.clone())
+            .configure(api::health::configure_private)
+            .default_service(web::to(api::not_found))
+    })
+    .workers(1)
+    .listen(listener)
+    .map_err(Error::internal)?
+    .shutdown_timeout(grace.as_secs())
+    .disable_signals()
+    .run();
+    Ok((server, port))
 }
 
 /// Wake this node's waiters for what the database announces: the commits of every process

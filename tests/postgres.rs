@@ -316,6 +316,13 @@ async fn a_database_lost_mid_run_is_503_and_recovered_without_a_restart() {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["requestError"]["serviceException"]["messageId"], "SVC0001", "{body}");
     }
+    // Readiness says which dependency is down; liveness does not look.
+    let ready = client.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["failed"], json!(["database"]), "{body}");
+    assert_eq!(body["checks"]["payload_store"], "ok", "{body}");
+    assert_eq!(client.get(format!("{url}/healthz")).send().await.unwrap().status(), 200);
 
     pg.resume();
     // The pool reconnects on its own: the same process serves again, with what it had.
@@ -328,6 +335,7 @@ async fn a_database_lost_mid_run_is_503_and_recovered_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(after.status(), 201, "recovered without a restart");
+    assert_eq!(client.get(format!("{url}/readyz")).send().await.unwrap().status(), 200, "ready again");
     let res = client.get(&kept).basic_auth("alice", Some("pw")).send().await.unwrap();
     assert_eq!(res.status(), 200, "the object deposited before the outage");
     let found: Value = search().await.unwrap().json().await.unwrap();

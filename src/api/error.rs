@@ -124,7 +124,8 @@ impl ResponseError for Error {
         if let Error::RangeNotSatisfiable { size } = self {
             res.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
         }
-        if let Error::TooManyRequests { retry_after_secs, .. } = self {
+        if let Error::TooManyRequests { retry_after_secs, key, .. } = self {
+            crate::metrics::rate_limited(key);
             res.insert_header((header::RETRY_AFTER, (*retry_after_secs).max(1).to_string()));
         }
         // The rest of a body too slow to wait for is not read: the connection cannot carry

@@ -2,11 +2,13 @@
 //! extractor (authentication + authorisation + box lookup), body helpers, and the
 //! conversions between wire structures and domain types.
 
+pub mod access;
 mod bulk;
 mod channels;
 pub mod error;
 mod flags;
 mod folders;
+pub mod health;
 mod multipart;
 mod objects;
 pub mod openapi;
@@ -24,7 +26,6 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, Target, authorize};
 pub use crate::auth::{BOX_SCOPE, NC_SCOPE};
@@ -62,7 +63,9 @@ impl AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     for (path, ..) in openapi::SERVICE_ROUTES {
         match *path {
-            "/health" => cfg.route(path, web::get().to(health)),
+            "/health" | "/healthz" => cfg.route(path, web::get().to(health::healthz)),
+            "/readyz" => cfg.route(path, web::get().to(health::readyz)),
+            "/metrics" => cfg.route(path, web::get().to(health::metrics)),
             "/openapi.json" => cfg.route(path, web::get().to(openapi_json)),
             "/docs" => cfg.route(path, web::get().to(|| async { see_other("/docs/") })),
             "/docs/" => cfg.service(
@@ -138,10 +141,6 @@ fn route_for(op: Operation) -> actix_web::Route {
     }
 }
 
-async fn health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
-}
-
 /// `GET /openapi.json`: the document built when the server started.
 async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(state.openapi.clone())
@@ -200,12 +199,14 @@ fn routed(req: &HttpRequest) -> Result<(web::Data<AppState>, Operation)> {
     let pattern = req.match_pattern().unwrap_or_default();
     let op = Operation::resolve(req.method().as_str(), &pattern)
         .ok_or_else(|| Error::internal(format!("no operation for {} {pattern}", req.method())))?;
+    access::tag_operation(req, op);
     Ok((state, op))
 }
 
 /// Authenticate the request and count it against the principal's rate.
 async fn caller(req: &HttpRequest, state: &AppState) -> Result<Principal> {
     let principal = state.auth.authenticate(&auth_request(req)).await?;
+    access::tag_principal(req, &principal);
     state.throttle.admit(&principal)?;
     Ok(principal)
 }

@@ -25,7 +25,15 @@ use crate::auth::{Family, Operation};
 /// Routes served outside the operation table, without credentials (all `GET`): path,
 /// summary, status and media type of the answer. The route table registers exactly these.
 pub const SERVICE_ROUTES: &[(&str, &str, &str, &str)] = &[
-    ("/health", "Liveness: 200 while the process serves", "200", "application/json"),
+    ("/health", "Liveness: 200 while the process serves (an alias of /healthz)", "200", "application/json"),
+    ("/healthz", "Liveness: 200 while the process serves, without touching the database", "200", "application/json"),
+    (
+        "/readyz",
+        "Readiness: 200 when the database and the payload store answer in time, else 503",
+        "200",
+        "application/json",
+    ),
+    ("/metrics", "Prometheus metrics (service accounts, or on server.metrics_listen)", "200", "text/plain"),
     ("/openapi.json", "This API description (OpenAPI 3.1)", "200", "application/json"),
     ("/docs", "Redirects to /docs/", "308", ""),
     ("/docs/", "This API description as a browsable page (Swagger UI)", "200", "text/html"),

@@ -326,6 +326,14 @@ impl Authenticator {
 
     /// Authenticate a request by its `Authorization` header.
     pub async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Principal> {
+        let res = self.authenticate_header(req).await;
+        if let Err(Error::Unauthenticated { .. } | Error::TooManyRequests { .. }) = &res {
+            crate::metrics::auth_failed(scheme_label(req.authorization));
+        }
+        res
+    }
+
+    async fn authenticate_header(&self, req: &AuthRequest<'_>) -> Result<Principal> {
         let Some(value) = req.authorization else {
             return Err(self.unauthenticated("credentials required"));
         };
@@ -523,6 +531,13 @@ fn uri_matches(claimed: &str, target: &str) -> bool {
 /// A valid argon2 hash of a random string, verified against when the user does not exist.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2ayvn1L2d1Ivb8yNlxBS6eJkBNmAbvBGhMwK0Sh3Ah8";
+
+/// The scheme of an `Authorization` header as a metrics label (a fixed set).
+fn scheme_label(authorization: Option<&str>) -> &'static str {
+    let Some(value) = authorization else { return "none" };
+    let scheme = value.trim().split(' ').next().unwrap_or_default();
+    ["basic", "digest", "bearer"].into_iter().find(|s| scheme.eq_ignore_ascii_case(s)).unwrap_or("other")
+}
 
 #[cfg(test)]
 mod tests {

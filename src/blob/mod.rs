@@ -44,6 +44,7 @@ use crate::ids::{new_id, now_ms};
 use crate::model::PartData;
 use crate::store::Store;
 
+mod metered;
 mod s3;
 mod temp;
 
@@ -173,6 +174,7 @@ impl PayloadStore {
             n => n,
         };
         let temp = Temporaries { prefix: prefix.clone().join("tmp").join(instance.as_str()), local };
+        let store: Arc<dyn ObjectStore> = Arc::new(metered::Metered::new(store));
         Ok(Self {
             store,
             prefix,
@@ -189,6 +191,15 @@ impl PayloadStore {
             p = p.join(part);
         }
         p
+    }
+
+    /// Whether the store answers (readiness): a look-up of a key nobody writes, which "not
+    /// found" answers.
+    pub async fn ping(&self) -> Result<()> {
+        match self.store.head(&self.prefix.clone().join("readiness-probe")).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::internal(format!("payload store: {e}"))),
+        }
     }
 
     /// Start receiving one payload part.

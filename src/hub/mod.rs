@@ -54,6 +54,8 @@ pub struct Hub {
     polls: DashMap<i64, Arc<Notify>>,
     /// Other processes' commits are delivered (waiters need no timer).
     remote_feed: AtomicBool,
+    /// The server is shutting down: waiters answer with what they have.
+    closing: AtomicBool,
 }
 
 impl Default for Hub {
@@ -67,6 +69,7 @@ impl Default for Hub {
             webhook_boxes: std::sync::Mutex::new(WebhookBoxes::default()),
             polls: DashMap::new(),
             remote_feed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         }
     }
 }
@@ -172,6 +175,18 @@ impl Hub {
             *changed = None;
         }
         self.any.notify_waiters();
+    }
+
+    /// The server is shutting down: every waiter wakes and answers with what it has, and
+    /// waits begun from now on answer at once.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+
+    /// Whether [`Hub::close`] was called.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// Other processes' commits reach this hub from now on ([`Hub::deliver`],

@@ -114,7 +114,7 @@ impl Nms {
         };
         for (deposit, r) in deposits.into_iter().zip(&results) {
             if r.is_ok() {
-                deposit.guard.commit().await;
+                deposit.stored().await;
             } else {
                 deposit.guard.rollback().await;
             }

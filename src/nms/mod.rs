@@ -6,6 +6,7 @@
 //! inputs below.
 
 pub mod bulk;
+pub mod health;
 pub mod search;
 pub mod subscriptions;
 pub mod sync;
@@ -157,6 +158,18 @@ impl Deposit {
             data,
         });
         Ok(())
+    }
+
+    /// Its object is stored: keep its blobs, and count it.
+    async fn stored(self) {
+        crate::metrics::deposit(self.parts.iter().map(|p| {
+            let storage = match p.data {
+                PartData::Inline(_) => crate::metrics::Storage::Inline,
+                PartData::Blob { .. } => crate::metrics::Storage::Blob,
+            };
+            (storage, p.size)
+        }));
+        self.guard.commit().await;
     }
 
     /// Drop everything written so far.
@@ -637,7 +650,7 @@ impl Nms {
         let res = self.create_object_inner(b, actor, input, &deposit).await;
         match res {
             Ok(o) => {
-                deposit.guard.commit().await;
+                deposit.stored().await;
                 Ok(o)
             }
             Err(e) => {

@@ -458,6 +458,13 @@ impl Nms {
 
     /// `POST objects/operations/search`.
     pub async fn search_objects(&self, b: &BoxRow, input: &SelectionInput) -> Result<ObjectResult> {
+        let start = std::time::Instant::now();
+        let res = self.search_objects_timed(b, input).await;
+        crate::metrics::search(false, start.elapsed());
+        res
+    }
+
+    async fn search_objects_timed(&self, b: &BoxRow, input: &SelectionInput) -> Result<ObjectResult> {
         if let Some(c) = &input.criteria
             && is_vanished(c)
         {
@@ -486,7 +493,10 @@ impl Nms {
     /// `POST folders/operations/search`.
     pub async fn search_folders(&self, b: &BoxRow, input: &SelectionInput) -> Result<FolderResult> {
         let (q, _, purpose) = self.compile(b, Over::Folders, input).await?;
-        let page = self.meta.search_folders(b, &q).await?;
+        let start = std::time::Instant::now();
+        let page = self.meta.search_folders(b, &q).await;
+        crate::metrics::search(true, start.elapsed());
+        let page = page?;
         let cursor = page.next.as_ref().map(|p| self.search_cursor(&purpose, p));
         Ok(FolderResult { folders: page.folders, cursor })
     }

@@ -521,6 +521,15 @@ impl Nms {
     /// `timeout` passes; a newer poll on the same channel ends this one (`Superseded`), and
     /// so does deleting the channel (404). Each poll renews the channel's lifetime.
     pub async fn poll(&self, principal: &str, id: &str, timeout: Duration) -> Result<PollOutcome> {
+        let _open = crate::metrics::OpenPoll::open();
+        let res = self.poll_open(principal, id, timeout).await;
+        if let Ok(PollOutcome::Lists(lists)) = &res {
+            crate::metrics::polled(lists.len());
+        }
+        res
+    }
+
+    async fn poll_open(&self, principal: &str, id: &str, timeout: Duration) -> Result<PollOutcome> {
         self.channel(principal, id).await?;
         // The poll open before (on this node or another) finds the generation raised.
         let c = self.meta.begin_poll(id, now_ms()).await?.or_missing()?;
@@ -548,9 +557,11 @@ impl Nms {
                 Some(_) => {}
             }
             let now = tokio::time::Instant::now();
+            // A server shutting down answers with what is pending now.
+            let closing = self.hub.is_closing();
             // maxWaitTime: hold pending lists (from when this poll first sees them) hoping
             // for maxNotifications of them; the poll's own timeout ends the wait too.
-            let ready = if c.max_wait_secs == 0 || now >= deadline {
+            let ready = if c.max_wait_secs == 0 || now >= deadline || closing {
                 true
             } else {
                 let peek = self.pending(&c, &subscriptions, Take::Peek).await?;
@@ -565,7 +576,7 @@ impl Nms {
             };
             if ready {
                 let lists = self.pending(&c, &subscriptions, Take::Deliver).await?;
-                if !lists.is_empty() || now >= deadline {
+                if !lists.is_empty() || now >= deadline || closing {
                     return Ok(PollOutcome::Lists(lists));
                 }
                 // Taken meanwhile (the subscription was updated): wait afresh.
@@ -641,6 +652,12 @@ impl Nms {
     /// gone receiver ends its subscription, a failure is retried after an exponential
     /// backoff (`sync.webhook_retry_initial_ms`, doubling to `sync.webhook_retry_max_secs`).
     pub async fn webhook_outcome(&self, l: &OutboxList, outcome: Delivery) -> Result<()> {
+        let counted = match outcome {
+            Delivery::Delivered => crate::metrics::WebhookOutcome::Delivered,
+            Delivery::Gone => crate::metrics::WebhookOutcome::Gone,
+            Delivery::Failed { .. } => crate::metrics::WebhookOutcome::Failed,
+        };
+        crate::metrics::webhook(counted, l.attempts > 0);
         match outcome {
             Delivery::Delivered => self.meta.webhook_delivered(l.subscription_id, l.index).await,
             Delivery::Gone => self.meta.end_subscription(l.subscription_id).await,

@@ -314,4 +314,17 @@ pub trait Store:
 {
     /// Apply pending migrations.
     async fn migrate(&self) -> Result<()>;
+    /// Answer a trivial query (readiness).
+    async fn ping(&self) -> Result<()>;
+    /// The connections of the pool as they are now.
+    fn pool_stats(&self) -> PoolStats;
+    /// Webhook notification lists queued and not yet delivered.
+    async fn webhook_backlog(&self) -> Result<u64>;
+}
+
+/// A connection pool's state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub idle: u32,
 }

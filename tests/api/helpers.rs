@@ -25,6 +25,8 @@ pub struct TestApp {
     pub data: tempfile::TempDir,
     /// The test's own PostgreSQL database, when the suite runs on PostgreSQL.
     pub db: Option<TestDatabase>,
+    /// The base URL of `server.metrics_listen`, when set.
+    pub metrics_url: Option<String>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -58,6 +60,7 @@ pub async fn spawn_app_over(
     let url = app.public_url().to_string();
     let nms = app.nms().clone();
     let auth = app.authenticator();
+    let metrics_url = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     let hash = hash_password(PW).expect("hash");
     for (name, addr, service) in [("alice", Some(ALICE), false), ("bob", Some(BOB), false), ("pf", None, true)] {
         let mut boxes = Vec::new();
@@ -69,7 +72,7 @@ pub async fn spawn_app_over(
     }
     tokio::spawn(app.run_until_stopped());
     let client = Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    TestApp { url, client, nms, auth, data, db }
+    TestApp { url, client, nms, auth, data, db, metrics_url }
 }
 
 /// Percent-encode a path segment the way the server emits it.

@@ -23,6 +23,7 @@ mod multipart_input;
 mod notify;
 mod objects;
 mod openapi;
+mod ops;
 mod paths;
 mod payload;
 mod publish;

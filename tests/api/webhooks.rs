@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use crate::ops::{metrics, value};
 
 /// What the receiver answers to one attempt.
 #[derive(Clone, Copy, Debug)]
@@ -136,6 +137,7 @@ fn index(body: &Value) -> i64 {
 #[tokio::test]
 async fn webhooks_get_every_list_in_index_order_and_retries_resend_the_same_list() {
     let app = app().await;
+    let before = metrics(&app).await;
     let (rx, url) = receiver(vec![Reply::Status(503), Reply::Status(500), Reply::Status(429)]);
     let (status, v) = subscribe(&app, &url).await;
     assert_eq!(status, 201, "{v}");
@@ -177,6 +179,16 @@ async fn webhooks_get_every_list_in_index_order_and_retries_resend_the_same_list
     // The subscription lives on, its index past the last list.
     let v: Value = app.get(&subscription).await.json().await.unwrap();
     assert_eq!(v["nmsSubscription"]["index"], delivered.len() as i64 + 1);
+    // The metrics count the failures, the retries and the deliveries (at least this test's:
+    // other tests' servers share the process's recorder).
+    let after = metrics(&app).await;
+    let grew = |series: &str| value(&after, series) - value(&before, series);
+    assert!(grew("nms_webhook_deliveries_total{outcome=\"failed\"}") >= 3.0);
+    assert!(grew("nms_webhook_retries_total") >= 3.0);
+    let n = delivered.len() as f64;
+    assert!(grew("nms_webhook_deliveries_total{outcome=\"delivered\"}") >= n);
+    assert!(grew("nms_notifications_delivered_total{way=\"webhook\"}") >= n);
+    assert!(after.contains("nms_webhook_queue_depth "), "{after}");
 }
 
 #[tokio::test]

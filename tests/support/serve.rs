@@ -14,6 +14,9 @@ pub struct Served {
     log: mpsc::Receiver<(String, Value)>,
     /// Where it listens.
     pub url: String,
+    /// The fields of its "listening" log message.
+    #[allow(dead_code)]
+    pub listening: Value,
 }
 
 impl Served {
@@ -50,9 +53,10 @@ impl Served {
                 }
             }
         });
-        let mut served = Self { child, log, url: String::new() };
+        let mut served = Self { child, log, url: String::new(), listening: Value::Null };
         let listening = served.wait_log("cpm-nms listening", Duration::from_secs(60));
         served.url = listening["url"].as_str().unwrap().to_string();
+        served.listening = listening;
         served
     }
 
@@ -73,6 +77,20 @@ impl Served {
     #[allow(dead_code)]
     pub fn take_log(&mut self) -> Vec<(String, Value)> {
         self.log.try_iter().collect()
+    }
+
+    /// Ask it to stop (SIGTERM), as an orchestrator does.
+    #[allow(dead_code)]
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Wait until it exits by itself; its exit status.
+    #[allow(dead_code)]
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
     }
 
     /// Kill it (SIGKILL) and wait until it is gone.

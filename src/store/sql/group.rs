@@ -91,7 +91,11 @@ impl Writer {
             Ok::<_, Error>(held)
         });
         match joining.await {
-            Ok(held) => Ok(Tx { kind: Kind::Member(held?), _life: PhantomData }),
+            Ok(held) => Ok(Tx {
+                kind: Kind::Member(held?),
+                _life: PhantomData,
+                _timer: crate::metrics::WriteTransaction::begin(),
+            }),
             Err(e) => Err(Error::internal(format!("opening a write: {e}"))),
         }
     }
@@ -267,6 +271,8 @@ impl Drop for Held {
 pub(super) struct Tx<'a> {
     kind: Kind,
     _life: PhantomData<&'a ()>,
+    /// Times the write from its start to its end (a member's, not its group's).
+    _timer: crate::metrics::WriteTransaction,
 }
 
 enum Kind {
@@ -277,7 +283,8 @@ enum Kind {
 impl<'a> Tx<'a> {
     /// A transaction of its own, opened with `statement` (see [`super::begin`]).
     pub(super) async fn own(pool: &AnyPool, statement: &'static str) -> Result<Self> {
-        Ok(Self { kind: Kind::Own(super::begin(pool, statement).await?), _life: PhantomData })
+        let timer = crate::metrics::WriteTransaction::begin();
+        Ok(Self { kind: Kind::Own(super::begin(pool, statement).await?), _life: PhantomData, _timer: timer })
     }
 
     /// Make the write durable: answers once it is committed.

@@ -1114,6 +1114,21 @@ impl Store for SqlStore {
     async fn migrate(&self) -> Result<()> {
         self.engine.migrate(&self.pool).await
     }
+
+    async fn ping(&self) -> Result<()> {
+        query_scalar::<i64>("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        PoolStats { in_use: self.pool.size().saturating_sub(idle), idle }
+    }
+
+    async fn webhook_backlog(&self) -> Result<u64> {
+        let n: i64 = query_scalar("SELECT COUNT(*) FROM webhook_outbox").fetch_one(&self.pool).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
 }
 
 /// A scratch store for unit tests: a fresh SQLite database in a temporary directory (kept
