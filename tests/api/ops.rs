@@ -235,7 +235,7 @@ async fn open_long_polls_and_the_notifications_they_deliver_are_counted() {
     assert!(!body["notificationList"].as_array().unwrap().is_empty(), "{body}");
     let after = metrics(&app).await;
     assert!(value(&after, delivered) - value(&before, delivered) >= 1.0, "{delivered}");
-    let channel = "nms_http_requests_total{operation=\"NotificationChannel\",status=\"2xx\"}";
+    let channel = "nms_http_requests_total{operation=\"ChannelPoll\",status=\"2xx\"}";
     assert!(value(&after, channel) - value(&before, channel) >= 1.0, "{channel}");
 }
 
