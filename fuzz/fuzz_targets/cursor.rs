@@ -12,9 +12,9 @@
 #![no_main]
 
 use cpm_nms::error::Result;
+use cpm_nms::model::{ChildKind, ChildPosition, SearchPosition, SortValue};
 use cpm_nms::nms::sync::RestartPoint;
 use cpm_nms::nms::{ListFilter, Nms};
-use cpm_nms::model::{ChildKind, ChildPosition, SearchPosition, SortValue};
 use fuzz_common::{World, assert_invalid, world};
 use libfuzzer_sys::fuzz_target;
 
@@ -138,14 +138,14 @@ fn check<K: Kind>(w: &World, kind: &K, how: u8, rest: &[u8]) {
                 Ok(v) => assert_eq!(kind.seal(w, &v), token, "{v:?} opened from another spelling"),
                 Err(e) => assert_invalid(&e),
             }
-            let opened = w.nms.tokens.open(&kind.purpose(w), token);
+            let opened = w.nms.tokens().open(&kind.purpose(w), token);
             if let Some(payload) = opened {
-                assert_eq!(w.nms.tokens.seal(&kind.purpose(w), &payload), token);
+                assert_eq!(w.nms.tokens().seal(&kind.purpose(w), &payload), token);
             }
         }
         // A payload sealed with the server's key: only the decoding stands in the way.
         1 => {
-            let token = w.nms.tokens.seal(&kind.purpose(w), rest);
+            let token = w.nms.tokens().seal(&kind.purpose(w), rest);
             match kind.open(w, &token) {
                 Ok(v) => assert_eq!(kind.seal(w, &v), token, "payload {rest:?} opened to {v:?}"),
                 Err(e) => assert_invalid(&e),

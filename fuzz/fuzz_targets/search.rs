@@ -41,7 +41,9 @@ async fn run(w: &World, input: &SelectionInput) {
     let (nms, b) = (&w.nms, &w.b);
     match nms.search_objects(b, input).await {
         Ok(ObjectResult::Objects { objects, cursor, creation_cursor }) => {
-            let max = input.max_entries.unwrap_or(0).min(u64::from(nms.policy.search_page_max));
+            // The world runs with the default settings.
+            let page_max = cpm_nms::config::Settings::default().nms.search_page_max;
+            let max = input.max_entries.unwrap_or(0).min(u64::from(page_max));
             assert!(objects.len() as u64 <= max, "{} objects for maxEntries {max}", objects.len());
             if let Some(c) = cursor {
                 let next = SelectionInput { from_cursor: Some(c), ..input.clone() };
