@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use cpm_nms::api::urls::BoxUrls;
 use cpm_nms::config::Settings;
 use cpm_nms::error::Error;
-use cpm_nms::nms::{Actor, Nms, ObjectInput, Parent};
 use cpm_nms::model::{Attribute, BoxRow, Folder};
+use cpm_nms::nms::{Actor, Nms, ObjectInput, Parent};
 
 /// The system allocator, counting the bytes held and their peak.
 pub struct Meter;
