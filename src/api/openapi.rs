@@ -525,12 +525,31 @@ pub fn document(public_url: &str) -> OpenApi {
                 .description("OK")
                 .content(*media, ContentBuilder::new().schema(Some(string())).build()),
         };
-        let op = OperationBuilder::new()
-            .summary(Some(*summary))
-            .tag("Service")
-            .securities(Some([SecurityRequirement::default()]))
-            .responses(ResponsesBuilder::new().response(*status, answer));
-        paths = paths.path(*path, PathItem::new(HttpMethod::Get, op));
+        let mut responses = ResponsesBuilder::new().response(*status, answer);
+        let mut op = OperationBuilder::new().summary(Some(*summary)).tag("Service");
+        match *path {
+            // On the public port: a service principal's credentials, else an OMA refusal.
+            "/metrics" => {
+                responses = responses.response(
+                    "4XX",
+                    ResponseBuilder::new()
+                        .description("Refused: no credentials (401), or not a service principal (403)")
+                        .content("application/json", json(schema::<RequestErrorOut>(), vec![])),
+                );
+            }
+            "/readyz" => {
+                responses = responses.response(
+                    "503",
+                    ResponseBuilder::new().description("Not ready: the failing dependencies, or stopping").content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::Object))).build(),
+                    ),
+                );
+                op = op.securities(Some([SecurityRequirement::default()]));
+            }
+            _ => op = op.securities(Some([SecurityRequirement::default()])),
+        }
+        paths = paths.path(*path, PathItem::new(HttpMethod::Get, op.responses(responses)));
     }
     doc.paths = paths.build();
     doc.security = Some(credentials());
