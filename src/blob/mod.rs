@@ -365,9 +365,11 @@ struct Upload {
 /// How far an [`Upload`]'s writer got; it says what may still be done with the writer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
-    /// Written to (perhaps with a failure): aborting cannot panic, whatever its state
-    /// (buffering, starting or writing a multipart upload).
+    /// Written to: aborting cannot panic, whatever its state (buffering, starting or writing
+    /// a multipart upload), and flushing lets an upload being started come into being.
     Open,
+    /// A write failed: aborting cannot panic, but polling a failed start again would.
+    Failed,
     /// Its shutdown, the last write, is under way: the writer may only be shut down again
     /// (aborting it panics).
     Closing,
@@ -422,7 +424,13 @@ impl Upload {
 async fn clean(ps: &PayloadStore, name: &str, writer: Option<BufWriter>, stage: Stage) {
     if let Some(mut writer) = writer {
         match stage {
+            // An upload still being created would not be aborted (there is nothing to abort
+            // yet), and would then be left behind: let its creation end first.
             Stage::Open => {
+                writer.flush().await.ok();
+                writer.abort().await.ok();
+            }
+            Stage::Failed => {
                 writer.abort().await.ok();
             }
             // Let the last write end before removing what it wrote: a write to local disk
@@ -503,6 +511,9 @@ impl PartWriter {
     fn check(&mut self, res: std::io::Result<()>) -> Result<()> {
         res.map_err(|e| {
             self.failed = true;
+            if let Some(upload) = self.upload.as_mut().filter(|u| u.stage == Stage::Open) {
+                upload.stage = Stage::Failed;
+            }
             Error::blob_store(&e)
         })
     }
