@@ -1,8 +1,9 @@
 //! Write transactions, and group commit on engines with one writer at a time (SQLite).
 //!
 //! On SQLite every write of this process runs on one connection, one at a time. A write
-//! is a *member* of the open *group* transaction: it runs inside a savepoint of its own,
-//! which it releases (keeps) or rolls back when it is done. The group commits when no
+//! is a *member* of the open *group* transaction: the member that opens the group runs in
+//! it directly (rolling it back undoes nothing else), every later one inside a savepoint of
+//! its own, which it releases (keeps) or rolls back when it is done. The group commits when no
 //! other write is waiting to join it (or when it is large); members that joined meanwhile
 //! wait for that commit, so a write answers only once it is durable. Under concurrent
 //! writes the cost of a commit (the pages of the write-ahead log, the search index's
@@ -52,8 +53,11 @@ struct Group {
     conn: Option<PoolConnection<Any>>,
     /// A group transaction is open.
     open: bool,
-    /// A member's savepoint is open.
+    /// A member is open (in a savepoint of its own if `savepoint`).
     member: bool,
+    /// The open member runs in a savepoint; otherwise it opened the group, which holds
+    /// nothing but its work.
+    savepoint: bool,
     /// Members whose work is in the open group, waiting for its commit.
     members: u32,
     /// Where the open group's outcome is told.
@@ -134,12 +138,18 @@ impl Held {
         }
         if !self.group()?.open {
             // Marked first: if this task stopped halfway, the next would still close it.
-            self.group()?.open = true;
+            let g = self.group()?;
+            g.open = true;
+            g.member = true;
+            g.savepoint = false;
             if let Err(e) = self.run(self.writer.begin).await {
                 return Err(self.fail(e).await);
             }
+            return Ok(());
         }
-        self.group()?.member = true;
+        let g = self.group()?;
+        g.member = true;
+        g.savepoint = true;
         if let Err(e) = self.run("SAVEPOINT member").await {
             return Err(self.fail(e).await);
         }
@@ -148,6 +158,17 @@ impl Held {
 
     /// Roll back the open member's work, keeping the group's.
     async fn abandon_member(&mut self) -> Result<()> {
+        if !self.group()?.savepoint {
+            // It opened the group: the group holds its work only.
+            let undone = self.run("ROLLBACK").await;
+            let g = self.group()?;
+            g.member = false;
+            g.open = false;
+            if let Err(e) = undone {
+                return Err(self.fail(e).await);
+            }
+            return Ok(());
+        }
         let undone = self.run("ROLLBACK TO member").await;
         let released = match undone {
             Ok(()) => self.run("RELEASE member").await,
@@ -210,7 +231,9 @@ impl Held {
     async fn finish(mut self, keep: bool) -> Result<()> {
         let mut told = None;
         if keep {
-            if let Err(e) = self.run("RELEASE member").await {
+            if self.group()?.savepoint
+                && let Err(e) = self.run("RELEASE member").await
+            {
                 return Err(self.fail(e).await);
             }
             let g = self.group()?;
@@ -219,6 +242,10 @@ impl Held {
             told = Some(g.outcome.get_or_insert_with(|| watch::channel(None).0).subscribe());
         } else {
             self.abandon_member().await?;
+            if !self.group()?.open {
+                // It had opened the group: nothing is left to commit.
+                return Ok(());
+            }
         }
         if self.commit_now()? {
             return self.commit_group().await;
@@ -398,6 +425,28 @@ mod tests {
         }
         assert_eq!(values(&pool).await, (0..32).collect::<Vec<_>>());
         assert!(writer.commits() < 32, "{} commits for 32 writes", writer.commits());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_member_that_opened_the_group_undoes_only_its_own_work() {
+        let (_dir, pool, writer) = writer().await;
+        // Rolled back: its group held nothing else, and the next write opens another.
+        let mut tx = writer.join().await.unwrap();
+        super::super::query("INSERT INTO t (v) VALUES (10)").execute(&mut *tx).await.unwrap();
+        tx.rollback().await.unwrap();
+        insert(&writer, 20).await.unwrap();
+        // Dropped halfway (its request went away): undone in the background.
+        let mut tx = writer.join().await.unwrap();
+        super::super::query("INSERT INTO t (v) VALUES (30)").execute(&mut *tx).await.unwrap();
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(5), insert(&writer, 40)).await.unwrap().unwrap();
+        // A member that fails in the middle of its statements leaves nothing either.
+        let mut tx = writer.join().await.unwrap();
+        super::super::query("INSERT INTO t (v) VALUES (50)").execute(&mut *tx).await.unwrap();
+        assert!(super::super::query("INSERT INTO t (v) VALUES (20)").execute(&mut *tx).await.is_err());
+        tx.rollback().await.unwrap();
+        insert(&writer, 60).await.unwrap();
+        assert_eq!(values(&pool).await, [20, 40, 60]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
