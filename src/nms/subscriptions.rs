@@ -499,10 +499,20 @@ impl Nms {
         let mut subs = Vec::new();
         for s in subscriptions {
             let Some(b) = self.meta.box_by_id(s.box_id).await? else { continue };
-            let (modseq, validity, floor) = self.meta.sync_state(&b).await?;
-            let at =
-                RestartPoint { validity: s.position_validity, modseq: s.position_modseq, within: s.position_within };
-            subs.push((at.resets(validity, floor, modseq), b, s.clone()));
+            // Only an order among several needs to know which reset (most channels carry
+            // one subscription).
+            let resets = if subscriptions.len() > 1 {
+                let (modseq, validity, floor) = self.meta.sync_state(&b).await?;
+                let at = RestartPoint {
+                    validity: s.position_validity,
+                    modseq: s.position_modseq,
+                    within: s.position_within,
+                };
+                at.resets(validity, floor, modseq)
+            } else {
+                false
+            };
+            subs.push((resets, b, s.clone()));
         }
         subs.sort_by_key(|(resets, _, _)| !*resets);
         let mut out = Vec::new();
