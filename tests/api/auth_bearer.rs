@@ -202,26 +202,26 @@ pub(crate) async fn app_trusting(idp: &Idp, tweak: impl FnOnce(&mut Settings)) -
 }
 
 impl TestApp {
-    fn with_token(&self, method: Method, url: &str, token: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn with_token(&self, method: Method, url: &str, token: &str) -> reqwest::RequestBuilder {
         self.client.request(method, url).bearer_auth(token).header("Accept", "application/json")
     }
 
-    async fn get_with(&self, url: &str, token: &str) -> Response {
+    pub(crate) async fn get_with(&self, url: &str, token: &str) -> Response {
         self.with_token(Method::GET, url, token).send().await.unwrap()
     }
 
-    fn root_lookup(&self, addr: &str) -> String {
+    pub(crate) fn root_lookup(&self, addr: &str) -> String {
         format!("{}/folders/operations/pathToId", self.base(addr))
     }
 }
 
-fn challenges(res: &Response) -> Vec<String> {
+pub(crate) fn challenges(res: &Response) -> Vec<String> {
     res.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_string()).collect()
 }
 
 /// A refused bearer token: 401, the Bearer challenge alone with `invalid_token` and a
 /// description starting with `what`, and an OMA POL0001 body saying the same.
-async fn assert_invalid_token(res: Response, what: &str) {
+pub(crate) async fn assert_invalid_token(res: Response, what: &str) {
     let ch = challenges(&res);
     assert_eq!(ch.len(), 1, "{ch:?}");
     assert!(ch[0].starts_with("Bearer realm=\"cpm-nms\""), "{}", ch[0]);
@@ -233,7 +233,7 @@ async fn assert_invalid_token(res: Response, what: &str) {
 }
 
 /// A 403 naming `what` in the policy exception.
-async fn assert_forbidden(res: Response, what: &str) {
+pub(crate) async fn assert_forbidden(res: Response, what: &str) {
     // A missing scope also says so to the bearer client (RFC 6750 3.1); nothing else does.
     let challenge = res.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
     match what.strip_prefix("missing scope ") {
