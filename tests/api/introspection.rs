@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use cpm_nms::config::{IntrospectionSettings, IssuerSettings, Settings};
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::auth_bearer::{assert_forbidden, assert_invalid_token, claims, es256, spawn_idp};
@@ -96,14 +95,9 @@ async fn spawn_auth_server() -> AuthServer {
     let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let state = Arc::new(AsState::default());
     let data = web::Data::from(state.clone());
-    let server =
-        HttpServer::new(move || App::new().app_data(data.clone()).route("/introspect", web::post().to(introspect)))
-            .workers(1)
-            .disable_signals()
-            .listen(listener)
-            .unwrap()
-            .run();
-    tokio::spawn(server);
+    serve_local(listener, move |cfg| {
+        cfg.app_data(data.clone()).route("/introspect", web::post().to(introspect));
+    });
     AuthServer { url, state }
 }
 
@@ -138,12 +132,7 @@ async fn an_active_token_is_its_subscriber_with_its_scopes() {
     // Another subscriber's box is not its own.
     assert_forbidden(app.get_with(&app.root_lookup(BOB), "PAT_alice").await, "no access to box").await;
     // It writes, and the object is the one alice's Basic login sees.
-    let res = app
-        .with_token(Method::POST, &format!("{}/objects", app.base(ALICE)), "PAT_alice")
-        .json(&json!({"object": {"flags": {"flag": ["\\Seen"]}}}))
-        .send()
-        .await
-        .unwrap();
+    let res = app.deposit_with(ALICE, "PAT_alice").await;
     assert_eq!(res.status(), 201);
     let url = res.json::<Value>().await.unwrap()["reference"]["resourceURL"].as_str().unwrap().to_string();
     assert_eq!(app.get(&url).await.status(), 200);
@@ -175,13 +164,7 @@ async fn inactive_and_expired_tokens_are_invalid_and_a_missing_scope_insufficien
     assert_invalid_token(app.get_with(&url, "expired").await, "token expired").await;
     assert_invalid_token(app.get_with(&url, "elsewhere").await, "wrong audience").await;
     assert_eq!(app.get_with(&url, "reader").await.status(), 200);
-    let res = app
-        .with_token(Method::POST, &format!("{}/objects", app.base(ALICE)), "reader")
-        .json(&json!({"object": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_forbidden(res, "missing scope oma_rest_nms.create").await;
+    assert_forbidden(app.deposit_with(ALICE, "reader").await, "missing scope oma_rest_nms.create").await;
 }
 
 #[tokio::test]
@@ -193,11 +176,8 @@ async fn usernames_are_addresses_and_service_clients_service_principals() {
     let app = app_asking(vec![auth.endpoint("")], |_| {}).await;
     assert_eq!(app.get_with(&app.root_lookup(BOB), "bob").await.status(), 200);
     // The service client acts on any box; another client without an address on none.
-    let deposit = |token: &'static str| {
-        app.with_token(Method::POST, &format!("{}/objects", app.base(BOB)), token).json(&json!({"object": {}})).send()
-    };
-    assert_eq!(deposit("pf").await.unwrap().status(), 201);
-    assert_forbidden(deposit("app").await.unwrap(), "no access to box").await;
+    assert_eq!(app.deposit_with(BOB, "pf").await.status(), 201);
+    assert_forbidden(app.deposit_with(BOB, "app").await, "no access to box").await;
 }
 
 #[tokio::test]
