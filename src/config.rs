@@ -392,8 +392,13 @@ pub struct DigestSettings {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BearerSettings {
-    /// Trusted issuers (`[[auth.bearer.issuers]]`). None: Bearer is off.
+    /// Trusted issuers (`[[auth.bearer.issuers]]`). None (and no `introspection`): Bearer
+    /// is off.
     pub issuers: Vec<IssuerSettings>,
+    /// Authorization servers asked about opaque tokens by OAuth 2.0 token introspection
+    /// (RFC 7662, `[[auth.bearer.introspection]]`), in order: a token goes to the first whose
+    /// `token_prefix` it starts with, unless it is a JWT naming one of `issuers`.
+    pub introspection: Vec<IntrospectionSettings>,
     /// Accepted `aud` values: a token must name at least one. Required when Bearer is on.
     pub audiences: Vec<String>,
     /// Asymmetric signature algorithms accepted (`RS256`, `RS384`, `RS512`, `PS256`, `PS384`,
@@ -453,6 +458,39 @@ pub struct IssuerSettings {
     pub shared_secret: String,
     /// Accepted `aud` values for this issuer; empty: `auth.bearer.audiences`.
     pub audiences: Vec<String>,
+}
+
+/// An introspection endpoint (RFC 7662) of an operator's authorization server, which this
+/// server authenticates to with HTTP Basic (`client_id`, `client_secret`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IntrospectionSettings {
+    /// The introspection endpoint (HTTPS; plain HTTP only to loopback addresses).
+    pub url: String,
+    /// This server's client id at the authorization server.
+    pub client_id: String,
+    /// Its client secret; redacted by `cpm-nms config`, never logged.
+    pub client_secret: String,
+    /// Only tokens starting with this go to this endpoint (`PAT_`); empty: every token.
+    pub token_prefix: String,
+    /// An active answer is remembered this long at most (and never past the token's `exp`);
+    /// an inactive one at most 10 s of it. 0: nothing is remembered.
+    pub cache_secs: u64,
+    /// Time limit of one introspection request; unset: `auth.bearer.http_timeout_secs`.
+    pub http_timeout_secs: Option<u64>,
+}
+
+impl Default for IntrospectionSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            token_prefix: String::new(),
+            cache_secs: 60,
+            http_timeout_secs: None,
+        }
+    }
 }
 
 /// A static public key of an issuer: PEM text, a PEM file, or a JWK.
@@ -581,6 +619,7 @@ impl Default for BearerSettings {
     fn default() -> Self {
         Self {
             issuers: Vec::new(),
+            introspection: Vec::new(),
             audiences: Vec::new(),
             algorithms: vec!["RS256".into(), "ES256".into(), "EdDSA".into()],
             leeway_secs: 60,
@@ -607,6 +646,9 @@ impl AuthSettings {
         shown.cursor_secret = redact(&self.cursor_secret).to_string();
         for i in &mut shown.bearer.issuers {
             i.shared_secret = redact(&i.shared_secret).to_string();
+        }
+        for i in &mut shown.bearer.introspection {
+            i.client_secret = redact(&i.client_secret).to_string();
         }
         shown
     }
@@ -674,6 +716,19 @@ impl fmt::Debug for IssuerSettings {
             .field("keys", &self.keys)
             .field("shared_secret", &redact(&self.shared_secret))
             .field("audiences", &self.audiences)
+            .finish()
+    }
+}
+
+impl fmt::Debug for IntrospectionSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntrospectionSettings")
+            .field("url", &self.url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &redact(&self.client_secret))
+            .field("token_prefix", &self.token_prefix)
+            .field("cache_secs", &self.cache_secs)
+            .field("http_timeout_secs", &self.http_timeout_secs)
             .finish()
     }
 }
@@ -860,6 +915,24 @@ mod tests {
         for shown in [s.to_redacted_toml(), format!("{s:?}")] {
             assert!(!shown.contains("s3-secret") && !shown.contains("s3-token"), "{shown}");
             for visible in ["http://127.0.0.1:9000", "eu-west-1", "AKIDEXAMPLE", "<redacted>"] {
+                assert!(shown.contains(visible), "{visible} in {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn introspection_endpoints_are_read_and_their_secrets_redacted() {
+        let text = "[[auth.bearer.introspection]]\nurl = \"https://as.example/introspect\"\n\
+                    client_id = \"cpm-nms\"\nclient_secret = \"as-secret\"\ntoken_prefix = \"PAT_\"\n\
+                    [[auth.bearer.introspection]]\nurl = \"https://as2.example/introspect\"\n\
+                    http_timeout_secs = 2\n";
+        let s = Settings::load_str(text, &Overrides::default()).expect("load");
+        let [a, b] = s.auth.bearer.introspection.as_slice() else { panic!("two endpoints") };
+        assert_eq!((a.token_prefix.as_str(), a.cache_secs, a.http_timeout_secs), ("PAT_", 60, None));
+        assert_eq!((b.token_prefix.as_str(), b.http_timeout_secs), ("", Some(2)));
+        for shown in [s.to_redacted_toml(), format!("{s:?}")] {
+            assert!(!shown.contains("as-secret"), "{shown}");
+            for visible in ["https://as.example/introspect", "cpm-nms", "PAT_", "<redacted>"] {
                 assert!(shown.contains(visible), "{visible} in {shown}");
             }
         }

@@ -13,17 +13,21 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::subscriptions::render_list;
 use super::urls::encode_segment;
 use super::wire::{
-    ChannelDataOut, ChannelEnvelope, ChannelListEntryW, ChannelListOut, ChannelOut, ChannelW, LifetimeEnvelope,
-    LifetimeOut, LifetimeOutEnvelope, NotificationListW, number,
+    ChannelDataOut, ChannelEnvelope, ChannelListEntryW, ChannelListNcOut, ChannelListOut, ChannelListW, ChannelOut,
+    ChannelW, LifetimeEnvelope, LifetimeOut, LifetimeOutEnvelope, NotificationListW, number,
 };
 use super::{AppState, ChannelAccess, Oma, param, read_limited};
 use crate::error::{Error, Result};
 use crate::model::Channel;
 use crate::nms::subscriptions::{ChannelInput, PollOutcome};
 
+/// The URL of `user`'s channel list.
+fn list_url(state: &AppState, user: &str) -> String {
+    format!("{}/notificationchannel/v1/{}/channels", state.public_url, encode_segment(user))
+}
+
 fn urls(state: &AppState, c: &Channel) -> (String, String, String) {
-    let base =
-        format!("{}/notificationchannel/v1/{}/channels/{}", state.public_url, encode_segment(&c.user_id), c.public_id);
+    let base = format!("{}/{}", list_url(state, &c.user_id), c.public_id);
     (base.clone(), format!("{base}/poll"), format!("{base}/callback"))
 }
 
@@ -67,17 +71,33 @@ pub async fn create(oma: Oma<ChannelEnvelope, ChannelAccess>, state: web::Data<A
         .json(ChannelOut { notification_channel: render(&state, &channel) }))
 }
 
-/// `GET channels`: an array of `{notificationChannel, resourceURL}`.
-pub async fn list(access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
-    let list: Vec<ChannelListEntryW> = state
-        .nms
-        .channels(&access.principal()?.name, &access.user)
-        .await?
-        .iter()
-        .map(|c| ChannelListEntryW { notification_channel: render(&state, c), resource_url: urls(&state, c).0 })
-        .collect();
-    Ok(HttpResponse::Ok().json(ChannelListOut { notification_channel_list: list }))
+/// `GET channels`: by default an array of `{notificationChannel, resourceURL}`, as deployed
+/// clients parse it; with `?listFormat=nc` the Notification Channel spec's own
+/// `{"notificationChannel": [..], "resourceURL": ..}` (NC 5.2.2.1, D.1).
+pub async fn list(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
+    let nc = match url::form_urlencoded::parse(req.query_string().as_bytes()).find(|(k, _)| k == LIST_FORMAT) {
+        None => false,
+        Some((_, v)) if v == "nc" => true,
+        Some((_, v)) if v == "deployed" => false,
+        Some(_) => return Err(Error::invalid_value(LIST_FORMAT, "nc, deployed")),
+    };
+    let channels = state.nms.channels(&access.principal()?.name, &access.user).await?;
+    Ok(if nc {
+        let notification_channel = channels.iter().map(|c| render(&state, c)).collect();
+        let resource_url = list_url(&state, &access.user);
+        HttpResponse::Ok()
+            .json(ChannelListNcOut { notification_channel_list: ChannelListW { notification_channel, resource_url } })
+    } else {
+        let list: Vec<ChannelListEntryW> = channels
+            .iter()
+            .map(|c| ChannelListEntryW { notification_channel: render(&state, c), resource_url: urls(&state, c).0 })
+            .collect();
+        HttpResponse::Ok().json(ChannelListOut { notification_channel_list: list })
+    })
 }
+
+/// The query parameter choosing the form of the channel list.
+pub const LIST_FORMAT: &str = "listFormat";
 
 /// `GET channels/{id}`.
 pub async fn get(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {

@@ -64,6 +64,19 @@ pub fn render_object(urls: &BoxUrls, o: &Object) -> ObjectW {
     }
 }
 
+/// An object's flags with the URL of its flag list, as search results carry them (NMS
+/// D.20, D.21), and notifications' `changedObject`s here too; a single object's `GET`
+/// gives the flags alone (D.7, D.8).
+pub fn located_flags(urls: &BoxUrls, o: &Object) -> FlagListW {
+    FlagListW { flag: o.flags.clone(), resource_url: Some(urls.object_flags(&o.public_id)) }
+}
+
+/// The wire form of an object in a search result: as [`render_object`], with its flag
+/// list's URL.
+pub fn render_listed_object(urls: &BoxUrls, o: &Object) -> ObjectW {
+    ObjectW { flags: located_flags(urls, o), ..render_object(urls, o) }
+}
+
 /// `POST /objects`: JSON root fields only, or multipart root fields + payload.
 pub async fn create(
     req: HttpRequest,

@@ -68,6 +68,7 @@ pub const SERVICE_ROUTES: &[(&str, &str, &str, &str)] = &[
     SubscriptionOut,
     SubscriptionListOut,
     ChannelOut,
+    ChannelListNcOut,
     ChannelListOut,
     LifetimeOutEnvelope,
     NotificationListW,
@@ -296,7 +297,18 @@ fn describe(op: Operation) -> Described {
             vec![(Answer::NoContent, "Reset")],
             vec![],
         ),
-        ChannelList => d("List the user's notification channels", Body::None, ok(schema::<ChannelListOut>()), vec![]),
+        ChannelList => d(
+            "List the user's notification channels",
+            Body::None,
+            ok(one_of(vec![schema::<ChannelListOut>(), schema::<ChannelListNcOut>()])),
+            vec![(
+                super::channels::LIST_FORMAT,
+                string(),
+                false,
+                "`deployed` (the default): an array of `{notificationChannel, resourceURL}`, as deployed clients \
+                 parse it; `nc`: the Notification Channel spec's `{notificationChannel: [..], resourceURL}`",
+            )],
+        ),
         ChannelCreate => d(
             "Create a long-polling notification channel",
             json_of(schema::<ChannelEnvelope>()),

@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 
 use super::folders::{list_children, render_folder};
-use super::objects::render_object;
+use super::objects::render_listed_object;
 use super::wire::{
     CriterionW, FolderListOut, FolderListW, ObjectListOut, ObjectListW, ObjectReferenceListOut, ObjectReferenceListW,
     ReferenceW, SearchCriteriaW, SelectionCriteriaW, SelectionEnvelope,
@@ -64,7 +64,7 @@ pub async fn objects(oma: Oma<SelectionEnvelope>, state: web::Data<AppState>) ->
     let input = selection_input(&access.urls, oma.body.selection_criteria)?;
     Ok(match state.nms.search_objects(&access.b, &input).await? {
         ObjectResult::Objects { objects, cursor, creation_cursor } => {
-            let object = objects.iter().map(|o| render_object(&access.urls, o)).collect();
+            let object = objects.iter().map(|o| render_listed_object(&access.urls, o)).collect();
             HttpResponse::Ok().json(ObjectListOut { object_list: ObjectListW { object, cursor, creation_cursor } })
         }
         ObjectResult::Vanished(ids) => {

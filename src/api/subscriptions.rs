@@ -4,11 +4,12 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::objects::located_flags;
 use super::search::criteria_input;
 use super::wire::{
-    CallbackReferenceOut, ChangedFolderW, ChangedObjectW, Empty, EventListEnvelope, EventListW, EventW, FlagListW,
-    GoneW, LinkW, SubscriptionEnvelope, SubscriptionListOut, SubscriptionListW, SubscriptionOut, SubscriptionW,
-    UpdateEnvelope, number,
+    CallbackReferenceOut, ChangedFolderW, ChangedObjectW, Empty, EventListEnvelope, EventListW, EventW, GoneW, LinkW,
+    SubscriptionEnvelope, SubscriptionListOut, SubscriptionListW, SubscriptionOut, SubscriptionW, UpdateEnvelope,
+    number,
 };
 use super::{Access, AppState, BoxUrls, Oma, ok_json, param};
 use crate::error::{Error, Result};
@@ -121,7 +122,7 @@ fn event<'a>(urls: &BoxUrls, e: &'a SyncEvent) -> EventW<'a> {
         SyncEvent::Change(Change::Object(o)) => EventW::ChangedObject(ChangedObjectW {
             resource_url: urls.object(&o.public_id),
             parent_folder: urls.folder(&o.folder_public_id),
-            flags: FlagListW { flag: o.flags.clone(), resource_url: Some(urls.object_flags(&o.public_id)) },
+            flags: located_flags(urls, o),
             last_mod_seq: o.last_mod_seq,
             correlation_id: o.correlation_id.as_deref(),
             correlation_tag: o.correlation_tag.as_deref(),

@@ -705,6 +705,16 @@ pub struct ChannelListEntryW {
     pub resource_url: String,
 }
 
+/// The Notification Channel spec's own `NotificationChannelList` (NC 5.2.2.1, D.1): the
+/// channels and the list's URL, for `GET channels?listFormat=nc`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelListW {
+    pub notification_channel: Vec<ChannelW>,
+    #[serde(rename = "resourceURL")]
+    pub resource_url: String,
+}
+
 /// `NotificationChannelLifetime` as the server returns it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -765,6 +775,8 @@ envelopes! {
     ChannelOut { notification_channel: ChannelW },
     /// `{"notificationChannelList": [..]}`.
     ChannelListOut { notification_channel_list: Vec<ChannelListEntryW> },
+    /// `{"notificationChannelList": {"notificationChannel": [..], "resourceURL": ..}}`.
+    ChannelListNcOut { notification_channel_list: ChannelListW },
     /// `{"notificationChannelLifetime": ..}`.
     LifetimeOutEnvelope { notification_channel_lifetime: LifetimeOut },
     /// `{"requestError": ..}`: every refusal and failure.

@@ -42,6 +42,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde_json::Value;
 
+use super::introspection::Endpoint;
 use super::{Principal, Scope};
 use crate::config::{BearerSettings, IssuerSettings, StaticKeySettings};
 use crate::error::{Error, Result};
@@ -71,6 +72,12 @@ pub enum TokenError {
     KeysUnavailable(String),
     /// The signature does not verify.
     BadSignature,
+    /// The authorization server's introspection endpoint answered that the token is not
+    /// active (unknown, revoked, expired, or not for this server).
+    Inactive,
+    /// The introspection endpoint could not be asked, or gave no usable answer (the detail
+    /// is logged, never sent).
+    IntrospectionFailed(String),
 }
 
 impl TokenError {
@@ -88,16 +95,25 @@ impl TokenError {
             }
             TokenError::UnknownKey(kid) | TokenError::KeysUnavailable(kid) => format!("unknown signing key {kid}"),
             TokenError::BadSignature => "bad signature".to_string(),
+            TokenError::Inactive => "token not active".to_string(),
+            TokenError::IntrospectionFailed(_) => "token introspection failed".to_string(),
         };
         d.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').filter(|c| *c != '"' && *c != '\\').take(200).collect()
     }
 
     /// Whether the token is junk or a forgery, which the failed-login throttle counts (a
     /// `kid` the issuer does not publish included). A token that has merely expired or is
-    /// not yet valid (every client sends one now and then, before refreshing it), or whose
-    /// key the server could not fetch, is not the client's fault.
+    /// not yet valid (every client sends one now and then, before refreshing it), whose
+    /// key the server could not fetch, or that the server could not introspect, is not the
+    /// client's fault. An inactive token is counted: it is what junk is answered.
     pub fn is_forgery(&self) -> bool {
-        !matches!(self, TokenError::Expired | TokenError::NotYetValid | TokenError::KeysUnavailable(_))
+        !matches!(
+            self,
+            TokenError::Expired
+                | TokenError::NotYetValid
+                | TokenError::KeysUnavailable(_)
+                | TokenError::IntrospectionFailed(_)
+        )
     }
 }
 
@@ -284,8 +300,19 @@ async fn send(
     builder.body(buf).map_err(|e| FetchError(e.to_string()))
 }
 
-/// Key material is fetched over HTTPS; plain HTTP only from this machine (tests, sidecars).
-fn check_fetch_url(url: &str) -> std::result::Result<(), String> {
+/// The HTTP client of discovery, key sets and introspection: no redirects, `timeout_secs`
+/// (at least 1) for a whole exchange.
+pub(crate) fn http_client(timeout_secs: u64) -> std::result::Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(timeout_secs.max(1)))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Key material is fetched (and tokens are introspected) over HTTPS; plain HTTP only from
+/// this machine (tests, sidecars).
+pub(crate) fn check_fetch_url(url: &str) -> std::result::Result<(), String> {
     let u = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
     match u.scheme() {
         "https" => Ok(()),
@@ -505,6 +532,12 @@ pub struct BearerVerifier {
     algorithms: Vec<Algorithm>,
     leeway: u64,
     max_token: usize,
+    rules: ClaimRules,
+    introspection: Vec<Endpoint>,
+}
+
+/// How verified claims (a JWT's, or an introspection answer's) become a principal.
+pub(crate) struct ClaimRules {
     address_claims: Vec<String>,
     scope_claims: Vec<String>,
     default_scopes: Vec<Scope>,
@@ -518,7 +551,7 @@ pub struct BearerVerifier {
 impl BearerVerifier {
     /// The verifier for the configuration; `None` when no issuer is configured.
     pub fn new(s: &BearerSettings, nms_stores: &[String]) -> Result<Option<Self>> {
-        if s.issuers.is_empty() {
+        if s.issuers.is_empty() && s.introspection.is_empty() {
             return Ok(None);
         }
         let bad = |e: String| Error::internal(format!("configuration: auth.bearer: {e}"));
@@ -539,11 +572,7 @@ impl BearerVerifier {
         if let Some(x) = stores.iter().find(|x| !nms_stores.contains(x)) {
             return Err(bad(format!("store {x} is not one of nms.stores")));
         }
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(s.http_timeout_secs.max(1)))
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let http = http_client(s.http_timeout_secs).map_err(bad)?;
         let mut issuers = Vec::new();
         for i in &s.issuers {
             if issuers.iter().any(|x: &Issuer| x.iss == i.issuer) {
@@ -555,19 +584,26 @@ impl BearerVerifier {
         for d in &s.default_scopes {
             default_scopes.push(Scope::parse(d).ok_or_else(|| bad(format!("unknown scope {d} in default_scopes")))?);
         }
+        let mut introspection = Vec::new();
+        for (i, e) in s.introspection.iter().enumerate() {
+            introspection.push(Endpoint::new(e, s).map_err(|e| bad(format!("introspection[{i}]: {e}")))?);
+        }
         Ok(Some(Self {
             issuers,
             algorithms,
             leeway: s.leeway_secs,
             max_token: s.max_token_bytes.max(1024),
-            address_claims: s.address_claims.clone(),
-            scope_claims: s.scope_claims.clone(),
-            default_scopes,
-            service_claim: s.service_claim.clone(),
-            service_values: s.service_values.clone(),
-            service_clients: s.service_clients.clone(),
-            stores,
-            provision: s.provision_boxes,
+            rules: ClaimRules {
+                address_claims: s.address_claims.clone(),
+                scope_claims: s.scope_claims.clone(),
+                default_scopes,
+                service_claim: s.service_claim.clone(),
+                service_values: s.service_values.clone(),
+                service_clients: s.service_clients.clone(),
+                stores,
+                provision: s.provision_boxes,
+            },
+            introspection,
         }))
     }
 
@@ -590,12 +626,40 @@ impl BearerVerifier {
         self.issuers.iter().filter_map(|i| i.remote.as_ref()).map(|r| r.fetches.load(Ordering::Relaxed)).sum()
     }
 
-    /// Verify a token and map its claims to a principal.
+    /// How many introspection requests were made, over every endpoint (for tests and
+    /// metrics).
+    pub fn introspections(&self) -> u64 {
+        self.introspection.iter().map(Endpoint::calls).sum()
+    }
+
+    /// Verify a token and map its claims (or its introspection answer) to a principal.
     pub async fn verify(&self, token: &str) -> std::result::Result<Principal, TokenError> {
-        let malformed = |d: &str| TokenError::Malformed(d.to_string());
         if token.len() > self.max_token {
-            return Err(malformed("too long"));
+            return Err(TokenError::Malformed("too long".into()));
         }
+        match self.endpoint_for(token) {
+            Some(endpoint) => endpoint.verify(token, &self.rules).await,
+            None => self.verify_jwt(token).await,
+        }
+    }
+
+    /// The introspection endpoint that answers for `token`: the first whose prefix it has,
+    /// unless it is a JWT naming a trusted issuer (whose keys alone verify it).
+    fn endpoint_for(&self, token: &str) -> Option<&Endpoint> {
+        let endpoint = self.introspection.iter().find(|e| e.takes(token))?;
+        let mut parts = token.split('.');
+        let names_issuer = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(_), Some(payload), Some(_), None) => json_part(payload)
+                .and_then(|p| p.get("iss").and_then(Value::as_str).map(|iss| self.issuers.iter().any(|i| i.iss == iss)))
+                .unwrap_or(false),
+            _ => false,
+        };
+        (!names_issuer).then_some(endpoint)
+    }
+
+    /// Verify a signed JWT of a trusted issuer.
+    async fn verify_jwt(&self, token: &str) -> std::result::Result<Principal, TokenError> {
+        let malformed = |d: &str| TokenError::Malformed(d.to_string());
         let parts: Vec<&str> = token.split('.').collect();
         match parts.len() {
             3 => {}
@@ -645,7 +709,7 @@ impl BearerVerifier {
             match jsonwebtoken::decode::<Value>(token, key, &v) {
                 Ok(data) => {
                     self.check_iat(&data.claims)?;
-                    return self.principal(issuer, &data.claims);
+                    return self.rules.principal(&issuer.iss, &data.claims, &["sub"]);
                 }
                 Err(e) => {
                     last = map_error(e.kind());
@@ -669,12 +733,20 @@ impl BearerVerifier {
             }
         }
     }
+}
 
-    /// Claims to principal.
-    fn principal(&self, issuer: &Issuer, claims: &Value) -> std::result::Result<Principal, TokenError> {
+impl ClaimRules {
+    /// Claims to principal: addresses, scopes, service role. The subject (the principal's
+    /// name under `issuer`) is the first of `subject_claims` present, else the client id.
+    pub(crate) fn principal(
+        &self,
+        issuer: &str,
+        claims: &Value,
+        subject_claims: &[&str],
+    ) -> std::result::Result<Principal, TokenError> {
         let client_id =
             claims.get("azp").and_then(Value::as_str).or_else(|| claims.get("client_id").and_then(Value::as_str));
-        let subject = claims.get("sub").and_then(Value::as_str).or(client_id);
+        let subject = subject_claims.iter().find_map(|c| claims.get(*c).and_then(Value::as_str)).or(client_id);
         let Some(subject) = subject.filter(|s| !s.is_empty()) else {
             return Err(TokenError::Malformed("no sub".into()));
         };
@@ -719,7 +791,7 @@ impl BearerVerifier {
         let is_service = by_role || by_client;
         let boxes = self.stores.iter().flat_map(|s| addresses.iter().map(move |a| (s.clone(), a.clone()))).collect();
         Ok(Principal {
-            name: format!("bearer:{}#{subject}", issuer.iss),
+            name: format!("bearer:{issuer}#{subject}"),
             is_service,
             service_stores: if is_service { self.stores.clone() } else { Vec::new() },
             boxes,
@@ -730,7 +802,7 @@ impl BearerVerifier {
 }
 
 /// A base64url JSON object (padding tolerated).
-fn json_part(part: &str) -> Option<serde_json::Map<String, Value>> {
+pub(crate) fn json_part(part: &str) -> Option<serde_json::Map<String, Value>> {
     let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
     match serde_json::from_slice::<Value>(&bytes).ok()? {
         Value::Object(m) => Some(m),

@@ -6,7 +6,8 @@
 //! - HTTP Basic, for accounts made with `cpm-nms account add` (argon2 password hashes);
 //! - HTTP Digest (RFC 7616, SHA-256 and MD5; [`digest`]), for the same accounts, from the
 //!   H(A1) values stored when the account was added;
-//! - Bearer tokens (signed JWTs from trusted OIDC issuers; [`bearer`]).
+//! - Bearer tokens (signed JWTs from trusted OIDC issuers, [`bearer`]; opaque tokens by
+//!   OAuth 2.0 token introspection, [`introspection`]).
 //!
 //! Every route is one [`Operation`] that knows the OAuth scope it needs (NMS Appendix G).
 //! [`authorize`] is the single decision point: the principal must hold the scope and own
@@ -34,6 +35,7 @@
 
 pub mod bearer;
 pub mod digest;
+pub mod introspection;
 pub mod operation;
 
 use std::net::IpAddr;
@@ -246,7 +248,7 @@ impl Authenticator {
         let bearer = BearerVerifier::new(&s.bearer, stores)?;
         if !s.basic && digest.is_none() && bearer.is_none() {
             return Err(Error::internal(
-                "configuration: no authentication scheme is on (auth.basic, auth.digest.enabled, auth.bearer.issuers)",
+                "configuration: no authentication scheme is on (auth.basic, auth.digest.enabled, auth.bearer.issuers, auth.bearer.introspection)",
             ));
         }
         if let Some(b) = &bearer {
@@ -363,6 +365,10 @@ impl Authenticator {
             // with 429 once the address has no failures left.
             return match b.verify(rest.trim()).await {
                 Ok(principal) => Ok(principal),
+                // The token may be good: the authorization server could not say.
+                Err(TokenError::IntrospectionFailed(detail)) => {
+                    Err(Error::Unavailable { what: format!("token introspection: {detail}") })
+                }
                 Err(e) => {
                     if e.is_forgery() {
                         self.failures.failed(&self.failures.keys(req.peer, None))?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use base64::Engine;
@@ -78,18 +78,11 @@ pub(crate) async fn spawn_idp(signers: &[&Signer]) -> Idp {
         jwks_hits: AtomicUsize::new(0),
     });
     let data = web::Data::from(state.clone());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
+    serve_local(listener, move |cfg| {
+        cfg.app_data(data.clone())
             .route("/.well-known/openid-configuration", web::get().to(discovery))
-            .route("/jwks.json", web::get().to(jwks))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
+            .route("/jwks.json", web::get().to(jwks));
+    });
     Idp { url, state }
 }
 
@@ -202,26 +195,35 @@ pub(crate) async fn app_trusting(idp: &Idp, tweak: impl FnOnce(&mut Settings)) -
 }
 
 impl TestApp {
-    fn with_token(&self, method: Method, url: &str, token: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn with_token(&self, method: Method, url: &str, token: &str) -> reqwest::RequestBuilder {
         self.client.request(method, url).bearer_auth(token).header("Accept", "application/json")
     }
 
-    async fn get_with(&self, url: &str, token: &str) -> Response {
+    pub(crate) async fn get_with(&self, url: &str, token: &str) -> Response {
         self.with_token(Method::GET, url, token).send().await.unwrap()
     }
 
-    fn root_lookup(&self, addr: &str) -> String {
+    /// Deposit an empty object into `addr`'s box with `token`.
+    pub(crate) async fn deposit_with(&self, addr: &str, token: &str) -> Response {
+        self.with_token(Method::POST, &format!("{}/objects", self.base(addr)), token)
+            .json(&json!({"object": {}}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub(crate) fn root_lookup(&self, addr: &str) -> String {
         format!("{}/folders/operations/pathToId", self.base(addr))
     }
 }
 
-fn challenges(res: &Response) -> Vec<String> {
+pub(crate) fn challenges(res: &Response) -> Vec<String> {
     res.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_string()).collect()
 }
 
 /// A refused bearer token: 401, the Bearer challenge alone with `invalid_token` and a
 /// description starting with `what`, and an OMA POL0001 body saying the same.
-async fn assert_invalid_token(res: Response, what: &str) {
+pub(crate) async fn assert_invalid_token(res: Response, what: &str) {
     let ch = challenges(&res);
     assert_eq!(ch.len(), 1, "{ch:?}");
     assert!(ch[0].starts_with("Bearer realm=\"cpm-nms\""), "{}", ch[0]);
@@ -233,7 +235,7 @@ async fn assert_invalid_token(res: Response, what: &str) {
 }
 
 /// A 403 naming `what` in the policy exception.
-async fn assert_forbidden(res: Response, what: &str) {
+pub(crate) async fn assert_forbidden(res: Response, what: &str) {
     // A missing scope also says so to the bearer client (RFC 6750 3.1); nothing else does.
     let challenge = res.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
     match what.strip_prefix("missing scope ") {
@@ -265,12 +267,7 @@ async fn valid_tokens_of_each_algorithm_are_accepted() {
     }
     // A bearer subscriber writes, and its object is the same one alice's Basic login sees.
     let token = ec.sign(&claims(&idp.url, ALICE, "oma_rest_nms.create oma_rest_nms.read"));
-    let res = app
-        .with_token(Method::POST, &format!("{}/objects", app.base(ALICE)), &token)
-        .json(&json!({"object": {"flags": {"flag": ["\\Seen"]}}}))
-        .send()
-        .await
-        .unwrap();
+    let res = app.deposit_with(ALICE, &token).await;
     assert_eq!(res.status(), 201);
     let url = res.json::<Value>().await.unwrap()["reference"]["resourceURL"].as_str().unwrap().to_string();
     assert_eq!(app.get(&url).await.status(), 200);
@@ -558,13 +555,7 @@ async fn id_tokens_without_scopes_get_the_default_scopes() {
     let mut c = claims(&idp.url, ALICE, "");
     c.as_object_mut().unwrap().remove("scope");
     assert_eq!(app.get_with(&app.root_lookup(ALICE), &ec.sign(&c)).await.status(), 200);
-    let res = app
-        .with_token(Method::POST, &format!("{}/objects", app.base(ALICE)), &ec.sign(&c))
-        .json(&json!({"object": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_forbidden(res, "missing scope oma_rest_nms.create").await;
+    assert_forbidden(app.deposit_with(ALICE, &ec.sign(&c)).await, "missing scope oma_rest_nms.create").await;
 }
 
 #[tokio::test]

@@ -297,3 +297,19 @@ pub fn raw_head(app: &TestApp, method: &str, rel: &str, content_type: &str, len:
          Content-Type: {content_type}\r\nContent-Length: {len}\r\n\r\n"
     )
 }
+
+/// A small HTTP server of the tests' own (an identity provider, an authorization server, a
+/// webhook receiver) on `listener`, its routes and data set by `configure`, running until
+/// the test ends.
+pub fn serve_local(
+    listener: std::net::TcpListener,
+    configure: impl Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
+) {
+    let server = actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+    tokio::spawn(server);
+}

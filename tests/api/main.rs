@@ -17,6 +17,7 @@ mod folder_limits;
 mod folders;
 mod hardening;
 mod helpers;
+mod introspection;
 mod limits;
 mod mirror;
 mod multipart_input;

@@ -617,3 +617,33 @@ async fn nul_in_what_a_client_names_or_sends_is_a_4xx_on_every_engine() {
     let (status, v) = send(&app, Method::POST, &nc(&app), Some(body)).await;
     assert_eq!((status, message_id(&v)), (400, "SVC0002"), "{v}");
 }
+
+#[tokio::test]
+async fn the_channel_list_is_the_deployed_array_or_on_request_the_nc_list() {
+    let app = spawn_app().await;
+    let (resource, _, _) = channel(&app).await;
+    let (status, one) = send(&app, Method::GET, &resource, None).await;
+    assert_eq!(status, 200);
+    // The default, and `listFormat=deployed`: an array of {notificationChannel, resourceURL}.
+    for url in [nc(&app), format!("{}?listFormat=deployed", nc(&app))] {
+        let (status, v) = send(&app, Method::GET, &url, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            v,
+            json!({"notificationChannelList": [{"notificationChannel": one["notificationChannel"], "resourceURL": resource}]})
+        );
+    }
+    // `listFormat=nc`: the NC spec's NotificationChannelList (NC 5.2.2.1, D.1).
+    let (status, v) = send(&app, Method::GET, &format!("{}?listFormat=nc", nc(&app)), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        v,
+        json!({"notificationChannelList": {"notificationChannel": [one["notificationChannel"]], "resourceURL": nc(&app)}})
+    );
+    // Through acr:auth the list's URL names the user it resolved to.
+    let acr = format!("{}/notificationchannel/v1/acr%3Aauth/channels?listFormat=nc", app.url);
+    let (_, v) = send(&app, Method::GET, &acr, None).await;
+    assert_eq!(v["notificationChannelList"]["resourceURL"], nc(&app));
+    let (status, v) = send(&app, Method::GET, &format!("{}?listFormat=xml", nc(&app)), None).await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0003"));
+}

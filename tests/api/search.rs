@@ -541,8 +541,13 @@ async fn search_results_have_the_object_shape_and_other_boxes_stay_apart() {
     let list = v["objectList"]["object"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     let o = &list[0];
-    let direct: Value = app.get(&mine).await.json().await.unwrap();
-    assert_eq!(o, &direct["object"], "a search result is the object as GET returns it");
+    // A search result is the object as GET returns it, its flags with their list's URL
+    // (NMS D.20, D.21; a single GET, D.7, has none).
+    let mut direct: Value = app.get(&mine).await.json().await.unwrap();
+    assert!(direct["object"]["flags"].get("resourceURL").is_none());
+    direct["object"]["flags"]["resourceURL"] = json!(format!("{mine}/flags"));
+    assert_eq!(o, &direct["object"]);
+    assert_eq!(app.get(o["flags"]["resourceURL"].as_str().unwrap()).await.status(), 200);
     let keys: Vec<&str> = o.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, ["parentFolder", "attributes", "flags", "resourceURL", "path", "lastModSeq"]);
     assert!(v["objectList"].get("cursor").is_none());

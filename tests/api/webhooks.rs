@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -73,13 +73,9 @@ async fn hook(rx: web::Data<Receiver>, body: web::Bytes) -> HttpResponse {
 fn serve(listener: TcpListener, script: Vec<Reply>) -> Receiver {
     let rx = Receiver { script: Arc::new(Mutex::new(script.into())), ..Default::default() };
     let data = web::Data::new(rx.clone());
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).route("/hook", web::post().to(hook)))
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap()
-        .run();
-    tokio::spawn(server);
+    serve_local(listener, move |cfg| {
+        cfg.app_data(data.clone()).route("/hook", web::post().to(hook));
+    });
     rx
 }
 
