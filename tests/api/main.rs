@@ -33,3 +33,4 @@ mod search;
 mod storage;
 mod sync;
 mod webhooks;
+mod xml;
