@@ -466,11 +466,16 @@ struct Members<'a> {
 
 impl<'a> Members<'a> {
     fn of(el: &'a Element) -> Self {
+        // Indexed by name: a document of many distinct names costs no more than its size.
         let mut groups: Vec<(&'a str, Vec<&'a Element>)> = Vec::new();
+        let mut index: std::collections::HashMap<&'a str, usize> = std::collections::HashMap::new();
         for child in &el.children {
-            match groups.iter_mut().find(|(n, _)| *n == child.name) {
-                Some((_, g)) => g.push(child),
-                None => groups.push((child.name.as_str(), vec![child])),
+            match index.get(child.name.as_str()).and_then(|&i| groups.get_mut(i)) {
+                Some((_, group)) => group.push(child),
+                None => {
+                    index.insert(child.name.as_str(), groups.len());
+                    groups.push((child.name.as_str(), vec![child]));
+                }
             }
         }
         Members { parent: el.name.as_str(), groups: groups.into_iter(), value: None }
