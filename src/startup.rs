@@ -199,6 +199,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(ops.clone())
                 .wrap(actix_web::middleware::from_fn(api::pacing::pace_bodies))
+                .wrap(actix_web::middleware::from_fn(api::xml::negotiate))
                 .wrap(actix_web::middleware::from_fn(api::access::observe))
                 .wrap_fn(|req, srv| {
                     let fut = srv.call(req);

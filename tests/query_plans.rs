@@ -79,6 +79,7 @@ async fn statements_of_a_conformance_run(data: &std::path::Path, db: Option<&str
         store: "base".into(),
         timeout: Duration::from_secs(60),
         channel_root: None,
+        format: Default::default(),
     };
     let report = run(&opts, &select(&[]), std::future::pending(), |_| {}).await;
     assert_eq!(report.setup_error, None);

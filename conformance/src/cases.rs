@@ -18,7 +18,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::Options;
-use crate::http::{Http, Multipart, Res, Resp, boundary_of, parse_multipart};
+use crate::http::{Format, Http, Multipart, Res, Resp, boundary_of, parse_multipart};
 use crate::{ensure, fail};
 
 /// The future of one check.
@@ -59,6 +59,7 @@ const O: bool = false;
 /// The checks, in the order of the CPM SCR table, then the `CPM-` items.
 pub const CASES: &[Case] = &[
     case!("REST-NMS-SUPPORT-S-001-M", "RESTful NMS API: root discovery, box URLs, authentication", M, support_api),
+    case!("REST-NMS-SUPPORT-S-002-M", "XML request and response format", O, support_xml),
     case!("REST-NMS-SUPPORT-S-003-M", "JSON request and response format", M, support_json),
     case!("REST-NMS-OBJECTS-S-001-M", "object creation (JSON-only object, parentFolderPath)", M, objects_support),
     case!("REST-NMS-OBJECTS-S-002-M", "upload an object with payload into an identified folder", M, objects_upload),
@@ -320,7 +321,8 @@ impl Ctx {
     /// POST a `multipart/form-data` deposit: `root-fields` with `object`, then (if given) one
     /// `attachments` part with its headers and content.
     pub async fn deposit(&self, object: &Value, attachment: Option<InnerPart<'_>>) -> Res<Resp> {
-        let mut m = Multipart::new("conformance-outer-5a1f9c").root_fields(object);
+        let mut m =
+            Multipart::new("conformance-outer-5a1f9c").root_document(self.http.format(), &json!({ "object": object }));
         if let Some((headers, content)) = attachment {
             let mut all = vec![("Content-Disposition", "form-data; name=\"attachments\"")];
             all.extend_from_slice(headers);
@@ -852,7 +854,7 @@ async fn support_api(c: &Ctx) -> Res {
 
 async fn support_json(c: &Ctx) -> Res {
     let f = c.scratch("json").await?;
-    // A response is application/json with typed members.
+    // A response is a document of the run's format with typed members.
     let r = c.http.get(&f.url).await?;
     let v = r.json_with(200)?;
     u64_at(&v, "/folder/lastModSeq")?;
@@ -864,15 +866,45 @@ async fn support_json(c: &Ctx) -> Res {
     ensure!(flags.len() == 1 && flags[0] == "\\Seen", "flags.flag should be [\"\\\\Seen\"]: {}", brief(&ov));
     ensure!(attr(&ov, "Message-Context")? == Some(owned(&["chat-message"])), "Message-Context: {}", brief(&ov));
     u64_at(&ov, "/lastModSeq")?;
-    // Errors are JSON requestError bodies.
+    // Errors are requestError bodies.
     c.http.get(&c.unknown("objects")).await?.error(404, "SVC0004")?;
-    // A non-JSON request body is refused as an unsupported media type.
-    let xml = format!(
-        "<?xml version=\"1.0\"?><nms:folder xmlns:nms=\"urn:oma:xml:rest:netapi:nms:1\">\
-         <parentFolderPath>{}</parentFolderPath><name>xml</name></nms:folder>",
-        f.path
+    // A body of neither format is refused as an unsupported media type.
+    post_raw(c, &c.folders(), "text/plain", "folder").await?.error(415, "POL0011")?;
+    Ok(())
+}
+
+async fn support_xml(c: &Ctx) -> Res {
+    let f = c.scratch("xml").await?;
+    let xml = c.http.clone().with_format(Format::Xml);
+    // A folder created from an XML document, answered in XML under the NMS namespace.
+    let doc = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><nms:folder xmlns:nms=\"{}\">\
+         <parentFolder>{}</parentFolder><name>xml &amp; more</name></nms:folder>",
+        crate::xml::NMS_NS,
+        f.url
     );
-    post_raw(c, &c.folders(), "application/xml", &xml).await?.error(415, "POL0011")?;
+    let r = xml.req(Method::POST, &c.folders()).body("application/xml", doc.into_bytes()).send().await?;
+    let v = r.json_with(201)?;
+    ensure!(
+        String::from_utf8_lossy(&r.body).contains(crate::xml::NMS_NS),
+        "the reference is not in the NMS namespace: {}",
+        r.describe()
+    );
+    let url = c.url_at(&v, "/reference/resourceURL", "folders")?;
+    let folder = xml.get(&url).await?.json_with(200)?;
+    ensure!(str_at(&folder, "/folder/name")? == "xml & more", "folder name: {}", brief(&folder));
+    u64_at(&folder, "/folder/lastModSeq")?;
+    // Errors are the common schema's requestError.
+    let r = xml.get(&c.unknown("objects")).await?;
+    r.error(404, "SVC0004")?;
+    ensure!(
+        String::from_utf8_lossy(&r.body).contains("urn:oma:xml:rest:netapi:common:1"),
+        "requestError not in the common namespace: {}",
+        r.describe()
+    );
+    // JSON stays the answer for clients that do not ask for XML.
+    let json = c.http.clone().with_format(Format::Json);
+    json.get(&url).await?.json_with(200)?;
     Ok(())
 }
 
@@ -1268,8 +1300,12 @@ async fn payloadpart_support(c: &Ctx) -> Res {
         hrefs.push(href.to_string());
     }
     ensure!(hrefs[0] != hrefs[1], "payload part hrefs must differ: {hrefs:?}");
-    let disposition = str_at(&parts[1], "/contentDisposition")?;
-    ensure!(disposition.contains("img1.png"), "contentDisposition not kept: {disposition:?}");
+    // contentDisposition is a CPM addition to PayloadPartInfo (JSON); the XML schema has no
+    // element for it.
+    if c.http.format() == Format::Json {
+        let disposition = str_at(&parts[1], "/contentDisposition")?;
+        ensure!(disposition.contains("img1.png"), "contentDisposition not kept: {disposition:?}");
+    }
     ensure!(attr1(&ov, "Content-Type")?.starts_with("multipart/related"), "Content-Type attribute: {}", brief(&ov));
     c.http.get(&format!("{}/payloadParts/999", o.url)).await?.error(404, "SVC0004")?;
     Ok(())
@@ -2026,11 +2062,8 @@ async fn objects_search_post(c: &Ctx) -> Res {
 /// POST a bulkCreation: `root-fields` with `{"objectList": {"object": objects}}`, then one
 /// `attachments` part per payload (`None`: an empty part without Content-Type).
 async fn bulk_create(c: &Ctx, objects: &[Value], payloads: &[Option<(&str, &[u8])>]) -> Res<Resp> {
-    let root = json!({"objectList": {"object": objects}}).to_string();
-    let mut m = Multipart::new("conformance-bulk-3c9d71").part(
-        &[("Content-Disposition", "form-data; name=\"root-fields\""), ("Content-Type", "application/json")],
-        root.as_bytes(),
-    );
+    let mut m = Multipart::new("conformance-bulk-3c9d71")
+        .root_document(c.http.format(), &json!({"objectList": {"object": objects}}));
     for p in payloads {
         m = match p {
             Some((ct, content)) => {
@@ -3973,6 +4006,7 @@ mod tests {
         assert_eq!(
             optional,
             [
+                "REST-NMS-SUPPORT-S-002-M",
                 "REST-NMS-AOBJECT-FLAGS-S-003-O",
                 "REST-NMS-AOBJECT-PAYLOAD-S-001-M",
                 "REST-NMS-AOBJECT-PAYLOAD-S-002-M",

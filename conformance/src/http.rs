@@ -54,14 +54,43 @@ macro_rules! fail {
     };
 }
 
+/// The format documents are exchanged in (the runner's mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Json,
+    /// The OMA XML binding: requests in XML, `Accept: application/xml`.
+    Xml,
+}
+
+impl Format {
+    /// The media type of documents in this format.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Xml => "application/xml",
+        }
+    }
+
+    /// A JSON document `{"root": ..}` as sent in this format.
+    pub fn document(self, doc: &Value) -> Vec<u8> {
+        match self {
+            Format::Xml => crate::xml::to_xml(doc).unwrap_or_else(|| doc.to_string()).into_bytes(),
+            Format::Json => doc.to_string().into_bytes(),
+        }
+    }
+}
+
 /// The HTTP client: the configured credentials (Basic, or a bearer token) on every
-/// request, `Accept: application/json`, redirects not followed (a redirect is an answer to
+/// request, `Accept` of the run's format, redirects not followed (a redirect is an answer to
 /// check, not to follow).
+#[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
     user: String,
     password: String,
     bearer: Option<String>,
+    format: Format,
 }
 
 impl Http {
@@ -71,7 +100,18 @@ impl Http {
             .timeout(timeout)
             .build()
             .map_err(Fail::from)?;
-        Ok(Self { client, user: user.to_string(), password: password.to_string(), bearer: None })
+        Ok(Self { client, user: user.to_string(), password: password.to_string(), bearer: None, format: Format::Json })
+    }
+
+    /// The same client exchanging documents in `format`.
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The format documents are exchanged in.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// The same client presenting `token` (`Authorization: Bearer`) instead of Basic.
@@ -94,11 +134,11 @@ impl Http {
 
     /// A request with other credentials, or none.
     pub fn req_as(&self, method: Method, url: &str, credentials: Option<(&str, &str)>) -> Req {
-        let mut rb = self.client.request(method.clone(), url).header("Accept", "application/json");
+        let mut rb = self.client.request(method.clone(), url).header("Accept", self.format.media_type());
         if let Some((user, password)) = credentials {
             rb = rb.basic_auth(user, Some(password));
         }
-        Req { method, url: url.to_string(), rb }
+        Req { method, url: url.to_string(), rb, format: self.format }
     }
 
     pub async fn get(&self, url: &str) -> Res<Resp> {
@@ -123,6 +163,7 @@ pub struct Req {
     method: Method,
     url: String,
     rb: reqwest::RequestBuilder,
+    format: Format,
 }
 
 impl Req {
@@ -131,9 +172,10 @@ impl Req {
         self
     }
 
-    /// A JSON body (`Content-Type: application/json`).
+    /// A document given in its JSON shape, sent in the run's format.
     pub fn json(self, body: &Value) -> Self {
-        self.body("application/json", body.to_string().into_bytes())
+        let format = self.format;
+        self.body(format.media_type(), format.document(body))
     }
 
     /// A raw body with its `Content-Type`.
@@ -148,7 +190,7 @@ impl Req {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let body = res.bytes().await.map_err(|e| fail!("{what}: reading the body: {}", Fail::from(e)))?.to_vec();
-        Ok(Resp { method: self.method, url: self.url, status, headers, body })
+        Ok(Resp { method: self.method, url: self.url, status, headers, body, format: self.format })
     }
 }
 
@@ -159,6 +201,8 @@ pub struct Resp {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// The run's format, which documents must come in.
+    pub format: Format,
 }
 
 impl Resp {
@@ -198,9 +242,20 @@ impl Resp {
         Ok(self)
     }
 
-    /// The body as JSON; the response must say `application/json`.
+    /// The body in its JSON shape; the response must be in the run's format (`application/json`,
+    /// or `application/xml` read back into the JSON shape).
     pub fn json(&self) -> Res<Value> {
         let mt = self.media_type();
+        if self.format == Format::Xml {
+            ensure!(
+                mt == "application/xml" || mt.ends_with("+xml"),
+                "expected an application/xml body, got Content-Type {:?} ({})",
+                self.header("content-type").unwrap_or("none"),
+                self.describe()
+            );
+            return crate::xml::to_json(&self.body)
+                .map_err(|e| fail!("body is not the XML expected ({e}): {}", self.describe()));
+        }
         ensure!(
             mt == "application/json" || mt.ends_with("+json"),
             "expected an application/json body, got Content-Type {:?} ({})",
@@ -267,12 +322,16 @@ impl Multipart {
         self
     }
 
-    /// The `root-fields` form part carrying `{"object": object}`.
+    /// The `root-fields` form part carrying `{"object": object}` in JSON.
     pub fn root_fields(self, object: &Value) -> Self {
-        let json = serde_json::json!({ "object": object }).to_string();
+        self.root_document(Format::Json, &serde_json::json!({ "object": object }))
+    }
+
+    /// The `root-fields` form part carrying the document `doc` in `format`.
+    pub fn root_document(self, format: Format, doc: &Value) -> Self {
         self.part(
-            &[("Content-Disposition", "form-data; name=\"root-fields\""), ("Content-Type", "application/json")],
-            json.as_bytes(),
+            &[("Content-Disposition", "form-data; name=\"root-fields\""), ("Content-Type", format.media_type())],
+            &format.document(doc),
         )
     }
 

@@ -21,12 +21,14 @@
 
 pub mod cases;
 pub mod http;
+pub mod xml;
 
 use std::future::Future;
 use std::time::Duration;
 
 use crate::cases::Ctx;
 pub use crate::cases::{CASES, Case};
+pub use crate::http::Format;
 use crate::http::{Fail, Http};
 
 /// Where and as whom to run.
@@ -51,6 +53,8 @@ pub struct Options {
     /// `None`: `{base_url}/notificationchannel/v1/{box_id percent-encoded}` (same server root as
     /// the NMS API, the box address as `userId`).
     pub channel_root: Option<String>,
+    /// The format of every document the runner sends and expects (JSON, or the XML binding).
+    pub format: Format,
 }
 
 /// The items whose id contains one of `only` (all items when `only` is empty).
@@ -143,7 +147,9 @@ pub async fn run(
         report.outcomes.push(outcome);
     };
     let setup = async {
-        let http = Http::new(&opts.user, &opts.password, opts.timeout)?.with_bearer(opts.bearer.clone());
+        let http = Http::new(&opts.user, &opts.password, opts.timeout)?
+            .with_bearer(opts.bearer.clone())
+            .with_format(opts.format);
         Ctx::setup(http, opts).await
     };
     let ctx = match setup.await {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use nms_conformance::{Options, run, select};
+use nms_conformance::{Format, Options, run, select};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Black-box conformance runner for OMA REST NMS servers (CPM binding SCR items)")]
@@ -41,6 +41,10 @@ struct Args {
     /// [default: {base-url}/notificationchannel/v1/{box, percent-encoded}].
     #[arg(long, env = "NMS_CHANNEL_ROOT")]
     channel_root: Option<String>,
+    /// Exchange every document in the OMA XML binding (`application/xml` requests and
+    /// `Accept: application/xml`) instead of JSON.
+    #[arg(long)]
+    xml: bool,
     /// Run only the items whose id contains this text (repeatable).
     #[arg(long)]
     only: Vec<String>,
@@ -80,6 +84,7 @@ async fn main() -> ExitCode {
         store: args.store,
         timeout: Duration::from_secs(args.timeout_secs),
         channel_root: args.channel_root,
+        format: if args.xml { Format::Xml } else { Format::Json },
     };
     let interrupt = async {
         if tokio::signal::ctrl_c().await.is_err() {

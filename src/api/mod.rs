@@ -18,6 +18,7 @@ pub mod search;
 mod subscriptions;
 pub mod urls;
 pub mod wire;
+pub mod xml;
 
 use actix_web::dev::Payload;
 use actix_web::http::Method;
@@ -321,11 +322,9 @@ pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Byt
     Ok(buf.freeze())
 }
 
-/// Whether the request declares a JSON body (`application/json` or `+json`).
-fn is_json(req: &HttpRequest) -> bool {
-    media_type(req).is_some_and(|m| {
-        m.type_() == mime::APPLICATION && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
-    })
+/// Whether a body is declared as JSON (`application/json` or `+json`).
+fn is_json(m: &mime::Mime) -> bool {
+    m.type_() == mime::APPLICATION && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
 }
 
 /// The parsed `Content-Type` of the request.
@@ -343,16 +342,39 @@ pub trait OmaBody: DeserializeOwned {
 }
 
 /// Read and decode a request document (at most `limits.max_json_bytes`). Its format is
-/// decided here, from the request's `Content-Type`: JSON is the one binding offered; any
+/// decided here, from the request's `Content-Type`: JSON or XML (the OMA schema's); any
 /// other type is refused (415).
 pub async fn oma_body<T: OmaBody>(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<T> {
-    if !is_json(req) {
-        let got =
-            req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none");
-        return Err(Error::UnsupportedMediaType { media_type: got.to_string() });
-    }
+    let format = match media_type(req) {
+        Some(m) if is_json(&m) => Format::Json,
+        Some(m) if xml::is_xml(&m) => Format::Xml,
+        _ => {
+            let got = req
+                .headers()
+                .get(actix_web::http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none");
+            return Err(Error::UnsupportedMediaType { media_type: got.to_string() });
+        }
+    };
     let body = read_limited(payload, state.limits.max_json_bytes).await?;
-    parse_json(&body, T::ROOT)
+    parse_document(&body, format, T::ROOT)
+}
+
+/// The format of a request document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Xml,
+}
+
+/// Decode a document under its root element `root`, naming the root and the problem on
+/// failure (400 SVC0002).
+pub fn parse_document<T: DeserializeOwned>(body: &[u8], format: Format, root: &str) -> Result<T> {
+    match format {
+        Format::Json => parse_json(body, root),
+        Format::Xml => xml::from_slice(body, root).map_err(|e| Error::invalid(format!("{root} ({e})"))),
+    }
 }
 
 /// An authorised request (`A`: [`Access`], or [`ChannelAccess`]) and its document `T`. The

@@ -2,7 +2,7 @@
 //!
 //! Layout (NMS 6.1.5, REST_NetAPI_Common): the body is `multipart/form-data`,
 //! `multipart/related` (as CPM Appendix H prints it) or `multipart/mixed`. Its first part
-//! holds the root fields, `{"object": ..}` (a `form-data` body names it `root-fields`; a
+//! holds the root fields, `{"object": ..}` in JSON or `<nms:object>` in XML (a `form-data` body names it `root-fields`; a
 //! `related` body whose `start` parameter names a part by Content-ID must put that part
 //! first, since payloads are stored while they stream and never held back); then at most one
 //! payload part, whatever its name (bulkCreation, 6.9: `{"objectList": ..}` then one payload
@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
 use super::wire::{ObjectEnvelope, ObjectIn, ObjectListEnvelope};
-use super::{AppState, OmaBody, media_type, parse_json};
+use super::{AppState, Format, OmaBody, media_type, parse_document};
 use crate::blob::PartWriter;
 use crate::cpm::cpim::{self, strip_param};
 use crate::cpm::imdn;
@@ -116,8 +116,8 @@ fn open(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<Op
     Ok(Opened { reader: Reader::new(Box::pin(body), &boundary, head), media, limits })
 }
 
-/// The root part, which must come first: its JSON bytes.
-async fn root_fields(o: &mut Opened, state: &AppState) -> Result<Bytes> {
+/// The root part, which must come first, decoded: XML when it is labelled so, else JSON.
+async fn root_fields<T: OmaBody>(o: &mut Opened, state: &AppState) -> Result<T> {
     let first = o.reader.next_part().await?.ok_or_else(|| Error::invalid("root-fields"))?;
     match o.media.get_param("start") {
         Some(start) => {
@@ -133,13 +133,12 @@ async fn root_fields(o: &mut Opened, state: &AppState) -> Result<Bytes> {
         }
         None => {}
     }
-    // The XML binding is not offered (as for whole bodies); other labels are read as JSON,
-    // since clients label this part loosely (curl: application/octet-stream).
-    if let Some(m) = first.get("content-type").and_then(|t| t.parse::<mime::Mime>().ok())
-        && (m.subtype() == mime::XML || m.suffix() == Some(mime::XML))
-    {
-        return Err(Error::UnsupportedMediaType { media_type: m.essence_str().to_string() });
-    }
+    // Other labels than XML are read as JSON, since clients label this part loosely (curl:
+    // application/octet-stream).
+    let format = match first.get("content-type").and_then(|t| t.parse::<mime::Mime>().ok()) {
+        Some(m) if super::xml::is_xml(&m) => Format::Xml,
+        _ => Format::Json,
+    };
     let limit = state.limits.max_json_bytes;
     let mut buf = BytesMut::new();
     while let Some(chunk) = o.reader.chunk().await? {
@@ -148,14 +147,13 @@ async fn root_fields(o: &mut Opened, state: &AppState) -> Result<Bytes> {
         }
         buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    parse_document(&buf, format, T::ROOT)
 }
 
 /// Read a multipart deposit: the object's root fields and its payload parts.
 pub async fn read_deposit(req: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<(ObjectIn, Deposit)> {
     let mut o = open(req, payload, state)?;
-    let json = root_fields(&mut o, state).await?;
-    let envelope: ObjectEnvelope = parse_json(&json, ObjectEnvelope::ROOT)?;
+    let envelope: ObjectEnvelope = root_fields(&mut o, state).await?;
 
     let mut deposit = state.nms.begin_deposit();
     let res = async {
@@ -187,8 +185,7 @@ pub async fn read_bulk_deposit(
     state: &AppState,
 ) -> Result<Vec<(serde_json::Value, Deposit)>> {
     let mut o = open(req, payload, state)?;
-    let json = root_fields(&mut o, state).await?;
-    let envelope: ObjectListEnvelope = parse_json(&json, ObjectListEnvelope::ROOT)?;
+    let envelope: ObjectListEnvelope = root_fields(&mut o, state).await?;
     let objects = envelope.object_list.object;
     // Refuse an oversized request before any payload is stored.
     state.nms.check_bulk_size("objectList", objects.len())?;

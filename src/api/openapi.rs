@@ -106,6 +106,12 @@ fn json(schema: RefOr<Schema>, examples: Vec<(&str, serde_json::Value)>) -> utoi
     b.build()
 }
 
+/// The same document in the OMA XML binding (the JSON member names are the element names;
+/// see docs/api.md, XML).
+fn xml_document(schema: RefOr<Schema>) -> utoipa::openapi::content::Content {
+    ContentBuilder::new().schema(Some(schema)).build()
+}
+
 /// What an operation takes as its body.
 enum Body {
     None,
@@ -416,13 +422,15 @@ fn operation(op: Operation) -> utoipa::openapi::path::Operation {
         Body::Json(schema, examples) => b.request_body(Some(
             RequestBodyBuilder::new()
                 .required(Some(Required::True))
-                .content("application/json", json(schema, examples))
+                .content("application/json", json(schema.clone(), examples))
+                .content(super::xml::XML, xml_document(schema))
                 .build(),
         )),
         Body::Deposit(schema, examples) => b.request_body(Some(
             RequestBodyBuilder::new()
                 .required(Some(Required::True))
-                .content("application/json", json(schema, examples))
+                .content("application/json", json(schema.clone(), examples))
+                .content(super::xml::XML, xml_document(schema))
                 .content("multipart/form-data", multipart())
                 .build(),
         )),
@@ -437,8 +445,10 @@ fn operation(op: Operation) -> utoipa::openapi::path::Operation {
     for (answer, description) in described.answers {
         responses = match answer {
             Answer::Json(status, schema) => {
-                let mut answer =
-                    ResponseBuilder::new().description(description).content("application/json", json(*schema, vec![]));
+                let mut answer = ResponseBuilder::new()
+                    .description(description)
+                    .content("application/json", json((*schema).clone(), vec![]))
+                    .content(super::xml::XML, xml_document(*schema));
                 if status == "201" {
                     answer = answer.header("Location", Header::new(string()));
                 }
@@ -461,13 +471,15 @@ fn operation(op: Operation) -> utoipa::openapi::path::Operation {
             "4XX",
             ResponseBuilder::new()
                 .description("Refused: `requestError` with a `serviceException` or `policyException`")
-                .content("application/json", json(client_error, vec![])),
+                .content("application/json", json(client_error.clone(), vec![]))
+                .content(super::xml::XML, xml_document(client_error)),
         )
         .response(
             "5XX",
             ResponseBuilder::new()
                 .description("The server or a backend failed (`SVC0001`)")
-                .content("application/json", json(error, vec![])),
+                .content("application/json", json(error.clone(), vec![]))
+                .content(super::xml::XML, xml_document(error)),
         );
     b = b.responses(responses.build());
     if op.credentials_optional() {

@@ -1,6 +1,7 @@
 //! Wire structures: the exact OMA JSON shapes (NMS section 5.3, JSON rules of
 //! REST_NetAPI_Common). Repeating elements are always arrays, numbers are JSON numbers,
-//! absent optional members are omitted, and every URL is absolute.
+//! absent optional members are omitted, and every URL is absolute. The same structures are
+//! the XML documents (`super::xml`).
 
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;

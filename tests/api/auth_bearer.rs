@@ -1064,6 +1064,7 @@ async fn the_conformance_runner_passes_with_a_bearer_token() {
         store: "base".into(),
         timeout: std::time::Duration::from_secs(60),
         channel_root: None,
+        format: Default::default(),
     };
     let cases = nms_conformance::select(&[]);
     let report = nms_conformance::run(&opts, &cases, std::future::pending(), |_| {}).await;

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use nms_conformance::{CASES, Options, run, select};
+use nms_conformance::{CASES, Format, Options, run, select};
 use serde_json::Value;
 
 use crate::helpers::{ALICE, PW, TestApp, enc, spawn_app, spawn_app_with};
 
-/// Run as alice on her box.
+/// Run as alice on her box, in JSON.
 fn options(app: &TestApp, password: &str) -> Options {
     Options {
         bearer: None,
@@ -19,14 +19,25 @@ fn options(app: &TestApp, password: &str) -> Options {
         store: "base".into(),
         timeout: Duration::from_secs(60),
         channel_root: None,
+        format: Format::Json,
     }
 }
 
 #[tokio::test]
 async fn every_scr_item_passes_against_the_embedded_server() {
+    every_item_passes(Format::Json).await;
+}
+
+/// The same run with every document in the XML binding.
+#[tokio::test]
+async fn every_scr_item_passes_in_xml() {
+    every_item_passes(Format::Xml).await;
+}
+
+async fn every_item_passes(format: Format) {
     let app = spawn_app().await;
     let root = app.root().await;
-    let opts = options(&app, PW);
+    let opts = Options { format, ..options(&app, PW) };
     let report = run(&opts, &select(&[]), std::future::pending(), |o| println!("{}", o.line())).await;
     println!("{}", report.summary());
     assert_eq!(report.setup_error, None);

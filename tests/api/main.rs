@@ -34,3 +34,4 @@ mod search;
 mod storage;
 mod sync;
 mod webhooks;
+mod xml;

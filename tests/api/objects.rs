@@ -300,17 +300,6 @@ async fn unsupported_media_type_is_415() {
         .await
         .expect("send");
     assert_error(res, 415, "POL0011").await;
-    // XML root fields in a multipart deposit: the XML binding is not offered either.
-    for xml_type in ["application/xml", "text/xml", "application/vnd.oma.nms+xml"] {
-        let (ct, body) = form()
-            .part(
-                &[("Content-Disposition", "form-data; name=\"root-fields\""), ("Content-Type", xml_type)],
-                b"<object><parentFolderPath>/x</parentFolderPath></object>",
-            )
-            .part(&[("Content-Disposition", "form-data; name=\"attachments\""), ("Content-Type", "text/plain")], b"hi")
-            .finish("multipart/form-data");
-        assert_error(app.deposit(&ct, body).await, 415, "POL0011").await;
-    }
     // A loosely labelled JSON part is still read.
     let (ct, body) = form()
         .part(

@@ -128,6 +128,12 @@ async fn the_document_describes_bodies_errors_and_credentials() {
     let sms: Value = serde_json::from_str(include_str!("../../fixtures/walkthrough/sms-root-fields.json")).unwrap();
     assert_eq!(create["application/json"]["examples"]["sms"]["value"], sms);
     assert!(create["multipart/form-data"].is_object());
+    // Documents and errors may be XML as well.
+    assert!(create["application/xml"].is_object());
+    let get = &doc["paths"][Operation::ObjectGet.pattern()]["get"]["responses"];
+    assert!(
+        get["200"]["content"]["application/xml"].is_object() && get["4XX"]["content"]["application/xml"].is_object()
+    );
     // Renewing a channel's lifetime may go without credentials; nothing else may.
     let renew = &doc["paths"][Operation::ChannelLifetimePut.pattern()]["put"]["security"];
     assert!(renew.as_array().unwrap().iter().any(|r| r == &json!({})), "{renew}");
