@@ -37,51 +37,63 @@ impl Changes for SqlStore {
             // The rest of a group a previous page split.
             return slice(tx, after, after_within).await;
         }
-        // The `limit` smallest modseqs of each source hold the `limit` smallest overall.
+        // The `limit` smallest modseqs of each source hold the `limit` smallest overall: how
+        // many of those there are (at most `limit`) and the last of them, in one row.
         let next = |table: &str| {
             format!(
-                "SELECT * FROM (SELECT last_mod_seq FROM {table} WHERE box_id = ?1 AND last_mod_seq > ?2 \
+                "SELECT * FROM (SELECT last_mod_seq AS s FROM {table} WHERE box_id = ?1 AND last_mod_seq > ?2 \
                  ORDER BY last_mod_seq LIMIT ?3) {table}_next"
             )
         };
-        let mut seqs: Vec<i64> =
-            query_scalar(sql!("{} UNION ALL {} UNION ALL {}", next("objects"), next("folders"), next("tombstones")))
-                .bind(b.id)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
-        seqs.sort_unstable();
+        let (found, last): (i64, Option<i64>) = query_as(sql!(
+            "SELECT count(*), max(s) FROM (SELECT s FROM ({} UNION ALL {} UNION ALL {}) pending \
+             ORDER BY s LIMIT ?3) firsts",
+            next("objects"),
+            next("folders"),
+            next("tombstones")
+        ))
+        .bind(b.id)
+        .bind(after)
+        .bind(limit)
+        .fetch_one(&mut *tx)
+        .await?;
         // Whole modseq groups: the page ends at the limit-th change's modseq ...
-        let mut through = match seqs.get(limit as usize - 1) {
-            Some(s) => *s,
-            None => modseq,
+        let mut through = match last {
+            Some(s) if found >= limit => s,
+            _ => modseq,
         };
         // ... unless that group is too large to hold: then the page ends before it, or, when
         // it is the first group, takes a slice of it (the rest follows from the position).
-        if seqs.len() as i64 >= limit && group_size(&mut tx, b, through, limit * GROUP_SLACK).await? {
-            match seqs.iter().rev().find(|s| **s < through) {
-                Some(before) => through = *before,
+        if found >= limit && group_size(&mut tx, b, through, limit * GROUP_SLACK).await? {
+            match last_change_below(&mut tx, b, after, through).await? {
+                Some(before) => through = before,
                 None => return slice(tx, through, None).await,
             }
         }
         let more = changes_beyond(&mut tx, b, through).await?;
-        let ids = |table: &'static str| {
-            query_scalar::<i64>(sql!(
-                "SELECT id FROM {table} WHERE box_id = ? AND last_mod_seq > ? AND last_mod_seq <= ? \
-                 ORDER BY last_mod_seq, id"
-            ))
-            .bind(b.id)
-            .bind(after)
-            .bind(through)
+        // The ids of the changed objects and folders, each list one JSON array: one row.
+        let ids = |table: &str| {
+            let rows = self.engine.json_rows(
+                &["id"],
+                &format!("{table} WHERE box_id = ?1 AND last_mod_seq > ?2 AND last_mod_seq <= ?3"),
+                "last_mod_seq, id",
+            );
+            format!("CAST({rows} AS TEXT)")
         };
-        let object_ids = ids("objects").fetch_all(&mut *tx).await?;
-        let folder_ids = ids("folders").fetch_all(&mut *tx).await?;
+        let (object_ids, folder_ids): (String, String) =
+            query_as(sql!("SELECT {}, {}", ids("objects"), ids("folders")))
+                .bind(b.id)
+                .bind(after)
+                .bind(through)
+                .fetch_one(&mut *tx)
+                .await?;
+        let object_ids: Vec<i64> = stored_rows(&object_ids)?;
+        let folder_ids: Vec<i64> = stored_rows(&folder_ids)?;
         let mut changes: Vec<Change> = Vec::new();
         changes.extend(load_folders(&mut tx, &folder_ids).await?.into_iter().map(Change::Folder));
         let objects = load_objects_with(self.engine, &mut tx, &object_ids, with_attributes, false).await?;
         changes.extend(objects.into_iter().map(Change::Object));
-        let gone = tombstones_between(&mut tx, b, after, through, with_attributes).await?;
+        let gone = tombstones_between(self.engine, &mut tx, b, after, through, with_attributes).await?;
         changes.extend(gone.into_iter().map(Change::Gone));
         // Modseq order; within one modseq folders, then objects, then tombstones (stable).
         changes.sort_by_key(Change::last_mod_seq);
@@ -90,7 +102,7 @@ impl Changes for SqlStore {
     }
     async fn tombstones_since(&self, b: &BoxRow, after: i64) -> Result<Vec<Tombstone>> {
         let mut conn = self.pool.acquire().await?;
-        tombstones_between(&mut conn, b, after, i64::MAX, true).await
+        tombstones_between(self.engine, &mut conn, b, after, i64::MAX, true).await
     }
     async fn prune_tombstones(&self, before_ms: i64, keep_per_box: u32) -> Result<u64> {
         // One ranking pass over all tombstones, newest first per box, picks what goes (at

@@ -1063,24 +1063,51 @@ fn parse_snapshot(json: Option<String>) -> Option<Snapshot> {
     Some(Snapshot { date_ms: s.date, creation_seq: s.creation, name: s.name, flags: s.flags, attributes })
 }
 
-/// Tombstones with `after < last_mod_seq <= through`, in modseq order.
+/// Tombstones with `after < last_mod_seq <= through`, in modseq order, read as one JSON
+/// array (one row however many there are).
 async fn tombstones_between(
+    engine: Engine,
     conn: &mut AnyConnection,
     b: &BoxRow,
     after: i64,
     through: i64,
     with_snapshots: bool,
 ) -> Result<Vec<Tombstone>> {
-    let rows: Vec<TombstoneRow> = query_as(
-        "SELECT kind, public_id, reason, last_mod_seq, correlation_id, correlation_tag, snapshot FROM tombstones \
-         WHERE box_id = ? AND last_mod_seq > ? AND last_mod_seq <= ? ORDER BY last_mod_seq, id",
-    )
+    let snapshot = if with_snapshots { "snapshot" } else { "CAST(NULL AS TEXT)" };
+    let rows = engine.json_rows(
+        &["kind", "public_id", "reason", "last_mod_seq", "correlation_id", "correlation_tag", snapshot],
+        "tombstones WHERE box_id = ? AND last_mod_seq > ? AND last_mod_seq <= ?",
+        "last_mod_seq, id",
+    );
+    let json: String =
+        query_scalar(sql!("SELECT CAST({rows} AS TEXT)")).bind(b.id).bind(after).bind(through).fetch_one(conn).await?;
+    let rows: Vec<TombstoneRow> = stored_rows(&json)?;
+    Ok(rows.into_iter().map(|r| tombstone_from(r, with_snapshots)).collect())
+}
+
+/// Rows the database gave as one JSON array.
+fn stored_rows<T: serde::de::DeserializeOwned>(json: &str) -> Result<Vec<T>> {
+    serde_json::from_str(json).map_err(|e| Error::internal(format!("reading stored rows: {e}")))
+}
+
+/// The last modseq of a change with `after < modseq < below`, if any.
+async fn last_change_below(conn: &mut AnyConnection, b: &BoxRow, after: i64, below: i64) -> Result<Option<i64>> {
+    let last = |table: &str| {
+        format!(
+            "SELECT max(last_mod_seq) AS m FROM {table} WHERE box_id = ?1 AND last_mod_seq > ?2 AND last_mod_seq < ?3"
+        )
+    };
+    Ok(query_scalar(sql!(
+        "SELECT max(m) FROM ({} UNION ALL {} UNION ALL {}) below",
+        last("objects"),
+        last("folders"),
+        last("tombstones")
+    ))
     .bind(b.id)
     .bind(after)
-    .bind(through)
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| tombstone_from(r, with_snapshots)).collect())
+    .bind(below)
+    .fetch_one(conn)
+    .await?)
 }
 
 impl SqlStore {

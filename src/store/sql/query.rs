@@ -16,7 +16,7 @@ use sqlx::{AnyConnection, Row};
 use super::query;
 use crate::store::engine::Engine;
 
-use super::{FOLDER_COLUMNS, group_attributes};
+use super::{FOLDER_COLUMNS, group_attributes, stored_rows};
 use crate::error::{Error, Result};
 use crate::model::*;
 
@@ -524,11 +524,11 @@ async fn load_object_chunk(
         let flags: Option<String> = row.try_get(11)?;
         let parts: Option<String> = row.try_get(12)?;
         let attributes = match attributes {
-            Some(json) => group_attributes(nested_rows::<(String, String)>(&json)?),
+            Some(json) => group_attributes(stored_rows::<(String, String)>(&json)?),
             None => Vec::new(),
         };
         let parts = match parts {
-            Some(json) => nested_rows::<PartColumns>(&json)?.into_iter().map(part_of).collect(),
+            Some(json) => stored_rows::<PartColumns>(&json)?.into_iter().map(part_of).collect(),
             None => Vec::new(),
         };
         by_id.insert(
@@ -540,7 +540,7 @@ async fn load_object_chunk(
                 folder_path: row.try_get(3)?,
                 attributes,
                 flags: match flags {
-                    Some(json) => nested_rows(&json)?,
+                    Some(json) => stored_rows(&json)?,
                     None => Vec::new(),
                 },
                 correlation_id: row.try_get(4)?,
@@ -557,10 +557,6 @@ async fn load_object_chunk(
 }
 
 /// The rows of a nested JSON array the database built.
-fn nested_rows<T: serde::de::DeserializeOwned>(json: &str) -> Result<Vec<T>> {
-    serde_json::from_str(json).map_err(|e| Error::internal(format!("reading stored rows: {e}")))
-}
-
 fn part_of(
     (part_id, content_type, content_disposition, content_id, content_location, content_encoding, file_icon, size, key): PartColumns,
 ) -> PayloadPart {
