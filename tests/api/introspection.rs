@@ -54,6 +54,11 @@ impl AuthServer {
         self.state.calls.lock().unwrap().clone()
     }
 
+    /// The tokens asked about, in order.
+    fn seen(&self) -> Vec<String> {
+        self.calls().iter().filter_map(|c| c.form.get("token").cloned()).collect()
+    }
+
     fn set_mode(&self, mode: u8) {
         self.state.mode.store(mode, Ordering::SeqCst);
     }
@@ -109,6 +114,17 @@ async fn app_asking(endpoints: Vec<IntrospectionSettings>, tweak: impl FnOnce(&m
         s.auth.bearer.service_clients = vec!["cpm-pf".into()];
         s.auth.bearer.address_claims = vec!["sub".into(), "username".into(), "phone_number".into()];
         tweak(s);
+    })
+    .await
+}
+
+/// The server asking `endpoints` and trusting the identity provider at `issuer` (for
+/// audience `cpm-nms`).
+async fn app_asking_trusting(endpoints: Vec<IntrospectionSettings>, issuer: &str) -> TestApp {
+    let issuer = issuer.to_string();
+    app_asking(endpoints, move |s| {
+        s.auth.bearer.issuers = vec![IssuerSettings { issuer, ..Default::default() }];
+        s.auth.bearer.audiences = vec!["cpm-nms".into()];
     })
     .await
 }
@@ -232,16 +248,10 @@ async fn tokens_go_to_the_endpoint_of_their_prefix_and_trusted_jwts_to_none() {
     other.answer("sit-1", active(BOB, "oma_rest_nms.read"));
     let ec = es256("k1");
     let idp = spawn_idp(&[&ec]).await;
-    let issuer = idp.url.clone();
-    let app = app_asking(vec![pat.endpoint("PAT_"), other.endpoint("")], move |s| {
-        s.auth.bearer.issuers = vec![IssuerSettings { issuer, ..Default::default() }];
-        s.auth.bearer.audiences = vec!["cpm-nms".into()];
-    })
-    .await;
+    let app = app_asking_trusting(vec![pat.endpoint("PAT_"), other.endpoint("")], &idp.url).await;
     assert_eq!(app.get_with(&app.root_lookup(ALICE), "PAT_1").await.status(), 200);
     assert_eq!(app.get_with(&app.root_lookup(BOB), "sit-1").await.status(), 200);
-    let seen = |a: &AuthServer| a.calls().iter().filter_map(|c| c.form.get("token").cloned()).collect::<Vec<_>>();
-    assert_eq!((seen(&pat), seen(&other)), (vec!["PAT_1".to_string()], vec!["sit-1".to_string()]));
+    assert_eq!((pat.seen(), other.seen()), (vec!["PAT_1".to_string()], vec!["sit-1".to_string()]));
     // A JWT of the trusted issuer is verified by its signature, never sent anywhere...
     let jwt = ec.sign(&claims(&idp.url, ALICE, "oma_rest_nms.read"));
     assert_eq!(app.get_with(&app.root_lookup(ALICE), &jwt).await.status(), 200);
@@ -252,7 +262,7 @@ async fn tokens_go_to_the_endpoint_of_their_prefix_and_trusted_jwts_to_none() {
     assert_eq!(other.calls().len(), 1);
     let foreign = ec.sign(&claims("https://as.example", ALICE, "oma_rest_nms.read"));
     assert_invalid_token(app.get_with(&app.root_lookup(ALICE), &foreign).await, "token not active").await;
-    assert_eq!(seen(&other).last(), Some(&foreign));
+    assert_eq!(other.seen().last(), Some(&foreign));
     assert_eq!(pat.calls().len(), 1);
 }
 
