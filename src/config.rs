@@ -438,6 +438,10 @@ pub struct BearerSettings {
     pub provision_boxes: bool,
     /// Longer `Authorization: Bearer` values are refused as malformed.
     pub max_token_bytes: usize,
+    /// Take `Authorization: SIT <token>` (sent by a family of deployed RCS clients) as an
+    /// opaque token for the `introspection` endpoints, never as a JWT. Only with an
+    /// introspection endpoint configured; otherwise (or off) `SIT` is an unsupported scheme.
+    pub sit_scheme: bool,
 }
 
 /// One trusted token issuer. Its keys come from OIDC discovery of `issuer`, or from
@@ -635,6 +639,7 @@ impl Default for BearerSettings {
             stores: Vec::new(),
             provision_boxes: true,
             max_token_bytes: 16 * 1024,
+            sit_scheme: true,
         }
     }
 }

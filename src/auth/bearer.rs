@@ -534,6 +534,8 @@ pub struct BearerVerifier {
     max_token: usize,
     rules: ClaimRules,
     introspection: Vec<Endpoint>,
+    /// `auth.bearer.sit_scheme`.
+    sit: bool,
 }
 
 /// How verified claims (a JWT's, or an introspection answer's) become a principal.
@@ -604,6 +606,7 @@ impl BearerVerifier {
                 provision: s.provision_boxes,
             },
             introspection,
+            sit: s.sit_scheme,
         }))
     }
 
@@ -640,6 +643,32 @@ impl BearerVerifier {
         match self.endpoint_for(token) {
             Some(endpoint) => endpoint.verify(token, &self.rules).await,
             None => self.verify_jwt(token).await,
+        }
+    }
+
+    /// Whether `Authorization: SIT <token>` is taken: `auth.bearer.sit_scheme` is on and an
+    /// introspection endpoint can be asked about such tokens.
+    pub fn takes_sit(&self) -> bool {
+        self.sit && !self.introspection.is_empty()
+    }
+
+    /// Verify an opaque token presented as `SIT <token>`: one word of visible ASCII, asked of
+    /// the first introspection endpoint whose prefix it has (a JWT too: it is never verified
+    /// by a signature). A token that no endpoint takes has no authority to vouch for it: a
+    /// wrong issuer.
+    pub async fn verify_opaque(&self, token: &str) -> std::result::Result<Principal, TokenError> {
+        if token.is_empty() {
+            return Err(TokenError::Malformed("no token".into()));
+        }
+        if token.len() > self.max_token {
+            return Err(TokenError::Malformed("too long".into()));
+        }
+        if !token.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(TokenError::Malformed("not one word of visible ASCII".into()));
+        }
+        match self.introspection.iter().find(|e| e.takes(token)) {
+            Some(endpoint) => endpoint.verify(token, &self.rules).await,
+            None => Err(TokenError::WrongIssuer),
         }
     }
 

@@ -1,7 +1,8 @@
 //! Opaque bearer tokens, by OAuth 2.0 token introspection (RFC 7662).
 //!
-//! Deployed RCS clients present tokens that are not JWTs (`Bearer PAT_...`): only the
-//! operator's authorization server knows what they stand for. Each configured endpoint
+//! Deployed RCS clients present tokens that are not JWTs (`Bearer PAT_...`, or `SIT ...`
+//! from another client family): only the operator's authorization server knows what they
+//! stand for. Each configured endpoint
 //! (`[[auth.bearer.introspection]]`) is asked about the tokens that start with its
 //! `token_prefix`: a form `POST` of `token=...&token_type_hint=access_token`, the server
 //! authenticating with HTTP Basic as `client_id`/`client_secret` (form-encoded first, RFC

@@ -7,7 +7,8 @@
 //! - HTTP Digest (RFC 7616, SHA-256 and MD5; [`digest`]), for the same accounts, from the
 //!   H(A1) values stored when the account was added;
 //! - Bearer tokens (signed JWTs from trusted OIDC issuers, [`bearer`]; opaque tokens by
-//!   OAuth 2.0 token introspection, [`introspection`]).
+//!   OAuth 2.0 token introspection, [`introspection`]), also as `SIT <token>` (opaque
+//!   only, `auth.bearer.sit_scheme`), the scheme a family of deployed RCS clients sends.
 //!
 //! Every route is one [`Operation`] that knows the OAuth scope it needs (NMS Appendix G).
 //! [`authorize`] is the single decision point: the principal must hold the scope and own
@@ -15,8 +16,8 @@
 //!
 //! A 401 offers every enabled scheme, one `WWW-Authenticate` header each, Basic first (so
 //! clients that read only the first header keep working), then Digest SHA-256, Digest MD5,
-//! Bearer. A refused bearer token is answered with the Bearer challenge alone, carrying
-//! `error="invalid_token"` and what failed.
+//! Bearer. A refused bearer token (SIT included) is answered with the Bearer challenge
+//! alone, carrying `error="invalid_token"` and what failed.
 //!
 //! Password hashes are argon2, deliberately slow; a successful verification is remembered
 //! for `auth.cache_ttl_secs` under a SHA-256 of the credentials, so a request costs a map
@@ -356,14 +357,19 @@ impl Authenticator {
         {
             return self.digest_login(d, rest, req).await;
         }
-        if scheme.eq_ignore_ascii_case("bearer")
-            && let Some(b) = &self.bearer
+        // `SIT <token>`: a deployed client family's opaque token, verified like a bearer one
+        // but by introspection only.
+        let sit = scheme.eq_ignore_ascii_case("sit");
+        if (sit || scheme.eq_ignore_ascii_case("bearer"))
+            && let Some(b) = self.bearer.as_ref().filter(|b| !sit || b.takes_sit())
         {
+            let token = rest.trim();
+            let verdict = if sit { b.verify_opaque(token).await } else { b.verify(token).await };
             // A token is verified first, whatever its address's bucket says: that is cheap
             // (no argon2), and a valid token is let in even from a throttled address, which
             // many clients may share (a carrier NAT). Only a forgery counts, and is refused
             // with 429 once the address has no failures left.
-            return match b.verify(rest.trim()).await {
+            return match verdict {
                 Ok(principal) => Ok(principal),
                 // The token may be good: the authorization server could not say.
                 Err(TokenError::IntrospectionFailed(detail)) => {
@@ -542,7 +548,7 @@ const DUMMY_HASH: &str =
 fn scheme_label(authorization: Option<&str>) -> &'static str {
     let Some(value) = authorization else { return "none" };
     let scheme = value.trim().split(' ').next().unwrap_or_default();
-    ["basic", "digest", "bearer"].into_iter().find(|s| scheme.eq_ignore_ascii_case(s)).unwrap_or("other")
+    ["basic", "digest", "bearer", "sit"].into_iter().find(|s| scheme.eq_ignore_ascii_case(s)).unwrap_or("other")
 }
 
 #[cfg(test)]

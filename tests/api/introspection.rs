@@ -11,7 +11,7 @@ use base64::Engine;
 use cpm_nms::config::{IntrospectionSettings, IssuerSettings, Settings};
 use serde_json::{Value, json};
 
-use crate::auth_bearer::{assert_forbidden, assert_invalid_token, claims, es256, spawn_idp};
+use crate::auth_bearer::{app_trusting, assert_forbidden, assert_invalid_token, challenges, claims, es256, spawn_idp};
 use crate::helpers::*;
 
 const CLIENT_ID: &str = "cpm-nms";
@@ -52,6 +52,11 @@ impl AuthServer {
 
     fn calls(&self) -> Vec<Call> {
         self.state.calls.lock().unwrap().clone()
+    }
+
+    /// The tokens asked about, in order.
+    fn seen(&self) -> Vec<String> {
+        self.calls().iter().filter_map(|c| c.form.get("token").cloned()).collect()
     }
 
     fn set_mode(&self, mode: u8) {
@@ -109,6 +114,17 @@ async fn app_asking(endpoints: Vec<IntrospectionSettings>, tweak: impl FnOnce(&m
         s.auth.bearer.service_clients = vec!["cpm-pf".into()];
         s.auth.bearer.address_claims = vec!["sub".into(), "username".into(), "phone_number".into()];
         tweak(s);
+    })
+    .await
+}
+
+/// The server asking `endpoints` and trusting the identity provider at `issuer` (for
+/// audience `cpm-nms`).
+async fn app_asking_trusting(endpoints: Vec<IntrospectionSettings>, issuer: &str) -> TestApp {
+    let issuer = issuer.to_string();
+    app_asking(endpoints, move |s| {
+        s.auth.bearer.issuers = vec![IssuerSettings { issuer, ..Default::default() }];
+        s.auth.bearer.audiences = vec!["cpm-nms".into()];
     })
     .await
 }
@@ -232,16 +248,10 @@ async fn tokens_go_to_the_endpoint_of_their_prefix_and_trusted_jwts_to_none() {
     other.answer("sit-1", active(BOB, "oma_rest_nms.read"));
     let ec = es256("k1");
     let idp = spawn_idp(&[&ec]).await;
-    let issuer = idp.url.clone();
-    let app = app_asking(vec![pat.endpoint("PAT_"), other.endpoint("")], move |s| {
-        s.auth.bearer.issuers = vec![IssuerSettings { issuer, ..Default::default() }];
-        s.auth.bearer.audiences = vec!["cpm-nms".into()];
-    })
-    .await;
+    let app = app_asking_trusting(vec![pat.endpoint("PAT_"), other.endpoint("")], &idp.url).await;
     assert_eq!(app.get_with(&app.root_lookup(ALICE), "PAT_1").await.status(), 200);
     assert_eq!(app.get_with(&app.root_lookup(BOB), "sit-1").await.status(), 200);
-    let seen = |a: &AuthServer| a.calls().iter().filter_map(|c| c.form.get("token").cloned()).collect::<Vec<_>>();
-    assert_eq!((seen(&pat), seen(&other)), (vec!["PAT_1".to_string()], vec!["sit-1".to_string()]));
+    assert_eq!((pat.seen(), other.seen()), (vec!["PAT_1".to_string()], vec!["sit-1".to_string()]));
     // A JWT of the trusted issuer is verified by its signature, never sent anywhere...
     let jwt = ec.sign(&claims(&idp.url, ALICE, "oma_rest_nms.read"));
     assert_eq!(app.get_with(&app.root_lookup(ALICE), &jwt).await.status(), 200);
@@ -252,7 +262,7 @@ async fn tokens_go_to_the_endpoint_of_their_prefix_and_trusted_jwts_to_none() {
     assert_eq!(other.calls().len(), 1);
     let foreign = ec.sign(&claims("https://as.example", ALICE, "oma_rest_nms.read"));
     assert_invalid_token(app.get_with(&app.root_lookup(ALICE), &foreign).await, "token not active").await;
-    assert_eq!(seen(&other).last(), Some(&foreign));
+    assert_eq!(other.seen().last(), Some(&foreign));
     assert_eq!(pat.calls().len(), 1);
 }
 
@@ -302,6 +312,128 @@ async fn inactive_tokens_count_as_failed_logins_of_their_address() {
     assert_eq!(app.get_with(&url, "good").await.status(), 200);
 }
 
+/// A request with `Authorization: {authorization}` (a whole header value, `SIT <token>`).
+async fn send_as(app: &TestApp, method: reqwest::Method, url: &str, authorization: &str) -> reqwest::Response {
+    let req = app.client.request(method.clone(), url).header("Authorization", authorization);
+    let req = if method == reqwest::Method::POST { req.json(&json!({"object": {}})) } else { req };
+    req.header("Accept", "application/json").send().await.unwrap()
+}
+
+/// `GET` the root folder lookup of `addr`'s box with `Authorization: {authorization}`.
+async fn lookup_as(app: &TestApp, addr: &str, authorization: &str) -> reqwest::Response {
+    send_as(app, reqwest::Method::GET, &app.root_lookup(addr), authorization).await
+}
+
+#[tokio::test]
+async fn a_sit_token_is_introspected_and_authorized_like_a_bearer_token() {
+    let auth = spawn_auth_server().await;
+    auth.answer("tmo-alice", active(ALICE, "oma_rest_nms.read oma_rest_nms.create"));
+    auth.answer("tmo-reader", active(ALICE, "oma_rest_nms.read"));
+    let app = app_asking(vec![auth.endpoint("")], |_| {}).await;
+    // The scheme name in any case (RFC 7235), extra spaces before the token tolerated.
+    for header in ["SIT tmo-alice", "sit tmo-alice", "Sit  tmo-alice"] {
+        assert_eq!(lookup_as(&app, ALICE, header).await.status(), 200, "{header}");
+    }
+    // It writes into its own box, and the object is the one alice's Basic login sees.
+    let res = send_as(&app, reqwest::Method::POST, &format!("{}/objects", app.base(ALICE)), "SIT tmo-alice").await;
+    assert_eq!(res.status(), 201);
+    let url = res.json::<Value>().await.unwrap()["reference"]["resourceURL"].as_str().unwrap().to_string();
+    assert_eq!(app.get(&url).await.status(), 200);
+    // The same decision as for a bearer token: another box is not its own, a scope it
+    // lacks is named.
+    assert_forbidden(lookup_as(&app, BOB, "SIT tmo-alice").await, "no access to box").await;
+    let res = send_as(&app, reqwest::Method::POST, &format!("{}/objects", app.base(ALICE)), "SIT tmo-reader").await;
+    assert_forbidden(res, "missing scope oma_rest_nms.create").await;
+    // One introspection per token, as for `Bearer`, whose verdicts it shares.
+    assert_eq!(app.get_with(&app.root_lookup(ALICE), "tmo-alice").await.status(), 200);
+    assert_eq!(auth.seen(), ["tmo-alice", "tmo-reader"]);
+}
+
+#[tokio::test]
+async fn a_refused_sit_token_is_401_invalid_token_so_the_client_refreshes_it() {
+    let auth = spawn_auth_server().await;
+    auth.answer("revoked", json!({"active": false}));
+    let mut expired = active(ALICE, "oma_rest_nms.all_v1");
+    expired["exp"] = json!(now() - 600);
+    auth.answer("expired", expired);
+    let app = app_asking(vec![auth.endpoint("")], |_| {}).await;
+    assert_invalid_token(lookup_as(&app, ALICE, "SIT revoked").await, "token not active").await;
+    assert_invalid_token(lookup_as(&app, ALICE, "SIT never-issued").await, "token not active").await;
+    assert_invalid_token(lookup_as(&app, ALICE, "SIT expired").await, "token expired").await;
+    // An authorization server that cannot answer is 503, not a 401 that would make the
+    // client throw a good token away.
+    auth.set_mode(FAIL);
+    assert_error(lookup_as(&app, ALICE, "SIT fresh").await, 503, "SVC0001").await;
+}
+
+#[tokio::test]
+async fn sit_tokens_follow_prefix_routing_and_are_never_verified_as_jwts() {
+    let (pat, tmo) = (spawn_auth_server().await, spawn_auth_server().await);
+    pat.answer("PAT_1", active(ALICE, "oma_rest_nms.read"));
+    tmo.answer("TMO_1", active(BOB, "oma_rest_nms.read"));
+    let ec = es256("k1");
+    let idp = spawn_idp(&[&ec]).await;
+    let app = app_asking_trusting(vec![pat.endpoint("PAT_"), tmo.endpoint("TMO_")], &idp.url).await;
+    assert_eq!(lookup_as(&app, ALICE, "SIT PAT_1").await.status(), 200);
+    assert_eq!(lookup_as(&app, BOB, "SIT TMO_1").await.status(), 200);
+    // A token no endpoint takes has nobody to vouch for it; a JWT of the trusted issuer
+    // sent as SIT is an opaque token too: the issuer's signature does not let it in.
+    assert_invalid_token(lookup_as(&app, ALICE, "SIT other-1").await, "wrong issuer").await;
+    let jwt = ec.sign(&claims(&idp.url, ALICE, "oma_rest_nms.read"));
+    assert_eq!(app.get_with(&app.root_lookup(ALICE), &jwt).await.status(), 200, "as Bearer it is good");
+    assert_invalid_token(lookup_as(&app, ALICE, &format!("SIT {jwt}")).await, "wrong issuer").await;
+    assert_eq!((pat.seen(), tmo.seen()), (vec!["PAT_1".to_string()], vec!["TMO_1".to_string()]));
+    // With a catch-all endpoint, the JWT sent as SIT is introspected like any token.
+    let auth = spawn_auth_server().await;
+    let app = app_asking_trusting(vec![auth.endpoint("")], &idp.url).await;
+    assert_invalid_token(lookup_as(&app, ALICE, &format!("SIT {jwt}")).await, "token not active").await;
+    assert_eq!(auth.seen(), [jwt]);
+}
+
+/// A 401 for an unsupported scheme: the OMA body says so, the challenges offer what is on.
+async fn assert_unsupported_sit(res: reqwest::Response, wanted: &str) {
+    let ch = challenges(&res);
+    assert!(ch.iter().any(|c| c == wanted), "{ch:?}");
+    assert!(ch.iter().all(|c| !c.contains("error=")), "{ch:?}");
+    let exc = assert_error(res, 401, "POL0001").await;
+    assert_eq!(exc["variables"][0], "unsupported authorization scheme SIT");
+}
+
+#[tokio::test]
+async fn sit_is_an_unsupported_scheme_without_introspection_or_when_off() {
+    // JWTs only: nothing could vouch for an opaque token, not even a good JWT.
+    let ec = es256("k1");
+    let idp = spawn_idp(&[&ec]).await;
+    let app = app_trusting(&idp, |_| {}).await;
+    let jwt = ec.sign(&claims(&idp.url, ALICE, "oma_rest_nms.read"));
+    assert_eq!(app.get_with(&app.root_lookup(ALICE), &jwt).await.status(), 200);
+    assert_unsupported_sit(lookup_as(&app, ALICE, &format!("SIT {jwt}")).await, "Bearer realm=\"cpm-nms\"").await;
+    // Switched off: not introspected.
+    let auth = spawn_auth_server().await;
+    auth.answer("tmo-alice", active(ALICE, "oma_rest_nms.read"));
+    let app = app_asking(vec![auth.endpoint("")], |s| s.auth.bearer.sit_scheme = false).await;
+    assert_unsupported_sit(lookup_as(&app, ALICE, "SIT tmo-alice").await, "Bearer realm=\"cpm-nms\"").await;
+    assert!(auth.calls().is_empty(), "{:?}", auth.calls());
+    assert_eq!(app.get_with(&app.root_lookup(ALICE), "tmo-alice").await.status(), 200, "Bearer still is on");
+}
+
+#[tokio::test]
+async fn malformed_sit_headers_are_401_with_an_oma_body_and_never_introspected() {
+    let auth = spawn_auth_server().await;
+    auth.answer("a", active(ALICE, "oma_rest_nms.read"));
+    let app = app_asking(vec![auth.endpoint("")], |_| {}).await;
+    for (header, what) in [
+        ("SIT", "malformed token: no token"),
+        ("SIT   ", "malformed token: no token"),
+        ("SIT a b", "malformed token: not one word"),
+        ("SIT a a", "malformed token: not one word"),
+    ] {
+        assert_invalid_token(lookup_as(&app, ALICE, header).await, what).await;
+    }
+    assert!(auth.calls().is_empty(), "{:?}", auth.calls());
+    assert_eq!(lookup_as(&app, ALICE, "SIT a").await.status(), 200);
+}
+
 #[test]
 fn endpoints_come_from_the_environment_and_secrets_stay_hidden() {
     let dir = tempfile::tempdir().unwrap();
@@ -323,6 +455,7 @@ fn endpoints_come_from_the_environment_and_secrets_stay_hidden() {
         "token_prefix = \"PAT_\"",
         "client_secret = \"<redacted>\"",
         "cache_secs = 60",
+        "sit_scheme = true",
     ] {
         assert!(s.contains(want), "{want} in {s}");
     }
