@@ -56,6 +56,10 @@ pub struct Shape {
     pub xsi_type: &'static [(&'static str, &'static str)],
     /// Members the schema has no element for (CPM additions to `PayloadPartInfo`), left out.
     pub omitted: &'static [(&'static str, &'static [&'static str])],
+    /// Members the schema requires that the JSON form leaves out when there is nothing to
+    /// say, written empty: the root folder's `changedFolder` has no parent (NMS 5.3.2.8 omits
+    /// a root's `parentFolder`; 5.3.2.28 requires the element), so `<parentFolder/>`.
+    pub required: &'static [(&'static str, &'static [&'static str])],
     /// Repeating elements of request documents (`maxOccurs="unbounded"`) by parent: a list
     /// even when it occurs once where a document is read without its type's hints (a
     /// `bulkCreation` object kept raw, a member that takes one value or many).
@@ -112,6 +116,7 @@ pub const SHAPE: Shape = Shape {
     attributes: &["link"],
     xsi_type: &[("channelData", "nc:LongPollingData")],
     omitted: &[("payloadPart", &["contentDisposition", "contentEncoding", "fileIcon"])],
+    required: &[("changedFolder", &["parentFolder"])],
     lists: &[
         ("objectList", "object"),
         ("attributes", "attribute"),
@@ -284,8 +289,12 @@ fn element(out: &mut String, tag: &str, name: &str, v: &Value, attrs: &str) {
         }
         Value::Object(members) => {
             let omitted = SHAPE.omitted.iter().find(|(n, _)| *n == name).map_or(&[][..], |(_, o)| *o);
-            let mut children: Vec<(&String, &Value)> =
-                members.iter().filter(|(k, _)| !omitted.contains(&k.as_str())).collect();
+            let mut children: Vec<(&str, &Value)> =
+                members.iter().filter(|(k, _)| !omitted.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v)).collect();
+            let required = SHAPE.required.iter().find(|(n, _)| *n == name).map_or(&[][..], |(_, r)| *r);
+            for r in required.iter().filter(|r| !members.contains_key(**r)) {
+                children.push((r, &Value::Null));
+            }
             if let Some((_, order)) = SHAPE.order.iter().find(|(n, _)| *n == name) {
                 children.sort_by_key(|(k, _)| order.iter().position(|o| o == k).unwrap_or(order.len()));
             }
@@ -783,6 +792,15 @@ mod tests {
             "{xml}"
         );
         assert_eq!(render(&serde_json::json!({"status": "ok"})), None);
+    }
+
+    #[test]
+    fn a_parentless_changed_folder_gets_the_required_element() {
+        let root = serde_json::json!({"nmsEventList": {"nmsEvent": [{"changedFolder": {
+            "resourceURL": "http://x/f/root", "name": "", "lastModSeq": 2
+        }}]}});
+        let xml = render(&root).expect("render");
+        assert!(xml.contains("<changedFolder><parentFolder/><resourceURL>http://x/f/root</resourceURL>"), "{xml}");
     }
 
     #[test]
