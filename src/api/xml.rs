@@ -243,9 +243,9 @@ pub fn render(doc: &Value) -> Option<String> {
     }
     let qualified = format!("{prefix}:{root}");
     match value {
-        // A list at the root (`notificationList`, `notificationChannelList`): each entry's
-        // members are children of the root; an entry that is a root element of another
-        // namespace (`nmsEventList` in a `notificationList`) stays qualified.
+        // A list at the root (`notificationList`): each entry's members are children of the
+        // root; an entry that is a root element of another namespace (`nmsEventList` in a
+        // `notificationList`) stays qualified.
         Value::Array(items) => {
             out.push_str(&format!("<{qualified}{decl}>"));
             for item in items {

@@ -227,11 +227,36 @@ async fn notification_channels_and_notifications_in_xml() {
         without(to_json(xml.as_bytes()).expect("xml"), &["channelLifetime"]),
         without(json, &["channelLifetime"])
     );
-    let (_, json, xml) = app.both(Method::GET, &channels, None).await;
-    assert_eq!(
-        without(to_json(xml.as_bytes()).expect("xml"), &["channelLifetime"]),
-        without(json, &["channelLifetime"])
-    );
+    // The list (with a second channel): in XML always the NC spec's form (NC 5.2.2.1,
+    // example 6.1.3.1), the channels and then the list's own resourceURL, for every
+    // listFormat; its data is that of the JSON `?listFormat=nc`.
+    let second = json!({"notificationChannel": {"channelType": "LongPolling", "channelData": {}}});
+    assert_eq!(app.post_json(&channels, second).await.status(), 201);
+    let nc_json: Value = app.get(&format!("{channels}?listFormat=nc")).await.json().await.expect("json");
+    assert_eq!(nc_json["notificationChannelList"]["notificationChannel"].as_array().map(Vec::len), Some(2));
+    for query in ["", "?listFormat=nc", "?listFormat=deployed"] {
+        let (status, _, xml) = app.both(Method::GET, &format!("{channels}{query}"), None).await;
+        assert_eq!(status, 200);
+        assert!(
+            xml.contains(&format!(
+                "<nc:notificationChannelList xmlns:nc=\"{NC_NS}\" \
+                 xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><notificationChannel>"
+            )),
+            "{query}: {xml}"
+        );
+        assert!(
+            xml.ends_with(&format!(
+                "</notificationChannel><resourceURL>{channels}</resourceURL></nc:notificationChannelList>"
+            )),
+            "{query}: {xml}"
+        );
+        assert_eq!(xml.matches("<channelData xsi:type=\"nc:LongPollingData\">").count(), 2, "{xml}");
+        assert_eq!(
+            without(to_json(xml.as_bytes()).expect("xml"), &["channelLifetime"]),
+            without(nc_json.clone(), &["channelLifetime"]),
+            "{query}"
+        );
+    }
     // The lifetime, renewed from an XML document.
     let doc = format!(
         "<nc:notificationChannelLifetime xmlns:nc=\"{NC_NS}\"><channelLifetime>600</channelLifetime></nc:notificationChannelLifetime>"
