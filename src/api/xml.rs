@@ -25,6 +25,7 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAc
 use serde_json::Value;
 
 use crate::auth::Operation;
+use crate::model::NotificationFormat;
 
 /// The namespace of the NMS data types.
 pub const NMS_NS: &str = "urn:oma:xml:rest:netapi:nms:1";
@@ -35,7 +36,7 @@ pub const NC_NS: &str = "urn:oma:xml:rest:netapi:notificationchannel:1";
 const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
 /// The media type of XML documents, requested and answered.
-pub const XML: &str = "application/xml";
+pub const XML: &str = NotificationFormat::Xml.media_type();
 
 /// Deepest element nesting of a request document: serde_json's recursion limit, which bounds
 /// JSON documents.

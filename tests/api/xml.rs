@@ -22,7 +22,7 @@ fn xsd_dir() -> PathBuf {
 
 /// Validate `xml` with `xmllint` against the NMS schema (which imports the common one, so
 /// `requestError` validates too).
-fn assert_valid(xml: &str) {
+pub(crate) fn assert_valid(xml: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("doc.xml");
     std::fs::write(&file, xml).expect("write");
