@@ -517,6 +517,49 @@ pub struct Advance {
     pub token: String,
 }
 
+/// How a subscription's notifications are written: `callbackReference.notificationFormat`
+/// (REST_NetAPI_Common `NotificationFormat`, `XML` or `JSON`; absent: JSON).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NotificationFormat {
+    #[default]
+    Json,
+    Xml,
+}
+
+impl NotificationFormat {
+    /// The value a client sends (`XML`, `JSON`, in any case); `None`: neither.
+    pub fn parse(value: &str) -> Option<Self> {
+        if value.eq_ignore_ascii_case("JSON") {
+            Some(Self::Json)
+        } else if value.eq_ignore_ascii_case("XML") {
+            Some(Self::Xml)
+        } else {
+            None
+        }
+    }
+
+    /// The format of a stored `notification_format` (absent, or unknown to this version: JSON).
+    pub fn of(stored: Option<&str>) -> Self {
+        stored.and_then(Self::parse).unwrap_or_default()
+    }
+
+    /// The value as the schema spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Json => "JSON",
+            Self::Xml => "XML",
+        }
+    }
+
+    /// The media type of a document in this format.
+    pub const fn media_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Xml => "application/xml",
+        }
+    }
+}
+
 /// A notification list queued for a webhook.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxList {
@@ -526,6 +569,8 @@ pub struct OutboxList {
     pub index: i64,
     /// The rendered `nmsEventList`, sent as is on every attempt.
     pub body: String,
+    /// The format `body` is in (the subscription's).
+    pub format: NotificationFormat,
     /// Failed attempts so far.
     pub attempts: u32,
 }

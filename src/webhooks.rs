@@ -1,5 +1,6 @@
 //! Webhook delivery: subscriptions whose `notifyURL` is not one of this server's
-//! notification channels get each `nmsEventList` POSTed to it (JSON).
+//! notification channels get each `nmsEventList` POSTed to it, in the subscription's
+//! `notificationFormat` (JSON or XML).
 //!
 //! Lists are computed from the database and queued (rendered) in the same transaction that
 //! consumes their index, one per subscription at a time, so they are delivered in index
@@ -144,7 +145,7 @@ pub async fn run(nms: Nms, render: impl Fn(&EventList) -> String + Send + Sync +
 async fn attempt(client: &reqwest::Client, list: &OutboxList) -> Delivery {
     let res = client
         .post(&list.notify_url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(reqwest::header::CONTENT_TYPE, list.format.media_type())
         .body(list.body.clone())
         .send()
         .await;

@@ -1531,6 +1531,7 @@ async fn channels_and_subscriptions_live_advance_deliver_and_are_purged() {
             notify_url: s3.notify_url.clone(),
             index: 1,
             body: body.into(),
+            format: NotificationFormat::Json,
             attempts: 0,
         };
         assert_eq!(s.claim_webhook_lists(t, t + 30_000, 10).await.unwrap(), vec![list.clone()]);

@@ -35,6 +35,7 @@ const LISTS: &[(&str, &str, bool)] = &[
     ("serviceException", "variables", false),
     ("policyException", "variables", false),
     ("pathList", "path", true),
+    ("notificationChannelList", "notificationChannel", true),
 ];
 
 /// Elements holding whole numbers.
@@ -44,9 +45,9 @@ const NUMBERS: &[&str] =
 /// Structures with no required member (empty in XML, `{}` in JSON), beyond the list holders.
 const STRUCTURES: &[&str] = &["resetBox", "changedObject", "changedFolder"];
 
-/// Roots whose JSON value is a list of entries (`notificationList`,
-/// `notificationChannelList`): in XML the entries' members are the root's children.
-const LIST_ROOTS: &[&str] = &["notificationList", "notificationChannelList"];
+/// Roots whose JSON value is a list of entries (`notificationList`): in XML the entries'
+/// members are the root's children.
+const LIST_ROOTS: &[&str] = &["notificationList"];
 
 /// The XML form of a JSON request document `{"root": ..}` (other JSON: `None`).
 pub fn to_xml(doc: &Value) -> Option<String> {
@@ -226,7 +227,7 @@ mod tests {
             </channelLifetime></notificationChannel><resourceURL>u</resourceURL></nc:notificationChannelList>"#;
         assert_eq!(
             to_json(list).unwrap_or_default(),
-            json!({"notificationChannelList": [{"notificationChannel": {"channelLifetime": 5}, "resourceURL": "u"}]})
+            json!({"notificationChannelList": {"notificationChannel": [{"channelLifetime": 5}], "resourceURL": "u"}})
         );
     }
 

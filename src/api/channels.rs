@@ -73,14 +73,16 @@ pub async fn create(oma: Oma<ChannelEnvelope, ChannelAccess>, state: web::Data<A
 
 /// `GET channels`: by default an array of `{notificationChannel, resourceURL}`, as deployed
 /// clients parse it; with `?listFormat=nc` the Notification Channel spec's own
-/// `{"notificationChannel": [..], "resourceURL": ..}` (NC 5.2.2.1, D.1).
+/// `{"notificationChannel": [..], "resourceURL": ..}` (NC 5.2.2.1, D.1). In XML always the
+/// latter: the NC schema and example 6.1.3.1 have only that form, and the deployed array
+/// is a JSON habit (`listFormat` still has to be a known value).
 pub async fn list(req: HttpRequest, access: ChannelAccess, state: web::Data<AppState>) -> Result<HttpResponse> {
     let nc = match url::form_urlencoded::parse(req.query_string().as_bytes()).find(|(k, _)| k == LIST_FORMAT) {
         None => false,
         Some((_, v)) if v == "nc" => true,
         Some((_, v)) if v == "deployed" => false,
         Some(_) => return Err(Error::invalid_value(LIST_FORMAT, "nc, deployed")),
-    };
+    } || super::xml::wants_xml(req.headers());
     let channels = state.nms.channels(&access.principal()?.name, &access.user).await?;
     Ok(if nc {
         let notification_channel = channels.iter().map(|c| render(&state, c)).collect();

@@ -32,7 +32,7 @@ use crate::auth::{ACR_AUTH, AuthRequest, Authenticator, Operation, Principal, Ta
 pub use crate::auth::{BOX_SCOPE, NC_SCOPE};
 use crate::config::LimitSettings;
 use crate::error::{Error, Result};
-use crate::model::BoxRow;
+use crate::model::{BoxRow, NotificationFormat};
 use crate::nms::{Actor, Nms};
 pub use urls::BoxUrls;
 
@@ -409,9 +409,15 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8], root: &str) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| Error::invalid(format!("{root} ({e})")))
 }
 
-/// The document a webhook receives for one notification list (`{"nmsEventList": ..}`).
+/// The document a webhook receives for one notification list, in the subscription's
+/// `notificationFormat`: `{"nmsEventList": ..}`, or the same document in XML
+/// (`<nms:nmsEventList>`, written by the one XML writer).
 pub fn webhook_body(public_url: &str, l: &crate::nms::subscriptions::EventList) -> String {
-    serde_json::to_string(&subscriptions::render_list(public_url, l)).unwrap_or_default()
+    let list = subscriptions::render_list(public_url, l);
+    match l.format {
+        NotificationFormat::Json => serde_json::to_string(&list).unwrap_or_default(),
+        NotificationFormat::Xml => serde_json::to_value(&list).ok().and_then(|v| xml::render(&v)).unwrap_or_default(),
+    }
 }
 
 /// 200 with a JSON body.

@@ -474,6 +474,8 @@ pub struct CallbackReferenceW {
     #[schema(format = "uri")]
     pub notify_url: String,
     pub callback_data: Option<String>,
+    /// `XML` or `JSON` (absent: JSON): how a webhook receives the lists; a channel's poll
+    /// answers in the format the poll asks for.
     pub notification_format: Option<String>,
 }
 

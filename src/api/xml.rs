@@ -25,6 +25,7 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAc
 use serde_json::Value;
 
 use crate::auth::Operation;
+use crate::model::NotificationFormat;
 
 /// The namespace of the NMS data types.
 pub const NMS_NS: &str = "urn:oma:xml:rest:netapi:nms:1";
@@ -35,7 +36,7 @@ pub const NC_NS: &str = "urn:oma:xml:rest:netapi:notificationchannel:1";
 const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
 
 /// The media type of XML documents, requested and answered.
-pub const XML: &str = "application/xml";
+pub const XML: &str = NotificationFormat::Xml.media_type();
 
 /// Deepest element nesting of a request document: serde_json's recursion limit, which bounds
 /// JSON documents.
@@ -56,6 +57,10 @@ pub struct Shape {
     pub xsi_type: &'static [(&'static str, &'static str)],
     /// Members the schema has no element for (CPM additions to `PayloadPartInfo`), left out.
     pub omitted: &'static [(&'static str, &'static [&'static str])],
+    /// Members the schema requires that the JSON form leaves out when there is nothing to
+    /// say, written empty: the root folder's `changedFolder` has no parent (NMS 5.3.2.8 omits
+    /// a root's `parentFolder`; 5.3.2.28 requires the element), so `<parentFolder/>`.
+    pub required: &'static [(&'static str, &'static [&'static str])],
     /// Repeating elements of request documents (`maxOccurs="unbounded"`) by parent: a list
     /// even when it occurs once where a document is read without its type's hints (a
     /// `bulkCreation` object kept raw, a member that takes one value or many).
@@ -112,6 +117,7 @@ pub const SHAPE: Shape = Shape {
     attributes: &["link"],
     xsi_type: &[("channelData", "nc:LongPollingData")],
     omitted: &[("payloadPart", &["contentDisposition", "contentEncoding", "fileIcon"])],
+    required: &[("changedFolder", &["parentFolder"])],
     lists: &[
         ("objectList", "object"),
         ("attributes", "attribute"),
@@ -238,9 +244,9 @@ pub fn render(doc: &Value) -> Option<String> {
     }
     let qualified = format!("{prefix}:{root}");
     match value {
-        // A list at the root (`notificationList`, `notificationChannelList`): each entry's
-        // members are children of the root; an entry that is a root element of another
-        // namespace (`nmsEventList` in a `notificationList`) stays qualified.
+        // A list at the root (`notificationList`): each entry's members are children of the
+        // root; an entry that is a root element of another namespace (`nmsEventList` in a
+        // `notificationList`) stays qualified.
         Value::Array(items) => {
             out.push_str(&format!("<{qualified}{decl}>"));
             for item in items {
@@ -284,8 +290,12 @@ fn element(out: &mut String, tag: &str, name: &str, v: &Value, attrs: &str) {
         }
         Value::Object(members) => {
             let omitted = SHAPE.omitted.iter().find(|(n, _)| *n == name).map_or(&[][..], |(_, o)| *o);
-            let mut children: Vec<(&String, &Value)> =
-                members.iter().filter(|(k, _)| !omitted.contains(&k.as_str())).collect();
+            let mut children: Vec<(&str, &Value)> =
+                members.iter().filter(|(k, _)| !omitted.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v)).collect();
+            let required = SHAPE.required.iter().find(|(n, _)| *n == name).map_or(&[][..], |(_, r)| *r);
+            for r in required.iter().filter(|r| !members.contains_key(**r)) {
+                children.push((r, &Value::Null));
+            }
             if let Some((_, order)) = SHAPE.order.iter().find(|(n, _)| *n == name) {
                 children.sort_by_key(|(k, _)| order.iter().position(|o| o == k).unwrap_or(order.len()));
             }
@@ -783,6 +793,15 @@ mod tests {
             "{xml}"
         );
         assert_eq!(render(&serde_json::json!({"status": "ok"})), None);
+    }
+
+    #[test]
+    fn a_parentless_changed_folder_gets_the_required_element() {
+        let root = serde_json::json!({"nmsEventList": {"nmsEvent": [{"changedFolder": {
+            "resourceURL": "http://x/f/root", "name": "", "lastModSeq": 2
+        }}]}});
+        let xml = render(&root).expect("render");
+        assert!(xml.contains("<changedFolder><parentFolder/><resourceURL>http://x/f/root</resourceURL>"), "{xml}");
     }
 
     #[test]

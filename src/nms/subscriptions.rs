@@ -18,7 +18,7 @@ use super::sync::{RestartPoint, SyncEvent};
 use crate::config::SyncSettings;
 use crate::error::{Error, OrMissing, Result};
 use crate::ids::{new_id, now_ms, random_id};
-use crate::model::{Advance, Attribute, BoxRow, Change, Channel, Filter, OutboxList, Subscription};
+use crate::model::{Advance, Attribute, BoxRow, Change, Channel, Filter, NotificationFormat, OutboxList, Subscription};
 
 /// A subscription as a client asks for it.
 #[derive(Clone, Debug, Default)]
@@ -54,6 +54,9 @@ pub struct EventList {
     pub b: BoxRow,
     pub subscription: String,
     pub callback_data: Option<String>,
+    /// How a webhook receives it (the subscription's `notificationFormat`); a channel's poll
+    /// answers in the format the poll asks for.
+    pub format: NotificationFormat,
     pub index: i64,
     pub events: Vec<SyncEvent>,
     /// The box token right after these events, and what it names.
@@ -310,11 +313,13 @@ impl Nms {
         {
             return Ok(existing);
         }
-        if let Some(f) = &input.notification_format
-            && !f.eq_ignore_ascii_case("JSON")
-        {
-            return Err(Error::invalid_value(format!("notificationFormat {f}"), "JSON"));
-        }
+        // Kept as the schema spells it, so that it is echoed valid.
+        input.notification_format =
+            match input.notification_format.as_deref().map(|f| (f, NotificationFormat::parse(f))) {
+                None => None,
+                Some((_, Some(format))) => Some(format.as_str().to_string()),
+                Some((f, None)) => return Err(Error::invalid_value(format!("notificationFormat {f}"), "XML, JSON")),
+            };
         let channel_id = match &input.channel {
             Some(id) => match self.meta.channel(id, now).await? {
                 Some(c) if c.principal == principal => Some(c.id),
@@ -471,6 +476,7 @@ impl Nms {
                 b: b.clone(),
                 subscription: s.public_id.clone(),
                 callback_data: s.callback_data.clone(),
+                format: NotificationFormat::of(s.notification_format.as_deref()),
                 index: s.next_index,
                 events,
                 restart_token: page.token,

@@ -188,9 +188,9 @@ async fn filters_restart_tokens_and_resets() {
 
     // Refusals.
     let (status, v) =
-        subscribe(&app, &callback, json!({"callbackReference": {"notifyURL": callback, "notificationFormat": "XML"}}))
+        subscribe(&app, &callback, json!({"callbackReference": {"notifyURL": callback, "notificationFormat": "HTML"}}))
             .await;
-    assert_eq!((status, message_id(&v)), (400, "SVC0003"), "notifications are JSON only: {v}");
+    assert_eq!((status, message_id(&v)), (400, "SVC0003"), "notifications are XML or JSON: {v}");
     let (status, v) = subscribe(&app, &callback, json!({"restartToken": "forged"})).await;
     assert_eq!((status, message_id(&v)), (400, "SVC0002"));
     let bad = json!({"criterion": [{"type": "Unheard", "value": ""}]});

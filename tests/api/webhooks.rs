@@ -1,13 +1,14 @@
 //! Webhook delivery against a local HTTP receiver: lists in index order, retries with the
 //! same body after 5xx, timeouts and refused connections, the subscription ending on
-//! 404/410, and refused notifyURLs.
+//! 404/410, refused notifyURLs, and lists in XML for subscriptions that ask for it.
 
 use std::collections::VecDeque;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
+use nms_conformance::xml::to_json;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -24,10 +25,13 @@ enum Reply {
     RetryAfter(u64),
 }
 
-/// One attempt as the receiver saw it: the body, and what it answered.
+/// One attempt as the receiver saw it: the body (XML read back into the JSON shape), as
+/// sent and its `Content-Type`, and what it answered.
 #[derive(Clone, Debug)]
 struct Attempt {
     body: Value,
+    raw: String,
+    content_type: String,
     status: u16,
     at: Instant,
 }
@@ -49,9 +53,15 @@ impl Receiver {
     }
 }
 
-async fn hook(rx: web::Data<Receiver>, body: web::Bytes) -> HttpResponse {
+async fn hook(rx: web::Data<Receiver>, req: HttpRequest, raw: web::Bytes) -> HttpResponse {
     let reply = rx.script.lock().unwrap().pop_front().unwrap_or(Reply::Status(204));
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let body: Value = if content_type == "application/xml" {
+        to_json(&raw).unwrap_or(Value::Null)
+    } else {
+        serde_json::from_slice(&raw).unwrap_or(Value::Null)
+    };
+    let raw = String::from_utf8_lossy(&raw).into_owned();
     let at = Instant::now();
     let (status, retry_after) = match reply {
         Reply::Status(s) => (s, None),
@@ -61,7 +71,7 @@ async fn hook(rx: web::Data<Receiver>, body: web::Bytes) -> HttpResponse {
         }
         Reply::RetryAfter(secs) => (503, Some(secs)),
     };
-    rx.attempts.lock().unwrap().push(Attempt { body, status, at });
+    rx.attempts.lock().unwrap().push(Attempt { body, raw, content_type, status, at });
     let mut res = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
     if let Some(secs) = retry_after {
         res.insert_header(("Retry-After", secs.to_string()));
@@ -98,9 +108,15 @@ async fn app() -> TestApp {
 }
 
 async fn subscribe(app: &TestApp, notify_url: &str) -> (u16, Value) {
+    subscribe_with(app, json!({"callbackReference": {"notifyURL": notify_url, "callbackData": "hook-1"}})).await
+}
+
+/// Subscribe with these members of `nmsSubscription` (and a 600 s duration).
+async fn subscribe_with(app: &TestApp, mut subscription: Value) -> (u16, Value) {
+    subscription["duration"] = json!(600);
     let res = app
         .req(Method::POST, &format!("{}/subscriptions", app.base(ALICE)))
-        .json(&json!({"nmsSubscription": {"callbackReference": {"notifyURL": notify_url, "callbackData": "hook-1"}, "duration": 600}}))
+        .json(&json!({ "nmsSubscription": subscription }))
         .send()
         .await
         .unwrap();
@@ -281,4 +297,69 @@ async fn notify_urls_that_cannot_be_delivered_to_are_refused() {
     let app = spawn_app_with(|s| s.sync.webhooks = false).await;
     let (status, v) = subscribe(&app, "http://127.0.0.1:9/hook").await;
     assert_eq!((status, message_id(&v)), (400, "SVC0002"), "{v}");
+}
+
+#[tokio::test]
+async fn a_subscription_in_xml_gets_its_lists_in_xml() {
+    let app = app().await;
+    let b = app.nms.find_box("base", ALICE).await.unwrap().unwrap();
+    let from = app.nms.current_token(&b).await.unwrap();
+    let folder = app.create_folder(json!({"parentFolderPath": "/", "name": "f & g"})).await;
+    let object = app.create_object(json!({"parentFolder": folder, "flags": {"flag": ["\\Seen"]}})).await;
+    assert_eq!(app.delete(&object).await.status(), 204);
+    // The same changes, to a JSON and an XML subscriber, from the same token: the same list.
+    let (json_rx, json_url) = receiver(vec![]);
+    let (xml_rx, xml_url) = receiver(vec![Reply::Status(503)]);
+    let (status, v) = subscribe_with(
+        &app,
+        json!({"callbackReference": {"notifyURL": json_url, "callbackData": "cb"}, "restartToken": from}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = subscribe_with(
+        &app,
+        json!({"callbackReference": {"notifyURL": xml_url, "callbackData": "cb", "notificationFormat": "xml"},
+            "restartToken": from}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(
+        v["nmsSubscription"]["callbackReference"]["notificationFormat"], "XML",
+        "echoed as the schema spells it"
+    );
+    let xml_subscription = v["nmsSubscription"]["resourceURL"].as_str().unwrap().to_string();
+    until(&json_rx, "the JSON list", |rx| !rx.delivered().is_empty()).await;
+    until(&xml_rx, "the XML list", |rx| !rx.delivered().is_empty()).await;
+
+    let json_list = &json_rx.attempts()[0];
+    assert_eq!(json_list.content_type, "application/json");
+    let attempts = xml_rx.attempts();
+    assert_eq!(attempts.len(), 2, "one retry: {attempts:?}");
+    assert_eq!(attempts[0].raw, attempts[1].raw, "a retry resends the same document");
+    let xml_list = &attempts[1];
+    assert_eq!(xml_list.content_type, "application/xml");
+    assert!(
+        xml_list.raw.contains("<nms:nmsEventList xmlns:nms=\"urn:oma:xml:rest:netapi:nms:1\">"),
+        "{}",
+        xml_list.raw
+    );
+    crate::xml::assert_valid(&xml_list.raw);
+    // The same data: the events, index, restart token and callbackData; the link names each
+    // its own subscription.
+    assert_eq!(xml_list.body["nmsEventList"]["link"][0]["href"], xml_subscription.as_str());
+    let unlinked = |v: &Value| {
+        let mut v = v.clone();
+        v["nmsEventList"]["link"] = Value::Null;
+        v
+    };
+    assert_eq!(unlinked(&xml_list.body), unlinked(&json_list.body), "XML:\n{}", xml_list.raw);
+    assert_eq!(index(&xml_list.body), 1);
+    let events = json_list.body["nmsEventList"]["nmsEvent"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["changedFolder"]["resourceURL"] == folder.as_str()), "{events:?}");
+    assert!(events.iter().any(|e| e["deletedObject"]["resourceURL"] == object.as_str()), "{events:?}");
+
+    // Neither XML nor JSON: refused.
+    let (status, v) =
+        subscribe_with(&app, json!({"callbackReference": {"notifyURL": xml_url, "notificationFormat": "YAML"}})).await;
+    assert_eq!((status, message_id(&v)), (400, "SVC0003"), "{v}");
 }

@@ -22,7 +22,7 @@ fn xsd_dir() -> PathBuf {
 
 /// Validate `xml` with `xmllint` against the NMS schema (which imports the common one, so
 /// `requestError` validates too).
-fn assert_valid(xml: &str) {
+pub(crate) fn assert_valid(xml: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("doc.xml");
     std::fs::write(&file, xml).expect("write");
@@ -227,11 +227,36 @@ async fn notification_channels_and_notifications_in_xml() {
         without(to_json(xml.as_bytes()).expect("xml"), &["channelLifetime"]),
         without(json, &["channelLifetime"])
     );
-    let (_, json, xml) = app.both(Method::GET, &channels, None).await;
-    assert_eq!(
-        without(to_json(xml.as_bytes()).expect("xml"), &["channelLifetime"]),
-        without(json, &["channelLifetime"])
-    );
+    // The list (with a second channel): in XML always the NC spec's form (NC 5.2.2.1,
+    // example 6.1.3.1), the channels and then the list's own resourceURL, for every
+    // listFormat; its data is that of the JSON `?listFormat=nc`.
+    let second = json!({"notificationChannel": {"channelType": "LongPolling", "channelData": {}}});
+    assert_eq!(app.post_json(&channels, second).await.status(), 201);
+    let nc_json: Value = app.get(&format!("{channels}?listFormat=nc")).await.json().await.expect("json");
+    assert_eq!(nc_json["notificationChannelList"]["notificationChannel"].as_array().map(Vec::len), Some(2));
+    for query in ["", "?listFormat=nc", "?listFormat=deployed"] {
+        let (status, _, xml) = app.both(Method::GET, &format!("{channels}{query}"), None).await;
+        assert_eq!(status, 200);
+        assert!(
+            xml.contains(&format!(
+                "<nc:notificationChannelList xmlns:nc=\"{NC_NS}\" \
+                 xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><notificationChannel>"
+            )),
+            "{query}: {xml}"
+        );
+        assert!(
+            xml.ends_with(&format!(
+                "</notificationChannel><resourceURL>{channels}</resourceURL></nc:notificationChannelList>"
+            )),
+            "{query}: {xml}"
+        );
+        assert_eq!(xml.matches("<channelData xsi:type=\"nc:LongPollingData\">").count(), 2, "{xml}");
+        assert_eq!(
+            without(to_json(xml.as_bytes()).expect("xml"), &["channelLifetime"]),
+            without(nc_json.clone(), &["channelLifetime"]),
+            "{query}"
+        );
+    }
     // The lifetime, renewed from an XML document.
     let doc = format!(
         "<nc:notificationChannelLifetime xmlns:nc=\"{NC_NS}\"><channelLifetime>600</channelLifetime></nc:notificationChannelLifetime>"
@@ -253,27 +278,57 @@ async fn notification_channels_and_notifications_in_xml() {
     let sub = to_json(res.text().await.expect("text").as_bytes()).expect("xml");
     assert_eq!(sub["nmsSubscription"]["callbackReference"]["callbackData"], "abc");
     let folder = app.create_folder(json!({"parentFolderPath": "/", "name": "n"})).await;
-    let mut events = Vec::new();
-    for _ in 0..5 {
-        let res =
-            app.send_xml(Method::POST, channel["channelData"]["channelURL"].as_str().expect("channelURL"), "").await;
-        assert_eq!(res.status(), 200);
-        let xml = res.text().await.expect("text");
-        assert!(xml.contains(&format!("<nc:notificationList xmlns:nc=\"{NC_NS}\"")), "{xml}");
-        if let (Some(a), Some(b)) = (xml.find("<nms:nmsEventList"), xml.rfind("</nms:nmsEventList>")) {
-            // Each list is a document of its own.
-            for part in xml[a..b + "</nms:nmsEventList>".len()].split_inclusive("</nms:nmsEventList>") {
-                assert_valid(part);
-            }
-            events.push(to_json(xml.as_bytes()).expect("xml"));
-            break;
-        }
-    }
-    let list = &events.first().expect("a notification")["notificationList"][0]["nmsEventList"];
+    let lists = poll_xml_lists(&app, channel["channelData"]["channelURL"].as_str().expect("channelURL")).await;
+    let first = to_json(lists[0].as_bytes()).expect("xml");
+    let list = &first["nmsEventList"];
     assert_eq!(list["callbackData"], "abc");
     let changed: Vec<&Value> =
         list["nmsEvent"].as_array().expect("events").iter().filter_map(|e| e.get("changedFolder")).collect();
     assert!(changed.iter().any(|c| c["resourceURL"] == folder.as_str()), "{list}");
+}
+
+/// The `nmsEventList` documents of a channel's pending notifications, polled in XML (each
+/// validated against the NMS schema); polls until one arrives.
+async fn poll_xml_lists(app: &TestApp, channel_url: &str) -> Vec<String> {
+    for _ in 0..5 {
+        let res = app.send_xml(Method::POST, channel_url, "").await;
+        assert_eq!(res.status(), 200);
+        let xml = res.text().await.expect("text");
+        assert!(xml.contains(&format!("<nc:notificationList xmlns:nc=\"{NC_NS}\"")), "{xml}");
+        if let (Some(a), Some(b)) = (xml.find("<nms:nmsEventList"), xml.rfind("</nms:nmsEventList>")) {
+            let lists: Vec<String> = xml[a..b + "</nms:nmsEventList>".len()]
+                .split_inclusive("</nms:nmsEventList>")
+                .map(String::from)
+                .collect();
+            lists.iter().for_each(|l| assert_valid(l));
+            return lists;
+        }
+    }
+    panic!("no notification on {channel_url}");
+}
+
+#[tokio::test]
+async fn the_root_folders_change_is_valid_xml() {
+    // NMS 5.3.2.28 requires ChangedFolder's parentFolder; the root has none (5.3.2.8).
+    let app = spawn_app_with(|s| {
+        s.sync.long_poll_secs = 1;
+        s.nms.forbid_root_rename = false;
+    })
+    .await;
+    let channels = format!("{}/notificationchannel/v1/{}/channels", app.url, enc(ALICE));
+    let res = app
+        .post_json(&channels, json!({"notificationChannel": {"channelType": "LongPolling", "channelData": {}}}))
+        .await;
+    assert_eq!(res.status(), 201);
+    let channel: Value = res.json().await.expect("json");
+    let channel = &channel["notificationChannel"];
+    let sub = json!({"nmsSubscription": {"callbackReference": {"notifyURL": channel["callbackURL"]}}});
+    assert_eq!(app.post_json(&format!("{}/subscriptions", app.base(ALICE)), sub).await.status(), 201);
+    let root = app.root().await;
+    assert_eq!(app.put_json(&format!("{root}/folderName"), json!({"name": "top"})).await.status(), 200);
+    let lists = poll_xml_lists(&app, channel["channelData"]["channelURL"].as_str().expect("channelURL")).await;
+    let expected = format!("<changedFolder><parentFolder/><resourceURL>{root}</resourceURL><name>top</name>");
+    assert!(lists.iter().any(|l| l.contains(&expected)), "{lists:?}");
 }
 
 #[tokio::test]

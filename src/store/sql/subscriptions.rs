@@ -11,7 +11,7 @@ use crate::store::engine::Engine;
 use crate::store::engine::Lock;
 
 use crate::error::{Error, Result};
-use crate::model::{Advance, BoxRow, Channel, Filter, OutboxList, Subscription, Within, Written};
+use crate::model::{Advance, BoxRow, Channel, Filter, NotificationFormat, OutboxList, Subscription, Within, Written};
 
 const CHANNEL_COLUMNS: &str = "id, public_id, principal, user_id, client_correlator, application_tag, \
      lifetime_secs, expires_at_ms, max_notifications, max_wait_secs, poll_generation";
@@ -374,6 +374,9 @@ pub async fn webhook_candidates(
     rows.iter().map(subscription_from_row).collect()
 }
 
+/// A claimed outbox row: subscription, box, notifyURL, index, body, attempts, format.
+type OutboxRow = (i64, i64, String, i64, String, i64, Option<String>);
+
 pub async fn claim_webhook_lists(
     conn: &mut AnyConnection,
     engine: Engine,
@@ -382,7 +385,7 @@ pub async fn claim_webhook_lists(
     limit: u32,
 ) -> Result<Vec<OutboxList>> {
     // A list leased by another node (or being claimed by one) is skipped, not waited for.
-    let rows: Vec<(i64, i64, String, i64, String, i64)> = query_as(format!(
+    let rows: Vec<OutboxRow> = query_as(format!(
         "UPDATE webhook_outbox SET lease_until_ms = ?1 \
          WHERE subscription_id IN (SELECT w.subscription_id FROM webhook_outbox w \
            JOIN subscriptions s ON s.id = w.subscription_id \
@@ -390,7 +393,8 @@ pub async fn claim_webhook_lists(
            ORDER BY w.due_at_ms LIMIT ?3{}) \
          RETURNING subscription_id, (SELECT box_id FROM subscriptions WHERE id = subscription_id), \
            (SELECT notify_url FROM subscriptions WHERE id = subscription_id), \
-           list_index, body, attempts",
+           list_index, body, attempts, \
+           (SELECT notification_format FROM subscriptions WHERE id = subscription_id)",
         engine.skip_locked("w")
     ))
     .bind(lease_until_ms)
@@ -400,12 +404,13 @@ pub async fn claim_webhook_lists(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(subscription_id, box_id, notify_url, index, body, attempts)| OutboxList {
+        .map(|(subscription_id, box_id, notify_url, index, body, attempts, format)| OutboxList {
             subscription_id,
             box_id,
             notify_url,
             index,
             body,
+            format: NotificationFormat::of(format.as_deref()),
             attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         })
         .collect())
