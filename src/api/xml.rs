@@ -193,7 +193,9 @@ pub async fn negotiate<B: MessageBody + 'static>(
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B, Bytes>>, actix_web::Error> {
     let xml = wants_xml(req.headers());
-    let res = next.call(req).await?;
+    let mut res = next.call(req).await?;
+    // The same URL answers JSON or XML by `Accept`: caches must key on it.
+    res.headers_mut().append(header::VARY, HeaderValue::from_static("accept"));
     if !xml || !is_json(res.headers()) {
         return Ok(res.map_into_left_body());
     }
@@ -599,12 +601,24 @@ impl<'de, 'a> de::Deserializer<'de> for Group<'a> {
     }
 }
 
+/// The start of `text` an error message quotes (a client's text may be as long as a body).
+fn excerpt(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 /// One element as a value.
 struct Node<'a>(&'a Element);
 
 impl<'a> Node<'a> {
     fn parsed<T: std::str::FromStr>(&self, what: &str) -> Result<T, XmlError> {
-        self.0.text.trim().parse().map_err(|_| err(format!("{}: expected {what}, got {:?}", self.0.name, self.0.text)))
+        self.0
+            .text
+            .trim()
+            .parse()
+            .map_err(|_| err(format!("{}: expected {what}, got {:?}", self.0.name, excerpt(&self.0.text))))
     }
 
     fn is_empty(&self) -> bool {
@@ -647,7 +661,7 @@ impl<'de, 'a> de::Deserializer<'de> for Node<'a> {
         match self.0.text.trim() {
             "true" | "1" => v.visit_bool(true),
             "false" | "0" => v.visit_bool(false),
-            _ => Err(err(format!("{}: expected a boolean, got {:?}", self.0.name, self.0.text))),
+            _ => Err(err(format!("{}: expected a boolean, got {:?}", self.0.name, excerpt(&self.0.text)))),
         }
     }
 
@@ -708,6 +722,13 @@ impl<'de, 'a> de::Deserializer<'de> for Node<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_quotes_only_the_start_of_a_long_text() {
+        assert_eq!(excerpt("12x"), "12x");
+        let long = "é".repeat(1_000);
+        assert_eq!(excerpt(&long).chars().count(), 64);
+    }
     use actix_web::http::header::HeaderName;
 
     fn accept(value: Option<&str>) -> bool {

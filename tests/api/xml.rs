@@ -449,6 +449,7 @@ async fn hostile_or_broken_xml_is_refused_with_an_oma_body() {
     let url = format!("{}/folders", app.base(ALICE));
     let lol = "<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\"><!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">]>\n<nms:folder xmlns:nms=\"urn:oma:xml:rest:netapi:nms:1\"><parentFolderPath>/</parentFolderPath><name>&lol3;</name></nms:folder>";
     let xxe = "<?xml version=\"1.0\"?>\n<!DOCTYPE folder [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\n<folder><parentFolderPath>/</parentFolderPath><name>&xxe;</name></folder>";
+    let lower = "<?xml version=\"1.0\"?>\n<!doctype folder [<!entity xxe system \"file:///etc/passwd\">]>\n<folder><parentFolderPath>/</parentFolderPath><name>&xxe;</name></folder>";
     let undeclared = "<folder><parentFolderPath>/</parentFolderPath><name>&xxe;</name></folder>";
     let deep = format!("<folder>{}{}</folder>", "<a>".repeat(200), "</a>".repeat(200));
     let malformed = "<folder><name>x</folder>";
@@ -458,6 +459,7 @@ async fn hostile_or_broken_xml_is_refused_with_an_oma_body() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("billion laughs", lol.into()),
         ("external entity", xxe.into()),
+        ("doctype in lower case", lower.into()),
         ("undeclared entity", undeclared.into()),
         ("deep nesting", deep.into_bytes()),
         ("malformed", malformed.into()),
@@ -510,6 +512,16 @@ async fn json_stays_the_default_and_the_rule_holds_everywhere() {
         }
         let res = req.send().await.expect("send");
         assert!(content_type(&res).starts_with("application/json"), "{accept:?}");
+        // The format follows Accept: a cache must not hand one client's to another.
+        let vary: Vec<String> = res
+            .headers()
+            .get_all("vary")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_ascii_lowercase())
+            .collect();
+        assert!(vary.iter().any(|v| v == "accept"), "Vary: {vary:?}");
     }
     for accept in ["application/xml", "text/xml", "application/json;q=0.5, application/xml"] {
         let res = app
