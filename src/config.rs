@@ -480,7 +480,8 @@ pub struct IntrospectionSettings {
     /// An active answer is remembered this long at most (and never past the token's `exp`);
     /// an inactive one at most 10 s of it. 0: nothing is remembered.
     pub cache_secs: u64,
-    /// Time limit of one introspection request; unset: `auth.bearer.http_timeout_secs`.
+    /// Time limit of one introspection request (a request waiting on it answers 503 when it
+    /// runs out); unset: 3 s.
     pub http_timeout_secs: Option<u64>,
 }
 

@@ -46,6 +46,9 @@ pub const MAX_ENTRIES: usize = 100_000;
 /// An inactive verdict is remembered at most this long (a client that is refused fetches a
 /// new token, it does not wait for this one to become good).
 pub const INACTIVE_SECS: u64 = 10;
+/// Time limit of one introspection request when its endpoint sets none: a request waiting
+/// on a hanging authorization server answers 503 soon.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 3;
 /// Largest introspection answer read.
 const MAX_ANSWER: usize = 64 * 1024;
 /// Longest a verdict is remembered, whatever `cache_secs` says (so `now + ttl` cannot
@@ -154,7 +157,7 @@ impl Endpoint {
             cache_secs: e.cache_secs.min(MAX_CACHE_SECS),
             leeway: b.leeway_secs,
             audiences: b.audiences.clone(),
-            http: http_client(e.http_timeout_secs.unwrap_or(b.http_timeout_secs))?,
+            http: http_client(e.http_timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS))?,
             cache: TokenCache::new(MAX_ENTRIES),
             calls: AtomicU64::new(0),
         })
