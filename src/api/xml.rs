@@ -65,6 +65,11 @@ pub struct Shape {
     /// even when it occurs once where a document is read without its type's hints (a
     /// `bulkCreation` object kept raw, a member that takes one value or many).
     pub lists: &'static [(&'static str, &'static str)],
+    /// Repeating elements of request documents whose items are text, by parent: read
+    /// without a type's hints, an empty one (`<value/>`, `<value></value>`) is the empty
+    /// string, as a typed read has it, not nothing. (Their other repeating elements are
+    /// structures.)
+    pub texts: &'static [(&'static str, &'static str)],
 }
 
 pub const SHAPE: Shape = Shape {
@@ -131,6 +136,7 @@ pub const SHAPE: Shape = Shape {
         ("filter", "criterion"),
         ("sortCriteria", "criterion"),
     ],
+    texts: &[("attribute", "value"), ("flags", "flag"), ("flagList", "flag"), ("pathList", "path")],
 };
 
 impl Shape {
@@ -510,7 +516,8 @@ impl<'de, 'a> MapAccess<'de> for Members<'a> {
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, XmlError> {
         let (name, group) = self.value.take().ok_or_else(|| err("a value without a key"))?;
         let list = SHAPE.lists.contains(&(self.parent, name));
-        seed.deserialize(Group { nodes: group, list })
+        let text = SHAPE.texts.contains(&(self.parent, name));
+        seed.deserialize(Group { nodes: group, list, text })
     }
 }
 
@@ -519,25 +526,32 @@ struct Group<'a> {
     nodes: Vec<&'a Element>,
     /// The schema repeats the element: a list even without a type's hint.
     list: bool,
+    /// The schema's items are text: an empty one is `""` even without a type's hint.
+    text: bool,
 }
 
 impl<'a> Group<'a> {
     fn one(self) -> Result<Node<'a>, XmlError> {
         match self.nodes.as_slice() {
-            [one] => Ok(Node(one)),
+            [one] => Ok(Node { el: one, text: self.text }),
             [first, ..] => Err(err(format!("element {} repeated", first.name))),
             [] => Err(err("an empty group")),
         }
     }
 }
 
-struct Items<'a>(std::vec::IntoIter<&'a Element>);
+struct Items<'a> {
+    nodes: std::vec::IntoIter<&'a Element>,
+    /// The items are text ([`Group::text`]).
+    text: bool,
+}
 
 impl<'de, 'a> SeqAccess<'de> for Items<'a> {
     type Error = XmlError;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, XmlError> {
-        self.0.next().map(|el| seed.deserialize(Node(el))).transpose()
+        let text = self.text;
+        self.nodes.next().map(|el| seed.deserialize(Node { el, text })).transpose()
     }
 }
 
@@ -584,7 +598,7 @@ impl<'de, 'a> de::Deserializer<'de> for Group<'a> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, XmlError> {
-        v.visit_seq(Items(self.nodes.into_iter()))
+        v.visit_seq(Items { nodes: self.nodes.into_iter(), text: self.text })
     }
 
     shared!();
@@ -610,19 +624,23 @@ fn excerpt(text: &str) -> &str {
 }
 
 /// One element as a value.
-struct Node<'a>(&'a Element);
+struct Node<'a> {
+    el: &'a Element,
+    /// The schema types it as text ([`Group::text`]).
+    text: bool,
+}
 
 impl<'a> Node<'a> {
     fn parsed<T: std::str::FromStr>(&self, what: &str) -> Result<T, XmlError> {
-        self.0
+        self.el
             .text
             .trim()
             .parse()
-            .map_err(|_| err(format!("{}: expected {what}, got {:?}", self.0.name, excerpt(&self.0.text))))
+            .map_err(|_| err(format!("{}: expected {what}, got {:?}", self.el.name, excerpt(&self.el.text))))
     }
 
     fn is_empty(&self) -> bool {
-        self.0.children.is_empty() && self.0.text.trim().is_empty()
+        self.el.children.is_empty() && self.el.text.trim().is_empty()
     }
 }
 
@@ -645,23 +663,23 @@ macro_rules! as_text {
 impl<'de, 'a> de::Deserializer<'de> for Node<'a> {
     type Error = XmlError;
 
-    /// Without a hint: a structure when the element has children, nothing when it is empty,
-    /// else its text.
+    /// Without a hint: a structure when the element has children, nothing when it is empty
+    /// (unless the schema types it as text), else its text.
     fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, XmlError> {
-        if !self.0.children.is_empty() {
-            v.visit_map(Members::of(self.0))
-        } else if self.is_empty() {
+        if !self.el.children.is_empty() {
+            v.visit_map(Members::of(self.el))
+        } else if self.is_empty() && !self.text {
             v.visit_unit()
         } else {
-            v.visit_str(&self.0.text)
+            v.visit_str(&self.el.text)
         }
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, XmlError> {
-        match self.0.text.trim() {
+        match self.el.text.trim() {
             "true" | "1" => v.visit_bool(true),
             "false" | "0" => v.visit_bool(false),
-            _ => Err(err(format!("{}: expected a boolean, got {:?}", self.0.name, excerpt(&self.0.text)))),
+            _ => Err(err(format!("{}: expected a boolean, got {:?}", self.el.name, excerpt(&self.el.text)))),
         }
     }
 
@@ -673,7 +691,7 @@ impl<'de, 'a> de::Deserializer<'de> for Node<'a> {
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, XmlError> {
-        v.visit_str(&self.0.text)
+        v.visit_str(&self.el.text)
     }
 
     fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value, XmlError> {
@@ -685,11 +703,11 @@ impl<'de, 'a> de::Deserializer<'de> for Node<'a> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, XmlError> {
-        v.visit_seq(Items(vec![self.0].into_iter()))
+        v.visit_seq(Items { nodes: vec![self.el].into_iter(), text: self.text })
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, XmlError> {
-        v.visit_map(Members::of(self.0))
+        v.visit_map(Members::of(self.el))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -707,7 +725,7 @@ impl<'de, 'a> de::Deserializer<'de> for Node<'a> {
         _variants: &'static [&'static str],
         v: V,
     ) -> Result<V::Value, XmlError> {
-        v.visit_enum(self.0.text.trim().into_deserializer())
+        v.visit_enum(self.el.text.trim().into_deserializer())
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, XmlError> {

@@ -578,3 +578,40 @@ async fn json_stays_the_default_and_the_rule_holds_everywhere() {
         app.client.get(format!("{}/health", app.url)).header("Accept", "application/xml").send().await.expect("send");
     assert!(content_type(&res).starts_with("application/json"));
 }
+
+/// An empty repeated text element (`<value/>`, `<value></value>`, `<flag/>`) is the empty
+/// string, in a single deposit and in a bulkCreation objectList (whose objects are read
+/// without their type's hints) alike: an empty attribute value is stored as `""` either
+/// way, an empty flag refused alike.
+#[tokio::test]
+async fn empty_elements_read_alike_singly_and_in_bulk_creation() {
+    let app = spawn_app().await;
+    let base = app.base(ALICE);
+    let folder = app.create_folder(json!({"parentFolderPath": "/", "name": "fld"})).await;
+    let single = |inner: &str| format!("<parentFolder>{folder}</parentFolder>{inner}");
+    let bulk_url = format!("{base}/objects/operations/bulkCreation");
+    let attributes = "<attributes><attribute><name>Subject</name><value/></attribute>\
+                      <attribute><name>Note</name><value></value><value>b</value></attribute></attributes>\
+                      <flags><flag>\\Seen</flag></flags>";
+    let one = app.nms_doc(Method::POST, &format!("{base}/objects"), "object", &single(attributes), 201).await;
+    let one = one["reference"]["resourceURL"].as_str().expect("resourceURL").to_string();
+    let inner = format!("<object>{}</object>", single(attributes));
+    let list = app.nms_doc(Method::POST, &bulk_url, "objectList", &inner, 200).await;
+    let created = &list["bulkResponseList"]["response"][0];
+    assert_eq!(created["code"], 201, "{list}");
+    let many = created["success"]["resourceURL"].as_str().expect("resourceURL");
+    let one: Value = app.get(&one).await.json().await.expect("json");
+    let many: Value = app.get(many).await.json().await.expect("json");
+    let ignored = ["resourceURL", "path", "lastModSeq"];
+    assert_eq!(without(many, &ignored), without(one.clone(), &ignored));
+    let attrs = one["object"]["attributes"]["attribute"].as_array().expect("attributes");
+    let value_of = |name: &str| attrs.iter().find(|a| a["name"] == name).map(|a| a["value"].clone());
+    assert_eq!(value_of("Subject"), Some(json!([""])), "{one}");
+    assert_eq!(value_of("Note"), Some(json!(["", "b"])), "{one}");
+    // An empty flag: the same refusal singly and as the bulk item.
+    let flags = "<flags><flag/></flags>";
+    let refused = app.nms_doc(Method::POST, &format!("{base}/objects"), "object", &single(flags), 400).await;
+    let inner = format!("<object>{}</object>", single(flags));
+    let list = app.nms_doc(Method::POST, &bulk_url, "objectList", &inner, 400).await;
+    assert_eq!(list["bulkResponseList"]["response"][0]["failure"], refused["requestError"], "{list}");
+}
