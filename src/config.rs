@@ -105,6 +105,10 @@ pub struct ServerSettings {
     /// `/readyz` fails a check (the database, the payload store) that has not answered
     /// within this many milliseconds.
     pub readiness_timeout_ms: u64,
+    /// An idle connection between requests is kept open this many seconds for the client's
+    /// next request (a phone reuses its connection, and its TLS session, from one
+    /// synchronisation to the next); 0: closed after each answer.
+    pub keep_alive_secs: u64,
 }
 
 impl ServerSettings {
@@ -545,6 +549,7 @@ impl Default for ServerSettings {
             shutdown_grace_secs: 30,
             metrics_listen: None,
             readiness_timeout_ms: 2000,
+            keep_alive_secs: 75,
         }
     }
 }

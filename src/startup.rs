@@ -225,6 +225,10 @@ impl Application {
         // A connection's first request head must arrive in time (actix answers 408 and
         // closes); request bodies are paced by `api::pacing`.
         http = http.client_request_timeout(Duration::from_secs(settings.server.header_timeout_secs.min(86_400)));
+        http = http.keep_alive(match settings.server.keep_alive_secs {
+            0 => actix_web::http::KeepAlive::Disabled,
+            secs => actix_web::http::KeepAlive::Timeout(Duration::from_secs(secs.min(86_400))),
+        });
         if settings.server.workers > 0 {
             http = http.workers(settings.server.workers);
         }

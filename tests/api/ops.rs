@@ -260,3 +260,38 @@ fn the_dashboard_charts_only_metrics_the_server_records() {
         assert!(recorded.contains(&format!("\"{base}\"")), "the dashboard charts {name}, which nothing records");
     }
 }
+
+/// Send `GET /healthz` on `stream` and read its whole answer (the body is small and sized).
+async fn health_on(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: nms\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains("\"ok\"}") {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the answer: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn idle_connections_are_kept_for_the_next_request_as_long_as_configured() {
+    use tokio::io::AsyncReadExt;
+    // The default keeps a client's connection well past a pause between synchronisations.
+    assert_eq!(cpm_nms::config::Settings::default().server.keep_alive_secs, 75);
+    let app = spawn_app_with(|s| s.server.keep_alive_secs = 1).await;
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert!(health_on(&mut stream).await.starts_with("HTTP/1.1 200"));
+    // Idle past the setting: the server closes its side (the read sees the end), well
+    // before the HTTP library's own default of 5 s would.
+    let mut rest = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(4), stream.read(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "{closed:?}");
+    // With 0, each answer closes its connection.
+    let app = spawn_app_with(|s| s.server.keep_alive_secs = 0).await;
+    let mut stream = tokio::net::TcpStream::connect(app.url.trim_start_matches("http://")).await.unwrap();
+    let answer = health_on(&mut stream).await;
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+}
