@@ -65,10 +65,10 @@ pub struct Shape {
     /// even when it occurs once where a document is read without its type's hints (a
     /// `bulkCreation` object kept raw, a member that takes one value or many).
     pub lists: &'static [(&'static str, &'static str)],
-    /// Repeating elements of request documents whose items are text, by parent: read
-    /// without a type's hints, an empty one (`<value/>`, `<value></value>`) is the empty
-    /// string, as a typed read has it, not nothing. (Their other repeating elements are
-    /// structures.)
+    /// Text elements of request documents by parent (repeating ones such as `value`, and the
+    /// single text members of an object, which `bulkCreation` reads without its type's
+    /// hints): an empty one (`<value/>`, `<value></value>`) is the empty string, as a typed
+    /// read has it, not nothing.
     pub texts: &'static [(&'static str, &'static str)],
 }
 
@@ -136,7 +136,17 @@ pub const SHAPE: Shape = Shape {
         ("filter", "criterion"),
         ("sortCriteria", "criterion"),
     ],
-    texts: &[("attribute", "value"), ("flags", "flag"), ("flagList", "flag"), ("pathList", "path")],
+    texts: &[
+        ("attribute", "value"),
+        ("attribute", "name"),
+        ("flags", "flag"),
+        ("flagList", "flag"),
+        ("pathList", "path"),
+        ("object", "parentFolder"),
+        ("object", "parentFolderPath"),
+        ("object", "correlationId"),
+        ("object", "correlationTag"),
+    ],
 };
 
 impl Shape {

@@ -614,4 +614,18 @@ async fn empty_elements_read_alike_singly_and_in_bulk_creation() {
     let inner = format!("<object>{}</object>", single(flags));
     let list = app.nms_doc(Method::POST, &bulk_url, "objectList", &inner, 400).await;
     assert_eq!(list["bulkResponseList"]["response"][0]["failure"], refused["requestError"], "{list}");
+    // Empty single text members of an object: the same object singly and in bulk.
+    let members = single("<correlationTag/><correlationId></correlationId>");
+    let one = app.nms_doc(Method::POST, &format!("{base}/objects"), "object", &members, 201).await;
+    let one = one["reference"]["resourceURL"].as_str().expect("resourceURL").to_string();
+    let list = app.nms_doc(Method::POST, &bulk_url, "objectList", &format!("<object>{members}</object>"), 200).await;
+    let many = list["bulkResponseList"]["response"][0]["success"]["resourceURL"].as_str().expect("resourceURL");
+    let one: Value = app.get(&one).await.json().await.expect("json");
+    let many: Value = app.get(many).await.json().await.expect("json");
+    assert_eq!(without(many, &ignored), without(one, &ignored));
+    // An empty parentFolder names no folder: the same refusal singly and as the bulk item.
+    let nowhere = "<parentFolder/>";
+    let refused = app.nms_doc(Method::POST, &format!("{base}/objects"), "object", nowhere, 400).await;
+    let list = app.nms_doc(Method::POST, &bulk_url, "objectList", &format!("<object>{nowhere}</object>"), 400).await;
+    assert_eq!(list["bulkResponseList"]["response"][0]["failure"], refused["requestError"], "{list}");
 }
