@@ -184,13 +184,22 @@ async fn inactive_and_expired_tokens_are_invalid_and_a_missing_scope_insufficien
 }
 
 #[tokio::test]
-async fn usernames_are_addresses_and_service_clients_service_principals() {
+async fn usernames_and_verified_phone_numbers_are_addresses_and_service_clients_service_principals() {
     let auth = spawn_auth_server().await;
     auth.answer("bob", json!({"active": true, "username": "+1 310 555 0000", "scope": "oma_rest_nms.read"}));
     auth.answer("pf", json!({"active": true, "client_id": "cpm-pf", "scope": "oma_rest_nms.all_v1"}));
     auth.answer("app", json!({"active": true, "client_id": "rcs-app", "scope": "oma_rest_nms.all_v1"}));
+    // A phone number is an address only when the authorization server has verified it.
+    let phone = |verified: bool| {
+        json!({"active": true, "sub": "user-77", "phone_number": "+1 310 555 0000",
+               "phone_number_verified": verified, "scope": "oma_rest_nms.read"})
+    };
+    auth.answer("verified", phone(true));
+    auth.answer("unverified", phone(false));
     let app = app_asking(vec![auth.endpoint("")], |_| {}).await;
     assert_eq!(app.get_with(&app.root_lookup(BOB), "bob").await.status(), 200);
+    assert_eq!(app.get_with(&app.root_lookup(BOB), "verified").await.status(), 200);
+    assert_forbidden(app.get_with(&app.root_lookup(BOB), "unverified").await, "no access to box").await;
     // The service client acts on any box; another client without an address on none.
     assert_eq!(app.deposit_with(BOB, "pf").await.status(), 201);
     assert_forbidden(app.deposit_with(BOB, "app").await, "no access to box").await;
