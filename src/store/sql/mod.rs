@@ -363,7 +363,7 @@ async fn resolve_parent(
                 return Ok(found);
             }
             let mut cur = root_key(tx, b).await?;
-            for seg in path.split('/').filter(|s| !s.is_empty()) {
+            for &seg in &segs {
                 let next = query_as::<FolderKey>(
                     "SELECT id, public_id, ancestry, path, is_root FROM folders WHERE parent_id = ? AND name = ?",
                 )
