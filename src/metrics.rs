@@ -100,13 +100,17 @@ fn describe() {
 pub struct RouteLabel(usize);
 
 impl RouteLabel {
-    const EXTRA: [&'static str; 3] = ["NotificationChannel", "Service", "Unmatched"];
+    const EXTRA: [&'static str; 5] = ["NotificationChannel", "Service", "ApiDescription", "ApiDocs", "Unmatched"];
     /// The Notification Channel API (not in the operation table yet).
     pub const CHANNEL: Self = Self(Operation::ALL.len());
     /// `/health`, `/healthz`, `/readyz`, `/metrics`.
     pub const SERVICE: Self = Self(Operation::ALL.len() + 1);
+    /// `/openapi.json`.
+    pub const API_DESCRIPTION: Self = Self(Operation::ALL.len() + 2);
+    /// `/docs` and the Swagger UI page and files under `/docs/` (one label for them all).
+    pub const API_DOCS: Self = Self(Operation::ALL.len() + 3);
     /// No route: 404, or 405 on a known path.
-    pub const UNMATCHED: Self = Self(Operation::ALL.len() + 2);
+    pub const UNMATCHED: Self = Self(Operation::ALL.len() + 4);
     const COUNT: usize = Operation::ALL.len() + Self::EXTRA.len();
 
     pub fn of(op: Operation) -> Self {

@@ -4,10 +4,10 @@
 //! Each request has an id: the client's `X-Request-Id` when it sends a plain one (letters,
 //! digits, `-_.:`, at most 128), generated otherwise; it is returned in the response's
 //! `X-Request-Id` and logged. The line names the operation (the operation table's name, or
-//! `NotificationChannel`, `Service`, `Unmatched`), the method and path (never the query,
-//! a header or the body, so no password, token or payload), the status, the duration and
-//! the kind of principal (`service`, `subscriber`, or `anonymous` when none was
-//! authenticated). The route's extractor tags the request with its operation and
+//! `NotificationChannel`, `Service`, `ApiDescription`, `ApiDocs`, `Unmatched`), the method
+//! and path (never the query, a header or the body, so no password, token or payload), the
+//! status, the duration and the kind of principal (`service`, `subscriber`, or `anonymous`
+//! when none was authenticated). The route's extractor tags the request with its operation and
 //! principal ([`tag_operation`], [`tag_principal`]).
 
 use std::cell::Cell;
@@ -74,6 +74,10 @@ fn untagged(path: &str) -> RouteLabel {
         RouteLabel::CHANNEL
     } else if matches!(path, "/health" | "/healthz" | "/readyz" | "/metrics") {
         RouteLabel::SERVICE
+    } else if path == "/openapi.json" {
+        RouteLabel::API_DESCRIPTION
+    } else if path == "/docs" || path.starts_with("/docs/") {
+        RouteLabel::API_DOCS
     } else {
         RouteLabel::UNMATCHED
     }
@@ -144,6 +148,11 @@ mod tests {
     fn routes_outside_the_operation_table_have_fixed_labels() {
         assert_eq!(untagged("/notificationchannel/v1/u/channels").name(), "NotificationChannel");
         assert_eq!(untagged("/readyz").name(), "Service");
+        assert_eq!(untagged("/openapi.json").name(), "ApiDescription");
+        for docs in ["/docs", "/docs/", "/docs/swagger-ui.css"] {
+            assert_eq!(untagged(docs).name(), "ApiDocs", "{docs}");
+        }
+        assert_eq!(untagged("/docsx").name(), "Unmatched");
         assert_eq!(untagged("/nms/v1/base/x/nothing").name(), "Unmatched");
         assert_eq!(RouteLabel::of(Operation::ObjectCreate).name(), "ObjectCreate");
     }

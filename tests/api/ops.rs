@@ -239,6 +239,34 @@ async fn open_long_polls_and_the_notifications_they_deliver_are_counted() {
     assert!(value(&after, channel) - value(&before, channel) >= 1.0, "{channel}");
 }
 
+#[tokio::test]
+async fn the_api_description_and_its_docs_page_are_counted_under_their_own_labels() {
+    let app = spawn_app().await;
+    let before = metrics(&app).await;
+    let get = |path: &'static str| app.client.get(format!("{}{path}", app.url)).send();
+    assert_eq!(get("/openapi.json").await.unwrap().status(), 200);
+    assert_eq!(get("/docs").await.unwrap().status(), 308);
+    for asset in ["/docs/", "/docs/swagger-ui.css"] {
+        assert_eq!(get(asset).await.unwrap().status(), 200, "{asset}");
+    }
+    let after = metrics(&app).await;
+    let grew = |series: &str| value(&after, series) - value(&before, series);
+    let description = "nms_http_requests_total{operation=\"ApiDescription\",status=\"2xx\"}";
+    assert!(grew(description) >= 1.0, "{description}");
+    let docs = "nms_http_requests_total{operation=\"ApiDocs\",status=\"2xx\"}";
+    assert!(grew(docs) >= 2.0, "{docs}");
+    let redirect = "nms_http_requests_total{operation=\"ApiDocs\",status=\"3xx\"}";
+    assert!(grew(redirect) >= 1.0, "{redirect}");
+    // A request a route answered is never Unmatched (other tests' 404s may be counted there
+    // meanwhile, but nothing answers one with 2xx or 3xx).
+    for st in ["2xx", "3xx"] {
+        let unmatched = format!("nms_http_requests_total{{operation=\"Unmatched\",status=\"{st}\"}}");
+        assert_eq!(grew(&unmatched), 0.0, "{unmatched}");
+    }
+    // No file path is a label.
+    assert!(!after.contains("swagger-ui.css") && !after.contains("openapi.json"));
+}
+
 /// Every metric the Grafana dashboard charts is one the server records.
 #[test]
 fn the_dashboard_charts_only_metrics_the_server_records() {
