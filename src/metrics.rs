@@ -101,7 +101,8 @@ pub struct RouteLabel(usize);
 
 impl RouteLabel {
     const EXTRA: [&'static str; 5] = ["NotificationChannel", "Service", "ApiDescription", "ApiDocs", "Unmatched"];
-    /// The Notification Channel API (not in the operation table yet).
+    /// A Notification Channel path no operation claimed (404 under `/notificationchannel/`,
+    /// or 405 on a channel resource); the channel operations have their own names.
     pub const CHANNEL: Self = Self(Operation::ALL.len());
     /// `/health`, `/healthz`, `/readyz`, `/metrics`.
     pub const SERVICE: Self = Self(Operation::ALL.len() + 1);
