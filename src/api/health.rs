@@ -30,7 +30,6 @@ pub struct Ops {
     pub readiness_timeout: Duration,
 }
 
-/// The routes of the public listener.
 /// The routes of the metrics listener.
 pub fn configure_private(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz));
