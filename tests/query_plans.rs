@@ -90,12 +90,35 @@ async fn statements_of_a_conformance_run(data: &std::path::Path, db: Option<&str
     let statements: BTreeSet<String> = served
         .take_log()
         .into_iter()
-        .filter_map(|(_, fields)| fields["db.statement"].as_str().map(|s| s.trim().to_string()))
+        .filter_map(|(_, fields)| fields["db.statement"].as_str().map(str::to_string))
+        .flat_map(|s| one_by_one(&s))
         .filter(|s| !s.is_empty())
         .collect();
     served.kill();
     assert!(statements.len() > 100, "too few statements logged: {}", statements.len());
     statements
+}
+
+/// The statements of `sql`, which may run several at once (separated by `;` outside quotes),
+/// each trimmed: each is planned on its own.
+fn one_by_one(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut quote: Option<char> = None;
+    for (i, c) in sql.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, ';') => {
+                out.push(sql[start..i].trim().to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(sql[start..].trim().to_string());
+    out
 }
 
 /// Whether the planner must be asked: statements that read rows (a plain `INSERT ..

@@ -132,6 +132,16 @@ impl Engine {
         }
     }
 
+    /// What a write transaction runs last, just before it commits, if anything. On SQLite
+    /// the text indexes take in the rows queued for them by the transaction's writes (see
+    /// [`sqlite::APPLY_TEXT_QUEUE`]).
+    pub fn before_commit(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => Some(sqlite::APPLY_TEXT_QUEUE),
+            Self::Postgres => None,
+        }
+    }
+
     /// The statement that, inside a write transaction, waits for the lock its one
     /// parameter names (a [`Lock`] key) and holds it until the transaction ends; `None`
     /// where a write transaction already excludes every other writer (SQLite).

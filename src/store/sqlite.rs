@@ -4,7 +4,8 @@
 //! line) queue instead of failing, foreign keys on so deleting an object or folder cascades
 //! to its attributes, flags and parts. Text search runs on FTS5 tables fed from
 //! `object_search`: `object_text` (trigram) for substrings, `object_words` (unicode61,
-//! diacritics removed) for whole words.
+//! diacritics removed) for whole words. They take in a write's text when its transaction
+//! commits ([`APPLY_TEXT_QUEUE`]).
 
 use std::time::Duration;
 
@@ -44,6 +45,19 @@ pub async fn connect(url: &str) -> Result<AnyPool> {
         .await?;
     Ok(pool)
 }
+
+/// See [`super::engine::Engine::before_commit`]: the rows queued in `object_search_queue`
+/// by the transaction's writes go into both text indexes in the order they were queued (an
+/// id removed and then used again ends indexed once, with its new text), and the queue is
+/// emptied. FTS5 reads a NULL in its command column as a plain insert. Writing the indexes
+/// once per transaction, rather than in each write's savepoint, lets a group of writes
+/// share one new index segment (see the migration `search_deferred`).
+pub const APPLY_TEXT_QUEUE: &str = "\
+    INSERT INTO object_text (object_text, rowid, body) \
+    SELECT CASE WHEN gone = 1 THEN 'delete' END, id, body FROM object_search_queue ORDER BY seq; \
+    INSERT INTO object_words (object_words, rowid, body) \
+    SELECT CASE WHEN gone = 1 THEN 'delete' END, id, body FROM object_search_queue ORDER BY seq; \
+    DELETE FROM object_search_queue";
 
 /// See [`super::engine::Engine::json_object`]: `pairs` are `'name', expr, ...`.
 pub fn json_object(pairs: &str) -> String {

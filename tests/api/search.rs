@@ -745,3 +745,51 @@ async fn a_creation_cursor_taken_mid_walk_loses_nothing() {
         .await;
     assert_eq!((status, message_id(&body)), (400, "SVC0002"));
 }
+
+/// The text indexes take in each write's text when its transaction commits. Writes that
+/// commit together (concurrent deposits and deletions share a transaction) are all found,
+/// none of the deleted is, an id used again after its object went carries its new text
+/// only, and on SQLite the full-text indexes check out against their content with nothing
+/// left queued.
+#[tokio::test]
+async fn text_search_follows_writes_that_commit_together_and_reused_ids() {
+    let app = spawn_app().await;
+    // Signed in once: concurrent first sign-ins would meet the bound on password checks.
+    assert_eq!(found(&app, one("WholeWord", None, "lima")).await, set(&[]));
+    let deposits = (0..24).map(|i| {
+        let app = &app;
+        async move { object(app, "/t", &[("Subject", &format!("kilo{i} lima"))], &[]).await }
+    });
+    let urls: Vec<String> = futures_util::future::join_all(deposits).await;
+    let (gone, kept): (Vec<_>, Vec<_>) = urls.iter().enumerate().partition(|(i, _)| i % 3 == 0);
+    let deletions = gone.iter().map(|(_, u)| app.delete(u));
+    for res in futures_util::future::join_all(deletions).await {
+        assert_eq!(res.status(), 204);
+    }
+    let kept: Vec<&String> = kept.into_iter().map(|(_, u)| u).collect();
+    assert_eq!(found(&app, one("WholeWord", None, "lima")).await, set(&kept));
+    assert_eq!(found(&app, one("AllTextAttributes", None, "kilo3 ")).await, set(&[]), "deleted");
+    assert_eq!(found(&app, one("AllTextAttributes", None, "kilo4 ")).await, set(&[&urls[4]]));
+
+    // The newest object goes; the next one takes its id (SQLite hands out the highest id
+    // again) and must be found by its own text only.
+    let newest = object(&app, "/t", &[("Subject", "zulu")], &[]).await;
+    assert_eq!(app.delete(&newest).await.status(), 204);
+    let next = object(&app, "/t", &[("Subject", "yankee")], &[]).await;
+    assert_eq!(found(&app, one("WholeWord", None, "zulu")).await, set(&[]));
+    assert_eq!(found(&app, one("AllTextAttributes", None, "ulu")).await, set(&[]));
+    assert_eq!(found(&app, one("WholeWord", None, "yankee")).await, set(&[&next]));
+
+    if app.db.is_none() {
+        use sqlx::Connection as _;
+        let url = format!("sqlite://{}", app.data.path().join("nms.db").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for index in ["object_text", "object_words"] {
+            let check = format!("INSERT INTO {index} ({index}) VALUES ('integrity-check')");
+            sqlx::query(sqlx::AssertSqlSafe(check)).execute(&mut db).await.unwrap_or_else(|e| panic!("{index}: {e}"));
+        }
+        let queued: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM object_search_queue").fetch_one(&mut db).await.unwrap();
+        assert_eq!(queued, 0, "nothing stays queued once committed");
+    }
+}

@@ -40,6 +40,9 @@ pub(super) struct Writer {
     pool: AnyPool,
     /// The statement that opens a group.
     begin: &'static str,
+    /// The statement a group runs last, before its commit (see
+    /// [`Engine::before_commit`](crate::store::engine::Engine::before_commit)).
+    before_commit: Option<&'static str>,
     state: Arc<tokio::sync::Mutex<Group>>,
     /// Writes waiting to join the group (or, after a commit, to open the next).
     queued: AtomicUsize,
@@ -65,10 +68,11 @@ struct Group {
 }
 
 impl Writer {
-    pub(super) fn new(pool: AnyPool, begin: &'static str) -> Arc<Self> {
+    pub(super) fn new(pool: AnyPool, begin: &'static str, before_commit: Option<&'static str>) -> Arc<Self> {
         Arc::new(Self {
             pool,
             begin,
+            before_commit,
             state: Default::default(),
             queued: AtomicUsize::new(0),
             commits: Default::default(),
@@ -204,7 +208,15 @@ impl Held {
 
     /// Commit the group and tell its members.
     async fn commit_group(&mut self) -> Result<()> {
-        match self.run("COMMIT").await {
+        let finished = match self.writer.before_commit {
+            Some(last) => self.run(last).await,
+            None => Ok(()),
+        };
+        let committed = match finished {
+            Ok(()) => self.run("COMMIT").await,
+            Err(e) => Err(e),
+        };
+        match committed {
             Ok(()) => {
                 self.writer.commits.fetch_add(1, Ordering::Relaxed);
                 let g = self.group()?;
@@ -303,15 +315,22 @@ pub(super) struct Tx<'a> {
 }
 
 enum Kind {
-    Own(Transaction<'static, Any>),
+    /// A transaction of its own, and what it runs before its commit.
+    Own(Transaction<'static, Any>, Option<&'static str>),
     Member(Held),
 }
 
 impl<'a> Tx<'a> {
-    /// A transaction of its own, opened with `statement` (see [`super::begin`]).
-    pub(super) async fn own(pool: &AnyPool, statement: &'static str) -> Result<Self> {
+    /// A transaction of its own, opened with `statement` (see [`super::begin`]), that runs
+    /// `before_commit` last when it commits.
+    pub(super) async fn own(
+        pool: &AnyPool,
+        statement: &'static str,
+        before_commit: Option<&'static str>,
+    ) -> Result<Self> {
         let timer = crate::metrics::WriteTransaction::begin();
-        Ok(Self { kind: Kind::Own(super::begin(pool, statement).await?), _life: PhantomData, _timer: timer })
+        let tx = super::begin(pool, statement).await?;
+        Ok(Self { kind: Kind::Own(tx, before_commit), _life: PhantomData, _timer: timer })
     }
 
     /// Make the write durable: answers once it is committed.
@@ -326,8 +345,11 @@ impl<'a> Tx<'a> {
 
     async fn end(self, keep: bool) -> Result<()> {
         match self.kind {
-            Kind::Own(tx) => {
+            Kind::Own(mut tx, before_commit) => {
                 if keep {
+                    if let Some(last) = before_commit {
+                        super::query(last).execute(&mut *tx).await?;
+                    }
                     tx.commit().await?
                 } else {
                     tx.rollback().await?
@@ -349,7 +371,7 @@ impl Deref for Tx<'_> {
 
     fn deref(&self) -> &AnyConnection {
         match &self.kind {
-            Kind::Own(tx) => tx,
+            Kind::Own(tx, _) => tx,
             Kind::Member(held) => held_conn(held),
         }
     }
@@ -358,7 +380,7 @@ impl Deref for Tx<'_> {
 impl DerefMut for Tx<'_> {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match &mut self.kind {
-            Kind::Own(tx) => tx,
+            Kind::Own(tx, _) => tx,
             Kind::Member(held) => held_conn_mut(held),
         }
     }
@@ -391,7 +413,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let pool = crate::store::sqlite::connect(&url).await.unwrap();
         super::super::query("CREATE TABLE t (v INTEGER PRIMARY KEY)").execute(&pool).await.unwrap();
-        let writer = Writer::new(pool.clone(), "BEGIN IMMEDIATE");
+        let writer = Writer::new(pool.clone(), "BEGIN IMMEDIATE", None);
         (dir, pool, writer)
     }
 
