@@ -233,6 +233,19 @@ impl Engine {
         }
     }
 
+    /// SQL giving a JSON array with one array of `items` per row of `FROM from_where`, in no
+    /// particular order; `[]` for no row. An item that is itself JSON (from
+    /// [`Engine::json_rows`]) is nested as JSON.
+    pub fn json_items(self, items: &[&str], from_where: &str) -> String {
+        let list = items.join(", ");
+        match self {
+            Self::Sqlite => format!("(SELECT json_group_array(json_array({list})) FROM {from_where})"),
+            Self::Postgres => {
+                format!("(SELECT coalesce(json_agg(json_build_array({list})), '[]'::json) FROM {from_where})")
+            }
+        }
+    }
+
     /// The shortest substring the text index answers from the index itself (a trigram
     /// index needs three characters); a shorter one is not read in index order.
     pub fn text_index_min_chars(self) -> usize {

@@ -473,8 +473,30 @@ type PartColumns = (
     Option<String>,
 );
 
-/// One row per object: its attributes, flags and parts come along as JSON arrays, so a
-/// page of objects is one statement and one row each instead of a row per value.
+/// An object as [`load_object_chunk`] reads it: id, public id, folder public id, folder
+/// path, correlation id and tag, payload type, stored at, modseq, creation modseq,
+/// attributes (name, value; `None` when not asked for), flags, parts (`None` when not
+/// asked for).
+type ObjectColumns = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    Option<Vec<(String, String)>>,
+    Option<Vec<String>>,
+    Option<Vec<PartColumns>>,
+);
+
+/// The objects of `ids` in one row: one JSON array with an item per object, each with its
+/// attributes, flags and parts nested. Every row a query returns is handed from the
+/// database's thread to the request's, so a page of a thousand objects is one hand-off
+/// instead of a thousand.
 async fn load_object_chunk(
     engine: Engine,
     conn: &mut AnyConnection,
@@ -486,7 +508,7 @@ async fn load_object_chunk(
         return Ok(Vec::new());
     }
     let nested = |columns: &[&str], table: &str, order: &str| {
-        format!("CAST({} AS TEXT)", engine.json_rows(columns, &format!("{table} WHERE object_id = o.id"), order))
+        engine.json_rows(columns, &format!("{table} WHERE object_id = o.id"), order)
     };
     let attributes =
         if with_attributes { nested(&["name", "value"], "object_attributes", "rowid") } else { "NULL".into() };
@@ -510,46 +532,56 @@ async fn load_object_chunk(
     } else {
         "NULL".into()
     };
+    let mut from = Sql::default();
+    from.push("objects o JOIN folders f ON f.id = o.folder_id WHERE o.id IN ");
+    in_list(&mut from, ids);
+    let items = engine.json_items(
+        &[
+            "o.id",
+            "o.public_id",
+            "f.public_id",
+            "f.path",
+            "o.correlation_id",
+            "o.correlation_tag",
+            "o.payload_type",
+            "o.stored_at_ms",
+            "o.last_mod_seq",
+            "o.creation_seq",
+            &attributes,
+            &flags,
+            &parts,
+        ],
+        &from.text,
+    );
     let mut sql = Sql::default();
-    sql.push(&format!(
-        "SELECT o.id, o.public_id, f.public_id, f.path, o.correlation_id, o.correlation_tag, o.payload_type, \
-         o.stored_at_ms, o.last_mod_seq, o.creation_seq, {attributes}, {flags}, {parts} \
-         FROM objects o JOIN folders f ON f.id = o.folder_id WHERE o.id IN "
-    ));
-    in_list(&mut sql, ids);
+    sql.push("SELECT CAST(").push(&items).push(" AS TEXT)");
+    sql.binds = from.binds;
+    let rows = sql.fetch_all(&mut *conn).await?;
+    let json: String = match rows.first() {
+        Some(row) => row.try_get(0)?,
+        None => return Ok(Vec::new()),
+    };
     let mut by_id: HashMap<i64, Object> = HashMap::with_capacity(ids.len());
-    for row in sql.fetch_all(&mut *conn).await? {
-        let id: i64 = row.try_get(0)?;
-        let attributes: Option<String> = row.try_get(10)?;
-        let flags: Option<String> = row.try_get(11)?;
-        let parts: Option<String> = row.try_get(12)?;
-        let attributes = match attributes {
-            Some(json) => group_attributes(stored_rows::<(String, String)>(&json)?),
-            None => Vec::new(),
-        };
-        let parts = match parts {
-            Some(json) => stored_rows::<PartColumns>(&json)?.into_iter().map(part_of).collect(),
-            None => Vec::new(),
-        };
+    for columns in stored_rows::<ObjectColumns>(&json)? {
+        let (id, public_id, folder_public_id, folder_path, correlation_id, correlation_tag, payload_type) =
+            (columns.0, columns.1, columns.2, columns.3, columns.4, columns.5, columns.6);
+        let (stored_at_ms, last_mod_seq, creation_seq) = (columns.7, columns.8, columns.9);
         by_id.insert(
             id,
             Object {
                 id,
-                public_id: row.try_get(1)?,
-                folder_public_id: row.try_get(2)?,
-                folder_path: row.try_get(3)?,
-                attributes,
-                flags: match flags {
-                    Some(json) => stored_rows(&json)?,
-                    None => Vec::new(),
-                },
-                correlation_id: row.try_get(4)?,
-                correlation_tag: row.try_get(5)?,
-                payload_type: row.try_get(6)?,
-                parts,
-                stored_at_ms: row.try_get(7)?,
-                last_mod_seq: row.try_get(8)?,
-                creation_seq: row.try_get(9)?,
+                public_id,
+                folder_public_id,
+                folder_path,
+                attributes: group_attributes(columns.10.unwrap_or_default()),
+                flags: columns.11.unwrap_or_default(),
+                correlation_id,
+                correlation_tag,
+                payload_type,
+                parts: columns.12.unwrap_or_default().into_iter().map(part_of).collect(),
+                stored_at_ms,
+                last_mod_seq,
+                creation_seq,
             },
         );
     }
