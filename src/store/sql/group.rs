@@ -40,9 +40,10 @@ pub(super) struct Writer {
     pool: AnyPool,
     /// The statement that opens a group.
     begin: &'static str,
-    /// The statement a group runs last, before its commit (see
-    /// [`Engine::before_commit`](crate::store::engine::Engine::before_commit)).
-    before_commit: Option<&'static str>,
+    /// The statements that end a group: `COMMIT`, after what the engine runs last (see
+    /// [`Engine::before_commit`](crate::store::engine::Engine::before_commit)), in one
+    /// round trip to the database.
+    commit: String,
     state: Arc<tokio::sync::Mutex<Group>>,
     /// Writes waiting to join the group (or, after a commit, to open the next).
     queued: AtomicUsize,
@@ -72,7 +73,10 @@ impl Writer {
         Arc::new(Self {
             pool,
             begin,
-            before_commit,
+            commit: match before_commit {
+                Some(last) => format!("{last}; COMMIT"),
+                None => "COMMIT".into(),
+            },
             state: Default::default(),
             queued: AtomicUsize::new(0),
             commits: Default::default(),
@@ -124,7 +128,7 @@ impl Held {
         self.group()?.conn.as_mut().ok_or_else(|| Error::internal("the writer has no connection"))
     }
 
-    async fn run(&mut self, sql: &'static str) -> Result<()> {
+    async fn run(&mut self, sql: &str) -> Result<()> {
         let conn: &mut AnyConnection = self.conn()?;
         super::query(sql).execute(conn).await?;
         Ok(())
@@ -208,15 +212,8 @@ impl Held {
 
     /// Commit the group and tell its members.
     async fn commit_group(&mut self) -> Result<()> {
-        let finished = match self.writer.before_commit {
-            Some(last) => self.run(last).await,
-            None => Ok(()),
-        };
-        let committed = match finished {
-            Ok(()) => self.run("COMMIT").await,
-            Err(e) => Err(e),
-        };
-        match committed {
+        let writer = self.writer.clone();
+        match self.run(&writer.commit).await {
             Ok(()) => {
                 self.writer.commits.fetch_add(1, Ordering::Relaxed);
                 let g = self.group()?;
@@ -425,6 +422,27 @@ mod tests {
 
     async fn values(pool: &AnyPool) -> Vec<i64> {
         sqlx::query_scalar("SELECT v FROM t ORDER BY v").fetch_all(pool).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_runs_its_last_statements_inside_its_commit_and_fails_whole_with_them() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let pool = crate::store::sqlite::connect(&url).await.unwrap();
+        super::super::query("CREATE TABLE t (v INTEGER PRIMARY KEY)").execute(&pool).await.unwrap();
+        // Before each commit: 1000 + every 7 written, as a queue applied at the end would.
+        let last = "INSERT INTO t (v) SELECT v + 1000 FROM t WHERE v = 7; DELETE FROM t WHERE v = 7";
+        let writer = Writer::new(pool.clone(), "BEGIN IMMEDIATE", Some(last));
+        insert(&writer, 5).await.unwrap();
+        insert(&writer, 7).await.unwrap();
+        assert_eq!(values(&pool).await, [5, 1007]);
+        // When the last statements fail, so does the commit: the group leaves nothing, the
+        // member hears of it, and the writer goes on.
+        assert!(insert(&writer, 7).await.is_err(), "1007 is there already");
+        assert_eq!(values(&pool).await, [5, 1007]);
+        insert(&writer, 6).await.unwrap();
+        assert_eq!(values(&pool).await, [5, 6, 1007]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
