@@ -64,11 +64,13 @@ pub fn json_object(pairs: &str) -> String {
     format!("json_object({pairs})")
 }
 
-/// See [`super::engine::Engine::json_rows`].
+/// See [`super::engine::Engine::json_rows`]. The array stays JSON where it is nested in
+/// another JSON function (the bundled SQLite keeps a value's JSON subtype through a scalar
+/// subquery), so it is neither parsed again nor quoted as a string there.
 pub fn json_rows(columns: &[&str], from_where: &str, order: &str) -> String {
     let list = columns.join(", ");
     let item = if columns.len() == 1 { list.clone() } else { format!("json_array({list})") };
-    format!("json((SELECT json_group_array({item}) FROM (SELECT {list} FROM {from_where} ORDER BY {order})))")
+    format!("(SELECT json_group_array({item}) FROM (SELECT {list} FROM {from_where} ORDER BY {order}))")
 }
 
 /// An FTS5 phrase query matching `text` literally.
