@@ -44,6 +44,8 @@ pub(super) struct Writer {
     /// [`Engine::before_commit`](crate::store::engine::Engine::before_commit)), in one
     /// round trip to the database.
     commit: String,
+    /// The same, for a last member in a savepoint: its `RELEASE` first.
+    release_and_commit: String,
     state: Arc<tokio::sync::Mutex<Group>>,
     /// Writes waiting to join the group (or, after a commit, to open the next).
     queued: AtomicUsize,
@@ -62,6 +64,10 @@ struct Group {
     /// The open member runs in a savepoint; otherwise it opened the group, which holds
     /// nothing but its work.
     savepoint: bool,
+    /// A savepoint is open that holds nothing, ready for the next member: the member
+    /// before left it (begun along with its own `RELEASE`, or kept by its `ROLLBACK TO`),
+    /// sparing the next one a round trip to the database.
+    spare: bool,
     /// Members whose work is in the open group, waiting for its commit.
     members: u32,
     /// Where the open group's outcome is told.
@@ -76,6 +82,10 @@ impl Writer {
             commit: match before_commit {
                 Some(last) => format!("{last}; COMMIT"),
                 None => "COMMIT".into(),
+            },
+            release_and_commit: match before_commit {
+                Some(last) => format!("RELEASE member; {last}; COMMIT"),
+                None => "RELEASE member; COMMIT".into(),
             },
             state: Default::default(),
             queued: AtomicUsize::new(0),
@@ -150,6 +160,7 @@ impl Held {
             g.open = true;
             g.member = true;
             g.savepoint = false;
+            g.spare = false;
             if let Err(e) = self.run(self.writer.begin).await {
                 return Err(self.fail(e).await);
             }
@@ -158,6 +169,9 @@ impl Held {
         let g = self.group()?;
         g.member = true;
         g.savepoint = true;
+        if std::mem::take(&mut g.spare) {
+            return Ok(());
+        }
         if let Err(e) = self.run("SAVEPOINT member").await {
             return Err(self.fail(e).await);
         }
@@ -172,20 +186,20 @@ impl Held {
             let g = self.group()?;
             g.member = false;
             g.open = false;
+            g.spare = false;
             if let Err(e) = undone {
                 return Err(self.fail(e).await);
             }
             return Ok(());
         }
+        // `ROLLBACK TO` keeps the savepoint open, empty: the next member takes it.
         let undone = self.run("ROLLBACK TO member").await;
-        let released = match undone {
-            Ok(()) => self.run("RELEASE member").await,
-            Err(e) => Err(e),
-        };
-        self.group()?.member = false;
-        if let Err(e) = released {
+        let g = self.group()?;
+        g.member = false;
+        if let Err(e) = undone {
             return Err(self.fail(e).await);
         }
+        self.group()?.spare = true;
         Ok(())
     }
 
@@ -197,6 +211,7 @@ impl Held {
         if let Ok(g) = self.group() {
             g.open = false;
             g.member = false;
+            g.spare = false;
             g.members = 0;
             if let Some(tx) = g.outcome.take() {
                 tx.send_replace(Some(Err(e.to_string())));
@@ -213,11 +228,17 @@ impl Held {
     /// Commit the group and tell its members.
     async fn commit_group(&mut self) -> Result<()> {
         let writer = self.writer.clone();
-        match self.run(&writer.commit).await {
+        self.end_group(&writer.commit).await
+    }
+
+    /// Commit the group with `statements` (which end in `COMMIT`) and tell its members.
+    async fn end_group(&mut self, statements: &str) -> Result<()> {
+        match self.run(statements).await {
             Ok(()) => {
                 self.writer.commits.fetch_add(1, Ordering::Relaxed);
                 let g = self.group()?;
                 g.open = false;
+                g.spare = false;
                 g.members = 0;
                 if let Some(tx) = g.outcome.take() {
                     tx.send_replace(Some(Ok(())));
@@ -240,15 +261,23 @@ impl Held {
     async fn finish(mut self, keep: bool) -> Result<()> {
         let mut told = None;
         if keep {
-            if self.group()?.savepoint
-                && let Err(e) = self.run("RELEASE member").await
-            {
-                return Err(self.fail(e).await);
-            }
             let g = self.group()?;
+            let savepoint = g.savepoint;
             g.member = false;
             g.members += 1;
             told = Some(g.outcome.get_or_insert_with(|| watch::channel(None).0).subscribe());
+            if savepoint {
+                let writer = self.writer.clone();
+                if self.commit_now()? {
+                    // The last member: its savepoint is released by the group's commit.
+                    return self.end_group(&writer.release_and_commit).await;
+                }
+                // Others wait to join: the next one's savepoint is begun with this release.
+                if let Err(e) = self.run("RELEASE member; SAVEPOINT member").await {
+                    return Err(self.fail(e).await);
+                }
+                self.group()?.spare = true;
+            }
         } else {
             self.abandon_member().await?;
             if !self.group()?.open {
@@ -443,6 +472,37 @@ mod tests {
         assert_eq!(values(&pool).await, [5, 1007]);
         insert(&writer, 6).await.unwrap();
         assert_eq!(values(&pool).await, [5, 6, 1007]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn members_that_roll_back_amid_concurrent_ones_leave_only_the_others_work() {
+        let (_dir, pool, writer) = writer().await;
+        // Odd values roll back (their savepoint is then taken by whoever joins next), even
+        // ones keep their work; some fail halfway on a value another member holds.
+        let tasks: Vec<_> = (0..48)
+            .map(|v: i64| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    let mut tx = writer.join().await?;
+                    super::super::query("INSERT INTO t (v) VALUES (?)").bind(v).execute(&mut *tx).await?;
+                    if v % 6 == 4 {
+                        // Fails halfway: its own first insert must go too.
+                        let dup = super::super::query("INSERT INTO t (v) VALUES (?)").bind(v).execute(&mut *tx).await;
+                        assert!(dup.is_err());
+                        return tx.rollback().await;
+                    }
+                    if v % 2 == 1 { tx.rollback().await } else { tx.commit().await }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let kept: Vec<i64> = (0..48).filter(|v| v % 2 == 0 && v % 6 != 4).collect();
+        assert_eq!(values(&pool).await, kept);
+        // The writer goes on.
+        insert(&writer, 100).await.unwrap();
+        assert_eq!(values(&pool).await.last(), Some(&100));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
