@@ -95,8 +95,14 @@ impl Writer {
 
     /// Groups committed so far.
     #[cfg(test)]
-    fn commits(&self) -> u64 {
+    pub(super) fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Writes waiting to join the group.
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
     }
 
     /// Join the group (opening one if none is open) and begin a member.

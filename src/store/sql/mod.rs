@@ -781,13 +781,18 @@ async fn resolve_targets(
             }
             Ok(out)
         }
-        Targets::Matching { query, refuse_beyond } => {
-            let (ids, next) = page_ids(engine, tx, b, Over::Objects, query).await?;
+        Targets::Matching { query: matching, refuse_beyond } => {
+            // The earlier writes of this transaction (and of its group) must be found by
+            // text as by everything else.
+            if let Some(catch_up) = engine.text_catch_up() {
+                query(catch_up).execute(&mut **tx).await?;
+            }
+            let (ids, next) = page_ids(engine, tx, b, Over::Objects, matching).await?;
             if *refuse_beyond && next.is_some() {
                 return Err(Error::LimitExceeded {
                     what: "objects matching selectionCriteria".into(),
                     key: "nms.bulk_max_items",
-                    limit: u64::from(query.limit),
+                    limit: u64::from(matching.limit),
                 });
             }
             let mut out = Vec::with_capacity(ids.len());
@@ -1197,6 +1202,55 @@ mod tests {
             .await
             .unwrap();
         rows.into_iter().map(|r| r.3).collect()
+    }
+
+    /// A bulk operation that selects its objects by text finds those written earlier in
+    /// its transaction's group, though the text indexes take them in only at the commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bulk_operation_by_text_finds_what_its_group_wrote_before_it() {
+        let (_dir, store, b) = scratch().await;
+        let writer = store.writer.clone().unwrap();
+        let committed = writer.commits();
+        // The first write of a group: an object with the text, not yet committed.
+        let mut first = store.begin_write().await.unwrap();
+        let seq = bump(&mut first, &b).await.unwrap();
+        let o = NewObject {
+            public_id: "o-1".into(),
+            parent: ParentRef::Root,
+            attributes: Vec::new(),
+            flags: Vec::new(),
+            correlation_id: None,
+            correlation_tag: None,
+            payload_type: None,
+            parts: Vec::new(),
+            text: "invoice 42".into(),
+            now_ms: 10,
+        };
+        insert_object(&mut first, &b, FolderLimits::default(), o, seq).await.unwrap();
+        // A bulk flag change by text waits to join the group, and joins it once the first
+        // write is done (the group commits when nobody else waits).
+        let bulk = tokio::spawn({
+            let (store, b) = (store.clone(), b.clone());
+            async move {
+                let query = SearchQuery {
+                    filter: Some(Filter::Text { needle: "invoice".into() }),
+                    scope: None,
+                    sort: Sort { key: SortKey::Id, descending: false },
+                    after: None,
+                    limit: 100,
+                };
+                let targets = Targets::Matching { query, refuse_beyond: false };
+                store.bulk_flags(&b, &targets, &["\\Seen".to_string()], true).await
+            }
+        });
+        while writer.waiting() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let first = tokio::spawn(first.commit());
+        let items = bulk.await.unwrap().unwrap().value;
+        first.await.unwrap().unwrap();
+        assert_eq!(items, vec![BulkItem { public_id: "o-1".into(), outcome: Some(true), refusal: None }]);
+        assert_eq!(writer.commits(), committed + 1, "both writes were one group");
     }
 
     /// What a departure policy asks of each object (its folder, the first value of one

@@ -493,10 +493,10 @@ type ObjectColumns = (
     Option<Vec<PartColumns>>,
 );
 
-/// The objects of `ids` in one row: one JSON array with an item per object, each with its
-/// attributes, flags and parts nested. Every row a query returns is handed from the
-/// database's thread to the request's, so a page of a thousand objects is one hand-off
-/// instead of a thousand.
+/// The objects of `ids` (at most [`LOAD_CHUNK`]) in one row: one JSON array with an item
+/// per object, each with its attributes, flags and parts nested. Every row a query returns
+/// is handed from the database's thread to the request's, so a chunk of 500 objects is one
+/// hand-off instead of 500.
 async fn load_object_chunk(
     engine: Engine,
     conn: &mut AnyConnection,
