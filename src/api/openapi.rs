@@ -586,8 +586,13 @@ pub fn document(public_url: &str) -> OpenApi {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     components.add_security_scheme("digest", SecurityScheme::Http(Http::new(HttpAuthScheme::Digest)));
+    // A JWT checked against the configured keys, or an opaque token the configured
+    // authorization servers answer for (RFC 7662): the scheme is the same, the format not.
     let mut bearer = Http::new(HttpAuthScheme::Bearer);
-    bearer.bearer_format = Some("JWT".into());
+    bearer.description = Some(
+        "A JWT (auth.bearer) or an opaque token introspected by an authorization server (auth.bearer.introspection)."
+            .into(),
+    );
     components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
     doc
 }
