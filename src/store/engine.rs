@@ -132,16 +132,11 @@ impl Engine {
         }
     }
 
-    /// What a write transaction runs last, just before it commits, if anything: on SQLite
-    /// the text indexes catch up (see [`Engine::text_catch_up`]).
-    pub fn before_commit(self) -> Option<&'static str> {
-        self.text_catch_up()
-    }
-
     /// What brings the text indexes up to date with the writes of the transaction it runs
     /// in, where they lag behind them: on SQLite they take in the rows queued for them
-    /// ([`sqlite::APPLY_TEXT_QUEUE`]), which happens at every commit, and must happen
-    /// before a text search inside a write; on PostgreSQL they never lag.
+    /// ([`sqlite::APPLY_TEXT_QUEUE`]), which the group writer does just before every
+    /// commit, and which must happen before a text search inside a write; on PostgreSQL
+    /// they never lag.
     pub fn text_catch_up(self) -> Option<&'static str> {
         match self {
             Self::Sqlite => Some(sqlite::APPLY_TEXT_QUEUE),

@@ -46,7 +46,7 @@ pub async fn connect(url: &str) -> Result<AnyPool> {
     Ok(pool)
 }
 
-/// See [`super::engine::Engine::before_commit`]: the rows queued in `object_search_queue`
+/// See [`super::engine::Engine::text_catch_up`]: the rows queued in `object_search_queue`
 /// by the transaction's writes go into both text indexes in the order they were queued (an
 /// id removed and then used again ends indexed once, with its new text), and the queue is
 /// emptied. FTS5 reads a NULL in its command column as a plain insert. Writing the indexes

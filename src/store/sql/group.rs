@@ -40,8 +40,8 @@ pub(super) struct Writer {
     pool: AnyPool,
     /// The statement that opens a group.
     begin: &'static str,
-    /// The statements that end a group: `COMMIT`, after what the engine runs last (see
-    /// [`Engine::before_commit`](crate::store::engine::Engine::before_commit)), in one
+    /// The statements that end a group: `COMMIT`, after the text indexes' catch-up (see
+    /// [`Engine::text_catch_up`](crate::store::engine::Engine::text_catch_up)), in one
     /// round trip to the database.
     commit: String,
     /// The same, for a last member in a savepoint: its `RELEASE` first.
@@ -75,15 +75,15 @@ struct Group {
 }
 
 impl Writer {
-    pub(super) fn new(pool: AnyPool, begin: &'static str, before_commit: Option<&'static str>) -> Arc<Self> {
+    pub(super) fn new(pool: AnyPool, begin: &'static str, catch_up: Option<&'static str>) -> Arc<Self> {
         Arc::new(Self {
             pool,
             begin,
-            commit: match before_commit {
+            commit: match catch_up {
                 Some(last) => format!("{last}; COMMIT"),
                 None => "COMMIT".into(),
             },
-            release_and_commit: match before_commit {
+            release_and_commit: match catch_up {
                 Some(last) => format!("RELEASE member; {last}; COMMIT"),
                 None => "RELEASE member; COMMIT".into(),
             },
@@ -347,22 +347,16 @@ pub(super) struct Tx<'a> {
 }
 
 enum Kind {
-    /// A transaction of its own, and what it runs before its commit.
-    Own(Transaction<'static, Any>, Option<&'static str>),
+    Own(Transaction<'static, Any>),
     Member(Held),
 }
 
 impl<'a> Tx<'a> {
-    /// A transaction of its own, opened with `statement` (see [`super::begin`]), that runs
-    /// `before_commit` last when it commits.
-    pub(super) async fn own(
-        pool: &AnyPool,
-        statement: &'static str,
-        before_commit: Option<&'static str>,
-    ) -> Result<Self> {
+    /// A transaction of its own, opened with `statement` (see [`super::begin`]), on engines
+    /// whose text indexes never lag behind the writes.
+    pub(super) async fn own(pool: &AnyPool, statement: &'static str) -> Result<Self> {
         let timer = crate::metrics::WriteTransaction::begin();
-        let tx = super::begin(pool, statement).await?;
-        Ok(Self { kind: Kind::Own(tx, before_commit), _life: PhantomData, _timer: timer })
+        Ok(Self { kind: Kind::Own(super::begin(pool, statement).await?), _life: PhantomData, _timer: timer })
     }
 
     /// Make the write durable: answers once it is committed.
@@ -377,11 +371,8 @@ impl<'a> Tx<'a> {
 
     async fn end(self, keep: bool) -> Result<()> {
         match self.kind {
-            Kind::Own(mut tx, before_commit) => {
+            Kind::Own(tx) => {
                 if keep {
-                    if let Some(last) = before_commit {
-                        super::query(last).execute(&mut *tx).await?;
-                    }
                     tx.commit().await?
                 } else {
                     tx.rollback().await?
@@ -403,7 +394,7 @@ impl Deref for Tx<'_> {
 
     fn deref(&self) -> &AnyConnection {
         match &self.kind {
-            Kind::Own(tx, _) => tx,
+            Kind::Own(tx) => tx,
             Kind::Member(held) => held_conn(held),
         }
     }
@@ -412,7 +403,7 @@ impl Deref for Tx<'_> {
 impl DerefMut for Tx<'_> {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match &mut self.kind {
-            Kind::Own(tx, _) => tx,
+            Kind::Own(tx) => tx,
             Kind::Member(held) => held_conn_mut(held),
         }
     }

@@ -165,7 +165,7 @@ impl SqlStore {
         let engine = Engine::of_url(url)?;
         let pool = engine.connect(url, settings).await?;
         let writer =
-            engine.single_writer().then(|| Writer::new(pool.clone(), engine.begin_write(), engine.before_commit()));
+            engine.single_writer().then(|| Writer::new(pool.clone(), engine.begin_write(), engine.text_catch_up()));
         Ok(Self { pool, engine, writer, folder_limits: FolderLimits::default(), watch: Default::default() })
     }
 
@@ -180,7 +180,7 @@ impl SqlStore {
     async fn begin_write(&self) -> Result<Tx<'static>> {
         match &self.writer {
             Some(writer) => writer.join().await,
-            None => Tx::own(&self.pool, self.engine.begin_write(), self.engine.before_commit()).await,
+            None => Tx::own(&self.pool, self.engine.begin_write()).await,
         }
     }
 

@@ -562,10 +562,22 @@ async fn load_object_chunk(
         None => return Ok(Vec::new()),
     };
     let mut by_id: HashMap<i64, Object> = HashMap::with_capacity(ids.len());
-    for columns in stored_rows::<ObjectColumns>(&json)? {
-        let (id, public_id, folder_public_id, folder_path, correlation_id, correlation_tag, payload_type) =
-            (columns.0, columns.1, columns.2, columns.3, columns.4, columns.5, columns.6);
-        let (stored_at_ms, last_mod_seq, creation_seq) = (columns.7, columns.8, columns.9);
+    for (
+        id,
+        public_id,
+        folder_public_id,
+        folder_path,
+        correlation_id,
+        correlation_tag,
+        payload_type,
+        stored_at_ms,
+        last_mod_seq,
+        creation_seq,
+        attributes,
+        flags,
+        parts,
+    ) in stored_rows::<ObjectColumns>(&json)?
+    {
         by_id.insert(
             id,
             Object {
@@ -573,12 +585,12 @@ async fn load_object_chunk(
                 public_id,
                 folder_public_id,
                 folder_path,
-                attributes: group_attributes(columns.10.unwrap_or_default()),
-                flags: columns.11.unwrap_or_default(),
+                attributes: group_attributes(attributes.unwrap_or_default()),
+                flags: flags.unwrap_or_default(),
                 correlation_id,
                 correlation_tag,
                 payload_type,
-                parts: columns.12.unwrap_or_default().into_iter().map(part_of).collect(),
+                parts: parts.unwrap_or_default().into_iter().map(part_of).collect(),
                 stored_at_ms,
                 last_mod_seq,
                 creation_seq,
