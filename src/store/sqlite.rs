@@ -15,6 +15,12 @@ use sqlx::any::AnyPoolOptions;
 use super::sql::{Sql, like_pattern};
 use crate::error::Result;
 
+/// How long a write waits for another process's (the command line's) to end.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Every connection's settings, besides [`BUSY_TIMEOUT`].
+pub const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON";
+
 /// Open a pool on `url` (`sqlite://path`), creating the file if needed.
 pub async fn connect(url: &str) -> Result<AnyPool> {
     let url = if url.contains("mode=") {
@@ -22,7 +28,6 @@ pub async fn connect(url: &str) -> Result<AnyPool> {
     } else {
         format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
     };
-    let busy_ms = Duration::from_secs(30).as_millis();
     let pool = AnyPoolOptions::new()
         .max_connections(8)
         // A connection to a local file does not go stale between uses: checking it before
@@ -30,14 +35,8 @@ pub async fn connect(url: &str) -> Result<AnyPool> {
         .test_before_acquire(false)
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                for pragma in [
-                    "PRAGMA journal_mode = WAL".to_string(),
-                    "PRAGMA synchronous = FULL".to_string(),
-                    "PRAGMA foreign_keys = ON".to_string(),
-                    format!("PRAGMA busy_timeout = {busy_ms}"),
-                ] {
-                    sqlx::Executor::execute(&mut *conn, sqlx::AssertSqlSafe(pragma)).await?;
-                }
+                let busy = format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis());
+                sqlx::Executor::execute(&mut *conn, sqlx::AssertSqlSafe(format!("{PRAGMAS}; {busy}"))).await?;
                 Ok(())
             })
         })

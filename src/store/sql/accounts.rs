@@ -19,7 +19,7 @@ impl Accounts for SqlStore {
         .bind(password_hash)
         .bind(i64::from(is_service))
         .bind(crate::ids::now_ms())
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await;
         let id = match res {
             Ok(id) => id,
@@ -31,7 +31,7 @@ impl Accounts for SqlStore {
                 .bind(id)
                 .bind(store)
                 .bind(address)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         tx.commit().await?;
@@ -52,7 +52,7 @@ impl Accounts for SqlStore {
                 .bind(digest.and_then(|d| d.ha1_sha256.as_deref()))
                 .bind(digest.and_then(|d| d.ha1_md5.as_deref()))
                 .bind(name)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         tx.commit().await?;
         Ok(res.rows_affected() > 0)

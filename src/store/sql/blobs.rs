@@ -11,10 +11,10 @@ impl BlobRefs for SqlStore {
         query("DELETE FROM blob_deleting WHERE blob_key = ? AND started_at_ms < ?")
             .bind(key)
             .bind(now_ms - 60_000)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         let deleting: Option<i64> =
-            query_scalar("SELECT 1 FROM blob_deleting WHERE blob_key = ?").bind(key).fetch_optional(&mut *tx).await?;
+            query_scalar("SELECT 1 FROM blob_deleting WHERE blob_key = ?").bind(key).fetch_optional(&mut tx).await?;
         if deleting.is_some() {
             tx.rollback().await?;
             return Ok(false);
@@ -23,7 +23,7 @@ impl BlobRefs for SqlStore {
             .bind(key)
             .bind(token)
             .bind(now_ms)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(true)
@@ -44,7 +44,7 @@ impl BlobRefs for SqlStore {
              OR EXISTS (SELECT 1 FROM blob_deleting WHERE blob_key = ?1)",
         )
         .bind(key)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         if used.is_some() {
             tx.rollback().await?;
@@ -53,7 +53,7 @@ impl BlobRefs for SqlStore {
         query("INSERT INTO blob_deleting (blob_key, started_at_ms) VALUES (?, ?)")
             .bind(key)
             .bind(now_ms)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(true)
@@ -67,9 +67,8 @@ impl BlobRefs for SqlStore {
     }
     async fn expire_blob_marks(&self, before_ms: i64) -> Result<u64> {
         let mut tx = self.begin_write().await?;
-        let pins = query("DELETE FROM blob_pins WHERE created_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;
-        let marks =
-            query("DELETE FROM blob_deleting WHERE started_at_ms < ?").bind(before_ms).execute(&mut *tx).await?;
+        let pins = query("DELETE FROM blob_pins WHERE created_at_ms < ?").bind(before_ms).execute(&mut tx).await?;
+        let marks = query("DELETE FROM blob_deleting WHERE started_at_ms < ?").bind(before_ms).execute(&mut tx).await?;
         tx.commit().await?;
         Ok(pins.rows_affected() + marks.rows_affected())
     }

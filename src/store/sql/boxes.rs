@@ -10,7 +10,7 @@ impl Boxes for SqlStore {
             query_as::<(i64, i64, i64)>("SELECT id, modseq, validity FROM boxes WHERE store = ? AND address = ?")
                 .bind(store)
                 .bind(address)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
         if let Some((id, modseq, validity)) = existing {
             tx.rollback().await?;
@@ -25,7 +25,7 @@ impl Boxes for SqlStore {
         .bind(address)
         .bind(now_ms)
         .bind(now_ms)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         let Some(id) = id else {
             tx.rollback().await?;
@@ -38,12 +38,12 @@ impl Boxes for SqlStore {
         .bind(id)
         .bind(root_id)
         .bind(now_ms)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await?;
         query("UPDATE folders SET ancestry = ? WHERE id = ?")
             .bind(format!("/{fid}/"))
             .bind(fid)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         Ok(BoxRow { id, store: store.into(), address: address.into(), modseq: 1, validity: now_ms })
@@ -89,19 +89,19 @@ impl Boxes for SqlStore {
              WHERE o.box_id = ? AND p.blob_key IS NOT NULL",
         )
         .bind(b.id)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?;
-        query("DELETE FROM objects WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
+        query("DELETE FROM objects WHERE box_id = ?").bind(b.id).execute(&mut tx).await?;
         // One statement: foreign keys (parent references) are checked at its end.
-        query("DELETE FROM folders WHERE box_id = ? AND is_root = 0").bind(b.id).execute(&mut *tx).await?;
-        query("DELETE FROM tombstones WHERE box_id = ?").bind(b.id).execute(&mut *tx).await?;
+        query("DELETE FROM folders WHERE box_id = ? AND is_root = 0").bind(b.id).execute(&mut tx).await?;
+        query("DELETE FROM tombstones WHERE box_id = ?").bind(b.id).execute(&mut tx).await?;
         let root: i64 = query_scalar("SELECT id FROM folders WHERE box_id = ? AND is_root = 1")
             .bind(b.id)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut tx)
             .await?;
-        query("DELETE FROM folder_attributes WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
-        query("DELETE FROM folder_flags WHERE folder_id = ?").bind(root).execute(&mut *tx).await?;
-        query("UPDATE folders SET last_mod_seq = ? WHERE id = ?").bind(seq).bind(root).execute(&mut *tx).await?;
+        query("DELETE FROM folder_attributes WHERE folder_id = ?").bind(root).execute(&mut tx).await?;
+        query("DELETE FROM folder_flags WHERE folder_id = ?").bind(root).execute(&mut tx).await?;
+        query("UPDATE folders SET last_mod_seq = ? WHERE id = ?").bind(seq).bind(root).execute(&mut tx).await?;
         // A new validity makes every earlier restart token stale; nothing before `seq` replays.
         let validity: i64 = query_scalar(sql!(
             "UPDATE boxes SET validity = {greatest}(validity + 1, ?), replay_floor = ? WHERE id = ? RETURNING validity",
@@ -110,7 +110,7 @@ impl Boxes for SqlStore {
         .bind(crate::ids::now_ms())
         .bind(seq)
         .bind(b.id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut tx)
         .await?;
         let now = BoxRow { id: b.id, store: b.store.clone(), address: b.address.clone(), modseq: seq, validity };
         settle(tx, b, seq, true, (now, Released { blob_keys: keys })).await

@@ -142,11 +142,11 @@ impl Changes for SqlStore {
                 ))
                 .bind(floor)
                 .bind(box_id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             }
             let ids = id_list(&chunk.iter().map(|d| d.0).collect::<Vec<_>>());
-            let res = query(sql!("DELETE FROM tombstones WHERE id IN ({ids})")).execute(&mut *tx).await?;
+            let res = query(sql!("DELETE FROM tombstones WHERE id IN ({ids})")).execute(&mut tx).await?;
             dropped += res.rows_affected();
             tx.commit().await?;
         }

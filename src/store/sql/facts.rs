@@ -77,7 +77,7 @@ fn class_binds(class: &Class<'_>) -> Vec<String> {
 impl Facts for TxFacts<'_, '_> {
     async fn object(&mut self, id: i64, attribute: &str) -> Result<Option<ObjectFacts>> {
         let row: Option<(i64, Option<String>, String)> =
-            query_as(object_sql()).bind(attribute.to_ascii_lowercase()).bind(id).fetch_optional(&mut **self.tx).await?;
+            query_as(object_sql()).bind(attribute.to_ascii_lowercase()).bind(id).fetch_optional(&mut *self.tx).await?;
         Ok(row.map(|(folder, value, payload_type)| ObjectFacts { folder, value, payload_type }))
     }
 
@@ -90,7 +90,7 @@ impl Facts for TxFacts<'_, '_> {
         for v in class_binds(class) {
             q = q.bind(v);
         }
-        Ok(q.fetch_optional(&mut **self.tx).await?)
+        Ok(q.fetch_optional(&mut *self.tx).await?)
     }
 
     async fn holds_other(&mut self, folder: i64, excluding: &[i64], class: &Class<'_>) -> Result<bool> {
@@ -104,7 +104,7 @@ impl Facts for TxFacts<'_, '_> {
         for v in class_binds(class) {
             q = q.bind(v);
         }
-        Ok(q.fetch_optional(&mut **self.tx).await?.is_some())
+        Ok(q.fetch_optional(&mut *self.tx).await?.is_some())
     }
 
     async fn having(&mut self, name: &str, value: &str, class: &Class<'_>) -> Result<Vec<i64>> {
@@ -117,7 +117,7 @@ impl Facts for TxFacts<'_, '_> {
         for v in class_binds(class) {
             q = q.bind(v);
         }
-        Ok(q.fetch_all(&mut **self.tx).await?)
+        Ok(q.fetch_all(&mut *self.tx).await?)
     }
 }
 

@@ -22,7 +22,7 @@ impl Flags for SqlStore {
         let Some(owner) = item_id(&mut tx, b, t).await? else {
             return settle(tx, b, seq, false, None).await;
         };
-        let current = read_flags(&mut *tx, t, owner).await?;
+        let current = read_flags(&mut tx, t, owner).await?;
         let wanted = dedup_flags(flags);
         let same =
             current.len() == wanted.len() && wanted.iter().all(|w| current.iter().any(|c| c.eq_ignore_ascii_case(w)));
@@ -30,7 +30,7 @@ impl Flags for SqlStore {
             return settle(tx, b, seq, false, Some(current)).await;
         }
         let (table, col, _, _) = flag_tables(t);
-        query(sql!("DELETE FROM {table} WHERE {col} = ?")).bind(owner).execute(&mut *tx).await?;
+        query(sql!("DELETE FROM {table} WHERE {col} = ?")).bind(owner).execute(&mut tx).await?;
         for f in &wanted {
             insert_flag(&mut tx, b, t, owner, f).await?;
         }
@@ -55,7 +55,7 @@ impl Flags for SqlStore {
         .bind(flag.to_ascii_lowercase())
         .bind(b.id)
         .bind(public_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut tx)
         .await?;
         let Some((owner, present)) = found else {
             return settle(tx, b, seq, false, None).await;
@@ -69,7 +69,7 @@ impl Flags for SqlStore {
             query(sql!("DELETE FROM {table} WHERE {col} = ? AND flag_lc = ?"))
                 .bind(owner)
                 .bind(flag.to_ascii_lowercase())
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         stamp(&mut tx, t, owner, seq).await?;
@@ -102,13 +102,13 @@ impl Flags for SqlStore {
                     .bind(b.id)
                     .bind(f.to_ascii_lowercase())
                     .bind(f)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?
                 } else {
                     query("DELETE FROM object_flags WHERE object_id = ? AND flag_lc = ?")
                         .bind(id)
                         .bind(f.to_ascii_lowercase())
-                        .execute(&mut *tx)
+                        .execute(&mut tx)
                         .await?
                 };
                 changed |= res.rows_affected() > 0;

@@ -54,7 +54,7 @@ impl Folders for SqlStore {
         let seq = bump(&mut tx, b).await?;
         let key = folder_key_by_public(&mut tx, b, public_id).await?.ok_or_else(|| Error::not_found(public_id))?;
         let current: String =
-            query_scalar("SELECT name FROM folders WHERE id = ?").bind(key.id).fetch_one(&mut *tx).await?;
+            query_scalar("SELECT name FROM folders WHERE id = ?").bind(key.id).fetch_one(&mut tx).await?;
         let changed = current != name;
         if changed {
             let parent_path = key.path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
@@ -64,7 +64,7 @@ impl Folders for SqlStore {
                 .bind(&new_path)
                 .bind(seq)
                 .bind(key.id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await;
             match res {
                 Ok(_) => {}
@@ -83,7 +83,7 @@ impl Folders for SqlStore {
                 .bind(b.id)
                 .bind(&key.ancestry)
                 .bind(ancestry_end(&key.ancestry))
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             }
             check_subtree(&mut tx, b, self.folder_limits, &key.ancestry).await?;
@@ -110,7 +110,7 @@ impl Folders for SqlStore {
         .bind(b.id)
         .bind(&lo)
         .bind(&hi)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?;
         let mut in_subtree = Sql::default();
         in_subtree.push("o.folder_id IN (SELECT id FROM folders WHERE box_id = ").int(b.id);
@@ -128,19 +128,19 @@ impl Folders for SqlStore {
         .bind(b.id)
         .bind(&lo)
         .bind(&hi)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         query(sql!("DELETE FROM objects WHERE folder_id IN ({subtree})"))
             .bind(b.id)
             .bind(&lo)
             .bind(&hi)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         query("DELETE FROM folders WHERE box_id = ? AND ancestry >= ? AND ancestry < ?")
             .bind(b.id)
             .bind(&lo)
             .bind(&hi)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         settle(tx, b, seq, true, Some(Released { blob_keys: keys })).await
     }

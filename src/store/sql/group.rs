@@ -19,14 +19,17 @@
 //! Other engines (PostgreSQL) run each write as its own transaction.
 
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use either::Either;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use sqlx::any::{AnyQueryResult, AnyRow};
+use sqlx::{Any, AnyPool, Execute, Transaction};
 use tokio::sync::{OwnedMutexGuard, watch};
 
+use super::direct::{Direct, Step};
 use crate::error::{Error, Result};
 
 /// Members at most in one group: a steady stream of writes still commits regularly.
@@ -37,7 +40,8 @@ type Outcome = Option<std::result::Result<(), String>>;
 
 /// The one writer of a single-writer database.
 pub(super) struct Writer {
-    pool: AnyPool,
+    /// The database's URL, which the writer's own connection opens (see [`Direct`]).
+    url: String,
     /// The statement that opens a group.
     begin: &'static str,
     /// The statements that end a group: `COMMIT`, after the text indexes' catch-up (see
@@ -56,7 +60,7 @@ pub(super) struct Writer {
 #[derive(Default)]
 struct Group {
     /// The writer's connection (kept from group to group; made again after an error).
-    conn: Option<PoolConnection<Any>>,
+    conn: Option<Direct>,
     /// A group transaction is open.
     open: bool,
     /// A member is open (in a savepoint of its own if `savepoint`).
@@ -75,9 +79,9 @@ struct Group {
 }
 
 impl Writer {
-    pub(super) fn new(pool: AnyPool, begin: &'static str, catch_up: Option<&'static str>) -> Arc<Self> {
+    pub(super) fn new(url: &str, begin: &'static str, catch_up: Option<&'static str>) -> Arc<Self> {
         Arc::new(Self {
-            pool,
+            url: url.to_string(),
             begin,
             commit: match catch_up {
                 Some(last) => format!("{last}; COMMIT"),
@@ -140,13 +144,14 @@ impl Held {
         self.guard.as_deref_mut().ok_or_else(|| Error::internal("write group lock already given up"))
     }
 
-    fn conn(&mut self) -> Result<&mut PoolConnection<Any>> {
+    fn conn(&mut self) -> Result<&mut Direct> {
         self.group()?.conn.as_mut().ok_or_else(|| Error::internal("the writer has no connection"))
     }
 
     async fn run(&mut self, sql: &str) -> Result<()> {
-        let conn: &mut AnyConnection = self.conn()?;
-        super::query(sql).execute(conn).await?;
+        for step in self.conn()?.run(sql, None, None) {
+            step?;
+        }
         Ok(())
     }
 
@@ -154,7 +159,7 @@ impl Held {
     async fn prepare(&mut self) -> Result<()> {
         let g = self.group()?;
         if g.conn.is_none() {
-            let conn = self.writer.pool.acquire().await?;
+            let conn = Direct::open(&self.writer.url)?;
             self.group()?.conn = Some(conn);
         }
         if self.group()?.member {
@@ -223,9 +228,9 @@ impl Held {
                 tx.send_replace(Some(Err(e.to_string())));
             }
             // A connection that failed may be broken, or still inside the transaction: it
-            // is closed, never handed back to the pool; the next group takes another.
-            if !rolled_back && let Some(conn) = g.conn.take() {
-                drop(conn.detach());
+            // is closed; the next group opens another.
+            if !rolled_back {
+                g.conn = None;
             }
         }
         e
@@ -389,35 +394,111 @@ impl<'a> Tx<'a> {
     }
 }
 
-impl Deref for Tx<'_> {
-    type Target = AnyConnection;
-
-    fn deref(&self) -> &AnyConnection {
-        match &self.kind {
-            Kind::Own(tx) => tx,
-            Kind::Member(held) => held_conn(held),
-        }
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.kind {
+            Kind::Own(_) => "Tx::Own",
+            Kind::Member(_) => "Tx::Member",
+        })
     }
 }
 
-impl DerefMut for Tx<'_> {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+impl Tx<'_> {
+    /// Run `query` on the writer's own connection, on this thread.
+    fn direct<'q>(&mut self, mut query: impl Execute<'q, Any>, limit: Option<usize>) -> Vec<Step> {
+        let Kind::Member(held) = &mut self.kind else {
+            return vec![Err(sqlx::Error::Protocol("not a member of the write group".into()))];
+        };
+        let arguments = match query.take_arguments() {
+            Ok(arguments) => arguments,
+            Err(e) => return vec![Err(sqlx::Error::Encode(e))],
+        };
+        match held.conn() {
+            Ok(conn) => conn.run(query.sql().as_str(), arguments, limit),
+            Err(e) => vec![Err(sqlx::Error::Protocol(e.to_string()))],
+        }
+    }
+
+    /// The first row of `query` on the writer's own connection.
+    fn direct_first<'e, 'q>(
+        &mut self,
+        query: impl Execute<'q, Any>,
+    ) -> BoxFuture<'e, std::result::Result<Option<AnyRow>, sqlx::Error>> {
+        let mut first = None;
+        for step in self.direct(query, Some(1)) {
+            match step {
+                Ok(Either::Right(row)) => first = Some(row),
+                Ok(Either::Left(_)) => {}
+                Err(e) => return Box::pin(std::future::ready(Err(e))),
+            }
+        }
+        Box::pin(std::future::ready(Ok(first)))
+    }
+}
+
+/// A write's statements run in its transaction: its own (on the pool's connection), or its
+/// group's (on the writer's own connection, on the thread of the write: see [`Direct`]).
+impl<'c> sqlx::Executor<'c> for &'c mut Tx<'_> {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, std::result::Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        if matches!(self.kind, Kind::Member(_)) {
+            return Box::pin(futures_util::stream::iter(self.direct(query, None)));
+        }
         match &mut self.kind {
-            Kind::Own(tx) => tx,
-            Kind::Member(held) => held_conn_mut(held),
+            Kind::Own(tx) => (&mut **tx).fetch_many(query),
+            Kind::Member(_) => Box::pin(futures_util::stream::empty()),
         }
     }
-}
 
-// A member holds the lock and the connection from `join` until it ends: both are there.
-#[allow(clippy::expect_used)]
-fn held_conn(held: &Held) -> &AnyConnection {
-    held.guard.as_ref().and_then(|g| g.conn.as_deref()).expect("a member holds the writer's connection")
-}
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, std::result::Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        if matches!(self.kind, Kind::Member(_)) {
+            return self.direct_first(query);
+        }
+        match &mut self.kind {
+            Kind::Own(tx) => (&mut **tx).fetch_optional(query),
+            Kind::Member(_) => Box::pin(std::future::ready(Ok(None))),
+        }
+    }
 
-#[allow(clippy::expect_used)]
-fn held_conn_mut(held: &mut Held) -> &mut AnyConnection {
-    held.guard.as_mut().and_then(|g| g.conn.as_deref_mut()).expect("a member holds the writer's connection")
+    fn prepare_with<'e>(
+        self,
+        sql: sqlx::SqlStr,
+        parameters: &'e [sqlx::any::AnyTypeInfo],
+    ) -> BoxFuture<'e, std::result::Result<sqlx::any::AnyStatement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match &mut self.kind {
+            Kind::Own(tx) => (&mut **tx).prepare_with(sql, parameters),
+            Kind::Member(_) => Box::pin(std::future::ready(Err(sqlx::Error::Protocol(
+                "the writer's statements are prepared when they run".into(),
+            )))),
+        }
+    }
+
+    fn describe<'e>(self, sql: sqlx::SqlStr) -> BoxFuture<'e, std::result::Result<sqlx::Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match &mut self.kind {
+            Kind::Own(tx) => (&mut **tx).describe(sql),
+            Kind::Member(_) => Box::pin(std::future::ready(Err(sqlx::Error::Protocol(
+                "the writer's statements are not described".into(),
+            )))),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -436,13 +517,13 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let pool = crate::store::sqlite::connect(&url).await.unwrap();
         super::super::query("CREATE TABLE t (v INTEGER PRIMARY KEY)").execute(&pool).await.unwrap();
-        let writer = Writer::new(pool.clone(), "BEGIN IMMEDIATE", None);
+        let writer = Writer::new(&url, "BEGIN IMMEDIATE", None);
         (dir, pool, writer)
     }
 
     async fn insert(writer: &Arc<Writer>, v: i64) -> Result<()> {
         let mut tx = writer.join().await?;
-        super::super::query("INSERT INTO t (v) VALUES (?)").bind(v).execute(&mut *tx).await?;
+        super::super::query("INSERT INTO t (v) VALUES (?)").bind(v).execute(&mut tx).await?;
         tx.commit().await
     }
 
@@ -459,7 +540,7 @@ mod tests {
         super::super::query("CREATE TABLE t (v INTEGER PRIMARY KEY)").execute(&pool).await.unwrap();
         // Before each commit: 1000 + every 7 written, as a queue applied at the end would.
         let last = "INSERT INTO t (v) SELECT v + 1000 FROM t WHERE v = 7; DELETE FROM t WHERE v = 7";
-        let writer = Writer::new(pool.clone(), "BEGIN IMMEDIATE", Some(last));
+        let writer = Writer::new(&url, "BEGIN IMMEDIATE", Some(last));
         insert(&writer, 5).await.unwrap();
         insert(&writer, 7).await.unwrap();
         assert_eq!(values(&pool).await, [5, 1007]);
@@ -481,10 +562,10 @@ mod tests {
                 let writer = writer.clone();
                 tokio::spawn(async move {
                     let mut tx = writer.join().await?;
-                    super::super::query("INSERT INTO t (v) VALUES (?)").bind(v).execute(&mut *tx).await?;
+                    super::super::query("INSERT INTO t (v) VALUES (?)").bind(v).execute(&mut tx).await?;
                     if v % 6 == 4 {
                         // Fails halfway: its own first insert must go too.
-                        let dup = super::super::query("INSERT INTO t (v) VALUES (?)").bind(v).execute(&mut *tx).await;
+                        let dup = super::super::query("INSERT INTO t (v) VALUES (?)").bind(v).execute(&mut tx).await;
                         assert!(dup.is_err());
                         return tx.rollback().await;
                     }
@@ -529,18 +610,18 @@ mod tests {
         let (_dir, pool, writer) = writer().await;
         // Rolled back: its group held nothing else, and the next write opens another.
         let mut tx = writer.join().await.unwrap();
-        super::super::query("INSERT INTO t (v) VALUES (10)").execute(&mut *tx).await.unwrap();
+        super::super::query("INSERT INTO t (v) VALUES (10)").execute(&mut tx).await.unwrap();
         tx.rollback().await.unwrap();
         insert(&writer, 20).await.unwrap();
         // Dropped halfway (its request went away): undone in the background.
         let mut tx = writer.join().await.unwrap();
-        super::super::query("INSERT INTO t (v) VALUES (30)").execute(&mut *tx).await.unwrap();
+        super::super::query("INSERT INTO t (v) VALUES (30)").execute(&mut tx).await.unwrap();
         drop(tx);
         tokio::time::timeout(Duration::from_secs(5), insert(&writer, 40)).await.unwrap().unwrap();
         // A member that fails in the middle of its statements leaves nothing either.
         let mut tx = writer.join().await.unwrap();
-        super::super::query("INSERT INTO t (v) VALUES (50)").execute(&mut *tx).await.unwrap();
-        assert!(super::super::query("INSERT INTO t (v) VALUES (20)").execute(&mut *tx).await.is_err());
+        super::super::query("INSERT INTO t (v) VALUES (50)").execute(&mut tx).await.unwrap();
+        assert!(super::super::query("INSERT INTO t (v) VALUES (20)").execute(&mut tx).await.is_err());
         tx.rollback().await.unwrap();
         insert(&writer, 60).await.unwrap();
         assert_eq!(values(&pool).await, [20, 40, 60]);
@@ -557,12 +638,12 @@ mod tests {
             async move { insert(&writer, 1).await }
         });
         let mut first = first;
-        super::super::query("INSERT INTO t (v) VALUES (0)").execute(&mut *first).await.unwrap();
+        super::super::query("INSERT INTO t (v) VALUES (0)").execute(&mut first).await.unwrap();
         let undone = tokio::spawn({
             let writer = writer.clone();
             async move {
                 let mut tx = writer.join().await?;
-                super::super::query("INSERT INTO t (v) VALUES (2)").execute(&mut *tx).await?;
+                super::super::query("INSERT INTO t (v) VALUES (2)").execute(&mut tx).await?;
                 tx.rollback().await
             }
         });
@@ -570,7 +651,7 @@ mod tests {
             let writer = writer.clone();
             async move {
                 let mut tx = writer.join().await.unwrap();
-                super::super::query("INSERT INTO t (v) VALUES (3)").execute(&mut *tx).await.unwrap();
+                super::super::query("INSERT INTO t (v) VALUES (3)").execute(&mut tx).await.unwrap();
                 std::future::pending::<()>().await;
             }
         });

@@ -26,6 +26,7 @@ mod accounts;
 mod blobs;
 mod boxes;
 mod changes;
+mod direct;
 mod facts;
 mod flags;
 mod folders;
@@ -44,6 +45,36 @@ use crate::store::engine::{Engine, Lock};
 use facts::TxFacts;
 use query::{Over, load_folders, load_objects, load_objects_with, page_ids};
 pub(crate) use query::{Sql, like_pattern};
+
+/// Where the store's statements run: a transaction's connection, of reads or of a write.
+pub trait Conn: Send {
+    /// The executor of one statement.
+    fn ex(&mut self) -> impl sqlx::Executor<'_, Database = Any>;
+}
+
+impl Conn for AnyConnection {
+    fn ex(&mut self) -> impl sqlx::Executor<'_, Database = Any> {
+        self
+    }
+}
+
+impl Conn for Transaction<'_, Any> {
+    fn ex(&mut self) -> impl sqlx::Executor<'_, Database = Any> {
+        &mut **self
+    }
+}
+
+impl Conn for sqlx::pool::PoolConnection<Any> {
+    fn ex(&mut self) -> impl sqlx::Executor<'_, Database = Any> {
+        &mut **self
+    }
+}
+
+impl Conn for Tx<'_> {
+    fn ex(&mut self) -> impl sqlx::Executor<'_, Database = Any> {
+        self
+    }
+}
 
 /// A transaction of reads that see one state.
 type ReadTx<'a> = Transaction<'a, Any>;
@@ -164,8 +195,7 @@ impl SqlStore {
     pub async fn connect(url: &str, settings: &crate::config::StorageSettings) -> Result<Self> {
         let engine = Engine::of_url(url)?;
         let pool = engine.connect(url, settings).await?;
-        let writer =
-            engine.single_writer().then(|| Writer::new(pool.clone(), engine.begin_write(), engine.text_catch_up()));
+        let writer = engine.single_writer().then(|| Writer::new(url, engine.begin_write(), engine.text_catch_up()));
         Ok(Self { pool, engine, writer, folder_limits: FolderLimits::default(), watch: Default::default() })
     }
 
@@ -186,7 +216,7 @@ impl SqlStore {
 
     /// `f` as one write transaction of its own (see [`SqlStore::begin_write`]), committed
     /// when it succeeds.
-    async fn write<T>(&self, f: impl AsyncFnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+    async fn write<T>(&self, f: impl AsyncFnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
         let mut tx = self.begin_write().await?;
         let value = f(&mut tx).await?;
         tx.commit().await?;
@@ -217,7 +247,7 @@ pub(super) async fn begin(pool: &AnyPool, statement: &'static str) -> Result<Rea
 /// transactions exclude every other writer need nothing).
 async fn lock(engine: Engine, tx: &mut Tx<'_>, lock: Lock<'_>) -> Result<()> {
     if let Some(sql) = engine.lock() {
-        query(sql).bind(lock.key()).execute(&mut **tx).await?;
+        query(sql).bind(lock.key()).execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -225,7 +255,7 @@ async fn lock(engine: Engine, tx: &mut Tx<'_>, lock: Lock<'_>) -> Result<()> {
 /// Hold `lock` until the transaction ends if nobody else holds it; `false`: someone does.
 async fn try_lock(engine: Engine, tx: &mut Tx<'_>, lock: Lock<'_>) -> Result<bool> {
     match engine.try_lock() {
-        Some(sql) => Ok(query_scalar::<i64>(sql).bind(lock.key()).fetch_one(&mut **tx).await? == 1),
+        Some(sql) => Ok(query_scalar::<i64>(sql).bind(lock.key()).fetch_one(&mut *tx).await? == 1),
         None => Ok(true),
     }
 }
@@ -240,7 +270,7 @@ async fn current_modseq<'e>(conn: impl sqlx::Executor<'e, Database = sqlx::Any>,
 async fn bump(tx: &mut Tx<'_>, b: &BoxRow) -> Result<i64> {
     let seq: i64 = query_scalar("UPDATE boxes SET modseq = modseq + 1 WHERE id = ? RETURNING modseq")
         .bind(b.id)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?;
     Ok(seq)
 }
@@ -275,14 +305,14 @@ async fn folder_key_by_public(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> R
     )
     .bind(b.id)
     .bind(public_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?)
 }
 
 async fn root_key(tx: &mut Tx<'_>, b: &BoxRow) -> Result<FolderKey> {
     query_as::<FolderKey>("SELECT id, public_id, ancestry, path, is_root FROM folders WHERE box_id = ? AND is_root = 1")
         .bind(b.id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::internal(format!("box {} has no root folder", b.address)))
 }
@@ -312,7 +342,7 @@ async fn insert_folder(
     .bind(&path)
     .bind(now_ms)
     .bind(seq)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await;
     let id: i64 = match res {
         Ok(row) => row.try_get(0)?,
@@ -320,7 +350,7 @@ async fn insert_folder(
         Err(e) => return Err(e.into()),
     };
     let ancestry = format!("{}{}/", parent.ancestry, id);
-    query("UPDATE folders SET ancestry = ? WHERE id = ?").bind(&ancestry).bind(id).execute(&mut **tx).await?;
+    query("UPDATE folders SET ancestry = ? WHERE id = ?").bind(&ancestry).bind(id).execute(&mut *tx).await?;
     Ok(FolderKey { id, public_id: public_id.to_string(), ancestry, path, is_root: false })
 }
 
@@ -338,7 +368,7 @@ async fn check_subtree(tx: &mut Tx<'_>, b: &BoxRow, limits: FolderLimits, ancest
     .bind(b.id)
     .bind(ancestry)
     .bind(ancestry_end(ancestry))
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     limits.check_extent(depth.unwrap_or(0).max(0) as u64, bytes.unwrap_or(0).max(0) as u64)
 }
@@ -370,7 +400,7 @@ async fn resolve_parent(
                 )
                 .bind(cur.id)
                 .bind(seg)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut *tx)
                 .await?;
                 cur = match next {
                     Some(f) => f,
@@ -403,7 +433,7 @@ async fn folder_at(tx: &mut Tx<'_>, b: &BoxRow, segs: &[&str]) -> Result<Option<
     for seg in segs {
         q = q.bind(*seg);
     }
-    Ok(q.bind(b.id).fetch_optional(&mut **tx).await?)
+    Ok(q.bind(b.id).fetch_optional(&mut *tx).await?)
 }
 
 /// Insert attributes of an object or folder (`table`); object rows also carry the box, so
@@ -445,7 +475,7 @@ async fn insert_attributes(tx: &mut Tx<'_>, table: &str, owner: i64, b: &BoxRow,
             }
             q = q.bind(lc.as_str()).bind(*name).bind(*position).bind(*value);
         }
-        q.execute(&mut **tx).await?;
+        q.execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -486,7 +516,7 @@ async fn item_id(tx: &mut Tx<'_>, b: &BoxRow, t: FlagTarget<'_>) -> Result<Optio
     Ok(query_scalar(sql!("SELECT id FROM {items} WHERE box_id = ? AND public_id = ?"))
         .bind(b.id)
         .bind(public_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?)
 }
 
@@ -514,13 +544,13 @@ async fn insert_flag(tx: &mut Tx<'_>, b: &BoxRow, t: FlagTarget<'_>, owner: i64,
             query("INSERT INTO folder_flags (folder_id, flag_lc, flag) VALUES (?, ?, ?)").bind(owner)
         }
     };
-    q.bind(flag.to_ascii_lowercase()).bind(flag).execute(&mut **tx).await?;
+    q.bind(flag.to_ascii_lowercase()).bind(flag).execute(&mut *tx).await?;
     Ok(())
 }
 
 async fn stamp(tx: &mut Tx<'_>, t: FlagTarget<'_>, owner: i64, seq: i64) -> Result<()> {
     let (_, _, items, _) = flag_tables(t);
-    query(sql!("UPDATE {items} SET last_mod_seq = ? WHERE id = ?")).bind(seq).bind(owner).execute(&mut **tx).await?;
+    query(sql!("UPDATE {items} SET last_mod_seq = ? WHERE id = ?")).bind(seq).bind(owner).execute(&mut *tx).await?;
     Ok(())
 }
 
@@ -541,7 +571,7 @@ async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, limits: FolderLimits, o: New
     .bind(&o.payload_type)
     .bind(seq)
     .bind(seq)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     insert_attributes(tx, "object_attributes", id, b, &o.attributes).await?;
     let flags = dedup_flags(&o.flags);
@@ -570,11 +600,11 @@ async fn insert_object(tx: &mut Tx<'_>, b: &BoxRow, limits: FolderLimits, o: New
         .bind(p.size as i64)
         .bind(inline)
         .bind(key)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     if !o.text.is_empty() {
-        query("INSERT INTO object_search (id, body) VALUES (?, ?)").bind(id).bind(&o.text).execute(&mut **tx).await?;
+        query("INSERT INTO object_search (id, body) VALUES (?, ?)").bind(id).bind(&o.text).execute(&mut *tx).await?;
     }
     Ok(Object {
         id,
@@ -626,14 +656,14 @@ async fn object_row(tx: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<Opti
         query_as("SELECT id, correlation_id FROM objects WHERE box_id = ? AND public_id = ?")
             .bind(b.id)
             .bind(public_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     Ok(row.map(object_row_of))
 }
 
 async fn object_row_by_id(tx: &mut Tx<'_>, id: i64) -> Result<Option<ObjectRow>> {
     let row: Option<ObjectRowTuple> =
-        query_as("SELECT id, correlation_id FROM objects WHERE id = ?").bind(id).fetch_optional(&mut **tx).await?;
+        query_as("SELECT id, correlation_id FROM objects WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
     Ok(row.map(object_row_of))
 }
 
@@ -652,7 +682,7 @@ async fn remove_row(
     let keys: Vec<String> =
         query_scalar("SELECT DISTINCT blob_key FROM payload_parts WHERE object_id = ? AND blob_key IS NOT NULL")
             .bind(row.id)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *tx)
             .await?;
     let mut only = Sql::default();
     only.push("o.id = ").int(row.id);
@@ -660,7 +690,7 @@ async fn remove_row(
     if marked == 0 {
         return Ok(None);
     }
-    query("DELETE FROM objects WHERE id = ?").bind(row.id).execute(&mut **tx).await?;
+    query("DELETE FROM objects WHERE id = ?").bind(row.id).execute(&mut *tx).await?;
     Ok(Some(keys))
 }
 
@@ -775,7 +805,7 @@ async fn resolve_targets(
                 let id: Option<i64> = query_scalar("SELECT id FROM objects WHERE box_id = ? AND public_id = ?")
                     .bind(b.id)
                     .bind(public_id)
-                    .fetch_optional(&mut **tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
                 out.push((public_id.clone(), id));
             }
@@ -785,7 +815,7 @@ async fn resolve_targets(
             // The earlier writes of this transaction (and of its group) must be found by
             // text as by everything else.
             if let Some(catch_up) = engine.text_catch_up() {
-                query(catch_up).execute(&mut **tx).await?;
+                query(catch_up).execute(&mut *tx).await?;
             }
             let (ids, next) = page_ids(engine, tx, b, Over::Objects, matching).await?;
             if *refuse_beyond && next.is_some() {
@@ -798,7 +828,7 @@ async fn resolve_targets(
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let public_id: String =
-                    query_scalar("SELECT public_id FROM objects WHERE id = ?").bind(id).fetch_one(&mut **tx).await?;
+                    query_scalar("SELECT public_id FROM objects WHERE id = ?").bind(id).fetch_one(&mut *tx).await?;
                 out.push((public_id, Some(id)));
             }
             Ok(out)
@@ -822,7 +852,7 @@ async fn copy_object(tx: &mut Tx<'_>, source: i64, folder: i64, seq: i64, now_ms
     .bind(seq)
     .bind(seq)
     .bind(source)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     for stmt in [
         "INSERT INTO object_attributes (object_id, box_id, name_lc, name, position, value) \
@@ -835,7 +865,7 @@ async fn copy_object(tx: &mut Tx<'_>, source: i64, folder: i64, seq: i64, now_ms
          content_encoding, file_icon, size, inline_data, blob_key FROM payload_parts WHERE object_id = ?2",
         "INSERT INTO object_search (id, body) SELECT ?1, body FROM object_search WHERE id = ?2",
     ] {
-        query(stmt).bind(id).bind(source).execute(&mut **tx).await?;
+        query(stmt).bind(id).bind(source).execute(&mut *tx).await?;
     }
     Ok(public_id)
 }
@@ -858,7 +888,7 @@ async fn copy_folder(
     .bind(b.id)
     .bind(&source.ancestry)
     .bind(ancestry_end(&source.ancestry))
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let mut copies: std::collections::HashMap<i64, FolderKey> = std::collections::HashMap::new();
     let mut top = None;
@@ -878,11 +908,11 @@ async fn copy_folder(
             "INSERT INTO folder_flags (folder_id, flag_lc, flag) \
              SELECT ?1, flag_lc, flag FROM folder_flags WHERE folder_id = ?2 ORDER BY rowid",
         ] {
-            query(stmt).bind(copy.id).bind(old_id).execute(&mut **tx).await?;
+            query(stmt).bind(copy.id).bind(old_id).execute(&mut *tx).await?;
         }
         let objects: Vec<i64> = query_scalar("SELECT id FROM objects WHERE folder_id = ? ORDER BY id")
             .bind(old_id)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *tx)
             .await?;
         for o in objects {
             copy_object(tx, o, copy.id, seq, now_ms).await?;

@@ -27,15 +27,15 @@ impl Objects for SqlStore {
                 }
             };
             // Each object is all-or-nothing inside the one transaction.
-            query("SAVEPOINT bulk_item").execute(&mut *tx).await?;
+            query("SAVEPOINT bulk_item").execute(&mut tx).await?;
             match insert_object(&mut tx, b, self.folder_limits, o, seq).await {
                 Ok(created) => {
-                    query("RELEASE bulk_item").execute(&mut *tx).await?;
+                    query("RELEASE bulk_item").execute(&mut tx).await?;
                     out.push(Ok(created));
                 }
                 Err(e) => {
-                    query("ROLLBACK TO bulk_item").execute(&mut *tx).await?;
-                    query("RELEASE bulk_item").execute(&mut *tx).await?;
+                    query("ROLLBACK TO bulk_item").execute(&mut tx).await?;
+                    query("RELEASE bulk_item").execute(&mut tx).await?;
                     out.push(Err(e));
                 }
             }
@@ -147,15 +147,15 @@ impl Objects for SqlStore {
                     continue;
                 }
             };
-            query("SAVEPOINT copy_item").execute(&mut *tx).await?;
+            query("SAVEPOINT copy_item").execute(&mut tx).await?;
             match copy_folder(&mut tx, b, self.folder_limits, &source, &target, seq, now_ms).await {
                 Ok(copy) => {
-                    query("RELEASE copy_item").execute(&mut *tx).await?;
+                    query("RELEASE copy_item").execute(&mut tx).await?;
                     out.push(Relocated::Done { public_id: copy.public_id, path: copy.path });
                 }
                 Err(Error::DuplicateName { name }) => {
-                    query("ROLLBACK TO copy_item").execute(&mut *tx).await?;
-                    query("RELEASE copy_item").execute(&mut *tx).await?;
+                    query("ROLLBACK TO copy_item").execute(&mut tx).await?;
+                    query("RELEASE copy_item").execute(&mut tx).await?;
                     out.push(Relocated::NameTaken { name });
                 }
                 Err(e) => return Err(e),
@@ -165,7 +165,7 @@ impl Objects for SqlStore {
             let id: Option<i64> = query_scalar("SELECT id FROM objects WHERE box_id = ? AND public_id = ?")
                 .bind(b.id)
                 .bind(public_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
             match id {
                 Some(id) => {
@@ -201,10 +201,8 @@ impl Objects for SqlStore {
                     continue;
                 }
             };
-            let (parent, name): (Option<i64>, String) = query_as("SELECT parent_id, name FROM folders WHERE id = ?")
-                .bind(source.id)
-                .fetch_one(&mut *tx)
-                .await?;
+            let (parent, name): (Option<i64>, String) =
+                query_as("SELECT parent_id, name FROM folders WHERE id = ?").bind(source.id).fetch_one(&mut tx).await?;
             let new_path = format!("{}/{name}", target.path);
             if parent == Some(target.id) {
                 out.push(Relocated::Done { public_id: public_id.clone(), path: new_path });
@@ -214,7 +212,7 @@ impl Objects for SqlStore {
             let taken: Option<i64> = query_scalar("SELECT id FROM folders WHERE parent_id = ? AND name = ?")
                 .bind(target.id)
                 .bind(&name)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
             if taken.is_some() {
                 out.push(Relocated::NameTaken { name });
@@ -227,7 +225,7 @@ impl Objects for SqlStore {
                 .bind(&new_ancestry)
                 .bind(seq)
                 .bind(source.id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             // The subtree follows: paths and ancestries re-derived, not a change to them.
             query(
@@ -241,7 +239,7 @@ impl Objects for SqlStore {
             .bind(b.id)
             .bind(&source.ancestry)
             .bind(ancestry_end(&source.ancestry))
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
             check_subtree(&mut tx, b, self.folder_limits, &new_ancestry).await?;
             changed = true;
@@ -254,7 +252,7 @@ impl Objects for SqlStore {
                 query_as("SELECT id, folder_id FROM objects WHERE box_id = ? AND public_id = ?")
                     .bind(b.id)
                     .bind(public_id)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut tx)
                     .await?,
             );
         }
@@ -275,7 +273,7 @@ impl Objects for SqlStore {
                     .bind(target.id)
                     .bind(seq)
                     .bind(id)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
                 changed = true;
             }
@@ -307,7 +305,7 @@ impl Objects for SqlStore {
         .bind(stored_before_ms.unwrap_or(i64::MIN))
         .bind(keep_newest.map(i64::from).unwrap_or(i64::MAX))
         .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut tx)
         .await?;
         if doomed.is_empty() {
             return settle(tx, b, seq, false, (0, Released::default())).await;

@@ -10,10 +10,10 @@
 
 use std::collections::HashMap;
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 
-use super::query;
+use super::{Conn, query};
 use crate::store::engine::Engine;
 
 use super::{FOLDER_COLUMNS, group_attributes, stored_rows};
@@ -68,19 +68,19 @@ impl Sql {
     }
 
     /// Run as a statement; how many rows it changed.
-    pub async fn execute(&self, conn: &mut AnyConnection) -> Result<u64> {
-        Ok(self.bound().execute(conn).await?.rows_affected())
+    pub async fn execute(&self, conn: &mut impl Conn) -> Result<u64> {
+        Ok(self.bound().execute(conn.ex()).await?.rows_affected())
     }
 
     /// Run as a query returning rows.
-    pub async fn fetch_all(&self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>> {
+    pub async fn fetch_all(&self, conn: &mut impl Conn) -> Result<Vec<AnyRow>> {
         self.fetch_all_planned(conn, true).await
     }
 
     /// Run as a query returning rows; with `cache_plan` false the statement is planned for
     /// these very values (not kept prepared with a plan for any value).
-    pub async fn fetch_all_planned(&self, conn: &mut AnyConnection, cache_plan: bool) -> Result<Vec<AnyRow>> {
-        Ok(self.bound().persistent(cache_plan).fetch_all(conn).await?)
+    pub async fn fetch_all_planned(&self, conn: &mut impl Conn, cache_plan: bool) -> Result<Vec<AnyRow>> {
+        Ok(self.bound().persistent(cache_plan).fetch_all(conn.ex()).await?)
     }
 }
 
@@ -404,7 +404,7 @@ pub fn page_sql(engine: Engine, b: &BoxRow, over: Over, q: &SearchQuery, limit: 
 /// last one if more rows follow.
 pub async fn page_ids(
     engine: Engine,
-    conn: &mut AnyConnection,
+    conn: &mut impl Conn,
     b: &BoxRow,
     over: Over,
     q: &SearchQuery,
@@ -439,7 +439,7 @@ pub(super) fn in_list(sql: &mut Sql, ids: &[i64]) {
 const LOAD_CHUNK: usize = 500;
 
 /// Load objects by internal id, in the order given, with one query per 500.
-pub async fn load_objects(engine: Engine, conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Object>> {
+pub async fn load_objects(engine: Engine, conn: &mut impl Conn, ids: &[i64]) -> Result<Vec<Object>> {
     load_objects_with(engine, conn, ids, true, true).await
 }
 
@@ -447,7 +447,7 @@ pub async fn load_objects(engine: Engine, conn: &mut AnyConnection, ids: &[i64])
 /// part metadata when they are not wanted (sync events carry neither).
 pub async fn load_objects_with(
     engine: Engine,
-    conn: &mut AnyConnection,
+    conn: &mut impl Conn,
     ids: &[i64],
     attributes: bool,
     parts: bool,
@@ -499,7 +499,7 @@ type ObjectColumns = (
 /// hand-off instead of 500.
 async fn load_object_chunk(
     engine: Engine,
-    conn: &mut AnyConnection,
+    conn: &mut impl Conn,
     ids: &[i64],
     with_attributes: bool,
     with_parts: bool,
@@ -556,7 +556,7 @@ async fn load_object_chunk(
     let mut sql = Sql::default();
     sql.push("SELECT CAST(").push(&items).push(" AS TEXT)");
     sql.binds = from.binds;
-    let rows = sql.fetch_all(&mut *conn).await?;
+    let rows = sql.fetch_all(conn).await?;
     let json: String = match rows.first() {
         Some(row) => row.try_get(0)?,
         None => return Ok(Vec::new()),
@@ -621,7 +621,7 @@ fn part_of(
 }
 
 /// Load folders by internal id, in the order given, with two queries per 500.
-pub async fn load_folders(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Folder>> {
+pub async fn load_folders(conn: &mut impl Conn, ids: &[i64]) -> Result<Vec<Folder>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(LOAD_CHUNK) {
         out.extend(load_folder_chunk(conn, chunk).await?);
@@ -629,7 +629,7 @@ pub async fn load_folders(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<F
     Ok(out)
 }
 
-async fn load_folder_chunk(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Folder>> {
+async fn load_folder_chunk(conn: &mut impl Conn, ids: &[i64]) -> Result<Vec<Folder>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -639,7 +639,7 @@ async fn load_folder_chunk(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<
         .push(" FROM folders f LEFT JOIN folders p ON p.id = f.parent_id WHERE f.id IN ");
     in_list(&mut sql, ids);
     let mut by_id: HashMap<i64, Folder> = HashMap::with_capacity(ids.len());
-    for row in sql.fetch_all(&mut *conn).await? {
+    for row in sql.fetch_all(conn).await? {
         let id: i64 = row.try_get("id")?;
         by_id.insert(
             id,
@@ -661,7 +661,7 @@ async fn load_folder_chunk(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<
     in_list(&mut sql, ids);
     sql.push(" ORDER BY folder_id, name_lc, position");
     let mut grouped: HashMap<i64, Vec<(String, String)>> = HashMap::new();
-    for row in sql.fetch_all(&mut *conn).await? {
+    for row in sql.fetch_all(conn).await? {
         grouped.entry(row.try_get(0)?).or_default().push((row.try_get(1)?, row.try_get(2)?));
     }
     for (id, rows) in grouped {

@@ -1,11 +1,11 @@
 //! Notification channels and subscriptions (the `Store` verbs delegate here).
 
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyPool, Row};
 
 use async_trait::async_trait;
 
-use super::{SqlStore, current_modseq, lock, query, query_as, query_scalar, try_lock};
+use super::{SqlStore, Tx, current_modseq, lock, query, query_as, query_scalar, try_lock};
 use crate::store::Subscriptions;
 use crate::store::engine::Engine;
 use crate::store::engine::Lock;
@@ -78,7 +78,7 @@ fn filter_json(f: &Option<Filter>) -> Result<Option<String>> {
     f.as_ref().map(|f| serde_json::to_string(f).map_err(Error::internal)).transpose()
 }
 
-pub async fn create_channel(conn: &mut AnyConnection, c: &Channel) -> Result<Channel> {
+pub async fn create_channel(conn: &mut Tx<'_>, c: &Channel) -> Result<Channel> {
     let id: i64 = query_scalar(
         "INSERT INTO channels (public_id, principal, user_id, client_correlator, application_tag, lifetime_secs, \
          expires_at_ms, max_notifications, max_wait_secs, poll_generation, created_at_ms) \
@@ -124,7 +124,7 @@ pub async fn count_channels(pool: &AnyPool, principal: &str, now_ms: i64) -> Res
 }
 
 pub async fn renew_channel(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     public_id: &str,
     lifetime_secs: i64,
     now_ms: i64,
@@ -142,7 +142,7 @@ pub async fn renew_channel(
 }
 
 /// Renew the channel's lifetime (its own, from `now_ms`) and raise its poll generation.
-pub async fn begin_poll(conn: &mut AnyConnection, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
+pub async fn begin_poll(conn: &mut Tx<'_>, public_id: &str, now_ms: i64) -> Result<Option<Channel>> {
     let sql = format!(
         "UPDATE channels SET expires_at_ms = ? + lifetime_secs * 1000, poll_generation = poll_generation + 1 \
          WHERE public_id = ? AND expires_at_ms > ? RETURNING {CHANNEL_COLUMNS}"
@@ -151,7 +151,7 @@ pub async fn begin_poll(conn: &mut AnyConnection, public_id: &str, now_ms: i64) 
     row.as_ref().map(channel_from_row).transpose()
 }
 
-pub async fn delete_channel(conn: &mut AnyConnection, public_id: &str) -> Result<bool> {
+pub async fn delete_channel(conn: &mut Tx<'_>, public_id: &str) -> Result<bool> {
     let res = query("DELETE FROM channels WHERE public_id = ?").bind(public_id).execute(&mut *conn).await?;
     Ok(res.rows_affected() > 0)
 }
@@ -161,7 +161,7 @@ pub async fn delete_channel(conn: &mut AnyConnection, public_id: &str) -> Result
 /// count and the insert are atomic against other creators on every node.
 /// `Err(None)`: a live subscription of the same login holds the client correlator.
 pub async fn create_subscription(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     s: &Subscription,
     max_per_box: u32,
 ) -> std::result::Result<Option<Subscription>, Option<Error>> {
@@ -269,7 +269,7 @@ pub async fn subscriptions_of_channel(pool: &AnyPool, channel_id: i64, now_ms: i
     rows.iter().map(subscription_from_row).collect()
 }
 
-pub async fn update_subscription(conn: &mut AnyConnection, s: &Subscription, position: bool) -> Result<Written<()>> {
+pub async fn update_subscription(conn: &mut Tx<'_>, s: &Subscription, position: bool) -> Result<Written<()>> {
     if !position {
         query("UPDATE subscriptions SET duration_secs = ?, expires_at_ms = ? WHERE id = ?")
             .bind(s.duration_secs)
@@ -297,7 +297,7 @@ pub async fn update_subscription(conn: &mut AnyConnection, s: &Subscription, pos
     Ok(Written::committed((), s.box_id, current_modseq(&mut *conn, s.box_id).await?))
 }
 
-pub async fn delete_subscription(conn: &mut AnyConnection, b: &BoxRow, public_id: &str) -> Result<bool> {
+pub async fn delete_subscription(conn: &mut Tx<'_>, b: &BoxRow, public_id: &str) -> Result<bool> {
     let res = query("DELETE FROM subscriptions WHERE box_id = ? AND public_id = ?")
         .bind(b.id)
         .bind(public_id)
@@ -309,7 +309,7 @@ pub async fn delete_subscription(conn: &mut AnyConnection, b: &BoxRow, public_id
 /// Move the position (and consume the index when `consume`) if the index and position are
 /// still those the list was built from; with `outbox`, queue the rendered list for its
 /// webhook in the same transaction (the caller's, `conn`).
-pub async fn advance(conn: &mut AnyConnection, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
+pub async fn advance(conn: &mut Tx<'_>, m: &Advance, consume: bool, outbox: Option<&str>) -> Result<bool> {
     let res = query(
         "UPDATE subscriptions SET position_validity = ?, position_modseq = ?, position_part = ?, position_id = ?, \
          restart_token = ?, next_index = next_index + ? WHERE id = ? AND next_index = ? AND position_validity = ? \
@@ -378,7 +378,7 @@ pub async fn webhook_candidates(
 type OutboxRow = (i64, i64, String, i64, String, i64, Option<String>);
 
 pub async fn claim_webhook_lists(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     engine: Engine,
     now_ms: i64,
     lease_until_ms: i64,
@@ -421,7 +421,7 @@ pub async fn next_webhook_due(pool: &AnyPool, engine: Engine) -> Result<Option<i
     Ok(query_scalar(sql).fetch_one(pool).await?)
 }
 
-pub async fn webhook_delivered(conn: &mut AnyConnection, subscription_id: i64, index: i64) -> Result<()> {
+pub async fn webhook_delivered(conn: &mut Tx<'_>, subscription_id: i64, index: i64) -> Result<()> {
     query("DELETE FROM webhook_outbox WHERE subscription_id = ? AND list_index = ?")
         .bind(subscription_id)
         .bind(index)
@@ -431,7 +431,7 @@ pub async fn webhook_delivered(conn: &mut AnyConnection, subscription_id: i64, i
 }
 
 pub async fn webhook_failed(
-    conn: &mut AnyConnection,
+    conn: &mut Tx<'_>,
     subscription_id: i64,
     index: i64,
     due_at_ms: i64,
@@ -450,14 +450,14 @@ pub async fn webhook_failed(
     Ok(())
 }
 
-pub async fn end_subscription(conn: &mut AnyConnection, subscription_id: i64) -> Result<()> {
+pub async fn end_subscription(conn: &mut Tx<'_>, subscription_id: i64) -> Result<()> {
     query("DELETE FROM subscriptions WHERE id = ?").bind(subscription_id).execute(&mut *conn).await?;
     Ok(())
 }
 
 /// Drop expired subscriptions, then expired channels (with what still delivers into them),
 /// in the transaction `conn` is in.
-pub async fn purge_expired(conn: &mut AnyConnection, now_ms: i64) -> Result<u64> {
+pub async fn purge_expired(conn: &mut Tx<'_>, now_ms: i64) -> Result<u64> {
     let subs = query("DELETE FROM subscriptions WHERE expires_at_ms <= ?").bind(now_ms).execute(&mut *conn).await?;
     let chans = query("DELETE FROM channels WHERE expires_at_ms <= ?").bind(now_ms).execute(&mut *conn).await?;
     Ok(subs.rows_affected() + chans.rows_affected())
@@ -492,7 +492,7 @@ impl Subscriptions for SqlStore {
         match create_subscription(&mut tx, s, max_per_box).await {
             // Changes after its position may be pending at once: the box as it stands.
             Ok(Some(created)) => {
-                let modseq = current_modseq(&mut *tx, s.box_id).await?;
+                let modseq = current_modseq(&mut tx, s.box_id).await?;
                 tx.commit().await?;
                 Ok(Written::committed(Some(created), s.box_id, modseq))
             }
@@ -505,7 +505,7 @@ impl Subscriptions for SqlStore {
                 // Read in this transaction: the holder may be a write of the same group.
                 let correlator = s.client_correlator.as_deref().unwrap_or_default();
                 let now = crate::ids::now_ms();
-                let existing = subscription_by_correlator(&mut *tx, s.box_id, &s.principal, correlator, now).await?;
+                let existing = subscription_by_correlator(&mut tx, s.box_id, &s.principal, correlator, now).await?;
                 tx.rollback().await?;
                 Ok(Written::unchanged(existing))
             }

@@ -1,0 +1,245 @@
+//! The SQLite writer's connection, run on the calling thread.
+//!
+//! sqlx runs each SQLite connection on a thread of its own and hands it every statement
+//! and every row: two thread wake-ups per statement, a dozen statements per write, and
+//! each wake-up of an idle CPU costs more than the statement. The one connection that
+//! writes (see [`group`](super::group)) runs instead on the thread of the write that
+//! holds it: a statement is a call, as in any embedded database. Only the writer's
+//! connection does so; reads keep sqlx's pool, whose long pages would otherwise hold up
+//! the threads that serve requests.
+//!
+//! The store's statements reach it through the same `sqlx` calls as everywhere else
+//! (`query(..).bind(..).execute(..)`): [`Direct`] answers with sqlx's own `Any` rows, typed
+//! as sqlx's SQLite driver types them (by the value's storage class), and with errors
+//! that carry the same codes and kinds, so no rule of the store sees which one ran it.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use either::Either;
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, OpenFlags, ffi};
+use sqlx::any::{AnyArguments, AnyQueryResult, AnyRow, AnyTypeInfo, AnyTypeInfoKind, AnyValue};
+use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx_core::any::{AnyColumn, AnyValueKind};
+use sqlx_core::ext::ustr::UStr;
+
+/// Statements kept prepared: every statement the write paths run, with room to spare.
+const CACHED_STATEMENTS: usize = 256;
+
+/// What one statement gives: its rows, then its result.
+pub(super) type Step = Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>;
+
+/// A SQLite connection that runs statements on the calling thread.
+pub(super) struct Direct {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direct").field("path", &self.conn.path()).finish()
+    }
+}
+
+impl Direct {
+    /// Open the database at `url` (`sqlite://path`, as the pool's) with the pool's
+    /// settings (see [`crate::store::sqlite::connect`]).
+    pub(super) fn open(url: &str) -> Result<Self, sqlx::Error> {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(options.get_filename(), flags).map_err(database)?;
+        conn.set_prepared_statement_cache_capacity(CACHED_STATEMENTS);
+        conn.busy_timeout(crate::store::sqlite::BUSY_TIMEOUT).map_err(database)?;
+        conn.execute_batch(crate::store::sqlite::PRAGMAS).map_err(database)?;
+        Ok(Self { conn })
+    }
+
+    /// Run `sql` with `arguments` (numbered `$1, $2, ...`): every row (at most `limit`),
+    /// then the result. Without arguments `sql` may hold several statements.
+    pub(super) fn run(&mut self, sql: &str, arguments: Option<AnyArguments>, limit: Option<usize>) -> Vec<Step> {
+        let started = Instant::now();
+        let values = arguments.map(|a| a.values.0).unwrap_or_default();
+        let steps = match self.statement(sql, &values, limit) {
+            Ok(steps) => steps,
+            Err(rusqlite::Error::MultipleStatement) if values.is_empty() => match self.conn.execute_batch(sql) {
+                Ok(()) => vec![Ok(Either::Left(result(self.conn.changes())))],
+                Err(e) => vec![Err(database(e))],
+            },
+            Err(e) => vec![Err(database(e))],
+        };
+        log(sql, &steps, started.elapsed());
+        steps
+    }
+
+    fn statement(&mut self, sql: &str, values: &[AnyValueKind], limit: Option<usize>) -> rusqlite::Result<Vec<Step>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        for i in 1..=stmt.parameter_count() {
+            let n = stmt.parameter_name(i).and_then(|name| name[1..].parse::<usize>().ok()).unwrap_or(i);
+            let value = values.get(n - 1).ok_or(rusqlite::Error::InvalidParameterCount(n, values.len()))?;
+            stmt.raw_bind_parameter(i, Bound(value))?;
+        }
+        let writes = !stmt.readonly();
+        let columns: Vec<AnyColumn> = (0..stmt.column_count())
+            .map(|ordinal| AnyColumn {
+                ordinal,
+                name: UStr::new(stmt.column_name(ordinal).unwrap_or_default()),
+                type_info: AnyTypeInfo { kind: AnyTypeInfoKind::Null },
+            })
+            .collect();
+        let names: Arc<sqlx_core::HashMap<UStr, usize>> =
+            Arc::new(columns.iter().map(|c| (c.name.clone(), c.ordinal)).collect());
+        let mut steps = Vec::new();
+        let mut rows = stmt.raw_query();
+        while limit.is_none_or(|l| steps.len() < l) {
+            let Some(row) = rows.next()? else { break };
+            let mut values = Vec::with_capacity(columns.len());
+            let mut cols = columns.clone();
+            for (i, col) in cols.iter_mut().enumerate() {
+                let kind = value(row.get_ref(i)?);
+                col.type_info = AnyTypeInfo { kind: type_of(&kind) };
+                values.push(AnyValue { kind });
+            }
+            steps.push(Ok(Either::Right(AnyRow { column_names: names.clone(), columns: cols, values })));
+        }
+        drop(rows);
+        let changed = if writes { self.conn.changes() } else { 0 };
+        steps.push(Ok(Either::Left(result(changed))));
+        Ok(steps)
+    }
+}
+
+/// Statements slower than this are logged as warnings, as sqlx logs its own.
+const SLOW: Duration = Duration::from_secs(1);
+
+/// Log a statement as sqlx logs the statements of its connections (target `sqlx::query`,
+/// field `db.statement`): one setting (`RUST_LOG=sqlx::query=debug`) shows every statement
+/// the store runs, whichever connection ran it.
+fn log(sql: &str, steps: &[Step], elapsed: Duration) {
+    use tracing::Level;
+    let slow = elapsed >= SLOW;
+    if !slow && !tracing::enabled!(target: "sqlx::query", Level::DEBUG) {
+        return;
+    }
+    let rows_returned = steps.iter().filter(|s| matches!(s, Ok(Either::Right(_)))).count();
+    let rows_affected = match steps.last() {
+        Some(Ok(Either::Left(r))) => r.rows_affected,
+        _ => 0,
+    };
+    let summary = sql.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
+    let summary = summary.as_str();
+    let elapsed_secs = elapsed.as_secs_f64();
+    if slow {
+        tracing::event!(target: "sqlx::query", Level::WARN, summary, db.statement = sql, rows_affected,
+            rows_returned, ?elapsed, elapsed_secs, slow_threshold = ?SLOW);
+    } else {
+        tracing::event!(target: "sqlx::query", Level::DEBUG, summary, db.statement = sql, rows_affected,
+            rows_returned, ?elapsed, elapsed_secs);
+    }
+}
+
+fn result(rows_affected: u64) -> AnyQueryResult {
+    AnyQueryResult { rows_affected, last_insert_id: None }
+}
+
+/// A value read, as sqlx's SQLite driver gives it to the `Any` driver: by its storage class.
+fn value(v: ValueRef<'_>) -> AnyValueKind {
+    match v {
+        ValueRef::Null => AnyValueKind::Null(AnyTypeInfoKind::Null),
+        ValueRef::Integer(i) => AnyValueKind::BigInt(i),
+        ValueRef::Real(f) => AnyValueKind::Double(f),
+        ValueRef::Text(t) => AnyValueKind::Text(Arc::new(String::from_utf8_lossy(t).into_owned())),
+        ValueRef::Blob(b) => AnyValueKind::Blob(Arc::new(b.to_vec())),
+    }
+}
+
+fn type_of(v: &AnyValueKind) -> AnyTypeInfoKind {
+    match v {
+        AnyValueKind::BigInt(_) => AnyTypeInfoKind::BigInt,
+        AnyValueKind::Double(_) => AnyTypeInfoKind::Double,
+        AnyValueKind::Text(_) => AnyTypeInfoKind::Text,
+        AnyValueKind::Blob(_) => AnyTypeInfoKind::Blob,
+        _ => AnyTypeInfoKind::Null,
+    }
+}
+
+/// A bound value, as sqlx's SQLite driver binds it.
+struct Bound<'a>(&'a AnyValueKind);
+
+impl rusqlite::ToSql for Bound<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            AnyValueKind::Null(_) => ToSqlOutput::Owned(Value::Null),
+            AnyValueKind::Bool(b) => ToSqlOutput::Owned(Value::Integer(i64::from(*b))),
+            AnyValueKind::SmallInt(i) => ToSqlOutput::Owned(Value::Integer(i64::from(*i))),
+            AnyValueKind::Integer(i) => ToSqlOutput::Owned(Value::Integer(i64::from(*i))),
+            AnyValueKind::BigInt(i) => ToSqlOutput::Owned(Value::Integer(*i)),
+            AnyValueKind::Real(r) => ToSqlOutput::Owned(Value::Real(f64::from(*r))),
+            AnyValueKind::Double(d) => ToSqlOutput::Owned(Value::Real(*d)),
+            AnyValueKind::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            AnyValueKind::TextSlice(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            AnyValueKind::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            other => {
+                let e = format!("a value of a kind SQLite does not take: {other:?}");
+                return Err(rusqlite::Error::ToSqlConversionFailure(e.into()));
+            }
+        })
+    }
+}
+
+/// An error of the database, as sqlx's SQLite driver tells it: the extended result code.
+#[derive(Debug)]
+struct SqliteFailure {
+    code: i32,
+    message: String,
+}
+
+impl std::fmt::Display for SqliteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "(code: {}) {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for SqliteFailure {}
+
+impl DatabaseError for SqliteFailure {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        Some(self.code.to_string().into())
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self.code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => ErrorKind::UniqueViolation,
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+fn database(e: rusqlite::Error) -> sqlx::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, message) => sqlx::Error::Database(Box::new(SqliteFailure {
+            code: f.extended_code,
+            message: message.unwrap_or_else(|| f.to_string()),
+        })),
+        other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
