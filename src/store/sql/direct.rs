@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use either::Either;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-use rusqlite::{Connection, OpenFlags, ffi};
+use rusqlite::{Connection, OpenFlags, Statement, ffi};
 use sqlx::any::{AnyArguments, AnyQueryResult, AnyRow, AnyTypeInfo, AnyTypeInfoKind, AnyValue};
 use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx_core::any::{AnyColumn, AnyValueKind};
@@ -47,7 +47,7 @@ impl Direct {
     /// settings (see [`crate::store::sqlite::connect`]).
     pub(super) fn open(url: &str) -> Result<Self, sqlx::Error> {
         let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(options.get_filename(), flags).map_err(database)?;
         conn.set_prepared_statement_cache_capacity(CACHED_STATEMENTS);
         conn.busy_timeout(crate::store::sqlite::BUSY_TIMEOUT).map_err(database)?;
@@ -56,11 +56,18 @@ impl Direct {
     }
 
     /// Run `sql` with `arguments` (numbered `$1, $2, ...`): every row (at most `limit`),
-    /// then the result. Without arguments `sql` may hold several statements.
-    pub(super) fn run(&mut self, sql: &str, arguments: Option<AnyArguments>, limit: Option<usize>) -> Vec<Step> {
+    /// then the result. Without arguments `sql` may hold several statements. A statement
+    /// that is not `persistent` is planned for this run only (as sqlx does), not kept.
+    pub(super) fn run(
+        &mut self,
+        sql: &str,
+        arguments: Option<AnyArguments>,
+        persistent: bool,
+        limit: Option<usize>,
+    ) -> Vec<Step> {
         let started = Instant::now();
         let values = arguments.map(|a| a.values.0).unwrap_or_default();
-        let steps = match self.statement(sql, &values, limit) {
+        let steps = match self.statement(sql, &values, persistent, limit) {
             Ok(steps) => steps,
             Err(rusqlite::Error::MultipleStatement) if values.is_empty() => match self.conn.execute_batch(sql) {
                 Ok(()) => vec![Ok(Either::Left(result(self.conn.changes())))],
@@ -72,13 +79,28 @@ impl Direct {
         steps
     }
 
-    fn statement(&mut self, sql: &str, values: &[AnyValueKind], limit: Option<usize>) -> rusqlite::Result<Vec<Step>> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
+    fn statement(
+        &mut self,
+        sql: &str,
+        values: &[AnyValueKind],
+        persistent: bool,
+        limit: Option<usize>,
+    ) -> rusqlite::Result<Vec<Step>> {
+        let (mut cached, mut once);
+        let stmt: &mut Statement = if persistent {
+            cached = self.conn.prepare_cached(sql)?;
+            &mut cached
+        } else {
+            once = self.conn.prepare(sql)?;
+            &mut once
+        };
         for i in 1..=stmt.parameter_count() {
             let n = stmt.parameter_name(i).and_then(|name| name[1..].parse::<usize>().ok()).unwrap_or(i);
             let value = values.get(n - 1).ok_or(rusqlite::Error::InvalidParameterCount(n, values.len()))?;
             stmt.raw_bind_parameter(i, Bound(value))?;
         }
+        // A query's count of changed rows is none (sqlx's driver leaves there whatever the
+        // connection last changed).
         let writes = !stmt.readonly();
         let columns: Vec<AnyColumn> = (0..stmt.column_count())
             .map(|ordinal| AnyColumn {
@@ -241,5 +263,131 @@ fn database(e: rusqlite::Error) -> sqlx::Error {
             message: message.unwrap_or_else(|| f.to_string()),
         })),
         other => sqlx::Error::Protocol(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use sqlx::{AnyPool, Executor, Row};
+
+    use super::*;
+
+    /// What the store can read of a row: each column as each type it decodes.
+    fn decoded(row: &AnyRow) -> Vec<String> {
+        (0..row.len())
+            .map(|i| {
+                format!(
+                    "{:?} {:?} {:?} {:?} {:?}",
+                    row.try_get::<Option<i64>, _>(i).map_err(|_| ()),
+                    row.try_get::<Option<i32>, _>(i).map_err(|_| ()),
+                    row.try_get::<Option<String>, _>(i).map_err(|_| ()),
+                    row.try_get::<Option<f64>, _>(i).map_err(|_| ()),
+                    row.try_get::<Option<Vec<u8>>, _>(i).map_err(|_| ()),
+                )
+            })
+            .collect()
+    }
+
+    /// What a run gives: its rows as decoded, its count of changed rows, or its error's
+    /// code and kind.
+    fn outcome(steps: Vec<std::result::Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>) -> String {
+        let mut out = Vec::new();
+        for step in steps {
+            match step {
+                Ok(Either::Left(r)) => out.push(format!("changed {}", r.rows_affected)),
+                Ok(Either::Right(row)) => out.push(format!("row {:?}", decoded(&row))),
+                Err(sqlx::Error::Database(d)) => out.push(format!("error {:?} {:?}", d.code(), d.kind())),
+                Err(e) => out.push(format!("error {e}")),
+            }
+        }
+        out.join("\n")
+    }
+
+    async fn via_pool(pool: &AnyPool, sql: &str, binds: &[AnyValueKind]) -> String {
+        let mut q = super::super::query(sql);
+        for b in binds {
+            q = match b {
+                AnyValueKind::BigInt(i) => q.bind(*i),
+                AnyValueKind::Text(t) => q.bind(t.to_string()),
+                AnyValueKind::Double(d) => q.bind(*d),
+                AnyValueKind::Blob(b) => q.bind(b.to_vec()),
+                _ => q.bind(None::<i64>),
+            };
+        }
+        let mut conn = pool.acquire().await.unwrap();
+        let steps: Vec<_> = futures_util::StreamExt::collect(conn.fetch_many(q)).await;
+        // sqlx gives one result per statement: the store reads the last.
+        outcome(steps)
+    }
+
+    fn via_direct(direct: &mut Direct, sql: &str, binds: &[AnyValueKind]) -> String {
+        let mut args = AnyArguments::default();
+        args.values.0.extend(binds.iter().cloned());
+        outcome(direct.run(&super::super::numbered(sql), Some(args), true, None))
+    }
+
+    #[tokio::test]
+    async fn statements_answer_as_sqlx_s_own_sqlite_driver_answers_them() {
+        sqlx::any::install_default_drivers();
+        // Two databases alike: the cases run on one through sqlx, on the other directly.
+        let dir = tempfile::tempdir().unwrap();
+        let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+        let schema = "CREATE TABLE p (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE); \
+             CREATE TABLE t (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p (id), n INTEGER, s TEXT, \
+             r REAL, b BLOB, flag INTEGER, c INTEGER CHECK (c >= 0))";
+        let pool = crate::store::sqlite::connect(&url("a.db")).await.unwrap();
+        pool.execute(schema).await.unwrap();
+        crate::store::sqlite::connect(&url("b.db")).await.unwrap().execute(schema).await.unwrap();
+        let mut direct = Direct::open(&url("b.db")).unwrap();
+        let int = AnyValueKind::BigInt;
+        let text = |s: &str| AnyValueKind::Text(Arc::new(s.to_string()));
+        let cases: Vec<(&str, Vec<AnyValueKind>)> = vec![
+            ("INSERT INTO p (id, name) VALUES (?, ?)", vec![int(1), text("one")]),
+            // A unique name, a primary key, a NOT NULL, a foreign key, a CHECK.
+            ("INSERT INTO p (id, name) VALUES (?, ?)", vec![int(2), text("one")]),
+            ("INSERT INTO p (id, name) VALUES (?, ?)", vec![int(1), text("uno")]),
+            ("INSERT INTO p (id, name) VALUES (?, ?)", vec![int(3), AnyValueKind::Null(AnyTypeInfoKind::Text)]),
+            ("INSERT INTO t (id, p) VALUES (?, ?)", vec![int(1), int(99)]),
+            ("INSERT INTO t (id, c) VALUES (?, ?)", vec![int(1), int(-1)]),
+            (
+                "INSERT INTO t (id, p, n, s, r, b, flag) VALUES (?, 1, ?, ?, ?, ?, 1) RETURNING id, n, s, r, b, flag, p",
+                vec![
+                    int(10),
+                    int(i64::MAX),
+                    text("é \"x\""),
+                    AnyValueKind::Double(1.5),
+                    AnyValueKind::Blob(Arc::new(vec![0, 1, 255])),
+                ],
+            ),
+            (
+                "INSERT INTO t (id, n, c) VALUES (?, ?, 0), (?, ?, 1)",
+                vec![int(11), int(-3), int(12), int(2_147_483_648)],
+            ),
+            ("SELECT n, s, r, b, flag, NULL, 1 + 1, 'a' || s, json_array(n, s), c FROM t ORDER BY id", vec![]),
+            // Numbered out of order, and used twice.
+            ("SELECT ?2, ?1, ?2 || ?1", vec![text("a"), text("b")]),
+            ("UPDATE t SET n = n - 1 WHERE id >= ?", vec![int(0)]),
+            ("SELECT id FROM t WHERE id > ?", vec![int(100)]),
+            ("DELETE FROM t WHERE id = ?", vec![int(10)]),
+            ("SELECT count(*), sum(r), group_concat(s) FROM t", vec![]),
+            ("SELECT nope FROM t", vec![]),
+        ];
+        for (sql, binds) in cases {
+            let mut sqlx_says = via_pool(&pool, sql, &binds).await;
+            let mut direct_says = via_direct(&mut direct, sql, &binds);
+            if sql.starts_with("SELECT") {
+                // A query changes nothing: what sqlx counts there is the connection's last
+                // change, whichever statement made it.
+                for says in [&mut sqlx_says, &mut direct_says] {
+                    if let Some(at) = says.rfind("changed") {
+                        says.truncate(at);
+                    }
+                }
+                assert!(!via_direct(&mut direct, sql, &binds).contains("changed 1"));
+            }
+            assert_eq!(direct_says, sqlx_says, "{sql}");
+        }
     }
 }

@@ -149,7 +149,7 @@ impl Held {
     }
 
     async fn run(&mut self, sql: &str) -> Result<()> {
-        for step in self.conn()?.run(sql, None, None) {
+        for step in self.conn()?.run(sql, None, true, None) {
             step?;
         }
         Ok(())
@@ -413,8 +413,9 @@ impl Tx<'_> {
             Ok(arguments) => arguments,
             Err(e) => return vec![Err(sqlx::Error::Encode(e))],
         };
+        let persistent = query.persistent();
         match held.conn() {
-            Ok(conn) => conn.run(query.sql().as_str(), arguments, limit),
+            Ok(conn) => conn.run(query.sql().as_str(), arguments, persistent, limit),
             Err(e) => vec![Err(sqlx::Error::Protocol(e.to_string()))],
         }
     }
