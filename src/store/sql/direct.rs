@@ -29,6 +29,11 @@ use sqlx_core::ext::ustr::UStr;
 /// Statements kept prepared: every statement the write paths run, with room to spare.
 const CACHED_STATEMENTS: usize = 256;
 
+/// The write-ahead log's pages past which a commit on this connection checkpoints it
+/// itself. Checkpoints are a task's of their own (see [`group`](super::group)), off the
+/// thread of the write; this is only the bound should that task fall behind.
+const BACKSTOP_CHECKPOINT_PAGES: i64 = 16_384;
+
 /// What one statement gives: its rows, then its result.
 pub(super) type Step = Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>;
 
@@ -53,6 +58,7 @@ impl Direct {
         conn.set_prepared_statement_cache_capacity(CACHED_STATEMENTS);
         conn.busy_timeout(crate::store::sqlite::BUSY_TIMEOUT).map_err(database)?;
         conn.execute_batch(crate::store::sqlite::PRAGMAS).map_err(database)?;
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES).map_err(database)?;
         Ok(Self { conn })
     }
 

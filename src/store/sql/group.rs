@@ -27,13 +27,17 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use sqlx::any::{AnyQueryResult, AnyRow};
 use sqlx::{Any, AnyPool, Execute, Transaction};
-use tokio::sync::{OwnedMutexGuard, watch};
+use tokio::sync::{OwnedMutexGuard, mpsc, watch};
 
 use super::direct::{Direct, Step};
 use crate::error::{Error, Result};
 
 /// Members at most in one group: a steady stream of writes still commits regularly.
 const MAX_MEMBERS: u32 = 64;
+
+/// The least time between two checkpoints: a steady stream of writes is checkpointed a
+/// few times a second, not after every group.
+const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What members waiting for their group's commit are told: `None` until it is decided.
 type Outcome = Option<std::result::Result<(), String>>;
@@ -55,6 +59,8 @@ pub(super) struct Writer {
     queued: AtomicUsize,
     /// Groups committed so far.
     commits: std::sync::atomic::AtomicU64,
+    /// Wakes the task that copies the write-ahead log into the database ([`checkpoints`]).
+    checkpoint: mpsc::Sender<()>,
 }
 
 #[derive(Default)]
@@ -79,7 +85,10 @@ struct Group {
 }
 
 impl Writer {
-    pub(super) fn new(url: &str, begin: &'static str, catch_up: Option<&'static str>) -> Arc<Self> {
+    /// The writer of the database at `url`, whose `pool` runs its checkpoints.
+    pub(super) fn new(url: &str, pool: AnyPool, begin: &'static str, catch_up: Option<&'static str>) -> Arc<Self> {
+        let (checkpoint, wake) = mpsc::channel(1);
+        tokio::spawn(checkpoints(pool, wake));
         Arc::new(Self {
             url: url.to_string(),
             begin,
@@ -94,6 +103,7 @@ impl Writer {
             state: Default::default(),
             queued: AtomicUsize::new(0),
             commits: Default::default(),
+            checkpoint,
         })
     }
 
@@ -130,6 +140,19 @@ impl Writer {
             }),
             Err(e) => Err(Error::internal(format!("opening a write: {e}"))),
         }
+    }
+}
+
+/// Copy the write-ahead log into the database after commits (a passive checkpoint, which
+/// waits for no reader nor writer), on a connection of `pool`, until the writer is gone.
+/// The writer's own connection leaves this to it (see [`Direct`]): a write never pays for
+/// a checkpoint, and the thread of the write never waits for one.
+async fn checkpoints(pool: AnyPool, mut wake: mpsc::Receiver<()>) {
+    while wake.recv().await.is_some() {
+        if let Err(e) = super::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(error = %e, "checkpointing the write-ahead log");
+        }
+        tokio::time::sleep(CHECKPOINT_PAUSE).await;
     }
 }
 
@@ -247,6 +270,8 @@ impl Held {
         match self.run(statements).await {
             Ok(()) => {
                 self.writer.commits.fetch_add(1, Ordering::Relaxed);
+                // Already awake, or woken: either way the commit is in the next checkpoint.
+                let _ = self.writer.checkpoint.try_send(());
                 let g = self.group()?;
                 g.open = false;
                 g.spare = false;
@@ -518,7 +543,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let pool = crate::store::sqlite::connect(&url).await.unwrap();
         super::super::query("CREATE TABLE t (v INTEGER PRIMARY KEY)").execute(&pool).await.unwrap();
-        let writer = Writer::new(&url, "BEGIN IMMEDIATE", None);
+        let writer = Writer::new(&url, pool.clone(), "BEGIN IMMEDIATE", None);
         (dir, pool, writer)
     }
 
@@ -541,7 +566,7 @@ mod tests {
         super::super::query("CREATE TABLE t (v INTEGER PRIMARY KEY)").execute(&pool).await.unwrap();
         // Before each commit: 1000 + every 7 written, as a queue applied at the end would.
         let last = "INSERT INTO t (v) SELECT v + 1000 FROM t WHERE v = 7; DELETE FROM t WHERE v = 7";
-        let writer = Writer::new(&url, "BEGIN IMMEDIATE", Some(last));
+        let writer = Writer::new(&url, pool.clone(), "BEGIN IMMEDIATE", Some(last));
         insert(&writer, 5).await.unwrap();
         insert(&writer, 7).await.unwrap();
         assert_eq!(values(&pool).await, [5, 1007]);
@@ -551,6 +576,35 @@ mod tests {
         assert_eq!(values(&pool).await, [5, 1007]);
         insert(&writer, 6).await.unwrap();
         assert_eq!(values(&pool).await, [5, 6, 1007]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_write_ahead_log_is_checkpointed_after_commits_but_not_by_the_write() {
+        let (dir, _pool, writer) = writer().await;
+        let db = dir.path().join("t.db");
+        let size = || std::fs::metadata(&db).unwrap().len();
+        let before = size();
+        // About 500 pages: fewer than the writer's own bound, more than SQLite's default.
+        let mut tx = writer.join().await.unwrap();
+        super::super::query(
+            "CREATE TABLE big (b BLOB); \
+             INSERT INTO big WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+             SELECT randomblob(1000) FROM n",
+        )
+        .execute(&mut tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        // Committed into the log, which the writer did not copy into the database ...
+        assert_eq!(size(), before);
+        // ... and which is copied soon after, by another connection.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while size() < before + 1_000_000 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the log is checkpointed");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

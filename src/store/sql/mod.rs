@@ -195,7 +195,9 @@ impl SqlStore {
     pub async fn connect(url: &str, settings: &crate::config::StorageSettings) -> Result<Self> {
         let engine = Engine::of_url(url)?;
         let pool = engine.connect(url, settings).await?;
-        let writer = engine.single_writer().then(|| Writer::new(url, engine.begin_write(), engine.text_catch_up()));
+        let writer = engine
+            .single_writer()
+            .then(|| Writer::new(url, pool.clone(), engine.begin_write(), engine.text_catch_up()));
         Ok(Self { pool, engine, writer, folder_limits: FolderLimits::default(), watch: Default::default() })
     }
 
