@@ -21,8 +21,10 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use either::Either;
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use sqlx::any::{AnyQueryResult, AnyRow};
@@ -38,6 +40,11 @@ const MAX_MEMBERS: u32 = 64;
 /// The least time between two checkpoints: a steady stream of writes is checkpointed a
 /// few times a second, not after every group.
 const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How long a write runs statements on its thread (see [`Direct`]) before it lets the
+/// thread's other tasks (requests, polls) have a turn between two statements: a long
+/// write (a bulk operation, a large folder's removal) holds the thread no longer at once.
+const HOLD_THREAD: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// What members waiting for their group's commit are told: `None` until it is decided.
 type Outcome = Option<std::result::Result<(), String>>;
@@ -128,7 +135,7 @@ impl Writer {
             writer.queued.fetch_add(1, Ordering::SeqCst);
             let guard = writer.state.clone().lock_owned().await;
             writer.queued.fetch_sub(1, Ordering::SeqCst);
-            let mut held = Held { writer: writer.clone(), guard: Some(guard) };
+            let mut held = Held { writer: writer.clone(), guard: Some(guard), since: Instant::now() };
             held.prepare().await?;
             Ok::<_, Error>(held)
         });
@@ -160,6 +167,8 @@ async fn checkpoints(pool: AnyPool, mut wake: mpsc::Receiver<()>) {
 struct Held {
     writer: Arc<Writer>,
     guard: Option<OwnedMutexGuard<Group>>,
+    /// Since when the member has run statements without giving its thread a turn.
+    since: Instant,
 }
 
 impl Held {
@@ -350,7 +359,7 @@ impl Drop for Held {
         }
         let writer = self.writer.clone();
         let settle = async move {
-            let mut held = Held { writer, guard: Some(guard) };
+            let mut held = Held { writer, guard: Some(guard), since: Instant::now() };
             let member = held.group().map(|g| g.member).unwrap_or(false);
             if member && held.abandon_member().await.is_err() {
                 return;
@@ -430,19 +439,26 @@ impl std::fmt::Debug for Tx<'_> {
 
 impl Tx<'_> {
     /// Run `query` on the writer's own connection, on this thread.
-    fn direct<'q>(&mut self, mut query: impl Execute<'q, Any>, limit: Option<usize>) -> Vec<Step> {
+    /// Also whether the write should now give its thread to others for a turn (see
+    /// [`HOLD_THREAD`]).
+    fn direct<'q>(&mut self, mut query: impl Execute<'q, Any>, limit: Option<usize>) -> (Vec<Step>, bool) {
         let Kind::Member(held) = &mut self.kind else {
-            return vec![Err(sqlx::Error::Protocol("not a member of the write group".into()))];
+            return (vec![Err(sqlx::Error::Protocol("not a member of the write group".into()))], false);
         };
         let arguments = match query.take_arguments() {
             Ok(arguments) => arguments,
-            Err(e) => return vec![Err(sqlx::Error::Encode(e))],
+            Err(e) => return (vec![Err(sqlx::Error::Encode(e))], false),
         };
         let persistent = query.persistent();
-        match held.conn() {
+        let steps = match held.conn() {
             Ok(conn) => conn.run(query.sql().as_str(), arguments, persistent, limit),
             Err(e) => vec![Err(sqlx::Error::Protocol(e.to_string()))],
+        };
+        let turn = held.since.elapsed() >= HOLD_THREAD;
+        if turn {
+            held.since = Instant::now();
         }
+        (steps, turn)
     }
 
     /// The first row of `query` on the writer's own connection.
@@ -450,15 +466,22 @@ impl Tx<'_> {
         &mut self,
         query: impl Execute<'q, Any>,
     ) -> BoxFuture<'e, std::result::Result<Option<AnyRow>, sqlx::Error>> {
-        let mut first = None;
-        for step in self.direct(query, Some(1)) {
+        let (steps, turn) = self.direct(query, Some(1));
+        let mut first = Ok(None);
+        for step in steps {
             match step {
-                Ok(Either::Right(row)) => first = Some(row),
+                Ok(Either::Right(row)) => first = Ok(Some(row)),
                 Ok(Either::Left(_)) => {}
-                Err(e) => return Box::pin(std::future::ready(Err(e))),
+                Err(e) => first = Err(e),
             }
         }
-        Box::pin(std::future::ready(Ok(first)))
+        if !turn {
+            return Box::pin(std::future::ready(first));
+        }
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            first
+        })
     }
 }
 
@@ -476,7 +499,13 @@ impl<'c> sqlx::Executor<'c> for &'c mut Tx<'_> {
         E: 'q + Execute<'q, Any>,
     {
         if matches!(self.kind, Kind::Member(_)) {
-            return Box::pin(futures_util::stream::iter(self.direct(query, None)));
+            let (steps, turn) = self.direct(query, None);
+            let steps = futures_util::stream::iter(steps);
+            if !turn {
+                return Box::pin(steps);
+            }
+            let turn = futures_util::stream::once(tokio::task::yield_now()).filter_map(|()| std::future::ready(None));
+            return Box::pin(turn.chain(steps));
         }
         match &mut self.kind {
             Kind::Own(tx) => (&mut **tx).fetch_many(query),
@@ -576,6 +605,35 @@ mod tests {
         assert_eq!(values(&pool).await, [5, 1007]);
         insert(&writer, 6).await.unwrap();
         assert_eq!(values(&pool).await, [5, 6, 1007]);
+    }
+
+    /// On one thread, as a request's: a write that runs statements longer than
+    /// [`HOLD_THREAD`] lets the thread's other tasks run between two of them.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_long_write_gives_its_thread_turns_between_statements() {
+        let (_dir, _pool, writer) = writer().await;
+        let turns = Arc::new(AtomicUsize::new(0));
+        let other = tokio::spawn({
+            let turns = turns.clone();
+            async move {
+                loop {
+                    turns.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let mut tx = writer.join().await.unwrap();
+        let before = turns.load(Ordering::SeqCst);
+        let started = Instant::now();
+        while started.elapsed() < HOLD_THREAD * 10 {
+            let slow = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+                        SELECT count(*) FROM n";
+            super::super::query(slow).fetch_one(&mut tx).await.unwrap();
+        }
+        let during = turns.load(Ordering::SeqCst);
+        tx.commit().await.unwrap();
+        other.abort();
+        assert!(during > before, "the other task had no turn in {:?} of statements", started.elapsed());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
