@@ -271,6 +271,16 @@ impl Engine {
         }
     }
 
+    /// Append to `sql` the set of `ids`, for `x IN <set>`, as one bound value whatever their
+    /// number: a statement's text (and its prepared plan) is the same for every count, and
+    /// the driver binds one value rather than one per id.
+    pub fn id_set(self, sql: &mut Sql, ids: &[i64]) {
+        match self {
+            Self::Sqlite => sqlite::id_set(sql, ids),
+            Self::Postgres => postgres::id_set(sql, ids),
+        }
+    }
+
     /// Append to `sql` a predicate: object `o` has searchable text containing `needle`.
     pub fn text_filter(self, sql: &mut Sql, needle: &str) {
         match self {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection};
 
-use super::sql::{Sql, like_pattern};
+use super::sql::{Sql, joined, like_pattern};
 use crate::config::StorageSettings;
 use crate::error::{Error, Result};
 
@@ -59,6 +59,11 @@ pub fn json_rows(columns: &[&str], from_where: &str, order: &str) -> String {
     let list = columns.join(", ");
     let item = if columns.len() == 1 { list } else { format!("json_build_array({list})") };
     format!("(SELECT coalesce(json_agg({item} ORDER BY {order}), '[]'::json) FROM {from_where})")
+}
+
+/// See [`super::engine::Engine::id_set`]: the ids as an array literal, cast and unnested.
+pub fn id_set(sql: &mut Sql, ids: &[i64]) {
+    sql.push("(SELECT unnest(CAST(").str(&joined(ids, '{', '}')).push(" AS bigint[])))");
 }
 
 /// `LIKE` pattern for text containing `needle`, folded as `object_search.folded` is.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 
-use super::sql::{Sql, like_pattern};
+use super::sql::{Sql, joined, like_pattern};
 use crate::error::Result;
 
 /// How long a write waits for another process's (the command line's) to end.
@@ -70,6 +70,11 @@ pub fn json_rows(columns: &[&str], from_where: &str, order: &str) -> String {
     let list = columns.join(", ");
     let item = if columns.len() == 1 { list.clone() } else { format!("json_array({list})") };
     format!("(SELECT json_group_array({item}) FROM (SELECT {list} FROM {from_where} ORDER BY {order}))")
+}
+
+/// See [`super::engine::Engine::id_set`]: the ids as a JSON array, read by `json_each`.
+pub fn id_set(sql: &mut Sql, ids: &[i64]) {
+    sql.push("(SELECT value FROM json_each(").str(&joined(ids, '[', ']')).push("))");
 }
 
 /// An FTS5 phrase query matching `text` literally.

@@ -44,7 +44,7 @@ use crate::store::departures::{Departing, Departure, DeparturePolicy};
 use crate::store::engine::{Engine, Lock};
 use facts::TxFacts;
 use query::{Over, load_folders, load_objects, load_objects_with, page_ids};
-pub(crate) use query::{Sql, like_pattern};
+pub(crate) use query::{Sql, joined, like_pattern};
 
 /// Where the store's statements run: a transaction's connection, of reads or of a write.
 pub trait Conn: Send {

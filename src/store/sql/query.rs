@@ -435,6 +435,21 @@ pub(super) fn in_list(sql: &mut Sql, ids: &[i64]) {
     sql.push(")");
 }
 
+/// `ids` as `open` id, id, ... `close`.
+pub fn joined(ids: &[i64], open: char, close: char) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(ids.len() * 8 + 2);
+    out.push(open);
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{id}");
+    }
+    out.push(close);
+    out
+}
+
 /// Ids per batched load: well inside SQLite's bound-variable limit.
 const LOAD_CHUNK: usize = 500;
 
@@ -534,7 +549,7 @@ async fn load_object_chunk(
     };
     let mut from = Sql::default();
     from.push("objects o JOIN folders f ON f.id = o.folder_id WHERE o.id IN ");
-    in_list(&mut from, ids);
+    engine.id_set(&mut from, ids);
     let items = engine.json_items(
         &[
             "o.id",
