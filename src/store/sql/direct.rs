@@ -12,6 +12,11 @@
 //! (`query(..).bind(..).execute(..)`): [`Direct`] answers with sqlx's own `Any` rows, typed
 //! as sqlx's SQLite driver types them (by the value's storage class), and with errors
 //! that carry the same codes and kinds, so no rule of the store sees which one ran it.
+//! Where it differs, it differs where the store never looks: a statement that changes no
+//! row counts none (sqlx's driver shows the connection's last count), a NULL comes typed
+//! as NULL (not as its column's declared type), text that is not UTF-8 is read lossily
+//! (the store writes only UTF-8), and a placeholder with no value is an error (sqlx's
+//! driver binds NULL there).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -26,12 +31,14 @@ use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx_core::any::{AnyColumn, AnyValueKind};
 use sqlx_core::ext::ustr::UStr;
 
-/// Statements kept prepared: every statement the write paths run, with room to spare.
+/// Statements kept prepared, least recently used dropped first: the write paths' fixed
+/// statements, with room for those whose text varies (lists of ids written into them).
 const CACHED_STATEMENTS: usize = 256;
 
 /// The write-ahead log's pages past which a commit on this connection checkpoints it
-/// itself. Checkpoints are a task's of their own (see [`group`](super::group)), off the
-/// thread of the write; this is only the bound should that task fall behind.
+/// itself, on the thread of the write. Checkpoints are a task's of their own (see
+/// [`group`](super::group)); this is only the bound should that task fall behind, or
+/// readers keep it from finishing (64 MiB of log at 4 KiB pages).
 const BACKSTOP_CHECKPOINT_PAGES: i64 = 16_384;
 
 /// What one statement gives: its rows, then its result.
@@ -118,13 +125,21 @@ impl Direct {
         let mut batch = rusqlite::Batch::new(&self.conn, sql);
         while let Some(mut stmt) = batch.next()? {
             step(&self.conn, &mut stmt, values, limit, steps)?;
+            let returned = steps.iter().filter(|s| matches!(s, Ok(Either::Right(_)))).count();
+            if limit.is_some_and(|l| returned >= l) {
+                // As sqlx's driver: the statements after the last row asked for do not run.
+                break;
+            }
         }
         Ok(())
     }
 }
 
 /// Whether `sql` holds more than one statement: a `;` outside quotes with more after it.
-/// Only a hint: a single statement run as several, or the reverse, still runs right.
+/// A single statement taken for several still runs right (one by one); several taken for
+/// one are refused by SQLite's check of the rest when preparing the first, and then run
+/// one by one, unless that check fails on what the first would create (the store's
+/// statements hold no `;` in comments, where this could happen).
 fn several(sql: &str) -> bool {
     let mut quote = None;
     for (i, c) in sql.char_indices() {
@@ -317,6 +332,10 @@ fn database(e: rusqlite::Error) -> sqlx::Error {
             code: f.extended_code,
             message: message.unwrap_or_else(|| f.to_string()),
         })),
+        // A statement SQLite could not prepare, with where in it.
+        rusqlite::Error::SqlInputError { error, msg, .. } => {
+            sqlx::Error::Database(Box::new(SqliteFailure { code: error.extended_code, message: msg }))
+        }
         other => sqlx::Error::Protocol(other.to_string()),
     }
 }
@@ -391,7 +410,10 @@ mod tests {
         let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
         let schema = "CREATE TABLE p (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE); \
              CREATE TABLE t (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p (id), n INTEGER, s TEXT, \
-             r REAL, b BLOB, flag INTEGER, c INTEGER CHECK (c >= 0))";
+             r REAL, b BLOB, flag INTEGER, c INTEGER CHECK (c >= 0)); \
+             CREATE TABLE k (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p (id) ON DELETE CASCADE); \
+             CREATE TABLE seen (v INTEGER); \
+             CREATE TRIGGER t_seen AFTER UPDATE ON t BEGIN INSERT INTO seen VALUES (new.id); END";
         let pool = crate::store::sqlite::connect(&url("a.db")).await.unwrap();
         pool.execute(schema).await.unwrap();
         crate::store::sqlite::connect(&url("b.db")).await.unwrap().execute(schema).await.unwrap();
@@ -427,6 +449,16 @@ mod tests {
             ("SELECT id FROM t WHERE id > ?", vec![int(100)]),
             ("DELETE FROM t WHERE id = ?", vec![int(10)]),
             ("SELECT count(*), sum(r), group_concat(s) FROM t", vec![]),
+            // Counts of the statement's own rows: not a cascade's, a trigger's or a
+            // conflict's.
+            ("INSERT INTO p (id, name) VALUES (5, 'five'), (6, 'six')", vec![]),
+            ("INSERT INTO k (id, p) VALUES (1, 5), (2, 5), (3, 6)", vec![]),
+            ("DELETE FROM p WHERE id = ?", vec![int(5)]),
+            ("SELECT count(*) FROM k", vec![]),
+            ("INSERT INTO p (id, name) VALUES (?, ?) ON CONFLICT DO NOTHING", vec![int(6), text("six")]),
+            ("INSERT OR REPLACE INTO p (id, name) VALUES (?, ?)", vec![int(7), text("six")]),
+            ("UPDATE t SET n = 7 WHERE id >= ?", vec![int(0)]),
+            ("SELECT count(*) FROM seen", vec![]),
             // Several statements, each using what the one before made; a `;` in a literal.
             ("CREATE TABLE u (v TEXT); INSERT INTO u VALUES ('a;b'); SELECT v FROM u", vec![]),
             ("INSERT INTO u VALUES (?); SELECT count(*) FROM u WHERE v <> ?1", vec![text("c")]),
@@ -447,6 +479,30 @@ mod tests {
                     *says = says.lines().filter(|l| !l.starts_with("changed")).collect::<Vec<_>>().join("\n");
                 }
             }
+            assert_eq!(direct_says, sqlx_says, "{sql}");
+        }
+        // The first row only (sqlx's `fetch_optional`): of a change with RETURNING, which
+        // changes every row all the same, and of a query.
+        for (sql, binds) in [
+            ("UPDATE t SET n = n + 1 WHERE id >= ? RETURNING id, n", vec![int(0)]),
+            ("SELECT id FROM t WHERE id >= ? ORDER BY id", vec![int(0)]),
+            ("SELECT n FROM t ORDER BY id", vec![]),
+        ] {
+            let mut q = super::super::query(sql);
+            for b in &binds {
+                q = q.bind(match b {
+                    AnyValueKind::BigInt(i) => *i,
+                    _ => unreachable!(),
+                });
+            }
+            let sqlx_says = q.fetch_optional(&pool).await.unwrap().map(|r| decoded(&r));
+            let mut args = AnyArguments::default();
+            args.values.0.extend(binds.iter().cloned());
+            let direct_says =
+                direct.run(&super::super::numbered(sql), Some(args), true, Some(1)).into_iter().find_map(|s| match s {
+                    Ok(Either::Right(row)) => Some(decoded(&row)),
+                    _ => None,
+                });
             assert_eq!(direct_says, sqlx_says, "{sql}");
         }
     }
