@@ -96,6 +96,12 @@ async fn statements_of_a_conformance_run(data: &std::path::Path, db: Option<&str
         .collect();
     served.kill();
     assert!(statements.len() > 100, "too few statements logged: {}", statements.len());
+    // Writes' statements are logged too, whichever connection runs them (on SQLite the
+    // writer's own, `src/store/sql/direct.rs`).
+    assert!(
+        statements.iter().any(|s| s.starts_with("UPDATE boxes SET modseq = modseq + 1")),
+        "no write statement logged"
+    );
     statements
 }
 
