@@ -450,7 +450,8 @@ pub fn joined(ids: &[i64], open: char, close: char) -> String {
     out
 }
 
-/// Ids per batched load: well inside SQLite's bound-variable limit.
+/// Ids per batched load: a bounded answer per query (and, for the loads that bind each id,
+/// well inside SQLite's bound-variable limit).
 const LOAD_CHUNK: usize = 500;
 
 /// Load objects by internal id, in the order given, with one query per 500.
@@ -509,9 +510,9 @@ type ObjectColumns = (
 );
 
 /// The objects of `ids` (at most [`LOAD_CHUNK`]) in one row: one JSON array with an item
-/// per object, each with its attributes, flags and parts nested. Every row a query returns
-/// is handed from the database's thread to the request's, so a chunk of 500 objects is one
-/// hand-off instead of 500.
+/// per object, each with its attributes, flags and parts nested. On a pooled connection
+/// every row a query returns is handed from the database's thread to the request's, so a
+/// chunk of 500 objects is one hand-off instead of 500.
 async fn load_object_chunk(
     engine: Engine,
     conn: &mut impl Conn,
