@@ -408,15 +408,18 @@ impl Upload {
         Ok(())
     }
 
-    /// Give up: end the writer, remove the temporary. Dropped half-way, the upload's `Drop`
-    /// removes the temporary.
+    /// Give up: end the writer, remove the temporary, in a task of its own. A request that
+    /// goes away meanwhile does not cut this short: the writer, dropped half-way through
+    /// its cleanup, would leave a multipart upload behind unaborted.
     async fn discard(mut self) {
         if self.stage == Stage::Gone {
             return;
         }
-        let writer = self.writer.take();
-        clean(&self.ps, &self.name, writer, self.stage).await;
+        let (ps, name, writer, stage) =
+            (self.ps.clone(), std::mem::take(&mut self.name), self.writer.take(), self.stage);
         self.stage = Stage::Gone;
+        let cleaning = tokio::spawn(async move { clean(&ps, &name, writer, stage).await });
+        cleaning.await.ok();
     }
 }
 
