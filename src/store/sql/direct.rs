@@ -125,7 +125,7 @@ impl Direct {
         let mut batch = rusqlite::Batch::new(&self.conn, sql);
         while let Some(mut stmt) = batch.next()? {
             step(&self.conn, &mut stmt, values, limit, steps)?;
-            let returned = steps.iter().filter(|s| matches!(s, Ok(Either::Right(_)))).count();
+            let returned = rows_in(steps);
             if limit.is_some_and(|l| returned >= l) {
                 // As sqlx's driver: the statements after the last row asked for do not run.
                 break;
@@ -152,6 +152,11 @@ fn several(sql: &str) -> bool {
         }
     }
     false
+}
+
+/// The rows among `steps`.
+fn rows_in(steps: &[Step]) -> usize {
+    steps.iter().filter(|s| matches!(s, Ok(Either::Right(_)))).count()
 }
 
 /// Bind `values` to `stmt` (`$N` takes the N-th), run it, and add its rows (at most
@@ -181,7 +186,7 @@ fn step(
         .collect();
     let names: Arc<sqlx_core::HashMap<UStr, usize>> =
         Arc::new(columns.iter().map(|c| (c.name.clone(), c.ordinal)).collect());
-    let mut returned = steps.iter().filter(|s| matches!(s, Ok(Either::Right(_)))).count();
+    let mut returned = rows_in(steps);
     let mut rows = stmt.raw_query();
     while limit.is_none_or(|l| returned < l) {
         let Some(row) = rows.next()? else { break };
@@ -213,7 +218,7 @@ fn log(sql: &str, steps: &[Step], elapsed: Duration) {
     if !slow && !tracing::enabled!(target: "sqlx::query", Level::DEBUG) {
         return;
     }
-    let rows_returned = steps.iter().filter(|s| matches!(s, Ok(Either::Right(_)))).count();
+    let rows_returned = rows_in(steps);
     let rows_affected = match steps.last() {
         Some(Ok(Either::Left(r))) => r.rows_affected,
         _ => 0,
